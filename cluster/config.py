@@ -1,0 +1,235 @@
+"""The run configuration: a typed schema with every field documented where it is declared.
+
+A config is a YAML file validated against `RunConfig`; unknown keys are rejected (with the nearest
+valid key suggested) so a typo never silently falls back to a default. Loading and command-line
+overrides live in `cluster/config_loading.py`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class StrictModel(BaseModel):
+    """Base for every config section: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RunSection(StrictModel):
+    name: str = Field("activedpo", description="Run name; prefixes Ray actor names and log lines.")
+    run_dir: str = Field(
+        "runs/activedpo",
+        description="Directory holding one folder per completed round, summary.json and the "
+        "resolved config. Running again on the same directory resumes after its last complete round.",
+    )
+    rounds: int = Field(4, ge=1, description="Total number of rounds the run should have completed.")
+    seed: int = Field(0, description="Master seed: prompt sampling, generation, selection, training.")
+
+
+class RaySection(StrictModel):
+    address: str | None = Field(
+        None,
+        description="Ray cluster to join. None starts an embedded local cluster; 'auto' joins the "
+        "cluster this machine belongs to (what `ray job submit` entrypoints use).",
+    )
+    num_cpus: int | None = Field(
+        None,
+        ge=1,
+        description="Logical CPUs of the embedded cluster (None: the machine's cores). Phases run one "
+        "after another, so logical CPUs may exceed physical cores.",
+    )
+    include_dashboard: bool = Field(True, description="Start the Ray dashboard with the embedded cluster.")
+    dashboard_host: str = Field(
+        "127.0.0.1", description="Interface the embedded dashboard binds; loopback unless you mean it."
+    )
+    dashboard_port: int = Field(8265, description="Port of the embedded dashboard.")
+    namespace: str = Field("activedpo", description="Ray namespace for the run's named actors.")
+
+
+class ModelSection(StrictModel):
+    path: str = Field(
+        "builtin",
+        description="Policy to align: 'builtin' (the tiny Llama of the built-in task, built and cached "
+        "locally) or a local Hugging Face folder with safetensors weights and a tokenizer.",
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="Parameter dtype of the learner and the generators."
+    )
+    trust_remote_code: bool = Field(
+        False, description="Allow custom modelling code shipped with the checkpoint. Off: it runs arbitrary code."
+    )
+
+
+class BuiltinTaskSection(StrictModel):
+    """The synthetic task used by the quickstart and the tests (see cluster/builtin_task.py)."""
+
+    seed: int = Field(1234, description="Seed of the task's data, tokenizer and warm start (part of the cache key).")
+    num_train_prompts: int = Field(512, ge=1, description="Prompts in the training pool.")
+    num_heldout_prompts: int = Field(64, ge=1, description="Prompts in the held-out evaluation split.")
+    warm_start_steps: int = Field(
+        150, ge=0, description="Supervised steps on correct answers that make the policy partly competent."
+    )
+    cache_dir: str | None = Field(
+        None, description="Where the built model and data are cached (None: ~/.cache/activedpo/builtin)."
+    )
+
+
+class PromptSourceSection(StrictModel):
+    path: str = Field(
+        "builtin",
+        description="'builtin' (a split of the built-in task), a .jsonl or .parquet file, or a folder "
+        "written by datasets' save_to_disk.",
+    )
+    format: Literal["auto", "jsonl", "parquet", "datasets"] = Field(
+        "auto", description="File format; 'auto' picks it from the suffix (a folder means datasets)."
+    )
+    prompt_column: str = Field("prompt", description="Column holding the prompt text.")
+    id_column: str | None = Field(
+        None, description="Column holding a stable prompt id (None: the row number, as 'p<row>')."
+    )
+    limit: int | None = Field(None, ge=1, description="Use only the first N prompts.")
+
+
+class DataSection(StrictModel):
+    train: PromptSourceSection = Field(default_factory=PromptSourceSection, description="Training prompt pool.")
+    heldout: PromptSourceSection = Field(
+        default_factory=PromptSourceSection, description="Held-out prompts for evaluation each round."
+    )
+    prompts_per_round: int = Field(
+        64, ge=1, description="Prompts drawn (without replacement within a round) from the pool each round."
+    )
+    apply_chat_template: bool = Field(
+        True, description="Format prompts with the tokenizer's chat template when it has one."
+    )
+
+
+class GenerationSection(StrictModel):
+    backend: Literal["hf"] = Field("hf", description="Generation engine: 'hf' (transformers generate).")
+    num_actors: int = Field(2, ge=1, description="Generator actors.")
+    num_cpus_per_actor: float = Field(1.0, ge=0, description="CPUs Ray reserves for each generator actor.")
+    num_gpus_per_actor: float = Field(0.0, ge=0, description="GPUs Ray reserves for each generator actor.")
+    torch_threads: int = Field(1, ge=1, description="torch intra-op threads inside each generator.")
+    samples_per_prompt: int = Field(4, ge=1, description="k: responses sampled per prompt.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling threshold.")
+    max_new_tokens: int = Field(24, ge=1, description="Maximum tokens per response.")
+    batch_size: int = Field(64, ge=1, description="Prompts per generate() call inside an actor.")
+    chunks_per_actor: int = Field(
+        2, ge=1, description="Pieces each actor's share is cut into, so a restarted actor redoes little."
+    )
+
+
+class RewardSpec(StrictModel):
+    kind: Literal["programmatic", "hf_classifier"] = Field(
+        ..., description="'programmatic': a registered Python function; 'hf_classifier': a local "
+        "sequence-classification reward model."
+    )
+    name: str | None = Field(
+        None, description="Registered name of a programmatic reward (see actors/programmatic_rewards.py)."
+    )
+    path: str | None = Field(None, description="Local folder of a Hugging Face sequence-classification model.")
+    weight: float = Field(1.0, description="Weight of this reward in the combined reward.")
+    batch_size: int = Field(32, ge=1, description="Responses per forward pass of a reward model.")
+
+    @model_validator(mode="after")
+    def _needs_name_or_path(self) -> "RewardSpec":
+        if self.kind == "programmatic" and not self.name:
+            raise ValueError("a programmatic reward needs 'name' (a registered reward function)")
+        if self.kind == "hf_classifier" and not self.path:
+            raise ValueError("an hf_classifier reward needs 'path' (a local model folder)")
+        return self
+
+    @property
+    def column(self) -> str:
+        """Column name of this reward in the scored table."""
+        label = self.name if self.kind == "programmatic" else self.path.rstrip("/").split("/")[-1]
+        return f"reward_{label}"
+
+
+class ScoringSection(StrictModel):
+    num_actors: int = Field(1, ge=1, description="Scorer actors.")
+    num_cpus_per_actor: float = Field(1.0, ge=0, description="CPUs Ray reserves for each scorer actor.")
+    num_gpus_per_actor: float = Field(0.0, ge=0, description="GPUs Ray reserves for each scorer actor.")
+    rewards: list[RewardSpec] = Field(
+        default_factory=lambda: [RewardSpec(kind="programmatic", name="builtin_task")],
+        min_length=1,
+        description="Reward models; the combined reward is their weighted sum.",
+    )
+
+
+class SelectionSection(StrictModel):
+    policy: str = Field("pvar", description="Registered selection policy: 'pvar' or 'random'.")
+    pair_budget: int = Field(32, ge=1, description="Preference pairs trained on per round.")
+    top_fraction: float = Field(
+        0.5, gt=0, le=1, description="pvar: fraction of the round's prompts kept, highest PVar first."
+    )
+    tau: float = Field(1.0, gt=0, description="pvar: Bradley-Terry temperature of p_ij = sigma((r_i - r_j)/tau).")
+    pair_builder: str = Field("max_min", description="How pairs are made within a prompt: 'max_min'.")
+    min_reward_gap: float = Field(
+        0.0, ge=0, description="Pairs whose chosen and rejected rewards differ by no more than this are dropped."
+    )
+
+
+class LearnerSection(StrictModel):
+    num_workers: int = Field(2, ge=1, description="Ray Train workers (DDP ranks).")
+    num_cpus_per_worker: float = Field(1.0, ge=0, description="CPUs Ray reserves for each learner worker.")
+    use_gpu: bool = Field(False, description="One GPU per worker and the NCCL backend; gloo on CPU.")
+    torch_threads: int = Field(1, ge=1, description="torch intra-op threads in each learner worker.")
+    loss: str = Field("sigmoid", description="DPO loss variant: 'sigmoid', 'ipo' or 'hinge'.")
+    beta: float = Field(0.1, gt=0, description="DPO temperature beta.")
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="sigmoid loss: conservative-DPO label smoothing.")
+    learning_rate: float = Field(1e-4, gt=0, description="AdamW learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping by global norm.")
+    epochs: int = Field(1, ge=1, description="Passes over each round's pairs.")
+    batch_size: int = Field(8, ge=1, description="Pairs per optimizer step, summed over workers.")
+    reference: Literal["round", "initial"] = Field(
+        "round",
+        description="pi_ref: the policy at the start of each round ('round') or at the start of the run "
+        "('initial'). Reference log-probs are computed once per round either way.",
+    )
+
+
+class WeightSyncSection(StrictModel):
+    transport: Literal["auto", "object_store", "disk"] = Field(
+        "auto",
+        description="How new weights reach the generators: 'object_store' (Ray object store), 'disk' "
+        "(reload the round's checkpoint). 'auto' picks from the topology.",
+    )
+
+
+class EvalSection(StrictModel):
+    num_prompts: int | None = Field(None, ge=1, description="Held-out prompts evaluated (None: all).")
+    samples_per_prompt: int = Field(2, ge=1, description="Responses sampled per held-out prompt.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature at evaluation.")
+    before_training: bool = Field(
+        True, description="Also evaluate the starting policy, stored as round 0's 'heldout_before_*'."
+    )
+
+
+class RunConfig(StrictModel):
+    """Everything one run needs. Each section is documented where its class is declared."""
+
+    run: RunSection = Field(default_factory=RunSection, description="Identity, rounds, seed, run directory.")
+    ray: RaySection = Field(default_factory=RaySection, description="Where Ray runs.")
+    model: ModelSection = Field(default_factory=ModelSection, description="The policy being aligned.")
+    builtin_task: BuiltinTaskSection = Field(
+        default_factory=BuiltinTaskSection, description="The built-in synthetic task."
+    )
+    data: DataSection = Field(default_factory=DataSection, description="Prompt sources.")
+    generation: GenerationSection = Field(default_factory=GenerationSection, description="Generator actors.")
+    scoring: ScoringSection = Field(default_factory=ScoringSection, description="Scorer actors and rewards.")
+    selection: SelectionSection = Field(default_factory=SelectionSection, description="Selection policy.")
+    learner: LearnerSection = Field(default_factory=LearnerSection, description="Ray Train DPO learner.")
+    weight_sync: WeightSyncSection = Field(default_factory=WeightSyncSection, description="Weight transport.")
+    eval: EvalSection = Field(default_factory=EvalSection, description="Held-out evaluation.")
+
+    @field_validator("run")
+    @classmethod
+    def _name_is_actor_safe(cls, run: RunSection) -> RunSection:
+        if not run.name or any(c in run.name for c in "/: "):
+            raise ValueError("run.name must be non-empty and contain no '/', ':' or spaces")
+        return run

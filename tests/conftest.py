@@ -1,0 +1,24 @@
+"""Shared fixtures: one real local Ray cluster for the whole session (starting one costs ~6 s)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Loopback-only ports and no telemetry; token auth is off only for these local test clusters.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real local Ray cluster with 4 logical CPUs (phases run one after another on 2 cores)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=4, include_dashboard=False, namespace="activedpo-tests", log_to_driver=False)
+    yield ray
+    ray.shutdown()
