@@ -38,3 +38,9 @@ def get_reward(name: str) -> RewardFn:
 
 def registered_rewards() -> list[str]:
     return sorted(_REWARDS)
+
+
+# Built-in rewards register here so that importing this module is enough to find them by name.
+from actors.builtin_task_reward import builtin_task_reward  # noqa: E402
+
+register_reward("builtin_task")(builtin_task_reward)

@@ -64,13 +64,34 @@ class ModelSection(StrictModel):
 
 
 class BuiltinTaskSection(StrictModel):
-    """The synthetic task used by the quickstart and the tests (see cluster/builtin_task.py)."""
+    """The synthetic task used by the quickstart and the tests (see cluster/builtin_task.py).
+
+    Every field but cache_dir is part of the cache key: changing one builds a new task.
+    """
 
     seed: int = Field(1234, description="Seed of the task's data, tokenizer and warm start (part of the cache key).")
     num_train_prompts: int = Field(512, ge=1, description="Prompts in the training pool.")
     num_heldout_prompts: int = Field(64, ge=1, description="Prompts in the held-out evaluation split.")
+    operations: list[str] = Field(
+        default_factory=lambda: ["copy", "increment", "reverse", "sort"],
+        min_length=1,
+        description="Operations prompts ask for, over a digit sequence: 'copy', 'increment' (each digit "
+        "+1 mod 10), 'reverse', 'sort'. Each prompt picks one uniformly.",
+    )
+    min_length: int = Field(2, ge=1, description="Shortest digit sequence in a prompt.")
+    max_length: int = Field(8, ge=1, le=32, description="Longest digit sequence in a prompt (longer: harder).")
+    hidden_size: int = Field(128, ge=8, description="Hidden size of the tiny Llama policy.")
+    num_layers: int = Field(2, ge=1, description="Transformer blocks of the tiny Llama policy.")
+    num_attention_heads: int = Field(
+        2, ge=1, description="Attention heads (head size = hidden_size / heads; vLLM needs 64 or more)."
+    )
     warm_start_steps: int = Field(
         150, ge=0, description="Supervised steps on correct answers that make the policy partly competent."
+    )
+    warm_start_batch_size: int = Field(32, ge=1, description="Examples per warm-start step.")
+    warm_start_learning_rate: float = Field(3e-3, gt=0, description="AdamW learning rate of the warm start.")
+    torch_threads: int = Field(
+        1, ge=1, description="torch threads while building (the build is bit-identical for a fixed value)."
     )
     cache_dir: str | None = Field(
         None, description="Where the built model and data are cached (None: ~/.cache/activedpo/builtin)."
@@ -226,6 +247,23 @@ class RunConfig(StrictModel):
     learner: LearnerSection = Field(default_factory=LearnerSection, description="Ray Train DPO learner.")
     weight_sync: WeightSyncSection = Field(default_factory=WeightSyncSection, description="Weight transport.")
     eval: EvalSection = Field(default_factory=EvalSection, description="Held-out evaluation.")
+
+    @model_validator(mode="after")
+    def _reservations_fit_the_embedded_cluster(self) -> "RunConfig":
+        # Actors that reserve every CPU leave none for Ray's own tasks, and the run hangs (environment.md).
+        if self.ray.address is None and self.ray.num_cpus is not None:
+            reserved = (
+                self.generation.num_actors * self.generation.num_cpus_per_actor
+                + self.scoring.num_actors * self.scoring.num_cpus_per_actor
+                + self.learner.num_workers * self.learner.num_cpus_per_worker
+            )
+            if reserved > self.ray.num_cpus:
+                raise ValueError(
+                    f"generators, scorers and learner workers reserve {reserved:g} CPUs but ray.num_cpus is "
+                    f"{self.ray.num_cpus}: raise ray.num_cpus or lower generation.num_cpus_per_actor, "
+                    "scoring.num_cpus_per_actor or learner.num_cpus_per_worker"
+                )
+        return self
 
     @field_validator("run")
     @classmethod

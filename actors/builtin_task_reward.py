@@ -1,0 +1,41 @@
+"""The graded reward of the built-in synthetic task (cluster/builtin_task.py).
+
+A response is compared with the expected answer item by item (whitespace-separated digits):
+reward = (positions where both agree) / max(len(answer), len(response)), so an exact answer scores
+1.0, each wrong or missing item costs 1/len(answer), and extra items are penalised by the larger
+denominator. Graded rather than exact-match so that sampled responses to a prompt differ in reward
+by degrees, which is what preference pairs and preference variance are built from.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from actors.errors import InputError
+
+
+def graded_match(answer: str, response: str) -> float:
+    """Per-position agreement with a length-mismatch penalty, in [0, 1]; 1.0 only for the exact answer."""
+    expected, given = answer.split(), response.split()
+    width = max(len(expected), len(given))
+    if width == 0:
+        return 1.0
+    return sum(a == b for a, b in zip(expected, given)) / width
+
+
+def builtin_task_reward(batch: pa.Table) -> np.ndarray:
+    """Score each row's `response` against its `answer`; a null response scores 0."""
+    missing = [name for name in ("answer", "response") if name not in batch.column_names]
+    if missing:
+        raise InputError(
+            f"the builtin_task reward needs the built-in task's prompts: column(s) {missing} are missing "
+            f"(columns present: {batch.column_names}); use data.train.path: builtin (and data.heldout.path: "
+            "builtin) or a prompt file with an 'answer' column"
+        )
+    answers = batch.column("answer").to_pylist()
+    responses = batch.column("response").to_pylist()
+    return np.array(
+        [np.nan if a is None else graded_match(a, r or "") for a, r in zip(answers, responses)],
+        dtype=np.float64,
+    )

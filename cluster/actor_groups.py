@@ -1,0 +1,104 @@
+"""Generator and scorer actor groups: creation with resources and restarts, and sharded calls.
+
+Actors are named by role and index (`<run>/generator-0`) so they read well on the Ray dashboard.
+Every actor restarts when it dies and its in-flight calls are retried (max_restarts and
+max_task_retries unlimited); calls are cut into chunks so a restarted actor redoes only its chunk,
+and generation seeds depend only on the prompts, so a retried chunk yields the same samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+import ray
+
+from actors.generator import Generator, SamplingParams
+from actors.scorer import Scorer
+from actors.weight_sync import WeightsHandle
+from cluster.config import GenerationSection, ModelSection, ScoringSection
+
+_RESTARTS = {"max_restarts": -1, "max_task_retries": -1}
+
+
+def _slices(table: pa.Table, pieces: int) -> list[pa.Table]:
+    """Contiguous slices of nearly equal size (no empty slices)."""
+    pieces = max(1, min(pieces, table.num_rows))
+    bounds = [round(i * table.num_rows / pieces) for i in range(pieces + 1)]
+    return [table.slice(lo, hi - lo) for lo, hi in zip(bounds, bounds[1:])]
+
+
+def _sharded_call(actors: list, method: str, table: pa.Table, pieces: int, *args) -> pa.Table:
+    if table.num_rows == 0:
+        raise ValueError(f"{method}: nothing to process")
+    chunks = _slices(table, pieces)
+    refs = [getattr(actors[i % len(actors)], method).remote(chunk, *args) for i, chunk in enumerate(chunks)]
+    return pa.concat_tables(ray.get(refs))
+
+
+@dataclass
+class GeneratorGroup:
+    actors: list
+    cfg: GenerationSection
+
+    @classmethod
+    def create(cls, run_name: str, cfg: GenerationSection, model: ModelSection, model_path: str) -> "GeneratorGroup":
+        remote = ray.remote(Generator)
+        actors = [
+            remote.options(
+                name=f"{run_name}/generator-{i}",
+                num_cpus=cfg.num_cpus_per_actor,
+                num_gpus=cfg.num_gpus_per_actor,
+                **_RESTARTS,
+            ).remote(model_path, model.dtype, cfg.torch_threads, model.trust_remote_code)
+            for i in range(cfg.num_actors)
+        ]
+        return cls(actors, cfg)
+
+    def sampling(self, seed: int, samples_per_prompt: int | None = None, temperature: float | None = None) -> SamplingParams:
+        return SamplingParams(
+            samples_per_prompt=samples_per_prompt or self.cfg.samples_per_prompt,
+            temperature=temperature or self.cfg.temperature,
+            top_p=self.cfg.top_p,
+            max_new_tokens=self.cfg.max_new_tokens,
+            batch_size=self.cfg.batch_size,
+            seed=seed,
+        )
+
+    def generate(self, prompts: pa.Table, sampling: SamplingParams, weights: WeightsHandle | None) -> pa.Table:
+        pieces = len(self.actors) * self.cfg.chunks_per_actor
+        return _sharded_call(self.actors, "generate", prompts, pieces, sampling, weights)
+
+    def load_weights(self, handle: WeightsHandle) -> list[int]:
+        return ray.get([actor.load_weights.remote(handle) for actor in self.actors])
+
+    def shutdown(self) -> None:
+        for actor in self.actors:
+            ray.kill(actor)
+
+
+@dataclass
+class ScorerGroup:
+    actors: list
+
+    @classmethod
+    def create(cls, run_name: str, cfg: ScoringSection, torch_threads: int = 1) -> "ScorerGroup":
+        remote = ray.remote(Scorer)
+        specs = [spec.model_dump() for spec in cfg.rewards]
+        actors = [
+            remote.options(
+                name=f"{run_name}/scorer-{i}",
+                num_cpus=cfg.num_cpus_per_actor,
+                num_gpus=cfg.num_gpus_per_actor,
+                **_RESTARTS,
+            ).remote(specs, torch_threads)
+            for i in range(cfg.num_actors)
+        ]
+        return cls(actors)
+
+    def score(self, rollouts: pa.Table) -> pa.Table:
+        return _sharded_call(self.actors, "score", rollouts, len(self.actors) * 2)
+
+    def shutdown(self) -> None:
+        for actor in self.actors:
+            ray.kill(actor)

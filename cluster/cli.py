@@ -1,0 +1,89 @@
+"""The `activedpo` command line.
+
+    activedpo run CONFIG [--run-dir DIR] [section.key=value ...]
+
+Bad input (config, prompt files, model paths) ends with one clear message and exit code 2, not a
+traceback; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def _input_error_message(exc: BaseException) -> str | None:
+    """The user-facing message if `exc` is (or wraps, through Ray) an InputError."""
+    from actors.errors import InputError
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        cause = getattr(exc, "cause", None)  # Ray's RayTaskError keeps the actor's exception here
+        if isinstance(cause, InputError):
+            return str(cause.args[0]) if cause.args else str(cause)
+        if isinstance(exc, InputError) and not hasattr(exc, "cause"):
+            return str(exc.args[0]) if exc.args else str(exc)
+        exc = cause or exc.__cause__ or exc.__context__
+    return None
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    for noisy in ("transformers", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from cluster.config_loading import load_config
+    from cluster.round_loop import run
+
+    config = load_config(args.config, args.overrides, run_dir=args.run_dir)
+    summary = run(config)
+    rounds = summary.get("rounds", [])
+    if rounds:
+        first, last = rounds[0], rounds[-1]
+        start = first.get("heldout_before_mean", first["heldout_reward_mean"])
+        print(
+            f"run complete: {len(rounds)} rounds in {summary['run_dir']}; held-out reward "
+            f"{start:.4f} -> {last['heldout_reward_mean']:.4f}"
+        )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="activedpo", description="Iterative online DPO with active selection, on Ray.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_cmd = commands.add_parser("run", help="run or resume a job from a YAML config")
+    run_cmd.add_argument("config", help="YAML config file (see configs/)")
+    run_cmd.add_argument("--run-dir", help="run directory (overrides run.run_dir)")
+    run_cmd.add_argument("overrides", nargs="*", help="dotted overrides, e.g. learner.beta=0.2 run.rounds=6")
+    run_cmd.set_defaults(handler=_cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume after the last complete round", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - bad input is reported plainly, bugs re-raised below
+        message = _input_error_message(exc)
+        if message is None:
+            raise
+        print(f"activedpo: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Load a run config: YAML file + dotted command-line overrides -> validated `RunConfig`.
+
+Errors name the file and the dotted key, and for an unknown key suggest the nearest valid one, so a
+typo like `learner.lerning_rate` fails at once instead of silently training with the default.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from actors.errors import InputError
+from cluster.config import RunConfig
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'learner.beta=0.2' -> (['learner', 'beta'], 0.2); the value is parsed as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise InputError(f"override {text!r} is not of the form section.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise InputError(f"override {text!r}: the value is not valid YAML ({exc})") from None
+    return key.strip().split("."), value
+
+
+def apply_override(data: dict, path: list[str], value: Any, origin: str) -> None:
+    node = data
+    for depth, part in enumerate(path[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise InputError(f"{origin}: {'.'.join(path[: depth + 1])} is not a section, cannot set {'.'.join(path)}")
+        node = child
+    node[path[-1]] = value
+
+
+def _field_names_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The valid keys of the section that an error location points into."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+        # Unwrap list[X] and X | None down to the section model.
+        for candidate in (annotation, *getattr(annotation, "__args__", ())):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                current = candidate
+                break
+        else:
+            return []
+    return list(getattr(current, "model_fields", {}))
+
+
+def describe_validation_error(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid config ({source}):"]
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        key = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
+        if err["type"] == "extra_forbidden":
+            valid = _field_names_at(RunConfig, loc)
+            close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
+            hint = f"did you mean '{close[0]}'?" if close else f"valid keys here: {', '.join(valid)}"
+            lines.append(f"  - unknown key '{key}': {hint}")
+        else:
+            lines.append(f"  - {key or '(top level)'}: {err['msg']} (got {err.get('input')!r})")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path | None, overrides: list[str] = (), run_dir: str | None = None) -> RunConfig:
+    """Read YAML (or start from defaults when `path` is None), apply overrides, validate."""
+    data: dict = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise InputError(f"config file {path} does not exist")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise InputError(f"config file {path} is not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise InputError(f"config file {path} must be a mapping of sections, got {type(loaded).__name__}")
+        data = loaded or {}
+    for text in overrides:
+        keys, value = parse_override(text)
+        apply_override(data, keys, value, origin=f"override {text!r}")
+    if run_dir is not None:
+        apply_override(data, ["run", "run_dir"], run_dir, origin="--run-dir")
+    if overrides:
+        source += " + command-line overrides"
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(describe_validation_error(exc, source)) from None
+
+
+def dump_config(config: RunConfig) -> str:
+    """The resolved config as YAML, every field present: what the run really used."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

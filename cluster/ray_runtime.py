@@ -1,0 +1,43 @@
+"""Ray bring-up: an embedded local cluster on loopback, or joining an existing cluster.
+
+Secure defaults: every port of an embedded cluster binds 127.0.0.1 and Ray's token authentication
+stays as Ray configures it (on by default in Ray 2.60) unless the user turned it off in the
+environment. Usage statistics are not sent.
+"""
+
+from __future__ import annotations
+
+import os
+
+from cluster.config import RaySection
+
+# Without this Ray 2.60 binds the machine's external address even when told 127.0.0.1.
+_LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def start_ray(cfg: RaySection) -> bool:
+    """Connect to Ray per the config; returns True when this call started an embedded cluster."""
+    for key, value in _LOOPBACK_ENV.items():
+        os.environ.setdefault(key, value)
+    import ray
+
+    if ray.is_initialized():
+        return False
+    env_vars = {k: os.environ[k] for k in ("TOKENIZERS_PARALLELISM", "OMP_NUM_THREADS") if k in os.environ}
+    env_vars.setdefault("TOKENIZERS_PARALLELISM", "false")
+    runtime_env = {"env_vars": env_vars}
+    # Inside `ray job submit` the job's cluster is found from the environment.
+    address = cfg.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, namespace=cfg.namespace, runtime_env=runtime_env, log_to_driver=True)
+        return False
+    ray.init(
+        num_cpus=cfg.num_cpus,
+        include_dashboard=cfg.include_dashboard,
+        dashboard_host=cfg.dashboard_host,
+        dashboard_port=cfg.dashboard_port,
+        namespace=cfg.namespace,
+        runtime_env=runtime_env,
+        log_to_driver=True,
+    )
+    return True

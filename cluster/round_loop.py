@@ -1,0 +1,233 @@
+"""The round loop: generate -> score -> select -> train -> sync weights -> evaluate, then commit.
+
+The driver holds no model. It moves Arrow tables between actor groups, keeps every round's
+artifacts in the run store and resumes after the last complete round.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from actors.errors import InputError
+from cluster.config import RunConfig
+from cluster.config_loading import dump_config
+from cluster.run_store import RunStore
+
+log = logging.getLogger("activedpo")
+
+# Columns the scorers never read: keep them out of the object store traffic.
+_TOKEN_COLUMNS = ("prompt_token_ids", "response_token_ids", "token_logprobs")
+
+
+@dataclass
+class PhaseTimer:
+    """Seconds per phase of one round, with one progress line per phase."""
+
+    round_index: int
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def phase(self, name: str):
+        log.info("[round %d] %s ...", self.round_index, name)
+        start = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - start, 3)
+        log.info("[round %d] %s done in %.1fs", self.round_index, name, self.seconds[name])
+
+
+def drop_invalid_rewards(scored: pa.Table, reward_columns: list[str]) -> tuple[pa.Table, dict[str, int]]:
+    """Remove rows whose combined reward is NaN or infinite; count them per reward column."""
+    counts = {}
+    for column in reward_columns:
+        values = scored.column(column).to_numpy(zero_copy_only=False)
+        counts[column] = int((~np.isfinite(values)).sum())
+    combined = scored.column("reward").to_numpy(zero_copy_only=False)
+    keep = np.isfinite(combined)
+    counts["total"] = int((~keep).sum())
+    return scored.filter(pa.array(keep)), counts
+
+
+def sample_round_prompts(pool: pa.Table, count: int, seed: int, round_index: int) -> pa.Table:
+    """A different, reproducible draw of prompts each round (without replacement within a round)."""
+    rng = np.random.default_rng([seed, round_index])
+    count = min(count, pool.num_rows)
+    rows = np.sort(rng.choice(pool.num_rows, size=count, replace=False))
+    return pool.take(pa.array(rows))
+
+
+def reward_stats(scored: pa.Table) -> tuple[float, float]:
+    values = scored.column("reward").to_numpy(zero_copy_only=False)
+    if values.size == 0:
+        return float("nan"), float("nan")
+    return float(values.mean()), float(values.std())
+
+
+class RoundRunner:
+    """Owns the actor groups and the learner for one driver process."""
+
+    def __init__(self, config: RunConfig, store: RunStore, prompts: pa.Table, heldout: pa.Table,
+                 model_path: str, start_path: str):
+        from actors.learner import DPOLearner
+        from actors.weight_sync import make_transport
+        from cluster.actor_groups import GeneratorGroup, ScorerGroup
+        from policies import make_policy
+
+        self.config, self.store, self.prompts, self.heldout = config, store, prompts, heldout
+        self.reward_columns = [spec.column for spec in config.scoring.rewards]
+        self.policy = make_policy(config.selection.policy, **config.selection.model_dump(exclude={"policy", "pair_budget"}))
+        transport = make_transport(config.weight_sync.transport, use_gpu=config.learner.use_gpu).name
+        self.generators = GeneratorGroup.create(config.run.name, config.generation, config.model, start_path)
+        self.scorers = ScorerGroup.create(config.run.name, config.scoring)
+        self.learner = DPOLearner(
+            config.learner,
+            config.model,
+            initial_model_path=start_path,
+            reference_model_path=model_path,
+            storage_dir=str(store.run_dir / "ray_train"),
+            run_name=config.run.name,
+            transport=transport,
+            seed=config.run.seed,
+        )
+        self.weights = None
+
+    def shutdown(self) -> None:
+        self.learner.shutdown()
+        self.generators.shutdown()
+        self.scorers.shutdown()
+
+    def _score(self, rollouts: pa.Table) -> pa.Table:
+        rewards = self.scorers.score(rollouts.drop_columns([c for c in _TOKEN_COLUMNS if c in rollouts.column_names]))
+        for name in rewards.column_names:
+            rollouts = rollouts.append_column(name, rewards.column(name))
+        return rollouts
+
+    def evaluate(self) -> dict:
+        """Reward of fresh samples on held-out prompts; a fixed seed so rounds compare like for like."""
+        cfg = self.config.eval
+        prompts = self.heldout if cfg.num_prompts is None else self.heldout.slice(0, cfg.num_prompts)
+        sampling = self.generators.sampling(
+            seed=self.config.run.seed + 7919, samples_per_prompt=cfg.samples_per_prompt, temperature=cfg.temperature
+        )
+        scored, invalid = drop_invalid_rewards(self._score(self.generators.generate(prompts, sampling, self.weights)),
+                                               self.reward_columns)
+        mean, std = reward_stats(scored)
+        return {"heldout_reward_mean": mean, "heldout_reward_std": std, "heldout_samples": scored.num_rows,
+                "heldout_invalid": invalid["total"]}
+
+    def run_round(self, index: int) -> dict:
+        cfg = self.config
+        timer = PhaseTimer(index)
+        writer = self.store.begin_round(index)
+        metrics: dict = {"round": index}
+        if index == 0 and cfg.eval.before_training:
+            with timer.phase("eval_before"):
+                before = self.evaluate()
+            metrics["heldout_before_mean"] = before["heldout_reward_mean"]
+            metrics["heldout_before_std"] = before["heldout_reward_std"]
+        with timer.phase("generate"):
+            prompts = sample_round_prompts(self.prompts, cfg.data.prompts_per_round, cfg.run.seed, index)
+            sampling = self.generators.sampling(seed=cfg.run.seed * 1_000_003 + index)
+            rollouts = self.generators.generate(prompts, sampling, self.weights)
+        with timer.phase("score"):
+            scored, invalid = drop_invalid_rewards(self._score(rollouts), self.reward_columns)
+            if invalid["total"]:
+                log.warning("[round %d] dropped %d responses with NaN/inf rewards: %s", index, invalid["total"], invalid)
+        with timer.phase("select"):
+            rng = np.random.default_rng([cfg.run.seed, index, 17])
+            selection = self.policy.select(scored, cfg.selection.pair_budget, rng)
+        with timer.phase("train"):
+            learner_metrics, self.weights = self.learner.train_round(index, selection.pairs, str(writer.checkpoint_dir))
+        with timer.phase("sync"):
+            self.generators.load_weights(self.weights)
+        with timer.phase("eval"):
+            evaluation = self.evaluate()
+        train_mean, train_std = reward_stats(scored)
+        metrics.update(evaluation)
+        metrics.update({
+            "pairs_trained": int(learner_metrics.get("pairs_trained", selection.pairs.num_rows)),
+            "prompts": prompts.num_rows,
+            "rollouts": rollouts.num_rows,
+            "train_reward_mean": train_mean,
+            "train_reward_std": train_std,
+            "invalid_rewards": invalid,
+            "selected_prompts": int(pc.sum(selection.prompt_stats.column("selected")).as_py() or 0),
+            "learner": learner_metrics,
+            "learner_overhead_fraction": learner_metrics.get("overhead_fraction"),
+            "phase_seconds": timer.seconds,
+        })
+        writer.write_table("rollouts", rollouts)
+        writer.write_table("scored", scored)
+        writer.write_table("selected", selection.pairs)
+        writer.write_table("prompt_stats", selection.prompt_stats)
+        writer.write_json("eval", evaluation)
+        writer.write_json("metrics", metrics)
+        writer.commit()
+        return metrics
+
+
+def prepare_inputs(config: RunConfig) -> tuple[str, pa.Table, pa.Table]:
+    """Resolve the policy path and load both prompt sets (building the built-in task if needed)."""
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    from cluster.prompts import load_prompts
+
+    uses_builtin = "builtin" in (config.model.path, config.data.train.path, config.data.heldout.path)
+    task = None
+    if uses_builtin:
+        from cluster.builtin_task import ensure_builtin_task
+
+        log.info("preparing the built-in task (cached after the first run) ...")
+        task = ensure_builtin_task(config.builtin_task)
+    model_path = str(task.model_dir) if config.model.path == "builtin" else config.model.path
+    if not Path(model_path).is_dir():
+        raise InputError(f"model.path: {model_path} is not a folder; give a local Hugging Face model folder or 'builtin'")
+    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=config.model.trust_remote_code)
+    splits = []
+    for name, source in (("train", config.data.train), ("heldout", config.data.heldout)):
+        split_path = None if task is None else str(getattr(task, f"{name}_path"))
+        splits.append(load_prompts(source, tokenizer, config.data.apply_chat_template,
+                                   builtin_split_path=split_path, key_prefix=f"data.{name}"))
+    return model_path, splits[0], splits[1]
+
+
+def run(config: RunConfig) -> dict:
+    """Run (or resume) a whole job; returns the summary."""
+    from cluster.ray_runtime import start_ray
+
+    store = RunStore(config.run.run_dir)
+    store.clean_partial()
+    store.write_config(dump_config(config))
+    done = store.completed_rounds()
+    start = done[-1] + 1 if done else 0
+    if start >= config.run.rounds:
+        log.info("run %s already has %d complete rounds; nothing to do", store.run_dir, len(done))
+        return store.write_summary()
+    if done:
+        log.info("resuming %s after round %d", store.run_dir, done[-1])
+    model_path, prompts, heldout = prepare_inputs(config)
+    start_path = str(store.last_checkpoint() or model_path)
+    start_ray(config.ray)
+    runner = RoundRunner(config, store, prompts, heldout, model_path, start_path)
+    try:
+        for index in range(start, config.run.rounds):
+            started = time.perf_counter()
+            metrics = runner.run_round(index)
+            summary = store.write_summary()
+            log.info(
+                "round %d/%d: heldout reward %.4f ± %.4f | train reward %.4f | pairs %d | learner loss %.4f | %.1fs",
+                index + 1, config.run.rounds, metrics["heldout_reward_mean"], metrics["heldout_reward_std"],
+                metrics["train_reward_mean"], metrics["pairs_trained"], metrics["learner"].get("loss", float("nan")),
+                time.perf_counter() - started,
+            )
+    finally:
+        runner.shutdown()
+    return summary

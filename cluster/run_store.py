@@ -1,0 +1,153 @@
+"""The run directory: one folder per completed round, written atomically, and resume from it.
+
+Layout:
+    RUN_DIR/config.yaml            resolved config of the latest start
+    RUN_DIR/summary.json           one row per completed round (derived from the round folders)
+    RUN_DIR/round_0003/            rollouts/scored/selected/prompt_stats .parquet, metrics.json,
+                                   eval.json, checkpoint/ (HF safetensors), COMPLETE (marker)
+    RUN_DIR/.round_0004.partial/   the round being built; deleted on the next start
+
+A round is built inside its `.partial` folder, the COMPLETE marker is written last, and the folder is
+renamed into place in one atomic rename. A killed run therefore leaves either a complete round or
+no round, and files of completed rounds are never written again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+MARKER = "COMPLETE"
+SUMMARY_KEYS = ("heldout_reward_mean", "heldout_reward_std", "pairs_trained")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, fsync, then rename over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    write_atomic(path, (json.dumps(obj, indent=2, sort_keys=True, allow_nan=True) + "\n").encode())
+
+
+def round_dir_name(index: int) -> str:
+    return f"round_{index:04d}"
+
+
+class RoundWriter:
+    """Collects one round's artifacts in a partial folder; `commit` makes the round complete."""
+
+    def __init__(self, run_dir: Path, index: int):
+        self.index = index
+        self.final_path = run_dir / round_dir_name(index)
+        self.path = run_dir / f".{round_dir_name(index)}.partial"
+        if self.path.exists():
+            shutil.rmtree(self.path)
+        self.path.mkdir(parents=True)
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / "checkpoint"
+
+    def write_table(self, name: str, table: pa.Table) -> None:
+        pq.write_table(table, self.path / f"{name}.parquet")
+
+    def write_json(self, name: str, obj: Any) -> None:
+        write_json_atomic(self.path / f"{name}.json", obj)
+
+    def commit(self) -> Path:
+        if self.final_path.exists():
+            raise FileExistsError(f"{self.final_path} already exists: a completed round is never rewritten")
+        write_atomic(self.path / MARKER, b"complete\n")
+        os.rename(self.path, self.final_path)
+        _fsync_dir(self.final_path.parent)
+        return self.final_path
+
+
+class RunStore:
+    """Reads and writes one run directory."""
+
+    def __init__(self, run_dir: str | Path):
+        self.run_dir = Path(run_dir).resolve()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+
+    def clean_partial(self) -> list[Path]:
+        """Remove rounds a killed run left half-built; their work is redone, never half-kept."""
+        removed = []
+        for path in sorted(self.run_dir.glob(".round_*.partial")):
+            shutil.rmtree(path)
+            removed.append(path)
+        for path in sorted(self.run_dir.glob("round_*")):
+            if path.is_dir() and not (path / MARKER).exists():
+                # Only reachable if someone copied a round by hand; keep it aside rather than delete it.
+                aside = path.with_name(f".{path.name}.incomplete")
+                shutil.rmtree(aside, ignore_errors=True)
+                os.rename(path, aside)
+                removed.append(path)
+        return removed
+
+    def completed_rounds(self) -> list[int]:
+        rounds = []
+        for path in self.run_dir.glob("round_*"):
+            if (path / MARKER).exists():
+                try:
+                    rounds.append(int(path.name.split("_", 1)[1]))
+                except ValueError:
+                    continue
+        return sorted(rounds)
+
+    def round_path(self, index: int) -> Path:
+        return self.run_dir / round_dir_name(index)
+
+    def last_checkpoint(self) -> Path | None:
+        done = self.completed_rounds()
+        return self.round_path(done[-1]) / "checkpoint" if done else None
+
+    def begin_round(self, index: int) -> RoundWriter:
+        return RoundWriter(self.run_dir, index)
+
+    def read_metrics(self, index: int) -> dict:
+        return json.loads((self.round_path(index) / "metrics.json").read_text())
+
+    def write_config(self, text: str) -> None:
+        write_atomic(self.run_dir / "config.yaml", text.encode())
+
+    def write_summary(self, extra: dict | None = None) -> dict:
+        """Rebuild summary.json from the completed rounds' metrics (derived, never edited in place)."""
+        rows = []
+        for index in self.completed_rounds():
+            metrics = self.read_metrics(index)
+            row = {"round": index, **{k: metrics.get(k) for k in SUMMARY_KEYS}}
+            row["phase_seconds"] = metrics.get("phase_seconds", {})
+            for key in ("heldout_before_mean", "heldout_before_std", "invalid_rewards", "learner_overhead_fraction"):
+                if key in metrics:
+                    row[key] = metrics[key]
+            rows.append(row)
+        summary = {"run_dir": str(self.run_dir), "completed_rounds": len(rows), "rounds": rows, **(extra or {})}
+        write_json_atomic(self.run_dir / "summary.json", summary)
+        return summary

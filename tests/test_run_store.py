@@ -1,0 +1,64 @@
+"""Run store: atomic rounds, resume points, summary derived from completed rounds only."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+
+from cluster.run_store import MARKER, RunStore
+
+
+def finish_round(store: RunStore, index: int, reward: float):
+    writer = store.begin_round(index)
+    writer.write_table("scored", pa.table({"reward": [reward, reward + 1]}))
+    writer.write_json("metrics", {"heldout_reward_mean": reward, "heldout_reward_std": 0.1, "pairs_trained": 4,
+                                  "phase_seconds": {"train": 1.0}})
+    return writer.commit()
+
+
+def test_round_is_complete_only_after_commit(tmp_path):
+    store = RunStore(tmp_path)
+    writer = store.begin_round(0)
+    writer.write_json("metrics", {"heldout_reward_mean": 1.0})
+    assert store.completed_rounds() == []
+    path = writer.commit()
+    assert (path / MARKER).exists()
+    assert store.completed_rounds() == [0]
+    assert store.last_checkpoint() == path / "checkpoint"
+
+
+def test_partial_rounds_are_cleaned_and_completed_ones_kept_byte_for_byte(tmp_path):
+    store = RunStore(tmp_path)
+    done = finish_round(store, 0, 0.5)
+    before = {p.name: p.read_bytes() for p in done.iterdir()}
+    half = store.begin_round(1)
+    half.write_json("metrics", {"heldout_reward_mean": 9.0})
+    # A driver killed here leaves the partial folder behind.
+    store = RunStore(tmp_path)
+    removed = store.clean_partial()
+    assert [p.name for p in removed] == [".round_0001.partial"]
+    assert store.completed_rounds() == [0]
+    assert {p.name: p.read_bytes() for p in done.iterdir()} == before
+
+
+def test_summary_lists_every_completed_round_in_order(tmp_path):
+    store = RunStore(tmp_path)
+    for index, reward in enumerate([0.2, 0.3, 0.45]):
+        finish_round(store, index, reward)
+    summary = store.write_summary()
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert on_disk == summary
+    assert [row["round"] for row in summary["rounds"]] == [0, 1, 2]
+    assert [row["heldout_reward_mean"] for row in summary["rounds"]] == [0.2, 0.3, 0.45]
+    assert all(row["pairs_trained"] == 4 and row["phase_seconds"] == {"train": 1.0} for row in summary["rounds"])
+
+
+def test_commit_refuses_to_overwrite_a_completed_round(tmp_path):
+    import pytest
+
+    store = RunStore(tmp_path)
+    finish_round(store, 0, 0.1)
+    with pytest.raises(FileExistsError):
+        finish_round(store, 0, 0.2)
+    assert store.read_metrics(0)["heldout_reward_mean"] == 0.1
