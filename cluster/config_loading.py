@@ -70,7 +70,9 @@ def describe_validation_error(exc: ValidationError, source: str) -> str:
             hint = f"did you mean '{close[0]}'?" if close else f"valid keys here: {', '.join(valid)}"
             lines.append(f"  - unknown key '{key}': {hint}")
         else:
-            lines.append(f"  - {key or '(top level)'}: {err['msg']} (got {err.get('input')!r})")
+            given = err.get("input")
+            shown = "" if isinstance(given, dict) else f" (got {given!r})"
+            lines.append(f"  - {key or '(top level)'}: {err['msg'].removeprefix('Value error, ')}{shown}")
     return "\n".join(lines)
 
 
