@@ -1,0 +1,174 @@
+"""The generator: samples k responses per prompt from the current policy, as an Arrow rollouts table.
+
+A plain class; the driver wraps it with `ray.remote` (one model copy per actor). Generation itself
+is in `actors/hf_generation.py` (the HF transformers backend). Sampling is seeded from
+`SamplingParams.seed` and the prompt ids of each batch, so a chunk that Ray retries on a restarted
+actor reproduces the same samples; `generate(..., weights=handle)` first loads the weights a restarted
+actor lost. Output columns and types are the `rollouts table` of the shared contracts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from actors.errors import InputError
+from actors.hf_generation import BatchSamples, load_causal_lm, sample_batch
+from actors.logprobs import sequence_logprobs
+from actors.weight_sync import WeightsHandle, apply_weights
+
+# Columns the generator appends to the prompts table, with their contract types.
+ROLLOUT_FIELDS = [
+    pa.field("sample_index", pa.int32()),
+    pa.field("response", pa.string()),
+    pa.field("prompt_token_ids", pa.list_(pa.int32())),
+    pa.field("response_token_ids", pa.list_(pa.int32())),
+    pa.field("sampling_logprob", pa.float64()),
+    pa.field("token_logprobs", pa.list_(pa.float32())),
+    pa.field("finish_reason", pa.string()),
+    pa.field("weights_version", pa.int32()),
+]
+REQUIRED_PROMPT_COLUMNS = ("prompt_id", "prompt_text")
+SCORING_BATCH = 32  # sequences per forward pass in sequence_logprobs
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample: k responses per prompt, temperature, nucleus threshold, length, batching, seed."""
+
+    samples_per_prompt: int = 4
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 24
+    batch_size: int = 64  # prompts per model.generate call (rows = batch_size * samples_per_prompt)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.samples_per_prompt < 1 or self.max_new_tokens < 1 or self.batch_size < 1:
+            raise ValueError(f"samples_per_prompt, max_new_tokens and batch_size must be >= 1: {self}")
+        if not self.temperature > 0 or not 0 < self.top_p <= 1:
+            raise ValueError(f"temperature must be > 0 and top_p in (0, 1]: {self}")
+
+
+def batch_seed(seed: int, prompt_ids: list[str]) -> int:
+    """A seed that depends only on the run's seed and the batch's prompt ids (stable across processes)."""
+    digest = hashlib.sha256("\x1f".join([str(seed), *prompt_ids]).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+class Generator:
+    """One copy of the policy that samples rollouts and accepts new weights."""
+
+    def __init__(
+        self,
+        model_path: str,
+        dtype: str = "float32",
+        torch_threads: int = 1,
+        trust_remote_code: bool = False,
+        device: str | None = None,
+    ):
+        torch.set_num_threads(torch_threads)
+        self._lm = load_causal_lm(model_path, dtype, trust_remote_code, device)
+        self._version = 0
+
+    def weights_version(self) -> int:
+        """Version of the loaded weights: 0 for the model folder's own, else the handle's."""
+        return self._version
+
+    def load_weights(self, handle: WeightsHandle) -> int:
+        """Load the weights behind `handle` (any transport) and return their version."""
+        apply_weights(self._lm.model, handle)
+        self._version = int(handle.version)
+        return self._version
+
+    def generate(self, prompts: pa.Table, sampling: SamplingParams, weights: WeightsHandle | None = None) -> pa.Table:
+        """k samples per prompt: the prompts table's columns repeated per sample plus the rollout columns."""
+        if weights is not None and weights.version != self._version:
+            self.load_weights(weights)
+        _check_prompts_table(prompts)
+        prompt_ids = [str(i) for i in prompts.column("prompt_id").to_pylist()]
+        prompt_tokens = self._tokenize(prompts.column("prompt_text").to_pylist(), prompt_ids)
+        samples = BatchSamples([], [], [])
+        for start in range(0, len(prompt_ids), sampling.batch_size):
+            end = start + sampling.batch_size
+            torch.manual_seed(batch_seed(sampling.seed, prompt_ids[start:end]))
+            batch = sample_batch(
+                self._lm,
+                prompt_tokens[start:end],
+                num_samples=sampling.samples_per_prompt,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                max_new_tokens=sampling.max_new_tokens,
+            )
+            samples.response_token_ids += batch.response_token_ids
+            samples.token_logprobs += batch.token_logprobs
+            samples.finish_reasons += batch.finish_reasons
+        responses = self._lm.tokenizer.batch_decode(samples.response_token_ids, skip_special_tokens=True)
+        return _rollouts_table(prompts, prompt_tokens, samples, responses, sampling.samples_per_prompt, self._version)
+
+    @torch.inference_mode()
+    def sequence_logprobs(self, prompt_token_ids: list[list[int]], response_token_ids: list[list[int]]) -> list[float]:
+        """log pi(response | prompt) under the loaded weights, one float per pair."""
+        values: list[float] = []
+        for start in range(0, len(prompt_token_ids), SCORING_BATCH):
+            end = start + SCORING_BATCH
+            batch = sequence_logprobs(
+                self._lm.model, prompt_token_ids[start:end], response_token_ids[start:end], self._lm.pad_id
+            )
+            values += batch.float().cpu().tolist()
+        return values
+
+    def _tokenize(self, texts: list[str], prompt_ids: list[str]) -> list[list[int]]:
+        # The chat template already wrote the special tokens into prompt_text.
+        token_ids = self._lm.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+        for prompt_id, ids in zip(prompt_ids, token_ids):
+            if not ids:
+                raise InputError(f"prompt {prompt_id!r} has no tokens (empty prompt_text); remove it from the prompt file")
+        return [list(ids) for ids in token_ids]
+
+
+def _check_prompts_table(prompts: pa.Table) -> None:
+    missing = [c for c in REQUIRED_PROMPT_COLUMNS if c not in prompts.column_names]
+    clashing = [f.name for f in ROLLOUT_FIELDS if f.name in prompts.column_names]
+    if missing or clashing:
+        raise ValueError(
+            f"generate() needs a prompts table with {list(REQUIRED_PROMPT_COLUMNS)} and none of the rollout "
+            f"columns; missing {missing}, clashing {clashing} (columns: {prompts.column_names})"
+        )
+
+
+def _list_array(values: list, value_type: pa.DataType) -> pa.Array:
+    """A list<value_type> array from per-row sequences, built from one flat buffer (fast for many rows)."""
+    lengths = np.fromiter((len(v) for v in values), dtype=np.int32, count=len(values))
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    flat = np.concatenate([np.asarray(v) for v in values]) if values else np.array([])
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat.astype(value_type.to_pandas_dtype())))
+
+
+def _rollouts_table(
+    prompts: pa.Table,
+    prompt_tokens: list[list[int]],
+    samples: BatchSamples,
+    responses: list[str],
+    samples_per_prompt: int,
+    version: int,
+) -> pa.Table:
+    rows = np.repeat(np.arange(prompts.num_rows), samples_per_prompt)
+    table = prompts.take(pa.array(rows, type=pa.int64()))
+    columns = {
+        "sample_index": pa.array(np.tile(np.arange(samples_per_prompt), prompts.num_rows), pa.int32()),
+        "response": pa.array(responses, pa.string()),
+        "prompt_token_ids": _list_array([prompt_tokens[r] for r in rows], pa.int32()),
+        "response_token_ids": _list_array(samples.response_token_ids, pa.int32()),
+        "sampling_logprob": pa.array([float(np.sum(v, dtype=np.float64)) for v in samples.token_logprobs], pa.float64()),
+        "token_logprobs": _list_array(samples.token_logprobs, pa.float32()),
+        "finish_reason": pa.array(samples.finish_reasons, pa.string()),
+        "weights_version": pa.array(np.full(len(rows), version), pa.int32()),
+    }
+    for field in ROLLOUT_FIELDS:
+        table = table.append_column(field, columns[field.name])
+    return table

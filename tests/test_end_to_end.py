@@ -1,0 +1,100 @@
+"""The whole loop through the real CLI: rounds on disk, resume, and SIGKILL of the driver mid-round."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pyarrow.parquet as pq
+import pytest
+
+from cli_helpers import QUICKSTART, REPO, SMALL_RUN, cli_command, cli_env, run_cli, tree_digest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def two_round_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("e2e") / "run"
+    result = run_cli("run", str(QUICKSTART), "--run-dir", str(run_dir), "run.rounds=2", *SMALL_RUN)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return run_dir, result
+
+
+def test_every_round_leaves_its_artifacts_and_a_summary(two_round_run):
+    run_dir, result = two_round_run
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert [row["round"] for row in summary["rounds"]] == [0, 1]
+    for row in summary["rounds"]:
+        assert row["pairs_trained"] > 0
+        assert 0.0 <= row["heldout_reward_mean"] <= 1.0
+        assert row["heldout_reward_std"] >= 0.0
+        assert {"generate", "score", "select", "train", "sync", "eval"} <= set(row["phase_seconds"])
+    for index in (0, 1):
+        folder = run_dir / f"round_{index:04d}"
+        assert (folder / "COMPLETE").exists()
+        rollouts = pq.read_table(folder / "rollouts.parquet")
+        # Every prompt of the round comes back with k samples.
+        assert rollouts.num_rows == 16 * 4
+        assert set(rollouts.column("weights_version").to_pylist()) == {index}
+        selected = pq.read_table(folder / "selected.parquet")
+        assert selected.num_rows > 0
+        assert (folder / "checkpoint" / "model.safetensors").exists()
+    assert "round 2/2" in result.stderr
+    config_text = (run_dir / "config.yaml").read_text()
+    assert "pair_budget: 8" in config_text
+
+
+def test_checkpoint_loads_with_from_pretrained(two_round_run):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    checkpoint = two_round_run[0] / "round_0001" / "checkpoint"
+    model = AutoModelForCausalLM.from_pretrained(checkpoint)
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    assert model.num_parameters() > 0 and tokenizer.eos_token_id is not None
+
+
+def test_rerun_continues_after_last_round_and_keeps_old_files(two_round_run):
+    run_dir, _ = two_round_run
+    before = {i: tree_digest(run_dir / f"round_{i:04d}") for i in (0, 1)}
+    result = run_cli("run", str(QUICKSTART), "--run-dir", str(run_dir), "run.rounds=3", *SMALL_RUN)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "resuming" in result.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert [row["round"] for row in summary["rounds"]] == [0, 1, 2]
+    assert {i: tree_digest(run_dir / f"round_{i:04d}") for i in (0, 1)} == before
+    # Round 2 sampled from round 1's weights, not from the initial model.
+    rollouts = pq.read_table(run_dir / "round_0002" / "rollouts.parquet")
+    assert set(rollouts.column("weights_version").to_pylist()) == {2}
+
+
+def test_sigkill_mid_round_then_same_command_resumes(tmp_path):
+    run_dir = tmp_path / "killed"
+    args = ["run", str(QUICKSTART), "--run-dir", str(run_dir), "run.rounds=2", *SMALL_RUN]
+    proc = subprocess.Popen(cli_command(*args), cwd=REPO, env=cli_env(), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 400
+    try:
+        while time.time() < deadline:
+            if (run_dir / "round_0000" / "COMPLETE").exists() and (run_dir / ".round_0001.partial").exists():
+                break
+            assert proc.poll() is None, "run ended before it could be killed"
+            time.sleep(0.2)
+        else:
+            pytest.fail("round 1 never started")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the embedded cluster it started
+        proc.wait()
+    done = tree_digest(run_dir / "round_0000")
+    assert not (run_dir / "round_0001").exists()
+
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "resuming" in result.stderr and "after round 0" in result.stderr
+    assert tree_digest(run_dir / "round_0000") == done
+    assert not list(run_dir.glob(".round_*.partial"))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert [row["round"] for row in summary["rounds"]] == [0, 1]

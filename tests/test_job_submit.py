@@ -1,0 +1,69 @@
+"""`ray job submit --working-dir .` against `ray start --head` on loopback, with token auth ON."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cli_helpers import REPO, SMALL_RUN, cli_env
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_quickstart_submitted_as_a_ray_job_succeeds(tmp_path):
+    bin_dir = Path(sys.executable).parent
+    env = cli_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32),
+                  PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    env.pop("PYTHONPATH")  # the job must find the code through --working-dir alone
+    gcs_port, dashboard_port = free_port(), free_port()
+    head = subprocess.Popen(
+        [str(bin_dir / "ray"), "start", "--head", "--block", f"--port={gcs_port}", "--node-ip-address=127.0.0.1",
+         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}", "--num-cpus=4",
+         f"--temp-dir={tmp_path / 'ray'}"],
+        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    address = f"http://127.0.0.1:{dashboard_port}"
+    run_dir = tmp_path / "job-run"
+    try:
+        submit = [
+            str(bin_dir / "ray"), "job", "submit", "--address", address, "--submission-id", "activedpo-test",
+            "--working-dir", str(REPO),
+            "--runtime-env-json", json.dumps({"excludes": [".venv", "runs", ".git"]}),
+            "--", "python", "-m", "cluster.cli", "run", "configs/quickstart.yaml", "--run-dir", str(run_dir),
+            "run.rounds=1", *SMALL_RUN,
+        ]
+        for attempt in range(30):  # the dashboard takes a few seconds to accept jobs
+            result = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=600)
+            if "Failed to connect" not in result.stderr + result.stdout:
+                break
+            time.sleep(2)
+        status = subprocess.run([str(bin_dir / "ray"), "job", "status", "--address", address, "activedpo-test"],
+                                env=env, capture_output=True, text=True, timeout=60)
+        assert "SUCCEEDED" in status.stdout + status.stderr, (result.stdout[-4000:], result.stderr[-2000:])
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert [row["round"] for row in summary["rounds"]] == [0]
+        # Without the token the same cluster refuses to list jobs.
+        denied = subprocess.run([str(bin_dir / "ray"), "job", "list", "--address", address],
+                                env={**env, "RAY_AUTH_TOKEN": "wrong"}, capture_output=True, text=True, timeout=60)
+        assert denied.returncode != 0
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
