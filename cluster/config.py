@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from actors.reward_models import reward_column
+
 
 class StrictModel(BaseModel):
     """Base for every config section: unknown keys are errors, values are validated on assignment."""
@@ -105,13 +107,21 @@ class PromptSourceSection(StrictModel):
         "written by datasets' save_to_disk.",
     )
     format: Literal["auto", "jsonl", "parquet", "datasets"] = Field(
-        "auto", description="File format; 'auto' picks it from the suffix (a folder means datasets)."
+        "auto",
+        description="File format; 'auto' picks it from the suffix: .jsonl/.ndjson/.json -> jsonl (a .json "
+        "file may also hold one JSON array of objects), .parquet/.pq -> parquet, a folder -> datasets.",
     )
-    prompt_column: str = Field("prompt", description="Column holding the prompt text.")
+    prompt_column: str = Field(
+        "prompt", description="Column holding the prompt text (rows where it is empty or null are skipped)."
+    )
     id_column: str | None = Field(
-        None, description="Column holding a stable prompt id (None: the row number, as 'p<row>')."
+        None,
+        description="Column holding a stable, unique prompt id, cast to string (None: a column named "
+        "'prompt_id' if the source has one, else the 0-based row number as 'p<row>').",
     )
-    limit: int | None = Field(None, ge=1, description="Use only the first N prompts.")
+    limit: int | None = Field(
+        None, ge=1, description="Use only the first N prompts (after rows with an empty prompt are skipped)."
+    )
 
 
 class DataSection(StrictModel):
@@ -165,9 +175,8 @@ class RewardSpec(StrictModel):
 
     @property
     def column(self) -> str:
-        """Column name of this reward in the scored table."""
-        label = self.name if self.kind == "programmatic" else self.path.rstrip("/").split("/")[-1]
-        return f"reward_{label}"
+        """Column name of this reward in the scored table (the scorer uses the same rule)."""
+        return reward_column(self.kind, self.name, self.path)
 
 
 class ScoringSection(StrictModel):
@@ -180,6 +189,17 @@ class ScoringSection(StrictModel):
         description="Reward models; the combined reward is their weighted sum.",
     )
 
+    @model_validator(mode="after")
+    def _columns_are_unique(self) -> "ScoringSection":
+        columns = [spec.column for spec in self.rewards]
+        repeated = sorted({c for c in columns if columns.count(c) > 1})
+        if repeated:
+            raise ValueError(
+                f"rewards {repeated} appear twice (a column is named after the reward name or the model "
+                "folder's name); give each reward a different name or folder"
+            )
+        return self
+
 
 class SelectionSection(StrictModel):
     policy: str = Field("pvar", description="Registered selection policy: 'pvar' or 'random'.")
@@ -188,7 +208,11 @@ class SelectionSection(StrictModel):
         0.5, gt=0, le=1, description="pvar: fraction of the round's prompts kept, highest PVar first."
     )
     tau: float = Field(1.0, gt=0, description="pvar: Bradley-Terry temperature of p_ij = sigma((r_i - r_j)/tau).")
-    pair_builder: str = Field("max_min", description="How pairs are made within a prompt: 'max_min'.")
+    pair_builder: str = Field(
+        "max_min",
+        description="How pairs are made within a prompt: 'max_min' (best vs worst), 'max_random', "
+        "'all_pairs_above_margin'.",
+    )
     min_reward_gap: float = Field(
         0.0, ge=0, description="Pairs whose chosen and rejected rewards differ by no more than this are dropped."
     )

@@ -73,15 +73,14 @@ class RoundRunner:
     """Owns the actor groups and the learner for one driver process."""
 
     def __init__(self, config: RunConfig, store: RunStore, prompts: pa.Table, heldout: pa.Table,
-                 model_path: str, start_path: str):
+                 model_path: str, start_path: str, policy):
         from actors.learner import DPOLearner
         from actors.weight_sync import make_transport
         from cluster.actor_groups import GeneratorGroup, ScorerGroup
-        from policies import make_policy
 
         self.config, self.store, self.prompts, self.heldout = config, store, prompts, heldout
         self.reward_columns = [spec.column for spec in config.scoring.rewards]
-        self.policy = make_policy(config.selection.policy, **config.selection.model_dump(exclude={"policy", "pair_budget"}))
+        self.policy = policy
         transport = make_transport(config.weight_sync.transport, use_gpu=config.learner.use_gpu).name
         self.generators = GeneratorGroup.create(config.run.name, config.generation, config.model, start_path)
         self.scorers = ScorerGroup.create(config.run.name, config.scoring)
@@ -199,6 +198,17 @@ def prepare_inputs(config: RunConfig) -> tuple[str, pa.Table, pa.Table]:
     return model_path, splits[0], splits[1]
 
 
+def build_policy(config: RunConfig):
+    """The selection policy, built before Ray starts so a bad name or option fails at once."""
+    from policies import make_policy
+
+    options = config.selection.model_dump(exclude={"policy", "pair_budget"})
+    try:
+        return make_policy(config.selection.policy, **options)
+    except ValueError as exc:
+        raise InputError(f"selection: {exc}") from None
+
+
 def run(config: RunConfig) -> dict:
     """Run (or resume) a whole job; returns the summary."""
     from cluster.ray_runtime import start_ray
@@ -213,10 +223,11 @@ def run(config: RunConfig) -> dict:
         return store.write_summary()
     if done:
         log.info("resuming %s after round %d", store.run_dir, done[-1])
+    policy = build_policy(config)
     model_path, prompts, heldout = prepare_inputs(config)
     start_path = str(store.last_checkpoint() or model_path)
     start_ray(config.ray)
-    runner = RoundRunner(config, store, prompts, heldout, model_path, start_path)
+    runner = RoundRunner(config, store, prompts, heldout, model_path, start_path, policy)
     try:
         for index in range(start, config.run.rounds):
             started = time.perf_counter()

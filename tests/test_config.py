@@ -92,3 +92,14 @@ def test_shipped_configs_validate():
     assert configs, "no configs shipped"
     for path in configs:
         load_config(path)
+
+
+def test_readme_config_reference_matches_the_schema():
+    """README's config reference is generated from the schema; the assert says how to refresh it."""
+    from pathlib import Path
+
+    from cluster.config_reference import BEGIN, END, render
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    embedded = readme.split(BEGIN, 1)[1].split(END, 1)[0].strip()
+    assert embedded == render().strip(), "run: python -m cluster.config_reference --write-readme"

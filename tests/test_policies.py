@@ -169,7 +169,7 @@ def test_all_pairs_above_margin_orders_largest_gap_first():
 
 
 def test_unknown_pair_builder_is_rejected_when_the_policy_is_built():
-    with pytest.raises(ValueError, match="Did you mean 'max_min'\?"):
+    with pytest.raises(ValueError, match=r"Did you mean 'max_min'\?"):
         make_policy("pvar", pair_builder="max_mni")
 
 
