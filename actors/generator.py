@@ -19,19 +19,9 @@ import torch
 from actors.errors import InputError
 from actors.hf_generation import BatchSamples, load_causal_lm, sample_batch
 from actors.logprobs import sequence_logprobs
+from actors.rollout_schema import ROLLOUT_FIELDS
 from actors.weight_sync import WeightsHandle, apply_weights
 
-# Columns the generator appends to the prompts table, with their contract types.
-ROLLOUT_FIELDS = [
-    pa.field("sample_index", pa.int32()),
-    pa.field("response", pa.string()),
-    pa.field("prompt_token_ids", pa.list_(pa.int32())),
-    pa.field("response_token_ids", pa.list_(pa.int32())),
-    pa.field("sampling_logprob", pa.float64()),
-    pa.field("token_logprobs", pa.list_(pa.float32())),
-    pa.field("finish_reason", pa.string()),
-    pa.field("weights_version", pa.int32()),
-]
 REQUIRED_PROMPT_COLUMNS = ("prompt_id", "prompt_text")
 SCORING_BATCH = 32  # sequences per forward pass in sequence_logprobs
 
@@ -107,7 +97,7 @@ class Generator:
             samples.response_token_ids += batch.response_token_ids
             samples.token_logprobs += batch.token_logprobs
             samples.finish_reasons += batch.finish_reasons
-        responses = self._lm.tokenizer.batch_decode(samples.response_token_ids, skip_special_tokens=True)
+        responses = self._decode(samples.response_token_ids)
         return _rollouts_table(prompts, prompt_tokens, samples, responses, sampling.samples_per_prompt, self._version)
 
     @torch.inference_mode()
@@ -122,12 +112,18 @@ class Generator:
             values += batch.float().cpu().tolist()
         return values
 
+    def _decode(self, token_ids: list[list[int]]) -> list[str]:
+        # batch_decode([]) returns [''] with some tokenizers.
+        return self._lm.tokenizer.batch_decode(token_ids, skip_special_tokens=True) if token_ids else []
+
     def _tokenize(self, texts: list[str], prompt_ids: list[str]) -> list[list[int]]:
         # The chat template already wrote the special tokens into prompt_text.
         token_ids = self._lm.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
-        for prompt_id, ids in zip(prompt_ids, token_ids):
+        for prompt_id, ids in zip(prompt_ids, token_ids, strict=True):
             if not ids:
-                raise InputError(f"prompt {prompt_id!r} has no tokens (empty prompt_text); remove it from the prompt file")
+                raise InputError(
+                    f"prompt {prompt_id!r} has no tokens (empty prompt_text); remove it from the prompt file"
+                )
         return [list(ids) for ids in token_ids]
 
 
@@ -164,7 +160,9 @@ def _rollouts_table(
         "response": pa.array(responses, pa.string()),
         "prompt_token_ids": _list_array([prompt_tokens[r] for r in rows], pa.int32()),
         "response_token_ids": _list_array(samples.response_token_ids, pa.int32()),
-        "sampling_logprob": pa.array([float(np.sum(v, dtype=np.float64)) for v in samples.token_logprobs], pa.float64()),
+        "sampling_logprob": pa.array(
+            [float(np.sum(v, dtype=np.float64)) for v in samples.token_logprobs], pa.float64()
+        ),
         "token_logprobs": _list_array(samples.token_logprobs, pa.float32()),
         "finish_reason": pa.array(samples.finish_reasons, pa.string()),
         "weights_version": pa.array(np.full(len(rows), version), pa.int32()),

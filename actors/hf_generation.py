@@ -29,6 +29,7 @@ from transformers import (
     TopPLogitsWarper,
 )
 
+from actors.devices import pick_device
 from actors.errors import InputError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -54,9 +55,7 @@ class BatchSamples:
     finish_reasons: list[str]  # 'stop' (a stop token was generated) or 'length'
 
 
-def load_causal_lm(
-    model_path: str, dtype: str, trust_remote_code: bool, device: str | None = None
-) -> CausalLM:
+def load_causal_lm(model_path: str, dtype: str, trust_remote_code: bool, device: str | None = None) -> CausalLM:
     """Load model (safetensors only) and tokenizer from a local folder, in eval mode."""
     if not os.path.isdir(model_path):
         raise InputError(
@@ -69,7 +68,7 @@ def load_causal_lm(
     model = AutoModelForCausalLM.from_pretrained(
         model_path, dtype=DTYPES[dtype], use_safetensors=True, trust_remote_code=trust_remote_code
     )
-    target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    target = pick_device(device)
     model.to(target).eval()
     stop_ids = _stop_token_ids(model.generation_config, tokenizer)
     pad_id = _pad_token_id(model.generation_config, tokenizer, stop_ids)
@@ -87,7 +86,9 @@ def _stop_token_ids(generation_config: GenerationConfig, tokenizer) -> list[int]
     configured = [configured] if isinstance(configured, int) else list(configured or [])
     ids = ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []) + configured
     if not ids:
-        raise InputError("model.path: the tokenizer and generation config define no eos token; responses could never stop")
+        raise InputError(
+            "model.path: the tokenizer and generation config define no eos token; responses could never stop"
+        )
     return list(dict.fromkeys(int(i) for i in ids))
 
 

@@ -29,7 +29,10 @@ def reward_column(kind: str, name: str | None, path: str | None) -> str:
 
 def check_classifier_folder(path: str, key: str) -> None:
     """Raise InputError (naming `key`) unless `path` is a folder holding a sequence-classification config."""
-    what = "it must be a local folder with a Hugging Face sequence-classification model (config.json, safetensors weights, tokenizer)"
+    what = (
+        "it must be a local folder with a Hugging Face sequence-classification model "
+        "(config.json, safetensors weights, tokenizer)"
+    )
     if not os.path.isdir(path):
         raise InputError(f"{key}: {path!r} does not exist or is not a folder; {what}")
     config_file = os.path.join(path, "config.json")
@@ -51,8 +54,9 @@ class HFClassifierReward:
     """A local sequence-classification reward model; the reward is the first logit."""
 
     def __init__(self, path: str, key: str, batch_size: int = 32, device: str | None = None):
-        import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from actors.devices import pick_device
 
         check_classifier_folder(path, key)
         try:
@@ -62,7 +66,7 @@ class HFClassifierReward:
             )
         except (OSError, ValueError) as error:
             raise InputError(f"{key}: cannot load the sequence-classification model in {path!r}: {error}") from None
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = pick_device(device)
         self.model.to(self.device).eval()
         self._ensure_padding()
         # Keep the end of long inputs: the response is what is being judged.
@@ -82,10 +86,11 @@ class HFClassifierReward:
         """The text the model reads per row, and whether it already carries special tokens."""
         if getattr(self.tokenizer, "chat_template", None):
             conversations = [
-                [{"role": "user", "content": p}, {"role": "assistant", "content": r}] for p, r in zip(prompts, responses)
+                [{"role": "user", "content": p}, {"role": "assistant", "content": r}]
+                for p, r in zip(prompts, responses, strict=True)
             ]
             return [self.tokenizer.apply_chat_template(c, tokenize=False) for c in conversations], True
-        return [p + r for p, r in zip(prompts, responses)], False
+        return [p + r for p, r in zip(prompts, responses, strict=True)], False
 
     def score(self, rollouts: pa.Table) -> np.ndarray:
         """One float64 reward per row of `rollouts` (needs `prompt` and `response`)."""

@@ -186,6 +186,12 @@ def prepare_inputs(config: RunConfig) -> tuple[str, pa.Table, pa.Table]:
 
         log.info("preparing the built-in task (cached after the first run) ...")
         task = ensure_builtin_task(config.builtin_task)
+    from actors.reward_models import check_classifier_folder
+
+    for index, spec in enumerate(config.scoring.rewards):
+        # Checked here too so a bad path fails before Ray starts, with the config key in the message.
+        if spec.kind == "hf_classifier":
+            check_classifier_folder(spec.path, f"scoring.rewards[{index}].path")
     model_path = str(task.model_dir) if config.model.path == "builtin" else config.model.path
     if not Path(model_path).is_dir():
         raise InputError(f"model.path: {model_path} is not a folder; give a local Hugging Face model folder or 'builtin'")

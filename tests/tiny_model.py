@@ -85,10 +85,10 @@ def build_tiny_model(
     return folder
 
 
-def build_tiny_classifier(folder: str | Path, seed: int = 0) -> Path:
+def build_tiny_classifier(folder: str | Path, seed: int = 0, with_chat_template: bool = True) -> Path:
     """Save a tiny sequence-classification reward model (one logit) and its tokenizer to `folder`."""
     folder = Path(folder)
-    tokenizer = build_tiny_tokenizer()
+    tokenizer = build_tiny_tokenizer(with_chat_template=with_chat_template)
     torch.manual_seed(seed)
     model = LlamaForSequenceClassification(tiny_llama_config(len(tokenizer), num_labels=1))
     model.save_pretrained(folder)
