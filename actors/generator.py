@@ -60,13 +60,15 @@ class Generator:
         torch_threads: int = 1,
         trust_remote_code: bool = False,
         device: str | None = None,
+        initial_version: int = 0,
     ):
         torch.set_num_threads(torch_threads)
         self._lm = load_causal_lm(model_path, dtype, trust_remote_code, device)
-        self._version = 0
+        # A resumed run starts from round N's checkpoint: its weights are version N, not 0.
+        self._version = initial_version
 
     def weights_version(self) -> int:
-        """Version of the loaded weights: 0 for the model folder's own, else the handle's."""
+        """Version of the loaded weights: `initial_version` for the model folder's own, else the handle's."""
         return self._version
 
     def load_weights(self, handle: WeightsHandle) -> int:

@@ -28,6 +28,20 @@ def register_reward(name: str) -> Callable[[RewardFn], RewardFn]:
     return decorator
 
 
+def import_reward_modules(modules: list[str]) -> None:
+    """Import user modules whose `@register_reward` functions the config names (scoring.reward_modules)."""
+    import importlib
+
+    for index, module in enumerate(modules):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise InputError(
+                f"scoring.reward_modules[{index}]: cannot import {module!r} ({exc}); it must be importable "
+                "on every node (installed, on PYTHONPATH, or inside the job's --working-dir)"
+            ) from None
+
+
 def get_reward(name: str) -> RewardFn:
     if name not in _REWARDS:
         raise InputError(

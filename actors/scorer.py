@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from actors.errors import InputError
-from actors.programmatic_rewards import get_reward
+from actors.programmatic_rewards import get_reward, import_reward_modules
 from actors.reward_models import HFClassifierReward, reward_column
 
 
@@ -30,7 +30,9 @@ class WeightedReward:
 class Scorer:
     """Scores rollouts with every configured reward; built from `RewardSpec.model_dump()` dicts."""
 
-    def __init__(self, rewards: list[dict], torch_threads: int = 1, device: str | None = None):
+    def __init__(self, rewards: list[dict], torch_threads: int = 1, device: str | None = None,
+                 reward_modules: list[str] = ()):
+        import_reward_modules(list(reward_modules))
         if not rewards:
             raise InputError("scoring.rewards is empty; configure at least one reward")
         if any(spec.get("kind") == "hf_classifier" for spec in rewards):

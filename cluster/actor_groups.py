@@ -42,7 +42,8 @@ class GeneratorGroup:
     cfg: GenerationSection
 
     @classmethod
-    def create(cls, run_name: str, cfg: GenerationSection, model: ModelSection, model_path: str) -> "GeneratorGroup":
+    def create(cls, run_name: str, cfg: GenerationSection, model: ModelSection, model_path: str,
+               version: int = 0) -> "GeneratorGroup":
         remote = ray.remote(Generator)
         actors = [
             remote.options(
@@ -50,7 +51,7 @@ class GeneratorGroup:
                 num_cpus=cfg.num_cpus_per_actor,
                 num_gpus=cfg.num_gpus_per_actor,
                 **_RESTARTS,
-            ).remote(model_path, model.dtype, cfg.torch_threads, model.trust_remote_code)
+            ).remote(model_path, model.dtype, cfg.torch_threads, model.trust_remote_code, initial_version=version)
             for i in range(cfg.num_actors)
         ]
         return cls(actors, cfg)
@@ -91,7 +92,7 @@ class ScorerGroup:
                 num_cpus=cfg.num_cpus_per_actor,
                 num_gpus=cfg.num_gpus_per_actor,
                 **_RESTARTS,
-            ).remote(specs, torch_threads)
+            ).remote(specs, torch_threads, reward_modules=cfg.reward_modules)
             for i in range(cfg.num_actors)
         ]
         return cls(actors)

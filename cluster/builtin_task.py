@@ -190,8 +190,16 @@ def _draw_warm_start(rng: np.random.Generator, cfg: BuiltinTaskSection, exclude:
     while len(examples) < needed:
         row = _draw_example(rng, cfg)
         if row["prompt_id"] not in exclude:
-            examples.append((row["prompt"], row["answer"]))
+            examples.append((row["prompt"], _corrupt(rng, row["answer"], cfg.warm_start_noise)))
     return examples
+
+
+def _corrupt(rng: np.random.Generator, answer: str, noise: float) -> str:
+    """Replace each item by a random digit with probability `noise` (the demonstrations' imperfection)."""
+    items = answer.split()
+    flips = rng.random(len(items)) < noise
+    digits = rng.integers(0, 10, size=len(items))
+    return " ".join(str(d) if flip else item for item, flip, d in zip(items, flips, digits))
 
 
 def _to_table(rows: list[dict]) -> pa.Table:

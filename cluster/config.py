@@ -90,6 +90,13 @@ class BuiltinTaskSection(StrictModel):
     warm_start_steps: int = Field(
         150, ge=0, description="Supervised steps on correct answers that make the policy partly competent."
     )
+    warm_start_noise: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Probability that each digit of a warm-start answer is replaced by a random digit: "
+        "imperfect demonstrations leave a policy that is right in its mode but noisy when sampled.",
+    )
     warm_start_batch_size: int = Field(32, ge=1, description="Examples per warm-start step.")
     warm_start_learning_rate: float = Field(3e-3, gt=0, description="AdamW learning rate of the warm start.")
     torch_threads: int = Field(
@@ -187,6 +194,11 @@ class ScoringSection(StrictModel):
         default_factory=lambda: [RewardSpec(kind="programmatic", name="builtin_task")],
         min_length=1,
         description="Reward models; the combined reward is their weighted sum.",
+    )
+    reward_modules: list[str] = Field(
+        default_factory=list,
+        description="Python modules imported by every scorer (and checked by the driver) before scoring, so "
+        "the programmatic rewards they register with @register_reward can be named in 'rewards'.",
     )
 
     @model_validator(mode="after")

@@ -73,7 +73,7 @@ class RoundRunner:
     """Owns the actor groups and the learner for one driver process."""
 
     def __init__(self, config: RunConfig, store: RunStore, prompts: pa.Table, heldout: pa.Table,
-                 model_path: str, start_path: str, policy):
+                 model_path: str, start_path: str, policy, start_round: int):
         from actors.learner import DPOLearner
         from actors.weight_sync import make_transport
         from cluster.actor_groups import GeneratorGroup, ScorerGroup
@@ -82,7 +82,8 @@ class RoundRunner:
         self.reward_columns = [spec.column for spec in config.scoring.rewards]
         self.policy = policy
         transport = make_transport(config.weight_sync.transport, use_gpu=config.learner.use_gpu).name
-        self.generators = GeneratorGroup.create(config.run.name, config.generation, config.model, start_path)
+        self.generators = GeneratorGroup.create(config.run.name, config.generation, config.model, start_path,
+                                                version=start_round)
         self.scorers = ScorerGroup.create(config.run.name, config.scoring)
         self.learner = DPOLearner(
             config.learner,
@@ -102,9 +103,9 @@ class RoundRunner:
         self.scorers.shutdown()
 
     def _score(self, rollouts: pa.Table) -> pa.Table:
-        rewards = self.scorers.score(rollouts.drop_columns([c for c in _TOKEN_COLUMNS if c in rollouts.column_names]))
-        for name in rewards.column_names:
-            rollouts = rollouts.append_column(name, rewards.column(name))
+        scored = self.scorers.score(rollouts.drop_columns([c for c in _TOKEN_COLUMNS if c in rollouts.column_names]))
+        for name in [*self.reward_columns, "reward"]:
+            rollouts = rollouts.append_column(name, scored.column(name))
         return rollouts
 
     def evaluate(self) -> dict:
@@ -171,6 +172,19 @@ class RoundRunner:
         return metrics
 
 
+def check_rewards(config: RunConfig) -> None:
+    """Fail before Ray starts, with the config key in the message, on a reward that cannot load."""
+    from actors.programmatic_rewards import get_reward, import_reward_modules
+    from actors.reward_models import check_classifier_folder
+
+    import_reward_modules(config.scoring.reward_modules)
+    for index, spec in enumerate(config.scoring.rewards):
+        if spec.kind == "hf_classifier":
+            check_classifier_folder(spec.path, f"scoring.rewards[{index}].path")
+        else:
+            get_reward(spec.name)
+
+
 def prepare_inputs(config: RunConfig) -> tuple[str, pa.Table, pa.Table]:
     """Resolve the policy path and load both prompt sets (building the built-in task if needed)."""
     from pathlib import Path
@@ -179,19 +193,12 @@ def prepare_inputs(config: RunConfig) -> tuple[str, pa.Table, pa.Table]:
 
     from cluster.prompts import load_prompts
 
-    uses_builtin = "builtin" in (config.model.path, config.data.train.path, config.data.heldout.path)
     task = None
-    if uses_builtin:
+    if "builtin" in (config.model.path, config.data.train.path, config.data.heldout.path):
         from cluster.builtin_task import ensure_builtin_task
 
         log.info("preparing the built-in task (cached after the first run) ...")
         task = ensure_builtin_task(config.builtin_task)
-    from actors.reward_models import check_classifier_folder
-
-    for index, spec in enumerate(config.scoring.rewards):
-        # Checked here too so a bad path fails before Ray starts, with the config key in the message.
-        if spec.kind == "hf_classifier":
-            check_classifier_folder(spec.path, f"scoring.rewards[{index}].path")
     model_path = str(task.model_dir) if config.model.path == "builtin" else config.model.path
     if not Path(model_path).is_dir():
         raise InputError(f"model.path: {model_path} is not a folder; give a local Hugging Face model folder or 'builtin'")
@@ -230,10 +237,11 @@ def run(config: RunConfig) -> dict:
     if done:
         log.info("resuming %s after round %d", store.run_dir, done[-1])
     policy = build_policy(config)
+    check_rewards(config)
     model_path, prompts, heldout = prepare_inputs(config)
     start_path = str(store.last_checkpoint() or model_path)
     start_ray(config.ray)
-    runner = RoundRunner(config, store, prompts, heldout, model_path, start_path, policy)
+    runner = RoundRunner(config, store, prompts, heldout, model_path, start_path, policy, start_round=start)
     try:
         for index in range(start, config.run.rounds):
             started = time.perf_counter()
