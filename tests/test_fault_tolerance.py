@@ -15,7 +15,7 @@ import ray
 
 from cluster.actor_groups import GeneratorGroup, ScorerGroup
 from cluster.config import GenerationSection, ModelSection, RewardSpec, ScoringSection
-from tiny_model import build_tiny_model
+from tiny_model import build_tiny_classifier, build_tiny_model
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -41,6 +41,7 @@ def call_while_killing(call, actor) -> pa.Table:
     worker = threading.Thread(target=lambda: result.setdefault("table", call()))
     worker.start()
     time.sleep(0.5)
+    assert worker.is_alive(), "the call ended before the kill: make it longer"
     ray.kill(actor, no_restart=False)
     worker.join(timeout=300)
     assert not worker.is_alive(), "the call never finished after the kill"
@@ -71,14 +72,17 @@ def test_generator_killed_mid_round_is_restarted_and_every_prompt_returns(tmp_pa
         group.shutdown()
 
 
-def test_scorer_killed_mid_call_is_restarted_and_scores_every_row():
+def test_scorer_killed_mid_call_is_restarted_and_scores_every_row(tmp_path):
+    classifier = build_tiny_classifier(tmp_path / "rm")
     cfg = ScoringSection(num_actors=1, num_cpus_per_actor=0.5,
-                         rewards=[RewardSpec(kind="programmatic", name="builtin_task")])
+                         rewards=[RewardSpec(kind="hf_classifier", path=str(classifier), batch_size=8)])
     group = ScorerGroup.create("ft-score", cfg)
     try:
-        count = 200_000
-        rollouts = prompts_table(count).append_column("response", pa.array([str(i % 17) for i in range(count)]))
+        count = 3000
+        rollouts = prompts_table(count).append_column("response", pa.array([f"{i % 17} good" for i in range(count)]))
+        started = time.perf_counter()
         expected = group.score(rollouts)
+        assert time.perf_counter() - started > 1.0, "the call is too short to be killed in the middle"
         victim = group.actors[0]
         pid_before = actor_pid(victim)
         after_kill = call_while_killing(lambda: group.score(rollouts), victim)
