@@ -90,12 +90,19 @@ class BuiltinTaskSection(StrictModel):
     warm_start_steps: int = Field(
         150, ge=0, description="Supervised steps on correct answers that make the policy partly competent."
     )
-    warm_start_noise: float = Field(
+    warm_start_confusion: float = Field(
         0.0,
         ge=0,
         le=1,
-        description="Probability that each digit of a warm-start answer is replaced by a random digit: "
-        "imperfect demonstrations leave a policy that is right in its mode but noisy when sampled.",
+        description="Fraction of warm-start demonstrations that answer with a different operation than "
+        "the prompt asks for: the policy learns every operation but sometimes picks the wrong one, a "
+        "mistake that online DPO can learn to avoid.",
+    )
+    policy_temperature: float = Field(
+        1.0,
+        gt=0,
+        description="Sampling temperature baked into the warm-started weights (logits divided by it): "
+        "above 1 the policy is right in its mode but noisy when sampled at temperature 1.",
     )
     warm_start_batch_size: int = Field(32, ge=1, description="Examples per warm-start step.")
     warm_start_learning_rate: float = Field(3e-3, gt=0, description="AdamW learning rate of the warm start.")

@@ -1,0 +1,299 @@
+"""One round of DPO on one data-parallel rank: reference pass, minibatch steps, round metrics.
+
+Pure torch, no Ray: actors/learner_worker.py wires it into Ray Train (DDP model, all-reduce), and a
+single process can run it with world_size=1. Sharding is deterministic: rank r owns pairs r, r+W,
+r+2W, ... for the whole round, so its reference log-probs are computed once, at the start of the
+round, for exactly the pairs it will train on.
+
+Every rank takes the same number of optimizer steps (DDP all-reduces gradients in each backward
+pass, so a rank with fewer pairs must still take part). A rank whose share of a step is empty runs
+one pair with weight 0. Each rank scales its summed loss by world_size / (pairs in the step over all
+ranks); DDP averages gradients over ranks, so the update is the mean over the step's pairs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from actors.dpo_loss import check_dpo_loss_name, dpo_loss
+from actors.logprobs import sequence_logprobs
+
+PAIR_TOKEN_COLUMNS = ("prompt_token_ids", "chosen_token_ids", "rejected_token_ids")
+ReduceSum = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class DPOSettings:
+    """The learner config fields one round needs (see LearnerSection for their meaning)."""
+
+    loss: str = "sigmoid"
+    beta: float = 0.1
+    label_smoothing: float = 0.0
+    epochs: int = 1
+    batch_size: int = 8
+    micro_batch_size: int | None = None
+    max_grad_norm: float = 1.0
+    reference: str = "round"
+    measure_round_end: bool = True
+
+    @classmethod
+    def from_config(cls, config: Mapping) -> "DPOSettings":
+        """Pick this class's fields out of a LearnerSection.model_dump()."""
+        return cls(**{f.name: config[f.name] for f in fields(cls) if f.name in config})
+
+    def __post_init__(self) -> None:
+        check_dpo_loss_name(self.loss)
+        if self.reference not in ("round", "initial"):
+            raise ValueError(f"reference must be 'round' or 'initial', not {self.reference!r}")
+
+
+@dataclass(frozen=True)
+class PairTokens:
+    """Token ids of preference pairs: prompt, chosen response, rejected response."""
+
+    prompts: list[list[int]]
+    chosen: list[list[int]]
+    rejected: list[list[int]]
+
+    @classmethod
+    def from_table(cls, pairs: pa.Table) -> "PairTokens":
+        columns = [pairs.column(name).to_pylist() for name in PAIR_TOKEN_COLUMNS]
+        return cls(*columns)
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def subset(self, rows: Sequence[int]) -> "PairTokens":
+        return PairTokens(
+            [self.prompts[i] for i in rows], [self.chosen[i] for i in rows], [self.rejected[i] for i in rows]
+        )
+
+    def num_tokens(self) -> int:
+        """Tokens in one forward pass over the pairs (prompt + response, for chosen and rejected)."""
+        return sum(2 * len(p) + len(c) + len(r) for p, c, r in zip(self.prompts, self.chosen, self.rejected))
+
+
+def shard_rows(num_pairs: int, rank: int, world_size: int) -> list[int]:
+    """The rows rank `rank` owns for the whole round."""
+    return list(range(rank, num_pairs, world_size))
+
+
+def step_pair_counts(num_pairs: int, world_size: int, per_rank: int) -> list[int]:
+    """Pairs in each optimizer step of one epoch, summed over ranks (every rank computes the same list)."""
+    shard_sizes = [len(range(r, num_pairs, world_size)) for r in range(world_size)]
+    steps = math.ceil(max(shard_sizes) / per_rank) if num_pairs else 0
+    return [sum(min(max(size - s * per_rank, 0), per_rank) for size in shard_sizes) for s in range(steps)]
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain model inside a DDP wrapper (or the model itself)."""
+    return model.module if hasattr(model, "module") else model
+
+
+# Sums every rank contributes; one all-reduce turns them into round metrics.
+_SUM_KEYS = (
+    "loss", "accurate", "margin", "chosen_reward", "rejected_reward", "chosen_logps", "rejected_logps",
+    "pair_updates", "grad_norm", "ref_chosen_logps", "ref_rejected_logps", "tokens", "compute_seconds",
+    "start_chosen_logps", "start_rejected_logps", "end_chosen_logps", "end_rejected_logps", "end_loss",
+    "end_accurate", "end_margin",
+)  # fmt: skip
+
+
+class RoundTrainer:
+    """Holds the policy (DDP-wrapped or plain), its optimizer and the optional frozen reference."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        settings: DPOSettings,
+        pad_id: int,
+        rank: int = 0,
+        world_size: int = 1,
+        reduce_sum: ReduceSum | None = None,
+        reference_model: torch.nn.Module | None = None,
+        seed: int = 0,
+    ) -> None:
+        if settings.batch_size % world_size:
+            raise ValueError(f"batch_size {settings.batch_size} is not a multiple of world_size {world_size}")
+        if settings.reference == "initial" and reference_model is None:
+            raise ValueError("reference 'initial' needs the frozen reference model")
+        self.model = model
+        self.optimizer = optimizer
+        self.settings = settings
+        self.pad_id = pad_id
+        self.rank = rank
+        self.world_size = world_size
+        self.reduce_sum = reduce_sum or (lambda t: t)
+        self.reference_model = reference_model
+        self.seed = seed
+        self.per_rank = settings.batch_size // world_size
+        self.chunk = min(settings.micro_batch_size or self.per_rank, self.per_rank)
+        self.device = next(unwrap(model).parameters()).device
+
+    def train_round(self, round_index: int, pairs: PairTokens) -> dict[str, float | int | None]:
+        """Reference pass, `epochs` passes of minibatch steps, optional end-of-round pass; metrics over all ranks."""
+        sums = dict.fromkeys(_SUM_KEYS, 0.0)
+        steps = 0
+        if len(pairs):
+            mine = pairs.subset(shard_rows(len(pairs), self.rank, self.world_size))
+            ref_c, ref_r = self._timed(sums, self._reference_logps, mine)
+            self._add_means(sums, "ref_", ref_c, ref_r)
+            start_c, start_r = (ref_c, ref_r) if self.settings.reference == "round" else (None, None)
+            if self.settings.measure_round_end and start_c is None:
+                start_c, start_r = self._timed(sums, self._no_grad_logps, unwrap(self.model), mine)
+            if start_c is not None:
+                self._add_means(sums, "start_", start_c, start_r)
+            for epoch in range(self.settings.epochs):
+                steps += self._train_epoch(round_index, epoch, pairs, mine, ref_c, ref_r, sums)
+            if self.settings.measure_round_end:
+                end_c, end_r = self._timed(sums, self._no_grad_logps, unwrap(self.model), mine)
+                self._add_means(sums, "end_", end_c, end_r)
+                self._add_end_loss(sums, end_c, end_r, ref_c, ref_r)
+        return self._round_metrics(sums, steps, len(pairs))
+
+    # ---- passes -------------------------------------------------------------------------------
+
+    def _pair_logps(self, model: torch.nn.Module, pairs: PairTokens) -> tuple[torch.Tensor, torch.Tensor]:
+        # Chosen and rejected in one forward pass, padded only to the longest sequence of the batch.
+        n = len(pairs)
+        logps = sequence_logprobs(model, pairs.prompts + pairs.prompts, pairs.chosen + pairs.rejected, self.pad_id)
+        return logps[:n], logps[n:]
+
+    @torch.no_grad()
+    def _no_grad_logps(self, model: torch.nn.Module, pairs: PairTokens) -> tuple[torch.Tensor, torch.Tensor]:
+        was_training = model.training
+        model.eval()
+        try:
+            parts = [self._pair_logps(model, pairs.subset(range(i, min(i + self.chunk, len(pairs)))))
+                     for i in range(0, len(pairs), self.chunk)]  # fmt: skip
+        finally:
+            model.train(was_training)
+        if not parts:
+            empty = torch.zeros(0, device=self.device)
+            return empty, empty
+        return torch.cat([c for c, _ in parts]).float(), torch.cat([r for _, r in parts]).float()
+
+    def _reference_logps(self, pairs: PairTokens) -> tuple[torch.Tensor, torch.Tensor]:
+        # 'round': the policy itself before this round's first update, so no copy of the model is kept.
+        model = self.reference_model if self.settings.reference == "initial" else unwrap(self.model)
+        return self._no_grad_logps(model, pairs)
+
+    def _train_epoch(self, round_index, epoch, pairs, mine, ref_c, ref_r, sums) -> int:
+        rng = np.random.default_rng([self.seed, round_index, epoch, self.rank])
+        order = rng.permutation(len(mine))
+        counts = step_pair_counts(len(pairs), self.world_size, self.per_rank)
+        self.model.train()
+        for step, global_count in enumerate(counts):
+            rows = order[step * self.per_rank : (step + 1) * self.per_rank].tolist()
+            start = time.perf_counter()
+            self.optimizer.zero_grad(set_to_none=True)
+            if rows:
+                self._accumulate_gradients(mine, rows, ref_c, ref_r, global_count, sums)
+            else:
+                self._zero_weight_backward(pairs)
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.max_grad_norm)
+            self.optimizer.step()
+            sums["grad_norm"] += float(grad_norm)
+            sums["compute_seconds"] += time.perf_counter() - start
+        return len(counts)
+
+    def _accumulate_gradients(self, mine, rows, ref_c, ref_r, global_count, sums) -> None:
+        chunks = [rows[i : i + self.chunk] for i in range(0, len(rows), self.chunk)]
+        scale = self.world_size / global_count
+        for i, chunk in enumerate(chunks):
+            # Only the last backward of a step all-reduces gradients; earlier ones accumulate locally.
+            is_last = i == len(chunks) - 1
+            sync = contextlib.nullcontext() if is_last or not hasattr(self.model, "no_sync") else self.model.no_sync()
+            batch = mine.subset(chunk)
+            index = torch.as_tensor(chunk, device=self.device)
+            with sync:
+                pol_c, pol_r = self._pair_logps(self.model, batch)
+                losses, rew_c, rew_r = dpo_loss(
+                    pol_c, pol_r, ref_c[index], ref_r[index],
+                    self.settings.beta, self.settings.loss, self.settings.label_smoothing,
+                )  # fmt: skip
+                (losses.sum() * scale).backward()
+            self._add_step_stats(sums, losses, rew_c, rew_r, pol_c, pol_r, batch.num_tokens())
+
+    def _zero_weight_backward(self, pairs: PairTokens) -> None:
+        # This rank has no pair in the step but must join DDP's gradient all-reduce.
+        pol_c, pol_r = self._pair_logps(self.model, pairs.subset([0]))
+        ((pol_c - pol_r).sum() * 0.0).backward()
+
+    # ---- metrics ------------------------------------------------------------------------------
+
+    def _timed(self, sums, fn, *args):
+        start = time.perf_counter()
+        result = fn(*args)
+        sums["compute_seconds"] += time.perf_counter() - start
+        return result
+
+    @staticmethod
+    def _add_means(sums, prefix, chosen, rejected) -> None:
+        sums[f"{prefix}chosen_logps"] += float(chosen.double().sum())
+        sums[f"{prefix}rejected_logps"] += float(rejected.double().sum())
+
+    @staticmethod
+    def _add_step_stats(sums, losses, rew_c, rew_r, pol_c, pol_r, tokens) -> None:
+        sums["loss"] += float(losses.detach().double().sum())
+        sums["accurate"] += float((rew_c > rew_r).sum())
+        sums["margin"] += float((rew_c - rew_r).double().sum())
+        sums["chosen_reward"] += float(rew_c.double().sum())
+        sums["rejected_reward"] += float(rew_r.double().sum())
+        sums["chosen_logps"] += float(pol_c.detach().double().sum())
+        sums["rejected_logps"] += float(pol_r.detach().double().sum())
+        sums["pair_updates"] += len(losses)
+        sums["tokens"] += tokens
+
+    def _add_end_loss(self, sums, end_c, end_r, ref_c, ref_r) -> None:
+        losses, rew_c, rew_r = dpo_loss(
+            end_c, end_r, ref_c, ref_r, self.settings.beta, self.settings.loss, self.settings.label_smoothing
+        )
+        sums["end_loss"] += float(losses.double().sum())
+        sums["end_accurate"] += float((rew_c > rew_r).sum())
+        sums["end_margin"] += float((rew_c - rew_r).double().sum())
+
+    def _round_metrics(self, sums: dict[str, float], steps: int, num_pairs: int) -> dict[str, float | int | None]:
+        vector = torch.tensor([sums[k] for k in _SUM_KEYS], dtype=torch.float64, device=self.device)
+        total = dict(zip(_SUM_KEYS, self.reduce_sum(vector).tolist()))
+
+        def mean(key: str, count: float) -> float | None:
+            return total[key] / count if count else None  # None, not NaN: metrics are written as JSON
+
+        updates = total["pair_updates"]
+        has_start = self.settings.reference == "round" or self.settings.measure_round_end
+        has_end = self.settings.measure_round_end
+        return {
+            "loss": mean("loss", updates),
+            "reward_accuracy": mean("accurate", updates),
+            "reward_margin": mean("margin", updates),
+            "chosen_reward": mean("chosen_reward", updates),
+            "rejected_reward": mean("rejected_reward", updates),
+            "chosen_logps": mean("chosen_logps", updates),
+            "rejected_logps": mean("rejected_logps", updates),
+            "ref_chosen_logps": mean("ref_chosen_logps", num_pairs),
+            "ref_rejected_logps": mean("ref_rejected_logps", num_pairs),
+            "chosen_logps_start": mean("start_chosen_logps", num_pairs if has_start else 0),
+            "rejected_logps_start": mean("start_rejected_logps", num_pairs if has_start else 0),
+            "chosen_logps_end": mean("end_chosen_logps", num_pairs if has_end else 0),
+            "rejected_logps_end": mean("end_rejected_logps", num_pairs if has_end else 0),
+            "loss_end": mean("end_loss", num_pairs if has_end else 0),
+            "reward_accuracy_end": mean("end_accurate", num_pairs if has_end else 0),
+            "reward_margin_end": mean("end_margin", num_pairs if has_end else 0),
+            # Every rank clips the same all-reduced gradients, so each adds the same norm per step.
+            "grad_norm": mean("grad_norm", steps * self.world_size),
+            "steps": steps,
+            "pairs_trained": num_pairs,
+            "pair_updates": int(updates),
+            "tokens": int(total["tokens"]),
+            "compute_seconds": total["compute_seconds"] / self.world_size,
+        }

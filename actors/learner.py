@@ -1,0 +1,285 @@
+"""The driver's handle on the DPO learner: one Ray Train TorchTrainer that lives across all rounds.
+
+Starting a TorchTrainer costs about 20 s here (worker group, process group, model load), so the
+learner starts one and keeps it: `trainer.fit()` runs in a background thread for the learner's life,
+its workers loop in actors/learner_worker.py, and each `train_round` hands them the round's pairs
+through a mailbox actor (actors/learner_mailbox.py) and waits for rank 0's result. Construction
+returns at once; the first `train_round` (or `wait_until_ready`) waits for the workers, so the
+driver can generate and score round 0 while the learner starts.
+
+Failures surface, never hang: the run is configured with no Ray Train retries (a retried loop would
+restart from the initial model and silently lose rounds), every wait is short and re-checks that
+the fit thread is alive, and an error from `fit()` is raised from `train_round` as LearnerError.
+Resuming is the driver's job: start a new DPOLearner with initial_model_path = the last complete
+round's checkpoint (and reference_model_path = the original model when reference is 'initial').
+
+A resumed learner given the same storage_dir and run_name continues the same Ray Train run history
+(Ray Train loads its checkpoint list from storage); the workers never read Ray Train's checkpoints.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import ray
+
+from actors.dpo_trainer import PAIR_TOKEN_COLUMNS
+from actors.errors import InputError
+from actors.learner_mailbox import create_mailbox
+from actors.learner_worker import train_loop_per_worker
+from actors.weight_sync import WeightsHandle
+
+logger = logging.getLogger(__name__)
+
+# Each wait on the mailbox is this short, so a dead Ray Train run is noticed within seconds.
+POLL_S = 2.0
+
+
+class LearnerError(RuntimeError):
+    """The Ray Train run behind the learner failed, stopped, or a round timed out."""
+
+
+def _storage_path(storage_dir: str) -> str:
+    # Ray Train workers chdir into their run folder, so every local path must be absolute.
+    return storage_dir if "://" in storage_dir else os.path.abspath(storage_dir)
+
+
+def _check_model_folder(path: str, key: str) -> None:
+    if not glob.glob(os.path.join(path, "*.safetensors")):
+        raise InputError(
+            f"{key}: {path!r} holds no .safetensors weights; the learner loads safetensors only "
+            "(re-save the model with save_pretrained(..., safe_serialization=True))"
+        )
+
+
+def _vocab_size(model_path: str) -> int | None:
+    try:
+        with open(os.path.join(model_path, "config.json")) as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return config.get("vocab_size") or (config.get("text_config") or {}).get("vocab_size")
+
+
+def _is_token_list(column: pa.ChunkedArray) -> bool:
+    kind = column.type
+    return (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and pa.types.is_integer(kind.value_type)
+
+
+def validate_pairs(pairs: pa.Table, vocab_size: int | None) -> None:
+    """Raise InputError for a pairs table the workers could not train on (checked before it is sent)."""
+    missing = [c for c in PAIR_TOKEN_COLUMNS if c not in pairs.column_names]
+    if missing:
+        raise InputError(f"pairs table: missing columns {missing}; it has {pairs.column_names}")
+    for name in PAIR_TOKEN_COLUMNS:
+        column = pairs.column(name)
+        if not _is_token_list(column):
+            raise InputError(f"pairs table: column {name!r} must be list<int32>, not {column.type}")
+        if column.null_count:
+            raise InputError(f"pairs table: column {name!r} has {column.null_count} null rows")
+        if name != "prompt_token_ids" and len(column) and pc.min(pc.list_value_length(column)).as_py() == 0:
+            raise InputError(f"pairs table: column {name!r} has an empty response")
+        flat = pc.list_flatten(column)
+        if vocab_size is not None and len(flat):
+            low, high = pc.min(flat).as_py(), pc.max(flat).as_py()
+            if low < 0 or high >= vocab_size:
+                raise InputError(
+                    f"pairs table: column {name!r} has token ids in [{low}, {high}], outside the "
+                    f"model's vocabulary [0, {vocab_size}): were the pairs tokenized with another tokenizer?"
+                )
+
+
+def _build_trainer(learner_cfg, loop_config: dict[str, Any], storage_dir: str, run_name: str):
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    resources = {"CPU": learner_cfg.num_cpus_per_worker} | ({"GPU": 1} if learner_cfg.use_gpu else {})
+    copies = learner_cfg.ray_train_checkpoint == "copy"
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_config,
+        torch_config=TorchConfig(backend="nccl" if learner_cfg.use_gpu else "gloo"),
+        scaling_config=ScalingConfig(
+            num_workers=learner_cfg.num_workers, use_gpu=learner_cfg.use_gpu, resources_per_worker=resources
+        ),
+        run_config=RunConfig(
+            name=run_name,
+            storage_path=_storage_path(storage_dir),
+            # No retries: a restarted loop would begin again from the initial model and lose rounds.
+            failure_config=FailureConfig(max_failures=0, max_preemption_failures=0),
+            # Copies are whole models: keep the latest only (the run directory has every round).
+            checkpoint_config=CheckpointConfig(num_to_keep=1 if copies else None),
+        ),
+    )
+
+
+class DPOLearner:
+    """Driver-side handle around one long-lived Ray Train DPO run (see the module docstring)."""
+
+    def __init__(
+        self,
+        learner_cfg,
+        model_cfg,
+        initial_model_path: str,
+        storage_dir: str,
+        run_name: str,
+        transport: str = "object_store",
+        seed: int = 0,
+        reference_model_path: str | None = None,
+    ) -> None:
+        """Start the Ray Train run in the background and return at once.
+
+        learner_cfg / model_cfg: cluster.config.LearnerSection / ModelSection (duck-typed: actors/
+        does not import cluster/). initial_model_path: the policy to continue from (the original
+        model, or the last complete round's checkpoint when resuming). reference_model_path: the
+        frozen reference for reference='initial' (default: initial_model_path, which is wrong after
+        a resume). storage_dir / run_name: Ray Train's RunConfig(storage_path, name).
+        """
+        self.cfg = learner_cfg
+        # Ray Train v2 feeds its state actor (what the dashboard's Train page shows) only
+        # when this is set in the driver; 0 in the environment turns it off.
+        os.environ.setdefault("RAY_TRAIN_ENABLE_STATE_TRACKING", "1")
+        initial_model_path = os.path.abspath(initial_model_path)
+        _check_model_folder(initial_model_path, "learner initial model")
+        if learner_cfg.reference == "initial":
+            reference_model_path = os.path.abspath(reference_model_path or initial_model_path)
+            _check_model_folder(reference_model_path, "learner reference model")
+        self._vocab_size = _vocab_size(initial_model_path)
+        self._mailbox = create_mailbox(learner_cfg.num_workers)
+        self._last_round: int | None = None
+        self._workers: dict[int, dict[str, Any]] = {}
+        self._fit_error: BaseException | None = None
+        self._stopping = False
+        self._created = time.monotonic()
+        self.ready_seconds: float | None = None  # construction to every worker registered
+        loop_config = {
+            "mailbox": self._mailbox,
+            "learner": learner_cfg.model_dump(),
+            "model": model_cfg.model_dump(),
+            "initial_model_path": initial_model_path,
+            "reference_model_path": reference_model_path,
+            "transport": transport,
+            "seed": seed,
+            "instance_tag": time.strftime("%Y%m%d-%H%M%S"),
+        }
+        try:
+            self._trainer = _build_trainer(learner_cfg, loop_config, storage_dir, run_name)
+        except BaseException:
+            ray.kill(self._mailbox)  # nothing else was started
+            raise
+        self._fit_thread = threading.Thread(target=self._run_fit, name=f"{run_name}-learner-fit", daemon=True)
+        self._fit_thread.start()
+
+    def _run_fit(self) -> None:
+        try:
+            self._trainer.fit()
+        except BaseException as error:  # kept for the driver thread, which raises it from train_round
+            self._fit_error = error
+
+    # ---- public API -----------------------------------------------------------------------
+
+    def wait_until_ready(self, timeout_s: float | None = None) -> None:
+        """Block until every worker has loaded the model (train_round calls this itself)."""
+        if self.ready_seconds is not None:
+            return
+        deadline = time.monotonic() + (timeout_s or self.cfg.startup_timeout_s)
+        while True:
+            self._workers = ray.get(self._mailbox.wait_workers.remote(POLL_S))
+            if len(self._workers) >= self.cfg.num_workers:
+                self.ready_seconds = time.monotonic() - self._created
+                return
+            self._raise_if_run_ended("while starting")
+            if time.monotonic() > deadline:
+                raise LearnerError(
+                    f"the learner's {self.cfg.num_workers} Ray Train workers did not start within "
+                    f"{timeout_s or self.cfg.startup_timeout_s:.0f} s ({len(self._workers)} ready): are "
+                    "learner.num_workers x learner.num_cpus_per_worker CPUs free in the cluster?"
+                )
+
+    def train_round(self, round_index: int, pairs: pa.Table, checkpoint_dir: str) -> tuple[dict, WeightsHandle]:
+        """Train on the round's pairs, write the HF checkpoint, publish the weights (version round_index + 1)."""
+        if self._stopping:
+            raise LearnerError("the learner was shut down")
+        if self._last_round is not None and round_index <= self._last_round:
+            raise ValueError(
+                f"round {round_index} cannot be trained: this learner already ran round {self._last_round} "
+                "(each round index is trained once, in increasing order)"
+            )
+        validate_pairs(pairs, self._vocab_size)
+        started = time.monotonic()
+        self.wait_until_ready()
+        pairs_ref = ray.put(pairs.select(list(PAIR_TOKEN_COLUMNS)))
+        sequence = ray.get(
+            self._mailbox.put_round.remote(round_index, [pairs_ref], os.path.abspath(checkpoint_dir))
+        )
+        self._last_round = round_index  # even if the round fails, it is never sent twice
+        result = self._wait_for_result(round_index)
+        self._mailbox.forget.remote(sequence)
+        metrics = dict(result["metrics"])
+        metrics["driver_round_seconds"] = time.monotonic() - started
+        return metrics, result["handle"]
+
+    def worker_info(self) -> list[dict[str, Any]]:
+        """Per rank: pid, node id, actor id, device (after the workers have started)."""
+        self.wait_until_ready()
+        return [{k: v for k, v in self._workers[rank].items() if k != "actor"} for rank in sorted(self._workers)]
+
+    def shutdown(self, timeout_s: float = 60.0) -> None:
+        """Stop the workers and end the Ray Train run; safe to call twice."""
+        if self._stopping:
+            return
+        self._stopping = True
+        if self._fit_thread.is_alive():
+            try:
+                ray.get(self._mailbox.put_stop.remote(), timeout=timeout_s)
+            except Exception as error:  # the mailbox is gone: the run will fail on its own
+                logger.warning("learner: could not send stop: %s", error)
+            self._fit_thread.join(timeout_s)
+        if self._fit_thread.is_alive():
+            logger.warning("learner: Ray Train run did not stop within %.0f s; killing its workers", timeout_s)
+            self._kill_workers()
+            self._fit_thread.join(timeout_s)
+        ray.kill(self._mailbox)
+
+    def __enter__(self) -> "DPOLearner":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.shutdown()
+
+    # ---- waiting --------------------------------------------------------------------------
+
+    def _wait_for_result(self, round_index: int) -> dict[str, Any]:
+        timeout_s = self.cfg.round_timeout_s
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            result = ray.get(self._mailbox.get_result.remote(round_index, POLL_S))
+            if result is not None:
+                return result
+            self._raise_if_run_ended(f"during round {round_index}")
+            if deadline is not None and time.monotonic() > deadline:
+                raise LearnerError(f"round {round_index} did not finish within learner.round_timeout_s={timeout_s}")
+
+    def _raise_if_run_ended(self, when: str) -> None:
+        if self._fit_thread.is_alive():
+            return
+        error = self._fit_error
+        raise LearnerError(
+            f"the learner's Ray Train run ended {when}: "
+            + (f"{type(error).__name__}: {error}" if error else "its workers returned without being stopped")
+        ) from error
+
+    def _kill_workers(self) -> None:
+        for info in self._workers.values():
+            try:
+                ray.kill(info["actor"])
+            except Exception:  # already gone
+                pass

@@ -1,0 +1,206 @@
+"""The loop each Ray Train worker runs for the learner's whole life: load once, then train round after round.
+
+`train_loop_per_worker` loads the policy (and, for reference 'initial', a frozen copy of the
+original model), wraps it in DDP, creates AdamW once, registers with the mailbox and waits for
+messages. Each round: fetch the pairs, train (actors/dpo_trainer.py), then rank 0 writes the HF
+checkpoint and publishes the weights; every rank reports to Ray Train (so the run, its metrics and
+its checkpoints show in Ray Train's state and the dashboard); rank 0 posts the result.
+
+Any exception ends the loop, which ends the Ray Train run; the driver sees it as an error from
+`train_round` (no silent retry: a restarted loop would start again from the initial model).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from typing import Any
+
+import ray
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+
+from actors.dpo_trainer import DPOSettings, PairTokens, RoundTrainer, unwrap
+from actors.weight_sync import make_transport
+
+# How long one wait on the mailbox lasts before the worker asks again (keeps every call short).
+MAILBOX_POLL_S = 30.0
+
+
+def load_model(path: str, dtype: str, trust_remote_code: bool) -> torch.nn.Module:
+    """A causal LM from a local folder; safetensors only (a pickled .bin can run arbitrary code)."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(
+        path, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code, use_safetensors=True
+    )
+
+
+def pad_token_id(tokenizer) -> int:
+    """Padding is masked out everywhere, so any valid id works when the tokenizer defines none."""
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if candidate is not None:
+            return int(candidate)
+    return 0
+
+
+def _reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def parameter_checksums(model: torch.nn.Module, rank: int, world_size: int, device) -> list[float]:
+    """One checksum of the parameters per rank (all-reduced), to verify DDP kept the ranks identical."""
+    with torch.no_grad():
+        total = sum(p.double().sum() + p.double().square().sum() for p in model.parameters())
+    vector = torch.zeros(world_size, dtype=torch.float64, device=device)
+    vector[rank] = total
+    return _reduce_sum(vector).tolist()
+
+
+class LearnerWorker:
+    """The state one rank keeps across rounds."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.started_at = time.time()
+        context = ray.train.get_context()
+        self.rank, self.world_size = context.get_world_rank(), context.get_world_size()
+        self.mailbox = config["mailbox"]
+        self.learner_cfg, self.model_cfg = config["learner"], config["model"]
+        self.transport = make_transport(config["transport"], use_gpu=self.learner_cfg["use_gpu"])
+        self.report_mode = self.learner_cfg["ray_train_checkpoint"]
+        self.instance_tag = config["instance_tag"]
+        torch.set_num_threads(self.learner_cfg["torch_threads"])
+        torch.manual_seed(config["seed"])
+        self.model_path = config["initial_model_path"]
+        self.tokenizer = self._load_tokenizer()
+        self.model = ray.train.torch.prepare_model(self._load(self.model_path))
+        self.device = next(unwrap(self.model).parameters()).device
+        reference = None
+        if self.learner_cfg["reference"] == "initial":
+            reference = self._load(config["reference_model_path"]).to(self.device)
+            reference.requires_grad_(False)
+        optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=self.learner_cfg["learning_rate"], weight_decay=self.learner_cfg["weight_decay"]
+        )
+        self.trainer = RoundTrainer(
+            self.model, optimizer, DPOSettings.from_config(self.learner_cfg), pad_token_id(self.tokenizer),
+            rank=self.rank, world_size=self.world_size, reduce_sum=_reduce_sum,
+            reference_model=reference, seed=config["seed"],
+        )  # fmt: skip
+
+    def _load(self, path: str) -> torch.nn.Module:
+        cfg = self.model_cfg
+        return load_model(path, cfg["dtype"], cfg["trust_remote_code"])
+
+    def _load_tokenizer(self):
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(self.model_path, trust_remote_code=self.model_cfg["trust_remote_code"])
+
+    def register(self) -> None:
+        info = {
+            "rank": self.rank,
+            "pid": os.getpid(),
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "actor_id": ray.get_runtime_context().get_actor_id(),
+            "device": str(self.device),
+            "train_fn_started_at": self.started_at,  # wall clock: Ray Train start-up ends here
+            "load_seconds": time.time() - self.started_at,  # model(s), tokenizer, DDP wrap, optimizer
+            "actor": ray.get_runtime_context().current_actor,  # lets the driver kill a stuck worker
+        }
+        ray.get(self.mailbox.register_worker.remote(self.rank, info))
+
+    def serve(self) -> None:
+        """Handle messages in order until the stop message."""
+        self.register()
+        sequence = 0
+        while True:
+            message = ray.get(self.mailbox.next_message.remote(sequence, MAILBOX_POLL_S))
+            if message is None:
+                continue
+            sequence += 1
+            if message["kind"] == "stop":
+                return
+            if message["kind"] == "train":
+                self.run_round(message)
+
+    def run_round(self, message: dict[str, Any]) -> None:
+        start = time.perf_counter()
+        round_index, checkpoint_dir = message["round_index"], message["checkpoint_dir"]
+        pairs = PairTokens.from_table(ray.get(message["pairs"][0]))
+        metrics = self.trainer.train_round(round_index, pairs)
+        metrics["param_checksum_per_rank"] = parameter_checksums(
+            unwrap(self.model), self.rank, self.world_size, self.device
+        )
+        metrics["worker_pid_per_rank"] = [int(x) for x in self._gather_pids()]
+        handle, timings = None, {}
+        if self.rank == 0:
+            handle, timings = self._save_and_publish(round_index, checkpoint_dir)
+        metrics.update(round_index=round_index, weights_version=round_index + 1, world_size=self.world_size)
+        metrics.update(timings)
+        report_start = time.perf_counter()
+        self._report(metrics, round_index, checkpoint_dir)
+        metrics["report_seconds"] = time.perf_counter() - report_start
+        metrics["round_seconds"] = time.perf_counter() - start
+        metrics["overhead_fraction"] = 1.0 - metrics["compute_seconds"] / metrics["round_seconds"]
+        if self.rank == 0:
+            ray.get(self.mailbox.post_result.remote(round_index, {"metrics": metrics, "handle": handle}))
+
+    def _gather_pids(self) -> list[float]:
+        vector = torch.zeros(self.world_size, dtype=torch.float64, device=self.device)
+        vector[self.rank] = os.getpid()
+        return _reduce_sum(vector).tolist()
+
+    def _save_and_publish(self, round_index: int, checkpoint_dir: str):
+        start = time.perf_counter()
+        os.makedirs(checkpoint_dir, exist_ok=True)
+        policy = unwrap(self.model)
+        policy.save_pretrained(checkpoint_dir, safe_serialization=True)
+        self.tokenizer.save_pretrained(checkpoint_dir)
+        saved = time.perf_counter()
+        handle = self.transport.publish(policy.state_dict(), version=round_index + 1, checkpoint_dir=checkpoint_dir)
+        return handle, {"checkpoint_seconds": saved - start, "publish_seconds": time.perf_counter() - saved}
+
+    def _report(self, metrics: dict[str, Any], round_index: int, checkpoint_dir: str) -> None:
+        """Every rank reports (Ray Train requires it); only rank 0 attaches a checkpoint.
+
+        Metrics and pointers are reported ASYNC: the train thread returns at once and a Ray Train
+        thread queues the report. A SYNC report blocks until the controller has taken the previous
+        one, which it polls every 2 s: up to 2 s lost per round when rounds follow each other
+        quickly. A copy is SYNC, so it is complete before the driver renames the round's folder.
+        """
+        report_metrics = {k: v for k, v in metrics.items() if not isinstance(v, list)}
+        checkpoint, mode, delete_after_upload = None, ray.train.CheckpointUploadMode.ASYNC, False
+        if self.rank == 0 and self.report_mode == "copy":
+            checkpoint = ray.train.Checkpoint.from_directory(checkpoint_dir)
+            mode = ray.train.CheckpointUploadMode.SYNC  # the run directory keeps the original
+        elif self.rank == 0 and self.report_mode == "pointer":
+            checkpoint, delete_after_upload = self._pointer_checkpoint(round_index, checkpoint_dir), True
+        ray.train.report(
+            report_metrics,
+            checkpoint=checkpoint,
+            # Unique per learner instance: a resumed run may redo a round whose marker was never written.
+            checkpoint_dir_name=f"round_{round_index:05d}_{self.instance_tag}" if self.report_mode != "none" else None,
+            checkpoint_upload_mode=mode,
+            delete_local_checkpoint_after_upload=delete_after_upload,
+        )
+
+    @staticmethod
+    def _pointer_checkpoint(round_index: int, checkpoint_dir: str) -> ray.train.Checkpoint:
+        """A one-file checkpoint naming the round's HF folder (Ray Train deletes it after the upload)."""
+        pointer_dir = tempfile.mkdtemp(prefix="activedpo-pointer-")
+        with open(os.path.join(pointer_dir, "activedpo_checkpoint.json"), "w") as f:
+            pointer = {"round_index": round_index, "weights_version": round_index + 1, "checkpoint_dir": checkpoint_dir}
+            json.dump(pointer, f)
+        return ray.train.Checkpoint.from_directory(pointer_dir)
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train entry point: lives until the driver sends stop (see module docstring)."""
+    LearnerWorker(config).serve()
