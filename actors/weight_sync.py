@@ -28,6 +28,13 @@ class WeightsHandle:
     transport: str
     payload: Any  # object_store: a list holding one ObjectRef; disk: a checkpoint folder path
 
+    def relocated(self, old_folder: str, new_folder: str) -> "WeightsHandle":
+        """The same weights after their checkpoint folder moved (a round's partial folder is renamed on commit)."""
+        if isinstance(self.payload, str) and os.path.abspath(self.payload).startswith(os.path.abspath(old_folder)):
+            moved = os.path.join(os.path.abspath(new_folder), os.path.relpath(self.payload, os.path.abspath(old_folder)))
+            return WeightsHandle(self.version, self.transport, moved)
+        return self
+
 
 class WeightTransport(ABC):
     name: str

@@ -168,7 +168,9 @@ class RoundRunner:
         writer.write_table("prompt_stats", selection.prompt_stats)
         writer.write_json("eval", evaluation)
         writer.write_json("metrics", metrics)
-        writer.commit()
+        final = writer.commit()
+        # A generator Ray restarts later reloads from the handle: point it at the committed folder.
+        self.weights = self.weights.relocated(str(writer.path), str(final))
         return metrics
 
 

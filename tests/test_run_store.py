@@ -62,3 +62,16 @@ def test_commit_refuses_to_overwrite_a_completed_round(tmp_path):
     with pytest.raises(FileExistsError):
         finish_round(store, 0, 0.2)
     assert store.read_metrics(0)["heldout_reward_mean"] == 0.1
+
+
+def test_disk_weights_handle_follows_the_committed_round(tmp_path):
+    from actors.weight_sync import WeightsHandle
+
+    store = RunStore(tmp_path)
+    writer = store.begin_round(0)
+    handle = WeightsHandle(version=1, transport="disk", payload=str(writer.checkpoint_dir))
+    final = writer.commit()
+    moved = handle.relocated(str(writer.path), str(final))
+    assert moved.payload == str(final / "checkpoint")
+    untouched = WeightsHandle(version=1, transport="object_store", payload=["ref"])
+    assert untouched.relocated(str(writer.path), str(final)) is untouched
