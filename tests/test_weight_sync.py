@@ -1,0 +1,73 @@
+"""Weight sync end to end: after a learner round, a generator actor's log-probs equal the learner's.
+
+The real long-lived learner (Ray Train, 1 worker) trains one round; its published handle goes to a
+real generator actor through each transport. The generator must then score a fixed response exactly
+as the learner's checkpoint does, and differently from before the sync.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import ray
+import torch
+from transformers import AutoModelForCausalLM
+
+from actors.generator import Generator
+from actors.learner import DPOLearner
+from actors.logprobs import sequence_logprobs
+from actors.weight_sync import make_transport
+from cluster.config import LearnerSection, ModelSection
+from tiny_model import PAD_ID, build_tiny_model
+
+PROMPTS = [[4, 10, 11, 12, 5], [4, 20, 21, 5]]
+RESPONSES = [[30, 31, 32, 2], [40, 41, 2]]
+
+
+def pairs_table(count: int) -> pa.Table:
+    rng = np.random.default_rng(0)
+    tokens = pa.list_(pa.int32())
+    draw = lambda: rng.integers(6, 90, rng.integers(2, 6)).tolist()  # noqa: E731
+    return pa.table({
+        "prompt_id": [f"p{i}" for i in range(count)],
+        "prompt_token_ids": pa.array([draw() for _ in range(count)], tokens),
+        "chosen_token_ids": pa.array([draw() for _ in range(count)], tokens),
+        "rejected_token_ids": pa.array([draw() for _ in range(count)], tokens),
+        "chosen_reward": [1.0] * count,
+        "rejected_reward": [0.0] * count,
+    })
+
+
+@pytest.fixture(scope="module")
+def trained(ray_cluster, tmp_path_factory):
+    root = tmp_path_factory.mktemp("sync")
+    model_path = str(build_tiny_model(root / "model"))
+    learner = DPOLearner(
+        LearnerSection(num_workers=1, batch_size=4, learning_rate=5e-3), ModelSection(),
+        initial_model_path=model_path, storage_dir=str(root / "ray_train"), run_name="sync-test",
+    )
+    try:
+        _, handle = learner.train_round(0, pairs_table(16), str(root / "checkpoint"))
+        checkpoint = AutoModelForCausalLM.from_pretrained(root / "checkpoint", dtype=torch.float32).eval()
+        with torch.no_grad():
+            learner_logps = sequence_logprobs(checkpoint, PROMPTS, RESPONSES, PAD_ID).tolist()
+        yield model_path, handle, learner_logps, str(root / "checkpoint")
+    finally:
+        learner.shutdown()
+
+
+@pytest.mark.parametrize("transport", ["object_store", "disk"])
+def test_generator_matches_the_learner_after_sync(trained, transport):
+    model_path, object_store_handle, learner_logps, checkpoint = trained
+    handle = object_store_handle if transport == "object_store" else make_transport("disk").publish(
+        {}, version=object_store_handle.version, checkpoint_dir=checkpoint)
+    actor = ray.remote(Generator).options(num_cpus=0.5).remote(model_path)
+    try:
+        before = ray.get(actor.sequence_logprobs.remote(PROMPTS, RESPONSES))
+        assert not np.allclose(before, learner_logps, atol=1e-3), "the round did not change the weights"
+        assert ray.get(actor.load_weights.remote(handle)) == 1
+        after = ray.get(actor.sequence_logprobs.remote(PROMPTS, RESPONSES))
+        np.testing.assert_allclose(after, learner_logps, rtol=0, atol=1e-5)
+    finally:
+        ray.kill(actor)
