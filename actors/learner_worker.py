@@ -201,6 +201,16 @@ class LearnerWorker:
         return ray.train.Checkpoint.from_directory(pointer_dir)
 
 
+def _quiet_per_round_reports() -> None:
+    """Ray Train logs every report's full metrics dict at INFO on every rank; the driver logs a summary."""
+    import logging
+
+    from ray.train.v2._internal.execution import context
+
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train entry point: lives until the driver sends stop (see module docstring)."""
+    _quiet_per_round_reports()
     LearnerWorker(config).serve()

@@ -25,6 +25,8 @@ def start_ray(cfg: RaySection) -> bool:
         return False
     env_vars = {k: os.environ[k] for k in ("TOKENIZERS_PARALLELISM", "OMP_NUM_THREADS") if k in os.environ}
     env_vars.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Every actor loads a model; a progress bar per actor per load drowns the phase lines.
+    env_vars.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     runtime_env = {"env_vars": env_vars}
     # Inside `ray job submit` the job's cluster is found from the environment.
     address = cfg.address or os.environ.get("RAY_ADDRESS")
