@@ -31,11 +31,11 @@ def test_quickstart_submitted_as_a_ray_job_succeeds(tmp_path):
                   PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     env.pop("PYTHONPATH")  # the job must find the code through --working-dir alone
     gcs_port, dashboard_port = free_port(), free_port()
+    head_log = open(tmp_path / "head.log", "w")  # noqa: SIM115 - closed in finally
     head = subprocess.Popen(
         [str(bin_dir / "ray"), "start", "--head", "--block", f"--port={gcs_port}", "--node-ip-address=127.0.0.1",
-         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}", "--num-cpus=4",
-         f"--temp-dir={tmp_path / 'ray'}"],
-        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}", "--num-cpus=4"],
+        env=env, start_new_session=True, stdout=head_log, stderr=subprocess.STDOUT,
     )
     address = f"http://127.0.0.1:{dashboard_port}"
     run_dir = tmp_path / "job-run"
@@ -54,7 +54,8 @@ def test_quickstart_submitted_as_a_ray_job_succeeds(tmp_path):
             time.sleep(2)
         status = subprocess.run([str(bin_dir / "ray"), "job", "status", "--address", address, "activedpo-test"],
                                 env=env, capture_output=True, text=True, timeout=60)
-        assert "SUCCEEDED" in status.stdout + status.stderr, (result.stdout[-4000:], result.stderr[-2000:])
+        assert "succeeded" in (status.stdout + status.stderr).lower(), (
+            result.stdout[-4000:], result.stderr[-2000:], (tmp_path / "head.log").read_text()[-2000:])
         summary = json.loads((run_dir / "summary.json").read_text())
         assert [row["round"] for row in summary["rounds"]] == [0]
         # Without the token the same cluster refuses to list jobs.
@@ -67,3 +68,4 @@ def test_quickstart_submitted_as_a_ray_job_succeeds(tmp_path):
             head.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
+        head_log.close()
