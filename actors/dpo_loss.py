@@ -22,23 +22,16 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from policies.named_registry import Registry
+
 # (logits, beta, label_smoothing) -> per-pair losses
 LossFn = Callable[[torch.Tensor, float, float], torch.Tensor]
-_LOSSES: dict[str, LossFn] = {}
-
-
-def register_dpo_loss(name: str) -> Callable[[LossFn], LossFn]:
-    def decorator(fn: LossFn) -> LossFn:
-        if name in _LOSSES and _LOSSES[name] is not fn:
-            raise ValueError(f"DPO loss {name!r} is already registered")
-        _LOSSES[name] = fn
-        return fn
-
-    return decorator
+_LOSSES: Registry[LossFn] = Registry("DPO loss")
+register_dpo_loss = _LOSSES.register
 
 
 def registered_dpo_losses() -> list[str]:
-    return sorted(_LOSSES)
+    return list(_LOSSES.names())
 
 
 @register_dpo_loss("sigmoid")
@@ -61,8 +54,7 @@ def _ipo_loss(logits: torch.Tensor, beta: float, label_smoothing: float) -> torc
 
 def check_dpo_loss_name(loss_type: str) -> None:
     """Raise ValueError naming the registered variants if `loss_type` is not one of them."""
-    if loss_type not in _LOSSES:
-        raise ValueError(f"unknown DPO loss {loss_type!r}; choose one of {registered_dpo_losses()}")
+    _LOSSES.get(loss_type)
 
 
 def dpo_loss(
@@ -81,7 +73,7 @@ def dpo_loss(
     check_dpo_loss_name(loss_type)
     chosen_logratios = policy_chosen_logps - ref_chosen_logps
     rejected_logratios = policy_rejected_logps - ref_rejected_logps
-    losses = _LOSSES[loss_type](chosen_logratios - rejected_logratios, beta, label_smoothing)
+    losses = _LOSSES.get(loss_type)(chosen_logratios - rejected_logratios, beta, label_smoothing)
     chosen_rewards = beta * chosen_logratios.detach()
     rejected_rewards = beta * rejected_logratios.detach()
     return losses, chosen_rewards, rejected_rewards

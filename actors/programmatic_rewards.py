@@ -13,19 +13,11 @@ import numpy as np
 import pyarrow as pa
 
 from actors.errors import InputError
+from policies.named_registry import Registry
 
 RewardFn = Callable[[pa.Table], np.ndarray]
-_REWARDS: dict[str, RewardFn] = {}
-
-
-def register_reward(name: str) -> Callable[[RewardFn], RewardFn]:
-    def decorator(fn: RewardFn) -> RewardFn:
-        if name in _REWARDS and _REWARDS[name] is not fn:
-            raise ValueError(f"programmatic reward {name!r} is already registered")
-        _REWARDS[name] = fn
-        return fn
-
-    return decorator
+_REWARDS: Registry[RewardFn] = Registry("programmatic reward", error=InputError)
+register_reward = _REWARDS.register
 
 
 def import_reward_modules(modules: list[str]) -> None:
@@ -43,15 +35,12 @@ def import_reward_modules(modules: list[str]) -> None:
 
 
 def get_reward(name: str) -> RewardFn:
-    if name not in _REWARDS:
-        raise InputError(
-            f"scoring.rewards: no programmatic reward named {name!r}; registered: {sorted(_REWARDS)}"
-        )
-    return _REWARDS[name]
+    """The reward registered as `name`; InputError naming the nearest registered one otherwise."""
+    return _REWARDS.get(name)
 
 
 def registered_rewards() -> list[str]:
-    return sorted(_REWARDS)
+    return list(_REWARDS.names())
 
 
 # Built-in rewards register here so that importing this module is enough to find them by name.

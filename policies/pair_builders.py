@@ -17,7 +17,6 @@ of preference (the first are kept first when a budget cuts a prompt short).
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -26,6 +25,7 @@ import pyarrow as pa
 
 from policies.base import PAIRS_SCHEMA
 from policies.grouping import GroupedRewards, within_group_pairs
+from policies.named_registry import Registry
 
 
 @dataclass(frozen=True)
@@ -43,33 +43,10 @@ class CandidatePairs:
 
 PairBuilder = Callable[[GroupedRewards, float, np.random.Generator], CandidatePairs]
 
-_BUILDERS: dict[str, PairBuilder] = {}
-
-
-def register_pair_builder(name: str) -> Callable[[PairBuilder], PairBuilder]:
-    """Function decorator registering a pair builder under `name`."""
-
-    def decorate(builder: PairBuilder) -> PairBuilder:
-        if name in _BUILDERS and _BUILDERS[name] is not builder:
-            raise ValueError(f"pair builder {name!r} is already registered")
-        _BUILDERS[name] = builder
-        return builder
-
-    return decorate
-
-
-def registered_pair_builders() -> tuple[str, ...]:
-    return tuple(sorted(_BUILDERS))
-
-
-def get_pair_builder(name: str) -> PairBuilder:
-    """The builder registered as `name`; ValueError with the nearest registered name otherwise."""
-    if name not in _BUILDERS:
-        known = registered_pair_builders()
-        nearest = difflib.get_close_matches(name, known, n=1)
-        hint = f" Did you mean {nearest[0]!r}?" if nearest else ""
-        raise ValueError(f"unknown pair builder {name!r}.{hint} Registered pair builders: {', '.join(known)}.")
-    return _BUILDERS[name]
+_BUILDERS: Registry[PairBuilder] = Registry("pair builder")
+register_pair_builder = _BUILDERS.register
+registered_pair_builders = _BUILDERS.names
+get_pair_builder = _BUILDERS.get
 
 
 def _first_row_of_each_prompt(grouped: GroupedRewards, *sort_keys: np.ndarray) -> np.ndarray:

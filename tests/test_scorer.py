@@ -140,7 +140,7 @@ def test_a_causal_lm_folder_is_not_a_classifier(tmp_path):
 
 
 def test_an_unregistered_programmatic_reward_is_an_input_error():
-    with pytest.raises(InputError, match="no programmatic reward named 'nope'"):
+    with pytest.raises(InputError, match="unknown programmatic reward 'nope'"):
         Scorer([spec(kind="programmatic", name="nope")])
 
 
