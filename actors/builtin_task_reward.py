@@ -1,10 +1,11 @@
 """The graded reward of the built-in synthetic task (cluster/builtin_task.py).
 
-A response is compared with the expected answer item by item (whitespace-separated digits):
-reward = (positions where both agree) / max(len(answer), len(response)), so an exact answer scores
-1.0, each wrong or missing item costs 1/len(answer), and extra items are penalised by the larger
-denominator. Graded rather than exact-match so that sampled responses to a prompt differ in reward
-by degrees, which is what preference pairs and preference variance are built from.
+A response is compared with the expected answer item by item (whitespace-separated: the
+operation's name, then the digits): reward = (positions where both agree) / max(len(answer),
+len(response)), so an exact answer scores 1.0, each wrong or missing item costs 1/len(answer), and
+extra items are penalised by the larger denominator. Graded rather than exact-match so that sampled
+responses to a prompt differ in reward by degrees, which is what preference pairs and preference
+variance are built from.
 """
 
 from __future__ import annotations

@@ -1,12 +1,21 @@
 """The built-in synthetic task: a tiny Llama policy, its tokenizer and prompt splits, built locally.
 
 The quickstart and the tests need a policy that is partly competent at a verifiable task, so that
-online DPO has something to improve and the improvement is measurable, without any download. The
-task is a set of small symbolic operations over digit sequences ("reverse: 3 1 4" -> "4 1 3"); the
-`builtin_task` programmatic reward (actors/builtin_task_reward.py) grades a response per position.
-Sequence length and operation give a spread of difficulty, so after the short supervised warm start
-some prompts are always answered right, some never, and the rest sometimes: the prompts whose
-preference variance a selection policy is meant to find.
+online DPO has something to improve and the improvement is measurable, without any download.
+Prompts ask for an operation on a digit sequence ("reverse: 3 1 4"); the ideal response names the
+operation it performs, then the result ("reverse 4 1 3"). The `builtin_task` reward
+(actors/builtin_task_reward.py) grades a response item by item against that answer.
+
+The warm start imitates imperfect demonstrations: some perform another operation than the one
+asked, never for the first operation listed and most often for the last. The policy ends up always
+right on easy prompts (copy, short), never on the hardest (sort, long) and mixed in between: the
+prompts whose preference variance a selection policy is meant to find. What DPO has to learn,
+naming (and so performing) the operation asked for, is a choice made in the response's first
+token, which keeps a pair's difference where the decision is. Variants whose errors were spread
+over many tokens (noisy digits, an operation mixed up with no name first) were tried: there DPO on
+this tiny model mostly learned side effects (stopping early, breaking execution) and the held-out
+reward barely moved. Execution still degrades somewhat under DPO; the operation choice improves
+faster, so the reward rises.
 
 `ensure_builtin_task` builds everything deterministically from the config and caches it under a
 hash of the config, building into a temporary folder that is renamed into place under a file lock,
@@ -17,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -35,14 +45,14 @@ from actors.errors import InputError
 from cluster.config import BuiltinTaskSection
 
 # Bump whenever a change here alters what gets built, so stale caches are never reused.
-CODE_VERSION = "1"
+CODE_VERSION = "2"
 
 DEFAULT_CACHE_ROOT = Path("~/.cache/activedpo/builtin")
 TRAIN_FILE = "train.parquet"
 HELDOUT_FILE = "heldout.parquet"
 MODEL_SUBDIR = "model"
 
-# Each operation maps the prompt's digits to the answer's digits.
+# Each operation maps the prompt's digits to the result's digits.
 OPERATIONS: dict[str, Callable[[list[int]], list[int]]] = {
     "copy": lambda xs: list(xs),
     "increment": lambda xs: [(x + 1) % 10 for x in xs],
@@ -55,6 +65,15 @@ CHAT_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}<|{{ message['role'] }}|> {{ message['content'] }} "
     "{% if message['role'] == 'assistant' %}{{ eos_token }}{% else %}<|end|>{% endif %} {% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+PARQUET_SCHEMA = pa.schema(
+    [
+        ("prompt_id", pa.string()),
+        ("prompt", pa.string()),
+        ("answer", pa.string()),
+        ("task", pa.string()),
+        ("difficulty", pa.int32()),
+    ]
 )
 
 
@@ -93,11 +112,11 @@ def cache_key(cfg: BuiltinTaskSection) -> str:
 
 
 def _check_config(cfg: BuiltinTaskSection) -> None:
+    if len(set(cfg.operations)) != len(cfg.operations):
+        raise InputError(f"builtin_task.operations lists an operation twice: {cfg.operations}")
     unknown = sorted(set(cfg.operations) - set(OPERATIONS))
     if unknown:
-        raise InputError(
-            f"builtin_task.operations: unknown {unknown}; choose from {sorted(OPERATIONS)}"
-        )
+        raise InputError(f"builtin_task.operations: unknown {unknown}; choose from {sorted(OPERATIONS)}")
     if cfg.min_length > cfg.max_length:
         raise InputError(
             f"builtin_task.min_length ({cfg.min_length}) is larger than max_length ({cfg.max_length})"
@@ -122,15 +141,16 @@ def _build_atomically(cfg: BuiltinTaskSection, final_dir: Path) -> None:
 
 def build_task(cfg: BuiltinTaskSection, out_dir: Path) -> None:
     """Write the splits, the tokenizer and the warm-started model into `out_dir` (no caching)."""
-    train, heldout, warm_start = make_splits(cfg)
+    train, heldout, demonstrations = make_splits(cfg)
     pq.write_table(train, out_dir / TRAIN_FILE)
     pq.write_table(heldout, out_dir / HELDOUT_FILE)
     tokenizer = build_tokenizer()
-    with _torch_threads(cfg.torch_threads):
+    # fork_rng: the build seeds torch itself and must not reseed the caller's generator.
+    with _torch_threads(cfg.torch_threads), torch.random.fork_rng(devices=[]):
         model = build_model(cfg, tokenizer)
-        warm_start_model(model, tokenizer, warm_start, cfg)
+        warm_start_model(model, tokenizer, demonstrations, cfg)
     model_dir = out_dir / MODEL_SUBDIR
-    model.save_pretrained(model_dir, safe_serialization=True)
+    model.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
 
 
@@ -138,76 +158,96 @@ def build_task(cfg: BuiltinTaskSection, out_dir: Path) -> None:
 
 
 def make_splits(cfg: BuiltinTaskSection) -> tuple[pa.Table, pa.Table, list[tuple[str, str]]]:
-    """Train pool, held-out split (disjoint prompts) and the warm start's (prompt, answer) examples.
+    """Train pool, held-out split (disjoint prompts) and the warm start's (prompt, response) pairs.
 
-    The warm-start examples are fresh draws that avoid every train and held-out prompt, so the
-    policy's competence on both splits comes from generalisation alone and the two stay comparable.
+    The demonstrations avoid every train and held-out prompt, so the policy's competence on both
+    splits comes from generalisation alone and the two stay comparable.
     """
     rng = np.random.default_rng([cfg.seed, 0])
     seen: set[str] = set()
     heldout = _draw_unique(rng, cfg, cfg.num_heldout_prompts, seen)
     train = _draw_unique(rng, cfg, cfg.num_train_prompts, seen)
-    warm_start = _draw_warm_start(np.random.default_rng([cfg.seed, 1]), cfg, seen)
-    return _to_table(train), _to_table(heldout), warm_start
+    demonstrations = _draw_demonstrations(np.random.default_rng([cfg.seed, 1]), cfg, seen)
+    return (
+        pa.Table.from_pylist(train, schema=PARQUET_SCHEMA),
+        pa.Table.from_pylist(heldout, schema=PARQUET_SCHEMA),
+        demonstrations,
+    )
 
 
 def format_prompt(operation: str, digits: list[int]) -> str:
     return f"{operation}: " + " ".join(map(str, digits))
 
 
-def _draw_example(rng: np.random.Generator, cfg: BuiltinTaskSection) -> dict:
+def format_answer(operation: str, digits: list[int]) -> str:
+    """The operation performed, then its result: "reverse 4 1 3"."""
+    return " ".join([operation, *map(str, OPERATIONS[operation](digits))])
+
+
+def confusion_probability(cfg: BuiltinTaskSection, operation: str) -> float:
+    """Chance that a demonstration for `operation` performs another one: 0 for the first operation
+    in `cfg.operations`, rising linearly to `warm_start_confusion` for the last. This is what spreads
+    difficulty: prompts for the first operation end up always right, for the last mostly wrong."""
+    rank, count = cfg.operations.index(operation), len(cfg.operations)
+    return cfg.warm_start_confusion * (rank / (count - 1) if count > 1 else 1.0)
+
+
+def difficulty(cfg: BuiltinTaskSection, operation: str, length: int) -> int:
+    """A rough ordinal: the operation's rank in `cfg.operations` plus the digits beyond min_length."""
+    return cfg.operations.index(operation) + length - cfg.min_length
+
+
+def _draw_problem(rng: np.random.Generator, cfg: BuiltinTaskSection) -> tuple[str, list[int]]:
     operation = cfg.operations[int(rng.integers(len(cfg.operations)))]
     length = int(rng.integers(cfg.min_length, cfg.max_length + 1))
-    digits = [int(d) for d in rng.integers(0, 10, size=length)]
-    return {
-        "prompt_id": f"{operation}-{''.join(map(str, digits))}",
-        "prompt": format_prompt(operation, digits),
-        "answer": " ".join(map(str, OPERATIONS[operation](digits))),
-        "task": operation,
-        "difficulty": length,
-    }
+    return operation, [int(d) for d in rng.integers(0, 10, size=length)]
+
+
+def _prompt_id(operation: str, digits: list[int]) -> str:
+    # Content-based, so an id names the same prompt whatever the pool sizes.
+    return f"{operation}-{''.join(map(str, digits))}"
 
 
 def _draw_unique(rng: np.random.Generator, cfg: BuiltinTaskSection, count: int, seen: set[str]) -> list[dict]:
     rows: list[dict] = []
-    # Short sequences have few distinct values; give up long before looping forever on a tiny space.
+    # Short sequences have few distinct values; give up rather than loop forever on a tiny space.
     for _ in range(100 * count + 1000):
         if len(rows) == count:
             return rows
-        row = _draw_example(rng, cfg)
-        if row["prompt_id"] not in seen:
-            seen.add(row["prompt_id"])
-            rows.append(row)
+        operation, digits = _draw_problem(rng, cfg)
+        prompt_id = _prompt_id(operation, digits)
+        if prompt_id not in seen:
+            seen.add(prompt_id)
+            rows.append(
+                {
+                    "prompt_id": prompt_id,
+                    "prompt": format_prompt(operation, digits),
+                    "answer": format_answer(operation, digits),
+                    "task": operation,
+                    "difficulty": difficulty(cfg, operation, len(digits)),
+                }
+            )
     raise InputError(
-        f"builtin_task: cannot draw {count} distinct prompts with lengths {cfg.min_length}..{cfg.max_length}; "
-        "lower num_train_prompts / num_heldout_prompts or raise max_length"
+        f"builtin_task: cannot draw {count} more distinct prompts with lengths {cfg.min_length}.."
+        f"{cfg.max_length}; lower num_train_prompts / num_heldout_prompts or raise max_length"
     )
 
 
-def _draw_warm_start(rng: np.random.Generator, cfg: BuiltinTaskSection, exclude: set[str]) -> list[tuple[str, str]]:
+def _draw_demonstrations(
+    rng: np.random.Generator, cfg: BuiltinTaskSection, exclude: set[str]
+) -> list[tuple[str, str]]:
+    """Warm-start (prompt, response) pairs; some perform another operation than asked (see above)."""
     needed = cfg.warm_start_steps * cfg.warm_start_batch_size
-    examples: list[tuple[str, str]] = []
-    while len(examples) < needed:
-        row = _draw_example(rng, cfg)
-        if row["prompt_id"] not in exclude:
-            examples.append((row["prompt"], _corrupt(rng, row["answer"], cfg.warm_start_noise)))
-    return examples
-
-
-def _corrupt(rng: np.random.Generator, answer: str, noise: float) -> str:
-    """Replace each item by a random digit with probability `noise` (the demonstrations' imperfection)."""
-    items = answer.split()
-    flips = rng.random(len(items)) < noise
-    digits = rng.integers(0, 10, size=len(items))
-    return " ".join(str(d) if flip else item for item, flip, d in zip(items, flips, digits))
-
-
-def _to_table(rows: list[dict]) -> pa.Table:
-    schema = pa.schema(
-        [("prompt_id", pa.string()), ("prompt", pa.string()), ("answer", pa.string()),
-         ("task", pa.string()), ("difficulty", pa.int32())]
-    )
-    return pa.Table.from_pylist(rows, schema=schema)
+    demonstrations: list[tuple[str, str]] = []
+    while len(demonstrations) < needed:
+        operation, digits = _draw_problem(rng, cfg)
+        performed = operation
+        others = [name for name in cfg.operations if name != operation]
+        if others and rng.random() < confusion_probability(cfg, operation):
+            performed = others[int(rng.integers(len(others)))]
+        if _prompt_id(operation, digits) not in exclude:
+            demonstrations.append((format_prompt(operation, digits), format_answer(performed, digits)))
+    return demonstrations
 
 
 # --- tokenizer and model --------------------------------------------------------------------------
@@ -218,7 +258,8 @@ def build_tokenizer():
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    words = [str(d) for d in range(10)] + [f"{name}:" for name in sorted(OPERATIONS)]
+    operations = sorted(OPERATIONS)
+    words = [str(d) for d in range(10)] + operations + [f"{name}:" for name in operations]
     vocab = {token: index for index, token in enumerate(SPECIAL_TOKENS + words)}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
@@ -260,33 +301,54 @@ def build_model(cfg: BuiltinTaskSection, tokenizer) -> torch.nn.Module:
     return model
 
 
-def encode_example(tokenizer, prompt: str, answer: str) -> tuple[list[int], list[int]]:
-    """Token ids of the chat-formatted prompt and of the response (the answer then eos)."""
+def encode_example(tokenizer, prompt: str, response: str) -> tuple[list[int], list[int]]:
+    """Token ids of the chat-formatted prompt and of the response followed by eos."""
     text = tokenizer.apply_chat_template(
         [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
     )
     prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    response_ids = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     return prompt_ids, response_ids
 
 
-def warm_start_model(model, tokenizer, examples: list[tuple[str, str]], cfg: BuiltinTaskSection) -> None:
-    """Supervised steps on correct answers (loss on response tokens only), leaving the policy partly right."""
+def warm_start_model(
+    model, tokenizer, demonstrations: list[tuple[str, str]], cfg: BuiltinTaskSection
+) -> None:
+    """Supervised steps on the demonstrations, loss on response tokens only.
+
+    Linear warm-up then cosine decay: with a constant learning rate the tiny model learned the
+    operations late and erratically, so the competence reached depended on the seed.
+    """
     from actors.logprobs import sequence_logprobs
 
     torch.manual_seed(cfg.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.warm_start_learning_rate, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(cfg.warm_start_steps))
     model.train()
     batch = cfg.warm_start_batch_size
     for step in range(cfg.warm_start_steps):
-        pairs = [encode_example(tokenizer, p, a) for p, a in examples[step * batch : (step + 1) * batch]]
-        prompts, responses = zip(*pairs)
+        chunk = demonstrations[step * batch : (step + 1) * batch]
+        prompts, responses = zip(*(encode_example(tokenizer, p, r) for p, r in chunk))
         logprobs = sequence_logprobs(model, prompts, responses, tokenizer.pad_token_id)
         loss = -logprobs.sum() / sum(len(r) for r in responses)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        schedule.step()
     model.eval()
+
+
+def _warmup_cosine(total_steps: int, warmup_fraction: float = 0.1, final_fraction: float = 0.1):
+    """Learning-rate factor per step: linear warm-up, then cosine decay to `final_fraction`."""
+    warmup = max(1, int(warmup_fraction * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
 
 
 @contextmanager

@@ -68,44 +68,45 @@ class ModelSection(StrictModel):
 class BuiltinTaskSection(StrictModel):
     """The synthetic task used by the quickstart and the tests (see cluster/builtin_task.py).
 
-    Every field but cache_dir is part of the cache key: changing one builds a new task.
+    Every field but cache_dir is part of the cache key: changing one builds a new task. The defaults
+    give a policy whose held-out reward (samples at temperature 1) starts near 0.5 and that online
+    DPO measurably improves within four rounds; the build takes about 15 s on one CPU thread.
     """
 
-    seed: int = Field(1234, description="Seed of the task's data, tokenizer and warm start (part of the cache key).")
+    seed: int = Field(1234, description="Seed of the task's data, model initialisation and warm start.")
     num_train_prompts: int = Field(512, ge=1, description="Prompts in the training pool.")
     num_heldout_prompts: int = Field(64, ge=1, description="Prompts in the held-out evaluation split.")
     operations: list[str] = Field(
         default_factory=lambda: ["copy", "increment", "reverse", "sort"],
         min_length=1,
         description="Operations prompts ask for, over a digit sequence: 'copy', 'increment' (each digit "
-        "+1 mod 10), 'reverse', 'sort'. Each prompt picks one uniformly.",
+        "+1 mod 10), 'reverse', 'sort'. Each prompt picks one uniformly; the order sets the difficulty "
+        "(see warm_start_confusion).",
     )
-    min_length: int = Field(2, ge=1, description="Shortest digit sequence in a prompt.")
-    max_length: int = Field(8, ge=1, le=32, description="Longest digit sequence in a prompt (longer: harder).")
+    min_length: int = Field(2, ge=1, description="Fewest digits in a prompt.")
+    max_length: int = Field(
+        8, ge=1, le=32, description="Most digits in a prompt (longer sequences are harder to get right)."
+    )
     hidden_size: int = Field(128, ge=8, description="Hidden size of the tiny Llama policy.")
     num_layers: int = Field(2, ge=1, description="Transformer blocks of the tiny Llama policy.")
     num_attention_heads: int = Field(
         2, ge=1, description="Attention heads (head size = hidden_size / heads; vLLM needs 64 or more)."
     )
     warm_start_steps: int = Field(
-        150, ge=0, description="Supervised steps on correct answers that make the policy partly competent."
+        500, ge=0, description="Supervised steps on the demonstrations that make the policy partly competent."
+    )
+    warm_start_batch_size: int = Field(32, ge=1, description="Demonstrations per warm-start step.")
+    warm_start_learning_rate: float = Field(
+        3e-3, gt=0, description="Peak AdamW learning rate of the warm start (10% warm-up, cosine decay)."
     )
     warm_start_confusion: float = Field(
-        0.0,
+        0.9,
         ge=0,
         le=1,
-        description="Fraction of warm-start demonstrations that answer with a different operation than "
-        "the prompt asks for: the policy learns every operation but sometimes picks the wrong one, a "
-        "mistake that online DPO can learn to avoid.",
+        description="Imperfect demonstrations: the chance that a warm-start demonstration performs another "
+        "operation than asked, 0 for the first of `operations`, rising linearly to this for the last. "
+        "The policy ends up always right on the first and mostly wrong on the last: what DPO can fix.",
     )
-    policy_temperature: float = Field(
-        1.0,
-        gt=0,
-        description="Sampling temperature baked into the warm-started weights (logits divided by it): "
-        "above 1 the policy is right in its mode but noisy when sampled at temperature 1.",
-    )
-    warm_start_batch_size: int = Field(32, ge=1, description="Examples per warm-start step.")
-    warm_start_learning_rate: float = Field(3e-3, gt=0, description="AdamW learning rate of the warm start.")
     torch_threads: int = Field(
         1, ge=1, description="torch threads while building (the build is bit-identical for a fixed value)."
     )
