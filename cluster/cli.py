@@ -30,6 +30,9 @@ def _input_error_message(exc: BaseException) -> str | None:
 
 
 def _configure_logging(verbose: bool) -> None:
+    import os
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # phase lines, not per-load progress bars
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",

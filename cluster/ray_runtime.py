@@ -33,7 +33,9 @@ def start_ray(cfg: RaySection) -> bool:
     if address:
         ray.init(address=address, namespace=cfg.namespace, runtime_env=runtime_env, log_to_driver=True)
         return False
+    # address="local": always a new cluster, never one that happens to run on this machine already.
     ray.init(
+        address="local",
         num_cpus=cfg.num_cpus,
         include_dashboard=cfg.include_dashboard,
         dashboard_host=cfg.dashboard_host,
