@@ -15,10 +15,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """A real local Ray cluster with 4 logical CPUs (phases run one after another on 2 cores)."""
+    """A new real local Ray cluster with 4 logical CPUs; address="local" never joins a leftover one."""
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=4, include_dashboard=False, namespace="activedpo-tests", log_to_driver=False)
+        ray.init(address="local", num_cpus=4, include_dashboard=False, namespace="activedpo-tests", log_to_driver=False)
     yield ray
     ray.shutdown()
