@@ -25,6 +25,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_for_job_server(bin_dir: Path, address: str, env: dict, timeout_s: float) -> bool:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        probe = subprocess.run([str(bin_dir / "ray"), "job", "list", "--address", address],
+                               env=env, capture_output=True, text=True, timeout=60)
+        if probe.returncode == 0:
+            return True
+        time.sleep(2)
+    return False
+
+
 def test_quickstart_submitted_as_a_ray_job_succeeds(tmp_path):
     bin_dir = Path(sys.executable).parent
     env = cli_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32),
@@ -47,15 +58,14 @@ def test_quickstart_submitted_as_a_ray_job_succeeds(tmp_path):
             "--", "python", "-m", "cluster.cli", "run", "configs/quickstart.yaml", "--run-dir", str(run_dir),
             "run.rounds=1", *SMALL_RUN,
         ]
-        for attempt in range(30):  # the dashboard takes a few seconds to accept jobs
-            result = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=600)
-            if "Failed to connect" not in result.stderr + result.stdout:
-                break
-            time.sleep(2)
+        # The job server takes several seconds after `ray start` to accept requests.
+        ready = wait_for_job_server(bin_dir, address, env, timeout_s=180)
+        assert ready, (tmp_path / "head.log").read_text()[-3000:]
+        result = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=600)
         status = subprocess.run([str(bin_dir / "ray"), "job", "status", "--address", address, "activedpo-test"],
                                 env=env, capture_output=True, text=True, timeout=60)
         assert "succeeded" in (status.stdout + status.stderr).lower(), (
-            result.stdout[-4000:], result.stderr[-2000:], (tmp_path / "head.log").read_text()[-2000:])
+            result.stdout[-3000:], result.stderr[-3000:], (tmp_path / "head.log").read_text()[-1000:])
         summary = json.loads((run_dir / "summary.json").read_text())
         assert [row["round"] for row in summary["rounds"]] == [0]
         # Without the token the same cluster refuses to list jobs.
