@@ -2,13 +2,16 @@
 
 A selection policy turns a round's scored table (one row per sampled response, see the contracts)
 into the pairs the learner trains on plus one row of statistics per prompt for the round report.
+Policies that need the model (implicit-reward PVar, BPO's embeddings and gradient features) ask a
+`SelectionFeatures` for them; the driver's implementation computes them in the generator actors,
+tests and benchmarks use an in-process one. This package never imports torch or Ray.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
@@ -30,8 +33,12 @@ PAIRS_SCHEMA = pa.schema(
 )
 
 # One row per prompt of the scored table. reward_std is the population std (ddof=0), so a prompt
-# with a single response has std 0 rather than NaN. `selected`: at least one of its pairs is in
-# Selection.pairs (what was actually trained on, not merely ranked high).
+# with a single response has std 0 rather than NaN. `pvar` is the statistic the policy ranked by
+# (reward, ensemble or implicit form). `selected`: at least one of its pairs is in Selection.pairs
+# (what was actually trained on, not merely ranked high). `pairs_available`: pairs the policy's pair
+# builder can make from the prompt; `pairs_selected`: how many of them were taken. `cluster` and
+# `informativeness` are BPO's breadth cluster and summed pair informativeness (null for policies
+# that do not compute them).
 PROMPT_STATS_SCHEMA = pa.schema(
     [
         ("prompt_id", pa.string()),
@@ -40,8 +47,38 @@ PROMPT_STATS_SCHEMA = pa.schema(
         ("reward_mean", pa.float64()),
         ("reward_std", pa.float64()),
         ("selected", pa.bool_()),
+        ("pairs_available", pa.int64()),
+        ("pairs_selected", pa.int64()),
+        ("cluster", pa.int64()),
+        ("informativeness", pa.float64()),
     ]
 )
+
+# Prompt statistics copied onto every row of the round's scored and selected tables (see
+# `with_prompt_stats`), so a user reading either file sees why a prompt was (not) chosen.
+PROMPT_STAT_COLUMNS = ("pvar", "selected", "pairs_available", "pairs_selected", "cluster", "informativeness")
+
+
+@runtime_checkable
+class SelectionFeatures(Protocol):
+    """Model-side quantities a policy may ask for, computed where the model lives.
+
+    Every method takes Arrow tables with the round's columns and returns one numpy row per input
+    row, in input order. Implementations: the driver's (generator actors, cluster/) and an
+    in-process one over a loaded model (actors/selection_features.py), for tests and benchmarks.
+    """
+
+    def response_logratios(self, scored: pa.Table) -> np.ndarray:
+        """float64 (n_rows,): log pi(y|x) - log pi_init(y|x) per response (prompt_token_ids,
+        response_token_ids columns): the current policy against the run's initial model."""
+
+    def prompt_embeddings(self, prompts: pa.Table) -> np.ndarray:
+        """float32 (n_prompts, dim): one embedding per row (prompt_id, prompt_text, prompt_token_ids)."""
+
+    def pair_gradient_features(self, pairs: pa.Table) -> np.ndarray:
+        """float32 (n_pairs, dim): the seeded random projection of grad log pi(y_w|x) - grad log pi(y_l|x)
+        over the configured parameter subset (the DPO loss gradient direction at pi = pi_ref), not
+        normalised. `pairs` has PAIRS_SCHEMA's token-id columns."""
 
 
 @dataclass(frozen=True)
@@ -67,5 +104,26 @@ class SelectionPolicy(ABC):
     name: ClassVar[str] = ""
 
     @abstractmethod
-    def select(self, scored: pa.Table, pair_budget: int, rng: np.random.Generator) -> Selection:
-        """Return at most `pair_budget` pairs from `scored` and statistics for every prompt in it."""
+    def select(
+        self, scored: pa.Table, pair_budget: int, rng: np.random.Generator, features: SelectionFeatures | None = None
+    ) -> Selection:
+        """Return at most `pair_budget` pairs from `scored` and statistics for every prompt in it.
+
+        `features` is only needed by policies that use the model; they raise ValueError without it.
+        """
+
+
+def with_prompt_stats(table: pa.Table, prompt_stats: pa.Table) -> pa.Table:
+    """`table` (one row per response or pair, with prompt_id) plus the PROMPT_STAT_COLUMNS of its prompt.
+
+    Row order is kept; a column `table` already has (the pairs' `pvar`) is replaced by the stats'.
+    """
+    index = {prompt_id: row for row, prompt_id in enumerate(prompt_stats.column("prompt_id").to_pylist())}
+    rows = pa.array([index[p] for p in table.column("prompt_id").to_pylist()], pa.int64())
+    for name in PROMPT_STAT_COLUMNS:
+        column = prompt_stats.column(name).take(rows)
+        if name in table.column_names:
+            table = table.set_column(table.column_names.index(name), name, column)
+        else:
+            table = table.append_column(name, column)
+    return table

@@ -95,20 +95,43 @@ def select_in_order(pool: CandidatePool, prompt_order: np.ndarray, max_pairs: in
     listed = np.flatnonzero(pair_rank < n_prompts)
     # Stable sort keeps each prompt's pairs in the builder's order of preference.
     taken = listed[np.argsort(pair_rank[listed], kind="stable")][:max_pairs]
+    return selection_from_pairs(pool, taken)
+
+
+def selection_from_pairs(
+    pool: CandidatePool,
+    taken: np.ndarray,
+    cluster: np.ndarray | None = None,
+    informativeness: np.ndarray | None = None,
+) -> Selection:
+    """The Selection made of the pool's candidate pairs at positions `taken` (in that order).
+
+    `cluster` and `informativeness` are optional per-prompt arrays for the statistics table.
+    """
+    taken = np.asarray(taken, dtype=np.int64)
     codes = pool.pairs.prompt_codes[taken]
     pairs = pairs_table(pool.scored, pool.pairs.chosen_rows[taken], pool.pairs.rejected_rows[taken], pool.pvar[codes])
-    selected = np.bincount(codes, minlength=n_prompts) > 0
-    return Selection(pairs=pairs, prompt_stats=prompt_stats_table(pool, selected))
+    pairs_selected = np.bincount(codes, minlength=pool.grouped.n_prompts)
+    return Selection(pairs=pairs, prompt_stats=prompt_stats_table(pool, pairs_selected, cluster, informativeness))
 
 
-def prompt_stats_table(pool: CandidatePool, selected: np.ndarray) -> pa.Table:
+def prompt_stats_table(
+    pool: CandidatePool,
+    pairs_selected: np.ndarray,
+    cluster: np.ndarray | None = None,
+    informativeness: np.ndarray | None = None,
+) -> pa.Table:
     """One PROMPT_STATS_SCHEMA row per prompt, in order of first appearance in the scored table."""
     grouped = pool.grouped
     counts = grouped.counts.astype(np.float64)
     mean = np.bincount(grouped.codes, weights=grouped.rewards, minlength=grouped.n_prompts) / counts
     squared_dev = (grouped.rewards - mean[grouped.codes]) ** 2
     std = np.sqrt(np.bincount(grouped.codes, weights=squared_dev, minlength=grouped.n_prompts) / counts)
-    columns = [grouped.prompt_ids, grouped.counts, pool.pvar, mean, std, selected]
+    missing = [None] * grouped.n_prompts
+    columns = [
+        grouped.prompt_ids, grouped.counts, pool.pvar, mean, std, pairs_selected > 0, pool.pairs_per_prompt(),
+        pairs_selected, missing if cluster is None else cluster, missing if informativeness is None else informativeness,
+    ]
     return pa.Table.from_arrays(
         [pa.array(values, field.type) for values, field in zip(columns, PROMPT_STATS_SCHEMA)], schema=PROMPT_STATS_SCHEMA
     )

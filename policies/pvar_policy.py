@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from policies.base import Selection
+from policies.base import Selection, SelectionFeatures
 from policies.candidates import PoolPolicy, check_budget, select_in_order
 from policies.registry import register_policy
 
@@ -26,7 +26,9 @@ from policies.registry import register_policy
 class PVarPolicy(PoolPolicy):
     """Top-`top_fraction` prompts by preference variance, highest first, at most `pair_budget` pairs."""
 
-    def select(self, scored: pa.Table, pair_budget: int, rng: np.random.Generator) -> Selection:
+    def select(
+        self, scored: pa.Table, pair_budget: int, rng: np.random.Generator, features: SelectionFeatures | None = None
+    ) -> Selection:
         check_budget(pair_budget)
         if scored.num_rows == 0:
             return Selection.empty()

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from policies.base import Selection
+from policies.base import Selection, SelectionFeatures
 from policies.candidates import PoolPolicy, check_budget, select_in_order
 from policies.registry import register_policy
 
@@ -31,7 +31,9 @@ from policies.registry import register_policy
 class RandomPolicy(PoolPolicy):
     """Random pair-making prompts, as many pairs as `pvar` with the same options would select."""
 
-    def select(self, scored: pa.Table, pair_budget: int, rng: np.random.Generator) -> Selection:
+    def select(
+        self, scored: pa.Table, pair_budget: int, rng: np.random.Generator, features: SelectionFeatures | None = None
+    ) -> Selection:
         check_budget(pair_budget)
         if scored.num_rows == 0:
             return Selection.empty()

@@ -215,7 +215,11 @@ def test_prompt_stats_cover_every_prompt():
     rows = {row["prompt_id"]: row for row in stats.to_pylist()}
     assert rows["a"]["n_responses"] == 2 and rows["a"]["reward_mean"] == 2.0 and rows["a"]["reward_std"] == 1.0
     assert rows["a"]["pvar"] == pytest.approx(brute_force_pvar([1.0, 3.0], 1.0)) and rows["a"]["selected"]
-    assert rows["solo"] == {"prompt_id": "solo", "n_responses": 1, "pvar": 0.0, "reward_mean": 2.0, "reward_std": 0.0, "selected": False}
+    assert rows["solo"] == {
+        "prompt_id": "solo", "n_responses": 1, "pvar": 0.0, "reward_mean": 2.0, "reward_std": 0.0, "selected": False,
+        "pairs_available": 0, "pairs_selected": 0, "cluster": None, "informativeness": None,
+    }
+    assert rows["a"]["pairs_available"] == 1 and rows["a"]["pairs_selected"] == 1
     assert rows["flat"]["pvar"] == 0.0 and not rows["flat"]["selected"]
 
 
