@@ -16,35 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from cli_runs import REPO, run_config
 
 
 def run_seed(seed: int, run_dir: Path, overrides: list[str]) -> dict:
-    command = [sys.executable, "-m", "cluster.cli", "run", str(REPO / "configs" / "quickstart.yaml"),
-               "--run-dir", str(run_dir), f"run.seed={seed}", *overrides]
-    started = time.perf_counter()
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    if result.returncode != 0:
-        sys.stderr.write(result.stderr[-5000:])
-        raise SystemExit(f"seed {seed} failed")
-    summary = json.loads((run_dir / "summary.json").read_text())
-    rows = summary["rounds"]
-    overheads = [row.get("learner_overhead_fraction") for row in rows if row.get("learner_overhead_fraction") is not None]
-    return {
-        "seed": seed,
-        "wall_seconds": wall,
-        "before": rows[0].get("heldout_before_mean"),
-        "per_round": [row["heldout_reward_mean"] for row in rows],
-        "learner_overhead_fraction": statistics.mean(overheads[1:] or overheads) if overheads else None,
-        "phase_seconds": [row["phase_seconds"] for row in rows],
-    }
+    return run_config(REPO / "configs" / "quickstart.yaml", seed, run_dir, overrides)
 
 
 def main() -> None:

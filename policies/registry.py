@@ -39,6 +39,11 @@ def registered_policies() -> tuple[str, ...]:
     return _POLICIES.names()
 
 
+def check_policy_name(name: str) -> None:
+    """Raise ValueError (naming the nearest registered policy) unless `name` is registered."""
+    _POLICIES.get(name)
+
+
 def make_policy(name: str, **options: object) -> SelectionPolicy:
     """Build the policy registered as `name` from the options its constructor accepts.
 

@@ -1,0 +1,38 @@
+"""Run a config through the real CLI (fresh run directory, fresh embedded Ray cluster) and read its summary.
+
+Shared by the benchmarks that compare whole runs (quickstart, selection ablation).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_config(config: Path, seed: int, run_dir: Path, overrides: list[str]) -> dict:
+    """One run; returns wall seconds, held-out reward before training and per round, phase seconds."""
+    command = [sys.executable, "-m", "cluster.cli", "run", str(config), "--run-dir", str(run_dir),
+               f"run.seed={seed}", *overrides]
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if result.returncode != 0:
+        sys.stderr.write(result.stderr[-5000:])
+        raise SystemExit(f"{config.name} seed {seed} {' '.join(overrides)} failed")
+    rows = json.loads((run_dir / "summary.json").read_text())["rounds"]
+    overheads = [row.get("learner_overhead_fraction") for row in rows if row.get("learner_overhead_fraction") is not None]
+    return {
+        "seed": seed,
+        "wall_seconds": wall,
+        "before": rows[0].get("heldout_before_mean"),
+        "per_round": [row["heldout_reward_mean"] for row in rows],
+        "pairs_trained": [row["pairs_trained"] for row in rows],
+        "learner_overhead_fraction": statistics.mean(overheads[1:] or overheads) if overheads else None,
+        "phase_seconds": [row["phase_seconds"] for row in rows],
+    }

@@ -1,0 +1,61 @@
+"""The driver's SelectionFeatures: model-side features computed by the generator actors.
+
+The generators hold the current policy, so that is where embeddings, log-ratios and per-pair
+gradient features are computed (actors/selection_features.py); this adapter only shards the tables
+over the actors and turns the answers into the numpy arrays the policies expect. Nothing is
+computed unless the policy asks for it, so pvar with rewards never touches the model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from actors.selection_features import FeatureOptions
+from cluster.actor_groups import GeneratorGroup
+from cluster.config import SelectionFeaturesSection
+
+
+def feature_options(cfg: SelectionFeaturesSection, reference_model_path: str) -> FeatureOptions:
+    return FeatureOptions(
+        gradient_modules=cfg.gradient_modules,
+        projection_dim=cfg.projection_dim,
+        projection_seed=cfg.projection_seed,
+        batch_size=cfg.batch_size,
+        embedding=cfg.embedding,
+        reference_model_path=reference_model_path,
+    )
+
+
+class GeneratorFeatures:
+    """Implements policies.base.SelectionFeatures over a GeneratorGroup."""
+
+    def __init__(self, generators: GeneratorGroup, options: FeatureOptions):
+        self.generators = generators
+        self.options = options
+
+    def _call(self, method: str, table: pa.Table, column: str) -> pa.ChunkedArray:
+        return self.generators.call_sharded(method, table, self.options).column(column)
+
+    def response_logratios(self, scored: pa.Table) -> np.ndarray:
+        if scored.num_rows == 0:
+            return np.zeros(0)
+        table = scored.select(["prompt_token_ids", "response_token_ids"])
+        return self._call("response_logratios", table, "logratio").to_numpy().astype(np.float64)
+
+    def prompt_embeddings(self, prompts: pa.Table) -> np.ndarray:
+        if prompts.num_rows == 0:
+            return np.zeros((0, 0), dtype=np.float32)
+        return _stack(self._call("prompt_embeddings", prompts, "embedding"))
+
+    def pair_gradient_features(self, pairs: pa.Table) -> np.ndarray:
+        if pairs.num_rows == 0:
+            return np.zeros((0, self.options.projection_dim), dtype=np.float32)
+        table = pairs.select(["prompt_token_ids", "chosen_token_ids", "rejected_token_ids"])
+        return _stack(self._call("pair_gradient_features", table, "feature"))
+
+
+def _stack(column: pa.ChunkedArray) -> np.ndarray:
+    """A list<float32> column of equal-length lists as a (rows, dim) float32 array."""
+    flat = column.combine_chunks()
+    return flat.flatten().to_numpy().astype(np.float32).reshape(len(flat), -1)

@@ -1,0 +1,105 @@
+"""The `bpo` policy (papers.md section 2): fewer, representative prompts, each with more pairs, the
+pairs chosen by how much new optimisation direction they bring.
+
+One round, at a budget of B pairs:
+1. Breadth: every prompt that can make a pair (with the depth pair builder, all pairs above the
+   margin by default) is embedded (`features.prompt_embeddings`), and k-means keeps
+   ceil(B / pairs_per_prompt) representatives (policies/breadth.py).
+2. Depth: every candidate pair of the representatives gets a gradient feature
+   (`features.pair_gradient_features`, the projected DPO gradient), k-means over the normalised
+   features scores each pair's informativeness (policies/gradient_clustering.py).
+3. The B pairs are allotted to the representatives in proportion to their summed informativeness
+   and taken most informative first within each prompt.
+
+`uniform_balance` (policies/baselines.py) is the same rebalancing with random prompts and equal
+pairs per prompt, so bpo vs uniform_balance measures what clustering adds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from policies.base import Selection, SelectionFeatures
+from policies.breadth import breadth_representatives
+from policies.candidates import PoolPolicy, check_budget, selection_from_pairs
+from policies.gradient_clustering import Allocation, WithinPrompt, allot_pairs, pair_informativeness, pick_within_prompts
+from policies.pair_builders import get_pair_builder, pairs_table
+from policies.registry import register_policy
+
+# Columns prompt_embeddings needs, one row per prompt.
+_PROMPT_COLUMNS = ("prompt_id", "prompt_text", "prompt_token_ids")
+
+
+@register_policy("bpo")
+@dataclass(frozen=True)
+class BPOPolicy(PoolPolicy):
+    """Breadth by prompt-embedding k-means, depth by gradient-feature k-means, at `pair_budget` pairs.
+
+    pairs_per_prompt: average pairs per kept prompt, which sets how many prompts breadth keeps;
+    depth_pair_builder: the pair builder that makes the candidate pairs (several per prompt);
+    depth_clusters: k of the gradient-feature k-means; allocation: 'proportional' to
+    informativeness or 'uniform'; within_prompt: 'top' or 'sample' (see gradient_clustering.py).
+    """
+
+    pairs_per_prompt: int = 4
+    depth_pair_builder: str = "all_pairs_above_margin"
+    depth_clusters: int = 8
+    allocation: Allocation = "proportional"
+    within_prompt: WithinPrompt = "top"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.pairs_per_prompt < 1:
+            raise ValueError(f"pairs_per_prompt must be >= 1, got {self.pairs_per_prompt}")
+        if self.depth_clusters < 1:
+            raise ValueError(f"depth_clusters must be >= 1, got {self.depth_clusters}")
+        if self.allocation not in ("proportional", "uniform"):
+            raise ValueError(f"allocation must be 'proportional' or 'uniform', got {self.allocation!r}")
+        if self.within_prompt not in ("top", "sample"):
+            raise ValueError(f"within_prompt must be 'top' or 'sample', got {self.within_prompt!r}")
+        get_pair_builder(self.depth_pair_builder)
+
+    def select(
+        self, scored: pa.Table, pair_budget: int, rng: np.random.Generator, features: SelectionFeatures | None = None
+    ) -> Selection:
+        check_budget(pair_budget)
+        if scored.num_rows == 0:
+            return Selection.empty()
+        if features is None:
+            raise ValueError("the bpo policy needs model features (prompt embeddings and pair gradients); none were given")
+        pool = self.build_pool(scored, rng, pair_builder=self.depth_pair_builder)
+        available = pool.pairs_per_prompt()
+        n_prompts = pool.grouped.n_prompts
+        seed = int(rng.integers(2**31))
+
+        first_rows = np.unique(pool.grouped.codes, return_index=True)[1]  # codes are 0..n-1 in order
+        embeddings = features.prompt_embeddings(scored.select(list(_PROMPT_COLUMNS)).take(pa.array(first_rows)))
+        n_keep = math.ceil(pair_budget / self.pairs_per_prompt) if pair_budget else 0
+        breadth = breadth_representatives(embeddings, available > 0, n_keep, seed)
+
+        is_representative = np.zeros(n_prompts, dtype=bool)
+        is_representative[breadth.representatives] = True
+        candidates = np.flatnonzero(is_representative[pool.pairs.prompt_codes])
+        informativeness = np.full(n_prompts, np.nan)
+        if candidates.size == 0:
+            return selection_from_pairs(pool, candidates, breadth.cluster, _nan_to_none(informativeness))
+        candidate_pairs = pairs_table(
+            scored, pool.pairs.chosen_rows[candidates], pool.pairs.rejected_rows[candidates], pool.pvar[pool.pairs.prompt_codes[candidates]]
+        )
+        depth = pair_informativeness(features.pair_gradient_features(candidate_pairs), self.depth_clusters, seed)
+        codes = pool.pairs.prompt_codes[candidates]
+        prompt_score = np.bincount(codes, weights=depth.score, minlength=n_prompts)
+        informativeness[breadth.representatives] = prompt_score[breadth.representatives]
+        counts = allot_pairs(np.where(is_representative, prompt_score, 0.0), np.where(is_representative, available, 0),
+                             pair_budget, self.allocation)
+        taken = candidates[pick_within_prompts(codes, depth.score, counts, rng, self.within_prompt)]
+        return selection_from_pairs(pool, taken, breadth.cluster, _nan_to_none(informativeness))
+
+
+def _nan_to_none(values: np.ndarray) -> list[float | None]:
+    """Prompts that were not scored get a null in the statistics table, not a NaN that looks computed."""
+    return [None if np.isnan(v) else float(v) for v in values]
