@@ -73,6 +73,10 @@ class GeneratorGroup:
     def load_weights(self, handle: WeightsHandle) -> list[int]:
         return ray.get([actor.load_weights.remote(handle) for actor in self.actors])
 
+    def call_sharded(self, method: str, table: pa.Table, *args) -> pa.Table:
+        """Any row-wise generator method over `table`, cut into chunks across the actors, rows in order."""
+        return _sharded_call(self.actors, method, table, len(self.actors) * self.cfg.chunks_per_actor, *args)
+
     def shutdown(self) -> None:
         for actor in self.actors:
             ray.kill(actor)

@@ -19,6 +19,7 @@ from actors.errors import InputError
 from cluster.config import RunConfig
 from cluster.config_loading import dump_config
 from cluster.run_store import RunStore
+from policies.base import with_prompt_stats
 
 log = logging.getLogger("activedpo")
 
@@ -69,6 +70,18 @@ def reward_stats(scored: pa.Table) -> tuple[float, float]:
     return float(values.mean()), float(values.std())
 
 
+def selection_summary(policy: str, prompt_stats: pa.Table) -> dict:
+    """Mean PVar of all prompts against the selected ones: the one number that says what a policy did."""
+    pvar = prompt_stats.column("pvar").to_numpy(zero_copy_only=False)
+    selected = prompt_stats.column("selected").to_numpy(zero_copy_only=False).astype(bool)
+    return {
+        "policy": policy,
+        "pvar_mean_all": float(pvar.mean()) if pvar.size else float("nan"),
+        "pvar_mean_selected": float(pvar[selected].mean()) if selected.any() else float("nan"),
+        "prompts_with_pairs": int((prompt_stats.column("pairs_available").to_numpy() > 0).sum()),
+    }
+
+
 class RoundRunner:
     """Owns the actor groups and the learner for one driver process."""
 
@@ -77,6 +90,7 @@ class RoundRunner:
         from actors.learner import DPOLearner
         from actors.weight_sync import make_transport
         from cluster.actor_groups import GeneratorGroup, ScorerGroup
+        from cluster.selection_features import GeneratorFeatures, feature_options
 
         self.config, self.store, self.prompts, self.heldout = config, store, prompts, heldout
         self.reward_columns = [spec.column for spec in config.scoring.rewards]
@@ -96,6 +110,7 @@ class RoundRunner:
             seed=config.run.seed,
         )
         self.weights = None
+        self.features = GeneratorFeatures(self.generators, feature_options(config.selection.features, model_path))
 
     def shutdown(self) -> None:
         self.learner.shutdown()
@@ -141,7 +156,7 @@ class RoundRunner:
                 log.warning("[round %d] dropped %d responses with NaN/inf rewards: %s", index, invalid["total"], invalid)
         with timer.phase("select"):
             rng = np.random.default_rng([cfg.run.seed, index, 17])
-            selection = self.policy.select(scored, cfg.selection.pair_budget, rng)
+            selection = self.policy.select(scored, cfg.selection.pair_budget, rng, self.features)
         with timer.phase("train"):
             learner_metrics, self.weights = self.learner.train_round(index, selection.pairs, str(writer.checkpoint_dir))
         with timer.phase("sync"):
@@ -158,13 +173,14 @@ class RoundRunner:
             "train_reward_std": train_std,
             "invalid_rewards": invalid,
             "selected_prompts": int(pc.sum(selection.prompt_stats.column("selected")).as_py() or 0),
+            "selection": selection_summary(cfg.selection.policy, selection.prompt_stats),
             "learner": learner_metrics,
             "learner_overhead_fraction": learner_metrics.get("overhead_fraction"),
             "phase_seconds": timer.seconds,
         })
         writer.write_table("rollouts", rollouts)
-        writer.write_table("scored", scored)
-        writer.write_table("selected", selection.pairs)
+        writer.write_table("scored", with_prompt_stats(scored, selection.prompt_stats))
+        writer.write_table("selected", with_prompt_stats(selection.pairs, selection.prompt_stats))
         writer.write_table("prompt_stats", selection.prompt_stats)
         writer.write_json("eval", evaluation)
         writer.write_json("metrics", metrics)
@@ -217,7 +233,10 @@ def build_policy(config: RunConfig):
     """The selection policy, built before Ray starts so a bad name or option fails at once."""
     from policies import make_policy
 
-    options = config.selection.model_dump(exclude={"policy", "pair_budget"})
+    options = config.selection.model_dump(exclude={"policy", "pair_budget", "features"})
+    options["pvar_rewards"] = tuple(options["pvar_rewards"])
+    if options["implicit_beta"] is None:
+        options["implicit_beta"] = config.learner.beta
     try:
         return make_policy(config.selection.policy, **options)
     except ValueError as exc:

@@ -1,14 +1,15 @@
 """Selection policies and pair building: pure numpy/pyarrow code, no Ray, no torch.
 
-`make_policy(name, **options)` builds a registered policy; `policy.select(scored, pair_budget, rng)`
-returns a `Selection` (pairs for the learner, per-prompt statistics for the report). Importing this
-package registers every built-in policy and pair builder.
+`make_policy(name, **options)` builds a registered policy; `policy.select(scored, pair_budget, rng,
+features=None)` returns a `Selection` (pairs for the learner, per-prompt statistics for the report).
+Importing this package registers every built-in policy (pvar, bottom_pvar, random, full, bpo,
+uniform_balance) and pair builder.
 """
 
 from policies.base import Selection, SelectionPolicy
-from policies.registry import make_policy, register_policy, registered_policies
+from policies.registry import check_policy_name, make_policy, register_policy, registered_policies
 
 # Imported for their registration side effect.
-from policies import pvar_policy, random_policy  # noqa: E402,F401  isort: skip
+from policies import baselines, bpo, pvar_policy, random_policy  # noqa: E402,F401  isort: skip
 
-__all__ = ["Selection", "SelectionPolicy", "make_policy", "register_policy", "registered_policies"]
+__all__ = ["check_policy_name", "Selection", "SelectionPolicy", "make_policy", "register_policy", "registered_policies"]

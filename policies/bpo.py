@@ -71,7 +71,7 @@ class BPOPolicy(PoolPolicy):
             return Selection.empty()
         if features is None:
             raise ValueError("the bpo policy needs model features (prompt embeddings and pair gradients); none were given")
-        pool = self.build_pool(scored, rng, pair_builder=self.depth_pair_builder)
+        pool = self.build_pool(scored, rng, features, pair_builder=self.depth_pair_builder)
         available = pool.pairs_per_prompt()
         n_prompts = pool.grouped.n_prompts
         seed = int(rng.integers(2**31))

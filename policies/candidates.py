@@ -1,8 +1,9 @@
 """What the built-in policies share: their options, the round's candidate pool, and assembly.
 
-A policy (pvar, random) differs only in the ORDER in which it takes prompts and how many pairs it
-takes; everything else lives here: per-prompt statistics, every pair the pair builder can make, and
-turning "prompts in priority order + a pair count" into a Selection.
+A policy (pvar, bottom_pvar, random, full, uniform_balance) differs only in the ORDER in which it
+takes prompts and how many pairs it takes from each; everything else lives here: per-prompt
+statistics (PVar in the configured form), every pair the pair builder can make, and turning
+"prompts in priority order + pair counts" into a Selection.
 """
 
 from __future__ import annotations
@@ -13,23 +14,30 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from policies.base import PROMPT_STATS_SCHEMA, Selection, SelectionPolicy
+from policies.base import PROMPT_STATS_SCHEMA, Selection, SelectionFeatures, SelectionPolicy
 from policies.grouping import GroupedRewards, group_rewards
-from policies.pair_builders import CandidatePairs, get_pair_builder, pairs_table
-from policies.pvar import grouped_preference_variance
+from policies.pair_builders import CandidatePairs, PairBuilderOptions, get_pair_builder, pairs_table
+from policies.pvar import PVarSpec, prompt_pvar
 
 # Columns a non-empty scored table must carry for selection (the contracts' rollouts + reward).
 REQUIRED_COLUMNS = ("prompt_id", "sample_index", "prompt_token_ids", "response_token_ids", "response", "reward")
 
+PVAR_MODES = ("top", "bottom", "threshold")
+
 
 @dataclass(frozen=True)
 class CandidatePool:
-    """One round's prompts with their statistics and every pair the builder can make."""
+    """One round's prompts with their statistics and every pair the builder can make.
+
+    `pvar_source` is the PVar form actually used: "reward" when the implicit form was asked for
+    but every log-ratio was 0 (round 0, see policies/pvar.py).
+    """
 
     scored: pa.Table
     grouped: GroupedRewards
     pvar: np.ndarray  # per prompt
     pairs: CandidatePairs
+    pvar_source: str = "reward"
 
     def pairs_per_prompt(self) -> np.ndarray:
         return np.bincount(self.pairs.prompt_codes, minlength=self.grouped.n_prompts)
@@ -39,38 +47,108 @@ class CandidatePool:
 class PoolPolicy(SelectionPolicy):
     """Options shared by the built-in policies, validated at construction (bad config fails early).
 
-    top_fraction: share of the round's prompts pvar keeps (highest PVar first); tau: Bradley-Terry
-    temperature of PVar; pair_builder: a registered pair builder name; min_reward_gap: pairs whose
-    reward gap is not above this are dropped.
+    One config section serves every policy, so each policy takes all of these and uses those that
+    concern it (the policy docstrings say which); the others are still validated.
+
+    PVar statistic (every policy fills the `pvar` statistic with it; pvar, bottom_pvar and random
+    rank or count by it):
+      pvar_source: "reward" (Bradley-Terry on reward columns) or "implicit" (DPO implicit reward,
+        needs `features`; falls back to the reward form while every log-ratio is 0).
+      pvar_rewards: scored-table columns of the reward form; several make an ensemble.
+      pvar_ensemble: "mean_probability" or "mean_variance", how several columns combine.
+      tau: Bradley-Terry temperature of the reward form. implicit_beta: beta of the implicit form.
+    Which prompts (pvar, random; bottom_pvar fixes the mode to "bottom"):
+      pvar_mode: "top" keeps the top `top_fraction` of the round's prompts by PVar; "bottom" keeps
+        `bottom_fraction` of them (None: top_fraction), lowest PVar first, among prompts that can
+        make a pair; "threshold" keeps every prompt with PVar >= `pvar_threshold`, highest first.
+    Pairs: pair_builder (registered name), min_reward_gap (pairs whose gap is not above it are
+      dropped), did_tau (did_rejected's temperature).
     """
 
     top_fraction: float = 0.5
     tau: float = 1.0
     pair_builder: str = "max_min"
     min_reward_gap: float = 0.0
+    did_tau: float = 1.0
+    pvar_source: str = "reward"
+    pvar_rewards: tuple[str, ...] = ("reward",)
+    pvar_ensemble: str = "mean_probability"
+    implicit_beta: float = 0.1
+    pvar_mode: str = "top"
+    bottom_fraction: float | None = None
+    pvar_threshold: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 < self.top_fraction <= 1:
             raise ValueError(f"top_fraction must be in (0, 1], got {self.top_fraction}")
-        if not self.tau > 0:
-            raise ValueError(f"tau must be > 0, got {self.tau}")
-        if not self.min_reward_gap >= 0:
-            raise ValueError(f"min_reward_gap must be >= 0, got {self.min_reward_gap}")
+        if self.bottom_fraction is not None and not 0 < self.bottom_fraction <= 1:
+            raise ValueError(f"bottom_fraction must be in (0, 1] or None (= top_fraction), got {self.bottom_fraction}")
+        if self.pvar_mode not in PVAR_MODES:
+            raise ValueError(f"pvar_mode must be one of {PVAR_MODES}, got {self.pvar_mode!r}")
+        # PVar is a mean of squares of numbers in (-1/2, 1/2): it lies in [0, 1/4).
+        if not 0 <= self.pvar_threshold <= 0.25:
+            raise ValueError(f"pvar_threshold must be in [0, 0.25] (PVar never exceeds 1/4), got {self.pvar_threshold}")
+        # PVarSpec validates (and stores as a tuple) the PVar options; the config may hand a list.
+        object.__setattr__(self, "pvar_rewards", self.pvar_spec().rewards)
+        self.builder_options()
         get_pair_builder(self.pair_builder)  # unknown names fail here, not mid-run
 
-    def build_pool(self, scored: pa.Table, rng: np.random.Generator) -> CandidatePool:
+    def pvar_spec(self) -> PVarSpec:
+        return PVarSpec(self.pvar_source, self.pvar_rewards, self.pvar_ensemble, self.tau, self.implicit_beta)
+
+    def builder_options(self) -> PairBuilderOptions:
+        return PairBuilderOptions(min_reward_gap=self.min_reward_gap, did_tau=self.did_tau)
+
+    def build_pool(
+        self,
+        scored: pa.Table,
+        rng: np.random.Generator,
+        features: SelectionFeatures | None = None,
+        pair_builder: str | None = None,
+    ) -> CandidatePool:
+        """Statistics and candidate pairs of a non-empty scored table (`pair_builder` overrides the option)."""
         missing = [c for c in REQUIRED_COLUMNS if c not in scored.column_names]
         if missing:
             raise ValueError(f"scored table lacks column(s) {missing} needed for selection; it has {scored.column_names}")
         grouped = group_rewards(scored)
-        pvar = grouped_preference_variance(grouped.codes, grouped.rewards, self.tau, grouped.n_prompts, grouped.prompt_ids)
-        pairs = get_pair_builder(self.pair_builder)(grouped, self.min_reward_gap, rng)
-        return CandidatePool(scored, grouped, pvar, pairs)
+        pvar = prompt_pvar(scored, grouped, self.pvar_spec(), features)
+        builder = get_pair_builder(pair_builder or self.pair_builder)
+        pairs = builder(grouped, self.builder_options(), rng)
+        return CandidatePool(scored, grouped, pvar.values, pairs, pvar.source)
 
     def top_pvar_prompts(self, pool: CandidatePool, rng: np.random.Generator) -> np.ndarray:
         """Codes of the top `top_fraction` prompts, highest PVar first, equal PVar in random order."""
         order = np.lexsort((rng.random(pool.grouped.n_prompts), -pool.pvar))
         return order[: kept_prompt_count(pool.grouped.n_prompts, self.top_fraction)]
+
+    def bottom_pvar_prompts(self, pool: CandidatePool, rng: np.random.Generator) -> np.ndarray:
+        """Codes of the lowest-PVar prompts among those that can make a pair, lowest first.
+
+        As many as the top mode would keep (ceil(bottom_fraction * all prompts), bottom_fraction
+        defaulting to top_fraction), so the two arms train on equally many prompts; fewer when fewer
+        prompts can make a pair. Why only pair-making prompts: the lowest PVars belong to prompts
+        whose responses all tie (or lie within min_reward_gap); they give no pair, so keeping them
+        would make the bottom arm train on almost nothing and the comparison would measure the pair
+        count rather than the effect of low PVar. Equal PVar in random order.
+        """
+        n_prompts = pool.grouped.n_prompts
+        fraction = self.top_fraction if self.bottom_fraction is None else self.bottom_fraction
+        can_pair = pool.pairs_per_prompt() > 0
+        order = np.lexsort((rng.random(n_prompts), pool.pvar, ~can_pair))
+        return order[: min(int(can_pair.sum()), kept_prompt_count(n_prompts, fraction))]
+
+    def threshold_pvar_prompts(self, pool: CandidatePool, rng: np.random.Generator) -> np.ndarray:
+        """Codes of every prompt with PVar >= pvar_threshold, highest first, equal PVar in random order."""
+        order = np.lexsort((rng.random(pool.grouped.n_prompts), -pool.pvar))
+        return order[pool.pvar[order] >= self.pvar_threshold]
+
+    def pvar_kept_prompts(self, pool: CandidatePool, rng: np.random.Generator) -> np.ndarray:
+        """The prompts `pvar_mode` keeps, in the order their pairs are taken."""
+        if self.pvar_mode == "top":
+            return self.top_pvar_prompts(pool, rng)
+        if self.pvar_mode == "bottom":
+            return self.bottom_pvar_prompts(pool, rng)
+        return self.threshold_pvar_prompts(pool, rng)
 
 
 def check_budget(pair_budget: int) -> None:
@@ -86,16 +164,33 @@ def kept_prompt_count(n_prompts: int, top_fraction: float) -> int:
     return min(n_prompts, math.ceil(round(top_fraction * n_prompts, 9)))
 
 
-def select_in_order(pool: CandidatePool, prompt_order: np.ndarray, max_pairs: int) -> Selection:
-    """Take pairs prompt by prompt in `prompt_order` until `max_pairs`; prompts not listed give none."""
+def select_in_order(
+    pool: CandidatePool, prompt_order: np.ndarray, max_pairs: int, per_prompt: int | None = None
+) -> Selection:
+    """Take pairs prompt by prompt in `prompt_order` until `max_pairs`; prompts not listed give none.
+
+    `per_prompt` caps the pairs taken from each prompt (its first ones in the builder's order).
+    """
     n_prompts = pool.grouped.n_prompts
     rank = np.full(n_prompts, n_prompts, dtype=np.int64)  # n_prompts = "not in the order"
     rank[prompt_order] = np.arange(len(prompt_order))
     pair_rank = rank[pool.pairs.prompt_codes]
-    listed = np.flatnonzero(pair_rank < n_prompts)
+    listed = pair_rank < n_prompts
+    if per_prompt is not None:
+        listed &= position_within_prompt(pool.pairs.prompt_codes) < per_prompt
+    listed = np.flatnonzero(listed)
     # Stable sort keeps each prompt's pairs in the builder's order of preference.
     taken = listed[np.argsort(pair_rank[listed], kind="stable")][:max_pairs]
     return selection_from_pairs(pool, taken)
+
+
+def position_within_prompt(prompt_codes: np.ndarray) -> np.ndarray:
+    """0, 1, 2, ... along each run of equal codes (candidate pairs come grouped by prompt)."""
+    if prompt_codes.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    run_starts = np.flatnonzero(np.r_[True, prompt_codes[1:] != prompt_codes[:-1]])
+    run_lengths = np.diff(np.r_[run_starts, prompt_codes.size])
+    return np.arange(prompt_codes.size) - np.repeat(run_starts, run_lengths)
 
 
 def selection_from_pairs(

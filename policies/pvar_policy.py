@@ -1,17 +1,26 @@
-"""The `pvar` policy (papers.md section 1): train on the prompts whose responses disagree most.
+"""The `pvar` policy (papers.md section 1) and its `bottom_pvar` arm: rank prompts by preference variance.
 
-Per prompt it computes PVar, keeps the top `top_fraction` of the round's prompts (ceil, at least
-one; equal PVar ordered by the rng), builds pairs with the pair builder, and when those pairs exceed
-`pair_budget` keeps the pairs of the highest-PVar prompts first.
+Per prompt it computes PVar in the configured form (reward, reward ensemble or implicit, see
+policies/pvar.py), keeps prompts by `pvar_mode` (see PoolPolicy):
+- top: the top `top_fraction` of the round's prompts (ceil, at least one), highest PVar first;
+- bottom: as many prompts as top would keep (`bottom_fraction`, default top_fraction), lowest PVar
+  first, among prompts that can make a pair (the paper's bottom-k% baseline; why pair-making only is
+  explained in PoolPolicy.bottom_pvar_prompts);
+- threshold: every prompt with PVar >= `pvar_threshold`, highest first;
+equal PVar ordered by the rng. It builds pairs with the pair builder and, when those pairs exceed
+`pair_budget`, keeps the pairs of the prompts that come first.
 
 When the kept prompts yield fewer pairs than the budget (few prompts, ties, a large min_reward_gap),
-the round trains on fewer pairs: the policy never pads with lower-PVar prompts, because the point of
-the policy is that the rest carry little signal. Prompts outside the top fraction are never used.
+the round trains on fewer pairs: the policy never pads with other prompts, because the point of the
+policy is that the rest carry little signal (or, for bottom, that only low-PVar prompts are used).
+
+`bottom_pvar` is pvar with the mode fixed to "bottom", so a config can name the baseline directly;
+its constructor does not take pvar_mode, so a shared config section's pvar_mode cannot change it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -24,7 +33,7 @@ from policies.registry import register_policy
 @register_policy("pvar")
 @dataclass(frozen=True)
 class PVarPolicy(PoolPolicy):
-    """Top-`top_fraction` prompts by preference variance, highest first, at most `pair_budget` pairs."""
+    """Prompts kept by `pvar_mode` (top, bottom or threshold on PVar), at most `pair_budget` pairs."""
 
     def select(
         self, scored: pa.Table, pair_budget: int, rng: np.random.Generator, features: SelectionFeatures | None = None
@@ -32,5 +41,13 @@ class PVarPolicy(PoolPolicy):
         check_budget(pair_budget)
         if scored.num_rows == 0:
             return Selection.empty()
-        pool = self.build_pool(scored, rng)
-        return select_in_order(pool, self.top_pvar_prompts(pool, rng), pair_budget)
+        pool = self.build_pool(scored, rng, features)
+        return select_in_order(pool, self.pvar_kept_prompts(pool, rng), pair_budget)
+
+
+@register_policy("bottom_pvar")
+@dataclass(frozen=True)
+class BottomPVarPolicy(PVarPolicy):
+    """The lowest-PVar pair-making prompts (`bottom_fraction`, default top_fraction), lowest first."""
+
+    pvar_mode: str = field(default="bottom", init=False)

@@ -1,10 +1,12 @@
 """The `random` baseline: random prompts, trained on exactly as many pairs as `pvar` would train on.
 
 What makes the pvar-vs-random ablation fair (the only difference must be WHICH prompts):
-- Same pair count. random takes min(pair_budget, the pairs pvar's top `top_fraction` prompts can
-  make), computed from the same statistics, so both train on the same number of pairs (and the
-  same number of optimizer steps). Otherwise pvar, which never pads, could lose simply by training
-  less, or random could win by training more.
+- Same pair count. random takes min(pair_budget, the pairs the prompts pvar would keep can make),
+  computed from the same statistics and the same options (pvar_mode, top_fraction, bottom_fraction,
+  pvar_threshold and the PVar form), so both train on the same number of pairs (and the same number
+  of optimizer steps). Otherwise pvar, which never pads, could lose simply by training less, or
+  random could win by training more. Computing that count needs pvar's statistic, so with
+  pvar_source "implicit" random needs the model features too.
 - Same pair builder and min_reward_gap, so pairs are made the same way in both arms.
 - Drawn among prompts that can make a pair. A prompt whose responses all tie gives no pair under
   either policy; drawing it would waste a draw and leave random short of pairs, which would measure
@@ -37,8 +39,8 @@ class RandomPolicy(PoolPolicy):
         check_budget(pair_budget)
         if scored.num_rows == 0:
             return Selection.empty()
-        pool = self.build_pool(scored, rng)
+        pool = self.build_pool(scored, rng, features)
         pairs_per_prompt = pool.pairs_per_prompt()
-        pvar_pair_count = int(pairs_per_prompt[self.top_pvar_prompts(pool, rng)].sum())
+        pvar_pair_count = int(pairs_per_prompt[self.pvar_kept_prompts(pool, rng)].sum())
         prompt_order = rng.permutation(np.flatnonzero(pairs_per_prompt > 0))
         return select_in_order(pool, prompt_order, min(pair_budget, pvar_pair_count))

@@ -7,13 +7,18 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from policy_tables import brute_force_pvar, make_scored, selected_ids
 
 import policies
 from policies import Selection, make_policy, register_policy, registered_policies
 from policies.base import PAIRS_SCHEMA, PROMPT_STATS_SCHEMA, SelectionPolicy
 from policies.grouping import group_rewards
-from policies.pair_builders import get_pair_builder
-from policies.pvar import grouped_preference_variance, preference_variance, preference_variance_by_prompt
+from policies.pair_builders import PairBuilderOptions, get_pair_builder
+from policies.pvar import (
+    grouped_preference_variance,
+    preference_variance,
+    preference_variance_by_prompt,
+)
 
 CONTRACT_PAIR_COLUMNS = {
     "prompt_id": pa.string(),
@@ -28,42 +33,6 @@ CONTRACT_PAIR_COLUMNS = {
 }
 
 finite_rewards = st.floats(-50, 50, allow_nan=False, allow_infinity=False)
-
-
-def make_scored(rewards_by_prompt: dict[str, list[float]], token_type: pa.DataType = pa.int32()) -> pa.Table:
-    """A scored table shaped like the driver's: responses interleaved across prompts on purpose."""
-    rows = [(pid, i, r) for pid, rewards in rewards_by_prompt.items() for i, r in enumerate(rewards)]
-    position = {pid: k for k, pid in enumerate(rewards_by_prompt)}
-    rows.sort(key=lambda row: (row[1], position[row[0]]))  # sample-major: a prompt's rows are not contiguous
-    prompt_ids = [pid for pid, _, _ in rows]
-    sample_index = [i for _, i, _ in rows]
-    return pa.table(
-        {
-            "prompt_id": pa.array(prompt_ids, pa.string()),
-            "prompt_text": pa.array([f"text {pid}" for pid in prompt_ids]),
-            "sample_index": pa.array(sample_index, pa.int32()),
-            "response": pa.array([f"{pid}/{i}" for pid, i in zip(prompt_ids, sample_index)]),
-            "prompt_token_ids": pa.array([[len(pid), 7] for pid in prompt_ids], pa.list_(token_type)),
-            "response_token_ids": pa.array([[100 + i, 2] for i in sample_index], pa.list_(token_type)),
-            "reward": pa.array([r for _, _, r in rows], pa.float64()),
-        }
-    )
-
-
-def brute_force_pvar(rewards: list[float], tau: float) -> float:
-    with np.errstate(over="ignore"):  # exp overflow gives probability 0, which is right
-        probabilities = [
-            1.0 / (1.0 + np.exp(-(ri - rj) / tau))
-            for i, ri in enumerate(rewards)
-            for j, rj in enumerate(rewards)
-            if i != j
-        ]
-    return float(np.var(probabilities)) if probabilities else 0.0
-
-
-def selected_ids(selection: Selection) -> set[str]:
-    stats = selection.prompt_stats.to_pydict()
-    return {pid for pid, chosen in zip(stats["prompt_id"], stats["selected"]) if chosen}
 
 
 # ---------------------------------------------------------------- PVar statistic
@@ -136,7 +105,7 @@ def test_nan_reward_error_names_the_prompt():
 def build(name: str, rewards_by_prompt: dict[str, list[float]], min_gap: float = 0.0, seed: int = 0):
     scored = make_scored(rewards_by_prompt)
     grouped = group_rewards(scored)
-    pairs = get_pair_builder(name)(grouped, min_gap, np.random.default_rng(seed))
+    pairs = get_pair_builder(name)(grouped, PairBuilderOptions(min_reward_gap=min_gap), np.random.default_rng(seed))
     ids = grouped.prompt_ids
     as_tuples = [
         (ids[c], int(grouped.sample_index[w]), int(grouped.sample_index[l]))

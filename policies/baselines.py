@@ -1,0 +1,87 @@
+"""The comparison arms that do not rank prompts: `full` (no selection) and `uniform_balance` (BPO's
+uniform balancing). The PVar-based arms live with pvar (policies/pvar_policy.py: bottom_pvar) and in
+policies/random_policy.py.
+
+full: every prompt, every pair the pair builder makes from it (with min_reward_gap). It ignores
+`pair_budget` on purpose: the arm measures what selection gives up, so capping it would turn it
+into another selection rule (which prompts survive the cap?). Expect more pairs, and so more
+optimizer steps, per round than the budgeted policies. Pairs come prompt by prompt in order of
+first appearance.
+
+uniform_balance (papers.md section 2): at the pair budget it keeps ceil(pair_budget /
+pairs_per_prompt) prompts drawn uniformly at random and gives each the same number of pairs,
+`pairs_per_prompt`: "less breadth, more depth" with no notion of which prompts or pairs are
+informative, so bpo vs uniform_balance measures what BPO's clustering adds.
+- Pairs come from `depth_pair_builder` (default all_pairs_above_margin), not `pair_builder`: the
+  default max_min makes one pair per prompt, which cannot give a prompt depth. Within a prompt the
+  first `pairs_per_prompt` pairs in the builder's order are taken (for all_pairs_above_margin, the
+  largest reward gaps), as every policy here cuts a prompt short.
+- Drawn among prompts that can make a pair, those that can make at least `pairs_per_prompt` pairs
+  first (each group in random order): a prompt with fewer pairs cannot receive the same depth, so it
+  is used only when there are not enough full-depth prompts, and then gives all the pairs it has.
+- Total at most pair_budget: when pair_budget is not a multiple of pairs_per_prompt the last prompt
+  drawn gets the remainder. With too few pair-making prompts the round trains on fewer pairs (never
+  more than pairs_per_prompt from one prompt).
+
+Both fill the `pvar` statistic (in the configured form, so pvar_source "implicit" needs the model
+features here too) so reports compare every arm on the same columns; the PVar ranking options
+(pvar_mode, top_fraction, ...) are validated but not used.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from policies.base import Selection, SelectionFeatures
+from policies.candidates import PoolPolicy, check_budget, select_in_order, selection_from_pairs
+from policies.pair_builders import get_pair_builder
+from policies.registry import register_policy
+
+
+@register_policy("full")
+@dataclass(frozen=True)
+class FullPolicy(PoolPolicy):
+    """Every candidate pair of every prompt; pair_budget is validated but not applied."""
+
+    def select(
+        self, scored: pa.Table, pair_budget: int, rng: np.random.Generator, features: SelectionFeatures | None = None
+    ) -> Selection:
+        check_budget(pair_budget)
+        if scored.num_rows == 0:
+            return Selection.empty()
+        pool = self.build_pool(scored, rng, features)
+        return selection_from_pairs(pool, np.arange(pool.pairs.size))
+
+
+@register_policy("uniform_balance")
+@dataclass(frozen=True)
+class UniformBalancePolicy(PoolPolicy):
+    """ceil(pair_budget / pairs_per_prompt) random prompts, pairs_per_prompt pairs each."""
+
+    pairs_per_prompt: int = 4
+    depth_pair_builder: str = "all_pairs_above_margin"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        count = self.pairs_per_prompt
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+            raise ValueError(f"pairs_per_prompt must be an integer >= 1, got {count!r}")
+        get_pair_builder(self.depth_pair_builder)
+
+    def select(
+        self, scored: pa.Table, pair_budget: int, rng: np.random.Generator, features: SelectionFeatures | None = None
+    ) -> Selection:
+        check_budget(pair_budget)
+        if scored.num_rows == 0:
+            return Selection.empty()
+        pool = self.build_pool(scored, rng, features, pair_builder=self.depth_pair_builder)
+        available = pool.pairs_per_prompt()
+        can_pair = np.flatnonzero(available > 0)
+        # Full-depth prompts first, each group in random order.
+        order = can_pair[np.lexsort((rng.random(can_pair.size), available[can_pair] < self.pairs_per_prompt))]
+        kept = order[: math.ceil(pair_budget / self.pairs_per_prompt)]
+        return select_in_order(pool, kept, pair_budget, per_prompt=self.pairs_per_prompt)
