@@ -57,10 +57,13 @@ class FullPolicy(PoolPolicy):
         return selection_from_pairs(pool, np.arange(pool.pairs.size))
 
 
-@register_policy("uniform_balance")
 @dataclass(frozen=True)
-class UniformBalancePolicy(PoolPolicy):
-    """ceil(pair_budget / pairs_per_prompt) random prompts, pairs_per_prompt pairs each."""
+class DepthPolicy(PoolPolicy):
+    """Options of the "fewer prompts, more pairs each" policies (uniform_balance, bpo).
+
+    pairs_per_prompt: pairs per kept prompt, so ceil(pair_budget / pairs_per_prompt) prompts are
+    kept; depth_pair_builder: the pair builder that makes several candidate pairs per prompt.
+    """
 
     pairs_per_prompt: int = 4
     depth_pair_builder: str = "all_pairs_above_margin"
@@ -71,6 +74,15 @@ class UniformBalancePolicy(PoolPolicy):
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
             raise ValueError(f"pairs_per_prompt must be an integer >= 1, got {count!r}")
         get_pair_builder(self.depth_pair_builder)
+
+    def kept_prompt_count(self, pair_budget: int) -> int:
+        return math.ceil(pair_budget / self.pairs_per_prompt)
+
+
+@register_policy("uniform_balance")
+@dataclass(frozen=True)
+class UniformBalancePolicy(DepthPolicy):
+    """ceil(pair_budget / pairs_per_prompt) random prompts, pairs_per_prompt pairs each."""
 
     def select(
         self, scored: pa.Table, pair_budget: int, rng: np.random.Generator, features: SelectionFeatures | None = None
@@ -83,5 +95,5 @@ class UniformBalancePolicy(PoolPolicy):
         can_pair = np.flatnonzero(available > 0)
         # Full-depth prompts first, each group in random order.
         order = can_pair[np.lexsort((rng.random(can_pair.size), available[can_pair] < self.pairs_per_prompt))]
-        kept = order[: math.ceil(pair_budget / self.pairs_per_prompt)]
+        kept = order[: self.kept_prompt_count(pair_budget)]
         return select_in_order(pool, kept, pair_budget, per_prompt=self.pairs_per_prompt)

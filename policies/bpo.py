@@ -17,7 +17,6 @@ pairs per prompt, so bpo vs uniform_balance measures what clustering adds.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,9 +24,10 @@ import pyarrow as pa
 
 from policies.base import Selection, SelectionFeatures
 from policies.breadth import breadth_representatives
-from policies.candidates import PoolPolicy, check_budget, selection_from_pairs
+from policies.baselines import DepthPolicy
+from policies.candidates import check_budget, selection_from_pairs
 from policies.gradient_clustering import Allocation, WithinPrompt, allot_pairs, pair_informativeness, pick_within_prompts
-from policies.pair_builders import get_pair_builder, pairs_table
+from policies.pair_builders import pairs_table
 from policies.registry import register_policy
 
 # Columns prompt_embeddings needs, one row per prompt.
@@ -36,32 +36,26 @@ _PROMPT_COLUMNS = ("prompt_id", "prompt_text", "prompt_token_ids")
 
 @register_policy("bpo")
 @dataclass(frozen=True)
-class BPOPolicy(PoolPolicy):
+class BPOPolicy(DepthPolicy):
     """Breadth by prompt-embedding k-means, depth by gradient-feature k-means, at `pair_budget` pairs.
 
-    pairs_per_prompt: average pairs per kept prompt, which sets how many prompts breadth keeps;
-    depth_pair_builder: the pair builder that makes the candidate pairs (several per prompt);
+    pairs_per_prompt and depth_pair_builder as in DepthPolicy (policies/baselines.py);
     depth_clusters: k of the gradient-feature k-means; allocation: 'proportional' to
     informativeness or 'uniform'; within_prompt: 'top' or 'sample' (see gradient_clustering.py).
     """
 
-    pairs_per_prompt: int = 4
-    depth_pair_builder: str = "all_pairs_above_margin"
     depth_clusters: int = 8
     allocation: Allocation = "proportional"
     within_prompt: WithinPrompt = "top"
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.pairs_per_prompt < 1:
-            raise ValueError(f"pairs_per_prompt must be >= 1, got {self.pairs_per_prompt}")
         if self.depth_clusters < 1:
             raise ValueError(f"depth_clusters must be >= 1, got {self.depth_clusters}")
         if self.allocation not in ("proportional", "uniform"):
             raise ValueError(f"allocation must be 'proportional' or 'uniform', got {self.allocation!r}")
         if self.within_prompt not in ("top", "sample"):
             raise ValueError(f"within_prompt must be 'top' or 'sample', got {self.within_prompt!r}")
-        get_pair_builder(self.depth_pair_builder)
 
     def select(
         self, scored: pa.Table, pair_budget: int, rng: np.random.Generator, features: SelectionFeatures | None = None
@@ -78,7 +72,7 @@ class BPOPolicy(PoolPolicy):
 
         first_rows = np.unique(pool.grouped.codes, return_index=True)[1]  # codes are 0..n-1 in order
         embeddings = features.prompt_embeddings(scored.select(list(_PROMPT_COLUMNS)).take(pa.array(first_rows)))
-        n_keep = math.ceil(pair_budget / self.pairs_per_prompt) if pair_budget else 0
+        n_keep = self.kept_prompt_count(pair_budget)
         breadth = breadth_representatives(embeddings, available > 0, n_keep, seed)
 
         is_representative = np.zeros(n_prompts, dtype=bool)
