@@ -10,7 +10,7 @@ actor lost. Output columns and types are the `rollouts table` of the shared cont
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
@@ -20,6 +20,7 @@ from actors.errors import InputError
 from actors.hf_generation import BatchSamples, load_causal_lm, sample_batch
 from actors.logprobs import sequence_logprobs
 from actors.rollout_schema import ROLLOUT_FIELDS
+from actors.selection_features import FeatureOptions, ModelSelectionFeatures
 from actors.weight_sync import WeightsHandle, apply_weights
 
 REQUIRED_PROMPT_COLUMNS = ("prompt_id", "prompt_text")
@@ -64,6 +65,8 @@ class Generator:
     ):
         torch.set_num_threads(torch_threads)
         self._lm = load_causal_lm(model_path, dtype, trust_remote_code, device)
+        self._model_path = model_path
+        self._features: ModelSelectionFeatures | None = None
         # A resumed run starts from round N's checkpoint: its weights are version N, not 0.
         self._version = initial_version
 
@@ -113,6 +116,31 @@ class Generator:
             )
             values += batch.float().cpu().tolist()
         return values
+
+    # --- selection features (actors/selection_features.py) on the current weights ---------------------
+
+    def response_logratios(self, table: pa.Table, options: FeatureOptions) -> pa.Table:
+        """`logratio` (float64): log pi(y|x) - log pi_init(y|x) per row (prompt_token_ids, response_token_ids)."""
+        values = self._selection_features(options).response_logratios(table)
+        return pa.table({"logratio": pa.array(values, pa.float64())})
+
+    def prompt_embeddings(self, table: pa.Table, options: FeatureOptions) -> pa.Table:
+        """`embedding` (list<float32>) per prompt row."""
+        embeddings = self._selection_features(options).prompt_embeddings(table)
+        return pa.table({"embedding": _list_array(list(embeddings), pa.float32())})
+
+    def pair_gradient_features(self, table: pa.Table, options: FeatureOptions) -> pa.Table:
+        """`feature` (list<float32>) per pair row: the sketched gradient difference, not normalised."""
+        features = self._selection_features(options).pair_gradient_features(table)
+        return pa.table({"feature": _list_array(list(features), pa.float32())})
+
+    def _selection_features(self, options: FeatureOptions) -> ModelSelectionFeatures:
+        # The reference defaults to this actor's model folder: the run's initial model.
+        options = options if options.reference_model_path else replace(options, reference_model_path=self._model_path)
+        # Kept across calls (it holds the loaded reference model); it reads the live weights at every call.
+        if self._features is None or self._features.options != options:
+            self._features = ModelSelectionFeatures.from_causal_lm(self._lm, options, previous=self._features)
+        return self._features
 
     def _decode(self, token_ids: list[list[int]]) -> list[str]:
         # batch_decode([]) returns [''] with some tokenizers.

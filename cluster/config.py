@@ -237,7 +237,9 @@ class SelectionFeaturesSection(StrictModel):
     )
     projection_dim: int = Field(128, ge=1, description="bpo depth: dimension of the seeded random projection of gradients.")
     projection_seed: int = Field(0, description="Seed of the fixed random projection (the same in every round).")
-    batch_size: int = Field(16, ge=1, description="Sequences per forward/backward pass when computing features.")
+    batch_size: int = Field(
+        32, ge=1, description="Sequences per forward/backward pass when computing features (memory grows with it)."
+    )
 
 
 class SelectionSection(StrictModel):

@@ -30,7 +30,8 @@ from policies.gradient_clustering import Allocation, WithinPrompt, allot_pairs, 
 from policies.pair_builders import pairs_table
 from policies.registry import register_policy
 
-# Columns prompt_embeddings needs, one row per prompt.
+# Columns prompt_embeddings needs, one row per prompt; `prompt` (the text before the chat template)
+# is passed too when the table has it, since a sentence embedder should not see template tokens.
 _PROMPT_COLUMNS = ("prompt_id", "prompt_text", "prompt_token_ids")
 
 
@@ -71,7 +72,8 @@ class BPOPolicy(DepthPolicy):
         seed = int(rng.integers(2**31))
 
         first_rows = np.unique(pool.grouped.codes, return_index=True)[1]  # codes are 0..n-1 in order
-        embeddings = features.prompt_embeddings(scored.select(list(_PROMPT_COLUMNS)).take(pa.array(first_rows)))
+        columns = [*_PROMPT_COLUMNS, *(["prompt"] if "prompt" in scored.column_names else [])]
+        embeddings = features.prompt_embeddings(scored.select(columns).take(pa.array(first_rows)))
         n_keep = self.kept_prompt_count(pair_budget)
         breadth = breadth_representatives(embeddings, available > 0, n_keep, seed)
 

@@ -1,0 +1,289 @@
+"""Model-side features for selection policies: the `SelectionFeatures` protocol over an in-process model.
+
+What policies/ asks the model for (policies/base.py, papers.md sections 1 and 2):
+- response log-ratios log pi(y|x) - log pi_init(y|x) (implicit-reward PVar);
+- prompt embeddings (BPO's breadth clustering; actors/prompt_embeddings.py);
+- per-pair gradient features: a seeded CountSketch (actors/gradient_sketch.py) of
+  grad log pi(y_w|x) - grad log pi(y_l|x) over a few Linear layers, computed in batch
+  (actors/per_sample_gradients.py), not normalised;
+and, to check PVar's theory, the per-prompt DPO gradient norm at pi = pi_ref.
+
+`ModelSelectionFeatures` implements the protocol over a loaded model; tests and benchmarks use it
+directly and the generator actors wrap it (actors/generator.py) for the driver. Options travel as a
+`FeatureOptions`. Nothing is cached that depends on the weights: every call reads the model as it is
+now, so results follow `load_weights`. Pure torch, no Ray.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import torch
+from torch import nn
+
+from actors.gradient_sketch import GradientSketch
+from actors.hf_generation import CausalLM, load_causal_lm
+from actors.logprobs import sequence_logprobs
+from actors.per_sample_gradients import (
+    TargetModules,
+    iter_response_gradients,
+    projected_response_gradients,
+    resolve_gradient_modules,
+)
+from actors.prompt_embeddings import EMBEDDING_SOURCES, minilm_embeddings, policy_embeddings, prompt_texts_for_embedding
+from policies.grouping import group_rewards, within_group_pairs
+
+# prompt_gradient_norms is exact (unprojected gradients) up to this many parameters in the subset;
+# above it the norm of the sketch is used, a JL estimate with relative error about sqrt(2 / dim).
+EXACT_NORM_MAX_PARAMETERS = 1 << 22
+# Bound on the per-prompt gradient accumulator of the exact norms (floats): prompts are done in chunks.
+_ACCUMULATOR_FLOATS = 1 << 25
+
+
+@dataclass(frozen=True)
+class FeatureOptions:
+    """How model-side selection features are computed (one value per run; changing one rebuilds).
+
+    gradient_modules: "lm_head", "last_block" or a regex over full module names (nn.Linear only);
+    projection_dim / projection_seed: the CountSketch of gradient features; batch_size: sequences per
+    forward/backward pass (bounds memory); embedding: "minilm" or "policy"; reference_model_path:
+    the initial model of log-ratios (None: the caller's default, e.g. the generator's model folder).
+    """
+
+    gradient_modules: str = "lm_head"
+    projection_dim: int = 128
+    projection_seed: int = 0
+    batch_size: int = 32
+    embedding: str = "minilm"
+    reference_model_path: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.projection_dim < 1 or self.batch_size < 1:
+            raise ValueError(f"projection_dim and batch_size must be >= 1: {self}")
+        if self.embedding not in EMBEDDING_SOURCES:
+            raise ValueError(f"embedding must be one of {EMBEDDING_SOURCES}, got {self.embedding!r}")
+
+
+# --- functions over a model ---------------------------------------------------------------------------
+
+
+@torch.inference_mode()
+def response_logratios(
+    policy: nn.Module,
+    reference: nn.Module,
+    prompt_ids: Sequence[Sequence[int]],
+    response_ids: Sequence[Sequence[int]],
+    pad_id: int,
+    batch_size: int = 16,
+) -> np.ndarray:
+    """float64 (n,): log pi(y|x) - log pi_ref(y|x), both summed over response tokens."""
+    values = np.zeros(len(prompt_ids), dtype=np.float64)
+    for start in range(0, len(prompt_ids), batch_size):
+        end = start + batch_size
+        prompts, responses = prompt_ids[start:end], response_ids[start:end]
+        current = sequence_logprobs(policy, prompts, responses, pad_id).double().cpu()
+        initial = sequence_logprobs(reference, prompts, responses, pad_id).double().cpu()
+        values[start:end] = (current - initial).numpy()
+    return values
+
+
+def pair_gradient_features(
+    model: nn.Module,
+    targets: TargetModules,
+    sketch: GradientSketch,
+    prompt_ids: Sequence[Sequence[int]],
+    chosen_ids: Sequence[Sequence[int]],
+    rejected_ids: Sequence[Sequence[int]],
+    pad_id: int,
+    batch_size: int = 16,
+) -> np.ndarray:
+    """float32 (n_pairs, dim): sketch(grad log pi(y_w|x)) - sketch(grad log pi(y_l|x)), not normalised.
+
+    The sketch is linear, so this is the sketch of the pair's gradient difference: the direction the
+    DPO loss moves the subset in at pi = pi_ref, up to the factor beta / 2.
+    """
+    n = len(prompt_ids)
+    # Pair builders reuse responses (best vs each other, all pairs): each distinct sequence once.
+    index: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}
+    rows = [
+        index.setdefault((tuple(p), tuple(r)), len(index))
+        for p, r in zip([*prompt_ids, *prompt_ids], [*chosen_ids, *rejected_ids], strict=True)
+    ]
+    unique = list(index)
+    gradients = projected_response_gradients(
+        model, targets, [p for p, _ in unique], [r for _, r in unique], pad_id, sketch, batch_size
+    )
+    rows = torch.as_tensor(rows, dtype=torch.long)
+    return (gradients[rows[:n]] - gradients[rows[n:]]).numpy().astype(np.float32)
+
+
+def bradley_terry_coefficients(codes: np.ndarray, rewards: np.ndarray, tau: float = 1.0) -> np.ndarray:
+    """c_i = sum over j in i's prompt of (p_ij - 1/2), p_ij = sigma((r_i - r_j) / tau); float64 per row."""
+    codes = np.asarray(codes, dtype=np.int64)
+    rewards = np.asarray(rewards, dtype=np.float64)
+    counts = np.bincount(codes) if codes.size else np.zeros(0, dtype=np.int64)
+    left, right = within_group_pairs(codes, counts)
+    # sigma(x) - 1/2 = tanh(x / 2) / 2, without cancellation; the i == j terms are 0.
+    centred = np.tanh((rewards[left] - rewards[right]) / (2.0 * tau)) / 2.0
+    return np.bincount(left, weights=centred, minlength=codes.size)
+
+
+def prompt_gradient_norms(
+    model: nn.Module,
+    targets: TargetModules,
+    prompt_ids: Sequence[Sequence[int]],
+    response_ids: Sequence[Sequence[int]],
+    pad_id: int,
+    codes: np.ndarray,
+    rewards: np.ndarray,
+    beta: float = 1.0,
+    tau: float = 1.0,
+    sketch: GradientSketch | None = None,
+    batch_size: int = 16,
+) -> np.ndarray:
+    """float64 (n_prompts,): ||grad L(x)|| over the targets' parameters, at pi = pi_ref, per prompt code.
+
+    L(x) = 1/(n(n-1)) sum_{i != j} p_ij * (-log sigma(h_ij)), h_ij = beta (logratio_i - logratio_j),
+    p_ij = sigma((r_i - r_j) / tau): the DPO loss over all ordered pairs of the prompt's n responses
+    with Bradley-Terry soft labels. At pi = pi_ref every h_ij = 0 and sigma(-h_ij) = 1/2, so
+    grad L(x) = -(beta / (n (n - 1))) sum_i c_i g_i with c_i = sum_j (p_ij - 1/2) and
+    g_i = grad log pi(y_i|x). Prompts with fewer than 2 responses have norm 0. With `sketch` the norm
+    of the sketched gradient is returned (an estimate); without, the exact norm, prompts in chunks so
+    that at most ~2^25 accumulator floats exist at once.
+    """
+    codes = np.asarray(codes, dtype=np.int64)
+    n_prompts = int(codes.max()) + 1 if codes.size else 0
+    counts = np.bincount(codes, minlength=n_prompts)
+    pairs = (counts * (counts - 1)).astype(np.float64)
+    scale = np.divide(-beta, pairs, out=np.zeros(n_prompts), where=pairs > 0)
+    weights = scale[codes] * bradley_terry_coefficients(codes, rewards, tau)
+    width = sketch.dim if sketch is not None else targets.num_parameters
+    chunk = max(1, _ACCUMULATOR_FLOATS // max(width, 1))
+    norms = np.zeros(n_prompts, dtype=np.float64)
+    for first in range(0, n_prompts, chunk):
+        rows = np.flatnonzero((codes >= first) & (codes < first + chunk) & (weights != 0))
+        if not rows.size:
+            continue
+        total = torch.zeros(min(chunk, n_prompts - first), width, dtype=torch.float64)
+        batches = iter_response_gradients(
+            model, targets, [prompt_ids[r] for r in rows], [response_ids[r] for r in rows], pad_id, sketch, batch_size
+        )
+        for batch_rows, grads in batches:
+            picked = rows[batch_rows]
+            weighted = grads.double().cpu() * torch.as_tensor(weights[picked])[:, None]
+            total.index_add_(0, torch.as_tensor(codes[picked] - first), weighted)
+        norms[first : first + total.shape[0]] = total.norm(dim=1).numpy()
+    return norms
+
+
+# --- the protocol over an in-process model ------------------------------------------------------------
+
+
+class ModelSelectionFeatures:
+    """`SelectionFeatures` (policies/base.py) over a loaded policy, plus per-prompt gradient norms.
+
+    `model` is the current policy (read at every call, so weight updates are seen); `reference` the
+    initial model of log-ratios, or None to load `options.reference_model_path` on first use (same
+    dtype and device as the policy). `previous`: an instance whose loaded reference model may be
+    reused (same path) when options change.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        pad_id: int,
+        options: FeatureOptions = FeatureOptions(),
+        reference: nn.Module | None = None,
+        previous: ModelSelectionFeatures | None = None,
+    ):
+        self.model = model
+        self.pad_id = int(pad_id)
+        self.options = options
+        self._reference = reference
+        if reference is None and previous is not None and previous._reference_path == options.reference_model_path:
+            self._reference = previous._reference
+        self._reference_path = options.reference_model_path if reference is None else None
+        self._targets: TargetModules | None = None
+        self._sketch: GradientSketch | None = None
+
+    @classmethod
+    def from_causal_lm(
+        cls, lm: CausalLM, options: FeatureOptions = FeatureOptions(), **kwargs
+    ) -> ModelSelectionFeatures:
+        return cls(lm.model, lm.pad_id, options, **kwargs)
+
+    # Structure only (module shapes and the seed), never weights: safe to keep across weight updates.
+    @property
+    def targets(self) -> TargetModules:
+        if self._targets is None:
+            self._targets = resolve_gradient_modules(self.model, self.options.gradient_modules)
+        return self._targets
+
+    @property
+    def sketch(self) -> GradientSketch:
+        if self._sketch is None:
+            options = self.options
+            self._sketch = GradientSketch(self.targets.shapes, options.projection_dim, options.projection_seed)
+        return self._sketch
+
+    @property
+    def reference(self) -> nn.Module:
+        if self._reference is None:
+            if self._reference_path is None:
+                raise ValueError(
+                    "response_logratios needs a reference model: set reference_model_path in FeatureOptions"
+                )
+            parameter = next(self.model.parameters())
+            dtype = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}[parameter.dtype]
+            self._reference = load_causal_lm(self._reference_path, dtype, False, str(parameter.device)).model
+        return self._reference
+
+    def response_logratios(self, scored: pa.Table) -> np.ndarray:
+        prompts, responses = _token_columns(scored, "prompt_token_ids", "response_token_ids")
+        return response_logratios(self.model, self.reference, prompts, responses, self.pad_id, self.options.batch_size)
+
+    def prompt_embeddings(self, prompts: pa.Table) -> np.ndarray:
+        if self.options.embedding == "minilm":
+            return minilm_embeddings(prompt_texts_for_embedding(prompts))
+        (token_ids,) = _token_columns(prompts, "prompt_token_ids")
+        return policy_embeddings(self.model, token_ids, self.pad_id, self.options.batch_size)
+
+    def pair_gradient_features(self, pairs: pa.Table) -> np.ndarray:
+        prompts, chosen, rejected = _token_columns(pairs, "prompt_token_ids", "chosen_token_ids", "rejected_token_ids")
+        return pair_gradient_features(
+            self.model, self.targets, self.sketch, prompts, chosen, rejected, self.pad_id, self.options.batch_size
+        )
+
+    def prompt_gradient_norms(
+        self, scored: pa.Table, beta: float = 1.0, tau: float = 1.0, exact: bool | None = None
+    ) -> pa.Table:
+        """Per prompt of `scored` (prompt_id, reward and token columns), in order of first appearance:
+        prompt_id, n_responses, gradient_norm (see the function `prompt_gradient_norms`).
+
+        exact=None: exact when the parameter subset has at most EXACT_NORM_MAX_PARAMETERS entries.
+        """
+        grouped = group_rewards(scored)
+        prompts, responses = _token_columns(scored, "prompt_token_ids", "response_token_ids")
+        if exact is None:
+            exact = self.targets.num_parameters <= EXACT_NORM_MAX_PARAMETERS
+        norms = prompt_gradient_norms(
+            self.model, self.targets, prompts, responses, self.pad_id, grouped.codes, grouped.rewards, beta, tau,
+            None if exact else self.sketch, self.options.batch_size,
+        )
+        return pa.table(
+            {
+                "prompt_id": pa.array(grouped.prompt_ids, pa.string()),
+                "n_responses": pa.array(grouped.counts, pa.int64()),
+                "gradient_norm": pa.array(norms, pa.float64()),
+            }
+        )
+
+
+def _token_columns(table: pa.Table, *names: str) -> list[list[list[int]]]:
+    missing = [name for name in names if name not in table.column_names]
+    if missing:
+        raise ValueError(f"table lacks column(s) {missing}; it has {table.column_names}")
+    return [table.column(name).to_pylist() for name in names]
