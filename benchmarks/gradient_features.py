@@ -169,7 +169,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64],
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 32, 64],
                         help="FeatureOptions.batch_size values to time")
     parser.add_argument("--repeats", type=int, default=3, help="best of N for every timing")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "gradient_features.json"))

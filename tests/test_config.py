@@ -50,6 +50,19 @@ def test_bad_value_names_key_and_value():
         load_config(None, ["learner.beta=-1"])
 
 
+def test_selection_policy_and_pvar_columns_are_checked_before_the_run():
+    with pytest.raises(InputError, match=r"selection.policy.*'pvr'.*Did you mean 'pvar'"):
+        load_config(None, ["selection.policy=pvr"])
+    with pytest.raises(InputError, match=r"reward_judge.*scoring.rewards.*weight 0"):
+        load_config(None, ["selection.pvar_rewards=[reward, reward_judge]"])
+    # A selection-only reward: scored (weight 0 keeps it out of the training reward) and named for PVar.
+    config = load_config(None, [
+        "scoring.rewards=[{kind: programmatic, name: builtin_task}, {kind: programmatic, name: judge, weight: 0}]",
+        "selection.pvar_rewards=[reward_judge]",
+    ])
+    assert config.selection.pvar_rewards == ["reward_judge"]
+
+
 def test_malformed_override_and_missing_file(tmp_path):
     with pytest.raises(InputError, match="section.key=value"):
         load_config(None, ["learner.beta"])
