@@ -70,12 +70,14 @@ def reward_stats(scored: pa.Table) -> tuple[float, float]:
     return float(values.mean()), float(values.std())
 
 
-def selection_summary(policy: str, prompt_stats: pa.Table) -> dict:
+def selection_summary(policy: str, selection) -> dict:
     """Mean PVar of all prompts against the selected ones: the one number that says what a policy did."""
+    prompt_stats = selection.prompt_stats
     pvar = prompt_stats.column("pvar").to_numpy(zero_copy_only=False)
     selected = prompt_stats.column("selected").to_numpy(zero_copy_only=False).astype(bool)
     return {
         "policy": policy,
+        "pvar_source": selection.pvar_source,
         "pvar_mean_all": float(pvar.mean()) if pvar.size else float("nan"),
         "pvar_mean_selected": float(pvar[selected].mean()) if selected.any() else float("nan"),
         "prompts_with_pairs": int((prompt_stats.column("pairs_available").to_numpy() > 0).sum()),
@@ -173,7 +175,7 @@ class RoundRunner:
             "train_reward_std": train_std,
             "invalid_rewards": invalid,
             "selected_prompts": int(pc.sum(selection.prompt_stats.column("selected")).as_py() or 0),
-            "selection": selection_summary(cfg.selection.policy, selection.prompt_stats),
+            "selection": selection_summary(cfg.selection.policy, selection),
             "learner": learner_metrics,
             "learner_overhead_fraction": learner_metrics.get("overhead_fraction"),
             "phase_seconds": timer.seconds,

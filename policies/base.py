@@ -87,6 +87,8 @@ class Selection:
 
     pairs: pa.Table  # PAIRS_SCHEMA
     prompt_stats: pa.Table  # PROMPT_STATS_SCHEMA
+    # The PVar form behind prompt_stats.pvar: "reward", or "implicit" once pi differs from pi_init.
+    pvar_source: str = "reward"
 
     @classmethod
     def empty(cls) -> Selection:

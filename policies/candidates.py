@@ -207,7 +207,8 @@ def selection_from_pairs(
     codes = pool.pairs.prompt_codes[taken]
     pairs = pairs_table(pool.scored, pool.pairs.chosen_rows[taken], pool.pairs.rejected_rows[taken], pool.pvar[codes])
     pairs_selected = np.bincount(codes, minlength=pool.grouped.n_prompts)
-    return Selection(pairs=pairs, prompt_stats=prompt_stats_table(pool, pairs_selected, cluster, informativeness))
+    stats = prompt_stats_table(pool, pairs_selected, cluster, informativeness)
+    return Selection(pairs=pairs, prompt_stats=stats, pvar_source=pool.pvar_source)
 
 
 def prompt_stats_table(

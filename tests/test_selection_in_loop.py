@@ -59,6 +59,9 @@ def test_implicit_pvar_uses_the_trained_policy_after_round_zero(tmp_path):
         reward_pvar = grouped_preference_variance(grouped.codes, grouped.rewards, 1.0, grouped.n_prompts)
         order = [grouped.prompt_ids.index(p) for p in stats.column("prompt_id").to_pylist()]
         pvar_by_round.append((stats.column("pvar").to_numpy(), reward_pvar[order]))
+    sources = [json.loads((run_dir / f"round_{i:04d}" / "metrics.json").read_text())["selection"]["pvar_source"]
+               for i in (0, 1)]
+    assert sources == ["reward", "implicit"]
     round0, round1 = pvar_by_round
     # Round 0: pi == pi_init, the implicit reward is 0 everywhere, so the reward form is used.
     assert np.allclose(round0[0], round0[1])
