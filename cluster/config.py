@@ -286,7 +286,8 @@ class SelectionSection(StrictModel):
     pair_builder: str = Field(
         "max_min",
         description="How pairs are made within a prompt: 'max_min' (best vs worst), 'max_random', "
-        "'all_pairs_above_margin', 'did_rejected' (rejected drawn with p ~ exp(-r/did_tau)).",
+        "'all_pairs_above_margin', 'best_vs_rest' (the best against each response it beats), "
+        "'did_rejected' (rejected drawn with p ~ exp(-r/did_tau)).",
     )
     did_tau: float = Field(1.0, gt=0, description="did_rejected: temperature of the rejected response's draw.")
     min_reward_gap: float = Field(

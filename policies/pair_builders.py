@@ -9,6 +9,9 @@ the scored table, vectorised with lexsort rather than a loop over prompts. Built
   responses whose gap to the chosen one exceeds min_reward_gap; one pair per prompt.
 - all_pairs_above_margin: every ordered pair whose reward gap exceeds min_reward_gap, largest gap
   first within a prompt (so a budget cut keeps the most decisive pairs).
+- best_vs_rest: chosen = highest reward against every response it beats by more than
+  min_reward_gap, largest gap first: several pairs per prompt (for depth), yet every chosen
+  response is the prompt's best, so no pair teaches the policy to prefer a mediocre answer.
 - did_rejected (papers.md section 3): chosen = highest reward (ties as max_min); rejected drawn among
   the responses the chosen one beats by more than min_reward_gap with probability proportional to
   exp(-r_i / did_tau); one pair per prompt. The paper's optimal rejected distribution is
@@ -130,6 +133,16 @@ def all_pairs_above_margin(
     codes = grouped.codes[left]
     order = np.lexsort((grouped.sample_index[right], grouped.sample_index[left], -gap, codes))
     return CandidatePairs(left[order], right[order], codes[order])
+
+
+@register_pair_builder("best_vs_rest")
+def best_vs_rest(grouped: GroupedRewards, options: PairBuilderOptions, rng: np.random.Generator) -> CandidatePairs:
+    """The best response against each response it beats by more than min_reward_gap (rng unused)."""
+    best = _best_rows(grouped)
+    rejected = np.flatnonzero(_beaten_by_best(grouped, best, options.min_reward_gap))
+    codes = grouped.codes[rejected]
+    order = np.lexsort((grouped.sample_index[rejected], grouped.rewards[rejected], codes))
+    return CandidatePairs(best[codes[order]], rejected[order], codes[order])
 
 
 @register_pair_builder("did_rejected")

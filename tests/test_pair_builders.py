@@ -122,3 +122,14 @@ def test_policies_pass_did_tau_to_the_builder():
     assert set(sharp.pairs.column("rejected_reward").to_pylist()) == {0.0}
     soft = make_policy("full", pair_builder="did_rejected", did_tau=100.0).select(scored, 0, np.random.default_rng(0))
     assert set(soft.pairs.column("rejected_reward").to_pylist()) == {0.0, 1.0, 2.0}
+
+
+def test_best_vs_rest_pairs_the_best_with_every_response_it_beats():
+    scored = make_scored({"a": [1.0, 3.0, 0.0, 3.0, 2.5], "flat": [1.0, 1.0], "b": [0.0, 0.5]})
+    grouped = group_rewards(scored)
+    pairs = get_pair_builder("best_vs_rest")(grouped, PairBuilderOptions(min_reward_gap=0.4), np.random.default_rng(0))
+    got = [(grouped.prompt_ids[c], int(grouped.sample_index[w]), int(grouped.sample_index[l]))
+           for w, l, c in zip(pairs.chosen_rows, pairs.rejected_rows, pairs.prompt_codes)]
+    # Best of "a" is sample 1 (ties to the lower index; sample 3 ties it, so it is no pair); the gap
+    # to 2.5 is 0.5 > 0.4, largest gaps first; "flat" ties give nothing; "b" gaps 0.5.
+    assert got == [("a", 1, 2), ("a", 1, 0), ("a", 1, 4), ("b", 1, 0)]
