@@ -12,6 +12,10 @@ through the real CLI with one selection policy, for each seed. Arms:
   full            every prompt, its best vs worst pair (up to 64 pairs: no budget)
   pvar_top10      the paper's headline: only the top 10% of prompts by PVar (7 pairs a round),
                   to compare with `full`
+  bpo_best_vs_rest, uniform_best_vs_rest
+                  the two depth arms with depth_pair_builder=best_vs_rest instead of
+                  all_pairs_above_margin (every chosen response is the prompt's best)
+--merge adds the arms run now to an existing JSON (same seeds), so arms can be run in batches.
 Prints held-out reward per round (mean +- std over seeds), the cost of selection as a share of the
 round's wall time, writes JSON and a PNG with error bars.
 """
@@ -34,6 +38,9 @@ ARMS: dict[str, list[str]] = {
     "uniform_balance": ["selection.policy=uniform_balance"],
     "full": ["selection.policy=full"],
     "pvar_top10": ["selection.policy=pvar", "selection.top_fraction=0.1"],
+    # Depth arms whose every pair has the prompt's best response as chosen (see the note in README).
+    "bpo_best_vs_rest": ["selection.policy=bpo", "selection.depth_pair_builder=best_vs_rest"],
+    "uniform_best_vs_rest": ["selection.policy=uniform_balance", "selection.depth_pair_builder=best_vs_rest"],
 }
 
 
@@ -85,12 +92,20 @@ def plot(report: dict, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))  # default: all
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "selection_ablation.json"))
+    parser.add_argument("--merge", action="store_true", help="keep the other arms already in --out")
     parser.add_argument("overrides", nargs="*", help="extra key=value overrides for every arm")
     args = parser.parse_args()
 
-    runs: dict[str, list[dict]] = {arm: [] for arm in args.arms}
+    out = Path(args.out)
+    runs: dict[str, list[dict]] = {}
+    if args.merge and out.exists():
+        previous = json.loads(out.read_text())
+        if previous["seeds"] != args.seeds or previous["overrides"] != args.overrides:
+            raise SystemExit(f"--merge: {out} has seeds {previous['seeds']} and overrides {previous['overrides']}")
+        runs = {arm: r for arm, r in previous["runs"].items() if arm not in args.arms}
+    runs.update({arm: [] for arm in args.arms})
     with tempfile.TemporaryDirectory(prefix="activedpo-ablation-") as tmp:
         for seed in args.seeds:  # seeds outermost, so an interrupted benchmark still covers every arm
             for arm in args.arms:
@@ -112,7 +127,7 @@ def main() -> None:
               f"{stats['select_seconds_mean']:>8.2f} {stats['select_share_of_round_mean']:>6.1%}")
     arms = report["arms"]
     if "random" in arms:
-        for arm in ("pvar", "bpo", "uniform_balance", "bottom_pvar"):
+        for arm in ("pvar", "bpo", "uniform_balance", "bottom_pvar", "bpo_best_vs_rest", "uniform_best_vs_rest"):
             if arm in arms:
                 print(f"{arm} - random, final held-out reward: {arms[arm]['final_mean'] - arms['random']['final_mean']:+.4f} "
                       f"(seed std {arms[arm]['final_std']:.4f} / {arms['random']['final_std']:.4f})")
@@ -122,7 +137,6 @@ def main() -> None:
         if arm in arms:
             print(f"{arm} selection cost: {arms[arm]['select_share_of_round_mean']:.1%} of a round "
                   f"(max {arms[arm]['select_share_of_round_max']:.1%}; target < {target:.0%})")
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     plot(report, out.with_suffix(".png"))
