@@ -47,3 +47,6 @@ def registered_rewards() -> list[str]:
 from actors.builtin_task_reward import builtin_task_reward  # noqa: E402
 
 register_reward("builtin_task")(builtin_task_reward)
+from actors.contains_answer_reward import contains_answer_reward  # noqa: E402
+
+register_reward("contains_answer")(contains_answer_reward)

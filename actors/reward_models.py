@@ -22,8 +22,15 @@ SEQUENCE_CLASSIFICATION_SUFFIX = "ForSequenceClassification"
 
 
 def reward_column(kind: str, name: str | None, path: str | None) -> str:
-    """Column of one reward in the scored table: `reward_<name>` or `reward_<model folder name>`."""
-    label = name if kind == "programmatic" else (path or "").rstrip("/").split("/")[-1]
+    """Column of one reward in the scored table: `reward_<name>` or `reward_<model folder name>`.
+
+    embedding_similarity rewards are named by `name` (default 'similarity'), never by their encoder's
+    folder: the column says what is measured, and most use the packaged encoder.
+    """
+    if kind == "embedding_similarity":
+        label = name or "similarity"
+    else:
+        label = name if kind == "programmatic" else (path or "").rstrip("/").split("/")[-1]
     return f"reward_{label}"
 
 

@@ -1,8 +1,9 @@
 """The scorer: adds one reward column per configured reward model and their weighted sum, `reward`.
 
 A plain class; the driver wraps it with `ray.remote`. Rewards are `programmatic` (a registered Python
-function, see actors/programmatic_rewards.py) or `hf_classifier` (a local sequence-classification
-model, see actors/reward_models.py). A row whose reward parts are not all finite gets `reward` NaN;
+function, see actors/programmatic_rewards.py), `hf_classifier` (a local sequence-classification
+model, see actors/reward_models.py) or `embedding_similarity` (similarity to a reference column, see
+actors/embedding_reward.py). A row whose reward parts are not all finite gets `reward` NaN;
 rows are never dropped here (the driver drops and counts them), and the row order is kept.
 """
 
@@ -35,7 +36,7 @@ class Scorer:
         import_reward_modules(list(reward_modules))
         if not rewards:
             raise InputError("scoring.rewards is empty; configure at least one reward")
-        if any(spec.get("kind") == "hf_classifier" for spec in rewards):
+        if any(spec.get("kind") in ("hf_classifier", "embedding_similarity") for spec in rewards):
             import torch
 
             torch.set_num_threads(torch_threads)
@@ -80,7 +81,16 @@ def _build_reward(index: int, spec: dict, device: str | None) -> WeightedReward:
             raise InputError(f"{key}.path: an hf_classifier reward needs a local model folder")
         model = HFClassifierReward(path, key=f"{key}.path", batch_size=int(spec.get("batch_size", 32)), device=device)
         return WeightedReward(reward_column(kind, name, path), weight, model.score, f"{key} (hf_classifier {path!r})")
-    raise InputError(f"{key}.kind: {kind!r} is not a reward kind; use 'programmatic' or 'hf_classifier'")
+    if kind == "embedding_similarity":
+        from actors.embedding_reward import DEFAULT_REFERENCE_COLUMN, EmbeddingSimilarityReward
+
+        column = spec.get("reference_column") or DEFAULT_REFERENCE_COLUMN
+        model = EmbeddingSimilarityReward(key, column, path, int(spec.get("batch_size", 32)), device)
+        return WeightedReward(reward_column(kind, name, path), weight, model.score,
+                              f"{key} (embedding_similarity to {column!r})")
+    raise InputError(
+        f"{key}.kind: {kind!r} is not a reward kind; use 'programmatic', 'hf_classifier' or 'embedding_similarity'"
+    )
 
 
 def _check_unique_columns(rewards: list[WeightedReward]) -> None:

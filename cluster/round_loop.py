@@ -10,6 +10,7 @@ import logging
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -194,6 +195,7 @@ class RoundRunner:
 
 def check_rewards(config: RunConfig) -> None:
     """Fail before Ray starts, with the config key in the message, on a reward that cannot load."""
+    from actors.embedding_reward import check_encoder
     from actors.programmatic_rewards import get_reward, import_reward_modules
     from actors.reward_models import check_classifier_folder
 
@@ -201,16 +203,17 @@ def check_rewards(config: RunConfig) -> None:
     for index, spec in enumerate(config.scoring.rewards):
         if spec.kind == "hf_classifier":
             check_classifier_folder(spec.path, f"scoring.rewards[{index}].path")
+        elif spec.kind == "embedding_similarity":
+            check_encoder(spec.path, f"scoring.rewards[{index}].path")
         else:
             get_reward(spec.name)
 
 
 def prepare_inputs(config: RunConfig) -> tuple[str, pa.Table, pa.Table]:
-    """Resolve the policy path and load both prompt sets (building the built-in task if needed)."""
-    from pathlib import Path
-
+    """Resolve the policy path and load both prompt sets (building the built-in task or model if needed)."""
     from transformers import AutoTokenizer
 
+    from cluster.prepare import MODEL_NAME as PREPARED_MODEL
     from cluster.prompts import load_prompts
 
     task = None
@@ -220,15 +223,31 @@ def prepare_inputs(config: RunConfig) -> tuple[str, pa.Table, pa.Table]:
         log.info("preparing the built-in task (cached after the first run) ...")
         task = ensure_builtin_task(config.builtin_task)
     model_path = str(task.model_dir) if config.model.path == "builtin" else config.model.path
+    if config.model.path == PREPARED_MODEL:
+        from cluster.prepare import ensure_smollm2
+
+        model_path = str(ensure_smollm2(config.model.cache_dir))
     if not Path(model_path).is_dir():
-        raise InputError(f"model.path: {model_path} is not a folder; give a local Hugging Face model folder or 'builtin'")
+        raise InputError(f"model.path: {model_path} is not a folder; give a local Hugging Face model folder, "
+                         f"'builtin' or '{PREPARED_MODEL}'")
     tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=config.model.trust_remote_code)
     splits = []
     for name, source in (("train", config.data.train), ("heldout", config.data.heldout)):
         split_path = None if task is None else str(getattr(task, f"{name}_path"))
         splits.append(load_prompts(source, tokenizer, config.data.apply_chat_template,
-                                   builtin_split_path=split_path, key_prefix=f"data.{name}"))
+                                   builtin_split_path=split_path, key_prefix=f"data.{name}", split=name))
+        check_reward_columns(config, splits[-1], f"data.{name}", source.path)
     return model_path, splits[0], splits[1]
+
+
+def check_reward_columns(config: RunConfig, prompts: pa.Table, key_prefix: str, path: str) -> None:
+    """A reward that reads a prompt column must find it: say so now, naming the file, not inside a scorer."""
+    from actors.embedding_reward import check_reference_column
+
+    for index, spec in enumerate(config.scoring.rewards):
+        if spec.kind == "embedding_similarity":
+            check_reference_column(prompts, spec.reference_column, f"scoring.rewards[{index}]",
+                                   f"{key_prefix}.path ({path})")
 
 
 def build_policy(config: RunConfig):

@@ -1,0 +1,273 @@
+"""The vLLM generator: the same interface and rollouts table as `actors/generator.py`, on a vLLM engine.
+
+A plain class the driver wraps with `ray.remote`, usually on the interpreter of the vLLM venv
+(`cluster/vllm_env.py`). `vllm` is imported inside the actor only, so the driver never needs it.
+
+How it matches the HF backend:
+- prompts are tokenized by the model folder's own tokenizer (no special tokens added: the chat
+  template wrote them) and given to vLLM as token ids; responses stop at the same stop ids (the
+  tokenizer's eos and the checkpoint's generation eos ids) and keep the stop token; text is decoded
+  with the same tokenizer call;
+- `token_logprobs` are log-probs under the distribution each token was drawn from, after
+  temperature and top-p (`logprobs_mode="processed_logprobs"`), as the HF backend records them;
+- the checkpoint's generation defaults (top_k, repetition penalty, ...) are ignored
+  (`generation_config="vllm"`) so they cannot change the sampled distribution silently;
+- every sample is its own request with its own seed, drawn from the run's seed, the prompt id and the
+  sample index, so a chunk Ray retries on a restarted actor reproduces its samples whatever the
+  chunking or batching.
+
+Weights are updated in place: the new state dict goes to vLLM's own `reload_weights` worker method
+(through `LLM.collective_rpc`), which feeds it to the model's `load_weights` (the checkpoint-name to
+fused-parameter mapping vLLM uses at load time); then the prefix cache is reset, since its cached
+keys and values were computed with the old weights. The engine runs in this process
+(VLLM_ENABLE_V1_MULTIPROCESSING=0), so tensors reach the model by reference, with no copy through a
+pipe, and `ray.get` of an object-store handle works where the weights are applied.
+
+Selection features (log-ratios, embeddings, gradient features) need gradients and hidden states that
+vLLM does not expose: the first call builds the HF `Generator` of the same model folder in this
+actor, keeps it on the same weights as the engine, and answers through it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow as pa
+
+from actors.errors import InputError
+from actors.generator import (
+    Generator,
+    SamplingParams,
+    _check_prompts_table,
+    _rollouts_table,
+    batch_seed,
+)
+from actors.hf_generation import DTYPES, BatchSamples, _stop_token_ids
+from actors.selection_features import FeatureOptions
+from actors.weight_sync import WeightsHandle, make_transport
+
+# vLLM's per-request seed must fit a signed 64-bit integer.
+_SEED_MASK = (1 << 63) - 1
+# A checkpoint of a tied-embedding model saves the embedding once; the learner's state dict has both.
+_TIED_HEAD = "lm_head.weight"
+
+
+def sample_seed(seed: int, prompt_id: str, sample_index: int) -> int:
+    """The seed of one sample: depends only on the run's seed, the prompt id and the sample's index."""
+    return batch_seed(seed, [prompt_id, f"#{sample_index}"]) & _SEED_MASK
+
+
+class VLLMGenerator:
+    """One vLLM engine that samples rollouts and accepts new weights (the Generator interface)."""
+
+    def __init__(
+        self,
+        model_path: str,
+        dtype: str = "float32",
+        torch_threads: int = 1,
+        trust_remote_code: bool = False,
+        device: str | None = None,
+        initial_version: int = 0,
+        *,
+        kv_cache_space_gib: float | None = 1.0,
+        enforce_eager: bool = True,
+        gpu_memory_utilization: float = 0.9,
+        max_model_len: int | None = None,
+        seed: int = 0,
+    ):
+        if not os.path.isdir(model_path):
+            raise InputError(
+                f"model.path: {model_path!r} is not a folder; it must be a local Hugging Face model folder "
+                "with config.json, safetensors weights and a tokenizer"
+            )
+        if dtype not in DTYPES:
+            raise InputError(f"model.dtype: {dtype!r} is not one of {sorted(DTYPES)}")
+        # Before vllm is imported: it reads these at import and engine start.
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # engine in this process (see module docstring)
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # one line per engine event, not per step
+        # vLLM drops torch to one thread for serving unless OMP_NUM_THREADS says otherwise.
+        os.environ["OMP_NUM_THREADS"] = str(torch_threads)
+        import torch
+        import vllm
+        from transformers import AutoTokenizer
+
+        torch.set_num_threads(torch_threads)
+        self._model_path = model_path
+        self._init_args = (model_path, dtype, torch_threads, trust_remote_code, device)
+        self._tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+        self._stop_ids = _stop_token_ids(_generation_config(model_path, trust_remote_code), self._tokenizer)
+        self._checkpoint_keys = _checkpoint_keys(model_path)
+        self._llm = vllm.LLM(
+            model=model_path,
+            tokenizer=model_path,
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
+            seed=seed,
+            enforce_eager=enforce_eager,
+            gpu_memory_utilization=gpu_memory_utilization,
+            kv_cache_memory_bytes=None if kv_cache_space_gib is None else int(kv_cache_space_gib * (1 << 30)),
+            max_model_len=max_model_len,
+            logprobs_mode="processed_logprobs",
+            generation_config="vllm",
+            load_format="safetensors",
+        )
+        self._version = initial_version
+        self._weights: WeightsHandle | None = None
+        self._hf: Generator | None = None  # built on the first selection-feature call
+
+    def weights_version(self) -> int:
+        """Version of the loaded weights: `initial_version` for the model folder's own, else the handle's."""
+        return self._version
+
+    def load_weights(self, handle: WeightsHandle) -> int:
+        """Load the weights behind `handle` (any transport) into the engine in place; returns their version."""
+        state = make_transport(handle.transport).receive(handle)
+        self._check_names(state, handle.version)
+        self._llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(state.items())})
+        # Cached prefixes hold keys/values of the old weights; a later prompt must not reuse them.
+        self._llm.reset_prefix_cache()
+        if self._hf is not None:
+            self._hf.load_weights(handle)
+        self._weights = handle
+        self._version = int(handle.version)
+        return self._version
+
+    def generate(self, prompts: pa.Table, sampling: SamplingParams, weights: WeightsHandle | None = None) -> pa.Table:
+        """k samples per prompt: the prompts table's columns repeated per sample plus the rollout columns.
+
+        `sampling.batch_size` is ignored: vLLM schedules all of a call's requests itself.
+        """
+        from vllm import SamplingParams as VllmSampling
+        from vllm.inputs import TokensPrompt
+
+        if weights is not None and weights.version != self._version:
+            self.load_weights(weights)
+        _check_prompts_table(prompts)
+        prompt_ids = [str(i) for i in prompts.column("prompt_id").to_pylist()]
+        prompt_tokens = self._tokenize(prompts.column("prompt_text").to_pylist(), prompt_ids)
+        requests, params = [], []
+        for prompt_id, tokens in zip(prompt_ids, prompt_tokens):
+            for index in range(sampling.samples_per_prompt):
+                requests.append(TokensPrompt(prompt_token_ids=tokens))
+                params.append(VllmSampling(
+                    n=1,
+                    temperature=sampling.temperature,
+                    top_p=sampling.top_p,
+                    top_k=0,  # no top-k: the HF backend samples from the whole (top-p) distribution
+                    max_tokens=sampling.max_new_tokens,
+                    seed=sample_seed(sampling.seed, prompt_id, index),
+                    stop_token_ids=self._stop_ids,
+                    logprobs=0,  # the sampled token's own log-prob only
+                    detokenize=False,  # decoded below with the HF backend's call
+                ))
+        outputs = self._llm.generate(requests, params, use_tqdm=False) if requests else []
+        samples = BatchSamples([], [], [])
+        for output in outputs:
+            completion = output.outputs[0]
+            tokens = list(completion.token_ids)
+            samples.response_token_ids.append(tokens)
+            samples.token_logprobs.append(_sampled_logprobs(completion.logprobs, tokens))
+            samples.finish_reasons.append(_finish_reason(completion.finish_reason, output.request_id))
+        texts = self._tokenizer.batch_decode(samples.response_token_ids, skip_special_tokens=True) if outputs else []
+        return _rollouts_table(prompts, prompt_tokens, samples, texts, sampling.samples_per_prompt, self._version)
+
+    def sequence_logprobs(self, prompt_token_ids: list[list[int]], response_token_ids: list[list[int]]) -> list[float]:
+        """log pi(response | prompt) under the loaded weights, one float per pair (vLLM prompt log-probs)."""
+        from vllm import SamplingParams as VllmSampling
+        from vllm.inputs import TokensPrompt
+
+        pairs = [(list(p), list(r)) for p, r in zip(prompt_token_ids, response_token_ids, strict=True)]
+        scored = [i for i, (p, r) in enumerate(pairs) if r]  # an empty response has log-prob 0
+        if any(not pairs[i][0] for i in scored):
+            raise ValueError("sequence_logprobs needs at least one prompt token before each response")
+        # prompt_logprobs=0: the log-prob of each actual prompt token; temperature 1 keeps them raw.
+        params = VllmSampling(max_tokens=1, temperature=1.0, prompt_logprobs=0, detokenize=False)
+        requests = [TokensPrompt(prompt_token_ids=pairs[i][0] + pairs[i][1]) for i in scored]
+        outputs = self._llm.generate(requests, params, use_tqdm=False) if requests else []
+        values = [0.0] * len(pairs)
+        for i, output in zip(scored, outputs):
+            prompt, response = pairs[i]
+            tokens = prompt + response
+            values[i] = float(sum(output.prompt_logprobs[t][tokens[t]].logprob for t in range(len(prompt), len(tokens))))
+        return values
+
+    # --- selection features: answered by an HF copy of the policy kept on the same weights --------------
+
+    def response_logratios(self, table: pa.Table, options: FeatureOptions) -> pa.Table:
+        return self._hf_generator().response_logratios(table, options)
+
+    def prompt_embeddings(self, table: pa.Table, options: FeatureOptions) -> pa.Table:
+        return self._hf_generator().prompt_embeddings(table, options)
+
+    def pair_gradient_features(self, table: pa.Table, options: FeatureOptions) -> pa.Table:
+        return self._hf_generator().pair_gradient_features(table, options)
+
+    def _hf_generator(self) -> Generator:
+        if self._hf is None:
+            model_path, dtype, threads, trust_remote_code, device = self._init_args
+            self._hf = Generator(model_path, dtype, threads, trust_remote_code, device, initial_version=self._version)
+            if self._weights is not None:
+                self._hf.load_weights(self._weights)
+        return self._hf
+
+    def _check_names(self, state: dict, version: int) -> None:
+        # vLLM's load_weights skips names it does not know and only warns about ones never loaded.
+        names = set(state)
+        missing = self._checkpoint_keys - names - {_TIED_HEAD}
+        unexpected = names - self._checkpoint_keys - {_TIED_HEAD}
+        if missing or unexpected:
+            raise RuntimeError(
+                f"weights version {version} do not fit the generator's model {self._model_path}: "
+                f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
+            )
+
+    def _tokenize(self, texts: list[str], prompt_ids: list[str]) -> list[list[int]]:
+        # The chat template already wrote the special tokens into prompt_text.
+        token_ids = self._tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+        for prompt_id, ids in zip(prompt_ids, token_ids, strict=True):
+            if not ids:
+                raise InputError(
+                    f"prompt {prompt_id!r} has no tokens (empty prompt_text); remove it from the prompt file"
+                )
+        return [list(ids) for ids in token_ids]
+
+
+def _generation_config(model_path: str, trust_remote_code: bool):
+    """The checkpoint's generation config, or the one transformers derives from config.json."""
+    from transformers import AutoConfig, GenerationConfig
+
+    try:
+        return GenerationConfig.from_pretrained(model_path)
+    except OSError:  # no generation_config.json: the model config's token ids, as from_pretrained does
+        return GenerationConfig.from_model_config(AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code))
+
+
+def _checkpoint_keys(model_path: str) -> set[str]:
+    """Tensor names of the model folder's safetensors files (read from their headers, not loaded)."""
+    from safetensors import safe_open
+
+    files = sorted(Path(model_path).glob("*.safetensors"))
+    if not files:
+        raise InputError(f"model.path: {model_path} has no .safetensors weights (only safetensors are loaded)")
+    keys: set[str] = set()
+    for path in files:
+        with safe_open(str(path), framework="pt") as handle:
+            keys.update(handle.keys())
+    return keys
+
+
+def _sampled_logprobs(logprobs, tokens: list[int]):
+    """float32 log-prob of each sampled token from vLLM's per-position {token: Logprob} entries."""
+    import numpy as np
+
+    if logprobs is None or len(logprobs) != len(tokens):
+        raise RuntimeError(f"vLLM returned {0 if logprobs is None else len(logprobs)} log-probs for {len(tokens)} tokens")
+    return np.array([entry[token].logprob for entry, token in zip(logprobs, tokens)], dtype=np.float32)
+
+
+def _finish_reason(reason: str | None, request_id: str) -> str:
+    """'stop' or 'length', the HF backend's two values; anything else (an aborted request) is an error."""
+    if reason in ("stop", "length"):
+        return reason
+    raise RuntimeError(f"vLLM request {request_id} ended with finish_reason={reason!r}, not 'stop' or 'length'")

