@@ -74,6 +74,7 @@ class VLLMGenerator:
         enforce_eager: bool = True,
         gpu_memory_utilization: float = 0.9,
         max_model_len: int | None = None,
+        block_size: int | None = 32,
         seed: int = 0,
     ):
         if not os.path.isdir(model_path):
@@ -108,6 +109,8 @@ class VLLMGenerator:
             gpu_memory_utilization=gpu_memory_utilization,
             kv_cache_memory_bytes=None if kv_cache_space_gib is None else int(kv_cache_space_gib * (1 << 30)),
             max_model_len=max_model_len,
+            # Small blocks: the k samples of a prompt share its cached prompt blocks (cluster/config.py).
+            **({} if block_size is None else {"block_size": block_size}),
             logprobs_mode="processed_logprobs",
             generation_config="vllm",
             load_format="safetensors",

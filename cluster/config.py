@@ -193,6 +193,14 @@ class VllmSection(StrictModel):
         description="Longest prompt + response in tokens (None: the model's max_position_embeddings). "
         "Lower it to fit a smaller KV cache.",
     )
+    block_size: int | None = Field(
+        32,
+        ge=1,
+        description="Tokens per KV-cache block. Prefix caching shares whole blocks only, so small blocks let "
+        "the k samples of a prompt reuse its prompt's keys and values (vLLM's CPU default, 128, shares "
+        "nothing below 128 prompt tokens; 32 measured 1.3x faster on SmolLM2). A multiple of 32 on CPU. "
+        "None: vLLM's default for the platform.",
+    )
 
 
 class GenerationSection(StrictModel):

@@ -38,8 +38,8 @@ from cluster.vllm_env import is_complete, missing_venv_message, resolve_venv_pat
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-# The last prompt is longer than one KV-cache block (128 tokens on CPU): only full blocks are prefix-cached,
-# so it is the prompt that would reuse stale keys and values after a weight sync.
+# The last prompt spans several KV-cache blocks (prefix caching reuses whole blocks only, and vLLM's CPU
+# default block is 128 tokens): whatever the block size, it would reuse stale keys and values after a sync.
 TEXTS = ["what is 2 plus 3?", "hello", "say one two three four five six", "add 4 and 9", "write a short answer",
          "please add " + " and ".join(["one two three four five six seven eight nine ten"] * 20)]
 FIXED_PROMPTS = [[4, 10, 11, 12, 5], [4, 20, 21, 5]]
