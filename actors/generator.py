@@ -70,6 +70,12 @@ class Generator:
         # A resumed run starts from round N's checkpoint: its weights are version N, not 0.
         self._version = initial_version
 
+    def node_id(self) -> str:
+        """The Ray node this actor runs on (where the placement put it)."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
     def weights_version(self) -> int:
         """Version of the loaded weights: `initial_version` for the model folder's own, else the handle's."""
         return self._version

@@ -97,18 +97,21 @@ def validate_pairs(pairs: pa.Table, vocab_size: int | None) -> None:
                 )
 
 
-def _build_trainer(learner_cfg, loop_config: dict[str, Any], storage_dir: str, run_name: str):
+def _build_trainer(learner_cfg, loop_config: dict[str, Any], storage_dir: str, run_name: str,
+                   scaling: dict[str, Any] | None = None):
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    resources = {"CPU": learner_cfg.num_cpus_per_worker} | ({"GPU": 1} if learner_cfg.use_gpu else {})
+    gpus = {"GPU": learner_cfg.num_gpus_per_worker} if learner_cfg.use_gpu else {}
+    resources = {"CPU": learner_cfg.num_cpus_per_worker} | gpus
     copies = learner_cfg.ray_train_checkpoint == "copy"
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config,
         torch_config=TorchConfig(backend="nccl" if learner_cfg.use_gpu else "gloo"),
         scaling_config=ScalingConfig(
-            num_workers=learner_cfg.num_workers, use_gpu=learner_cfg.use_gpu, resources_per_worker=resources
+            num_workers=learner_cfg.num_workers, use_gpu=learner_cfg.use_gpu, resources_per_worker=resources,
+            **(scaling or {}),
         ),
         run_config=RunConfig(
             name=run_name,
@@ -134,6 +137,8 @@ class DPOLearner:
         transport: str = "object_store",
         seed: int = 0,
         reference_model_path: str | None = None,
+        transport_options: dict[str, Any] | None = None,
+        scaling: dict[str, Any] | None = None,
     ) -> None:
         """Start the Ray Train run in the background and return at once.
 
@@ -141,7 +146,9 @@ class DPOLearner:
         does not import cluster/). initial_model_path: the policy to continue from (the original
         model, or the last complete round's checkpoint when resuming). reference_model_path: the
         frozen reference for reference='initial' (default: initial_model_path, which is wrong after
-        a resume). storage_dir / run_name: Ray Train's RunConfig(storage_path, name).
+        a resume). storage_dir / run_name: Ray Train's RunConfig(storage_path, name). transport /
+        transport_options: actors.weight_sync.make_transport's name and keyword arguments. scaling:
+        extra ScalingConfig arguments (placement strategy, label selector).
         """
         self.cfg = learner_cfg
         # Ray Train v2 feeds its state actor (what the dashboard's Train page shows) only
@@ -167,11 +174,12 @@ class DPOLearner:
             "initial_model_path": initial_model_path,
             "reference_model_path": reference_model_path,
             "transport": transport,
+            "transport_options": transport_options or {},
             "seed": seed,
             "instance_tag": time.strftime("%Y%m%d-%H%M%S"),
         }
         try:
-            self._trainer = _build_trainer(learner_cfg, loop_config, storage_dir, run_name)
+            self._trainer = _build_trainer(learner_cfg, loop_config, storage_dir, run_name, scaling)
         except BaseException:
             ray.kill(self._mailbox)  # nothing else was started
             raise

@@ -72,7 +72,7 @@ class LearnerWorker:
         self.rank, self.world_size = context.get_world_rank(), context.get_world_size()
         self.mailbox = config["mailbox"]
         self.learner_cfg, self.model_cfg = config["learner"], config["model"]
-        self.transport = make_transport(config["transport"], use_gpu=self.learner_cfg["use_gpu"])
+        self.transport = make_transport(config["transport"], **config.get("transport_options", {}))
         self.report_mode = self.learner_cfg["ray_train_checkpoint"]
         self.instance_tag = config["instance_tag"]
         torch.set_num_threads(self.learner_cfg["torch_threads"])

@@ -43,6 +43,12 @@ class Scorer:
         self._rewards = [_build_reward(index, spec, device) for index, spec in enumerate(rewards)]
         _check_unique_columns(self._rewards)
 
+    def node_id(self) -> str:
+        """The Ray node this actor runs on (where the placement put it)."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
     @property
     def columns(self) -> list[str]:
         """Reward columns this scorer adds, in config order (before `reward`)."""

@@ -119,6 +119,12 @@ class VLLMGenerator:
         self._weights: WeightsHandle | None = None
         self._hf: Generator | None = None  # built on the first selection-feature call
 
+    def node_id(self) -> str:
+        """The Ray node this actor runs on (where the placement put it)."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
     def weights_version(self) -> int:
         """Version of the loaded weights: `initial_version` for the model folder's own, else the handle's."""
         return self._version

@@ -2,8 +2,12 @@
 
 One interface, several transports. The learner calls `transport.publish(...)` and hands the
 resulting `WeightsHandle` to the driver; generators call `transport.receive(handle)` (through
-`apply_weights`) and never branch on which transport made it. `make_transport` picks one by name;
-later transports (NCCL broadcast, CUDA IPC) plug in here.
+`apply_weights`) and never branch on which transport made it. `make_transport` picks one by name:
+
+- object_store: one object in the Ray object store (CPU; zero-copy reads on the learner's node);
+- disk: the round's safetensors checkpoint, reloaded (needs a shared filesystem);
+- broadcast: a collective broadcast from the learner to every generator over a process group of
+  its own (NCCL between GPUs, gloo between CPUs), see actors/broadcast_transport.py.
 
 A handle carries a version (the number of completed training rounds behind the weights), so a
 generator that was restarted by Ray, or that already holds those weights, knows whether to load.
@@ -26,14 +30,25 @@ class WeightsHandle:
 
     version: int
     transport: str
-    payload: Any  # object_store: a list holding one ObjectRef; disk: a checkpoint folder path
+    # object_store: a list holding one ObjectRef; disk: a checkpoint folder path;
+    # broadcast: a dict with the rendezvous, the tensor layout and a "checkpoint" folder to fall back to.
+    payload: Any
 
     def relocated(self, old_folder: str, new_folder: str) -> "WeightsHandle":
         """The same weights after their checkpoint folder moved (a round's partial folder is renamed on commit)."""
-        if isinstance(self.payload, str) and os.path.abspath(self.payload).startswith(os.path.abspath(old_folder)):
-            moved = os.path.join(os.path.abspath(new_folder), os.path.relpath(self.payload, os.path.abspath(old_folder)))
-            return WeightsHandle(self.version, self.transport, moved)
+        if isinstance(self.payload, dict) and isinstance(self.payload.get("checkpoint"), str):
+            moved = _relocate_path(self.payload["checkpoint"], old_folder, new_folder)
+            return WeightsHandle(self.version, self.transport, {**self.payload, "checkpoint": moved})
+        if isinstance(self.payload, str):
+            return WeightsHandle(self.version, self.transport, _relocate_path(self.payload, old_folder, new_folder))
         return self
+
+
+def _relocate_path(path: str, old_folder: str, new_folder: str) -> str:
+    old = os.path.abspath(old_folder)
+    if os.path.abspath(path).startswith(old):
+        return os.path.join(os.path.abspath(new_folder), os.path.relpath(path, old))
+    return path
 
 
 class WeightTransport(ABC):
@@ -82,37 +97,48 @@ class DiskTransport(WeightTransport):
         return WeightsHandle(version=version, transport=self.name, payload=os.path.abspath(checkpoint_dir))
 
     def receive(self, handle):
-        from safetensors.torch import load_file
-
-        files = sorted(glob.glob(os.path.join(handle.payload, "*.safetensors")))
-        if not files:
-            raise FileNotFoundError(f"no .safetensors files in checkpoint folder {handle.payload}")
-        state: dict[str, torch.Tensor] = {}
-        for path in files:
-            state.update(load_file(path))
-        return state
+        return load_checkpoint_tensors(handle.payload)
 
 
-_TRANSPORTS: dict[str, type[WeightTransport]] = {
-    ObjectStoreTransport.name: ObjectStoreTransport,
-    DiskTransport.name: DiskTransport,
-}
+def load_checkpoint_tensors(folder: str) -> dict[str, torch.Tensor]:
+    """Every tensor of an HF safetensors checkpoint folder (sharded or not), on the CPU."""
+    from safetensors.torch import load_file
+
+    files = sorted(glob.glob(os.path.join(folder, "*.safetensors")))
+    if not files:
+        raise FileNotFoundError(f"no .safetensors files in checkpoint folder {folder}")
+    state: dict[str, torch.Tensor] = {}
+    for path in files:
+        state.update(load_file(path))
+    return state
 
 
-def make_transport(name: str, use_gpu: bool = False) -> WeightTransport:
-    """The transport for a config value; 'auto' chooses from the topology."""
-    if name == "auto":
-        name = ObjectStoreTransport.name  # CPU clusters; GPU transports arrive with the vLLM backend
-    try:
-        return _TRANSPORTS[name]()
-    except KeyError:
-        raise ValueError(f"unknown weight_sync.transport {name!r}; choose one of {sorted(_TRANSPORTS)}") from None
+def resolve_transport_name(name: str, learner_gpu: bool, generator_gpu: bool) -> str:
+    """The concrete transport for a config value: 'auto' broadcasts between GPUs, else uses the object store."""
+    if name != "auto":
+        return name
+    return "broadcast" if learner_gpu and generator_gpu else ObjectStoreTransport.name
+
+
+def _transport_classes() -> dict[str, type[WeightTransport]]:
+    from actors.broadcast_transport import BroadcastTransport
+
+    return {cls.name: cls for cls in (ObjectStoreTransport, DiskTransport, BroadcastTransport)}
+
+
+def make_transport(name: str, receivers: int = 0, timeout_s: float = 600.0) -> WeightTransport:
+    """The transport for a concrete name; `receivers` (generator actors) matters to 'broadcast' only."""
+    classes = _transport_classes()
+    if name not in classes:
+        raise ValueError(f"unknown weight_sync.transport {name!r}; choose one of {sorted(classes)}")
+    if name == "broadcast":
+        return classes[name](receivers=receivers, timeout_s=timeout_s)
+    return classes[name]()
 
 
 def apply_weights(model: torch.nn.Module, handle: WeightsHandle) -> None:
     """Load the weights behind `handle` into `model` in place (tied weights are handled by strict=False)."""
-    transport = _TRANSPORTS[handle.transport]()
-    state = transport.receive(handle)
+    state = make_transport(handle.transport).receive(handle)
     missing, unexpected = model.load_state_dict(state, strict=False)
     # Tied embeddings appear once in a saved state dict; anything else missing is a real mismatch.
     tied = {k for k in missing if k.endswith("lm_head.weight")}

@@ -17,6 +17,7 @@ from actors.generator import Generator, SamplingParams
 from actors.scorer import Scorer
 from actors.weight_sync import WeightsHandle
 from cluster.config import GenerationSection, ModelSection, ScoringSection
+from cluster.placement import RoleSlots
 
 _RESTARTS = {"max_restarts": -1, "max_task_retries": -1}
 
@@ -63,7 +64,7 @@ class GeneratorGroup:
 
     @classmethod
     def create(cls, run_name: str, cfg: GenerationSection, model: ModelSection, model_path: str,
-               version: int = 0) -> "GeneratorGroup":
+               version: int = 0, slots: RoleSlots | None = None) -> "GeneratorGroup":
         generator_cls, backend_kwargs, options = _backend(cfg)
         remote = ray.remote(generator_cls)
         actors = [
@@ -72,6 +73,7 @@ class GeneratorGroup:
                 num_cpus=cfg.num_cpus_per_actor,
                 num_gpus=cfg.num_gpus_per_actor,
                 **options,
+                **(slots.options(i) if slots else {}),
                 **_RESTARTS,
             ).remote(model_path, model.dtype, cfg.torch_threads, model.trust_remote_code, initial_version=version,
                      **backend_kwargs)
@@ -94,7 +96,11 @@ class GeneratorGroup:
         return _sharded_call(self.actors, "generate", prompts, pieces, sampling, weights)
 
     def load_weights(self, handle: WeightsHandle) -> list[int]:
+        # All at once: the broadcast transport needs every generator to join the same collective.
         return ray.get([actor.load_weights.remote(handle) for actor in self.actors])
+
+    def node_ids(self) -> list[str]:
+        return ray.get([actor.node_id.remote() for actor in self.actors])
 
     def call_sharded(self, method: str, table: pa.Table, *args) -> pa.Table:
         """Any row-wise generator method over `table`, cut into chunks across the actors, rows in order."""
@@ -110,7 +116,8 @@ class ScorerGroup:
     actors: list
 
     @classmethod
-    def create(cls, run_name: str, cfg: ScoringSection, torch_threads: int = 1) -> "ScorerGroup":
+    def create(cls, run_name: str, cfg: ScoringSection, torch_threads: int = 1,
+               slots: RoleSlots | None = None) -> "ScorerGroup":
         remote = ray.remote(Scorer)
         specs = [spec.model_dump() for spec in cfg.rewards]
         actors = [
@@ -118,6 +125,7 @@ class ScorerGroup:
                 name=f"{run_name}/scorer-{i}",
                 num_cpus=cfg.num_cpus_per_actor,
                 num_gpus=cfg.num_gpus_per_actor,
+                **(slots.options(i) if slots else {}),
                 **_RESTARTS,
             ).remote(specs, torch_threads, reward_modules=cfg.reward_modules)
             for i in range(cfg.num_actors)
@@ -126,6 +134,9 @@ class ScorerGroup:
 
     def score(self, rollouts: pa.Table) -> pa.Table:
         return _sharded_call(self.actors, "score", rollouts, len(self.actors) * 2)
+
+    def node_ids(self) -> list[str]:
+        return ray.get([actor.node_id.remote() for actor in self.actors])
 
     def shutdown(self) -> None:
         for actor in self.actors:

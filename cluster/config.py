@@ -395,7 +395,11 @@ class LearnerSection(StrictModel):
 
     num_workers: int = Field(2, ge=1, description="Ray Train workers (DDP ranks).")
     num_cpus_per_worker: float = Field(1.0, ge=0, description="CPUs Ray reserves for each learner worker.")
-    use_gpu: bool = Field(False, description="One GPU per worker and the NCCL backend; gloo on CPU.")
+    use_gpu: bool = Field(False, description="GPUs for the workers and the NCCL backend; gloo on CPU.")
+    num_gpus_per_worker: float = Field(
+        1.0, gt=0, le=1, description="With use_gpu: GPUs Ray reserves for each worker (below 1 to share a GPU "
+        "with a generator on the same node).",
+    )
     torch_threads: int = Field(1, ge=1, description="torch intra-op threads in each learner worker.")
     loss: str = Field("sigmoid", description="DPO loss variant: 'sigmoid', 'ipo' or 'hinge'.")
     beta: float = Field(0.1, gt=0, description="DPO temperature beta.")
@@ -461,11 +465,60 @@ class LearnerSection(StrictModel):
 
 
 class WeightSyncSection(StrictModel):
-    transport: Literal["auto", "object_store", "disk"] = Field(
+    transport: Literal["auto", "object_store", "disk", "broadcast"] = Field(
         "auto",
         description="How new weights reach the generators: 'object_store' (Ray object store), 'disk' "
-        "(reload the round's checkpoint). 'auto' picks from the topology.",
+        "(reload the round's checkpoint; needs storage every node sees), 'broadcast' (a collective "
+        "broadcast from the learner to all generators: NCCL between GPUs, gloo between CPUs; falls back to "
+        "the checkpoint for a generator that misses it). 'auto': broadcast when the learner and the "
+        "generators use GPUs, else object_store.",
     )
+    timeout_s: float = Field(
+        600.0, gt=0, description="broadcast: how long the learner and each generator wait for the others to join."
+    )
+
+
+PlacementStrategy = Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"]
+
+
+class RolePlacementSection(StrictModel):
+    label_selector: dict[str, str] = Field(
+        default_factory=dict,
+        description="Node labels this role must run on, e.g. {'activedpo/pool': 'rollout'} for nodes started "
+        "with `ray start --labels activedpo/pool=rollout`. Empty: any node.",
+    )
+
+
+class PlacementSection(StrictModel):
+    """Where generators, scorers and learner workers run: Ray placement groups, one per role or shared."""
+
+    colocate: bool = Field(
+        False,
+        description="Generators and scorers share one placement group: bundle i holds generator i and the "
+        "scorers assigned to it (scorer j goes to bundle j mod generators), so responses are scored on the "
+        "node that generated them. False: one placement group per role. The learner is always placed by "
+        "Ray Train; give it the same label_selector to keep it on the same nodes.",
+    )
+    strategy: PlacementStrategy = Field(
+        "PACK",
+        description="Ray placement strategy of each group (and of the learner's workers): PACK fills few nodes, "
+        "SPREAD spreads over many, STRICT_* makes it a requirement instead of a preference.",
+    )
+    generators: RolePlacementSection = Field(default_factory=RolePlacementSection, description="Generator actors.")
+    scorers: RolePlacementSection = Field(default_factory=RolePlacementSection, description="Scorer actors.")
+    learner: RolePlacementSection = Field(default_factory=RolePlacementSection, description="Learner workers.")
+    ready_timeout_s: float = Field(
+        300.0, gt=0, description="How long to wait for the cluster to fit a placement group before failing."
+    )
+
+    @model_validator(mode="after")
+    def _colocated_roles_share_nodes(self) -> "PlacementSection":
+        if self.colocate and self.scorers.label_selector and self.scorers.label_selector != self.generators.label_selector:
+            raise ValueError(
+                "placement.colocate puts scorers with generators, but placement.scorers.label_selector differs "
+                "from placement.generators.label_selector: drop one, or set placement.colocate to false"
+            )
+        return self
 
 
 class EvalSection(StrictModel):
@@ -492,6 +545,7 @@ class RunConfig(StrictModel):
     selection: SelectionSection = Field(default_factory=SelectionSection, description="Selection policy.")
     learner: LearnerSection = Field(default_factory=LearnerSection, description="Ray Train DPO learner.")
     weight_sync: WeightSyncSection = Field(default_factory=WeightSyncSection, description="Weight transport.")
+    placement: PlacementSection = Field(default_factory=PlacementSection, description="Where each role runs.")
     eval: EvalSection = Field(default_factory=EvalSection, description="Held-out evaluation.")
 
     @model_validator(mode="after")

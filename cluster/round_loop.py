@@ -91,17 +91,20 @@ class RoundRunner:
     def __init__(self, config: RunConfig, store: RunStore, prompts: pa.Table, heldout: pa.Table,
                  model_path: str, start_path: str, policy, start_round: int):
         from actors.learner import DPOLearner
-        from actors.weight_sync import make_transport
+        from actors.weight_sync import resolve_transport_name
         from cluster.actor_groups import GeneratorGroup, ScorerGroup
+        from cluster.placement import create_placement, learner_scaling
         from cluster.selection_features import GeneratorFeatures, feature_options
 
         self.config, self.store, self.prompts, self.heldout = config, store, prompts, heldout
         self.reward_columns = [spec.column for spec in config.scoring.rewards]
         self.policy = policy
-        transport = make_transport(config.weight_sync.transport, use_gpu=config.learner.use_gpu).name
+        transport = resolve_transport_name(config.weight_sync.transport, config.learner.use_gpu,
+                                           config.generation.num_gpus_per_actor > 0)  # fmt: skip
+        self.placement = create_placement(config.run.name, config.placement, config.generation, config.scoring)
         self.generators = GeneratorGroup.create(config.run.name, config.generation, config.model, start_path,
-                                                version=start_round)
-        self.scorers = ScorerGroup.create(config.run.name, config.scoring)
+                                                version=start_round, slots=self.placement.generators)
+        self.scorers = ScorerGroup.create(config.run.name, config.scoring, slots=self.placement.scorers)
         self.learner = DPOLearner(
             config.learner,
             config.model,
@@ -110,15 +113,31 @@ class RoundRunner:
             storage_dir=str(store.run_dir / "ray_train"),
             run_name=config.run.name,
             transport=transport,
+            transport_options={"receivers": config.generation.num_actors, "timeout_s": config.weight_sync.timeout_s}
+            if transport == "broadcast" else {},
             seed=config.run.seed,
+            scaling=learner_scaling(config.placement),
         )
+        self.transport = transport
         self.weights = None
         self.features = GeneratorFeatures(self.generators, feature_options(config.selection.features, model_path))
+        self._nodes: dict | None = None
+
+    def nodes(self) -> dict[str, list[str]]:
+        """The Ray node of every generator, scorer and learner worker (asked once: bundles do not move)."""
+        if self._nodes is None:
+            self._nodes = {
+                "generators": self.generators.node_ids(),
+                "scorers": self.scorers.node_ids(),
+                "learner": [info["node_id"] for info in self.learner.worker_info()],
+            }
+        return self._nodes
 
     def shutdown(self) -> None:
         self.learner.shutdown()
         self.generators.shutdown()
         self.scorers.shutdown()
+        self.placement.remove()
 
     def _score(self, rollouts: pa.Table) -> pa.Table:
         scored = self.scorers.score(rollouts.drop_columns([c for c in _TOKEN_COLUMNS if c in rollouts.column_names]))
@@ -180,6 +199,8 @@ class RoundRunner:
             "learner": learner_metrics,
             "learner_overhead_fraction": learner_metrics.get("overhead_fraction"),
             "phase_seconds": timer.seconds,
+            "weight_transport": self.transport,
+            "nodes": self.nodes(),
         })
         writer.write_table("rollouts", rollouts)
         writer.write_table("scored", with_prompt_stats(scored, selection.prompt_stats))

@@ -17,7 +17,7 @@ from transformers import AutoModelForCausalLM
 from actors.generator import Generator
 from actors.learner import DPOLearner
 from actors.logprobs import sequence_logprobs
-from actors.weight_sync import make_transport
+from actors.weight_sync import WeightsHandle, make_transport
 from cluster.config import LearnerSection, ModelSection
 from tiny_model import PAD_ID, build_tiny_model
 
@@ -71,3 +71,38 @@ def test_generator_matches_the_learner_after_sync(trained, transport):
         np.testing.assert_allclose(after, learner_logps, rtol=0, atol=1e-5)
     finally:
         ray.kill(actor)
+
+
+def test_broadcast_reaches_every_generator_and_a_late_one_falls_back_to_disk(ray_cluster, tmp_path):
+    """The collective path (gloo between CPU processes here; NCCL on GPUs is the same code)."""
+    model_path = str(build_tiny_model(tmp_path / "model"))
+    learner = DPOLearner(
+        LearnerSection(num_workers=1, batch_size=4, learning_rate=5e-3), ModelSection(),
+        initial_model_path=model_path, storage_dir=str(tmp_path / "ray_train"), run_name="broadcast-test",
+        transport="broadcast", transport_options={"receivers": 2, "timeout_s": 60},
+    )
+    actors = [ray.remote(Generator).options(num_cpus=0.5).remote(model_path) for _ in range(3)]
+    try:
+        _, handle = learner.train_round(0, pairs_table(16), str(tmp_path / "checkpoint"))
+        assert handle.transport == "broadcast" and handle.payload["world_size"] == 3
+        checkpoint = AutoModelForCausalLM.from_pretrained(tmp_path / "checkpoint", dtype=torch.float32).eval()
+        with torch.no_grad():
+            learner_logps = sequence_logprobs(checkpoint, PROMPTS, RESPONSES, PAD_ID).tolist()
+        before = ray.get(actors[0].sequence_logprobs.remote(PROMPTS, RESPONSES))
+        assert not np.allclose(before, learner_logps, atol=1e-3), "the round did not change the weights"
+
+        # The two receivers the learner expects join one collective, together. Without a checkpoint
+        # to fall back to, a failed broadcast raises instead of passing quietly.
+        strict = WeightsHandle(handle.version, handle.transport, {**handle.payload, "checkpoint": None})
+        assert ray.get([actor.load_weights.remote(strict) for actor in actors[:2]]) == [1, 1]
+        with pytest.raises(ray.exceptions.RayTaskError, match="already broadcast"):
+            ray.get(actors[2].load_weights.remote(strict))
+        # A third generator (as after a Ray restart) finds the broadcast done and reads the checkpoint.
+        assert ray.get(actors[2].load_weights.remote(handle)) == 1
+        for actor in actors:
+            after = ray.get(actor.sequence_logprobs.remote(PROMPTS, RESPONSES))
+            np.testing.assert_allclose(after, learner_logps, rtol=0, atol=1e-5)
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+        learner.shutdown()
