@@ -9,6 +9,11 @@ Every rank takes the same number of optimizer steps (DDP all-reduces gradients i
 pass, so a rank with fewer pairs must still take part). A rank whose share of a step is empty runs
 one pair with weight 0. Each rank scales its summed loss by world_size / (pairs in the step over all
 ranks); DDP averages gradients over ranks, so the update is the mean over the step's pairs.
+
+Round metrics are means over all ranks' pairs: each rank keeps sums (for the round and for each
+step), and one all-reduce at the round's end adds them up. The training-dynamics diagnostics
+(actors/training_dynamics.py) are computed from those totals, and `step_history` holds one entry
+per optimizer step.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import torch
 
 from actors.dpo_loss import check_dpo_loss_name, dpo_loss
 from actors.logprobs import sequence_logprobs
+from actors.training_dynamics import dpo_weight, end_of_round_sums, round_dynamics
 
 PAIR_TOKEN_COLUMNS = ("prompt_token_ids", "chosen_token_ids", "rejected_token_ids")
 ReduceSum = Callable[[torch.Tensor], torch.Tensor]
@@ -103,8 +109,12 @@ _SUM_KEYS = (
     "loss", "accurate", "margin", "chosen_reward", "rejected_reward", "chosen_logps", "rejected_logps",
     "pair_updates", "grad_norm", "ref_chosen_logps", "ref_rejected_logps", "tokens", "compute_seconds",
     "start_chosen_logps", "start_rejected_logps", "end_chosen_logps", "end_rejected_logps", "end_loss",
-    "end_accurate", "end_margin",
+    "end_accurate", "end_margin", "dpo_weight", "end_dpo_weight", "displaced",
 )  # fmt: skip
+# Per-step sums of the step's pairs on this rank; folded into the same all-reduce at the round's end.
+_STEP_SUM_KEYS = ("loss", "dpo_weight", "margin", "accurate", "chosen_logps", "rejected_logps")
+# How each per-step sum is named in a `step_history` entry (the mean over the step's pairs of all ranks).
+_STEP_HISTORY_NAMES = ("loss", "dpo_weight", "reward_margin", "reward_accuracy", "chosen_logps", "rejected_logps")
 
 
 class RoundTrainer:
@@ -139,9 +149,10 @@ class RoundTrainer:
         self.chunk = min(settings.micro_batch_size or self.per_rank, self.per_rank)
         self.device = next(unwrap(model).parameters()).device
 
-    def train_round(self, round_index: int, pairs: PairTokens) -> dict[str, float | int | None]:
+    def train_round(self, round_index: int, pairs: PairTokens) -> dict[str, float | int | list | None]:
         """Reference pass, `epochs` passes of minibatch steps, optional end-of-round pass; metrics over all ranks."""
         sums = dict.fromkeys(_SUM_KEYS, 0.0)
+        history: list[tuple[int, float, list[float]]] = []  # (pairs over all ranks, grad norm, step sums)
         steps = 0
         if len(pairs):
             mine = pairs.subset(shard_rows(len(pairs), self.rank, self.world_size))
@@ -153,12 +164,14 @@ class RoundTrainer:
             if start_c is not None:
                 self._add_means(sums, "start_", start_c, start_r)
             for epoch in range(self.settings.epochs):
-                steps += self._train_epoch(round_index, epoch, pairs, mine, ref_c, ref_r, sums)
+                steps += self._train_epoch(round_index, epoch, pairs, mine, ref_c, ref_r, sums, history)
             if self.settings.measure_round_end:
                 end_c, end_r = self._timed(sums, self._no_grad_logps, unwrap(self.model), mine)
                 self._add_means(sums, "end_", end_c, end_r)
                 self._add_end_loss(sums, end_c, end_r, ref_c, ref_r)
-        return self._round_metrics(sums, steps, len(pairs))
+                for key, value in end_of_round_sums(start_c, end_c, end_r, ref_c, ref_r, self.settings.beta).items():
+                    sums[key] += value
+        return self._round_metrics(sums, steps, len(pairs), history)
 
     # ---- passes -------------------------------------------------------------------------------
 
@@ -187,7 +200,7 @@ class RoundTrainer:
         model = self.reference_model if self.settings.reference == "initial" else unwrap(self.model)
         return self._no_grad_logps(model, pairs)
 
-    def _train_epoch(self, round_index, epoch, pairs, mine, ref_c, ref_r, sums) -> int:
+    def _train_epoch(self, round_index, epoch, pairs, mine, ref_c, ref_r, sums, history) -> int:
         rng = np.random.default_rng([self.seed, round_index, epoch, self.rank])
         order = rng.permutation(len(mine))
         counts = step_pair_counts(len(pairs), self.world_size, self.per_rank)
@@ -196,13 +209,18 @@ class RoundTrainer:
             rows = order[step * self.per_rank : (step + 1) * self.per_rank].tolist()
             start = time.perf_counter()
             self.optimizer.zero_grad(set_to_none=True)
+            step_sums = dict.fromkeys(_SUM_KEYS, 0.0)
             if rows:
-                self._accumulate_gradients(mine, rows, ref_c, ref_r, global_count, sums)
+                self._accumulate_gradients(mine, rows, ref_c, ref_r, global_count, step_sums)
             else:
                 self._zero_weight_backward(pairs)
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.max_grad_norm)
             self.optimizer.step()
-            sums["grad_norm"] += float(grad_norm)
+            grad_norm = float(grad_norm)
+            for key, value in step_sums.items():
+                sums[key] += value
+            sums["grad_norm"] += grad_norm
+            history.append((global_count, grad_norm, [step_sums[k] for k in _STEP_SUM_KEYS]))
             sums["compute_seconds"] += time.perf_counter() - start
         return len(counts)
 
@@ -247,6 +265,7 @@ class RoundTrainer:
         sums["loss"] += float(losses.detach().double().sum())
         sums["accurate"] += float((rew_c > rew_r).sum())
         sums["margin"] += float((rew_c - rew_r).double().sum())
+        sums["dpo_weight"] += float(dpo_weight((rew_c - rew_r).double()).sum())  # rew_c - rew_r = h
         sums["chosen_reward"] += float(rew_c.double().sum())
         sums["rejected_reward"] += float(rew_r.double().sum())
         sums["chosen_logps"] += float(pol_c.detach().double().sum())
@@ -262,9 +281,20 @@ class RoundTrainer:
         sums["end_accurate"] += float((rew_c > rew_r).sum())
         sums["end_margin"] += float((rew_c - rew_r).double().sum())
 
-    def _round_metrics(self, sums: dict[str, float], steps: int, num_pairs: int) -> dict[str, float | int | None]:
-        vector = torch.tensor([sums[k] for k in _SUM_KEYS], dtype=torch.float64, device=self.device)
-        total = dict(zip(_SUM_KEYS, self.reduce_sum(vector).tolist()))
+    def _round_metrics(self, sums, steps, num_pairs, history) -> dict[str, float | int | list | None]:
+        # One all-reduce for the round sums and every step's sums (every rank took the same steps).
+        local = [sums[k] for k in _SUM_KEYS] + [v for _, _, step_sums in history for v in step_sums]
+        reduced = self.reduce_sum(torch.tensor(local, dtype=torch.float64, device=self.device)).tolist()
+        total = dict(zip(_SUM_KEYS, reduced[: len(_SUM_KEYS)]))
+        step_totals = reduced[len(_SUM_KEYS) :]
+        width = len(_STEP_SUM_KEYS)
+        step_history = []
+        for step, (count, grad_norm, _) in enumerate(history):
+            values = step_totals[step * width : (step + 1) * width]
+            entry: dict[str, int | float] = {"step": step}
+            entry.update({name: value / count for name, value in zip(_STEP_HISTORY_NAMES, values)})
+            entry["grad_norm"] = grad_norm  # norm (before clipping) of the all-reduced gradient: the same on every rank
+            step_history.append(entry)
 
         def mean(key: str, count: float) -> float | None:
             return total[key] / count if count else None  # None, not NaN: metrics are written as JSON
@@ -272,7 +302,7 @@ class RoundTrainer:
         updates = total["pair_updates"]
         has_start = self.settings.reference == "round" or self.settings.measure_round_end
         has_end = self.settings.measure_round_end
-        return {
+        metrics = {
             "loss": mean("loss", updates),
             "reward_accuracy": mean("accurate", updates),
             "reward_margin": mean("margin", updates),
@@ -296,4 +326,9 @@ class RoundTrainer:
             "pair_updates": int(updates),
             "tokens": int(total["tokens"]),
             "compute_seconds": total["compute_seconds"] / self.world_size,
+            # DPO weight sigma(-h) of the pairs as the training steps saw them (papers.md section 4).
+            "dpo_weight": mean("dpo_weight", updates),
         }
+        metrics.update(round_dynamics(total, num_pairs, has_start, has_end))
+        metrics["step_history"] = step_history
+        return metrics

@@ -22,6 +22,7 @@ import torch
 from actors.dpo_trainer import DPOSettings, PairTokens, RoundTrainer, step_pair_counts
 from actors.errors import InputError
 from actors.logprobs import sequence_logprobs
+from actors.training_dynamics import ROUND_DYNAMICS_KEYS
 from actors.weight_sync import apply_weights
 from cluster.config import LearnerSection, ModelSection
 
@@ -125,6 +126,67 @@ def test_first_step_of_a_round_reference_starts_at_log2(tiny_model):
     assert metrics["loss_end"] < metrics["loss"]
 
 
+STEP_HISTORY_KEYS = {"step", "loss", "dpo_weight", "reward_margin", "reward_accuracy", "chosen_logps",
+                     "rejected_logps", "grad_norm"}  # fmt: skip
+
+
+def displaced_fraction_bounds(before: torch.Tensor, after: torch.Tensor) -> tuple[float, float]:
+    """The fraction of pairs whose chosen log-prob fell, allowing pairs that barely moved either way."""
+    n = len(before)
+    near_ties = int(((after - before).abs() < 1e-4).sum())
+    fell = int(((after - before) < -1e-4).sum())
+    return fell / n, (fell + near_ties) / n
+
+
+def test_round_dynamics_agree_with_the_measured_log_probs(tiny_model):
+    table = make_pairs(12, seed=4)
+    beta = 0.5
+    trainer = local_trainer(tiny_model, DPOSettings(batch_size=6, epochs=2, beta=beta), 1e-2)
+    m = trainer.train_round(0, PairTokens.from_table(table))
+    before_c, before_r = pair_logps(load(tiny_model), table)  # also the reference ('round')
+    after_c, after_r = pair_logps(trainer.model, table)
+
+    # The diagnostics are the start/end means the learner already reports, combined.
+    assert m["delta_chosen_logps"] == pytest.approx(m["chosen_logps_end"] - m["chosen_logps_start"], abs=1e-9)
+    assert m["delta_rejected_logps"] == pytest.approx(m["rejected_logps_end"] - m["rejected_logps_start"], abs=1e-9)
+    assert m["log_rate_ratio_start"] == pytest.approx(m["chosen_logps_start"] - m["rejected_logps_start"], abs=1e-9)
+    assert m["log_rate_ratio_end"] == pytest.approx(m["chosen_logps_end"] - m["rejected_logps_end"], abs=1e-9)
+    assert m["log_margin_vs_ref_end"] == pytest.approx(m["reward_margin_end"] / beta, abs=1e-5)
+    assert m["realised_ratio"] == pytest.approx(m["delta_rejected_logps"] / m["delta_chosen_logps"])
+    assert m["asymmetry"] == pytest.approx(abs(m["realised_ratio"]))
+    # ... and agree with the pairs' log-probs measured independently before and after the round.
+    assert m["delta_chosen_logps"] == pytest.approx((after_c - before_c).mean().item(), abs=1e-4)
+    assert m["delta_rejected_logps"] == pytest.approx((after_r - before_r).mean().item(), abs=1e-4)
+    h_end = beta * ((after_c - before_c) - (after_r - before_r))
+    assert m["dpo_weight_end"] == pytest.approx(torch.sigmoid(-h_end).mean().item(), abs=1e-5)
+    low, high = displaced_fraction_bounds(before_c, after_c)
+    assert low <= m["displacement_fraction"] <= high
+    assert m["delta_rejected_logps"] < 0 and m["dpo_weight_end"] < 0.5  # the round did push the pairs apart
+
+    history = m["step_history"]
+    assert len(history) == m["steps"] == 4 and [e["step"] for e in history] == [0, 1, 2, 3]
+    assert all(set(e) == STEP_HISTORY_KEYS for e in history)
+    # Every step has 6 pairs, so the round means are the means of the step means.
+    for round_key, step_key in [("loss", "loss"), ("dpo_weight", "dpo_weight"), ("reward_margin", "reward_margin"),
+                                ("reward_accuracy", "reward_accuracy"), ("chosen_logps", "chosen_logps"),
+                                ("rejected_logps", "rejected_logps"), ("grad_norm", "grad_norm")]:  # fmt: skip
+        assert m[round_key] == pytest.approx(np.mean([e[step_key] for e in history]), abs=1e-9), round_key
+    # The first step sees the policy equal to its reference: h = 0 for every pair.
+    assert history[0]["loss"] == pytest.approx(math.log(2.0), abs=1e-5)
+    assert history[0]["dpo_weight"] == pytest.approx(0.5, abs=1e-6)
+    assert history[0]["reward_margin"] == pytest.approx(0.0, abs=1e-5)
+    assert history[-1]["dpo_weight"] < 0.5
+
+
+def test_round_dynamics_without_the_end_of_round_pass(tiny_model):
+    trainer = local_trainer(tiny_model, DPOSettings(batch_size=4, measure_round_end=False), 1e-3)
+    m = trainer.train_round(0, PairTokens.from_table(make_pairs(4, seed=5)))
+    # Reference 'round': the start is the reference pass, so only the start-of-round ratio is known.
+    assert m["log_rate_ratio_start"] == pytest.approx(m["ref_chosen_logps"] - m["ref_rejected_logps"], abs=1e-9)
+    assert all(m[k] is None for k in ROUND_DYNAMICS_KEYS if k != "log_rate_ratio_start")
+    assert m["dpo_weight"] == pytest.approx(0.5, abs=1e-6) and len(m["step_history"]) == 1
+
+
 # ---- the Ray Train learner ------------------------------------------------------------------
 
 LEARNER = dict(num_workers=2, num_cpus_per_worker=1.0, epochs=2, batch_size=8, learning_rate=1e-3, beta=0.5)
@@ -171,6 +233,56 @@ def test_uneven_ddp_shards_give_the_single_process_update(learner_run, tiny_mode
     assert r0["metrics"]["steps"] == local_metrics["steps"] == 2
     assert r0["metrics"]["loss"] == pytest.approx(local_metrics["loss"], abs=1e-5)
     assert max_param_diff(load(r0["checkpoint"]), local.model) < 1e-5
+
+
+def test_ddp_round_dynamics_equal_a_single_process_run(learner_run, tiny_model):
+    # Round 0: 7 pairs on 2 ranks (4 + 3), one step per epoch holding all 7 pairs on both sides, so
+    # the all-reduced round diagnostics and every step_history entry must equal one process's.
+    r0 = learner_run["rounds"][0]["metrics"]
+    settings = DPOSettings.from_config(LearnerSection(**LEARNER).model_dump())
+    local = local_trainer(tiny_model, settings, LEARNER["learning_rate"])
+    one = local.train_round(0, PairTokens.from_table(learner_run["rounds"][0]["pairs"]))
+    for key in ROUND_DYNAMICS_KEYS + ("dpo_weight",):
+        assert r0[key] is not None, key
+        tolerance = 1e-4 * abs(one[key]) if key in ("realised_ratio", "asymmetry") else 1e-5
+        assert r0[key] == pytest.approx(one[key], abs=tolerance), key
+    assert len(r0["step_history"]) == len(one["step_history"]) == r0["steps"] == 2
+    for distributed, single in zip(r0["step_history"], one["step_history"], strict=True):
+        assert set(distributed) == STEP_HISTORY_KEYS
+        assert distributed["step"] == single["step"]
+        for key in STEP_HISTORY_KEYS - {"step"}:
+            assert distributed[key] == pytest.approx(single[key], abs=1e-5), key
+
+
+def test_ddp_round_dynamics_match_the_checkpoints(learner_run):
+    r0, r1 = learner_run["rounds"][0], learner_run["rounds"][1]
+    before_c, before_r = pair_logps(load(r0["checkpoint"]), r1["pairs"])
+    after_c, after_r = pair_logps(load(r1["checkpoint"]), r1["pairs"])
+    m = r1["metrics"]
+    assert m["delta_chosen_logps"] == pytest.approx((after_c - before_c).mean().item(), abs=1e-3)
+    assert m["delta_rejected_logps"] == pytest.approx((after_r - before_r).mean().item(), abs=1e-3)
+    assert m["log_rate_ratio_end"] == pytest.approx((after_c - after_r).mean().item(), abs=1e-3)
+    h_end = LEARNER["beta"] * ((after_c - before_c) - (after_r - before_r))
+    assert m["dpo_weight_end"] == pytest.approx(torch.sigmoid(-h_end).mean().item(), abs=1e-4)
+    low, high = displaced_fraction_bounds(before_c, after_c)
+    assert low <= m["displacement_fraction"] <= high
+    # 8 steps of 8 pairs (4 per rank): every entry is a mean over both ranks' pairs of the step.
+    assert len(m["step_history"]) == m["steps"] == 8
+    assert np.mean([e["loss"] for e in m["step_history"]]) == pytest.approx(m["loss"], abs=1e-9)
+    assert np.mean([e["dpo_weight"] for e in m["step_history"]]) == pytest.approx(m["dpo_weight"], abs=1e-9)
+
+
+def test_ddp_step_history_with_an_idle_rank_and_an_empty_round(learner_run):
+    one, empty = learner_run["rounds"][2]["metrics"], learner_run["rounds"][3]["metrics"]
+    # One pair, rank 1 idle: each step's means are that pair's values, not diluted by the idle rank.
+    assert len(one["step_history"]) == 2
+    first = one["step_history"][0]
+    assert first["loss"] == pytest.approx(math.log(2.0), abs=1e-5)
+    assert first["dpo_weight"] == pytest.approx(0.5, abs=1e-6)
+    assert first["chosen_logps"] == pytest.approx(one["chosen_logps_start"], abs=1e-4)
+    assert one["displacement_fraction"] in (0.0, 1.0)
+    assert empty["step_history"] == [] and empty["dpo_weight"] is None
+    assert all(empty[k] is None for k in ROUND_DYNAMICS_KEYS)
 
 
 def test_a_round_raises_the_trained_pairs_margin(learner_run):
