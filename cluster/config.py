@@ -530,6 +530,38 @@ class EvalSection(StrictModel):
     )
 
 
+class DiagnosticsSection(StrictModel):
+    """Training-dynamics measurements beyond the learner's own, and where the run reports them."""
+
+    did_prompts: int = Field(
+        16, ge=0, description="Held-out prompts on which the DID entropy of the policy against the run's initial "
+        "model is estimated after each round (0: off).",
+    )
+    did_samples_per_prompt: int = Field(
+        8, ge=2, description="K: responses sampled from the policy (temperature 1, no top-p) per DID prompt; "
+        "the estimator is biased at small K (papers.md section 3).",
+    )
+    gradient_norms: bool = Field(
+        True, description="Measure the per-prompt DPO gradient norm of the selected prompts (at pi = pi_ref, over "
+        "selection.features.gradient_modules) to set against their PVar: prompt_stats.grad_norm.",
+    )
+    report: bool = Field(True, description="Regenerate RUN_DIR/report.html after every round.")
+    tensorboard: bool = Field(True, description="Write TensorBoard event files to RUN_DIR/tensorboard.")
+    wandb_project: str | None = Field(
+        None, description="Also log to this Weights & Biases project (needs `pip install wandb` and a login). "
+        "None: off.",
+    )
+    wandb_entity: str | None = Field(None, description="W&B entity (team or user); None: the login's default.")
+    ray_metrics: bool = Field(
+        True, description="Export round, phase durations, rewards and pairs as Ray custom metrics "
+        "(ray.util.metrics), shown by the Ray dashboard's Metrics view when Prometheus/Grafana are set up.",
+    )
+    progress: Literal["auto", "bars", "lines"] = Field(
+        "auto", description="Phase progress: 'bars' (rich progress bars), 'lines' (one log line per phase "
+        "start and end), 'auto' (bars on a terminal, lines otherwise, e.g. in `ray job` logs).",
+    )
+
+
 class RunConfig(StrictModel):
     """Everything one run needs. Each section is documented where its class is declared."""
 
@@ -546,6 +578,9 @@ class RunConfig(StrictModel):
     learner: LearnerSection = Field(default_factory=LearnerSection, description="Ray Train DPO learner.")
     weight_sync: WeightSyncSection = Field(default_factory=WeightSyncSection, description="Weight transport.")
     placement: PlacementSection = Field(default_factory=PlacementSection, description="Where each role runs.")
+    diagnostics: DiagnosticsSection = Field(
+        default_factory=DiagnosticsSection, description="Training-dynamics metrics, report, TensorBoard, progress."
+    )
     eval: EvalSection = Field(default_factory=EvalSection, description="Held-out evaluation.")
 
     @model_validator(mode="after")
