@@ -130,6 +130,16 @@ class Generator:
         values = self._selection_features(options).response_logratios(table)
         return pa.table({"logratio": pa.array(values, pa.float64())})
 
+    def response_logprobs(self, table: pa.Table, options: FeatureOptions) -> pa.Table:
+        """`logprob` and `ref_logprob` (float64): log pi(y|x) now and under the initial model, per row."""
+        current, reference = self._selection_features(options).response_logprobs(table)
+        return pa.table({"logprob": pa.array(current, pa.float64()), "ref_logprob": pa.array(reference, pa.float64())})
+
+    def prompt_gradient_norms(self, table: pa.Table, options: FeatureOptions, beta: float, tau: float) -> pa.Table:
+        """Per prompt of `table` (whole prompts only): prompt_id, n_responses, gradient_norm (the DPO gradient at
+        pi = pi_ref over the feature parameters; see actors.selection_features.prompt_gradient_norms)."""
+        return self._selection_features(options).prompt_gradient_norms(table, beta=beta, tau=tau)
+
     def prompt_embeddings(self, table: pa.Table, options: FeatureOptions) -> pa.Table:
         """`embedding` (list<float32>) per prompt row."""
         embeddings = self._selection_features(options).prompt_embeddings(table)

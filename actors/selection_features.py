@@ -71,6 +71,25 @@ class FeatureOptions:
 
 
 @torch.inference_mode()
+def response_logprobs(
+    policy: nn.Module,
+    reference: nn.Module,
+    prompt_ids: Sequence[Sequence[int]],
+    response_ids: Sequence[Sequence[int]],
+    pad_id: int,
+    batch_size: int = 16,
+) -> tuple[np.ndarray, np.ndarray]:
+    """float64 (n,) twice: log pi(y|x) and log pi_ref(y|x), each summed over response tokens."""
+    current = np.zeros(len(prompt_ids), dtype=np.float64)
+    initial = np.zeros(len(prompt_ids), dtype=np.float64)
+    for start in range(0, len(prompt_ids), batch_size):
+        end = start + batch_size
+        prompts, responses = prompt_ids[start:end], response_ids[start:end]
+        current[start:end] = sequence_logprobs(policy, prompts, responses, pad_id).double().cpu().numpy()
+        initial[start:end] = sequence_logprobs(reference, prompts, responses, pad_id).double().cpu().numpy()
+    return current, initial
+
+
 def response_logratios(
     policy: nn.Module,
     reference: nn.Module,
@@ -80,14 +99,8 @@ def response_logratios(
     batch_size: int = 16,
 ) -> np.ndarray:
     """float64 (n,): log pi(y|x) - log pi_ref(y|x), both summed over response tokens."""
-    values = np.zeros(len(prompt_ids), dtype=np.float64)
-    for start in range(0, len(prompt_ids), batch_size):
-        end = start + batch_size
-        prompts, responses = prompt_ids[start:end], response_ids[start:end]
-        current = sequence_logprobs(policy, prompts, responses, pad_id).double().cpu()
-        initial = sequence_logprobs(reference, prompts, responses, pad_id).double().cpu()
-        values[start:end] = (current - initial).numpy()
-    return values
+    current, initial = response_logprobs(policy, reference, prompt_ids, response_ids, pad_id, batch_size)
+    return current - initial
 
 
 def pair_gradient_features(
@@ -244,6 +257,11 @@ class ModelSelectionFeatures:
     def response_logratios(self, scored: pa.Table) -> np.ndarray:
         prompts, responses = _token_columns(scored, "prompt_token_ids", "response_token_ids")
         return response_logratios(self.model, self.reference, prompts, responses, self.pad_id, self.options.batch_size)
+
+    def response_logprobs(self, scored: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+        """log pi(y|x) under the current policy and under the reference, per row."""
+        prompts, responses = _token_columns(scored, "prompt_token_ids", "response_token_ids")
+        return response_logprobs(self.model, self.reference, prompts, responses, self.pad_id, self.options.batch_size)
 
     def prompt_embeddings(self, prompts: pa.Table) -> np.ndarray:
         if self.options.embedding == "minilm":

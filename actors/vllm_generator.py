@@ -209,6 +209,12 @@ class VLLMGenerator:
     def prompt_embeddings(self, table: pa.Table, options: FeatureOptions) -> pa.Table:
         return self._hf_generator().prompt_embeddings(table, options)
 
+    def response_logprobs(self, table: pa.Table, options: FeatureOptions) -> pa.Table:
+        return self._hf_generator().response_logprobs(table, options)
+
+    def prompt_gradient_norms(self, table: pa.Table, options: FeatureOptions, beta: float, tau: float) -> pa.Table:
+        return self._hf_generator().prompt_gradient_norms(table, options, beta, tau)
+
     def pair_gradient_features(self, table: pa.Table, options: FeatureOptions) -> pa.Table:
         return self._hf_generator().pair_gradient_features(table, options)
 

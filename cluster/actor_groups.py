@@ -102,6 +102,16 @@ class GeneratorGroup:
     def node_ids(self) -> list[str]:
         return ray.get([actor.node_id.remote() for actor in self.actors])
 
+    def call_grouped(self, method: str, table: pa.Table, key: str, *args) -> pa.Table:
+        """Like call_sharded, but chunk boundaries fall between runs of equal `key` (rows grouped by key)."""
+        keys = table.column(key).to_pylist()
+        starts = [i for i in range(len(keys)) if i == 0 or keys[i] != keys[i - 1]] + [len(keys)]
+        pieces = max(1, min(len(self.actors) * self.cfg.chunks_per_actor, len(starts) - 1))
+        cuts = [starts[round(i * (len(starts) - 1) / pieces)] for i in range(pieces + 1)]
+        chunks = [table.slice(lo, hi - lo) for lo, hi in zip(cuts, cuts[1:]) if hi > lo]
+        refs = [getattr(self.actors[i % len(self.actors)], method).remote(c, *args) for i, c in enumerate(chunks)]
+        return pa.concat_tables(ray.get(refs))
+
     def call_sharded(self, method: str, table: pa.Table, *args) -> pa.Table:
         """Any row-wise generator method over `table`, cut into chunks across the actors, rows in order."""
         return _sharded_call(self.actors, method, table, len(self.actors) * self.cfg.chunks_per_actor, *args)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from actors.errors import InputError
 from cluster.config import RunConfig
 from cluster.config_loading import dump_config
+from cluster.diagnostics import heldout_did_entropy, pvar_gradient_spearman, selected_rows_by_prompt, with_gradient_norms
 from cluster.run_store import RunStore
 from policies.base import with_prompt_stats
 
@@ -158,6 +159,29 @@ class RoundRunner:
         return {"heldout_reward_mean": mean, "heldout_reward_std": std, "heldout_samples": scored.num_rows,
                 "heldout_invalid": invalid["total"]}
 
+    def did_diagnostics(self) -> dict:
+        """DID entropy of the current policy against the initial model, from K samples per held-out prompt."""
+        cfg = self.config.diagnostics
+        if cfg.did_prompts == 0:
+            return {}
+        prompts = self.heldout.slice(0, cfg.did_prompts)
+        # Samples of pi itself: temperature 1 and no nucleus cut, whatever the run samples with.
+        sampling = replace(self.generators.sampling(seed=self.config.run.seed + 104729, temperature=1.0,
+                                                    samples_per_prompt=cfg.did_samples_per_prompt), top_p=1.0)
+        samples = self.generators.generate(prompts, sampling, self.weights)
+        logps, ref_logps = self.features.response_logprobs(samples)
+        return heldout_did_entropy(samples.column("prompt_id").to_pylist(), logps, ref_logps)
+
+    def gradient_norms(self, scored: pa.Table, prompt_stats: pa.Table) -> pa.Table:
+        """prompt_stats with `grad_norm` of the selected prompts, measured on the weights they were selected on."""
+        if not self.config.diagnostics.gradient_norms:
+            return with_gradient_norms(prompt_stats, None)
+        rows = selected_rows_by_prompt(scored, prompt_stats, self.config.selection.pvar_rewards[0])
+        if rows.num_rows == 0:
+            return with_gradient_norms(prompt_stats, None)
+        norms = self.features.prompt_gradient_norms(rows, beta=self.config.learner.beta, tau=self.config.selection.tau)
+        return with_gradient_norms(prompt_stats, norms)
+
     def run_round(self, index: int) -> dict:
         cfg = self.config
         timer = PhaseTimer(index)
@@ -179,12 +203,16 @@ class RoundRunner:
         with timer.phase("select"):
             rng = np.random.default_rng([cfg.run.seed, index, 17])
             selection = self.policy.select(scored, cfg.selection.pair_budget, rng, self.features)
+        with timer.phase("gradient_norms"):
+            prompt_stats = self.gradient_norms(scored, selection.prompt_stats)
         with timer.phase("train"):
             learner_metrics, self.weights = self.learner.train_round(index, selection.pairs, str(writer.checkpoint_dir))
         with timer.phase("sync"):
             self.generators.load_weights(self.weights)
         with timer.phase("eval"):
             evaluation = self.evaluate()
+        with timer.phase("did"):
+            did = self.did_diagnostics()
         train_mean, train_std = reward_stats(scored)
         metrics.update(evaluation)
         metrics.update({
@@ -196,6 +224,8 @@ class RoundRunner:
             "invalid_rewards": invalid,
             "selected_prompts": int(pc.sum(selection.prompt_stats.column("selected")).as_py() or 0),
             "selection": selection_summary(cfg.selection.policy, selection),
+            "pvar_gradnorm_spearman": pvar_gradient_spearman(prompt_stats),
+            **did,
             "learner": learner_metrics,
             "learner_overhead_fraction": learner_metrics.get("overhead_fraction"),
             "phase_seconds": timer.seconds,
@@ -203,9 +233,9 @@ class RoundRunner:
             "nodes": self.nodes(),
         })
         writer.write_table("rollouts", rollouts)
-        writer.write_table("scored", with_prompt_stats(scored, selection.prompt_stats))
-        writer.write_table("selected", with_prompt_stats(selection.pairs, selection.prompt_stats))
-        writer.write_table("prompt_stats", selection.prompt_stats)
+        writer.write_table("scored", with_prompt_stats(scored, prompt_stats))
+        writer.write_table("selected", with_prompt_stats(selection.pairs, prompt_stats))
+        writer.write_table("prompt_stats", prompt_stats)
         writer.write_json("eval", evaluation)
         writer.write_json("metrics", metrics)
         final = writer.commit()

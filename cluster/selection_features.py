@@ -43,6 +43,22 @@ class GeneratorFeatures:
         table = scored.select(["prompt_token_ids", "response_token_ids"])
         return self._call("response_logratios", table, "logratio").to_numpy().astype(np.float64)
 
+    def response_logprobs(self, scored: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+        """log pi(y|x) under the current policy and under the initial model, per row."""
+        if scored.num_rows == 0:
+            return np.zeros(0), np.zeros(0)
+        table = scored.select(["prompt_token_ids", "response_token_ids"])
+        result = self.generators.call_sharded("response_logprobs", table, self.options)
+        return result.column("logprob").to_numpy(), result.column("ref_logprob").to_numpy()
+
+    def prompt_gradient_norms(self, scored: pa.Table, beta: float, tau: float) -> pa.Table:
+        """prompt_id, n_responses, gradient_norm per prompt; a prompt's rows are never split between actors."""
+        table = scored.select(["prompt_id", "reward", "prompt_token_ids", "response_token_ids"])
+        if table.num_rows == 0:
+            return pa.table({"prompt_id": pa.array([], pa.string()), "n_responses": pa.array([], pa.int64()),
+                             "gradient_norm": pa.array([], pa.float64())})  # fmt: skip
+        return self.generators.call_grouped("prompt_gradient_norms", table, "prompt_id", self.options, beta, tau)
+
     def prompt_embeddings(self, prompts: pa.Table) -> np.ndarray:
         if prompts.num_rows == 0:
             return np.zeros((0, 0), dtype=np.float32)

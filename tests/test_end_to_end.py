@@ -48,6 +48,24 @@ def test_every_round_leaves_its_artifacts_and_a_summary(two_round_run):
     assert "pair_budget: 8" in config_text
 
 
+def test_rounds_record_the_training_dynamics(two_round_run):
+    run_dir, _ = two_round_run
+    for index in (0, 1):
+        folder = run_dir / f"round_{index:04d}"
+        metrics = json.loads((folder / "metrics.json").read_text())
+        # DID entropy of the policy against the initial model on held-out prompts (16 x 8 samples).
+        assert metrics["did_prompts"] == 16 and metrics["did_entropy_samples"] == 16 * 8
+        assert metrics["did_entropy"] > 0
+        learner = metrics["learner"]
+        assert len(learner["step_history"]) == learner["steps"]
+        assert learner["delta_chosen_logps"] == pytest.approx(learner["chosen_logps_end"] - learner["chosen_logps_start"])
+        # Gradient norms exist exactly for the selected prompts, and rise with PVar.
+        stats = pq.read_table(folder / "prompt_stats.parquet").to_pandas()
+        measured = stats["grad_norm"].notna()
+        assert (measured == stats["selected"]).all() and (stats.loc[measured, "grad_norm"] > 0).all()
+        assert metrics["pvar_gradnorm_spearman"] > 0.5
+
+
 def test_checkpoint_loads_with_from_pretrained(two_round_run):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

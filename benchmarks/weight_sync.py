@@ -1,0 +1,170 @@
+"""Weight sync of SmolLM2-135M-Instruct per transport, against reloading the checkpoint from disk.
+
+    python benchmarks/weight_sync.py [--generators 2] [--repeats 3] [--dtype float32]
+                                     [--out benchmarks/results/weight_sync.json]
+
+What one round's sync costs on a real embedded Ray cluster: a publisher actor holds the policy (the
+learner's rank 0 stand-in: same model, same `publish` call as actors/learner_worker.py) and N real
+generator actors (actors/generator.py) receive it. A round's sync time is the publisher's `publish`
+plus the driver's `load_weights` call on every generator at once (the round loop's sync phase),
+until each generator's model holds the new weights. Each transport is measured on the same actors,
+after one warm-up round; the median of the repeats is reported. Writing the round's safetensors
+checkpoint is not counted: the learner writes it every round whatever the transport (the run
+folder keeps every round), and its time is reported on its own.
+
+The baseline, "disk reload", is what a system without weight sync does: each generator builds its
+model again from the checkpoint folder (`from_pretrained`). The checkpoint was just written, so
+its files are in the page cache: the baseline is measured at its most favourable.
+Target: the object-store transport at least 3x faster than the disk reload. Prints a table, writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import ray
+import torch
+
+from actors.generator import Generator
+from actors.hf_generation import load_causal_lm
+from actors.weight_sync import make_transport
+from cluster.config import RaySection
+from cluster.prepare import ensure_smollm2
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET_SPEEDUP = 3.0
+TRANSPORTS = ("object_store", "broadcast", "disk")
+
+
+class Publisher:
+    """Holds the policy like the learner's rank 0 and publishes a new version of it per call."""
+
+    def __init__(self, model_path: str, dtype: str, receivers: int):
+        torch.set_num_threads(1)
+        self.model = load_causal_lm(model_path, dtype, False).model
+        self.receivers = receivers
+        self.transports = {}
+
+    def save(self, folder: str) -> float:
+        started = time.perf_counter()
+        self.model.save_pretrained(folder, safe_serialization=True)
+        return time.perf_counter() - started
+
+    def publish(self, name: str, version: int, checkpoint_dir: str):
+        with torch.no_grad():  # a new version: the weights change every round
+            next(self.model.parameters()).add_(1e-6)
+        if name not in self.transports:
+            self.transports[name] = make_transport(name, receivers=self.receivers, timeout_s=120)
+        started = time.perf_counter()
+        handle = self.transports[name].publish(self.model.state_dict(), version, checkpoint_dir)
+        return handle, time.perf_counter() - started
+
+    def first_weight_sum(self) -> float:
+        return float(next(self.model.parameters()).double().sum())
+
+
+class BenchGenerator(Generator):
+    """A real generator actor plus the baseline: rebuild the model from a checkpoint folder."""
+
+    def __init__(self, model_path: str, dtype: str):
+        super().__init__(model_path, dtype)
+        self._dtype = dtype
+
+    def reload_from_disk(self, folder: str) -> int:
+        self._lm = load_causal_lm(folder, self._dtype, False)
+        return 0
+
+    def first_weight_sum(self) -> float:
+        return float(next(self._lm.model.parameters()).double().sum())
+
+
+def sync_round(name: str, publisher, generators, version: int, checkpoint: str) -> dict:
+    started = time.perf_counter()
+    if name == "disk_reload":
+        ray.get([g.reload_from_disk.remote(checkpoint) for g in generators])
+        return {"seconds": time.perf_counter() - started, "publish_seconds": 0.0}
+    handle, publish_seconds = ray.get(publisher.publish.remote(name, version, checkpoint))
+    versions = ray.get([g.load_weights.remote(handle) for g in generators])
+    assert versions == [version] * len(generators), versions
+    return {"seconds": time.perf_counter() - started, "publish_seconds": publish_seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--generators", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--checkpoint-dir", default="/tmp/activedpo-weight-sync-bench")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "weight_sync.json"))
+    args = parser.parse_args()
+
+    from cluster.ray_runtime import start_ray
+
+    model_dir = str(ensure_smollm2())
+    start_ray(RaySection(num_cpus=args.generators + 2, include_dashboard=False))
+    publisher = ray.remote(Publisher).options(num_cpus=1).remote(model_dir, args.dtype, args.generators)
+    generators = [ray.remote(BenchGenerator).options(num_cpus=1).remote(model_dir, args.dtype)
+                  for _ in range(args.generators)]  # fmt: skip
+    checkpoint = os.path.join(args.checkpoint_dir, "checkpoint")
+    os.makedirs(checkpoint, exist_ok=True)
+    save_seconds = ray.get(publisher.save.remote(checkpoint))
+    parameters = sum(p.numel() for p in load_causal_lm(model_dir, args.dtype, False).model.parameters())
+
+    results, version = {}, 0
+    try:
+        for name in (*TRANSPORTS, "disk_reload"):
+            runs = []
+            for repeat in range(args.repeats + 1):  # the first is a warm-up
+                version += 1
+                run = sync_round(name, publisher, generators, version, checkpoint)
+                if repeat:
+                    runs.append(run)
+            if name != "disk_reload":  # every generator now holds exactly the publisher's weights
+                expected = ray.get(publisher.first_weight_sum.remote())
+                assert all(abs(s - expected) < 1e-6 * abs(expected) + 1e-9
+                           for s in ray.get([g.first_weight_sum.remote() for g in generators])), name  # fmt: skip
+            results[name] = {
+                "runs": runs,
+                "median_seconds": statistics.median(r["seconds"] for r in runs),
+                "median_publish_seconds": statistics.median(r["publish_seconds"] for r in runs),
+            }
+    finally:
+        ray.shutdown()
+    baseline = results["disk_reload"]["median_seconds"]
+    for result in results.values():
+        result["speedup_over_disk_reload"] = baseline / result["median_seconds"]
+
+    size_mb = parameters * (4 if args.dtype == "float32" else 2) / 1e6
+    print(f"SmolLM2-135M-Instruct ({parameters / 1e6:.1f}M parameters, {size_mb:.0f} MB in {args.dtype}) to "
+          f"{args.generators} generator actors, median of {args.repeats}; checkpoint save (not counted) "
+          f"{save_seconds:.2f} s")
+    print(f"{'transport':>13} {'sync s/round':>13} {'of it publish':>14} {'x disk reload':>14}")
+    for name, r in results.items():
+        print(f"{name:>13} {r['median_seconds']:>13.3f} {r['median_publish_seconds']:>14.3f} "
+              f"{r['speedup_over_disk_reload']:>14.2f}")
+    print(f"target: object_store >= {TARGET_SPEEDUP:.0f}x faster than disk_reload "
+          f"(measured {results['object_store']['speedup_over_disk_reload']:.2f}x)")
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "model": "smollm2-135m-instruct",
+        "parameters": parameters,
+        "settings": vars(args),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
+                    "load_average_1min": os.getloadavg()[0]},
+        "checkpoint_save_seconds": save_seconds,
+        "results": results,
+        "target_speedup": TARGET_SPEEDUP,
+    }, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""Round diagnostics the driver adds to metrics.json: held-out DID entropy and gradient norm vs PVar.
+
+Pure table arithmetic over what the generator actors computed (log-probs, per-prompt gradient
+norms); the estimators themselves are in actors/training_dynamics.py.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from actors.training_dynamics import did_entropy
+
+
+def heldout_did_entropy(prompt_ids: list[str], logps: np.ndarray, ref_logps: np.ndarray) -> dict:
+    """The DID entropy estimate per prompt (its K samples), then its mean and spread over prompts.
+
+    DID is a distribution over responses to one prompt, so each prompt gets its own estimate.
+    """
+    by_prompt: dict[str, list[int]] = {}
+    for row, prompt_id in enumerate(prompt_ids):
+        by_prompt.setdefault(prompt_id, []).append(row)
+    values = [did_entropy(logps[rows], ref_logps[rows]) for rows in by_prompt.values() if len(rows) >= 2]
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return {"did_entropy": None, "did_entropy_std": None, "did_prompts": 0, "did_entropy_samples": 0}
+    return {
+        "did_entropy": float(np.mean(finite)),
+        "did_entropy_std": float(np.std(finite)),
+        "did_prompts": len(finite),
+        "did_entropy_samples": int(len(prompt_ids)),
+        # Mean log pi(y) - log pi_init(y) of the policy's own samples: how far it moved from the start.
+        "did_mean_logratio": float(np.mean(logps - ref_logps)),
+    }
+
+
+def with_gradient_norms(prompt_stats: pa.Table, norms: pa.Table | None) -> pa.Table:
+    """prompt_stats plus `grad_norm` (float64, NaN for prompts that were not measured)."""
+    measured = {} if norms is None else dict(zip(norms.column("prompt_id").to_pylist(),
+                                                 norms.column("gradient_norm").to_pylist()))  # fmt: skip
+    column = pa.array([measured.get(p, math.nan) for p in prompt_stats.column("prompt_id").to_pylist()], pa.float64())
+    if "grad_norm" in prompt_stats.column_names:
+        prompt_stats = prompt_stats.drop_columns(["grad_norm"])
+    return prompt_stats.append_column("grad_norm", column)
+
+
+def selected_rows_by_prompt(scored: pa.Table, prompt_stats: pa.Table, reward_column: str) -> pa.Table:
+    """The scored rows of the selected prompts, each prompt's rows together, with `reward_column` as `reward`."""
+    selected = prompt_stats.filter(pc.equal(prompt_stats.column("selected"), True)).column("prompt_id")
+    rows = scored.filter(pc.is_in(scored.column("prompt_id"), value_set=selected))
+    if reward_column != "reward":
+        rows = rows.drop_columns(["reward"]).append_column("reward", rows.column(reward_column))
+    return rows.sort_by([("prompt_id", "ascending")])
+
+
+def pvar_gradient_spearman(prompt_stats: pa.Table) -> float | None:
+    """Spearman rank correlation of grad_norm and PVar over the measured prompts (None below 3 prompts)."""
+    from scipy.stats import spearmanr
+
+    norms = prompt_stats.column("grad_norm").to_numpy(zero_copy_only=False)
+    pvar = prompt_stats.column("pvar").to_numpy(zero_copy_only=False)
+    keep = np.isfinite(norms) & np.isfinite(pvar)
+    if keep.sum() < 3 or np.ptp(norms[keep]) == 0 or np.ptp(pvar[keep]) == 0:
+        return None
+    return float(spearmanr(norms[keep], pvar[keep]).statistic)

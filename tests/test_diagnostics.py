@@ -1,0 +1,66 @@
+"""The driver's round diagnostics (cluster/diagnostics.py): per-prompt DID, gradient-norm columns, Spearman."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from actors.training_dynamics import did_entropy
+from cluster.diagnostics import (
+    heldout_did_entropy,
+    pvar_gradient_spearman,
+    selected_rows_by_prompt,
+    with_gradient_norms,
+)
+
+
+def test_did_is_estimated_per_prompt_then_averaged():
+    rng = np.random.default_rng(0)
+    ids = ["a", "b", "a", "c", "b", "a", "c", "b"]
+    logps, ref = rng.normal(-5, 1, 8), rng.normal(-6, 1, 8)
+    result = heldout_did_entropy(ids, logps, ref)
+    rows = {p: [i for i, q in enumerate(ids) if q == p] for p in "abc"}
+    per_prompt = [did_entropy(logps[r], ref[r]) for r in rows.values()]
+    assert result["did_entropy"] == pytest.approx(np.mean(per_prompt))
+    assert result["did_entropy_std"] == pytest.approx(np.std(per_prompt))
+    assert result["did_prompts"] == 3 and result["did_entropy_samples"] == 8
+    # Pooling all samples into one estimate would be a different number: the grouping matters.
+    assert result["did_entropy"] != pytest.approx(did_entropy(logps, ref))
+
+
+def test_did_needs_two_samples_of_a_prompt():
+    assert heldout_did_entropy(["a", "b"], np.zeros(2), np.zeros(2))["did_entropy"] is None
+
+
+def stats_table() -> pa.Table:
+    return pa.table({"prompt_id": ["p0", "p1", "p2", "p3"], "pvar": [0.1, 0.0, 0.3, 0.2],
+                     "selected": [True, False, True, True]})
+
+
+def test_gradient_norms_fill_measured_prompts_and_nan_elsewhere():
+    norms = pa.table({"prompt_id": ["p2", "p0"], "gradient_norm": [3.0, 1.0]})
+    column = with_gradient_norms(stats_table(), norms).column("grad_norm").to_pylist()
+    assert column[0] == 1.0 and column[2] == 3.0 and math.isnan(column[1]) and math.isnan(column[3])
+    assert all(math.isnan(v) for v in with_gradient_norms(stats_table(), None).column("grad_norm").to_pylist())
+
+
+def test_selected_rows_are_grouped_and_use_the_pvar_reward():
+    scored = pa.table({"prompt_id": ["p2", "p1", "p0", "p2", "p0"], "reward": [9.0] * 5,
+                       "reward_sel": [1.0, 2.0, 3.0, 4.0, 5.0]})
+    rows = selected_rows_by_prompt(scored, stats_table(), "reward_sel")
+    assert rows.column("prompt_id").to_pylist() == ["p0", "p0", "p2", "p2"]
+    assert sorted(rows.column("reward").to_pylist()) == [1.0, 3.0, 4.0, 5.0]
+
+
+def test_spearman_over_measured_prompts_only():
+    stats = with_gradient_norms(stats_table(), pa.table({"prompt_id": ["p0", "p2", "p3"],
+                                                         "gradient_norm": [1.0, 3.0, 2.0]}))
+    assert pvar_gradient_spearman(stats) == pytest.approx(1.0)
+    reversed_ = with_gradient_norms(stats_table(), pa.table({"prompt_id": ["p0", "p2", "p3"],
+                                                             "gradient_norm": [3.0, 1.0, 2.0]}))
+    assert pvar_gradient_spearman(reversed_) == pytest.approx(-1.0)
+    two = with_gradient_norms(stats_table(), pa.table({"prompt_id": ["p0", "p2"], "gradient_norm": [1.0, 2.0]}))
+    assert pvar_gradient_spearman(two) is None
