@@ -18,6 +18,7 @@ The rendezvous port listens on the learner's node address: keep it inside the cl
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import uuid
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from typing import Any
 
 import torch
 
-from actors.weight_sync import WeightsHandle, WeightTransport, load_checkpoint_tensors
+from actors.weight_sync import WeightsHandle, WeightTransport, join_shared, load_checkpoint_tensors, split_shared
 
 log = logging.getLogger(__name__)
 
@@ -41,46 +42,33 @@ class TensorSlot:
     dtype: str
     shape: tuple[int, ...]
     offset: int  # elements from the start of the buffer
-    alias_of: str | None = None  # tied weights are sent once
 
 
-def pack_state_dict(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[TensorSlot]]:
-    """One contiguous buffer per dtype plus the layout to unpack it; shared storages are packed once."""
+def pack_state_dict(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[TensorSlot], dict[str, str]]:
+    """One contiguous buffer per dtype, the layout to unpack it, and the aliases of shared tensors (sent once)."""
+    unique, aliases = split_shared(state_dict)
     slots: list[TensorSlot] = []
     sizes: dict[str, int] = {}
-    first_name: dict[tuple[int, torch.dtype, tuple], str] = {}
-    for name, tensor in state_dict.items():
+    for name, tensor in unique.items():
         dtype = str(tensor.dtype)
         if dtype not in _DTYPES:
             raise TypeError(f"cannot broadcast {name} of dtype {tensor.dtype}; supported: {sorted(_DTYPES)}")
-        key = (tensor.data_ptr(), tensor.dtype, tuple(tensor.shape))
-        if key in first_name:
-            slots.append(TensorSlot(name, dtype, tuple(tensor.shape), -1, alias_of=first_name[key]))
-            continue
-        first_name[key] = name
         slots.append(TensorSlot(name, dtype, tuple(tensor.shape), sizes.get(dtype, 0)))
         sizes[dtype] = sizes.get(dtype, 0) + tensor.numel()
     device = next(iter(state_dict.values())).device if state_dict else torch.device("cpu")
     buffers = {dtype: torch.empty(size, dtype=_DTYPES[dtype], device=device) for dtype, size in sizes.items()}
     for slot in slots:
-        if slot.alias_of is None:
-            tensor = state_dict[slot.name].detach()
-            buffers[slot.dtype][slot.offset : slot.offset + tensor.numel()].copy_(tensor.reshape(-1))
-    return buffers, slots
+        tensor = unique[slot.name].detach()
+        buffers[slot.dtype][slot.offset : slot.offset + tensor.numel()].copy_(tensor.reshape(-1))
+    return buffers, slots, aliases
 
 
-def unpack_state_dict(buffers: dict[str, torch.Tensor], slots: list[TensorSlot]) -> dict[str, torch.Tensor]:
+def unpack_state_dict(buffers: dict[str, torch.Tensor], slots: list[TensorSlot],
+                      aliases: dict[str, str]) -> dict[str, torch.Tensor]:
     """Views into the received buffers, by name (no copy)."""
-    state: dict[str, torch.Tensor] = {}
-    for slot in slots:
-        if slot.alias_of is not None:
-            state[slot.name] = state[slot.alias_of]
-            continue
-        numel = 1
-        for dim in slot.shape:
-            numel *= dim
-        state[slot.name] = buffers[slot.dtype][slot.offset : slot.offset + numel].view(slot.shape)
-    return state
+    unique = {slot.name: buffers[slot.dtype][slot.offset : slot.offset + math.prod(slot.shape)].view(slot.shape)
+              for slot in slots}  # fmt: skip
+    return join_shared(unique, aliases)
 
 
 def _process_group(backend: str, store, rank: int, world_size: int, timeout: timedelta):
@@ -119,7 +107,7 @@ class BroadcastTransport(WeightTransport):
         if self.receivers < 1:
             raise ValueError("the broadcast transport needs the number of generator actors (receivers >= 1)")
         self.wait_sent()
-        buffers, slots = pack_state_dict(state_dict)
+        buffers, slots, aliases = pack_state_dict(state_dict)
         backend = "nccl" if any(b.is_cuda for b in buffers.values()) else "gloo"
         address, port = self._rendezvous()
         group_key = f"weights-v{version}-{uuid.uuid4().hex[:8]}"
@@ -129,7 +117,7 @@ class BroadcastTransport(WeightTransport):
         self._sender.start()
         payload = {
             "address": address, "port": port, "group": group_key, "world_size": self.receivers + 1,
-            "backend": backend, "slots": slots, "dtypes": sorted(buffers),
+            "backend": backend, "slots": slots, "aliases": aliases, "dtypes": sorted(buffers),
             "sizes": {dtype: buffer.numel() for dtype, buffer in buffers.items()},
             "timeout_s": self.timeout.total_seconds(), "checkpoint": checkpoint_dir,
         }  # fmt: skip
@@ -191,7 +179,7 @@ class BroadcastTransport(WeightTransport):
                        for dtype in payload["dtypes"]}  # fmt: skip
             for dtype in payload["dtypes"]:
                 _broadcast(group, buffers[dtype])
-            return unpack_state_dict(buffers, payload["slots"])
+            return unpack_state_dict(buffers, payload["slots"], payload["aliases"])
         except Exception as exc:
             if not payload.get("checkpoint"):
                 raise

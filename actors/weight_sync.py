@@ -63,6 +63,28 @@ class WeightTransport(ABC):
         """Fetch the weights a handle points to as CPU tensors."""
 
 
+def split_shared(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors with storage of their own, and {alias: name} for entries that share one (tied embeddings).
+
+    Shared tensors are sent once: SmolLM2's tied embedding is a fifth of the model.
+    """
+    unique: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    first: dict[tuple, str] = {}
+    for name, tensor in state_dict.items():
+        key = (tensor.data_ptr(), tensor.dtype, tuple(tensor.shape), tuple(tensor.stride()))
+        if key in first:
+            aliases[name] = first[key]
+        else:
+            first[key] = name
+            unique[name] = tensor
+    return unique, aliases
+
+
+def join_shared(unique: dict[str, torch.Tensor], aliases: dict[str, str]) -> dict[str, torch.Tensor]:
+    return {**unique, **{alias: unique[name] for alias, name in aliases.items()}}
+
+
 class ObjectStoreTransport(WeightTransport):
     """Weights as one object in the Ray object store: zero-copy reads on the same node."""
 
@@ -71,19 +93,23 @@ class ObjectStoreTransport(WeightTransport):
     def publish(self, state_dict, version, checkpoint_dir=None):
         import ray
 
+        unique, aliases = split_shared(state_dict)
         # numpy arrays are stored without pickling and read back zero-copy; bfloat16 has no numpy dtype.
         arrays = {
             k: (v.detach().cpu().numpy() if v.dtype != torch.bfloat16 else v.detach().cpu())
-            for k, v in state_dict.items()
+            for k, v in unique.items()
         }
         # Wrapped in a list so Ray passes the reference through task arguments instead of resolving it.
-        return WeightsHandle(version=version, transport=self.name, payload=[ray.put(arrays)])
+        return WeightsHandle(version=version, transport=self.name, payload=[ray.put({"arrays": arrays, "aliases": aliases})])
 
     def receive(self, handle):
         import ray
 
-        arrays = ray.get(handle.payload[0])
-        return {k: (torch.from_numpy(v.copy()) if not isinstance(v, torch.Tensor) else v) for k, v in arrays.items()}
+        stored = ray.get(handle.payload[0])
+        # The store's arrays are read-only views of shared memory: copy them into tensors the model may own.
+        unique = {k: (torch.from_numpy(v.copy()) if not isinstance(v, torch.Tensor) else v)
+                  for k, v in stored["arrays"].items()}  # fmt: skip
+        return join_shared(unique, stored["aliases"])
 
 
 class DiskTransport(WeightTransport):
