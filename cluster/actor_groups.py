@@ -8,6 +8,7 @@ and generation seeds depend only on the prompts, so a retried chunk yields the s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -29,12 +30,24 @@ def _slices(table: pa.Table, pieces: int) -> list[pa.Table]:
     return [table.slice(lo, hi - lo) for lo, hi in zip(bounds, bounds[1:])]
 
 
-def _sharded_call(actors: list, method: str, table: pa.Table, pieces: int, *args) -> pa.Table:
+def _gather(refs: list, rows: list[int], progress: Callable[[int], None] | None) -> pa.Table:
+    """The chunks' results in order; `progress(rows)` is called as each chunk finishes."""
+    if progress is None:
+        return pa.concat_tables(ray.get(refs))
+    pending, index = list(refs), {ref: i for i, ref in enumerate(refs)}
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        progress(rows[index[done[0]]])
+    return pa.concat_tables(ray.get(refs))
+
+
+def _sharded_call(actors: list, method: str, table: pa.Table, pieces: int, *args,
+                  progress: Callable[[int], None] | None = None) -> pa.Table:
     if table.num_rows == 0:
         raise ValueError(f"{method}: nothing to process")
     chunks = _slices(table, pieces)
     refs = [getattr(actors[i % len(actors)], method).remote(chunk, *args) for i, chunk in enumerate(chunks)]
-    return pa.concat_tables(ray.get(refs))
+    return _gather(refs, [chunk.num_rows for chunk in chunks], progress)
 
 
 def _backend(cfg: GenerationSection) -> tuple[type, dict, dict]:
@@ -91,9 +104,11 @@ class GeneratorGroup:
             seed=seed,
         )
 
-    def generate(self, prompts: pa.Table, sampling: SamplingParams, weights: WeightsHandle | None) -> pa.Table:
+    def generate(self, prompts: pa.Table, sampling: SamplingParams, weights: WeightsHandle | None,
+                 progress: Callable[[int], None] | None = None) -> pa.Table:
+        """Samples for every prompt; `progress(prompts)` as each chunk of prompts is done."""
         pieces = len(self.actors) * self.cfg.chunks_per_actor
-        return _sharded_call(self.actors, "generate", prompts, pieces, sampling, weights)
+        return _sharded_call(self.actors, "generate", prompts, pieces, sampling, weights, progress=progress)
 
     def load_weights(self, handle: WeightsHandle) -> list[int]:
         # All at once: the broadcast transport needs every generator to join the same collective.
@@ -142,8 +157,8 @@ class ScorerGroup:
         ]
         return cls(actors)
 
-    def score(self, rollouts: pa.Table) -> pa.Table:
-        return _sharded_call(self.actors, "score", rollouts, len(self.actors) * 2)
+    def score(self, rollouts: pa.Table, progress: Callable[[int], None] | None = None) -> pa.Table:
+        return _sharded_call(self.actors, "score", rollouts, len(self.actors) * 2, progress=progress)
 
     def node_ids(self) -> list[str]:
         return ray.get([actor.node_id.remote() for actor in self.actors])

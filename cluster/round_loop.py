@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ from actors.errors import InputError
 from cluster.config import RunConfig
 from cluster.config_loading import dump_config
 from cluster.diagnostics import heldout_did_entropy, pvar_gradient_spearman, selected_rows_by_prompt, with_gradient_norms
+from cluster.run_observers import RunObservers
 from cluster.run_store import RunStore
 from policies.base import with_prompt_stats
 
@@ -27,22 +28,6 @@ log = logging.getLogger("activedpo")
 
 # Columns the scorers never read: keep them out of the object store traffic.
 _TOKEN_COLUMNS = ("prompt_token_ids", "response_token_ids", "token_logprobs")
-
-
-@dataclass
-class PhaseTimer:
-    """Seconds per phase of one round, with one progress line per phase."""
-
-    round_index: int
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    @contextmanager
-    def phase(self, name: str):
-        log.info("[round %d] %s ...", self.round_index, name)
-        start = time.perf_counter()
-        yield
-        self.seconds[name] = round(time.perf_counter() - start, 3)
-        log.info("[round %d] %s done in %.1fs", self.round_index, name, self.seconds[name])
 
 
 def drop_invalid_rewards(scored: pa.Table, reward_columns: list[str]) -> tuple[pa.Table, dict[str, int]]:
@@ -140,8 +125,9 @@ class RoundRunner:
         self.scorers.shutdown()
         self.placement.remove()
 
-    def _score(self, rollouts: pa.Table) -> pa.Table:
-        scored = self.scorers.score(rollouts.drop_columns([c for c in _TOKEN_COLUMNS if c in rollouts.column_names]))
+    def _score(self, rollouts: pa.Table, progress=None) -> pa.Table:
+        scored = self.scorers.score(rollouts.drop_columns([c for c in _TOKEN_COLUMNS if c in rollouts.column_names]),
+                                    progress)
         for name in [*self.reward_columns, "reward"]:
             rollouts = rollouts.append_column(name, scored.column(name))
         return rollouts
@@ -182,36 +168,36 @@ class RoundRunner:
         norms = self.features.prompt_gradient_norms(rows, beta=self.config.learner.beta, tau=self.config.selection.tau)
         return with_gradient_norms(prompt_stats, norms)
 
-    def run_round(self, index: int) -> dict:
+    def run_round(self, index: int, observers: RunObservers) -> dict:
         cfg = self.config
-        timer = PhaseTimer(index)
         writer = self.store.begin_round(index)
         metrics: dict = {"round": index}
+        phase = partial(observers.phase, index)
         if index == 0 and cfg.eval.before_training:
-            with timer.phase("eval_before"):
+            with phase("eval_before"):
                 before = self.evaluate()
             metrics["heldout_before_mean"] = before["heldout_reward_mean"]
             metrics["heldout_before_std"] = before["heldout_reward_std"]
-        with timer.phase("generate"):
-            prompts = sample_round_prompts(self.prompts, cfg.data.prompts_per_round, cfg.run.seed, index)
+        prompts = sample_round_prompts(self.prompts, cfg.data.prompts_per_round, cfg.run.seed, index)
+        with phase("generate", total=prompts.num_rows) as progress:
             sampling = self.generators.sampling(seed=cfg.run.seed * 1_000_003 + index)
-            rollouts = self.generators.generate(prompts, sampling, self.weights)
-        with timer.phase("score"):
-            scored, invalid = drop_invalid_rewards(self._score(rollouts), self.reward_columns)
+            rollouts = self.generators.generate(prompts, sampling, self.weights, progress.advance)
+        with phase("score", total=rollouts.num_rows) as progress:
+            scored, invalid = drop_invalid_rewards(self._score(rollouts, progress.advance), self.reward_columns)
             if invalid["total"]:
                 log.warning("[round %d] dropped %d responses with NaN/inf rewards: %s", index, invalid["total"], invalid)
-        with timer.phase("select"):
+        with phase("select"):
             rng = np.random.default_rng([cfg.run.seed, index, 17])
             selection = self.policy.select(scored, cfg.selection.pair_budget, rng, self.features)
-        with timer.phase("gradient_norms"):
+        with phase("gradient_norms"):
             prompt_stats = self.gradient_norms(scored, selection.prompt_stats)
-        with timer.phase("train"):
+        with phase("train"):
             learner_metrics, self.weights = self.learner.train_round(index, selection.pairs, str(writer.checkpoint_dir))
-        with timer.phase("sync"):
+        with phase("sync"):
             self.generators.load_weights(self.weights)
-        with timer.phase("eval"):
+        with phase("eval"):
             evaluation = self.evaluate()
-        with timer.phase("did"):
+        with phase("did"):
             did = self.did_diagnostics()
         train_mean, train_std = reward_stats(scored)
         metrics.update(evaluation)
@@ -228,7 +214,7 @@ class RoundRunner:
             **did,
             "learner": learner_metrics,
             "learner_overhead_fraction": learner_metrics.get("overhead_fraction"),
-            "phase_seconds": timer.seconds,
+            "phase_seconds": observers.seconds_of(index),
             "weight_transport": self.transport,
             "nodes": self.nodes(),
         })
@@ -333,19 +319,39 @@ def run(config: RunConfig) -> dict:
     check_rewards(config)
     model_path, prompts, heldout = prepare_inputs(config)
     start_path = str(store.last_checkpoint() or model_path)
-    start_ray(config.ray)
-    runner = RoundRunner(config, store, prompts, heldout, model_path, start_path, policy, start_round=start)
+    observers = RunObservers.create(config, store.run_dir)  # before Ray: a missing wandb fails in a second
+    failed = True
     try:
-        for index in range(start, config.run.rounds):
-            started = time.perf_counter()
-            metrics = runner.run_round(index)
-            summary = store.write_summary()
-            log.info(
-                "round %d/%d: heldout reward %.4f ± %.4f | train reward %.4f | pairs %d | learner loss %.4f | %.1fs",
-                index + 1, config.run.rounds, metrics["heldout_reward_mean"], metrics["heldout_reward_std"],
-                metrics["train_reward_mean"], metrics["pairs_trained"], metrics["learner"].get("loss", float("nan")),
-                time.perf_counter() - started,
-            )
+        start_ray(config.ray)
+        runner = RoundRunner(config, store, prompts, heldout, model_path, start_path, policy, start_round=start)
+        try:
+            for index in range(start, config.run.rounds):
+                started = time.perf_counter()
+                metrics = runner.run_round(index, observers)
+                summary = store.write_summary()
+                observers.round_end(index, metrics)
+                if config.diagnostics.report:
+                    refresh_report(store.run_dir)
+                log.info(
+                    "round %d/%d: heldout reward %.4f ± %.4f | train reward %.4f | pairs %d | learner loss %.4f | %.1fs",
+                    index + 1, config.run.rounds, metrics["heldout_reward_mean"], metrics["heldout_reward_std"],
+                    metrics["train_reward_mean"], metrics["pairs_trained"], metrics["learner"].get("loss", float("nan")),
+                    time.perf_counter() - started,
+                )
+            failed = False
+        finally:
+            runner.shutdown()
     finally:
-        runner.shutdown()
+        observers.close(failed=failed)
     return summary
+
+
+def refresh_report(run_dir: Path) -> None:
+    """Rewrite RUN_DIR/report.html; a report that fails to build never costs the run or its rounds."""
+    from cluster.report import write_report
+
+    try:
+        path = write_report(run_dir)
+        log.info("report: %s", path)
+    except Exception as exc:  # noqa: BLE001 - the committed round matters more than its plots
+        log.warning("could not write the report for %s: %s (run `activedpo report %s` to retry)", run_dir, exc, run_dir)
