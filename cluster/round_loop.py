@@ -348,9 +348,9 @@ def run(config: RunConfig) -> dict:
 
 def refresh_report(run_dir: Path) -> None:
     """Rewrite RUN_DIR/report.html; a report that fails to build never costs the run or its rounds."""
-    from cluster.report import write_report
-
     try:
+        from cluster.report import write_report
+
         path = write_report(run_dir)
         log.info("report: %s", path)
     except Exception as exc:  # noqa: BLE001 - the committed round matters more than its plots
