@@ -2,6 +2,8 @@
 
     activedpo run CONFIG [--run-dir DIR] [section.key=value ...]
     activedpo prepare [--cache-dir DIR] [--vllm [--vllm-venv PATH]]
+    activedpo report RUN_DIR
+    activedpo status RUN_DIR
 
 Bad input (config, prompt files, model paths) ends with one clear message and exit code 2, not a
 traceback; anything else is a bug and keeps its traceback.
@@ -73,6 +75,22 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cluster.report import write_report
+
+    print(write_report(Path(args.run_dir)))
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from cluster.run_status import print_status
+
+    print_status(args.run_dir)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="activedpo", description="Iterative online DPO with active selection, on Ray.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -95,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
         "~/.cache/activedpo/models)",
     )
     prepare_cmd.set_defaults(handler=_cmd_prepare)
+    report_cmd = commands.add_parser("report", help="(re)build RUN_DIR/report.html from the run folder's files")
+    report_cmd.add_argument("run_dir", help="run folder (run.run_dir)")
+    report_cmd.set_defaults(handler=_cmd_report)
+    status_cmd = commands.add_parser("status", help="rounds done, a round in progress, the last round's metrics")
+    status_cmd.add_argument("run_dir", help="run folder (run.run_dir)")
+    status_cmd.set_defaults(handler=_cmd_status)
     return parser
 
 

@@ -1,0 +1,243 @@
+"""What a run folder says about its run: rounds done of planned, a round in progress, the last metrics.
+
+`activedpo status RUN_DIR` prints it. Everything comes from the files the run store writes
+(config.yaml, summary.json, round_NNNN/ with its COMPLETE marker, .round_NNNN.partial/), so it works
+while the run is going, after it was killed, and on a copied folder; it starts nothing and writes
+nothing. The readers here are shared with cluster/report.py.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from actors.errors import InputError
+from cluster.run_store import MARKER
+
+REPORT_NAME = "report.html"
+_ROUND = re.compile(r"^round_(\d+)$")
+_PARTIAL = re.compile(r"^\.round_(\d+)\.partial$")
+# The order phases happen in a round; any other phase a newer run records is listed after these.
+PHASE_ORDER = ("eval_before", "generate", "score", "select", "train", "sync", "eval")
+
+
+class RunFolderError(InputError):
+    """The folder is not a run folder, or one of its files cannot be read; the message names the file."""
+
+
+def read_json(path: Path) -> Any:
+    """Parsed JSON, or a RunFolderError naming the file when it is not valid JSON."""
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
+        raise RunFolderError(f"{path}: not a text file ({exc})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RunFolderError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+
+
+def read_json_object(path: Path) -> dict | None:
+    """A JSON object file; None when the file is absent (old runs lack some files)."""
+    if not path.is_file():
+        return None
+    value = read_json(path)
+    if not isinstance(value, dict):
+        raise RunFolderError(f"{path}: expected a JSON object, found {type(value).__name__}")
+    return value
+
+
+def read_config(run_dir: Path) -> dict | None:
+    """config.yaml as a dict; None when absent."""
+    import yaml
+
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return None
+    try:
+        value = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise RunFolderError(f"{path}: not valid YAML ({exc})") from None
+    if value is not None and not isinstance(value, dict):
+        raise RunFolderError(f"{path}: expected a mapping of config sections, found {type(value).__name__}")
+    return value or {}
+
+
+def dig(obj: Any, *keys: str, default: Any = None) -> Any:
+    """obj[k1][k2]... or `default` where any level is missing or not a mapping."""
+    for key in keys:
+        if not isinstance(obj, dict) or key not in obj:
+            return default
+        obj = obj[key]
+    return obj
+
+
+def as_float(value: Any) -> float | None:
+    """A finite float, or None (missing, null, NaN, a string, a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+@dataclass
+class RunFolder:
+    """The run-level files of one run folder, read once."""
+
+    run_dir: Path
+    config: dict | None
+    summary: dict | None
+    completed: dict[int, Path]                      # round index -> round_NNNN/ holding COMPLETE
+    partial: dict[int, Path] = field(default_factory=dict)   # round index -> .round_NNNN.partial/
+
+    @property
+    def planned_rounds(self) -> int | None:
+        value = dig(self.config, "run", "rounds")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    @property
+    def finished(self) -> bool:
+        planned = self.planned_rounds
+        return planned is not None and len(self.completed) >= planned and not self.partial
+
+    def metrics(self, index: int) -> dict | None:
+        return read_json_object(self.completed[index] / "metrics.json")
+
+
+def open_run(run_dir: str | Path) -> RunFolder:
+    """Read a run folder's layout; RunFolderError when the folder is missing or is not a run folder."""
+    path = Path(run_dir).expanduser()
+    if not path.exists():
+        raise RunFolderError(f"{path}: no such folder")
+    if not path.is_dir():
+        raise RunFolderError(f"{path}: not a folder")
+    path = path.resolve()
+    completed, partial, stray = {}, {}, False
+    for child in path.iterdir():
+        if not child.is_dir():
+            continue
+        if match := _ROUND.match(child.name):
+            stray = True
+            if (child / MARKER).exists():
+                completed[int(match.group(1))] = child
+        elif match := _PARTIAL.match(child.name):
+            partial[int(match.group(1))] = child
+    has_config = (path / "config.yaml").is_file()
+    has_summary = (path / "summary.json").is_file()
+    if not (has_config or has_summary or stray or partial):
+        raise RunFolderError(
+            f"{path}: not a run folder (no config.yaml, summary.json or round_NNNN folders); "
+            "give the folder `activedpo run` wrote (run.run_dir or --run-dir)"
+        )
+    return RunFolder(
+        run_dir=path,
+        config=read_config(path),
+        summary=read_json_object(path / "summary.json"),
+        completed=dict(sorted(completed.items())),
+        partial=dict(sorted(partial.items())),
+    )
+
+
+def _seconds(value: float | None) -> str:
+    return "not recorded" if value is None else f"{value:.2f}s"
+
+
+def _number(value: Any, digits: int = 4) -> str:
+    number = as_float(value)
+    return "not recorded" if number is None else f"{number:.{digits}f}"
+
+
+def ordered_phases(names) -> list[str]:
+    names = set(names)
+    return [p for p in PHASE_ORDER if p in names] + sorted(names - set(PHASE_ORDER))
+
+
+def _age(path: Path) -> str:
+    """Seconds since anything in the folder last changed: a stale partial folder is likely a killed run."""
+    try:
+        latest = max([path.stat().st_mtime, *(p.stat().st_mtime for p in path.rglob("*"))])
+    except OSError:
+        return "unknown"
+    return f"{max(time.time() - latest, 0.0):.0f}s"
+
+
+def status_lines(run_dir: str | Path) -> list[str]:
+    """The status report as plain lines (what `activedpo status` prints)."""
+    run = open_run(run_dir)
+    planned = run.planned_rounds
+    name = dig(run.config, "run", "name", default="not recorded")
+    lines = [f"run: {name} ({run.run_dir})"]
+    done = len(run.completed)
+    planned_text = "not recorded (no config.yaml)" if planned is None else str(planned)
+    lines.append(f"rounds completed: {done} of {planned_text}"
+                 + (f" (rounds {min(run.completed)}..{max(run.completed)})" if done else ""))
+    if run.partial:
+        for index, path in run.partial.items():
+            contents = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+            lines.append(
+                f"round {index} in progress or interrupted: {path.name} (last change {_age(path)} ago; "
+                f"holds {', '.join(contents) if contents else 'nothing yet'}); running the same "
+                "`activedpo run` command again redoes it"
+            )
+    else:
+        lines.append("no round in progress")
+    if run.finished:
+        state = "finished"
+    elif planned is None:
+        state = "unknown (no config.yaml says how many rounds were planned)"
+    else:
+        state = f"not finished ({planned - done} round(s) to go)"
+    summary_rounds = dig(run.summary, "completed_rounds")
+    lines.append(f"state: {state}; summary.json: "
+                 + ("absent" if run.summary is None else f"{summary_rounds} completed round(s) recorded"))
+    if done:
+        last = max(run.completed)
+        metrics = run.metrics(last) or {}
+        learner = dig(metrics, "learner", default={})
+        lines.append(f"last round ({last}):")
+        heldout = as_float(metrics.get("heldout_reward_mean"))
+        std = as_float(metrics.get("heldout_reward_std"))
+        lines.append("  held-out reward: " + ("not recorded" if heldout is None else
+                     f"{heldout:.4f}" + ("" if std is None else f" ± {std:.4f}")))
+        before = as_float(dig(run.metrics(min(run.completed)) or {}, "heldout_before_mean"))
+        if before is not None:
+            lines.append(f"  held-out reward before training: {before:.4f}")
+        lines.append(f"  train reward: {_number(metrics.get('train_reward_mean'))}")
+        pairs = metrics.get("pairs_trained")
+        lines.append(f"  pairs trained: {pairs if isinstance(pairs, int) else 'not recorded'}")
+        lines.append(f"  learner loss: {_number(dig(learner, 'loss'))} during the round, "
+                     f"{_number(dig(learner, 'loss_end'))} at its end")
+        phases = metrics.get("phase_seconds")
+        if isinstance(phases, dict) and phases:
+            parts = [f"{p} {_seconds(as_float(phases[p]))}" for p in ordered_phases(phases)]
+            total = sum(v for v in (as_float(x) for x in phases.values()) if v is not None)
+            lines.append(f"  phases: {', '.join(parts)} (total {total:.2f}s)")
+        else:
+            lines.append("  phases: not recorded")
+    report = run.run_dir / REPORT_NAME
+    lines.append(f"report: {report}" if report.is_file()
+                 else f"report: not written yet (activedpo report {run.run_dir})")
+    return lines
+
+
+def print_status(run_dir: str | Path, stream: TextIO | None = None) -> None:
+    """Print the status; bold headings through rich on a terminal, plain text otherwise."""
+    stream = stream or sys.stdout
+    lines = status_lines(run_dir)
+    if stream.isatty():
+        from rich.console import Console
+        from rich.markup import escape
+
+        console = Console(file=stream, highlight=False)
+        for line in lines:
+            head, sep, rest = line.partition(":")
+            console.print(f"[bold]{escape(head)}{sep}[/bold]{escape(rest)}" if sep and not line.startswith(" ")
+                          else escape(line))
+    else:
+        stream.write("\n".join(lines) + "\n")

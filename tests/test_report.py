@@ -1,0 +1,340 @@
+"""RUN_DIR/report.html: self-contained, one image per plot, numbers that match the metrics, placeholders
+for what a run did not record, and a real headless Chromium that renders every plot."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from cli_helpers import QUICKSTART, SMALL_RUN, run_cli
+from cluster.report import NOT_RECORDED, write_report
+from cluster.run_status import RunFolderError
+from run_folders import learner_metrics, prompt_stats, round_metrics, write_run
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+class Page(HTMLParser):
+    """The parts of the page the tests look at: every tag's attributes, image sources and ids."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+        self.tags: list[tuple[str, dict]] = []
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    @property
+    def images(self) -> dict[str, str]:
+        return {a.get("id"): a.get("src", "") for t, a in self.tags if t == "img"}
+
+    def stated(self, key: str, round_index: int | None = None) -> list[str]:
+        """Texts of the numbers the page tags with data-key=key (and data-round, when given)."""
+        where = "" if round_index is None else f' data-round="{round_index}"'
+        return re.findall(rf'data-key="{re.escape(key)}"{where}>([^<]*)</span>', self.text)
+
+    def paragraph(self, element_id: str) -> str:
+        match = re.search(rf'id="{element_id}">(.*?)</p>', self.text, re.S)
+        assert match, element_id
+        return re.sub(r"<[^>]+>", "", match.group(1))
+
+
+def read_page(run_dir: Path) -> Page:
+    return Page((run_dir / "report.html").read_text())
+
+
+def rounds_of(run_dir: Path) -> list[Path]:
+    return sorted(p for p in run_dir.glob("round_*") if (p / "COMPLETE").exists())
+
+
+def finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def expected_plots(run_dir: Path) -> set[str]:
+    """Which plots the run's files have data for, read straight from the files (the report's spec)."""
+    folders = rounds_of(run_dir)
+    metrics = [json.loads((f / "metrics.json").read_text()) if (f / "metrics.json").exists() else {} for f in folders]
+    tables = [pq.read_table(f / "prompt_stats.parquet") if (f / "prompt_stats.parquet").exists() else None
+              for f in folders]
+    learners = [m.get("learner") or {} for m in metrics]
+    plots = set()
+    if any(finite(m.get("heldout_reward_mean")) or finite(m.get("train_reward_mean")) for m in metrics):
+        plots.add("rewards")
+    with_pvar = [t for t in tables if t is not None and "pvar" in t.column_names and t.num_rows]
+    if with_pvar:
+        plots.add("pvar-latest")
+    if len(with_pvar) > 1:
+        plots.add("pvar-rounds")
+    if any(finite(learner.get("chosen_logps_start")) or finite(learner.get("delta_chosen_logps"))
+           for learner in learners):
+        plots.add("logps")
+    field_keys = ("log_rate_ratio_start", "asymmetry", "dpo_weight", "chosen_logps_start")
+    if any(finite(learner.get(k)) for learner in learners for k in field_keys):
+        plots.add("gradient-field")
+    step_keys = ("loss", "dpo_weight", "chosen_logps", "rejected_logps")
+    if any(finite(row.get(k)) for learner in learners for row in learner.get("step_history") or [] for k in step_keys):
+        plots.add("steps")
+    if any(finite(m.get("did_entropy")) for m in metrics):
+        plots.add("did-entropy")
+    last = tables[-1] if tables else None
+    if last is not None and "grad_norm" in last.column_names:
+        if np.isfinite(last.column("grad_norm").to_numpy(zero_copy_only=False).astype(float)).any():
+            plots.add("gradnorm-pvar")
+    if any(m.get("phase_seconds") for m in metrics):
+        plots.add("phases")
+    return plots
+
+
+def assert_self_contained(page: Page) -> None:
+    for tag, attrs in page.tags:
+        assert tag not in ("script", "link", "iframe", "object", "embed"), f"external or active content: <{tag}>"
+        for name in ("src", "href"):
+            value = attrs.get(name) or ""
+            assert not re.match(r"(?i)\s*(https?:)?//", value), f"<{tag} {name}={value[:60]}> reaches out"
+    assert not re.search(r"(?i)url\(\s*['\"]?(https?:)?//", page.text), "CSS fetches something"
+    assert "@import" not in page.text and "@font-face" not in page.text
+    for image_id, src in page.images.items():
+        assert src.startswith("data:image/png;base64,"), image_id
+        assert base64.b64decode(src.split(",", 1)[1]).startswith(PNG_MAGIC), image_id
+
+
+def check_number(page: Page, key: str, round_index: int | None, expected: float, digits: int) -> None:
+    texts = page.stated(key, round_index)
+    assert texts, f"{key} (round {round_index}) is not stated"
+    for text in texts:
+        assert abs(float(text) - expected) <= 0.51 * 10 ** -digits, (key, round_index, text, expected)
+
+
+# ---------------------------------------------------------------- the real quickstart
+
+
+@pytest.fixture(scope="module")
+def quickstart_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("report") / "run"
+    result = run_cli("run", str(QUICKSTART), "--run-dir", str(run_dir), "run.rounds=2", *SMALL_RUN)
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = run_cli("report", str(run_dir), timeout=120)
+    assert report.returncode == 0, report.stderr[-4000:]
+    assert report.stdout.strip() == str(run_dir.resolve() / "report.html")
+    return run_dir
+
+
+@pytest.mark.slow
+def test_report_is_self_contained_with_one_image_per_plot(quickstart_run):
+    page = read_page(quickstart_run)
+    assert_self_contained(page)
+    expected = expected_plots(quickstart_run)
+    # What every quickstart round records at least.
+    assert {"rewards", "pvar-latest", "pvar-rounds", "logps", "gradient-field", "phases"} <= expected
+    assert sorted(page.images) == sorted(f"plot-{name}" for name in expected)
+    assert not list(quickstart_run.glob(".report.html.*")), "temporary file left behind"
+
+
+@pytest.mark.slow
+def test_numbers_stated_match_the_metrics(quickstart_run):
+    page = read_page(quickstart_run)
+    shown = []
+    for folder in rounds_of(quickstart_run):
+        metrics = json.loads((folder / "metrics.json").read_text())
+        index, learner = metrics["round"], metrics["learner"]
+        dc = learner.get("delta_chosen_logps", learner["chosen_logps_end"] - learner["chosen_logps_start"])
+        dr = learner.get("delta_rejected_logps", learner["rejected_logps_end"] - learner["rejected_logps_start"])
+        check_number(page, "delta_chosen_logps", index, dc, 4)
+        check_number(page, "delta_rejected_logps", index, dr, 4)
+        check_number(page, "delta_margin", index, dc - dr, 4)
+        check_number(page, "asymmetry", index, learner.get("asymmetry", abs(dr) / abs(dc)), 3)
+        check_number(page, "heldout_reward_mean", index, metrics["heldout_reward_mean"], 4)
+        check_number(page, "loss", index, learner["loss"], 4)
+        if "displacement_fraction" in learner:
+            check_number(page, "displacement_fraction", index, learner["displacement_fraction"], 3)
+        else:
+            assert set(page.stated("displacement_fraction", index)) == {NOT_RECORDED}
+        shown.append(dc < 0 and dc - dr > 0)
+    verdict = page.paragraph("displacement-verdict")
+    if any(shown):
+        assert f"observed in {sum(shown)} of {len(shown)} rounds" in verdict
+    else:
+        assert "not observed (value" in verdict
+    before = json.loads((quickstart_run / "round_0000" / "metrics.json").read_text())["heldout_before_mean"]
+    check_number(page, "heldout_before_mean", None, before, 4)
+
+
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(quickstart_run, tmp_path):
+    # No skip: CI installs Debian's chromium and chromium-driver (.ci/run); a missing browser is a failure.
+    assert Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(), (
+        "headless Chromium is needed: apt-get install -y chromium chromium-driver (as .ci/run does)")
+    from PIL import Image
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1300,900", f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(flag)
+    # An explicit driver path: Selenium Manager never looks for (or downloads) a driver.
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        report = quickstart_run / "report.html"
+        driver.get(report.resolve().as_uri())
+        driver.execute_script("return document.fonts.ready")
+        images = driver.execute_script(
+            "return Array.from(document.images).map(i => ({id: i.id, complete: i.complete, "
+            "width: i.naturalWidth, height: i.naturalHeight}))")
+        title = driver.title
+        verdict_visible = driver.find_element("id", "displacement-verdict").is_displayed()
+        size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+        width, height = math.ceil(size["width"]), math.ceil(size["height"])
+        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
+            "format": "png", "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}})
+    finally:
+        driver.quit()
+    expected = expected_plots(quickstart_run)
+    assert sorted(i["id"] for i in images) == sorted(f"plot-{name}" for name in expected)
+    for image in images:
+        assert image["complete"] and image["width"] > 0 and image["height"] > 0, f"broken image: {image}"
+    assert title.startswith("activedpo report") and verdict_visible
+
+    png = base64.b64decode(shot["data"])
+    (quickstart_run / "report.png").write_bytes(png)
+    assert png.startswith(PNG_MAGIC)
+    with Image.open(io.BytesIO(png)) as img:
+        img.verify()
+    with Image.open(quickstart_run / "report.png") as img:
+        # The whole page, not the 900-pixel window: it holds several plots one above another.
+        assert img.size[0] >= 1000 and img.size[1] >= 1500 and abs(img.size[1] - height) <= 2
+        gray = np.asarray(img.convert("L"), dtype=float)
+    assert gray.std() > 20, "blank screenshot"
+    assert (gray < 200).mean() > 0.02, "almost nothing drawn"
+
+
+# ---------------------------------------------------------------- synthetic run folders
+
+
+def test_recorded_dynamics_are_stated_and_the_papers_verdicts_follow(tmp_path):
+    # Round 0 and 2: chosen falls while the margin grows (displacement); round 1: chosen rises. Rejected moves
+    # more than chosen in every round (asymmetry > 1). Recorded keys win over the start/end means.
+    deltas = [(-0.1, -0.5, 0.7), (0.05, -0.3, 0.4), (-0.2, -0.9, 0.8)]
+    rounds = []
+    for index, (dc, dr, frac) in enumerate(deltas):
+        learner = learner_metrics(-5.0, -5.0 + dc, -7.0, -7.0 + dr, delta_chosen_logps=dc, delta_rejected_logps=dr,
+                                  asymmetry=abs(dr) / abs(dc), realised_ratio=dr / dc, displacement_fraction=frac,
+                                  log_rate_ratio_start=2.0, log_rate_ratio_end=2.0 + dc - dr, dpo_weight=0.45,
+                                  dpo_weight_end=0.4, log_margin_vs_ref_end=dc - dr,
+                                  step_history=[{"step": 0, "loss": 0.69, "dpo_weight": 0.5}])
+        rounds.append(round_metrics(index, learner, did_entropy=3.0 - 0.2 * index, did_entropy_samples=64,
+                                    pvar_gradnorm_spearman=0.83))
+    tables = [prompt_stats(24, i, grad_norm=True) for i in range(3)]
+    run_dir = write_run(tmp_path / "run", rounds, tables=tables)
+    path = write_report(run_dir)
+    assert path == run_dir.resolve() / "report.html"
+    page = read_page(run_dir)
+    assert_self_contained(page)
+    every_plot = ("rewards", "pvar-latest", "pvar-rounds", "logps", "gradient-field", "steps", "did-entropy",
+                  "gradnorm-pvar", "phases")
+    assert set(page.images) == {f"plot-{p}" for p in every_plot}
+    assert expected_plots(run_dir) == {k.removeprefix("plot-") for k in page.images}
+    for index, (dc, dr, frac) in enumerate(deltas):
+        check_number(page, "delta_chosen_logps", index, dc, 4)
+        check_number(page, "delta_rejected_logps", index, dr, 4)
+        check_number(page, "displacement_fraction", index, frac, 3)
+        check_number(page, "asymmetry", index, abs(dr) / abs(dc), 3)
+        check_number(page, "realised_ratio", index, dr / dc, 3)
+        check_number(page, "dpo_weight", index, 0.45, 3)
+        check_number(page, "did_entropy", index, 3.0 - 0.2 * index, 3)
+    displacement = page.paragraph("displacement-verdict")
+    assert "observed in 2 of 3 rounds (rounds 0, 2)" in displacement and "Not observed in rounds 1" in displacement
+    assert "fraction of pairs whose log pi(y_w) fell = 0.800" in displacement
+    asymmetry = page.paragraph("asymmetry-verdict")
+    assert "observed in 3 of 3 rounds" in asymmetry and "round 1: 6.000" in asymmetry
+    assert "Recorded Spearman (selected prompts)" in page.text
+    check_number(page, "pvar_gradnorm_spearman", None, 0.83, 3)
+    # Nothing was derived: no "derived from the recorded start/end means" marks.
+    assert "<sup" not in page.text
+    # The PVar cut-off is the lowest PVar among the selected prompts (top mode).
+    pvar = tables[-1].column("pvar").to_numpy()
+    cut = pvar[tables[-1].column("selected").to_numpy(zero_copy_only=False)].min()
+    assert f"cut-off {cut:.6g} (lowest PVar kept (top mode))" in page.text
+
+
+def test_not_observed_is_said_plainly_with_the_value(tmp_path):
+    rounds = [round_metrics(i, learner_metrics(-5.0, -4.6, -7.0, -7.2, delta_chosen_logps=0.4,
+                                               delta_rejected_logps=-0.2, asymmetry=0.5, displacement_fraction=0.1))
+              for i in range(2)]
+    page = read_page(write_report(write_run(tmp_path / "run", rounds)).parent)
+    assert "not observed (value Δ log pi(y_w) = +0.4000 in round 1, ≥ 0)" in page.paragraph("displacement-verdict")
+    assert "not observed (value |Δ rej| / |Δ ch| = 0.500 in round 1, ≤ 1)" in page.paragraph("asymmetry-verdict")
+
+
+def test_old_runs_render_placeholders_and_derived_numbers(tmp_path):
+    old = learner_metrics(-5.0, -5.3, -7.0, -8.0)              # start/end means only: an older run
+    no_end = {"loss": 0.69, "steps": 4}                        # measure_round_end off: no start/end at all
+    rounds = [round_metrics(0, old), round_metrics(1, no_end), None, round_metrics(3, None)]
+    del rounds[3]["phase_seconds"], rounds[3]["selection"]
+    run_dir = write_run(tmp_path / "run", rounds, planned=6, tables=[prompt_stats(16, 0), None, None, None])
+    write_report(run_dir)
+    page = read_page(run_dir)
+    assert_self_contained(page)
+    assert expected_plots(run_dir) == {k.removeprefix("plot-") for k in page.images}
+    assert "plot-did-entropy" not in page.images and "plot-gradnorm-pvar" not in page.images
+    assert f"DID entropy: {NOT_RECORDED}" in page.text
+    assert f"Per-prompt gradient norms: {NOT_RECORDED}" in page.text
+    # Round 0's deltas are derived from its start/end means and marked so.
+    check_number(page, "delta_chosen_logps", 0, -0.3, 4)
+    check_number(page, "delta_rejected_logps", 0, -1.0, 4)
+    check_number(page, "asymmetry", 0, 1.0 / 0.3, 3)
+    assert "derived from the recorded start/end means" in page.text
+    for key, index in (("displacement_fraction", 0), ("dpo_weight", 0), ("delta_chosen_logps", 1),
+                       ("pvar_mean_all", 3), ("round_seconds", 3), ("loss", 3)):
+        assert set(page.stated(key, index)) == {NOT_RECORDED}, (key, index)
+    assert "metrics.json missing" in page.text
+    assert "4 completed of 6 planned" in page.text
+    assert "observed in 1 of 1 rounds (rounds 0)" in page.paragraph("displacement-verdict")
+
+
+def test_a_run_without_rounds_yet(tmp_path):
+    run_dir = write_run(tmp_path / "run", [], planned=3)
+    (run_dir / ".round_0000.partial").mkdir()
+    page = read_page(write_report(run_dir).parent)
+    assert page.images == {}
+    assert "No completed round yet" in page.text and "0 completed of 3 planned" in page.text
+    assert "round 0 in progress or interrupted" in page.text
+
+
+def test_corrupt_metrics_names_the_file_and_keeps_the_old_report(tmp_path):
+    run_dir = write_run(tmp_path / "run", [round_metrics(i, learner_metrics(-5, -5.1, -7, -7.5)) for i in range(2)])
+    write_report(run_dir)
+    before = (run_dir / "report.html").read_bytes()
+    bad = run_dir / "round_0001" / "metrics.json"
+    bad.write_text('{"round": 1, "heldout_reward_mean": 0.4,')  # cut off mid-write by hand
+    with pytest.raises(RunFolderError, match=re.escape(str(bad.resolve()))):
+        write_report(run_dir)
+    assert (run_dir / "report.html").read_bytes() == before
+    assert not list(run_dir.glob(".report.html.*"))
+    result = run_cli("report", str(run_dir), timeout=120)
+    assert result.returncode == 2
+    assert str(bad.resolve()) in result.stderr and "not valid JSON" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_report_of_a_folder_that_is_not_a_run(tmp_path):
+    result = run_cli("report", str(tmp_path), timeout=120)
+    assert result.returncode == 2 and "not a run folder" in result.stderr
+    assert not (tmp_path / "report.html").exists()
