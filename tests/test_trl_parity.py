@@ -11,12 +11,12 @@ copy of the initial policy, every first-step log-ratio is 0 and the sigmoid loss
 or the log-prob summing, so such a test could not catch either. The frozen-copy case is checked over two
 steps instead, where the second step sees a moved policy.
 
-Definitions TRL 1.16 does not share with us (checked, not asserted equal):
+Definitions TRL 1.16 does not share with us:
 - `ipo`: TRL divides each response's summed log-ratio by its token count before the loss; we pass sums.
   They agree when every response is one token long, and TRL's value equals our formula applied to
   per-token means.
 - `sigmoid` with label smoothing: TRL 1.16's sigmoid ignores `label_smoothing` (only `robust`/`exo_pair`
-  use it); ours is conservative DPO. Only label_smoothing=0 is compared.
+  use it); ours is conservative DPO. Not compared: only label_smoothing=0 is.
 """
 
 from __future__ import annotations
@@ -50,8 +50,9 @@ SHARPEN = 8.0
 class PretokenizedDPOTrainer(DPOTrainer):
     """TRL's trainer on a dataset that already has `prompt_ids`, `chosen_ids` and `rejected_ids`.
 
-    TRL 1.16's `_prepare_dataset` always tokenizes text columns (and appends EOS); skipping it hands
-    TRL's own collator and loss exactly the token ids our learner gets. Nothing else is changed.
+    TRL 1.16's `_prepare_dataset` expects text columns (it fails with KeyError 'chosen' on token ids), and
+    tokenizes them and appends EOS; skipping it hands TRL's own collator and loss exactly the token ids
+    our learner gets. Nothing else is changed.
     """
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
