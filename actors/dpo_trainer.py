@@ -29,7 +29,7 @@ import pyarrow as pa
 import torch
 
 from actors.dpo_loss import check_dpo_loss_name, dpo_loss
-from actors.logprobs import sequence_logprobs
+from actors.logprobs import pair_logprobs
 from actors.training_dynamics import dpo_weight, end_of_round_sums, round_dynamics
 
 PAIR_TOKEN_COLUMNS = ("prompt_token_ids", "chosen_token_ids", "rejected_token_ids")
@@ -176,10 +176,9 @@ class RoundTrainer:
     # ---- passes -------------------------------------------------------------------------------
 
     def _pair_logps(self, model: torch.nn.Module, pairs: PairTokens) -> tuple[torch.Tensor, torch.Tensor]:
-        # Chosen and rejected in one forward pass, padded only to the longest sequence of the batch.
-        n = len(pairs)
-        logps = sequence_logprobs(model, pairs.prompts + pairs.prompts, pairs.chosen + pairs.rejected, self.pad_id)
-        return logps[:n], logps[n:]
+        # One sequence per pair (prompt + chosen + rejected): the prompt is encoded once, padding only to the
+        # longest pair of the batch, and the vocabulary projection runs on response tokens only.
+        return pair_logprobs(model, pairs.prompts, pairs.chosen, pairs.rejected, self.pad_id)
 
     @torch.no_grad()
     def _no_grad_logps(self, model: torch.nn.Module, pairs: PairTokens) -> tuple[torch.Tensor, torch.Tensor]:
