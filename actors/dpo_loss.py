@@ -1,11 +1,13 @@
 """DPO loss variants, selected by name (the config's `learner.loss`).
 
-Each variant maps the four summed log-probabilities of a batch of pairs to per-pair losses. The
-definitions follow TRL's `DPOTrainer.dpo_loss` so numbers are comparable with it:
+Each variant maps the four summed log-probabilities of a batch of pairs to per-pair losses.
+tests/test_trl_parity.py checks sigmoid and hinge against TRL 1.16's DPOTrainer on identical inputs
+(loss, rewards, gradients); IPO agrees where TRL's per-token averaging and our sums coincide.
 
     logits = (log pi(y_w) - log pi_ref(y_w)) - (log pi(y_l) - log pi_ref(y_l))
     h      = beta * logits
-    sigmoid: -logsigmoid(h) * (1 - ls) - logsigmoid(-h) * ls     (conservative DPO when ls > 0)
+    sigmoid: -logsigmoid(h) * (1 - ls) - logsigmoid(-h) * ls     (conservative DPO when ls > 0;
+                                                                  TRL 1.16's sigmoid ignores ls)
     hinge:   relu(1 - h)                                         (SLiC)
     ipo:     (logits - 1 / (2 * beta)) ** 2                     (IPO; TRL averages log-probs per
                                                                   token for IPO, we pass sums: the
