@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -139,8 +140,6 @@ class BroadcastTransport(WeightTransport):
         return self._store.host, self._store.port
 
     def _send(self, group_key: str, buffers: dict[str, torch.Tensor], backend: str) -> None:
-        import time
-
         import torch.distributed as dist
 
         started = time.perf_counter()

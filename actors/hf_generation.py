@@ -55,8 +55,8 @@ class BatchSamples:
     finish_reasons: list[str]  # 'stop' (a stop token was generated) or 'length'
 
 
-def load_causal_lm(model_path: str, dtype: str, trust_remote_code: bool, device: str | None = None) -> CausalLM:
-    """Load model (safetensors only) and tokenizer from a local folder, in eval mode."""
+def check_model_folder(model_path: str, dtype: str) -> None:
+    """InputError naming the config key unless `model_path` is a folder and `dtype` a known dtype."""
     if not os.path.isdir(model_path):
         raise InputError(
             f"model.path: {model_path!r} is not a folder; it must be a local Hugging Face model folder "
@@ -64,6 +64,11 @@ def load_causal_lm(model_path: str, dtype: str, trust_remote_code: bool, device:
         )
     if dtype not in DTYPES:
         raise InputError(f"model.dtype: {dtype!r} is not one of {sorted(DTYPES)}")
+
+
+def load_causal_lm(model_path: str, dtype: str, trust_remote_code: bool, device: str | None = None) -> CausalLM:
+    """Load model (safetensors only) and tokenizer from a local folder, in eval mode."""
+    check_model_folder(model_path, dtype)
     tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(
         model_path, dtype=DTYPES[dtype], use_safetensors=True, trust_remote_code=trust_remote_code

@@ -43,7 +43,7 @@ from actors.generator import (
     _rollouts_table,
     batch_seed,
 )
-from actors.hf_generation import DTYPES, BatchSamples, _stop_token_ids
+from actors.hf_generation import BatchSamples, _stop_token_ids, check_model_folder
 from actors.selection_features import FeatureOptions
 from actors.weight_sync import WeightsHandle, make_transport
 
@@ -77,13 +77,7 @@ class VLLMGenerator:
         block_size: int | None = 32,
         seed: int = 0,
     ):
-        if not os.path.isdir(model_path):
-            raise InputError(
-                f"model.path: {model_path!r} is not a folder; it must be a local Hugging Face model folder "
-                "with config.json, safetensors weights and a tokenizer"
-            )
-        if dtype not in DTYPES:
-            raise InputError(f"model.dtype: {dtype!r} is not one of {sorted(DTYPES)}")
+        check_model_folder(model_path, dtype)
         # Before vllm is imported: it reads these at import and engine start.
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # engine in this process (see module docstring)
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # one line per engine event, not per step

@@ -125,7 +125,7 @@ class GeneratorGroup:
         cuts = [starts[round(i * (len(starts) - 1) / pieces)] for i in range(pieces + 1)]
         chunks = [table.slice(lo, hi - lo) for lo, hi in zip(cuts, cuts[1:]) if hi > lo]
         refs = [getattr(self.actors[i % len(self.actors)], method).remote(c, *args) for i, c in enumerate(chunks)]
-        return pa.concat_tables(ray.get(refs))
+        return _gather(refs, [chunk.num_rows for chunk in chunks], None)
 
     def call_sharded(self, method: str, table: pa.Table, *args) -> pa.Table:
         """Any row-wise generator method over `table`, cut into chunks across the actors, rows in order."""

@@ -22,3 +22,13 @@ def ray_cluster():
         ray.init(address="local", num_cpus=4, include_dashboard=False, namespace="activedpo-tests", log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def restore_torch_threads():
+    """An in-process Generator sets torch's thread count for the whole test process: give it back after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

@@ -32,13 +32,7 @@ ROLLOUT_SCHEMA = pa.schema(
     ]
 )
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _restore_torch_threads():
-    # Generator sets torch's thread count for its process; give the test process its own back.
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 
 
 @pytest.fixture(scope="module")

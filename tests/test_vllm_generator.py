@@ -15,7 +15,7 @@ import pyarrow as pa
 import pytest
 import ray
 import torch
-from tiny_model import EOS_ID, PAD_ID, build_tiny_tokenizer, tiny_llama_config
+from tiny_model import EOS_ID, PAD_ID, build_tiny_tokenizer, random_pairs_table, tiny_llama_config
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -36,7 +36,7 @@ from cluster.config import GenerationSection, LearnerSection, ModelSection, Vllm
 from cluster.prompts import prompt_texts
 from cluster.vllm_env import is_complete, missing_venv_message, resolve_venv_path, venv_python
 
-pytestmark = [pytest.mark.ray, pytest.mark.slow]
+pytestmark = [pytest.mark.usefixtures("restore_torch_threads"), pytest.mark.ray, pytest.mark.slow]
 
 # The last prompt spans several KV-cache blocks (prefix caching reuses whole blocks only, and vLLM's CPU
 # default block is 128 tokens): whatever the block size, it would reuse stale keys and values after a sync.
@@ -61,28 +61,6 @@ def hf_logprobs(model_dir: str) -> list[float]:
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     with torch.no_grad():
         return sequence_logprobs(model, FIXED_PROMPTS, FIXED_RESPONSES, PAD_ID).tolist()
-
-
-def pairs_table(count: int) -> pa.Table:
-    rng = np.random.default_rng(0)
-    tokens = pa.list_(pa.int32())
-    draw = lambda: rng.integers(6, 90, rng.integers(2, 6)).tolist()  # noqa: E731
-    return pa.table({
-        "prompt_id": [f"p{i}" for i in range(count)],
-        "prompt_token_ids": pa.array([draw() for _ in range(count)], tokens),
-        "chosen_token_ids": pa.array([draw() for _ in range(count)], tokens),
-        "rejected_token_ids": pa.array([draw() for _ in range(count)], tokens),
-        "chosen_reward": [1.0] * count,
-        "rejected_reward": [0.0] * count,
-    })
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _restore_torch_threads():
-    # The in-process HF Generator sets torch's thread count for the whole test process.
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +109,7 @@ def trained(ray_cluster, model_dir, tmp_path_factory):
         initial_model_path=model_dir, storage_dir=str(root / "ray_train"), run_name="vllm-sync-test",
     )
     try:
-        _, handle = learner.train_round(0, pairs_table(16), str(root / "checkpoint"))
+        _, handle = learner.train_round(0, random_pairs_table(16), str(root / "checkpoint"))
         yield handle, str(root / "checkpoint")
     finally:
         learner.shutdown()

@@ -19,24 +19,10 @@ from actors.learner import DPOLearner
 from actors.logprobs import sequence_logprobs
 from actors.weight_sync import WeightsHandle, make_transport
 from cluster.config import LearnerSection, ModelSection
-from tiny_model import PAD_ID, build_tiny_model
+from tiny_model import PAD_ID, build_tiny_model, random_pairs_table
 
 PROMPTS = [[4, 10, 11, 12, 5], [4, 20, 21, 5]]
 RESPONSES = [[30, 31, 32, 2], [40, 41, 2]]
-
-
-def pairs_table(count: int) -> pa.Table:
-    rng = np.random.default_rng(0)
-    tokens = pa.list_(pa.int32())
-    draw = lambda: rng.integers(6, 90, rng.integers(2, 6)).tolist()  # noqa: E731
-    return pa.table({
-        "prompt_id": [f"p{i}" for i in range(count)],
-        "prompt_token_ids": pa.array([draw() for _ in range(count)], tokens),
-        "chosen_token_ids": pa.array([draw() for _ in range(count)], tokens),
-        "rejected_token_ids": pa.array([draw() for _ in range(count)], tokens),
-        "chosen_reward": [1.0] * count,
-        "rejected_reward": [0.0] * count,
-    })
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +34,7 @@ def trained(ray_cluster, tmp_path_factory):
         initial_model_path=model_path, storage_dir=str(root / "ray_train"), run_name="sync-test",
     )
     try:
-        _, handle = learner.train_round(0, pairs_table(16), str(root / "checkpoint"))
+        _, handle = learner.train_round(0, random_pairs_table(16), str(root / "checkpoint"))
         checkpoint = AutoModelForCausalLM.from_pretrained(root / "checkpoint", dtype=torch.float32).eval()
         with torch.no_grad():
             learner_logps = sequence_logprobs(checkpoint, PROMPTS, RESPONSES, PAD_ID).tolist()
@@ -83,7 +69,7 @@ def test_broadcast_reaches_every_generator_and_a_late_one_falls_back_to_disk(ray
     )
     actors = [ray.remote(Generator).options(num_cpus=0.5).remote(model_path) for _ in range(3)]
     try:
-        _, handle = learner.train_round(0, pairs_table(16), str(tmp_path / "checkpoint"))
+        _, handle = learner.train_round(0, random_pairs_table(16), str(tmp_path / "checkpoint"))
         assert handle.transport == "broadcast" and handle.payload["world_size"] == 3
         checkpoint = AutoModelForCausalLM.from_pretrained(tmp_path / "checkpoint", dtype=torch.float32).eval()
         with torch.no_grad():

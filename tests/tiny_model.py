@@ -5,6 +5,7 @@ role tokens and a chat template; `build_tiny_model(folder)` saves it together wi
 initialised 2-layer `LlamaForCausalLM` (hidden 64, 4 heads) as safetensors, and
 `build_tiny_classifier(folder)` does the same with a `LlamaForSequenceClassification` (num_labels=1),
 usable as an `hf_classifier` reward model. Everything is seeded, so a folder built twice is identical.
+`random_pairs_table(count)` is a seeded table of preference pairs over the vocabulary, learner input.
 
 Vocabulary: ids 0..5 are `<pad> <s> </s> <unk> <|user|> <|assistant|>`, then the words below (about
 100 tokens in all). Text is split on whitespace and punctuation; unknown words map to `<unk>`.
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification, PreTrainedTokenizerFast
@@ -94,3 +97,18 @@ def build_tiny_classifier(folder: str | Path, seed: int = 0, with_chat_template:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def random_pairs_table(count: int, seed: int = 0) -> pa.Table:
+    """`count` pairs of short random token sequences (word ids), chosen reward 1 and rejected 0."""
+    rng = np.random.default_rng(seed)
+    tokens = pa.list_(pa.int32())
+    draw = lambda: rng.integers(6, 90, rng.integers(2, 6)).tolist()  # noqa: E731
+    return pa.table({
+        "prompt_id": [f"p{i}" for i in range(count)],
+        "prompt_token_ids": pa.array([draw() for _ in range(count)], tokens),
+        "chosen_token_ids": pa.array([draw() for _ in range(count)], tokens),
+        "rejected_token_ids": pa.array([draw() for _ in range(count)], tokens),
+        "chosen_reward": [1.0] * count,
+        "rejected_reward": [0.0] * count,
+    })
