@@ -85,10 +85,13 @@ def allot_pairs(weights: np.ndarray, available: np.ndarray, budget: int, allocat
         grant = np.minimum(np.floor(ideal).astype(np.int64), available - counts)
         leftover = remaining - int(grant.sum())
         if leftover > 0:
-            # Largest remainders first (ties to the lower index), each within its own cap.
+            # Largest remainders first (ties to the lower index), each within its own cap, and only
+            # among prompts that have a share: a zero-weight prompt's remainder is 0, and it would
+            # otherwise win a tie of zero remainders. What the shared prompts cannot take now goes
+            # to them on the next pass, or to the zero-weight prompts once they are all capped.
             room = available - counts - grant
             order = np.lexsort((np.arange(len(ideal)), -(ideal - np.floor(ideal))))
-            order = order[room[order] > 0][:leftover]
+            order = order[(room[order] > 0) & (share[order] > 0)][:leftover]
             grant[order] += 1
         counts += grant
         granted = int(grant.sum())
