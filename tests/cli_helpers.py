@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -51,3 +52,9 @@ def tree_digest(folder: Path) -> dict[str, str]:
         for path in sorted(folder.rglob("*"))
         if path.is_file()
     }
+
+
+def copy_run(run_dir: Path, destination: Path, *ignore: str) -> Path:
+    """A writable copy of a shared run folder (the session's quickstart run is read-only)."""
+    shutil.copytree(run_dir, destination, ignore=shutil.ignore_patterns(*ignore) if ignore else None)
+    return destination

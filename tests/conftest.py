@@ -1,8 +1,17 @@
-"""Shared fixtures: one real local Ray cluster for the whole session (starting one costs ~6 s)."""
+"""Shared fixtures (one real local Ray cluster for the session) and the test tiers.
+
+Tiers: every test that starts Ray gets the `ray` marker, every test that starts a subprocess (the
+CLI, `ray start`, a server) gets `slow`, found from the names its code and its fixtures' code use.
+`pytest -m "not ray and not slow"` is then the fast tier: pure logic, in-process models. A guard
+keeps the tiers honest: a test without those markers that starts Ray or a subprocess fails, naming
+the marker it lacks.
+"""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import types
 
 import pytest
 
@@ -24,6 +33,21 @@ def ray_cluster():
     ray.shutdown()
 
 
+@pytest.fixture(scope="session")
+def quickstart_run(tmp_path_factory):
+    """One real two-round quickstart through the CLI, shared by the end-to-end, report and status tests.
+
+    Returns (run_dir, the CLI's CompletedProcess). Read-only: a test that writes to a run copies it
+    first (`copy_run`).
+    """
+    from cli_helpers import QUICKSTART, SMALL_RUN, run_cli
+
+    run_dir = tmp_path_factory.mktemp("quickstart") / "run"
+    result = run_cli("run", str(QUICKSTART), "--run-dir", str(run_dir), "run.rounds=2", *SMALL_RUN)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return run_dir, result
+
+
 @pytest.fixture(scope="module")
 def restore_torch_threads():
     """An in-process Generator sets torch's thread count for the whole test process: give it back after."""
@@ -32,3 +56,61 @@ def restore_torch_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+# Names whose use in a test's code (or its fixtures') means it starts a process or a Ray cluster.
+_SUBPROCESS_NAMES = {"run_cli", "cli_command", "subprocess", "Popen", "Cluster"}
+_RAY_FIXTURES = {"ray_cluster"}
+
+
+def _names_used(code: types.CodeType, module_globals: dict, seen: set | None = None) -> set[str]:
+    """Names a function's code uses, following the module's own helper functions it calls."""
+    seen = set() if seen is None else seen
+    if code in seen:
+        return set()
+    seen.add(code)
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names_used(const, module_globals, seen)
+    for name in list(names):
+        helper = module_globals.get(name)
+        if isinstance(helper, types.FunctionType) and helper.__module__ == module_globals.get("__name__"):
+            names |= _names_used(helper.__code__, module_globals, seen)
+    return names
+
+
+def _functions_of_item(item: pytest.Item) -> list[types.FunctionType]:
+    functions = [getattr(item, "function", None)]
+    for name, defs in item._fixtureinfo.name2fixturedefs.items():
+        if name != "_fast_tier_guard":  # the guard names subprocess to forbid it, not to use it
+            functions.extend(getattr(fixturedef, "func", None) for fixturedef in defs)
+    return [function for function in functions if isinstance(function, types.FunctionType)]
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if _RAY_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.ray)
+        if any(_SUBPROCESS_NAMES & _names_used(f.__code__, f.__globals__) for f in _functions_of_item(item)):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def _fast_tier_guard(request, monkeypatch):
+    """A test outside the ray/slow tiers may not start Ray or a subprocess: the fast tier stays fast."""
+    markers = {marker.name for marker in request.node.iter_markers()}
+    if "ray" in markers or "slow" in markers:
+        yield
+        return
+
+    def refuse(what: str, marker: str):
+        def refused(*args, **kwargs):
+            raise AssertionError(f"{request.node.nodeid} {what} but has no `{marker}` marker: add it (tests/conftest.py)")
+        return refused
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse("starts a subprocess", "slow"))
+    import ray
+
+    monkeypatch.setattr(ray, "init", refuse("starts Ray", "ray"))
+    yield

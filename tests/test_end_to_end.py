@@ -11,17 +11,14 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
-from cli_helpers import QUICKSTART, REPO, SMALL_RUN, cli_command, cli_env, run_cli, tree_digest
+from cli_helpers import QUICKSTART, REPO, SMALL_RUN, cli_command, cli_env, copy_run, run_cli, tree_digest
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def two_round_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("e2e") / "run"
-    result = run_cli("run", str(QUICKSTART), "--run-dir", str(run_dir), "run.rounds=2", *SMALL_RUN)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return run_dir, result
+def two_round_run(quickstart_run):
+    return quickstart_run
 
 
 def test_every_round_leaves_its_artifacts_and_a_summary(two_round_run):
@@ -75,8 +72,8 @@ def test_checkpoint_loads_with_from_pretrained(two_round_run):
     assert model.num_parameters() > 0 and tokenizer.eos_token_id is not None
 
 
-def test_rerun_continues_after_last_round_and_keeps_old_files(two_round_run):
-    run_dir, _ = two_round_run
+def test_rerun_continues_after_last_round_and_keeps_old_files(two_round_run, tmp_path):
+    run_dir = copy_run(two_round_run[0], tmp_path / "run")
     before = {i: tree_digest(run_dir / f"round_{i:04d}") for i in (0, 1)}
     result = run_cli("run", str(QUICKSTART), "--run-dir", str(run_dir), "run.rounds=3", *SMALL_RUN)
     assert result.returncode == 0, result.stderr[-4000:]

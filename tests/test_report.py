@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from cli_helpers import QUICKSTART, SMALL_RUN, run_cli
+from cli_helpers import copy_run, run_cli
 from cluster.report import NOT_RECORDED, write_report
 from cluster.run_status import RunFolderError
 from run_folders import learner_metrics, prompt_stats, round_metrics, write_run
@@ -123,10 +123,8 @@ def check_number(page: Page, key: str, round_index: int | None, expected: float,
 
 
 @pytest.fixture(scope="module")
-def quickstart_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("report") / "run"
-    result = run_cli("run", str(QUICKSTART), "--run-dir", str(run_dir), "run.rounds=2", *SMALL_RUN)
-    assert result.returncode == 0, result.stderr[-4000:]
+def reported_run(quickstart_run, tmp_path_factory):
+    run_dir = copy_run(quickstart_run[0], tmp_path_factory.mktemp("report") / "run", "report.html")
     report = run_cli("report", str(run_dir), timeout=120)
     assert report.returncode == 0, report.stderr[-4000:]
     assert report.stdout.strip() == str(run_dir.resolve() / "report.html")
@@ -134,21 +132,21 @@ def quickstart_run(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_report_is_self_contained_with_one_image_per_plot(quickstart_run):
-    page = read_page(quickstart_run)
+def test_report_is_self_contained_with_one_image_per_plot(reported_run):
+    page = read_page(reported_run)
     assert_self_contained(page)
-    expected = expected_plots(quickstart_run)
+    expected = expected_plots(reported_run)
     # What every quickstart round records at least.
     assert {"rewards", "pvar-latest", "pvar-rounds", "logps", "gradient-field", "phases"} <= expected
     assert sorted(page.images) == sorted(f"plot-{name}" for name in expected)
-    assert not list(quickstart_run.glob(".report.html.*")), "temporary file left behind"
+    assert not list(reported_run.glob(".report.html.*")), "temporary file left behind"
 
 
 @pytest.mark.slow
-def test_numbers_stated_match_the_metrics(quickstart_run):
-    page = read_page(quickstart_run)
+def test_numbers_stated_match_the_metrics(reported_run):
+    page = read_page(reported_run)
     shown = []
-    for folder in rounds_of(quickstart_run):
+    for folder in rounds_of(reported_run):
         metrics = json.loads((folder / "metrics.json").read_text())
         index, learner = metrics["round"], metrics["learner"]
         dc = learner.get("delta_chosen_logps", learner["chosen_logps_end"] - learner["chosen_logps_start"])
@@ -169,12 +167,12 @@ def test_numbers_stated_match_the_metrics(quickstart_run):
         assert f"observed in {sum(shown)} of {len(shown)} rounds" in verdict
     else:
         assert "not observed (value" in verdict
-    before = json.loads((quickstart_run / "round_0000" / "metrics.json").read_text())["heldout_before_mean"]
+    before = json.loads((reported_run / "round_0000" / "metrics.json").read_text())["heldout_before_mean"]
     check_number(page, "heldout_before_mean", None, before, 4)
 
 
 @pytest.mark.slow
-def test_report_renders_in_headless_chromium(quickstart_run, tmp_path):
+def test_report_renders_in_headless_chromium(reported_run, tmp_path):
     # No skip: CI installs Debian's chromium and chromium-driver (.ci/run); a missing browser is a failure.
     assert Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(), (
         "headless Chromium is needed: apt-get install -y chromium chromium-driver (as .ci/run does)")
@@ -191,7 +189,7 @@ def test_report_renders_in_headless_chromium(quickstart_run, tmp_path):
     # An explicit driver path: Selenium Manager never looks for (or downloads) a driver.
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
-        report = quickstart_run / "report.html"
+        report = reported_run / "report.html"
         driver.get(report.resolve().as_uri())
         driver.execute_script("return document.fonts.ready")
         images = driver.execute_script(
@@ -206,18 +204,18 @@ def test_report_renders_in_headless_chromium(quickstart_run, tmp_path):
             "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}})
     finally:
         driver.quit()
-    expected = expected_plots(quickstart_run)
+    expected = expected_plots(reported_run)
     assert sorted(i["id"] for i in images) == sorted(f"plot-{name}" for name in expected)
     for image in images:
         assert image["complete"] and image["width"] > 0 and image["height"] > 0, f"broken image: {image}"
     assert title.startswith("activedpo report") and verdict_visible
 
     png = base64.b64decode(shot["data"])
-    (quickstart_run / "report.png").write_bytes(png)
+    (reported_run / "report.png").write_bytes(png)
     assert png.startswith(PNG_MAGIC)
     with Image.open(io.BytesIO(png)) as img:
         img.verify()
-    with Image.open(quickstart_run / "report.png") as img:
+    with Image.open(reported_run / "report.png") as img:
         # The whole page, not the 900-pixel window: it holds several plots one above another.
         assert img.size[0] >= 1000 and img.size[1] >= 1500 and abs(img.size[1] - height) <= 2
         gray = np.asarray(img.convert("L"), dtype=float)

@@ -11,17 +11,15 @@ import shutil
 import pytest
 import yaml
 
-from cli_helpers import QUICKSTART, SMALL_RUN, run_cli
+from cli_helpers import copy_run, run_cli
 from cluster.run_status import RunFolderError, print_status, status_lines
 from run_folders import learner_metrics, round_metrics, write_run
 
 
-@pytest.fixture(scope="module")
-def fresh_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("status") / "run"
-    result = run_cli("run", str(QUICKSTART), "--run-dir", str(run_dir), "run.rounds=1", *SMALL_RUN)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return run_dir
+@pytest.fixture
+def fresh_run(quickstart_run, tmp_path):
+    """A writable copy of the session's two-round quickstart run."""
+    return copy_run(quickstart_run[0], tmp_path / "run")
 
 
 @pytest.mark.slow
@@ -29,12 +27,13 @@ def test_status_of_a_finished_run(fresh_run):
     result = run_cli("status", str(fresh_run), timeout=120)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    metrics = json.loads((fresh_run / "round_0000" / "metrics.json").read_text())
-    assert "rounds completed: 1 of 1 (rounds 0..0)" in out
+    metrics = json.loads((fresh_run / "round_0001" / "metrics.json").read_text())
+    assert "rounds completed: 2 of 2 (rounds 0..1)" in out
     assert "no round in progress" in out
-    assert "state: finished; summary.json: 1 completed round(s) recorded" in out
+    assert "state: finished; summary.json: 2 completed round(s) recorded" in out
     assert f"held-out reward: {metrics['heldout_reward_mean']:.4f} ± {metrics['heldout_reward_std']:.4f}" in out
-    assert f"held-out reward before training: {metrics['heldout_before_mean']:.4f}" in out
+    first = json.loads((fresh_run / "round_0000" / "metrics.json").read_text())
+    assert f"held-out reward before training: {first['heldout_before_mean']:.4f}" in out
     assert f"pairs trained: {metrics['pairs_trained']}" in out
     assert f"learner loss: {metrics['learner']['loss']:.4f} during the round" in out
     for phase, seconds in metrics["phase_seconds"].items():
@@ -52,27 +51,27 @@ def test_status_of_a_finished_run(fresh_run):
 
 @pytest.mark.slow
 def test_status_of_a_run_killed_mid_round(fresh_run, tmp_path):
-    # What a driver killed during round 1 of 2 leaves: round 0 complete, round 1's partial folder holding
-    # the checkpoint the learner had written, config.yaml of that start.
+    # What a driver killed during round 2 of 3 leaves: rounds 0 and 1 complete, round 2's partial folder
+    # holding the checkpoint the learner had written, config.yaml of that start.
     run_dir = tmp_path / "killed"
     shutil.copytree(fresh_run, run_dir, ignore=shutil.ignore_patterns("ray_train", "report.html"))
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    config["run"]["rounds"] = 2
+    config["run"]["rounds"] = 3
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
-    partial = run_dir / ".round_0001.partial"
-    shutil.copytree(run_dir / "round_0000" / "checkpoint", partial / "checkpoint")
+    partial = run_dir / ".round_0002.partial"
+    shutil.copytree(run_dir / "round_0001" / "checkpoint", partial / "checkpoint")
     old = os.stat(partial).st_mtime - 120
     for path in [partial, *partial.rglob("*")]:
         os.utime(path, (old, old))
     result = run_cli("status", str(run_dir), timeout=120)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "rounds completed: 1 of 2" in out
-    assert "round 1 in progress or interrupted: .round_0001.partial" in out and "holds checkpoint" in out
+    assert "rounds completed: 2 of 3" in out
+    assert "round 2 in progress or interrupted: .round_0002.partial" in out and "holds checkpoint" in out
     age = int(out.split("last change ")[1].split("s ago")[0])
     assert 110 <= age <= 1000
     assert "state: not finished (1 round(s) to go)" in out
-    assert "last round (0):" in out
+    assert "last round (1):" in out
 
 
 def test_status_of_folders_that_are_not_runs(tmp_path):
