@@ -1,7 +1,7 @@
 """The generator: samples k responses per prompt from the current policy, as an Arrow rollouts table.
 
 A plain class; the driver wraps it with `ray.remote` (one model copy per actor). Generation itself
-is in `actors/hf_generation.py` (the HF transformers backend). Sampling is seeded from
+is in `actors/kernels/hf_sampling.py` (the HF transformers backend). Sampling is seeded from
 `SamplingParams.seed` and the prompt ids of each batch, so a chunk that Ray retries on a restarted
 actor reproduces the same samples; `generate(..., weights=handle)` first loads the weights a restarted
 actor lost. Output columns and types are the `rollouts table` of the shared contracts.
@@ -17,10 +17,10 @@ import pyarrow as pa
 import torch
 
 from actors.errors import InputError
-from actors.hf_generation import BatchSamples, load_causal_lm, sample_batch
-from actors.logprobs import sequence_logprobs
+from actors.kernels.hf_sampling import BatchSamples, load_causal_lm, sample_batch
+from actors.kernels.logprobs import sequence_logprobs
 from actors.rollout_schema import ROLLOUT_FIELDS
-from actors.selection_features import FeatureOptions, ModelSelectionFeatures
+from actors.kernels.model_features import FeatureOptions, ModelSelectionFeatures
 from actors.weight_sync import WeightsHandle, apply_weights
 
 REQUIRED_PROMPT_COLUMNS = ("prompt_id", "prompt_text")
@@ -123,7 +123,7 @@ class Generator:
             values += batch.float().cpu().tolist()
         return values
 
-    # --- selection features (actors/selection_features.py) on the current weights ---------------------
+    # --- selection features (actors/kernels/model_features.py) on the current weights ---------------------
 
     def response_logratios(self, table: pa.Table, options: FeatureOptions) -> pa.Table:
         """`logratio` (float64): log pi(y|x) - log pi_init(y|x) per row (prompt_token_ids, response_token_ids)."""
@@ -137,7 +137,7 @@ class Generator:
 
     def prompt_gradient_norms(self, table: pa.Table, options: FeatureOptions, beta: float, tau: float) -> pa.Table:
         """Per prompt of `table` (whole prompts only): prompt_id, n_responses, gradient_norm (the DPO gradient at
-        pi = pi_ref over the feature parameters; see actors.selection_features.prompt_gradient_norms)."""
+        pi = pi_ref over the feature parameters; see actors.kernels.model_features.prompt_gradient_norms)."""
         return self._selection_features(options).prompt_gradient_norms(table, beta=beta, tau=tau)
 
     def prompt_embeddings(self, table: pa.Table, options: FeatureOptions) -> pa.Table:

@@ -2,7 +2,7 @@
 
 `train_loop_per_worker` loads the policy (and, for reference 'initial', a frozen copy of the
 original model), wraps it in DDP, creates AdamW once, registers with the mailbox and waits for
-messages. Each round: fetch the pairs, train (actors/dpo_trainer.py), then rank 0 writes the HF
+messages. Each round: fetch the pairs, train (actors/kernels/dpo_trainer.py), then rank 0 writes the HF
 checkpoint and publishes the weights; every rank reports to Ray Train (so the run, its metrics and
 its checkpoints show in Ray Train's state and the dashboard); rank 0 posts the result.
 
@@ -24,28 +24,12 @@ import ray.train.torch
 import torch
 import torch.distributed as dist
 
-from actors.dpo_trainer import DPOSettings, PairTokens, RoundTrainer, unwrap
+from actors.kernels.dpo_trainer import DPOSettings, PairTokens, RoundTrainer
+from actors.kernels.hf_model import load_model, load_tokenizer, pad_token_id, unwrap
 from actors.weight_sync import make_transport
 
 # How long one wait on the mailbox lasts before the worker asks again (keeps every call short).
 MAILBOX_POLL_S = 30.0
-
-
-def load_model(path: str, dtype: str, trust_remote_code: bool) -> torch.nn.Module:
-    """A causal LM from a local folder; safetensors only (a pickled .bin can run arbitrary code)."""
-    from transformers import AutoModelForCausalLM
-
-    return AutoModelForCausalLM.from_pretrained(
-        path, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code, use_safetensors=True
-    )
-
-
-def pad_token_id(tokenizer) -> int:
-    """Padding is masked out everywhere, so any valid id works when the tokenizer defines none."""
-    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id):
-        if candidate is not None:
-            return int(candidate)
-    return 0
 
 
 def _reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
@@ -89,7 +73,9 @@ class LearnerWorker:
             self.model.parameters(), lr=self.learner_cfg["learning_rate"], weight_decay=self.learner_cfg["weight_decay"]
         )
         self.trainer = RoundTrainer(
-            self.model, optimizer, DPOSettings.from_config(self.learner_cfg), pad_token_id(self.tokenizer),
+            self.model, optimizer, DPOSettings.from_config(self.learner_cfg),
+            pad_token_id(self.tokenizer, self.tokenizer.eos_token_id),  # no pad id: eos, else 0
+           
             rank=self.rank, world_size=self.world_size, reduce_sum=_reduce_sum,
             reference_model=reference, seed=config["seed"],
         )  # fmt: skip
@@ -99,9 +85,7 @@ class LearnerWorker:
         return load_model(path, cfg["dtype"], cfg["trust_remote_code"])
 
     def _load_tokenizer(self):
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(self.model_path, trust_remote_code=self.model_cfg["trust_remote_code"])
+        return load_tokenizer(self.model_path, self.model_cfg["trust_remote_code"])
 
     def register(self) -> None:
         info = {

@@ -1,9 +1,10 @@
 """The scorer: adds one reward column per configured reward model and their weighted sum, `reward`.
 
-A plain class; the driver wraps it with `ray.remote`. Rewards are `programmatic` (a registered Python
-function, see actors/programmatic_rewards.py), `hf_classifier` (a local sequence-classification
-model, see actors/reward_models.py) or `embedding_similarity` (similarity to a reference column, see
-actors/embedding_reward.py). A row whose reward parts are not all finite gets `reward` NaN;
+A plain class; the driver wraps it with `ray.remote`. Rewards are built from the kinds registered in
+actors/rewards/kinds.py: `programmatic` (a registered Python
+function, see actors/rewards/programmatic.py), `hf_classifier` (a local sequence-classification
+model, see actors/rewards/classifier.py) or `embedding_similarity` (similarity to a reference column, see
+actors/rewards/embedding_similarity.py). A row whose reward parts are not all finite gets `reward` NaN;
 rows are never dropped here (the driver drops and counts them), and the row order is kept.
 """
 
@@ -16,8 +17,8 @@ import numpy as np
 import pyarrow as pa
 
 from actors.errors import InputError
-from actors.programmatic_rewards import get_reward, import_reward_modules
-from actors.reward_models import HFClassifierReward, reward_column
+from actors.rewards.kinds import REWARD_KINDS, reward_column, reward_kind
+from actors.rewards.programmatic import import_reward_modules
 
 
 @dataclass
@@ -36,7 +37,7 @@ class Scorer:
         import_reward_modules(list(reward_modules))
         if not rewards:
             raise InputError("scoring.rewards is empty; configure at least one reward")
-        if any(spec.get("kind") in ("hf_classifier", "embedding_similarity") for spec in rewards):
+        if any(spec.get("kind") in REWARD_KINDS and REWARD_KINDS[spec.get("kind")].uses_torch for spec in rewards):
             import torch
 
             torch.set_num_threads(torch_threads)
@@ -73,30 +74,11 @@ def combine(parts: list[np.ndarray], weights: list[float]) -> np.ndarray:
 
 
 def _build_reward(index: int, spec: dict, device: str | None) -> WeightedReward:
-    kind, name, path = spec.get("kind"), spec.get("name"), spec.get("path")
     key = f"scoring.rewards[{index}]"
-    weight = float(spec.get("weight", 1.0))
-    if kind == "programmatic":
-        if not name:
-            raise InputError(f"{key}.name: a programmatic reward needs the name of a registered reward function")
-        return WeightedReward(
-            reward_column(kind, name, path), weight, get_reward(name), f"{key} (programmatic {name!r})"
-        )
-    if kind == "hf_classifier":
-        if not path:
-            raise InputError(f"{key}.path: an hf_classifier reward needs a local model folder")
-        model = HFClassifierReward(path, key=f"{key}.path", batch_size=int(spec.get("batch_size", 32)), device=device)
-        return WeightedReward(reward_column(kind, name, path), weight, model.score, f"{key} (hf_classifier {path!r})")
-    if kind == "embedding_similarity":
-        from actors.embedding_reward import DEFAULT_REFERENCE_COLUMN, EmbeddingSimilarityReward
-
-        column = spec.get("reference_column") or DEFAULT_REFERENCE_COLUMN
-        model = EmbeddingSimilarityReward(key, column, path, int(spec.get("batch_size", 32)), device)
-        return WeightedReward(reward_column(kind, name, path), weight, model.score,
-                              f"{key} (embedding_similarity to {column!r})")
-    raise InputError(
-        f"{key}.kind: {kind!r} is not a reward kind; use 'programmatic', 'hf_classifier' or 'embedding_similarity'"
-    )
+    kind = reward_kind(spec.get("kind"), key)
+    compute, label = kind.build(spec, key, device)
+    column = reward_column(kind.name, spec.get("name"), spec.get("path"))
+    return WeightedReward(column, float(spec.get("weight", 1.0)), compute, label)
 
 
 def _check_unique_columns(rewards: list[WeightedReward]) -> None:

@@ -1,7 +1,7 @@
 """The vLLM generator: the same interface and rollouts table as `actors/generator.py`, on a vLLM engine.
 
 A plain class the driver wraps with `ray.remote`, usually on the interpreter of the vLLM venv
-(`cluster/vllm_env.py`). `vllm` is imported inside the actor only, so the driver never needs it.
+(`cluster/tools/vllm_env.py`). `vllm` is imported inside the actor only, so the driver never needs it.
 
 How it matches the HF backend:
 - prompts are tokenized by the model folder's own tokenizer (no special tokens added: the chat
@@ -43,8 +43,9 @@ from actors.generator import (
     _rollouts_table,
     batch_seed,
 )
-from actors.hf_generation import BatchSamples, _stop_token_ids, check_model_folder
-from actors.selection_features import FeatureOptions
+from actors.kernels.hf_model import check_model_folder, load_tokenizer
+from actors.kernels.hf_sampling import BatchSamples, stop_token_ids
+from actors.kernels.model_features import FeatureOptions
 from actors.weight_sync import WeightsHandle, make_transport
 
 # vLLM's per-request seed must fit a signed 64-bit integer.
@@ -77,7 +78,7 @@ class VLLMGenerator:
         block_size: int | None = 32,
         seed: int = 0,
     ):
-        check_model_folder(model_path, dtype)
+        check_model_folder(model_path, dtype=dtype)
         # Before vllm is imported: it reads these at import and engine start.
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # engine in this process (see module docstring)
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # one line per engine event, not per step
@@ -85,13 +86,12 @@ class VLLMGenerator:
         os.environ["OMP_NUM_THREADS"] = str(torch_threads)
         import torch
         import vllm
-        from transformers import AutoTokenizer
 
         torch.set_num_threads(torch_threads)
         self._model_path = model_path
         self._init_args = (model_path, dtype, torch_threads, trust_remote_code, device)
-        self._tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
-        self._stop_ids = _stop_token_ids(_generation_config(model_path, trust_remote_code), self._tokenizer)
+        self._tokenizer = load_tokenizer(model_path, trust_remote_code)
+        self._stop_ids = stop_token_ids(_generation_config(model_path, trust_remote_code), self._tokenizer)
         self._checkpoint_keys = _checkpoint_keys(model_path)
         self._llm = vllm.LLM(
             model=model_path,

@@ -36,10 +36,10 @@ from transformers import AutoTokenizer
 
 from actors.generator import SamplingParams
 from cluster.config import GenerationSection, ModelSection, RaySection, VllmSection
-from cluster.instruction_prompts import instruction_prompts
-from cluster.prepare import ensure_smollm2
-from cluster.prompts import prompt_texts
-from cluster.vllm_env import ensure_vllm_venv
+from cluster.data.instruction_prompts import instruction_prompts
+from cluster.tools.prepare import ensure_smollm2
+from cluster.data.prompts import prompt_texts
+from cluster.tools.vllm_env import ensure_vllm_venv
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_SPEEDUP = 2.0

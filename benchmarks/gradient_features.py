@@ -3,7 +3,7 @@
     python benchmarks/gradient_features.py [--prompts 64] [--seeds 0 1 2 3 4] [--threads 2]
                                            [--batch-sizes 16 64] [--out benchmarks/results/gradient_features.json]
 
-On the built-in task's policy (cluster/builtin_task.py, default config), for a quickstart-sized
+On the built-in task's policy (cluster/data/builtin_task.py, default config), for a quickstart-sized
 round (64 prompts x 4 sampled responses; pairs: each prompt's best response against each of the
 other three, 192 pairs):
   1. seconds to compute the sketched per-pair gradient features (dim 128) with
@@ -34,13 +34,13 @@ import torch
 from scipy.stats import spearmanr
 
 from actors.generator import Generator, SamplingParams
-from actors.logprobs import sequence_logprobs
-from actors.per_sample_gradients import resolve_gradient_modules
-from actors.programmatic_rewards import get_reward
-from actors.selection_features import FeatureOptions, ModelSelectionFeatures, pair_gradient_features
-from cluster.builtin_task import ensure_builtin_task
+from actors.kernels.logprobs import sequence_logprobs
+from actors.kernels.per_sample_gradients import resolve_gradient_modules
+from actors.rewards.programmatic import get_reward
+from actors.kernels.model_features import FeatureOptions, ModelSelectionFeatures, pair_gradient_features
+from cluster.data.builtin_task import ensure_builtin_task
 from cluster.config import BuiltinTaskSection
-from cluster.prompts import prompt_texts
+from cluster.data.prompts import prompt_texts
 from policies.grouping import group_rewards
 from policies.pvar import grouped_preference_variance
 

@@ -4,14 +4,14 @@
         [--max-new-tokens 48] [--threads 1] [--repeats 2] [--arms ours trl trl_precompute]
         [--out benchmarks/results/learner_vs_trl.json]
 
-Model: SmolLM2-135M-Instruct in float32 (`cluster.prepare.ensure_smollm2()`). Pairs: the first `--pairs`
+Model: SmolLM2-135M-Instruct in float32 (`cluster.tools.prepare.ensure_smollm2()`). Pairs: the first `--pairs`
 built-in instruction prompts under the chat template, two responses each sampled by the project's
 generator (temperature 1, up to `--max-new-tokens` tokens, configs/smollm2-cpu.yaml's settings); the
 chosen one is the response that contains the prompt's short answer (the first on a tie). Both sides get
 exactly these token ids.
 
 Arms, each run in its own fresh Python process (one at a time, interleaved over `--repeats`):
-  ours            actors.dpo_trainer.RoundTrainer, world_size=1: the learner's compute without Ray
+  ours            actors.kernels.dpo_trainer.RoundTrainer, world_size=1: the learner's compute without Ray
                   (reference log-probs once per round from the policy itself, chosen and rejected in one
                   forward pass, no end-of-round pass, as in configs/smollm2-cpu.yaml);
   trl             trl.DPOTrainer as a user would run it: reference = a frozen copy of the initial policy
@@ -75,10 +75,10 @@ def build_pairs(model_dir: Path, count: int, max_new_tokens: int, threads: int, 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from actors.contains_answer_reward import contains_answer
+    from actors.rewards.contains_answer import contains_answer
     from actors.generator import Generator, SamplingParams
-    from cluster.instruction_prompts import instruction_prompts
-    from cluster.prompts import prompt_texts
+    from cluster.data.instruction_prompts import instruction_prompts
+    from cluster.data.prompts import prompt_texts
 
     started = time.perf_counter()
     table = instruction_prompts("train").slice(0, count)
@@ -154,7 +154,7 @@ class ForwardCounter:
 
 def warm_up(model, tokens, pad_id: int) -> None:
     """One forward/backward on a single pair, so neither arm pays first-call allocation and kernel set-up."""
-    from actors.logprobs import sequence_logprobs
+    from actors.kernels.logprobs import sequence_logprobs
 
     sequence_logprobs(model, tokens.prompts[:1], tokens.chosen[:1], pad_id).sum().backward()
     model.zero_grad(set_to_none=True)
@@ -170,7 +170,7 @@ def epoch_orders(num_pairs: int, epochs: int) -> list[list[int]]:
 def run_ours(model, tokens, pad_id: int, args, counter: ForwardCounter):
     import torch
 
-    from actors.dpo_trainer import DPOSettings, RoundTrainer
+    from actors.kernels.dpo_trainer import DPOSettings, RoundTrainer
 
     settings = DPOSettings(loss="sigmoid", beta=BETA, epochs=args.epochs, batch_size=args.batch_size,
                            micro_batch_size=args.micro_batch_size, max_grad_norm=MAX_GRAD_NORM,
@@ -259,14 +259,15 @@ def worker(args) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from actors.dpo_trainer import PairTokens
-    from actors.learner_worker import pad_token_id
+    from actors.kernels.dpo_trainer import PairTokens
+    from actors.kernels.hf_model import pad_token_id
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(SEED)
     model_dir = Path(args.model_dir)
     tokens = PairTokens.from_table(pq.read_table(args.worker_pairs))
-    pad_id = pad_token_id(AutoTokenizer.from_pretrained(model_dir))
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    pad_id = pad_token_id(tokenizer, tokenizer.eos_token_id)  # the learner worker's fallbacks
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     warm_up(model, tokens, pad_id)
     rss_after_load = proc_status_kib("VmRSS") / 1024  # policy loaded and warmed up; before optimizer state
@@ -353,7 +354,7 @@ def main() -> None:
 
     import trl
 
-    from cluster.prepare import ensure_smollm2
+    from cluster.tools.prepare import ensure_smollm2
 
     started = time.perf_counter()
     model_dir = ensure_smollm2()

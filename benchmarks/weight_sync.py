@@ -34,10 +34,10 @@ import ray
 import torch
 
 from actors.generator import Generator
-from actors.hf_generation import load_causal_lm
+from actors.kernels.hf_sampling import load_causal_lm
 from actors.weight_sync import make_transport
 from cluster.config import RaySection
-from cluster.prepare import ensure_smollm2
+from cluster.tools.prepare import ensure_smollm2
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_SPEEDUP = 3.0

@@ -55,7 +55,7 @@ def _backend(cfg: GenerationSection) -> tuple[type, dict, dict]:
     if cfg.backend == "hf":
         return Generator, {}, {}
     from actors.vllm_generator import VLLMGenerator
-    from cluster.vllm_env import check_vllm_python
+    from cluster.tools.vllm_env import check_vllm_python
 
     engine = cfg.vllm
     kwargs = {

@@ -64,11 +64,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
-    from cluster.prepare import MODEL_NAME, ensure_smollm2
+    from cluster.tools.prepare import MODEL_NAME, ensure_smollm2
 
     print(f"{MODEL_NAME} ready: {ensure_smollm2(args.cache_dir)} (model.path: {MODEL_NAME})")
     if args.vllm:
-        from cluster.vllm_env import ensure_vllm_venv
+        from cluster.tools.vllm_env import ensure_vllm_venv
 
         python = ensure_vllm_venv(args.vllm_venv)
         print(f"vLLM venv ready: {python} (generation.vllm.python)")
@@ -78,14 +78,14 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from cluster.report import write_report
+    from cluster.tools.report import write_report
 
     print(write_report(Path(args.run_dir)))
     return 0
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from cluster.run_status import print_status
+    from cluster.tools.status import print_status
 
     print_status(args.run_dir)
     return 0

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from actors.reward_models import reward_column
+from actors.rewards.kinds import reward_column
 
 
 class StrictModel(BaseModel):
@@ -72,7 +72,7 @@ class ModelSection(StrictModel):
 
 
 class BuiltinTaskSection(StrictModel):
-    """The synthetic task used by the quickstart and the tests (see cluster/builtin_task.py).
+    """The synthetic task used by the quickstart and the tests (see cluster/data/builtin_task.py).
 
     Every field but cache_dir is part of the cache key: changing one builds a new task. The defaults
     give a policy whose held-out reward (samples at temperature 1) starts near 0.5 and that online
@@ -230,11 +230,11 @@ class RewardSpec(StrictModel):
     kind: Literal["programmatic", "hf_classifier", "embedding_similarity"] = Field(
         ..., description="'programmatic': a registered Python function; 'hf_classifier': a local "
         "sequence-classification reward model; 'embedding_similarity': cosine similarity of the response "
-        "to the prompt's reference text under a sentence encoder (actors/embedding_reward.py)."
+        "to the prompt's reference text under a sentence encoder (actors/rewards/embedding_similarity.py)."
     )
     name: str | None = Field(
         None,
-        description="Registered name of a programmatic reward (see actors/programmatic_rewards.py); for "
+        description="Registered name of a programmatic reward (see actors/rewards/programmatic.py); for "
         "embedding_similarity, an optional name for its column (default: reward_similarity).",
     )
     path: str | None = Field(
@@ -293,7 +293,7 @@ class ScoringSection(StrictModel):
 
 class SelectionFeaturesSection(StrictModel):
     """Model-side features for the policies that need them (implicit PVar, bpo), computed in the
-    generator actors on the current policy (actors/selection_features.py)."""
+    generator actors on the current policy (actors/kernels/model_features.py)."""
 
     embedding: Literal["minilm", "policy"] = Field(
         "minilm",
@@ -391,7 +391,7 @@ class SelectionSection(StrictModel):
 
 
 class LearnerSection(StrictModel):
-    """The Ray Train DPO learner (actors/learner.py): one TorchTrainer that lives across rounds."""
+    """The Ray Train DPO learner (cluster/learner_client.py): one TorchTrainer that lives across rounds."""
 
     num_workers: int = Field(2, ge=1, description="Ray Train workers (DDP ranks).")
     num_cpus_per_worker: float = Field(1.0, ge=0, description="CPUs Ray reserves for each learner worker.")
@@ -449,7 +449,7 @@ class LearnerSection(StrictModel):
     @field_validator("loss")
     @classmethod
     def _loss_is_registered(cls, loss: str) -> str:
-        from actors.dpo_loss import check_dpo_loss_name
+        from actors.kernels.dpo_loss import check_dpo_loss_name
 
         check_dpo_loss_name(loss)  # ValueError naming the registered variants
         return loss

@@ -1,7 +1,7 @@
 """Round diagnostics the driver adds to metrics.json: held-out DID entropy and gradient norm vs PVar.
 
 Pure table arithmetic over what the generator actors computed (log-probs, per-prompt gradient
-norms); the estimators themselves are in actors/training_dynamics.py.
+norms); the estimators themselves are in actors/kernels/training_dynamics.py.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from actors.training_dynamics import did_entropy
+from actors.kernels.training_dynamics import did_entropy
 
 
 def heldout_did_entropy(prompt_ids: list[str], logps: np.ndarray, ref_logps: np.ndarray) -> dict:

@@ -20,7 +20,7 @@ from actors.errors import InputError
 from cluster.config import RunConfig
 from cluster.config_loading import dump_config
 from cluster.diagnostics import heldout_did_entropy, pvar_gradient_spearman, selected_rows_by_prompt, with_gradient_norms
-from cluster.run_observers import RunObservers
+from cluster.observers import RunObservers
 from cluster.run_store import RunStore
 from policies.base import with_prompt_stats
 
@@ -76,11 +76,11 @@ class RoundRunner:
 
     def __init__(self, config: RunConfig, store: RunStore, prompts: pa.Table, heldout: pa.Table,
                  model_path: str, start_path: str, policy, start_round: int):
-        from actors.learner import DPOLearner
+        from cluster.learner_client import DPOLearner
         from actors.weight_sync import resolve_transport_name
         from cluster.actor_groups import GeneratorGroup, ScorerGroup
         from cluster.placement import create_placement, learner_scaling
-        from cluster.selection_features import GeneratorFeatures, feature_options
+        from cluster.model_features import GeneratorFeatures, feature_options
 
         self.config, self.store, self.prompts, self.heldout = config, store, prompts, heldout
         self.reward_columns = [spec.column for spec in config.scoring.rewards]
@@ -232,36 +232,31 @@ class RoundRunner:
 
 def check_rewards(config: RunConfig) -> None:
     """Fail before Ray starts, with the config key in the message, on a reward that cannot load."""
-    from actors.embedding_reward import check_encoder
-    from actors.programmatic_rewards import get_reward, import_reward_modules
-    from actors.reward_models import check_classifier_folder
+    from actors.rewards.kinds import reward_kind
+    from actors.rewards.programmatic import import_reward_modules
 
     import_reward_modules(config.scoring.reward_modules)
     for index, spec in enumerate(config.scoring.rewards):
-        if spec.kind == "hf_classifier":
-            check_classifier_folder(spec.path, f"scoring.rewards[{index}].path")
-        elif spec.kind == "embedding_similarity":
-            check_encoder(spec.path, f"scoring.rewards[{index}].path")
-        else:
-            get_reward(spec.name)
+        key = f"scoring.rewards[{index}]"
+        reward_kind(spec.kind, key).check(spec.model_dump(), key)
 
 
 def prepare_inputs(config: RunConfig) -> tuple[str, pa.Table, pa.Table]:
     """Resolve the policy path and load both prompt sets (building the built-in task or model if needed)."""
     from transformers import AutoTokenizer
 
-    from cluster.prepare import MODEL_NAME as PREPARED_MODEL
-    from cluster.prompts import load_prompts
+    from cluster.tools.prepare import MODEL_NAME as PREPARED_MODEL
+    from cluster.data.prompts import load_prompts
 
     task = None
     if "builtin" in (config.model.path, config.data.train.path, config.data.heldout.path):
-        from cluster.builtin_task import ensure_builtin_task
+        from cluster.data.builtin_task import ensure_builtin_task
 
         log.info("preparing the built-in task (cached after the first run) ...")
         task = ensure_builtin_task(config.builtin_task)
     model_path = str(task.model_dir) if config.model.path == "builtin" else config.model.path
     if config.model.path == PREPARED_MODEL:
-        from cluster.prepare import ensure_smollm2
+        from cluster.tools.prepare import ensure_smollm2
 
         model_path = str(ensure_smollm2(config.model.cache_dir))
     if not Path(model_path).is_dir():
@@ -279,12 +274,13 @@ def prepare_inputs(config: RunConfig) -> tuple[str, pa.Table, pa.Table]:
 
 def check_reward_columns(config: RunConfig, prompts: pa.Table, key_prefix: str, path: str) -> None:
     """A reward that reads a prompt column must find it: say so now, naming the file, not inside a scorer."""
-    from actors.embedding_reward import check_reference_column
+    from actors.rewards.kinds import reward_kind
 
     for index, spec in enumerate(config.scoring.rewards):
-        if spec.kind == "embedding_similarity":
-            check_reference_column(prompts, spec.reference_column, f"scoring.rewards[{index}]",
-                                   f"{key_prefix}.path ({path})")
+        key = f"scoring.rewards[{index}]"
+        check_prompts = reward_kind(spec.kind, key).check_prompts
+        if check_prompts is not None:
+            check_prompts(prompts, spec.model_dump(), key, f"{key_prefix}.path ({path})")
 
 
 def build_policy(config: RunConfig):
@@ -349,7 +345,7 @@ def run(config: RunConfig) -> dict:
 def refresh_report(run_dir: Path) -> None:
     """Rewrite RUN_DIR/report.html; a report that fails to build never costs the run or its rounds."""
     try:
-        from cluster.report import write_report
+        from cluster.tools.report import write_report
 
         path = write_report(run_dir)
         log.info("report: %s", path)

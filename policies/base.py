@@ -65,7 +65,7 @@ class SelectionFeatures(Protocol):
 
     Every method takes Arrow tables with the round's columns and returns one numpy row per input
     row, in input order. Implementations: the driver's (generator actors, cluster/) and an
-    in-process one over a loaded model (actors/selection_features.py), for tests and benchmarks.
+    in-process one over a loaded model (actors/kernels/model_features.py), for tests and benchmarks.
     """
 
     def response_logratios(self, scored: pa.Table) -> np.ndarray:

@@ -14,9 +14,9 @@ import torch
 from safetensors.torch import load_file
 
 from actors.errors import InputError
-from actors.programmatic_rewards import get_reward
-from cluster import builtin_task
-from cluster.builtin_task import OPERATIONS, ensure_builtin_task
+from actors.rewards.programmatic import get_reward
+from cluster.data import builtin_task
+from cluster.data.builtin_task import OPERATIONS, ensure_builtin_task
 from cluster.config import BuiltinTaskSection
 
 # Small enough to build in about a second; the defaults take ~15 s and are measured elsewhere.

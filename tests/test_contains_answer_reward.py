@@ -6,9 +6,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from actors.contains_answer_reward import contains_answer, normalise
+from actors.rewards.contains_answer import contains_answer, normalise
 from actors.errors import InputError
-from actors.programmatic_rewards import get_reward
+from actors.rewards.programmatic import get_reward
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from actors.training_dynamics import did_entropy
+from actors.kernels.training_dynamics import did_entropy
 from cluster.diagnostics import (
     heldout_did_entropy,
     pvar_gradient_spearman,

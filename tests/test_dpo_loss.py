@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from actors.dpo_loss import dpo_loss, registered_dpo_losses
+from actors.kernels.dpo_loss import dpo_loss, registered_dpo_losses
 
 
 def _logps(pc: float, pr: float, rc: float, rr: float, grad: bool = False):

@@ -117,7 +117,7 @@ def test_sigkill_mid_round_then_same_command_resumes(tmp_path):
 
 NAN_REWARD_MODULE = '''
 import numpy as np
-from actors.programmatic_rewards import get_reward, register_reward
+from actors.rewards.programmatic import get_reward, register_reward
 
 @register_reward("builtin_task_with_nans")
 def builtin_task_with_nans(batch):

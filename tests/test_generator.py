@@ -10,9 +10,9 @@ from tiny_model import EOS_ID, build_tiny_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from actors.generator import Generator, SamplingParams, batch_seed
-from actors.logprobs import sequence_logprobs
+from actors.kernels.logprobs import sequence_logprobs
 from actors.weight_sync import DiskTransport, ObjectStoreTransport
-from cluster.prompts import prompt_texts
+from cluster.data.prompts import prompt_texts
 
 PROMPTS = ["what is 2 plus 3?", "hello", "say one two three four five six", "add 4 and 9", "write a short answer"]
 ROLLOUT_SCHEMA = pa.schema(

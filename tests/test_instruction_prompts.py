@@ -13,10 +13,10 @@ import pyarrow as pa
 import pytest
 from tiny_model import build_tiny_tokenizer
 
-from actors.contains_answer_reward import contains_answer
+from actors.rewards.contains_answer import contains_answer
 from cluster.config import PromptSourceSection
-from cluster.instruction_prompts import GENERATORS, SCHEMA, SOURCE_NAME, all_rows, instruction_prompts
-from cluster.prompts import load_prompts
+from cluster.data.instruction_prompts import GENERATORS, SCHEMA, SOURCE_NAME, all_rows, instruction_prompts
+from cluster.data.prompts import load_prompts
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,7 +70,7 @@ def test_spot_checked_answers_are_right():
 
 def _digest_in_a_new_process() -> str:
     code = (
-        "import hashlib, json; from cluster.instruction_prompts import all_rows; "
+        "import hashlib, json; from cluster.data.instruction_prompts import all_rows; "
         "print(hashlib.sha256(json.dumps(all_rows(), sort_keys=True).encode()).hexdigest())"
     )
     return subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True,

@@ -19,10 +19,10 @@ import pyarrow as pa
 import pytest
 import torch
 
-from actors.dpo_trainer import DPOSettings, PairTokens, RoundTrainer, step_pair_counts
+from actors.kernels.dpo_trainer import DPOSettings, PairTokens, RoundTrainer, step_pair_counts
 from actors.errors import InputError
-from actors.logprobs import sequence_logprobs
-from actors.training_dynamics import ROUND_DYNAMICS_KEYS
+from actors.kernels.logprobs import sequence_logprobs
+from actors.kernels.training_dynamics import ROUND_DYNAMICS_KEYS
 from actors.weight_sync import apply_weights
 from cluster.config import LearnerSection, ModelSection
 
@@ -196,7 +196,7 @@ ROUND_PAIRS = {0: 7, 1: 32, 2: 1, 3: 0}  # uneven shards, a full round, rank 1 i
 @pytest.fixture(scope="module")
 def learner_run(ray_cluster, tiny_model, tmp_path_factory):
     """Start one 2-worker learner and run every round of ROUND_PAIRS through it."""
-    from actors.learner import DPOLearner
+    from cluster.learner_client import DPOLearner
 
     root = tmp_path_factory.mktemp("run")
     learner = DPOLearner(
@@ -374,7 +374,7 @@ def test_rounds_are_trained_once_and_bad_pairs_are_refused(learner_run):
 def test_resumed_learner_keeps_the_original_reference_and_reports_worker_death(
     learner_run, ray_cluster, tiny_model, tmp_path
 ):
-    from actors.learner import DPOLearner, LearnerError
+    from cluster.learner_client import DPOLearner, LearnerError
 
     resume_from = learner_run["rounds"][1]["checkpoint"]
     cfg = LearnerSection(**(LEARNER | dict(num_workers=1, reference="initial")))

@@ -13,7 +13,7 @@ import torch
 from cli_helpers import cli_env, run_cli
 
 from actors.errors import InputError
-from cluster.prepare import (
+from cluster.tools.prepare import (
     GGUF_FILE,
     MODEL_NAME,
     PACKAGE_MODULE,

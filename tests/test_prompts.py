@@ -11,7 +11,7 @@ from tiny_model import build_tiny_tokenizer
 
 from actors.errors import InputError
 from cluster.config import PromptSourceSection
-from cluster.prompts import load_prompts, prompt_texts
+from cluster.data.prompts import load_prompts, prompt_texts
 
 TOKENIZER = build_tiny_tokenizer()
 

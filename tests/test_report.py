@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from cli_helpers import copy_run, run_cli
-from cluster.report import NOT_RECORDED, write_report
-from cluster.run_status import RunFolderError
+from cluster.tools.report import NOT_RECORDED, write_report
+from cluster.tools.status import RunFolderError
 from run_folders import learner_metrics, prompt_stats, round_metrics, write_run
 
 CHROMIUM = "/usr/bin/chromium"

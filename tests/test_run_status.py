@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from cli_helpers import copy_run, run_cli
-from cluster.run_status import RunFolderError, print_status, status_lines
+from cluster.tools.status import RunFolderError, print_status, status_lines
 from run_folders import learner_metrics, round_metrics, write_run
 
 

@@ -18,11 +18,11 @@ from tiny_model import build_tiny_model, build_tiny_tokenizer, tiny_llama_config
 from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
 from actors.generator import Generator, SamplingParams
-from actors.gradient_sketch import GradientSketch
-from actors.logprobs import sequence_logprobs
-from actors.per_sample_gradients import per_response_gradients, projected_response_gradients, resolve_gradient_modules
-from actors.programmatic_rewards import get_reward
-from actors.selection_features import FeatureOptions, ModelSelectionFeatures, bradley_terry_coefficients
+from actors.kernels.gradient_sketch import GradientSketch
+from actors.kernels.logprobs import sequence_logprobs
+from actors.kernels.per_sample_gradients import per_response_gradients, projected_response_gradients, resolve_gradient_modules
+from actors.rewards.programmatic import get_reward
+from actors.kernels.model_features import FeatureOptions, ModelSelectionFeatures, bradley_terry_coefficients
 from actors.weight_sync import DiskTransport
 from policies.grouping import group_rewards
 from policies.pvar import grouped_preference_variance
@@ -345,9 +345,9 @@ def test_generator_returns_the_feature_tables_on_its_current_weights(model_dir, 
 
 def test_per_prompt_gradient_norm_rises_with_sqrt_pvar_on_the_builtin_task():
     # About a second with the built-in task cached (the end-to-end tests share it), ~17 s more to build it.
-    from cluster.builtin_task import ensure_builtin_task
+    from cluster.data.builtin_task import ensure_builtin_task
     from cluster.config import BuiltinTaskSection
-    from cluster.prompts import prompt_texts
+    from cluster.data.prompts import prompt_texts
 
     task = ensure_builtin_task(BuiltinTaskSection())
     generator = Generator(task.model_dir)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from actors.logprobs import pack_shared_prompt, pair_logprobs, sequence_logprobs, shared_prompt_attention
+from actors.kernels.logprobs import pack_shared_prompt, pair_logprobs, sequence_logprobs, shared_prompt_attention
 from tiny_model import PAD_ID, build_tiny_model
 
 

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from cli_helpers import REPO, run_cli
 
-from cluster.instruction_prompts import instruction_prompts
+from cluster.data.instruction_prompts import instruction_prompts
 
 CONFIG = REPO / "configs" / "smollm2-cpu.yaml"
 SHRINK = [

@@ -17,7 +17,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.training_dynamics import (
+from actors.kernels.training_dynamics import (
     ROUND_DYNAMICS_KEYS,
     ROUND_SUM_KEYS,
     did_entropy,

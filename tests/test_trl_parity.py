@@ -1,6 +1,6 @@
 """Our DPO learner against TRL's DPOTrainer (trl==1.16.0) on identical token ids, in fp32, in one process.
 
-Our side is `actors.dpo_trainer.RoundTrainer` with world_size=1 (the learner's compute without Ray); TRL's
+Our side is `actors.kernels.dpo_trainer.RoundTrainer` with world_size=1 (the learner's compute without Ray); TRL's
 side is `trl.DPOTrainer` fed the same prompt/chosen/rejected token ids. Both take one optimizer step over
 the whole set of pairs, so batch order cannot matter, and the tests compare what TRL logs for that step
 (loss, mean log-probs, implicit rewards, margin, accuracy, gradient norm, token count) with our round
@@ -33,9 +33,9 @@ from datasets import Dataset  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 from trl import DPOConfig, DPOTrainer  # noqa: E402
 
-from actors.dpo_loss import dpo_loss  # noqa: E402
-from actors.dpo_trainer import DPOSettings, PairTokens, RoundTrainer  # noqa: E402
-from actors.logprobs import sequence_logprobs  # noqa: E402
+from actors.kernels.dpo_loss import dpo_loss  # noqa: E402
+from actors.kernels.dpo_trainer import DPOSettings, PairTokens, RoundTrainer  # noqa: E402
+from actors.kernels.logprobs import sequence_logprobs  # noqa: E402
 from tiny_model import PAD_ID, VOCAB, build_tiny_model  # noqa: E402
 
 NUM_PAIRS = 6

@@ -26,15 +26,15 @@ from transformers import (
 
 from actors.errors import InputError
 from actors.generator import Generator, SamplingParams
-from actors.learner import DPOLearner
-from actors.logprobs import sequence_logprobs
-from actors.selection_features import FeatureOptions
+from cluster.learner_client import DPOLearner
+from actors.kernels.logprobs import sequence_logprobs
+from actors.kernels.model_features import FeatureOptions
 from actors.vllm_generator import VLLMGenerator
 from actors.weight_sync import make_transport
 from cluster.actor_groups import GeneratorGroup
 from cluster.config import GenerationSection, LearnerSection, ModelSection, VllmSection
-from cluster.prompts import prompt_texts
-from cluster.vllm_env import is_complete, missing_venv_message, resolve_venv_path, venv_python
+from cluster.data.prompts import prompt_texts
+from cluster.tools.vllm_env import is_complete, missing_venv_message, resolve_venv_path, venv_python
 
 pytestmark = [pytest.mark.usefixtures("restore_torch_threads"), pytest.mark.ray, pytest.mark.slow]
 

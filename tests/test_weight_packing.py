@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from actors.broadcast_transport import pack_state_dict, unpack_state_dict
-from actors.weight_sync import join_shared, split_shared
+from actors.weight_sync.packing import join_shared, pack_state_dict, split_shared, unpack_state_dict
 
 
 def tied_state_dict() -> dict[str, torch.Tensor]:

@@ -15,8 +15,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from actors.generator import Generator
-from actors.learner import DPOLearner
-from actors.logprobs import sequence_logprobs
+from cluster.learner_client import DPOLearner
+from actors.kernels.logprobs import sequence_logprobs
 from actors.weight_sync import WeightsHandle, make_transport
 from cluster.config import LearnerSection, ModelSection
 from tiny_model import PAD_ID, build_tiny_model, random_pairs_table

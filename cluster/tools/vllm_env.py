@@ -31,7 +31,7 @@ from filelock import FileLock
 
 log = logging.getLogger("activedpo")
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # cluster/tools/vllm_env.py -> the repository root
 DEFAULT_VENV = ".venv-vllm"
 MARKER = "activedpo-vllm.json"
 # Bump when the install steps change in a way the requirement list does not show.

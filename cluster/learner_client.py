@@ -19,7 +19,6 @@ A resumed learner given the same storage_dir and run_name continues the same Ray
 
 from __future__ import annotations
 
-import glob
 import json
 import logging
 import os
@@ -31,7 +30,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
-from actors.dpo_trainer import PAIR_TOKEN_COLUMNS
+from actors.kernels.dpo_trainer import PAIR_TOKEN_COLUMNS
+from actors.kernels.hf_model import check_model_folder
 from actors.errors import InputError
 from actors.learner_mailbox import create_mailbox
 from actors.learner_worker import train_loop_per_worker
@@ -50,14 +50,6 @@ class LearnerError(RuntimeError):
 def _storage_path(storage_dir: str) -> str:
     # Ray Train workers chdir into their run folder, so every local path must be absolute.
     return storage_dir if "://" in storage_dir else os.path.abspath(storage_dir)
-
-
-def _check_model_folder(path: str, key: str) -> None:
-    if not glob.glob(os.path.join(path, "*.safetensors")):
-        raise InputError(
-            f"{key}: {path!r} holds no .safetensors weights; the learner loads safetensors only "
-            "(re-save the model with save_pretrained(..., safe_serialization=True))"
-        )
 
 
 def _vocab_size(model_path: str) -> int | None:
@@ -155,10 +147,10 @@ class DPOLearner:
         # when this is set in the driver; 0 in the environment turns it off.
         os.environ.setdefault("RAY_TRAIN_ENABLE_STATE_TRACKING", "1")
         initial_model_path = os.path.abspath(initial_model_path)
-        _check_model_folder(initial_model_path, "learner initial model")
+        check_model_folder(initial_model_path, "learner initial model", folder=False, safetensors=True)
         if learner_cfg.reference == "initial":
             reference_model_path = os.path.abspath(reference_model_path or initial_model_path)
-            _check_model_folder(reference_model_path, "learner reference model")
+            check_model_folder(reference_model_path, "learner reference model", folder=False, safetensors=True)
         self._vocab_size = _vocab_size(initial_model_path)
         self._mailbox = create_mailbox(learner_cfg.num_workers)
         self._last_round: int | None = None

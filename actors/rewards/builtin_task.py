@@ -1,4 +1,4 @@
-"""The graded reward of the built-in synthetic task (cluster/builtin_task.py).
+"""The graded reward of the built-in synthetic task (cluster/data/builtin_task.py).
 
 A response is compared with the expected answer item by item (whitespace-separated: the
 operation's name, then the digits): reward = (positions where both agree) / max(len(answer),

@@ -4,7 +4,7 @@ The quickstart and the tests need a policy that is partly competent at a verifia
 online DPO has something to improve and the improvement is measurable, without any download.
 Prompts ask for an operation on a digit sequence ("reverse: 3 1 4"); the ideal response names the
 operation it performs, then the result ("reverse 4 1 3"). The `builtin_task` reward
-(actors/builtin_task_reward.py) grades a response item by item against that answer.
+(actors/rewards/builtin_task.py) grades a response item by item against that answer.
 
 The warm start imitates imperfect demonstrations: some perform another operation than the one
 asked, never for the first operation listed and most often for the last. The policy ends up always
@@ -319,7 +319,7 @@ def warm_start_model(
     Linear warm-up then cosine decay: with a constant learning rate the tiny model learned the
     operations late and erratically, so the competence reached depended on the seed.
     """
-    from actors.logprobs import sequence_logprobs
+    from actors.kernels.logprobs import sequence_logprobs
 
     torch.manual_seed(cfg.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.warm_start_learning_rate, weight_decay=0.0)

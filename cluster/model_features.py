@@ -1,7 +1,7 @@
 """The driver's SelectionFeatures: model-side features computed by the generator actors.
 
 The generators hold the current policy, so that is where embeddings, log-ratios and per-pair
-gradient features are computed (actors/selection_features.py); this adapter only shards the tables
+gradient features are computed (actors/kernels/model_features.py); this adapter only shards the tables
 over the actors and turns the answers into the numpy arrays the policies expect. Nothing is
 computed unless the policy asks for it, so pvar with rewards never touches the model.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from actors.selection_features import FeatureOptions
+from actors.kernels.model_features import FeatureOptions
 from cluster.actor_groups import GeneratorGroup
 from cluster.config import SelectionFeaturesSection
 

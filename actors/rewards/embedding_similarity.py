@@ -96,12 +96,12 @@ def load_encoder(path: str | None, key: str, device: str | None = None):
     """The sentence encoder: the packaged all-MiniLM-L6-v2 (path None) or a local sentence-transformers folder."""
     check_encoder(path, key)
     if path is None:
-        from actors.prompt_embeddings import minilm_encoder
+        from actors.kernels.prompt_embeddings import minilm_encoder
 
         return minilm_encoder()
     from sentence_transformers import SentenceTransformer
 
-    from actors.devices import pick_device
+    from actors.kernels.devices import pick_device
 
     try:
         return SentenceTransformer(path, device=str(pick_device(device)), local_files_only=True,

@@ -12,7 +12,7 @@ ranks); DDP averages gradients over ranks, so the update is the mean over the st
 
 Round metrics are means over all ranks' pairs: each rank keeps sums (for the round and for each
 step), and one all-reduce at the round's end adds them up. The training-dynamics diagnostics
-(actors/training_dynamics.py) are computed from those totals, and `step_history` holds one entry
+(actors/kernels/training_dynamics.py) are computed from those totals, and `step_history` holds one entry
 per optimizer step.
 """
 
@@ -28,9 +28,10 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from actors.dpo_loss import check_dpo_loss_name, dpo_loss
-from actors.logprobs import pair_logprobs
-from actors.training_dynamics import dpo_weight, end_of_round_sums, round_dynamics
+from actors.kernels.dpo_loss import check_dpo_loss_name, dpo_loss
+from actors.kernels.hf_model import unwrap
+from actors.kernels.logprobs import pair_logprobs
+from actors.kernels.training_dynamics import dpo_weight, end_of_round_sums, round_dynamics
 
 PAIR_TOKEN_COLUMNS = ("prompt_token_ids", "chosen_token_ids", "rejected_token_ids")
 ReduceSum = Callable[[torch.Tensor], torch.Tensor]
@@ -97,11 +98,6 @@ def step_pair_counts(num_pairs: int, world_size: int, per_rank: int) -> list[int
     shard_sizes = [len(range(r, num_pairs, world_size)) for r in range(world_size)]
     steps = math.ceil(max(shard_sizes) / per_rank) if num_pairs else 0
     return [sum(min(max(size - s * per_rank, 0), per_rank) for size in shard_sizes) for s in range(steps)]
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The plain model inside a DDP wrapper (or the model itself)."""
-    return model.module if hasattr(model, "module") else model
 
 
 # Sums every rank contributes; one all-reduce turns them into round metrics.

@@ -4,8 +4,8 @@ The prompts table (see the shared contracts) has `prompt_id`, `prompt` (the user
 `prompt_text` (what the model is fed: the chat-template rendering with the generation prompt, or
 the raw prompt) and every other source column unchanged. Runs on the driver with plain pyarrow (and
 `datasets` for save_to_disk folders); the table then travels to actors through the object store.
-Two sources are built in: 'builtin' (a split of the synthetic task, cluster/builtin_task.py) and
-'builtin-instructions' (instruction prompts with reference answers, cluster/instruction_prompts.py).
+Two sources are built in: 'builtin' (a split of the synthetic task, cluster/data/builtin_task.py) and
+'builtin-instructions' (instruction prompts with reference answers, cluster/data/instruction_prompts.py).
 
 Every problem a user can fix raises InputError naming the config key, the file and, for JSONL, the
 1-based line: a malformed line, a missing column (listing the columns that exist), duplicate ids,
@@ -25,8 +25,8 @@ import pyarrow.parquet as pq
 from actors.errors import InputError
 from actors.rollout_schema import is_pipeline_column
 from cluster.config import PromptSourceSection
-from cluster.instruction_prompts import SOURCE_NAME as INSTRUCTIONS_SOURCE
-from cluster.instruction_prompts import instruction_prompts
+from cluster.data.instruction_prompts import SOURCE_NAME as INSTRUCTIONS_SOURCE
+from cluster.data.instruction_prompts import instruction_prompts
 
 logger = logging.getLogger(__name__)
 

@@ -44,9 +44,9 @@ def registered_rewards() -> list[str]:
 
 
 # Built-in rewards register here so that importing this module is enough to find them by name.
-from actors.builtin_task_reward import builtin_task_reward  # noqa: E402
+from actors.rewards.builtin_task import builtin_task_reward  # noqa: E402
 
 register_reward("builtin_task")(builtin_task_reward)
-from actors.contains_answer_reward import contains_answer_reward  # noqa: E402
+from actors.rewards.contains_answer import contains_answer_reward  # noqa: E402
 
 register_reward("contains_answer")(contains_answer_reward)

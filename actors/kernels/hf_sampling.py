@@ -1,4 +1,7 @@
-"""The Hugging Face transformers generation backend: load a causal LM, sample a batch with log-probs.
+"""The Hugging Face transformers generation backend: a causal LM ready to sample, and a sampled batch with log-probs.
+
+`load_causal_lm` loads through actors/kernels/hf_model.py and adds what sampling needs (stop ids,
+pad id, a clean generation config).
 
 `sample_batch` runs `model.generate` on left-padded prompts and returns, for every sampled response,
 its token ids (cut after the first stop token) and the log-probability of each token under the
@@ -13,14 +16,11 @@ keeps only the previous step's log-probs and reads off the token sampled from th
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
     GenerationConfig,
     LogitsProcessor,
     LogitsProcessorList,
@@ -29,10 +29,9 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from actors.devices import pick_device
 from actors.errors import InputError
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+from actors.kernels.devices import pick_device
+from actors.kernels.hf_model import check_model_folder, load_model, load_tokenizer, pad_token_id
 
 
 @dataclass
@@ -55,28 +54,16 @@ class BatchSamples:
     finish_reasons: list[str]  # 'stop' (a stop token was generated) or 'length'
 
 
-def check_model_folder(model_path: str, dtype: str) -> None:
-    """InputError naming the config key unless `model_path` is a folder and `dtype` a known dtype."""
-    if not os.path.isdir(model_path):
-        raise InputError(
-            f"model.path: {model_path!r} is not a folder; it must be a local Hugging Face model folder "
-            "with config.json, safetensors weights and a tokenizer"
-        )
-    if dtype not in DTYPES:
-        raise InputError(f"model.dtype: {dtype!r} is not one of {sorted(DTYPES)}")
-
-
 def load_causal_lm(model_path: str, dtype: str, trust_remote_code: bool, device: str | None = None) -> CausalLM:
     """Load model (safetensors only) and tokenizer from a local folder, in eval mode."""
-    check_model_folder(model_path, dtype)
-    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(
-        model_path, dtype=DTYPES[dtype], use_safetensors=True, trust_remote_code=trust_remote_code
-    )
+    check_model_folder(model_path, dtype=dtype)
+    tokenizer = load_tokenizer(model_path, trust_remote_code)
+    model = load_model(model_path, dtype, trust_remote_code)
     target = pick_device(device)
     model.to(target).eval()
-    stop_ids = _stop_token_ids(model.generation_config, tokenizer)
-    pad_id = _pad_token_id(model.generation_config, tokenizer, stop_ids)
+    stop_ids = stop_token_ids(model.generation_config, tokenizer)
+    # Padding is masked out, so reusing eos is safe when neither defines a pad id.
+    pad_id = pad_token_id(tokenizer, model.generation_config.pad_token_id, default=stop_ids[0])
     # A clean generation config: the checkpoint's sampling defaults (top_k, repetition penalty, ...)
     # would otherwise silently change the distribution we sample from and record.
     model.generation_config = GenerationConfig(
@@ -85,7 +72,7 @@ def load_causal_lm(model_path: str, dtype: str, trust_remote_code: bool, device:
     return CausalLM(model=model, tokenizer=tokenizer, pad_id=pad_id, stop_ids=stop_ids, device=target)
 
 
-def _stop_token_ids(generation_config: GenerationConfig, tokenizer) -> list[int]:
+def stop_token_ids(generation_config: GenerationConfig, tokenizer) -> list[int]:
     """Every id that ends a response: the tokenizer's eos and the checkpoint's generation eos ids."""
     configured = generation_config.eos_token_id
     configured = [configured] if isinstance(configured, int) else list(configured or [])
@@ -95,13 +82,6 @@ def _stop_token_ids(generation_config: GenerationConfig, tokenizer) -> list[int]
             "model.path: the tokenizer and generation config define no eos token; responses could never stop"
         )
     return list(dict.fromkeys(int(i) for i in ids))
-
-
-def _pad_token_id(generation_config: GenerationConfig, tokenizer, stop_ids: list[int]) -> int:
-    for candidate in (tokenizer.pad_token_id, generation_config.pad_token_id):
-        if candidate is not None:
-            return int(candidate)
-    return stop_ids[0]  # padding is masked out, so reusing eos is safe
 
 
 class SampledTokenLogprobs(LogitsProcessor):

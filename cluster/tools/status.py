@@ -3,7 +3,7 @@
 `activedpo status RUN_DIR` prints it. Everything comes from the files the run store writes
 (config.yaml, summary.json, round_NNNN/ with its COMPLETE marker, .round_NNNN.partial/), so it works
 while the run is going, after it was killed, and on a copied folder; it starts nothing and writes
-nothing. The readers here are shared with cluster/report.py.
+nothing. The readers here are shared with cluster/tools/report/.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pyarrow as pa
 
-from actors.contains_answer_reward import contains_answer
+from actors.rewards.contains_answer import contains_answer
 
 SOURCE_NAME = "builtin-instructions"  # what data.*.path names
 SPLITS = ("train", "heldout")

@@ -2,10 +2,10 @@
 
 What policies/ asks the model for (policies/base.py, papers.md sections 1 and 2):
 - response log-ratios log pi(y|x) - log pi_init(y|x) (implicit-reward PVar);
-- prompt embeddings (BPO's breadth clustering; actors/prompt_embeddings.py);
-- per-pair gradient features: a seeded CountSketch (actors/gradient_sketch.py) of
+- prompt embeddings (BPO's breadth clustering; actors/kernels/prompt_embeddings.py);
+- per-pair gradient features: a seeded CountSketch (actors/kernels/gradient_sketch.py) of
   grad log pi(y_w|x) - grad log pi(y_l|x) over a few Linear layers, computed in batch
-  (actors/per_sample_gradients.py), not normalised;
+  (actors/kernels/per_sample_gradients.py), not normalised;
 and, to check PVar's theory, the per-prompt DPO gradient norm at pi = pi_ref.
 
 `ModelSelectionFeatures` implements the protocol over a loaded model; tests and benchmarks use it
@@ -24,16 +24,17 @@ import pyarrow as pa
 import torch
 from torch import nn
 
-from actors.gradient_sketch import GradientSketch
-from actors.hf_generation import CausalLM, load_causal_lm
-from actors.logprobs import sequence_logprobs
-from actors.per_sample_gradients import (
+from actors.kernels.gradient_sketch import GradientSketch
+from actors.kernels.hf_model import check_model_folder, dtype_name, load_model
+from actors.kernels.hf_sampling import CausalLM
+from actors.kernels.logprobs import sequence_logprobs
+from actors.kernels.per_sample_gradients import (
     TargetModules,
     iter_response_gradients,
     projected_response_gradients,
     resolve_gradient_modules,
 )
-from actors.prompt_embeddings import EMBEDDING_SOURCES, minilm_embeddings, policy_embeddings, prompt_texts_for_embedding
+from actors.kernels.prompt_embeddings import EMBEDDING_SOURCES, minilm_embeddings, policy_embeddings, prompt_texts_for_embedding
 from policies.grouping import group_rewards, within_group_pairs
 
 # prompt_gradient_norms is exact (unprojected gradients) up to this many parameters in the subset;
@@ -250,8 +251,10 @@ class ModelSelectionFeatures:
                     "response_logratios needs a reference model: set reference_model_path in FeatureOptions"
                 )
             parameter = next(self.model.parameters())
-            dtype = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}[parameter.dtype]
-            self._reference = load_causal_lm(self._reference_path, dtype, False, str(parameter.device)).model
+            dtype = dtype_name(parameter.dtype)
+            # Same dtype and device as the policy, in eval mode; never remote code.
+            check_model_folder(self._reference_path, dtype=dtype)
+            self._reference = load_model(self._reference_path, dtype, False).to(parameter.device).eval()
         return self._reference
 
     def response_logratios(self, scored: pa.Table) -> np.ndarray:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from actors.kernels.hf_model import unwrap
+
 
 def pack_prompt_response(
     prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]], pad_id: int
@@ -137,7 +139,7 @@ def pair_logprobs(model: torch.nn.Module, prompt_ids: Sequence[Sequence[int]], c
     Equal to `sequence_logprobs` on each side; models whose logits are not lm_head(decoder output) take
     that path instead.
     """
-    inner = model.module if hasattr(model, "module") else model
+    inner = unwrap(model)
     if not supports_shared_prompt(inner):
         n = len(prompt_ids)
         logps = sequence_logprobs(model, [*prompt_ids, *prompt_ids], [*chosen_ids, *rejected_ids], pad_id)

@@ -6,7 +6,7 @@ NCCL when the weights live on a GPU, gloo when they live on the CPU (the same co
 tests exercise everything but the NCCL library itself). The rendezvous is a TCPStore hosted by the
 learner; the handle carries its address, the group's key and the tensor layout, never the tensors.
 
-`publish` packs the state dict into one flat buffer per dtype (a single broadcast each, instead of
+`publish` packs the state dict into one flat buffer per dtype (actors/weight_sync/packing.py) (a single broadcast each, instead of
 hundreds of small ones) and returns at once; a background thread waits for the generators to join
 and broadcasts. Generators join when the driver hands them the handle (`receive`), so publishing
 never blocks the learner's round. A fresh group per version keeps failure simple: a generator that
@@ -18,58 +18,20 @@ The rendezvous port listens on the learner's node address: keep it inside the cl
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import torch
 
-from actors.weight_sync import WeightsHandle, WeightTransport, join_shared, load_checkpoint_tensors, split_shared
+from actors.weight_sync.base import WeightsHandle, WeightTransport
+from actors.weight_sync.disk import load_checkpoint_tensors
+from actors.weight_sync.packing import BUFFER_DTYPES, pack_state_dict, unpack_state_dict
+from actors.weight_sync.registry import register_transport
 
 log = logging.getLogger(__name__)
-
-_DTYPES = {str(d): d for d in (torch.float32, torch.float16, torch.bfloat16, torch.float64)}
-
-
-@dataclass(frozen=True)
-class TensorSlot:
-    """Where one named tensor lives inside its dtype's flat buffer."""
-
-    name: str
-    dtype: str
-    shape: tuple[int, ...]
-    offset: int  # elements from the start of the buffer
-
-
-def pack_state_dict(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[TensorSlot], dict[str, str]]:
-    """One contiguous buffer per dtype, the layout to unpack it, and the aliases of shared tensors (sent once)."""
-    unique, aliases = split_shared(state_dict)
-    slots: list[TensorSlot] = []
-    sizes: dict[str, int] = {}
-    for name, tensor in unique.items():
-        dtype = str(tensor.dtype)
-        if dtype not in _DTYPES:
-            raise TypeError(f"cannot broadcast {name} of dtype {tensor.dtype}; supported: {sorted(_DTYPES)}")
-        slots.append(TensorSlot(name, dtype, tuple(tensor.shape), sizes.get(dtype, 0)))
-        sizes[dtype] = sizes.get(dtype, 0) + tensor.numel()
-    device = next(iter(state_dict.values())).device if state_dict else torch.device("cpu")
-    buffers = {dtype: torch.empty(size, dtype=_DTYPES[dtype], device=device) for dtype, size in sizes.items()}
-    for slot in slots:
-        tensor = unique[slot.name].detach()
-        buffers[slot.dtype][slot.offset : slot.offset + tensor.numel()].copy_(tensor.reshape(-1))
-    return buffers, slots, aliases
-
-
-def unpack_state_dict(buffers: dict[str, torch.Tensor], slots: list[TensorSlot],
-                      aliases: dict[str, str]) -> dict[str, torch.Tensor]:
-    """Views into the received buffers, by name (no copy)."""
-    unique = {slot.name: buffers[slot.dtype][slot.offset : slot.offset + math.prod(slot.shape)].view(slot.shape)
-              for slot in slots}  # fmt: skip
-    return join_shared(unique, aliases)
 
 
 def _process_group(backend: str, store, rank: int, world_size: int, timeout: timedelta):
@@ -91,6 +53,7 @@ def _broadcast(group, tensor: torch.Tensor) -> None:
     group.broadcast([tensor], options).wait()
 
 
+@register_transport
 class BroadcastTransport(WeightTransport):
     """Learner-to-generators collective broadcast (NCCL on GPU, gloo on CPU); disk as the fallback."""
 
@@ -174,7 +137,7 @@ class BroadcastTransport(WeightTransport):
                                    "generators (this one was restarted or is extra)")  # fmt: skip
             device = torch.device("cuda", torch.cuda.current_device()) if payload["backend"] == "nccl" else "cpu"
             group = _process_group(payload["backend"], prefixed, rank, payload["world_size"], timeout)
-            buffers = {dtype: torch.empty(payload["sizes"][dtype], dtype=_DTYPES[dtype], device=device)
+            buffers = {dtype: torch.empty(payload["sizes"][dtype], dtype=BUFFER_DTYPES[dtype], device=device)
                        for dtype in payload["dtypes"]}  # fmt: skip
             for dtype in payload["dtypes"]:
                 _broadcast(group, buffers[dtype])

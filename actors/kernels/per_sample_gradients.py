@@ -1,6 +1,6 @@
 """Per-response gradients of log pi(y|x) over a few Linear layers, for a whole batch in one backward pass.
 
-log pi(y|x) is the summed response-token log-probability of actors/logprobs.py. Which layers:
+log pi(y|x) is the summed response-token log-probability of actors/kernels/logprobs.py. Which layers:
 `gradient_modules` is "lm_head" (the output projection module; with tied embeddings only its use as
 the output projection counts, not the embedding lookup, because we differentiate through the module,
 not the shared parameter), "last_block" (every nn.Linear inside the last decoder layer, found as the
@@ -20,7 +20,7 @@ frozen during that pass, so autograd builds and walks only the graph from the fi
 to the loss: for "lm_head" the backward is one matrix product, not a pass through the model.
 
 Per-row results are either explicit (`per_response_gradients`, (n, D): for tests and small D) or
-sketched straight from the factors (`projected_response_gradients`, see actors/gradient_sketch.py),
+sketched straight from the factors (`projected_response_gradients`, see actors/kernels/gradient_sketch.py),
 batch by batch, so the (n, D) matrix never has to exist. Rows are batched by length (less padding)
 and returned in input order.
 """
@@ -36,8 +36,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from actors.gradient_sketch import GradientSketch
-from actors.logprobs import pack_prompt_response, token_logprobs
+from actors.kernels.gradient_sketch import GradientSketch
+from actors.kernels.logprobs import pack_prompt_response, token_logprobs
 
 GRADIENT_MODULE_PRESETS = ("lm_head", "last_block")
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from cluster.run_status import (
+from cluster.tools.status import (
     REPORT_NAME,
     RunFolder,
     RunFolderError,

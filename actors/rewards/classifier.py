@@ -1,73 +1,29 @@
-"""Reward models the scorer combines: the column naming rule and the HF sequence-classification model.
+"""The hf_classifier reward: a local sequence-classification model scores prompt + response.
 
-`reward_column` is the one place that names a reward's column in the scored table (the config's
-`RewardSpec.column` calls it). `HFClassifierReward` loads a local `*ForSequenceClassification` model
-and scores prompt + response pairs as `logits[:, 0]`.
-
-torch and transformers are imported inside the class so the config module, which imports
-`reward_column`, stays light.
+`HFClassifierReward` loads a local `*ForSequenceClassification` model (its folder checked by
+actors/kernels/hf_model.py) and scores prompt + response pairs as `logits[:, 0]`. torch and
+transformers are imported inside the class.
 """
 
 from __future__ import annotations
-
-import json
-import os
 
 import numpy as np
 import pyarrow as pa
 
 from actors.errors import InputError
 
-SEQUENCE_CLASSIFICATION_SUFFIX = "ForSequenceClassification"
-
-
-def reward_column(kind: str, name: str | None, path: str | None) -> str:
-    """Column of one reward in the scored table: `reward_<name>` or `reward_<model folder name>`.
-
-    embedding_similarity rewards are named by `name` (default 'similarity'), never by their encoder's
-    folder: the column says what is measured, and most use the packaged encoder.
-    """
-    if kind == "embedding_similarity":
-        label = name or "similarity"
-    else:
-        label = name if kind == "programmatic" else (path or "").rstrip("/").split("/")[-1]
-    return f"reward_{label}"
-
-
-def check_classifier_folder(path: str, key: str) -> None:
-    """Raise InputError (naming `key`) unless `path` is a folder holding a sequence-classification config."""
-    what = (
-        "it must be a local folder with a Hugging Face sequence-classification model "
-        "(config.json, safetensors weights, tokenizer)"
-    )
-    if not os.path.isdir(path):
-        raise InputError(f"{key}: {path!r} does not exist or is not a folder; {what}")
-    config_file = os.path.join(path, "config.json")
-    if not os.path.isfile(config_file):
-        raise InputError(f"{key}: {path!r} has no config.json, so it is not a model folder; {what}")
-    try:
-        with open(config_file, encoding="utf-8") as handle:
-            architectures = json.load(handle).get("architectures") or []
-    except (OSError, ValueError, AttributeError) as error:
-        raise InputError(f"{key}: cannot read {config_file}: {error}; {what}") from None
-    if not any(str(a).endswith(SEQUENCE_CLASSIFICATION_SUFFIX) for a in architectures):
-        raise InputError(
-            f"{key}: {path!r} holds a {architectures or 'model of unknown architecture'}, not a "
-            f"*{SEQUENCE_CLASSIFICATION_SUFFIX} model; {what}"
-        )
-
-
 class HFClassifierReward:
     """A local sequence-classification reward model; the reward is the first logit."""
 
     def __init__(self, path: str, key: str, batch_size: int = 32, device: str | None = None):
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModelForSequenceClassification
 
-        from actors.devices import pick_device
+        from actors.kernels.devices import pick_device
+        from actors.kernels.hf_model import check_model_folder, load_tokenizer
 
-        check_classifier_folder(path, key)
+        check_model_folder(path, key, classifier=True)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+            self.tokenizer = load_tokenizer(path, False)
             self.model = AutoModelForSequenceClassification.from_pretrained(
                 path, use_safetensors=True, trust_remote_code=False
             )

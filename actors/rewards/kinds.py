@@ -1,0 +1,138 @@
+"""Reward kinds by name: how each kind names its column, is checked before Ray starts, and is built.
+
+`RewardSpec.kind` (cluster/config/) picks one of these; the scorer (actors/scorer.py) builds its
+rewards through `reward_kind(kind).build`, and the driver (cluster/round_loop.py) checks them
+through `check` and `check_prompts` before Ray starts. A new kind is one `RewardKind` registered
+here, never another branch in the scorer or the driver.
+
+The heavy modules (torch, transformers, sentence-transformers) are imported inside the functions,
+so the config module, which imports `reward_column`, stays light.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from actors.errors import InputError
+
+Compute = Callable[[pa.Table], np.ndarray]
+
+
+@dataclass(frozen=True)
+class RewardKind:
+    """One kind of reward.
+
+    column_label(name, path): the part after `reward_` of its column; check(spec, key): InputError
+    naming `key` (e.g. "scoring.rewards[0]") when it cannot load, without loading it; build(spec, key,
+    device): (compute, label) where `compute` scores a rollouts table and `label` names it in errors;
+    check_prompts(prompts, spec, key, source): a prompt table lacks what the reward reads;
+    uses_torch: the scorer sets torch's thread count for it.
+    """
+
+    name: str
+    column_label: Callable[[str | None, str | None], str]
+    check: Callable[[dict, str], None]
+    build: Callable[[dict, str, str | None], tuple[Compute, str]]
+    check_prompts: Callable[[pa.Table, dict, str, str], None] | None = None
+    uses_torch: bool = False
+
+
+# --- programmatic: a registered Python function (actors/rewards/programmatic.py) -------------------------
+
+
+def _check_programmatic(spec: dict, key: str) -> None:
+    from actors.rewards.programmatic import get_reward
+
+    get_reward(spec.get("name"))
+
+
+def _build_programmatic(spec: dict, key: str, device: str | None) -> tuple[Compute, str]:
+    from actors.rewards.programmatic import get_reward
+
+    name = spec.get("name")
+    if not name:
+        raise InputError(f"{key}.name: a programmatic reward needs the name of a registered reward function")
+    return get_reward(name), f"{key} (programmatic {name!r})"
+
+
+# --- hf_classifier: a local sequence-classification model (actors/rewards/classifier.py) -----------------
+
+
+def _folder_label(name: str | None, path: str | None) -> str:
+    return (path or "").rstrip("/").split("/")[-1]
+
+
+def _check_classifier(spec: dict, key: str) -> None:
+    from actors.kernels.hf_model import check_model_folder
+
+    check_model_folder(spec.get("path"), f"{key}.path", classifier=True)
+
+
+def _build_classifier(spec: dict, key: str, device: str | None) -> tuple[Compute, str]:
+    from actors.rewards.classifier import HFClassifierReward
+
+    path = spec.get("path")
+    if not path:
+        raise InputError(f"{key}.path: an hf_classifier reward needs a local model folder")
+    model = HFClassifierReward(path, key=f"{key}.path", batch_size=int(spec.get("batch_size", 32)), device=device)
+    return model.score, f"{key} (hf_classifier {path!r})"
+
+
+# --- embedding_similarity: similarity to a reference column (actors/rewards/embedding_similarity.py) ------
+
+
+def _check_embedding(spec: dict, key: str) -> None:
+    from actors.rewards.embedding_similarity import check_encoder
+
+    check_encoder(spec.get("path"), f"{key}.path")
+
+
+def _build_embedding(spec: dict, key: str, device: str | None) -> tuple[Compute, str]:
+    from actors.rewards.embedding_similarity import DEFAULT_REFERENCE_COLUMN, EmbeddingSimilarityReward
+
+    column = spec.get("reference_column") or DEFAULT_REFERENCE_COLUMN
+    model = EmbeddingSimilarityReward(key, column, spec.get("path"), int(spec.get("batch_size", 32)), device)
+    return model.score, f"{key} (embedding_similarity to {column!r})"
+
+
+def _check_embedding_prompts(prompts: pa.Table, spec: dict, key: str, source: str) -> None:
+    from actors.rewards.embedding_similarity import check_reference_column
+
+    check_reference_column(prompts, spec.get("reference_column"), key, source)
+
+
+REWARD_KINDS: dict[str, RewardKind] = {
+    kind.name: kind
+    for kind in (
+        RewardKind("programmatic", lambda name, path: name, _check_programmatic, _build_programmatic),
+        RewardKind("hf_classifier", _folder_label, _check_classifier, _build_classifier, uses_torch=True),
+        # Named by `name` (default 'similarity'), never by the encoder's folder: the column says what is
+        # measured, and most use the packaged encoder.
+        RewardKind("embedding_similarity", lambda name, path: name or "similarity", _check_embedding,
+                   _build_embedding, _check_embedding_prompts, uses_torch=True),
+    )
+}
+
+
+def reward_kind(kind: Any, key: str) -> RewardKind:
+    """The registered kind; InputError naming `key`.kind otherwise."""
+    if kind not in REWARD_KINDS:
+        names = list(REWARD_KINDS)
+        listed = ", ".join(repr(n) for n in names[:-1]) + f" or {names[-1]!r}"
+        raise InputError(f"{key}.kind: {kind!r} is not a reward kind; use {listed}")
+    return REWARD_KINDS[kind]
+
+
+def reward_column(kind: str, name: str | None, path: str | None) -> str:
+    """Column of one reward in the scored table: `reward_<name>` or `reward_<model folder name>`.
+
+    The config's `RewardSpec.column` and the scorer both call this; a kind that is not registered
+    is named by its model folder.
+    """
+    label = REWARD_KINDS[kind].column_label if kind in REWARD_KINDS else _folder_label
+    return f"reward_{label(name, path)}"

@@ -1,0 +1,19 @@
+"""Weight sync: how a new policy's weights travel from the learner to every generator.
+
+base.py: the interface, `WeightsHandle` and `apply_weights`; registry.py: the transports by name
+(`make_transport`); object_store.py, disk.py, broadcast.py: the transports; packing.py: shared
+tensors and flat buffers. Importing the package registers every transport.
+"""
+
+from actors.weight_sync.base import WeightsHandle, WeightTransport, apply_weights
+from actors.weight_sync.registry import make_transport, resolve_transport_name
+
+# Each module registers its transport class on import.
+from actors.weight_sync.object_store import ObjectStoreTransport  # noqa: E402  isort: skip
+from actors.weight_sync.disk import DiskTransport, load_checkpoint_tensors  # noqa: E402  isort: skip
+from actors.weight_sync.broadcast import BroadcastTransport  # noqa: E402  isort: skip
+
+__all__ = [
+    "BroadcastTransport", "DiskTransport", "ObjectStoreTransport", "WeightTransport", "WeightsHandle",
+    "apply_weights", "load_checkpoint_tensors", "make_transport", "resolve_transport_name",
+]

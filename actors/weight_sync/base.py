@@ -1,0 +1,97 @@
+"""Weight sync: how a new policy's weights travel from the learner to every generator.
+
+One interface, several transports. The learner calls `transport.publish(...)` and hands the
+resulting `WeightsHandle` to the driver; generators call `transport.receive(handle)` (through
+`apply_weights`) and never branch on which transport made it. `make_transport` picks one by name:
+
+- object_store: one object in the Ray object store (CPU; zero-copy reads on the learner's node);
+- disk: the round's safetensors checkpoint, reloaded (needs a shared filesystem);
+- broadcast: a collective broadcast from the learner to every generator over a process group of
+  its own (NCCL between GPUs, gloo between CPUs), see actors/weight_sync/broadcast.py.
+
+This module holds the interface (`WeightTransport`, `WeightsHandle`) and `apply_weights`; the
+transports live in actors/weight_sync/{object_store,disk,broadcast}.py, the flat-buffer packing in
+packing.py, and the one name -> class table in registry.py (importing the package registers them all).
+
+A handle carries a version (the number of completed training rounds behind the weights), so a
+generator that was restarted by Ray, or that already holds those weights, knows whether to load.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from actors.weight_sync.registry import OBJECT_STORE, make_transport
+
+
+@dataclass(frozen=True)
+class WeightsHandle:
+    """Where to find one version of the policy's weights. Small and picklable."""
+
+    version: int
+    transport: str
+    # object_store: a list holding one ObjectRef; disk: a checkpoint folder path;
+    # broadcast: a dict with the rendezvous, the tensor layout and a "checkpoint" folder to fall back to.
+    payload: Any
+
+    def relocated(self, old_folder: str, new_folder: str) -> "WeightsHandle":
+        """The same weights after their checkpoint folder moved (a round's partial folder is renamed on commit)."""
+        if isinstance(self.payload, dict) and isinstance(self.payload.get("checkpoint"), str):
+            moved = _relocate_path(self.payload["checkpoint"], old_folder, new_folder)
+            return WeightsHandle(self.version, self.transport, {**self.payload, "checkpoint": moved})
+        if isinstance(self.payload, str):
+            return WeightsHandle(self.version, self.transport, _relocate_path(self.payload, old_folder, new_folder))
+        return self
+
+
+def _relocate_path(path: str, old_folder: str, new_folder: str) -> str:
+    old = os.path.abspath(old_folder)
+    if os.path.abspath(path).startswith(old):
+        return os.path.join(os.path.abspath(new_folder), os.path.relpath(path, old))
+    return path
+
+
+class WeightTransport(ABC):
+    name: str
+
+    @abstractmethod
+    def publish(self, state_dict: dict[str, torch.Tensor], version: int, checkpoint_dir: str | None) -> WeightsHandle:
+        """Make `state_dict` reachable by generators; `checkpoint_dir` is the round's saved HF checkpoint."""
+
+    @abstractmethod
+    def receive(self, handle: WeightsHandle) -> dict[str, torch.Tensor]:
+        """Fetch the weights a handle points to, to be copied into a model (they may be read-only views)."""
+
+
+def _can_adopt(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> bool:
+    """Whether the received tensors can become the model's own: same device and dtype for every entry."""
+    current = model.state_dict()
+    return all(
+        name in current and tensor.device == current[name].device and tensor.dtype == current[name].dtype
+        and tensor.shape == current[name].shape
+        for name, tensor in state.items()
+    )  # fmt: skip
+
+
+def apply_weights(model: torch.nn.Module, handle: WeightsHandle) -> None:
+    """Load the weights behind `handle` into `model` (tied weights are handled by strict=False).
+
+    From the object store the model adopts the received tensors instead of copying them
+    (load_state_dict(assign=True)): its weights become read-only views of the object, shared by every
+    generator on the node, and a sync costs no copy at all. Generators only read their weights.
+    """
+    state = make_transport(handle.transport).receive(handle)
+    adopt = handle.transport == OBJECT_STORE and _can_adopt(model, state)
+    missing, unexpected = model.load_state_dict(state, strict=False, assign=adopt)
+    # Tied embeddings appear once in a saved state dict; anything else missing is a real mismatch.
+    tied = {k for k in missing if k.endswith("lm_head.weight")}
+    if set(missing) - tied or unexpected:
+        raise RuntimeError(
+            f"weights version {handle.version} do not fit the generator's model: "
+            f"missing {sorted(set(missing) - tied)[:5]}, unexpected {sorted(unexpected)[:5]}"
+        )

@@ -1,0 +1,1 @@
+"""Driver-side tools: the run report, run status, model/venv preparation."""
