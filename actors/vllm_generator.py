@@ -103,7 +103,7 @@ class VLLMGenerator:
             gpu_memory_utilization=gpu_memory_utilization,
             kv_cache_memory_bytes=None if kv_cache_space_gib is None else int(kv_cache_space_gib * (1 << 30)),
             max_model_len=max_model_len,
-            # Small blocks: the k samples of a prompt share its cached prompt blocks (cluster/config.py).
+            # Small blocks: the k samples of a prompt share its cached prompt blocks (cluster/config/rollout.py).
             **({} if block_size is None else {"block_size": block_size}),
             logprobs_mode="processed_logprobs",
             generation_config="vllm",

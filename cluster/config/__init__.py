@@ -1,0 +1,88 @@
+"""The run configuration: a typed schema with every field documented where it is declared.
+
+A config is a YAML file validated against `RunConfig`; unknown keys are rejected (with the nearest
+valid key suggested) so a typo never silently falls back to a default. Loading and command-line
+overrides live in `cluster/config_loading.py`.
+
+One module per group of sections (runtime, inputs, rollout, selection, training, evaluation, under
+cluster/config/); `RunConfig`, which gathers them, and every section are importable from
+`cluster.config`.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator, model_validator
+
+from cluster.config.base import StrictModel
+from cluster.config.evaluation import DiagnosticsSection, EvalSection
+from cluster.config.inputs import BuiltinTaskSection, DataSection, ModelSection, PromptSourceSection
+from cluster.config.rollout import GenerationSection, RewardSpec, ScoringSection, VllmSection
+from cluster.config.runtime import PlacementSection, PlacementStrategy, RaySection, RolePlacementSection, RunSection
+from cluster.config.selection import SelectionFeaturesSection, SelectionSection
+from cluster.config.training import LearnerSection, WeightSyncSection
+
+__all__ = [
+    "BuiltinTaskSection", "DataSection", "DiagnosticsSection", "EvalSection", "GenerationSection", "LearnerSection",
+    "ModelSection", "PlacementSection", "PlacementStrategy", "PromptSourceSection", "RaySection", "RewardSpec",
+    "RolePlacementSection", "RunConfig", "RunSection", "ScoringSection", "SelectionFeaturesSection", "SelectionSection",
+    "StrictModel", "VllmSection", "WeightSyncSection",
+]
+
+
+class RunConfig(StrictModel):
+    """Everything one run needs. Each section is documented where its class is declared."""
+
+    run: RunSection = Field(default_factory=RunSection, description="Identity, rounds, seed, run directory.")
+    ray: RaySection = Field(default_factory=RaySection, description="Where Ray runs.")
+    model: ModelSection = Field(default_factory=ModelSection, description="The policy being aligned.")
+    builtin_task: BuiltinTaskSection = Field(
+        default_factory=BuiltinTaskSection, description="The built-in synthetic task."
+    )
+    data: DataSection = Field(default_factory=DataSection, description="Prompt sources.")
+    generation: GenerationSection = Field(default_factory=GenerationSection, description="Generator actors.")
+    scoring: ScoringSection = Field(default_factory=ScoringSection, description="Scorer actors and rewards.")
+    selection: SelectionSection = Field(default_factory=SelectionSection, description="Selection policy.")
+    learner: LearnerSection = Field(default_factory=LearnerSection, description="Ray Train DPO learner.")
+    weight_sync: WeightSyncSection = Field(default_factory=WeightSyncSection, description="Weight transport.")
+    placement: PlacementSection = Field(default_factory=PlacementSection, description="Where each role runs.")
+    diagnostics: DiagnosticsSection = Field(
+        default_factory=DiagnosticsSection, description="Training-dynamics metrics, report, TensorBoard, progress."
+    )
+    eval: EvalSection = Field(default_factory=EvalSection, description="Held-out evaluation.")
+
+    @model_validator(mode="after")
+    def _reservations_fit_the_embedded_cluster(self) -> "RunConfig":
+        # Actors that reserve every CPU leave none for Ray's own tasks, and the run hangs (environment.md).
+        if self.ray.address is None and self.ray.num_cpus is not None:
+            reserved = (
+                self.generation.num_actors * self.generation.num_cpus_per_actor
+                + self.scoring.num_actors * self.scoring.num_cpus_per_actor
+                + self.learner.num_workers * self.learner.num_cpus_per_worker
+            )
+            if reserved > self.ray.num_cpus:
+                raise ValueError(
+                    f"generators, scorers and learner workers reserve {reserved:g} CPUs but ray.num_cpus is "
+                    f"{self.ray.num_cpus}: raise ray.num_cpus or lower generation.num_cpus_per_actor, "
+                    "scoring.num_cpus_per_actor or learner.num_cpus_per_worker"
+                )
+        return self
+
+    @field_validator("run")
+    @classmethod
+    def _name_is_actor_safe(cls, run: RunSection) -> RunSection:
+        if not run.name or any(c in run.name for c in "/: "):
+            raise ValueError("run.name must be non-empty and contain no '/', ':' or spaces")
+        return run
+
+    @model_validator(mode="after")
+    def _pvar_rewards_are_scored(self) -> "RunConfig":
+        known = ["reward", *(spec.column for spec in self.scoring.rewards)]
+        unknown = [name for name in self.selection.pvar_rewards if name not in known]
+        if unknown:
+            raise ValueError(
+                f"selection.pvar_rewards names {unknown}, which the scorers do not write; the scored table "
+                f"has {known} (add the reward model to scoring.rewards, with weight 0 for a selection-only one)"
+            )
+        if not self.selection.pvar_rewards:
+            raise ValueError("selection.pvar_rewards is empty: name at least one reward column, e.g. ['reward']")
+        return self

