@@ -1,7 +1,8 @@
 """Round diagnostics the driver adds to metrics.json: held-out DID entropy and gradient norm vs PVar.
 
 Pure table arithmetic over what the generator actors computed (log-probs, per-prompt gradient
-norms); the estimators themselves are in actors/kernels/training_dynamics.py.
+norms); the estimators themselves are in actors/kernels/training_dynamics.py. `spearman` is the
+project's one rank correlation (the report uses it too).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from actors.kernels.training_dynamics import did_entropy
 
 
 def heldout_did_entropy(prompt_ids: list[str], logps: np.ndarray, ref_logps: np.ndarray) -> dict:
@@ -20,6 +20,9 @@ def heldout_did_entropy(prompt_ids: list[str], logps: np.ndarray, ref_logps: np.
 
     DID is a distribution over responses to one prompt, so each prompt gets its own estimate.
     """
+    # Imported here: it brings torch, and the report imports this module for `spearman` only.
+    from actors.kernels.training_dynamics import did_entropy
+
     by_prompt: dict[str, list[int]] = {}
     for row, prompt_id in enumerate(prompt_ids):
         by_prompt.setdefault(prompt_id, []).append(row)
@@ -56,13 +59,22 @@ def selected_rows_by_prompt(scored: pa.Table, prompt_stats: pa.Table, reward_col
     return rows.sort_by([("prompt_id", "ascending")])
 
 
-def pvar_gradient_spearman(prompt_stats: pa.Table) -> float | None:
-    """Spearman rank correlation of grad_norm and PVar over the measured prompts (None below 3 prompts)."""
+def spearman(x: np.ndarray, y: np.ndarray) -> float | None:
+    """Spearman's rank correlation (scipy; average ranks for ties); None below 3 points or with no spread.
+
+    The one implementation: the driver's round metric and the report (cluster/tools/report/) use it.
+    """
     from scipy.stats import spearmanr
 
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return None
+    return float(spearmanr(x, y).statistic)
+
+
+def pvar_gradient_spearman(prompt_stats: pa.Table) -> float | None:
+    """Spearman rank correlation of grad_norm and PVar over the measured prompts (None below 3 prompts)."""
     norms = prompt_stats.column("grad_norm").to_numpy(zero_copy_only=False)
     pvar = prompt_stats.column("pvar").to_numpy(zero_copy_only=False)
     keep = np.isfinite(norms) & np.isfinite(pvar)
-    if keep.sum() < 3 or np.ptp(norms[keep]) == 0 or np.ptp(pvar[keep]) == 0:
-        return None
-    return float(spearmanr(norms[keep], pvar[keep]).statistic)
+    return spearman(norms[keep], pvar[keep])

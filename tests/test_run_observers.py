@@ -16,7 +16,8 @@ import pytest
 
 from actors.errors import InputError
 from cluster.config_loading import load_config
-from cluster.observers import RunObservers, round_step_count, scalar_leaves, step_scalars
+from cluster.observers import RunObservers
+from cluster.observers.sinks import round_step_count, scalar_leaves, step_scalars
 from cluster.run_store import RunStore
 
 

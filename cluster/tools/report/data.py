@@ -1,0 +1,239 @@
+"""The report's numbers: a run folder read into one `RoundData` per completed round.
+
+Input: config.yaml and, per completed round, metrics.json, prompt_stats.parquet (scored.parquet as
+a fallback), eval.json. Keys a run did not record (older runs, a disabled measurement) are `Value`s
+marked missing ("not recorded" on the page); a file that exists but cannot be parsed is an error
+naming the file. No plotting and no HTML here (plots.py, html.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cluster.tools.status import RunFolder, RunFolderError, as_float, dig, read_json_object
+
+NOT_RECORDED = "not recorded"
+# Small multiples of the PVar histograms: the latest rounds only, so a long run's report stays fast.
+MAX_PVAR_PANELS = 8
+
+
+@dataclass
+class Value:
+    """A number for the page: where it came from matters as much as what it is."""
+
+    number: float | None
+    source: str = "recorded"   # "recorded", "derived" (from recorded start/end means) or "missing"
+
+    @property
+    def missing(self) -> bool:
+        return self.source == "missing"
+
+    def text(self, digits: int = 4, signed: bool = False) -> str:
+        if self.missing:
+            return NOT_RECORDED
+        if self.number is None:
+            return "undefined"
+        return f"{self.number:{'+' if signed else ''}.{digits}f}"
+
+
+MISSING = Value(None, "missing")
+
+
+def recorded(mapping: Any, key: str) -> Value:
+    if not isinstance(mapping, dict) or key not in mapping:
+        return MISSING
+    return Value(as_float(mapping[key]))
+
+
+def _derived(*parts: Value, op) -> Value:
+    if any(p.missing for p in parts):
+        return MISSING
+    if any(p.number is None for p in parts):
+        return Value(None, "derived")
+    return Value(op(*[p.number for p in parts]), "derived")
+
+
+def _computed(*parts: Value, op) -> Value:
+    """A plain function of other values: marked derived only if one of them was."""
+    value = _derived(*parts, op=op)
+    if not value.missing and not any(p.source == "derived" for p in parts):
+        value.source = "recorded"
+    return value
+
+
+def _prefer(recorded: Value, derived: Value) -> Value:
+    return derived if recorded.missing else recorded
+
+
+@dataclass
+class Dynamics:
+    """One round's log-prob dynamics and gradient-field numbers (papers.md sections 3 and 4)."""
+
+    chosen_start: Value
+    chosen_end: Value
+    rejected_start: Value
+    rejected_end: Value
+    ref_chosen: Value
+    ref_rejected: Value
+    delta_chosen: Value
+    delta_rejected: Value
+    delta_margin: Value           # change of the mean log-margin log pi(y_w) - log pi(y_l) over the round
+    realised_ratio: Value
+    asymmetry: Value
+    displacement_fraction: Value
+    log_rate_ratio_start: Value
+    log_rate_ratio_end: Value
+    log_margin_vs_ref_end: Value
+    dpo_weight: Value
+    dpo_weight_end: Value
+
+    @classmethod
+    def from_learner(cls, learner: Any) -> "Dynamics":
+        # Means over one round's pairs, so a difference of means is the mean of the differences:
+        # older runs without the new keys still get their deltas and ratios, marked "derived".
+        c0, c1 = recorded(learner, "chosen_logps_start"), recorded(learner, "chosen_logps_end")
+        r0, r1 = recorded(learner, "rejected_logps_start"), recorded(learner, "rejected_logps_end")
+        rc, rr = recorded(learner, "ref_chosen_logps"), recorded(learner, "ref_rejected_logps")
+        dc = _prefer(recorded(learner, "delta_chosen_logps"), _derived(c1, c0, op=lambda a, b: a - b))
+        dr = _prefer(recorded(learner, "delta_rejected_logps"), _derived(r1, r0, op=lambda a, b: a - b))
+        lr0 = _prefer(recorded(learner, "log_rate_ratio_start"), _derived(c0, r0, op=lambda a, b: a - b))
+        lr1 = _prefer(recorded(learner, "log_rate_ratio_end"), _derived(c1, r1, op=lambda a, b: a - b))
+        tiny = lambda a: abs(a) < 1e-12  # noqa: E731 - the contract's "undefined" threshold
+        return cls(
+            chosen_start=c0, chosen_end=c1, rejected_start=r0, rejected_end=r1, ref_chosen=rc, ref_rejected=rr,
+            delta_chosen=dc, delta_rejected=dr,
+            delta_margin=_computed(dc, dr, op=lambda a, b: a - b),
+            realised_ratio=_prefer(recorded(learner, "realised_ratio"),
+                                   _derived(dr, dc, op=lambda a, b: None if tiny(b) else a / b)),
+            asymmetry=_prefer(recorded(learner, "asymmetry"),
+                              _derived(dr, dc, op=lambda a, b: None if tiny(b) else abs(a) / abs(b))),
+            displacement_fraction=recorded(learner, "displacement_fraction"),
+            log_rate_ratio_start=lr0, log_rate_ratio_end=lr1,
+            log_margin_vs_ref_end=_prefer(
+                recorded(learner, "log_margin_vs_ref_end"),
+                _derived(c1, r1, rc, rr, op=lambda a, b, c, d: (a - b) - (c - d))),
+            dpo_weight=recorded(learner, "dpo_weight"),
+            dpo_weight_end=recorded(learner, "dpo_weight_end"),
+        )
+
+    @property
+    def displacement(self) -> bool | None:
+        """Chosen log-prob fell while the log-margin grew; None when either is unknown."""
+        if self.delta_chosen.number is None or self.delta_margin.number is None:
+            return None
+        return self.delta_chosen.number < 0 and self.delta_margin.number > 0
+
+    @property
+    def asymmetric(self) -> bool | None:
+        return None if self.asymmetry.number is None else self.asymmetry.number > 1
+
+
+@dataclass
+class RoundData:
+    index: int
+    path: Path
+    metrics: dict
+    pvar: np.ndarray | None = None        # per prompt
+    selected: np.ndarray | None = None    # per prompt, bool
+    grad_norm: np.ndarray | None = None   # per prompt, NaN where not measured
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def learner(self) -> dict:
+        value = self.metrics.get("learner")
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def dynamics(self) -> Dynamics:
+        return Dynamics.from_learner(self.learner)
+
+    def value(self, *keys: str) -> Value:
+        parent = dig(self.metrics, *keys[:-1]) if len(keys) > 1 else self.metrics
+        return recorded(parent, keys[-1])
+
+
+def _numeric(table, name: str) -> np.ndarray | None:
+    """A numeric column as floats (nulls as NaN); None when absent or not numeric."""
+    import pyarrow as pa
+
+    if name not in table.column_names:
+        return None
+    kind = table.schema.field(name).type
+    if not (pa.types.is_floating(kind) or pa.types.is_integer(kind)):
+        return None
+    return table.column(name).cast(pa.float64()).fill_null(float("nan")).to_numpy(zero_copy_only=False)
+
+
+def _read_prompt_table(folder: Path) -> tuple[dict[str, np.ndarray] | None, str | None]:
+    """Per-prompt pvar/selected/grad_norm from prompt_stats.parquet, else from scored.parquet's rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    wanted = ("prompt_id", "pvar", "selected", "grad_norm")
+    for name in ("prompt_stats.parquet", "scored.parquet"):
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            columns = [c for c in wanted if c in pq.read_schema(path).names]
+            table = pq.read_table(path, columns=columns)
+        except (pa.ArrowException, OSError) as exc:
+            raise RunFolderError(f"{path}: cannot read it as Parquet ({exc})") from None
+        if "pvar" not in columns:
+            continue
+        if name == "scored.parquet":
+            # One row per response there: keep each prompt's first row.
+            if "prompt_id" not in columns:
+                continue
+            ids = table.column("prompt_id").to_pylist()
+            first = sorted({pid: i for i, pid in reversed(list(enumerate(ids)))}.values())
+            table = table.take(pa.array(first, type=pa.int64()))
+        pvar = _numeric(table, "pvar")
+        if pvar is None:
+            continue
+        out = {"pvar": pvar, "grad_norm": _numeric(table, "grad_norm")}
+        if "selected" in columns and pa.types.is_boolean(table.schema.field("selected").type):
+            out["selected"] = np.asarray(table.column("selected").fill_null(False).to_pylist(), dtype=bool)
+        return out, name
+    return None, None
+
+
+def load_rounds(run: RunFolder) -> list[RoundData]:
+    rounds = []
+    for index, folder in run.completed.items():
+        metrics = read_json_object(folder / "metrics.json")
+        data = RoundData(index, folder, metrics or {})
+        if metrics is None:
+            data.notes.append("metrics.json missing")
+            evaluation = read_json_object(folder / "eval.json")
+            if evaluation:
+                data.metrics.update(evaluation)
+        table, source = _read_prompt_table(folder)
+        if table is None:
+            data.notes.append("no per-prompt PVar table")
+        else:
+            data.pvar, data.selected, data.grad_norm = table["pvar"], table.get("selected"), table.get("grad_norm")
+            if source != "prompt_stats.parquet":
+                data.notes.append(f"per-prompt PVar read from {source}")
+        rounds.append(data)
+    return rounds
+
+
+def pvar_threshold(config: dict | None, data: RoundData) -> tuple[float | None, str]:
+    """The PVar cut-off the round's selection used, with what it means; None where no cut-off applies."""
+    policy = dig(data.metrics, "selection", "policy") or dig(config, "selection", "policy") or "pvar"
+    mode = dig(config, "selection", "pvar_mode", default="top")
+    kept = data.pvar[data.selected] if data.pvar is not None and data.selected is not None else np.array([])
+    kept = kept[np.isfinite(kept)]
+    if policy == "pvar" and mode == "threshold":
+        value = as_float(dig(config, "selection", "pvar_threshold"))
+        return value, f"pvar_threshold = {value}" if value is not None else f"threshold {NOT_RECORDED}"
+    if (policy == "pvar" and mode == "top") and kept.size:
+        return float(kept.min()), "lowest PVar kept (top mode)"
+    if (policy == "bottom_pvar" or (policy == "pvar" and mode == "bottom")) and kept.size:
+        return float(kept.max()), "highest PVar kept (bottom mode)"
+    return None, f"policy '{policy}' keeps prompts by no PVar cut-off"
