@@ -7,7 +7,7 @@ On the built-in task's policy (cluster/data/builtin_task.py, default config), fo
 round (64 prompts x 4 sampled responses; pairs: each prompt's best response against each of the
 other three, 192 pairs):
   1. seconds to compute the sketched per-pair gradient features (dim 128) with
-     actors/selection_features.pair_gradient_features (one forward+backward per batch), against a
+     actors/kernels/model_features.pair_gradient_features (one forward+backward per batch), against a
      loop of one autograd backward per pair (the gradient of log pi(y_w) - log pi(y_l) with respect
      to the same parameters, then the same sketch), for "lm_head" and "last_block" and a few batch
      sizes; the speedup (target >= 10x) and the largest difference between the two results (they

@@ -134,8 +134,8 @@ class DPOLearner:
     ) -> None:
         """Start the Ray Train run in the background and return at once.
 
-        learner_cfg / model_cfg: cluster.config.LearnerSection / ModelSection (duck-typed: actors/
-        does not import cluster/). initial_model_path: the policy to continue from (the original
+        learner_cfg / model_cfg: cluster.config.LearnerSection / ModelSection (the workers in actors/
+        receive their model_dump(): actors/ does not import cluster/). initial_model_path: the policy to continue from (the original
         model, or the last complete round's checkpoint when resuming). reference_model_path: the
         frozen reference for reference='initial' (default: initial_model_path, which is wrong after
         a resume). storage_dir / run_name: Ray Train's RunConfig(storage_path, name). transport /

@@ -7,6 +7,8 @@ actor a model therefore goes on the GPU only when Ray assigned one to that actor
 
 from __future__ import annotations
 
+import sys
+
 import torch
 
 
@@ -20,8 +22,8 @@ def pick_device(requested: str | None = None) -> torch.device:
 
 
 def _gpu_allowed_by_ray() -> bool:
-    import ray
-
-    if not ray.is_initialized() or ray.get_runtime_context().get_actor_id() is None:
+    # Never imports Ray (a kernel): a process that has not imported it is no Ray actor and has no cluster.
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized() or ray.get_runtime_context().get_actor_id() is None:
         return True  # a plain process (a script, a test): it may use what it sees
     return len(ray.get_gpu_ids()) > 0

@@ -1,0 +1,108 @@
+"""README's "Map of the code" matches the tree; source files stay short; the packages import without a cycle."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("cluster", "actors", "policies")
+SIZE_CHECKED = (*PACKAGES, "benchmarks")
+MAX_LINES = 500
+
+
+def code_map_paths() -> list[str]:
+    """The first `path` of every list item in README's "## Map of the code" section."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Map of the code\n", 1)[1]
+    section = re.split(r"^## ", section, maxsplit=1, flags=re.M)[0]
+    return [m.group(1) for m in re.finditer(r"^- `([^`]+)`", section, re.M)]
+
+
+def test_every_path_in_the_code_map_exists():
+    paths = code_map_paths()
+    assert len(paths) > 20, "README's Map of the code lists (almost) nothing"
+    missing = [p for p in paths if not (REPO / p).exists()]
+    assert not missing, f"README's Map of the code lists paths that do not exist: {missing}"
+
+
+def test_the_code_map_names_every_package_module():
+    listed = set(code_map_paths())
+    modules = [path.relative_to(REPO).as_posix() for package in PACKAGES for path in (REPO / package).rglob("*.py")]
+    unlisted = [m for m in modules
+                if m not in listed and not (m.endswith("__init__.py") and m[: -len("__init__.py")] in listed)]
+    assert not unlisted, f"modules missing from README's Map of the code: {sorted(unlisted)}"
+
+
+def test_no_source_file_is_longer_than_the_limit():
+    long = {}
+    for folder in SIZE_CHECKED:
+        for path in (REPO / folder).rglob("*.py"):
+            lines = len(path.read_text().splitlines())
+            if lines > MAX_LINES:
+                long[path.relative_to(REPO).as_posix()] = lines
+    assert not long, f"source files over {MAX_LINES} lines: {long}"
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the project modules its module-level `import X` / `from X import ...` statements name.
+
+    Only statements at the top level of the module body count (what runs at import time); imports
+    inside functions or `if TYPE_CHECKING:` blocks do not. `from package import name` counts as an
+    edge to `package.name` when that is a module, else to the package.
+    """
+    modules = {module_name(p): p for package in PACKAGES for p in (REPO / package).rglob("*.py")}
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        for node in ast.parse(path.read_text()).body:
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                           for a in node.names]
+            graph[name] |= {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as a list of modules (first == last), or None; a plain depth-first search."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for child in sorted(graph[node]):
+            if state.get(child) == 1:
+                return path[path.index(child):] + [child]
+            if child not in state and (cycle := visit(child)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_find_cycle_finds_a_cycle_and_accepts_a_tree():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_the_package_import_graph_has_no_cycle():
+    graph = import_graph()
+    assert graph["actors.weight_sync.broadcast"] >= {"actors.weight_sync.base"}  # the graph sees real edges
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
