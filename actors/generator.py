@@ -4,7 +4,7 @@ A plain class; the driver wraps it with `ray.remote` (one model copy per actor).
 is in `actors/kernels/hf_sampling.py` (the HF transformers backend). Sampling is seeded from
 `SamplingParams.seed` and the prompt ids of each batch, so a chunk that Ray retries on a restarted
 actor reproduces the same samples; `generate(..., weights=handle)` first loads the weights a restarted
-actor lost. Output columns and types are the `rollouts table` of the shared contracts.
+actor lost. Output columns and types are the rollouts table of docs/tables.md.
 """
 
 from __future__ import annotations

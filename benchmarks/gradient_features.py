@@ -14,7 +14,7 @@ other three, 192 pairs):
      must agree). Part of the speedup is that a response shared by several pairs is differentiated
      once (the table shows how many distinct sequences the pairs have);
   2. the Spearman rank correlation between the per-prompt DPO gradient norm at pi = pi_ref and
-     sqrt(PVar) (papers.md section 1), over several sampling seeds, for both parameter subsets.
+     sqrt(PVar) (docs/pvar.md), over several sampling seeds, for both parameter subsets.
 Prints a table and writes JSON.
 """
 

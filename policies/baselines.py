@@ -8,7 +8,7 @@ into another selection rule (which prompts survive the cap?). Expect more pairs,
 optimizer steps, per round than the budgeted policies. Pairs come prompt by prompt in order of
 first appearance.
 
-uniform_balance (papers.md section 2): at the pair budget it keeps ceil(pair_budget /
+uniform_balance (docs/bpo.md): at the pair budget it keeps ceil(pair_budget /
 pairs_per_prompt) prompts drawn uniformly at random and gives each the same number of pairs,
 `pairs_per_prompt`: "less breadth, more depth" with no notion of which prompts or pairs are
 informative, so bpo vs uniform_balance measures what BPO's clustering adds.

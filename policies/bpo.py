@@ -1,4 +1,4 @@
-"""The `bpo` policy (papers.md section 2): fewer, representative prompts, each with more pairs, the
+"""The `bpo` policy (docs/bpo.md): fewer, representative prompts, each with more pairs, the
 pairs chosen by how much new optimisation direction they bring.
 
 One round, at a budget of B pairs:

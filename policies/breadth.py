@@ -1,4 +1,4 @@
-"""BPO breadth compression (papers.md section 2): a few representative prompts instead of many.
+"""BPO breadth compression (docs/bpo.md): a few representative prompts instead of many.
 
 Prompt embeddings (all-MiniLM-L6-v2 or the policy's hidden states, computed by the caller) are L2
 normalised and clustered with k-means into as many clusters as prompts are to be kept; each

@@ -1,4 +1,4 @@
-"""BPO depth (papers.md section 2): how informative each candidate pair is, and pairs per prompt.
+"""BPO depth (docs/bpo.md): how informative each candidate pair is, and pairs per prompt.
 
 Input: one gradient feature per candidate pair (the seeded projection of the pair's DPO gradient,
 computed where the model is). The paper's exact scores and allocation rule are not public; the

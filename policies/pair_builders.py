@@ -3,7 +3,7 @@
 A builder sees every prompt of the round at once (a `GroupedRewards`) and returns row indices into
 the scored table, vectorised with lexsort rather than a loop over prompts. Built-in builders:
 
-- max_min: chosen = highest reward, rejected = lowest (papers.md section 1's assumption); one pair
+- max_min: chosen = highest reward, rejected = lowest (docs/pvar.md, Pair builders); one pair
   per prompt. Ties go to the lowest sample_index on both sides, so the result is deterministic.
 - max_random: chosen = highest reward; rejected drawn uniformly (with the rng) among the prompt's
   responses whose gap to the chosen one exceeds min_reward_gap; one pair per prompt.
@@ -12,7 +12,7 @@ the scored table, vectorised with lexsort rather than a loop over prompts. Built
 - best_vs_rest: chosen = highest reward against every response it beats by more than
   min_reward_gap, largest gap first: several pairs per prompt (for depth), yet every chosen
   response is the prompt's best, so no pair teaches the policy to prefer a mediocre answer.
-- did_rejected (papers.md section 3): chosen = highest reward (ties as max_min); rejected drawn among
+- did_rejected (docs/training-dynamics.md): chosen = highest reward (ties as max_min); rejected drawn among
   the responses the chosen one beats by more than min_reward_gap with probability proportional to
   exp(-r_i / did_tau); one pair per prompt. The paper's optimal rejected distribution is
   pi_ref(y) exp(-r(y)); the prompt's responses are samples of the generating policy, so reweighting

@@ -1,4 +1,4 @@
-"""Preference variance (PVar), papers.md section 1: how much a prompt's responses disagree.
+"""Preference variance (PVar), docs/pvar.md: how much a prompt's responses disagree.
 
 For a prompt with rewards r_1..r_n (n >= 2), p_ij = sigma((r_i - r_j) / tau) and
     PVar = 1 / (n (n - 1)) * sum over ordered pairs i != j of (p_ij - 1/2)**2,

@@ -1,4 +1,4 @@
-"""The `pvar` policy (papers.md section 1) and its `bottom_pvar` arm: rank prompts by preference variance.
+"""The `pvar` policy (docs/pvar.md) and its `bottom_pvar` arm: rank prompts by preference variance.
 
 Per prompt it computes PVar in the configured form (reward, reward ensemble or implicit, see
 policies/pvar.py), keeps prompts by `pvar_mode` (see PoolPolicy):

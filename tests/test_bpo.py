@@ -1,4 +1,4 @@
-"""BPO (papers.md section 2): breadth clustering, gradient-feature informativeness, allocation, policy."""
+"""BPO (docs/bpo.md): breadth clustering, gradient-feature informativeness, allocation, policy."""
 
 from __future__ import annotations
 

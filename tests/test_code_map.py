@@ -53,16 +53,16 @@ def module_name(path: Path) -> str:
 
 
 def import_graph() -> dict[str, set[str]]:
-    """Module -> the project modules its module-level `import X` / `from X import ...` statements name.
+    """Module -> the project modules its `import X` / `from X import ...` statements name.
 
-    Only statements at the top level of the module body count (what runs at import time); imports
-    inside functions or `if TYPE_CHECKING:` blocks do not. `from package import name` counts as an
-    edge to `package.name` when that is a module, else to the package.
+    Every import statement counts, also those inside functions: a cycle that only closes at call
+    time is still a cycle in the design. `from package import name` counts as an edge to
+    `package.name` when that is a module, else to the package.
     """
     modules = {module_name(p): p for package in PACKAGES for p in (REPO / package).rglob("*.py")}
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
-        for node in ast.parse(path.read_text()).body:
+        for node in ast.walk(ast.parse(path.read_text())):
             targets: list[str] = []
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
@@ -106,3 +106,22 @@ def test_the_package_import_graph_has_no_cycle():
     assert graph["actors.weight_sync.broadcast"] >= {"actors.weight_sync.base"}  # the graph sees real edges
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_code_and_docs_point_only_inside_the_repository():
+    """Citations go to docs/ (which must exist), never to files outside the repository."""
+    outside = re.compile(r"papers\.md|shared contracts|/work/|\.\./shared|environment\.md")
+    cited = re.compile(r"docs/[\w-]+\.md")
+    stray, missing = [], []
+    files = [REPO / "README.md", *(REPO / "docs").glob("*.md"),
+             *(path for folder in (*SIZE_CHECKED, "tests", "configs") for path in (REPO / folder).rglob("*.py")),
+             *(REPO / "configs").glob("*.yaml")]
+    for path in files:
+        if path.name == "test_code_map.py":
+            continue
+        text = path.read_text()
+        stray += [f"{path.relative_to(REPO)}: {m.group(0)}" for m in outside.finditer(text)]
+        missing += [f"{path.relative_to(REPO)}: {m.group(0)}" for m in cited.finditer(text) if not (REPO / m.group(0)).exists()]
+    assert len(list((REPO / "docs").glob("*.md"))) >= 5
+    assert not stray, f"references outside the repository: {stray}"
+    assert not missing, f"citations of docs that do not exist: {missing}"

@@ -100,6 +100,7 @@ def test_a_folder_stamped_with_another_key_is_not_current(tmp_path):
     assert is_current(folder, build_key())
 
 
+@pytest.mark.slow  # runs `pip download` in a subprocess (inside cluster/tools/prepare.py)
 def test_a_download_that_fails_says_what_to_do(tmp_path, monkeypatch):
     # A real pip run with no index to read from: what a machine without network access sees.
     monkeypatch.setenv("PIP_NO_INDEX", "1")

@@ -1,7 +1,7 @@
 """Model-side selection features on tiny real Llamas: batched per-response gradients against one
 backward pass per response, the CountSketch, pair features, per-prompt DPO gradient norms against
 autograd of the explicit loss, log-ratios, embeddings, the generator's tables, and on the built-in
-task the rise of the per-prompt gradient norm with sqrt(PVar) (papers.md section 1)."""
+task the rise of the per-prompt gradient norm with sqrt(PVar) (docs/pvar.md)."""
 
 from __future__ import annotations
 
@@ -368,7 +368,7 @@ def test_per_prompt_gradient_norm_rises_with_sqrt_pvar_on_the_builtin_task():
     assert spearmanr(norms[pvar > 0], np.sqrt(pvar[pvar > 0])).statistic > 0.6
     assert np.all(norms[pvar == 0] == 0)
     # The bound itself, with G the largest per-response gradient norm of the prompt:
-    # ||grad L(x)|| <= beta * G * sqrt(PVar) (papers.md states 2 * beta * G * sqrt(PVar); this is tighter).
+    # ||grad L(x)|| <= beta * G * sqrt(PVar) (docs/pvar.md: a factor 2 tighter than bounding the DPO weight by 1).
     gradients = per_response_gradients(
         generator._lm.model, features.targets, scored.column("prompt_token_ids").to_pylist(),
         scored.column("response_token_ids").to_pylist(), generator._lm.pad_id,

@@ -321,7 +321,7 @@ class RoundTrainer:
             "pair_updates": int(updates),
             "tokens": int(total["tokens"]),
             "compute_seconds": total["compute_seconds"] / self.world_size,
-            # DPO weight sigma(-h) of the pairs as the training steps saw them (papers.md section 4).
+            # DPO weight sigma(-h) of the pairs as the training steps saw them (docs/training-dynamics.md).
             "dpo_weight": mean("dpo_weight", updates),
         }
         metrics.update(round_dynamics(total, num_pairs, has_start, has_end))

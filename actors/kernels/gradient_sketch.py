@@ -1,6 +1,6 @@
 """A fixed, seeded random projection of Linear-layer gradients to `dim` dimensions (a CountSketch).
 
-BPO's depth features (papers.md section 2) are per-pair gradients over a parameter subset, randomly
+BPO's depth features (docs/bpo.md, Depth) are per-pair gradients over a parameter subset, randomly
 projected to a few dimensions. The projection here is a CountSketch, a sparse Johnson-Lindenstrauss
 transform: every parameter coordinate goes to one of `dim` buckets with a random sign, so it is
 linear, costs O(D) per vector, preserves inner products in expectation, and needs no (dim, D)

@@ -1,6 +1,6 @@
 """Model-side features for selection policies: the `SelectionFeatures` protocol over an in-process model.
 
-What policies/ asks the model for (policies/base.py, papers.md sections 1 and 2):
+What policies/ asks the model for (policies/base.py, docs/pvar.md and docs/bpo.md):
 - response log-ratios log pi(y|x) - log pi_init(y|x) (implicit-reward PVar);
 - prompt embeddings (BPO's breadth clustering; actors/kernels/prompt_embeddings.py);
 - per-pair gradient features: a seeded CountSketch (actors/kernels/gradient_sketch.py) of

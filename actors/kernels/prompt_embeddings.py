@@ -1,4 +1,4 @@
-"""Prompt embeddings for BPO's breadth clustering (papers.md section 2): a sentence encoder or the policy.
+"""Prompt embeddings for BPO's breadth clustering (docs/bpo.md, Breadth): a sentence encoder or the policy.
 
 Two sources, chosen by name:
 - "minilm": all-MiniLM-L6-v2 (384 dimensions, unit length) through sentence-transformers, from the

@@ -1,6 +1,6 @@
 """Training-dynamics estimators: the DID entropy, the DPO gradient field and per-round pair diagnostics.
 
-Pure numpy/torch, no Ray. The formulas are those of /work/shared/papers.md:
+Pure numpy/torch, no Ray. The formulas are those of docs/training-dynamics.md:
 
 * Section 3 (DID, arXiv 2505.23761). The differential information distribution of a policy pi
   against pi_ref is q(y) = (pi(y) / pi_ref(y)) / Z', Z' = sum_y' pi(y') / pi_ref(y'). `did_entropy`
@@ -61,7 +61,7 @@ def _logsumexp(values: np.ndarray) -> float:
     return top + math.log(float(np.sum(np.exp(values - top))))
 
 
-# ---- DID entropy (papers.md section 3) ------------------------------------------------------
+# ---- DID entropy (docs/training-dynamics.md, DID entropy) ------------------------------------------------------
 
 
 def did_entropy(policy_logps, ref_logps) -> float:
@@ -109,7 +109,7 @@ def exact_did_entropy(policy_logps, ref_logps) -> float:
     return float(-np.sum(np.exp(log_q[support]) * log_q[support]))
 
 
-# ---- the DPO gradient field (papers.md section 4) --------------------------------------------
+# ---- the DPO gradient field (docs/training-dynamics.md, the DPO gradient field) --------------------------------------------
 
 
 def dpo_weight(h):

@@ -52,7 +52,7 @@ class RunConfig(StrictModel):
 
     @model_validator(mode="after")
     def _reservations_fit_the_embedded_cluster(self) -> "RunConfig":
-        # Actors that reserve every CPU leave none for Ray's own tasks, and the run hangs (environment.md).
+        # Actors that reserve every CPU leave none for Ray's own tasks, and the run hangs (measured on Ray 2.60).
         if self.ray.address is None and self.ray.num_cpus is not None:
             reserved = (
                 self.generation.num_actors * self.generation.num_cpus_per_actor

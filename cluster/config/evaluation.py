@@ -27,7 +27,7 @@ class DiagnosticsSection(StrictModel):
     )
     did_samples_per_prompt: int = Field(
         8, ge=2, description="K: responses sampled from the policy (temperature 1, no top-p) per DID prompt; "
-        "the estimator is biased at small K (papers.md section 3).",
+        "the estimator is biased at small K (docs/training-dynamics.md).",
     )
     gradient_norms: bool = Field(
         True, description="Measure the per-prompt DPO gradient norm of the selected prompts (at pi = pi_ref, over "

@@ -31,7 +31,7 @@ class SelectionFeaturesSection(StrictModel):
 
 
 class SelectionSection(StrictModel):
-    """Which prompts and pairs the learner trains on (policies/, papers.md sections 1-3)."""
+    """Which prompts and pairs the learner trains on (policies/; docs/pvar.md, docs/bpo.md)."""
 
     policy: str = Field(
         "pvar",

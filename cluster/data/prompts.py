@@ -1,6 +1,6 @@
 """Prompt loading: a JSONL, Parquet or datasets folder (or a built-in set) into the prompts table.
 
-The prompts table (see the shared contracts) has `prompt_id`, `prompt` (the user's text),
+The prompts table (docs/tables.md) has `prompt_id`, `prompt` (the user's text),
 `prompt_text` (what the model is fed: the chat-template rendering with the generation prompt, or
 the raw prompt) and every other source column unchanged. Runs on the driver with plain pyarrow (and
 `datasets` for save_to_disk folders); the table then travels to actors through the object store.

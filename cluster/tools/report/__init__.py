@@ -2,7 +2,7 @@
 
 Every plot is a matplotlib PNG inlined as a base64 data URI; there is no external CSS, script or
 font, so the file can be mailed, archived or opened offline. The page says in numbers whether the
-run shows what papers.md predicts: log-likelihood displacement (the chosen response's log-prob
+run shows what the papers predict (docs/training-dynamics.md): log-likelihood displacement (the chosen response's log-prob
 falling while the margin grows, section 3) and the gradient field's asymmetry (the rejected
 log-prob moving more than the chosen one, section 4), and "not observed" with the value when not.
 

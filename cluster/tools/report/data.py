@@ -71,7 +71,7 @@ def _prefer(recorded: Value, derived: Value) -> Value:
 
 @dataclass
 class Dynamics:
-    """One round's log-prob dynamics and gradient-field numbers (papers.md sections 3 and 4)."""
+    """One round's log-prob dynamics and gradient-field numbers (docs/training-dynamics.md)."""
 
     chosen_start: Value
     chosen_end: Value

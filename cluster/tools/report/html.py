@@ -68,7 +68,7 @@ def verdict_html(rounds: list[RoundData]) -> str:
     asym = [i for i, d in known_asym if d.asymmetric]
     parts = ['<section id="verdict"><h2>Does the run show what the papers predict?</h2>']
 
-    # Log-likelihood displacement (papers.md section 3).
+    # Log-likelihood displacement (docs/training-dynamics.md).
     if not known_disp:
         text = f"cannot tell: Δ log pi(y_w) and the margin are {NOT_RECORDED} in any round."
         state = "unknown"
@@ -98,9 +98,9 @@ def verdict_html(rounds: list[RoundData]) -> str:
                  f"pairs whose log pi(y_w) fell = "
                  f"{_num(latest.displacement_fraction, 'displacement_fraction', i, digits=3)}.")
     parts.append(f'<p class="claim {state}" id="displacement-verdict"><b>Log-likelihood displacement</b> '
-                 f"(chosen log-prob falling while the margin grows, papers.md §3): {text}</p>")
+                 f"(chosen log-prob falling while the margin grows, docs/training-dynamics.md): {text}</p>")
 
-    # Gradient-field asymmetry (papers.md section 4).
+    # Gradient-field asymmetry (docs/training-dynamics.md).
     if not known_asym:
         text = f"cannot tell: |Δ log pi(y_l)| / |Δ log pi(y_w)| is {NOT_RECORDED} or undefined in every round."
         state = "unknown"
@@ -119,7 +119,7 @@ def verdict_html(rounds: list[RoundData]) -> str:
                     f"in round {i}, ≤ 1). By round: {values}.")
             state = "not-observed"
     parts.append(f'<p class="claim {state}" id="asymmetry-verdict"><b>Gradient-field asymmetry</b> '
-                 f"(|Δ log pi(y_l)| / |Δ log pi(y_w)| &gt; 1, papers.md §4): {text}</p>")
+                 f"(|Δ log pi(y_l)| / |Δ log pi(y_w)| &gt; 1, docs/training-dynamics.md): {text}</p>")
 
     # The numbers behind both claims, round by round.
     head = ["round", "Δ log pi(y_w)", "Δ log pi(y_l)", "Δ margin", "displacement fraction",
