@@ -16,14 +16,20 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from actors.errors import InputError
+from actors.contracts import (
+    EMBEDDINGS_SCHEMA,
+    GENERATOR_PROMPT_COLUMNS,
+    LOGPROBS_SCHEMA,
+    LOGRATIOS_SCHEMA,
+    PAIR_FEATURES_SCHEMA,
+    ROLLOUT_FIELDS,
+    InputError,
+)
 from actors.kernels.hf_sampling import BatchSamples, load_causal_lm, sample_batch
 from actors.kernels.logprobs import sequence_logprobs
-from actors.rollout_schema import ROLLOUT_FIELDS
 from actors.kernels.model_features import FeatureOptions, ModelSelectionFeatures
 from actors.weight_sync import WeightsHandle, apply_weights
 
-REQUIRED_PROMPT_COLUMNS = ("prompt_id", "prompt_text")
 SCORING_BATCH = 32  # sequences per forward pass in sequence_logprobs
 
 
@@ -128,12 +134,13 @@ class Generator:
     def response_logratios(self, table: pa.Table, options: FeatureOptions) -> pa.Table:
         """`logratio` (float64): log pi(y|x) - log pi_init(y|x) per row (prompt_token_ids, response_token_ids)."""
         values = self._selection_features(options).response_logratios(table)
-        return pa.table({"logratio": pa.array(values, pa.float64())})
+        return pa.table({"logratio": pa.array(values, pa.float64())}, schema=LOGRATIOS_SCHEMA)
 
     def response_logprobs(self, table: pa.Table, options: FeatureOptions) -> pa.Table:
         """`logprob` and `ref_logprob` (float64): log pi(y|x) now and under the initial model, per row."""
         current, reference = self._selection_features(options).response_logprobs(table)
-        return pa.table({"logprob": pa.array(current, pa.float64()), "ref_logprob": pa.array(reference, pa.float64())})
+        return pa.table({"logprob": pa.array(current, pa.float64()), "ref_logprob": pa.array(reference, pa.float64())},
+                        schema=LOGPROBS_SCHEMA)
 
     def prompt_gradient_norms(self, table: pa.Table, options: FeatureOptions, beta: float, tau: float) -> pa.Table:
         """Per prompt of `table` (whole prompts only): prompt_id, n_responses, gradient_norm (the DPO gradient at
@@ -143,12 +150,12 @@ class Generator:
     def prompt_embeddings(self, table: pa.Table, options: FeatureOptions) -> pa.Table:
         """`embedding` (list<float32>) per prompt row."""
         embeddings = self._selection_features(options).prompt_embeddings(table)
-        return pa.table({"embedding": _list_array(list(embeddings), pa.float32())})
+        return pa.table({"embedding": _list_array(list(embeddings), pa.float32())}, schema=EMBEDDINGS_SCHEMA)
 
     def pair_gradient_features(self, table: pa.Table, options: FeatureOptions) -> pa.Table:
         """`feature` (list<float32>) per pair row: the sketched gradient difference, not normalised."""
         features = self._selection_features(options).pair_gradient_features(table)
-        return pa.table({"feature": _list_array(list(features), pa.float32())})
+        return pa.table({"feature": _list_array(list(features), pa.float32())}, schema=PAIR_FEATURES_SCHEMA)
 
     def _selection_features(self, options: FeatureOptions) -> ModelSelectionFeatures:
         # The reference defaults to this actor's model folder: the run's initial model.
@@ -174,11 +181,11 @@ class Generator:
 
 
 def _check_prompts_table(prompts: pa.Table) -> None:
-    missing = [c for c in REQUIRED_PROMPT_COLUMNS if c not in prompts.column_names]
+    missing = [c for c in GENERATOR_PROMPT_COLUMNS if c not in prompts.column_names]
     clashing = [f.name for f in ROLLOUT_FIELDS if f.name in prompts.column_names]
     if missing or clashing:
         raise ValueError(
-            f"generate() needs a prompts table with {list(REQUIRED_PROMPT_COLUMNS)} and none of the rollout "
+            f"generate() needs a prompts table with {list(GENERATOR_PROMPT_COLUMNS)} and none of the rollout "
             f"columns; missing {missing}, clashing {clashing} (columns: {prompts.column_names})"
         )
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from actors.errors import InputError
+from actors.contracts import InputError
 from actors.rewards.kinds import REWARD_KINDS, reward_column, reward_kind
 from actors.rewards.programmatic import import_reward_modules
 

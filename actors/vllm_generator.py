@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from actors.errors import InputError
+from actors.contracts import InputError
 from actors.generator import (
     Generator,
     SamplingParams,

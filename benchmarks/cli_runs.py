@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from actors.contracts import SUMMARY_FILE
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -25,7 +27,7 @@ def run_config(config: Path, seed: int, run_dir: Path, overrides: list[str]) -> 
     if result.returncode != 0:
         sys.stderr.write(result.stderr[-5000:])
         raise SystemExit(f"{config.name} seed {seed} {' '.join(overrides)} failed")
-    rows = json.loads((run_dir / "summary.json").read_text())["rounds"]
+    rows = json.loads((run_dir / SUMMARY_FILE).read_text())["rounds"]
     overheads = [row.get("learner_overhead_fraction") for row in rows if row.get("learner_overhead_fraction") is not None]
     return {
         "seed": seed,

@@ -18,7 +18,7 @@ import sys
 
 def _input_error_message(exc: BaseException) -> str | None:
     """The user-facing message if `exc` is (or wraps, through Ray) an InputError."""
-    from actors.errors import InputError
+    from actors.contracts import InputError
 
     seen = set()
     while exc is not None and id(exc) not in seen:

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from actors.errors import InputError
+from actors.contracts import InputError
 from cluster.config import RunConfig
 
 

@@ -30,9 +30,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
-from actors.kernels.dpo_trainer import PAIR_TOKEN_COLUMNS
+from actors.contracts import PAIR_TOKEN_COLUMNS, InputError
 from actors.kernels.hf_model import check_model_folder
-from actors.errors import InputError
 from actors.learner_mailbox import create_mailbox
 from actors.learner_worker import train_loop_per_worker
 from actors.weight_sync import WeightsHandle

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from actors.contracts import GRADIENT_NORM_COLUMNS, PAIR_TOKEN_COLUMNS, PROMPT_GRADIENT_NORMS_SCHEMA, RESPONSE_TOKEN_COLUMNS
 from actors.kernels.model_features import FeatureOptions
 from cluster.actor_groups import GeneratorGroup
 from cluster.config import SelectionFeaturesSection
@@ -40,23 +41,22 @@ class GeneratorFeatures:
     def response_logratios(self, scored: pa.Table) -> np.ndarray:
         if scored.num_rows == 0:
             return np.zeros(0)
-        table = scored.select(["prompt_token_ids", "response_token_ids"])
+        table = scored.select(list(RESPONSE_TOKEN_COLUMNS))
         return self._call("response_logratios", table, "logratio").to_numpy().astype(np.float64)
 
     def response_logprobs(self, scored: pa.Table) -> tuple[np.ndarray, np.ndarray]:
         """log pi(y|x) under the current policy and under the initial model, per row."""
         if scored.num_rows == 0:
             return np.zeros(0), np.zeros(0)
-        table = scored.select(["prompt_token_ids", "response_token_ids"])
+        table = scored.select(list(RESPONSE_TOKEN_COLUMNS))
         result = self.generators.call_sharded("response_logprobs", table, self.options)
         return result.column("logprob").to_numpy(), result.column("ref_logprob").to_numpy()
 
     def prompt_gradient_norms(self, scored: pa.Table, beta: float, tau: float) -> pa.Table:
         """prompt_id, n_responses, gradient_norm per prompt; a prompt's rows are never split between actors."""
-        table = scored.select(["prompt_id", "reward", "prompt_token_ids", "response_token_ids"])
+        table = scored.select(list(GRADIENT_NORM_COLUMNS))
         if table.num_rows == 0:
-            return pa.table({"prompt_id": pa.array([], pa.string()), "n_responses": pa.array([], pa.int64()),
-                             "gradient_norm": pa.array([], pa.float64())})  # fmt: skip
+            return PROMPT_GRADIENT_NORMS_SCHEMA.empty_table()
         return self.generators.call_grouped("prompt_gradient_norms", table, "prompt_id", self.options, beta, tau)
 
     def prompt_embeddings(self, prompts: pa.Table) -> np.ndarray:
@@ -67,7 +67,7 @@ class GeneratorFeatures:
     def pair_gradient_features(self, pairs: pa.Table) -> np.ndarray:
         if pairs.num_rows == 0:
             return np.zeros((0, self.options.projection_dim), dtype=np.float32)
-        table = pairs.select(["prompt_token_ids", "chosen_token_ids", "rejected_token_ids"])
+        table = pairs.select(list(PAIR_TOKEN_COLUMNS))
         return _stack(self._call("pair_gradient_features", table, "feature"))
 
 

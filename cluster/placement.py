@@ -16,7 +16,7 @@ import ray
 from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from actors.errors import InputError
+from actors.contracts import InputError
 from cluster.config import GenerationSection, PlacementSection, ScoringSection
 
 

@@ -16,7 +16,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from actors.errors import InputError
+from actors.contracts import (
+    EVAL_JSON,
+    METRICS_JSON,
+    PROMPT_STATS_TABLE,
+    RAY_TRAIN_DIR,
+    ROLLOUTS_TABLE,
+    SCORED_TABLE,
+    SCORER_SKIPPED_COLUMNS,
+    SELECTED_TABLE,
+    InputError,
+    Phase,
+)
 from cluster.config import RunConfig
 from cluster.config_loading import dump_config
 from cluster.diagnostics import heldout_did_entropy, pvar_gradient_spearman, selected_rows_by_prompt, with_gradient_norms
@@ -25,9 +36,6 @@ from cluster.run_store import RunStore
 from policies.base import with_prompt_stats
 
 log = logging.getLogger("activedpo")
-
-# Columns the scorers never read: keep them out of the object store traffic.
-_TOKEN_COLUMNS = ("prompt_token_ids", "response_token_ids", "token_logprobs")
 
 
 def drop_invalid_rewards(scored: pa.Table, reward_columns: list[str]) -> tuple[pa.Table, dict[str, int]]:
@@ -96,7 +104,7 @@ class RoundRunner:
             config.model,
             initial_model_path=start_path,
             reference_model_path=model_path,
-            storage_dir=str(store.run_dir / "ray_train"),
+            storage_dir=str(store.run_dir / RAY_TRAIN_DIR),
             run_name=config.run.name,
             transport=transport,
             transport_options={"receivers": config.generation.num_actors, "timeout_s": config.weight_sync.timeout_s}
@@ -126,8 +134,9 @@ class RoundRunner:
         self.placement.remove()
 
     def _score(self, rollouts: pa.Table, progress=None) -> pa.Table:
-        scored = self.scorers.score(rollouts.drop_columns([c for c in _TOKEN_COLUMNS if c in rollouts.column_names]),
-                                    progress)
+        # The token columns stay out of the object-store traffic: the scorers never read them.
+        skipped = [c for c in SCORER_SKIPPED_COLUMNS if c in rollouts.column_names]
+        scored = self.scorers.score(rollouts.drop_columns(skipped), progress)
         for name in [*self.reward_columns, "reward"]:
             rollouts = rollouts.append_column(name, scored.column(name))
         return rollouts
@@ -174,30 +183,30 @@ class RoundRunner:
         metrics: dict = {"round": index}
         phase = partial(observers.phase, index)
         if index == 0 and cfg.eval.before_training:
-            with phase("eval_before"):
+            with phase(Phase.EVAL_BEFORE):
                 before = self.evaluate()
             metrics["heldout_before_mean"] = before["heldout_reward_mean"]
             metrics["heldout_before_std"] = before["heldout_reward_std"]
         prompts = sample_round_prompts(self.prompts, cfg.data.prompts_per_round, cfg.run.seed, index)
-        with phase("generate", total=prompts.num_rows) as progress:
+        with phase(Phase.GENERATE, total=prompts.num_rows) as progress:
             sampling = self.generators.sampling(seed=cfg.run.seed * 1_000_003 + index)
             rollouts = self.generators.generate(prompts, sampling, self.weights, progress.advance)
-        with phase("score", total=rollouts.num_rows) as progress:
+        with phase(Phase.SCORE, total=rollouts.num_rows) as progress:
             scored, invalid = drop_invalid_rewards(self._score(rollouts, progress.advance), self.reward_columns)
             if invalid["total"]:
                 log.warning("[round %d] dropped %d responses with NaN/inf rewards: %s", index, invalid["total"], invalid)
-        with phase("select"):
+        with phase(Phase.SELECT):
             rng = np.random.default_rng([cfg.run.seed, index, 17])
             selection = self.policy.select(scored, cfg.selection.pair_budget, rng, self.features)
-        with phase("gradient_norms"):
+        with phase(Phase.GRADIENT_NORMS):
             prompt_stats = self.gradient_norms(scored, selection.prompt_stats)
-        with phase("train"):
+        with phase(Phase.TRAIN):
             learner_metrics, self.weights = self.learner.train_round(index, selection.pairs, str(writer.checkpoint_dir))
-        with phase("sync"):
+        with phase(Phase.SYNC):
             self.generators.load_weights(self.weights)
-        with phase("eval"):
+        with phase(Phase.EVAL):
             evaluation = self.evaluate()
-        with phase("did"):
+        with phase(Phase.DID):
             did = self.did_diagnostics()
         train_mean, train_std = reward_stats(scored)
         metrics.update(evaluation)
@@ -218,12 +227,12 @@ class RoundRunner:
             "weight_transport": self.transport,
             "nodes": self.nodes(),
         })
-        writer.write_table("rollouts", rollouts)
-        writer.write_table("scored", with_prompt_stats(scored, prompt_stats))
-        writer.write_table("selected", with_prompt_stats(selection.pairs, prompt_stats))
-        writer.write_table("prompt_stats", prompt_stats)
-        writer.write_json("eval", evaluation)
-        writer.write_json("metrics", metrics)
+        writer.write_table(ROLLOUTS_TABLE, rollouts)
+        writer.write_table(SCORED_TABLE, with_prompt_stats(scored, prompt_stats))
+        writer.write_table(SELECTED_TABLE, with_prompt_stats(selection.pairs, prompt_stats))
+        writer.write_table(PROMPT_STATS_TABLE, prompt_stats)
+        writer.write_json(EVAL_JSON, evaluation)
+        writer.write_json(METRICS_JSON, metrics)
         final = writer.commit()
         # A generator Ray restarts later reloads from the handle: point it at the committed folder.
         self.weights = self.weights.relocated(str(writer.path), str(final))

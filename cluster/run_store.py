@@ -9,7 +9,8 @@ Layout:
 
 A round is built inside its `.partial` folder, the COMPLETE marker is written last, and the folder is
 renamed into place in one atomic rename. A killed run therefore leaves either a complete round or
-no round, and files of completed rounds are never written again.
+no round, and files of completed rounds are never written again. Every name in the folder is
+defined in actors/contracts.py.
 """
 
 from __future__ import annotations
@@ -24,7 +25,21 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-MARKER = "COMPLETE"
+from actors.contracts import (
+    CHECKPOINT_DIR,
+    COMPLETE_MARKER,
+    CONFIG_FILE,
+    METRICS_FILE,
+    PARTIAL_GLOB,
+    ROUND_GLOB,
+    SUMMARY_FILE,
+    incomplete_dir_name,
+    json_file,
+    parquet_file,
+    partial_dir_name,
+    round_dir_name,
+)
+
 SUMMARY_KEYS = ("heldout_reward_mean", "heldout_reward_std", "pairs_trained")
 
 
@@ -55,35 +70,31 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     write_atomic(path, (json.dumps(obj, indent=2, sort_keys=True, allow_nan=True) + "\n").encode())
 
 
-def round_dir_name(index: int) -> str:
-    return f"round_{index:04d}"
-
-
 class RoundWriter:
     """Collects one round's artifacts in a partial folder; `commit` makes the round complete."""
 
     def __init__(self, run_dir: Path, index: int):
         self.index = index
         self.final_path = run_dir / round_dir_name(index)
-        self.path = run_dir / f".{round_dir_name(index)}.partial"
+        self.path = run_dir / partial_dir_name(index)
         if self.path.exists():
             shutil.rmtree(self.path)
         self.path.mkdir(parents=True)
 
     @property
     def checkpoint_dir(self) -> Path:
-        return self.path / "checkpoint"
+        return self.path / CHECKPOINT_DIR
 
     def write_table(self, name: str, table: pa.Table) -> None:
-        pq.write_table(table, self.path / f"{name}.parquet")
+        pq.write_table(table, self.path / parquet_file(name))
 
     def write_json(self, name: str, obj: Any) -> None:
-        write_json_atomic(self.path / f"{name}.json", obj)
+        write_json_atomic(self.path / json_file(name), obj)
 
     def commit(self) -> Path:
         if self.final_path.exists():
             raise FileExistsError(f"{self.final_path} already exists: a completed round is never rewritten")
-        write_atomic(self.path / MARKER, b"complete\n")
+        write_atomic(self.path / COMPLETE_MARKER, b"complete\n")
         os.rename(self.path, self.final_path)
         _fsync_dir(self.final_path.parent)
         return self.final_path
@@ -99,13 +110,13 @@ class RunStore:
     def clean_partial(self) -> list[Path]:
         """Remove rounds a killed run left half-built; their work is redone, never half-kept."""
         removed = []
-        for path in sorted(self.run_dir.glob(".round_*.partial")):
+        for path in sorted(self.run_dir.glob(PARTIAL_GLOB)):
             shutil.rmtree(path)
             removed.append(path)
-        for path in sorted(self.run_dir.glob("round_*")):
-            if path.is_dir() and not (path / MARKER).exists():
+        for path in sorted(self.run_dir.glob(ROUND_GLOB)):
+            if path.is_dir() and not (path / COMPLETE_MARKER).exists():
                 # Only reachable if someone copied a round by hand; keep it aside rather than delete it.
-                aside = path.with_name(f".{path.name}.incomplete")
+                aside = path.with_name(incomplete_dir_name(path.name))
                 shutil.rmtree(aside, ignore_errors=True)
                 os.rename(path, aside)
                 removed.append(path)
@@ -113,8 +124,8 @@ class RunStore:
 
     def completed_rounds(self) -> list[int]:
         rounds = []
-        for path in self.run_dir.glob("round_*"):
-            if (path / MARKER).exists():
+        for path in self.run_dir.glob(ROUND_GLOB):
+            if (path / COMPLETE_MARKER).exists():
                 try:
                     rounds.append(int(path.name.split("_", 1)[1]))
                 except ValueError:
@@ -126,16 +137,16 @@ class RunStore:
 
     def last_checkpoint(self) -> Path | None:
         done = self.completed_rounds()
-        return self.round_path(done[-1]) / "checkpoint" if done else None
+        return self.round_path(done[-1]) / CHECKPOINT_DIR if done else None
 
     def begin_round(self, index: int) -> RoundWriter:
         return RoundWriter(self.run_dir, index)
 
     def read_metrics(self, index: int) -> dict:
-        return json.loads((self.round_path(index) / "metrics.json").read_text())
+        return json.loads((self.round_path(index) / METRICS_FILE).read_text())
 
     def write_config(self, text: str) -> None:
-        write_atomic(self.run_dir / "config.yaml", text.encode())
+        write_atomic(self.run_dir / CONFIG_FILE, text.encode())
 
     def write_summary(self, extra: dict | None = None) -> dict:
         """Rebuild summary.json from the completed rounds' metrics (derived, never edited in place)."""
@@ -149,5 +160,5 @@ class RunStore:
                     row[key] = metrics[key]
             rows.append(row)
         summary = {"run_dir": str(self.run_dir), "completed_rounds": len(rows), "rounds": rows, **(extra or {})}
-        write_json_atomic(self.run_dir / "summary.json", summary)
+        write_json_atomic(self.run_dir / SUMMARY_FILE, summary)
         return summary

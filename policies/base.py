@@ -1,4 +1,4 @@
-"""What every selection policy shares: the `Selection` result, the policy interface and the schemas.
+"""What every selection policy shares: the `Selection` result, the policy interface, `with_prompt_stats`.
 
 A selection policy turns a round's scored table (one row per sampled response, see the contracts)
 into the pairs the learner trains on plus one row of statistics per prompt for the round report.
@@ -16,47 +16,9 @@ from typing import ClassVar, Protocol, runtime_checkable
 import numpy as np
 import pyarrow as pa
 
-# The learner's input. `pvar` is the per-prompt statistic of the prompt each pair came from; every
-# built-in policy fills it so reports can compare policies on the same columns.
-PAIRS_SCHEMA = pa.schema(
-    [
-        ("prompt_id", pa.string()),
-        ("prompt_token_ids", pa.list_(pa.int32())),
-        ("chosen_token_ids", pa.list_(pa.int32())),
-        ("rejected_token_ids", pa.list_(pa.int32())),
-        ("chosen_response", pa.string()),
-        ("rejected_response", pa.string()),
-        ("chosen_reward", pa.float64()),
-        ("rejected_reward", pa.float64()),
-        ("pvar", pa.float64()),
-    ]
-)
+from actors.contracts import PAIRS_SCHEMA, PROMPT_STAT_COLUMNS, PROMPT_STATS_SCHEMA
 
-# One row per prompt of the scored table. reward_std is the population std (ddof=0), so a prompt
-# with a single response has std 0 rather than NaN. `pvar` is the statistic the policy ranked by
-# (reward, ensemble or implicit form). `selected`: at least one of its pairs is in Selection.pairs
-# (what was actually trained on, not merely ranked high). `pairs_available`: pairs the policy's pair
-# builder can make from the prompt; `pairs_selected`: how many of them were taken. `cluster` and
-# `informativeness` are BPO's breadth cluster and summed pair informativeness (null for policies
-# that do not compute them).
-PROMPT_STATS_SCHEMA = pa.schema(
-    [
-        ("prompt_id", pa.string()),
-        ("n_responses", pa.int64()),
-        ("pvar", pa.float64()),
-        ("reward_mean", pa.float64()),
-        ("reward_std", pa.float64()),
-        ("selected", pa.bool_()),
-        ("pairs_available", pa.int64()),
-        ("pairs_selected", pa.int64()),
-        ("cluster", pa.int64()),
-        ("informativeness", pa.float64()),
-    ]
-)
-
-# Prompt statistics copied onto every row of the round's scored and selected tables (see
-# `with_prompt_stats`), so a user reading either file sees why a prompt was (not) chosen.
-PROMPT_STAT_COLUMNS = ("pvar", "selected", "pairs_available", "pairs_selected", "cluster", "informativeness")
+# The schemas (PAIRS_SCHEMA, PROMPT_STATS_SCHEMA) and PROMPT_STAT_COLUMNS are contracts: actors/contracts.py.
 
 
 @runtime_checkable

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from actors.contracts import EMBEDDING_PROMPT_COLUMNS
 from policies.base import Selection, SelectionFeatures
 from policies.breadth import breadth_representatives
 from policies.baselines import DepthPolicy
@@ -30,9 +31,8 @@ from policies.gradient_clustering import Allocation, WithinPrompt, allot_pairs, 
 from policies.pair_builders import pairs_table
 from policies.registry import register_policy
 
-# Columns prompt_embeddings needs, one row per prompt; `prompt` (the text before the chat template)
-# is passed too when the table has it, since a sentence embedder should not see template tokens.
-_PROMPT_COLUMNS = ("prompt_id", "prompt_text", "prompt_token_ids")
+# prompt_embeddings gets EMBEDDING_PROMPT_COLUMNS, one row per prompt; `prompt` (the text before the
+# chat template) is passed too when the table has it, since a sentence embedder should not see template tokens.
 
 
 @register_policy("bpo")
@@ -72,7 +72,7 @@ class BPOPolicy(DepthPolicy):
         seed = int(rng.integers(2**31))
 
         first_rows = np.unique(pool.grouped.codes, return_index=True)[1]  # codes are 0..n-1 in order
-        columns = [*_PROMPT_COLUMNS, *(["prompt"] if "prompt" in scored.column_names else [])]
+        columns = [*EMBEDDING_PROMPT_COLUMNS, *(["prompt"] if "prompt" in scored.column_names else [])]
         embeddings = features.prompt_embeddings(scored.select(columns).take(pa.array(first_rows)))
         n_keep = self.kept_prompt_count(pair_budget)
         breadth = breadth_representatives(embeddings, available > 0, n_keep, seed)

@@ -14,13 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from policies.base import PROMPT_STATS_SCHEMA, Selection, SelectionFeatures, SelectionPolicy
+from actors.contracts import PROMPT_STATS_SCHEMA, SELECTION_COLUMNS
+from policies.base import Selection, SelectionFeatures, SelectionPolicy
 from policies.grouping import GroupedRewards, group_rewards
 from policies.pair_builders import CandidatePairs, PairBuilderOptions, get_pair_builder, pairs_table
 from policies.pvar import PVarSpec, prompt_pvar
-
-# Columns a non-empty scored table must carry for selection (the contracts' rollouts + reward).
-REQUIRED_COLUMNS = ("prompt_id", "sample_index", "prompt_token_ids", "response_token_ids", "response", "reward")
 
 PVAR_MODES = ("top", "bottom", "threshold")
 
@@ -107,7 +105,7 @@ class PoolPolicy(SelectionPolicy):
         pair_builder: str | None = None,
     ) -> CandidatePool:
         """Statistics and candidate pairs of a non-empty scored table (`pair_builder` overrides the option)."""
-        missing = [c for c in REQUIRED_COLUMNS if c not in scored.column_names]
+        missing = [c for c in SELECTION_COLUMNS if c not in scored.column_names]
         if missing:
             raise ValueError(f"scored table lacks column(s) {missing} needed for selection; it has {scored.column_names}")
         grouped = group_rewards(scored)

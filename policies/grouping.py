@@ -13,6 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from actors.contracts import GROUPING_COLUMNS
+
 
 @dataclass(frozen=True)
 class GroupedRewards:
@@ -35,7 +37,7 @@ def group_rewards(scored: pa.Table) -> GroupedRewards:
     Raises ValueError for a missing column, a null prompt id, or a non-finite reward (naming the
     prompt): the driver drops non-finite rewards before selection, so one here is a bug upstream.
     """
-    missing = [c for c in ("prompt_id", "reward") if c not in scored.column_names]
+    missing = [c for c in GROUPING_COLUMNS if c not in scored.column_names]
     if missing:
         raise ValueError(f"scored table lacks column(s) {missing}; it has {scored.column_names}")
     ids = scored.column("prompt_id").combine_chunks()

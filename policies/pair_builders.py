@@ -33,9 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from policies.base import PAIRS_SCHEMA
+from actors.contracts import PAIRS_SCHEMA, Registry
 from policies.grouping import GroupedRewards, within_group_pairs
-from policies.named_registry import Registry
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from actors.contracts import is_reward_column
 from policies.base import SelectionFeatures
 from policies.grouping import GroupedRewards, check_finite, group_rewards, within_group_pairs
 
@@ -232,7 +233,7 @@ class PVarSpec:
         """ValueError naming listed reward columns the scored table lacks, and the ones it has."""
         missing = [c for c in self.rewards if c not in scored.column_names]
         if missing:
-            present = [c for c in scored.column_names if c == "reward" or c.startswith("reward_")]
+            present = [c for c in scored.column_names if is_reward_column(c)]
             raise ValueError(
                 f"pvar_rewards names column(s) {missing} that the scored table lacks; its reward columns are "
                 f"{present} (all columns: {scored.column_names})"

@@ -10,7 +10,7 @@ import inspect
 from typing import Callable, TypeVar
 
 from policies.base import SelectionPolicy
-from policies.named_registry import Registry
+from actors.contracts import Registry
 
 _POLICIES: Registry[type[SelectionPolicy]] = Registry("selection policy")
 

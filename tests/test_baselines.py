@@ -20,7 +20,7 @@ from policy_tables import (
 )
 
 from policies import make_policy, registered_policies
-from policies.base import PAIRS_SCHEMA, PROMPT_STATS_SCHEMA
+from actors.contracts import PAIRS_SCHEMA, PROMPT_STATS_SCHEMA
 
 # The policies this file covers (bpo needs prompt embeddings and gradients: tests/test_bpo.py).
 POLICIES = ("pvar", "bottom_pvar", "random", "full", "uniform_balance")

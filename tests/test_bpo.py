@@ -9,7 +9,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from policies import make_policy
-from policies.base import PROMPT_STATS_SCHEMA
+from actors.contracts import PROMPT_STATS_SCHEMA
 from policies.breadth import breadth_representatives
 from policies.gradient_clustering import allot_pairs, pair_informativeness, pick_within_prompts
 

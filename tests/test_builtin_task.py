@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from actors.errors import InputError
+from actors.contracts import InputError
 from actors.rewards.programmatic import get_reward
 from cluster.data import builtin_task
 from cluster.data.builtin_task import OPERATIONS, ensure_builtin_task

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from actors.errors import InputError
+from actors.contracts import InputError
 from cluster.config import RunConfig
 from cluster.config_loading import dump_config, load_config, parse_override
 

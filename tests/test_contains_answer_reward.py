@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from actors.rewards.contains_answer import contains_answer, normalise
-from actors.errors import InputError
+from actors.contracts import InputError
 from actors.rewards.programmatic import get_reward
 
 

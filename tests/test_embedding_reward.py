@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 from cli_helpers import run_cli
 
-from actors.errors import InputError
+from actors.contracts import InputError
 from actors.scorer import Scorer
 from cluster.config import RewardSpec, ScoringSection
 

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from actors.kernels.dpo_trainer import DPOSettings, PairTokens, RoundTrainer, step_pair_counts
-from actors.errors import InputError
+from actors.contracts import InputError
 from actors.kernels.logprobs import sequence_logprobs
 from actors.kernels.training_dynamics import ROUND_DYNAMICS_KEYS
 from actors.weight_sync import apply_weights

@@ -11,7 +11,8 @@ from policy_tables import brute_force_pvar, make_scored, selected_ids
 
 import policies
 from policies import Selection, make_policy, register_policy, registered_policies
-from policies.base import PAIRS_SCHEMA, PROMPT_STATS_SCHEMA, SelectionPolicy
+from actors.contracts import PAIRS_SCHEMA, PROMPT_STATS_SCHEMA
+from policies.base import SelectionPolicy
 from policies.grouping import group_rewards
 from policies.pair_builders import PairBuilderOptions, get_pair_builder
 from policies.pvar import (

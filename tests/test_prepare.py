@@ -12,7 +12,7 @@ import pytest
 import torch
 from cli_helpers import cli_env, run_cli
 
-from actors.errors import InputError
+from actors.contracts import InputError
 from cluster.tools.prepare import (
     GGUF_FILE,
     MODEL_NAME,

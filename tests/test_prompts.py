@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from tiny_model import build_tiny_tokenizer
 
-from actors.errors import InputError
+from actors.contracts import InputError
 from cluster.config import PromptSourceSection
 from cluster.data.prompts import load_prompts, prompt_texts
 

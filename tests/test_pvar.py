@@ -20,7 +20,7 @@ from policy_tables import (
 )
 
 from policies import make_policy
-from policies.base import PROMPT_STATS_SCHEMA
+from actors.contracts import PROMPT_STATS_SCHEMA
 from policies.grouping import group_rewards
 from policies.pvar import (
     PVarSpec,

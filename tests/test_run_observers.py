@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from actors.errors import InputError
+from actors.contracts import InputError
 from cluster.config_loading import load_config
 from cluster.observers import RunObservers
 from cluster.observers.sinks import round_step_count, scalar_leaves, step_scalars

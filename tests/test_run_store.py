@@ -6,7 +6,8 @@ import json
 
 import pyarrow as pa
 
-from cluster.run_store import MARKER, RunStore
+from actors.contracts import COMPLETE_MARKER as MARKER
+from cluster.run_store import RunStore
 
 
 def finish_round(store: RunStore, index: int, reward: float):

@@ -9,7 +9,7 @@ import torch
 from tiny_model import build_tiny_classifier, build_tiny_model
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from actors.errors import InputError
+from actors.contracts import InputError
 from actors.rewards.programmatic import register_reward
 from actors.scorer import Scorer, combine
 from cluster.config import RewardSpec, ScoringSection

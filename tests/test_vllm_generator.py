@@ -24,7 +24,7 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from actors.errors import InputError
+from actors.contracts import InputError
 from actors.generator import Generator, SamplingParams
 from cluster.learner_client import DPOLearner
 from actors.kernels.logprobs import sequence_logprobs

@@ -24,7 +24,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from policies.named_registry import Registry
+from actors.contracts import Registry
 
 # (logits, beta, label_smoothing) -> per-pair losses
 LossFn = Callable[[torch.Tensor, float, float], torch.Tensor]

@@ -28,12 +28,12 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from actors.contracts import PAIR_TOKEN_COLUMNS
 from actors.kernels.dpo_loss import check_dpo_loss_name, dpo_loss
 from actors.kernels.hf_model import unwrap
 from actors.kernels.logprobs import pair_logprobs
 from actors.kernels.training_dynamics import dpo_weight, end_of_round_sums, round_dynamics
 
-PAIR_TOKEN_COLUMNS = ("prompt_token_ids", "chosen_token_ids", "rejected_token_ids")
 ReduceSum = Callable[[torch.Tensor], torch.Tensor]
 
 

@@ -15,7 +15,7 @@ import os
 
 import torch
 
-from actors.errors import InputError
+from actors.contracts import InputError
 
 # The dtypes `model.dtype` may name (cluster/config/ restricts the config to these).
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

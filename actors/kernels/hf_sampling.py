@@ -29,7 +29,7 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from actors.errors import InputError
+from actors.contracts import InputError
 from actors.kernels.devices import pick_device
 from actors.kernels.hf_model import check_model_folder, load_model, load_tokenizer, pad_token_id
 

@@ -24,6 +24,7 @@ import pyarrow as pa
 import torch
 from torch import nn
 
+from actors.contracts import PAIR_TOKEN_COLUMNS, PROMPT_GRADIENT_NORMS_SCHEMA, RESPONSE_TOKEN_COLUMNS
 from actors.kernels.gradient_sketch import GradientSketch
 from actors.kernels.hf_model import check_model_folder, dtype_name, load_model
 from actors.kernels.hf_sampling import CausalLM
@@ -258,12 +259,12 @@ class ModelSelectionFeatures:
         return self._reference
 
     def response_logratios(self, scored: pa.Table) -> np.ndarray:
-        prompts, responses = _token_columns(scored, "prompt_token_ids", "response_token_ids")
+        prompts, responses = _token_columns(scored, *RESPONSE_TOKEN_COLUMNS)
         return response_logratios(self.model, self.reference, prompts, responses, self.pad_id, self.options.batch_size)
 
     def response_logprobs(self, scored: pa.Table) -> tuple[np.ndarray, np.ndarray]:
         """log pi(y|x) under the current policy and under the reference, per row."""
-        prompts, responses = _token_columns(scored, "prompt_token_ids", "response_token_ids")
+        prompts, responses = _token_columns(scored, *RESPONSE_TOKEN_COLUMNS)
         return response_logprobs(self.model, self.reference, prompts, responses, self.pad_id, self.options.batch_size)
 
     def prompt_embeddings(self, prompts: pa.Table) -> np.ndarray:
@@ -273,7 +274,7 @@ class ModelSelectionFeatures:
         return policy_embeddings(self.model, token_ids, self.pad_id, self.options.batch_size)
 
     def pair_gradient_features(self, pairs: pa.Table) -> np.ndarray:
-        prompts, chosen, rejected = _token_columns(pairs, "prompt_token_ids", "chosen_token_ids", "rejected_token_ids")
+        prompts, chosen, rejected = _token_columns(pairs, *PAIR_TOKEN_COLUMNS)
         return pair_gradient_features(
             self.model, self.targets, self.sketch, prompts, chosen, rejected, self.pad_id, self.options.batch_size
         )
@@ -287,7 +288,7 @@ class ModelSelectionFeatures:
         exact=None: exact when the parameter subset has at most EXACT_NORM_MAX_PARAMETERS entries.
         """
         grouped = group_rewards(scored)
-        prompts, responses = _token_columns(scored, "prompt_token_ids", "response_token_ids")
+        prompts, responses = _token_columns(scored, *RESPONSE_TOKEN_COLUMNS)
         if exact is None:
             exact = self.targets.num_parameters <= EXACT_NORM_MAX_PARAMETERS
         norms = prompt_gradient_norms(
@@ -299,7 +300,8 @@ class ModelSelectionFeatures:
                 "prompt_id": pa.array(grouped.prompt_ids, pa.string()),
                 "n_responses": pa.array(grouped.counts, pa.int64()),
                 "gradient_norm": pa.array(norms, pa.float64()),
-            }
+            },
+            schema=PROMPT_GRADIENT_NORMS_SCHEMA,
         )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from actors.errors import InputError
+from actors.contracts import InputError
 
 
 def graded_match(answer: str, response: str) -> float:

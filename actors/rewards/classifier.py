@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from actors.errors import InputError
+from actors.contracts import InputError
 
 class HFClassifierReward:
     """A local sequence-classification reward model; the reward is the first logit."""

@@ -18,7 +18,7 @@ import unicodedata
 import numpy as np
 import pyarrow as pa
 
-from actors.errors import InputError
+from actors.contracts import InputError
 
 ANSWER_COLUMN = "answer"
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")

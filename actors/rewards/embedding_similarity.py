@@ -22,7 +22,7 @@ import os
 import numpy as np
 import pyarrow as pa
 
-from actors.errors import InputError
+from actors.contracts import InputError
 
 DEFAULT_REFERENCE_COLUMN = "reference"
 

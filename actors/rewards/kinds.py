@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from actors.errors import InputError
+from actors.contracts import InputError, reward_column_name
 
 Compute = Callable[[pa.Table], np.ndarray]
 
@@ -135,4 +135,4 @@ def reward_column(kind: str, name: str | None, path: str | None) -> str:
     is named by its model folder.
     """
     label = REWARD_KINDS[kind].column_label if kind in REWARD_KINDS else _folder_label
-    return f"reward_{label(name, path)}"
+    return reward_column_name(label(name, path))

@@ -12,8 +12,8 @@ from collections.abc import Callable
 import numpy as np
 import pyarrow as pa
 
-from actors.errors import InputError
-from policies.named_registry import Registry
+from actors.contracts import InputError
+from actors.contracts import Registry
 
 RewardFn = Callable[[pa.Table], np.ndarray]
 _REWARDS: Registry[RewardFn] = Registry("programmatic reward", error=InputError)

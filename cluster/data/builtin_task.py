@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 import torch
 from filelock import FileLock
 
-from actors.errors import InputError
+from actors.contracts import InputError
 from cluster.config import BuiltinTaskSection
 
 # Bump whenever a change here alters what gets built, so stale caches are never reused.

@@ -22,8 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from actors.errors import InputError
-from actors.rollout_schema import is_pipeline_column
+from actors.contracts import LOADER_WRITTEN_COLUMNS, InputError, is_pipeline_column
 from cluster.config import PromptSourceSection
 from cluster.data.instruction_prompts import SOURCE_NAME as INSTRUCTIONS_SOURCE
 from cluster.data.instruction_prompts import instruction_prompts
@@ -235,7 +234,7 @@ def _prompt_strings(column: pa.ChunkedArray, name: str, path: str) -> pa.Chunked
 
 
 def _check_column_names(columns: list[str], path: str, key_prefix: str) -> None:
-    clashing = [c for c in columns if c in ("prompt", "prompt_text") or is_pipeline_column(c)]
+    clashing = [c for c in columns if c in LOADER_WRITTEN_COLUMNS or is_pipeline_column(c)]
     if clashing:
         raise InputError(
             f"{path}: columns {clashing} have names the pipeline writes itself (prompt, prompt_text, rollout "

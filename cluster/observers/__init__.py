@@ -39,9 +39,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from actors.contracts import TENSORBOARD_DIR
 from cluster.observers.progress import PhaseBars, PhaseHandle
 from cluster.observers.sinks import (
-    TENSORBOARD_DIR,
     RayMetrics,
     committed_step_counts,
     round_step_count,
@@ -112,7 +112,11 @@ class RunObservers:
 
     @contextmanager
     def phase(self, round_index: int, name: str, total: float | None = None) -> Iterator[PhaseHandle]:
-        """Time one phase of a round; yields a PhaseHandle for progress. A phase that raises is not timed."""
+        """Time one phase of a round; yields a PhaseHandle for progress. A phase that raises is not timed.
+
+        `name`: a `Phase` (actors/contracts.py) or any string; recorded as its plain string value.
+        """
+        name = str(name)
         if self._bars is not None:
             # The bar shows the phase; the line still reaches handlers that want DEBUG (e.g. a log file).
             log.debug("[round %d] %s ...", round_index, name)

@@ -16,13 +16,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from actors.errors import InputError
+from actors.contracts import InputError
 
 if TYPE_CHECKING:
     from cluster.config import RunConfig
 
 log = logging.getLogger("activedpo")
-TENSORBOARD_DIR = "tensorboard"
 
 
 def scalar_leaves(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:

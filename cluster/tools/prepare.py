@@ -34,7 +34,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from actors.errors import InputError
+from actors.contracts import InputError
 
 log = logging.getLogger("activedpo")
 

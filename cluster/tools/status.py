@@ -10,21 +10,25 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from actors.errors import InputError
-from cluster.run_store import MARKER
+from actors.contracts import (
+    COMPLETE_MARKER,
+    CONFIG_FILE,
+    METRICS_FILE,
+    PARTIAL_DIR_PATTERN,
+    PHASE_ORDER,
+    REPORT_FILE,
+    ROUND_DIR_PATTERN,
+    SUMMARY_FILE,
+    InputError,
+)
 
-REPORT_NAME = "report.html"
-_ROUND = re.compile(r"^round_(\d+)$")
-_PARTIAL = re.compile(r"^\.round_(\d+)\.partial$")
-# The order phases happen in a round; any other phase a newer run records is listed after these.
-PHASE_ORDER = ("eval_before", "generate", "score", "select", "train", "sync", "eval")
+# PHASE_ORDER: the order phases happen in a round (`Phase`); any other phase a run records is listed after these.
 
 
 class RunFolderError(InputError):
@@ -57,7 +61,7 @@ def read_config(run_dir: Path) -> dict | None:
     """config.yaml as a dict; None when absent."""
     import yaml
 
-    path = run_dir / "config.yaml"
+    path = run_dir / CONFIG_FILE
     if not path.is_file():
         return None
     try:
@@ -107,7 +111,7 @@ class RunFolder:
         return planned is not None and len(self.completed) >= planned and not self.partial
 
     def metrics(self, index: int) -> dict | None:
-        return read_json_object(self.completed[index] / "metrics.json")
+        return read_json_object(self.completed[index] / METRICS_FILE)
 
 
 def open_run(run_dir: str | Path) -> RunFolder:
@@ -122,14 +126,14 @@ def open_run(run_dir: str | Path) -> RunFolder:
     for child in path.iterdir():
         if not child.is_dir():
             continue
-        if match := _ROUND.match(child.name):
+        if match := ROUND_DIR_PATTERN.match(child.name):
             stray = True
-            if (child / MARKER).exists():
+            if (child / COMPLETE_MARKER).exists():
                 completed[int(match.group(1))] = child
-        elif match := _PARTIAL.match(child.name):
+        elif match := PARTIAL_DIR_PATTERN.match(child.name):
             partial[int(match.group(1))] = child
-    has_config = (path / "config.yaml").is_file()
-    has_summary = (path / "summary.json").is_file()
+    has_config = (path / CONFIG_FILE).is_file()
+    has_summary = (path / SUMMARY_FILE).is_file()
     if not (has_config or has_summary or stray or partial):
         raise RunFolderError(
             f"{path}: not a run folder (no config.yaml, summary.json or round_NNNN folders); "
@@ -138,7 +142,7 @@ def open_run(run_dir: str | Path) -> RunFolder:
     return RunFolder(
         run_dir=path,
         config=read_config(path),
-        summary=read_json_object(path / "summary.json"),
+        summary=read_json_object(path / SUMMARY_FILE),
         completed=dict(sorted(completed.items())),
         partial=dict(sorted(partial.items())),
     )
@@ -220,7 +224,7 @@ def status_lines(run_dir: str | Path) -> list[str]:
             lines.append(f"  phases: {', '.join(parts)} (total {total:.2f}s)")
         else:
             lines.append("  phases: not recorded")
-    report = run.run_dir / REPORT_NAME
+    report = run.run_dir / REPORT_FILE
     lines.append(f"report: {report}" if report.is_file()
                  else f"report: not written yet (activedpo report {run.run_dir})")
     return lines

@@ -179,7 +179,7 @@ def missing_venv_message(python: str | os.PathLike) -> str:
 
 def check_vllm_python(python: str | os.PathLike) -> Path:
     """The configured interpreter as an absolute path; InputError when it cannot run the generator."""
-    from actors.errors import InputError
+    from actors.contracts import InputError
 
     resolved = Path(python).expanduser()
     if not resolved.is_absolute():

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from actors.contracts import EVAL_FILE, METRICS_FILE, PROMPT_STATS_FILE, REPORT_PROMPT_COLUMNS, SCORED_FILE
 from cluster.tools.status import RunFolder, RunFolderError, as_float, dig, read_json_object
 
 NOT_RECORDED = "not recorded"
@@ -173,8 +174,8 @@ def _read_prompt_table(folder: Path) -> tuple[dict[str, np.ndarray] | None, str 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    wanted = ("prompt_id", "pvar", "selected", "grad_norm")
-    for name in ("prompt_stats.parquet", "scored.parquet"):
+    wanted = REPORT_PROMPT_COLUMNS
+    for name in (PROMPT_STATS_FILE, SCORED_FILE):
         path = folder / name
         if not path.is_file():
             continue
@@ -185,7 +186,7 @@ def _read_prompt_table(folder: Path) -> tuple[dict[str, np.ndarray] | None, str 
             raise RunFolderError(f"{path}: cannot read it as Parquet ({exc})") from None
         if "pvar" not in columns:
             continue
-        if name == "scored.parquet":
+        if name == SCORED_FILE:
             # One row per response there: keep each prompt's first row.
             if "prompt_id" not in columns:
                 continue
@@ -205,11 +206,11 @@ def _read_prompt_table(folder: Path) -> tuple[dict[str, np.ndarray] | None, str 
 def load_rounds(run: RunFolder) -> list[RoundData]:
     rounds = []
     for index, folder in run.completed.items():
-        metrics = read_json_object(folder / "metrics.json")
+        metrics = read_json_object(folder / METRICS_FILE)
         data = RoundData(index, folder, metrics or {})
         if metrics is None:
             data.notes.append("metrics.json missing")
-            evaluation = read_json_object(folder / "eval.json")
+            evaluation = read_json_object(folder / EVAL_FILE)
             if evaluation:
                 data.metrics.update(evaluation)
         table, source = _read_prompt_table(folder)
@@ -217,7 +218,7 @@ def load_rounds(run: RunFolder) -> list[RoundData]:
             data.notes.append("no per-prompt PVar table")
         else:
             data.pvar, data.selected, data.grad_norm = table["pvar"], table.get("selected"), table.get("grad_norm")
-            if source != "prompt_stats.parquet":
+            if source != PROMPT_STATS_FILE:
                 data.notes.append(f"per-prompt PVar read from {source}")
         rounds.append(data)
     return rounds

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from actors.contracts import REPORT_FILE
 from cluster.diagnostics import spearman
 from cluster.run_store import write_atomic
 from cluster.tools.report.data import (
@@ -34,7 +35,7 @@ from cluster.tools.report.plots import (
     plot_rewards,
     plot_steps,
 )
-from cluster.tools.status import REPORT_NAME, RunFolder, as_float, dig, open_run
+from cluster.tools.status import RunFolder, as_float, dig, open_run
 
 log = logging.getLogger("activedpo")
 
@@ -346,6 +347,6 @@ def write_report(run_dir: Path) -> Path:
     run = open_run(run_dir)
     rounds = load_rounds(run)
     page, _ = build_html(run, rounds, started)
-    path = run.run_dir / REPORT_NAME
+    path = run.run_dir / REPORT_FILE
     write_atomic(path, page.encode("utf-8"))
     return path

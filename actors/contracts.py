@@ -1,0 +1,305 @@
+"""The contracts between the driver, the actors and the policies: the one place of each shared fact.
+
+- the Arrow schemas of every table that crosses an actor boundary or lands on disk (prompts,
+  rollouts, scored, pairs, prompt_stats, the model-feature tables) and the column lists read from
+  them (docs/tables.md says what each column means);
+- the names in a run folder (round folders, the partial folder, the COMPLETE marker, the files;
+  docs/round-as-data.md);
+- the phases of a round, in order (`Phase`; their seconds are `metrics.json` -> `phase_seconds`);
+- `InputError`, the one exception type for bad user input;
+- `Registry`, the small registry of named pieces (policies, pair builders, DPO losses, rewards).
+
+Pure: pyarrow and the standard library only, so the driver, every actor and `policies` (no Ray,
+no torch) can import it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import re
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+import pyarrow as pa
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+class InputError(ValueError):
+    """Bad input the user can fix: the message names what is wrong and where.
+
+    Raised anywhere (driver or inside an actor); the CLI unwraps it from Ray's task errors and prints
+    its message alone, without a traceback, and exits non-zero. Messages name the file, row or key
+    and say what to do.
+    """
+
+
+# --- registry -----------------------------------------------------------------------------------
+
+Item = TypeVar("Item")
+
+
+class Registry(Generic[Item]):
+    """A registry of named pieces (policies, pair builders, DPO losses, rewards).
+
+        LOSSES = Registry("DPO loss")
+        @LOSSES.register("sigmoid")
+        def sigmoid_loss(...): ...
+        LOSSES.get("sigmod")  # ValueError: unknown DPO loss 'sigmod'. Did you mean 'sigmoid'? Registered: ...
+    """
+
+    def __init__(self, kind: str, error: type[Exception] = ValueError):
+        self.kind = kind
+        self._error = error
+        self._items: dict[str, Item] = {}
+
+    def register(self, name: str) -> Callable[[Item], Item]:
+        """Decorator registering `item` under `name`; registering another item under a taken name fails."""
+
+        def decorate(item: Item) -> Item:
+            if name in self._items and self._items[name] is not item:
+                raise ValueError(f"{self.kind} {name!r} is already registered")
+            self._items[name] = item
+            return item
+
+        return decorate
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(sorted(self._items))
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._items
+
+    def get(self, name: str) -> Item:
+        """The item registered as `name`; otherwise an error naming the nearest registered name."""
+        if name not in self._items:
+            nearest = difflib.get_close_matches(name, self.names(), n=1)
+            hint = f" Did you mean {nearest[0]!r}?" if nearest else ""
+            raise self._error(f"unknown {self.kind} {name!r}.{hint} Registered: {', '.join(self.names())}.")
+        return self._items[name]
+
+
+# --- prompts ------------------------------------------------------------------------------------
+
+TOKEN_IDS = pa.list_(pa.int32())
+
+# The columns prompt loading guarantees; every other source column passes through unchanged.
+PROMPTS_SCHEMA = pa.schema([("prompt_id", pa.string()), ("prompt", pa.string()), ("prompt_text", pa.string())])
+PROMPT_COLUMNS = tuple(PROMPTS_SCHEMA.names)
+# Source columns prompt loading rejects besides the pipeline's own: it writes these two itself.
+LOADER_WRITTEN_COLUMNS = PROMPT_COLUMNS[1:]
+# What a generator reads of a prompts table.
+GENERATOR_PROMPT_COLUMNS = ("prompt_id", "prompt_text")
+
+# --- rollouts -----------------------------------------------------------------------------------
+
+# What the generators append to the prompts table, one row per sampled response.
+ROLLOUT_FIELDS = (
+    pa.field("sample_index", pa.int32()),
+    pa.field("response", pa.string()),
+    pa.field("prompt_token_ids", TOKEN_IDS),
+    pa.field("response_token_ids", TOKEN_IDS),
+    pa.field("sampling_logprob", pa.float64()),
+    pa.field("token_logprobs", pa.list_(pa.float32())),
+    pa.field("finish_reason", pa.string()),
+    pa.field("weights_version", pa.int32()),
+)
+ROLLOUTS_SCHEMA = pa.schema([*PROMPTS_SCHEMA, *ROLLOUT_FIELDS])
+# The columns the scorers never read: the driver keeps them out of the object-store traffic.
+SCORER_SKIPPED_COLUMNS = ("prompt_token_ids", "response_token_ids", "token_logprobs")
+# The token columns of one response: what log-ratios, log-probs and gradient norms read.
+RESPONSE_TOKEN_COLUMNS = ("prompt_token_ids", "response_token_ids")
+
+# --- scored -------------------------------------------------------------------------------------
+
+REWARD_COLUMN = "reward"
+REWARD_PREFIX = "reward_"
+
+
+def reward_column_name(label: str) -> str:
+    """The scored table's column of one configured reward: `reward_<label>`."""
+    return f"{REWARD_PREFIX}{label}"
+
+
+def scored_schema(reward_columns: list[str] | tuple[str, ...] = ()) -> pa.Schema:
+    """Rollouts plus one float64 column per configured reward (`reward_<name>`, config order) and `reward`."""
+    return pa.schema([*ROLLOUTS_SCHEMA, *(pa.field(c, pa.float64()) for c in reward_columns),
+                      pa.field(REWARD_COLUMN, pa.float64())])
+
+
+def is_reward_column(name: str) -> bool:
+    """True for `reward` and the `reward_*` columns of the configured rewards."""
+    return name == REWARD_COLUMN or name.startswith(REWARD_PREFIX)
+
+
+def is_pipeline_column(name: str) -> bool:
+    """True for names the generator or scorer writes: rollout columns, `reward` and `reward_*`."""
+    return name in {f.name for f in ROLLOUT_FIELDS} or is_reward_column(name)
+
+
+# What every selection policy reads of the scored table (besides `selection.pvar_rewards`).
+SELECTION_COLUMNS = ("prompt_id", "sample_index", "prompt_token_ids", "response_token_ids", "response", "reward")
+# What grouping by prompt reads.
+GROUPING_COLUMNS = ("prompt_id", "reward")
+
+# --- pairs --------------------------------------------------------------------------------------
+
+# The learner's input. `pvar` is the per-prompt statistic of the prompt each pair came from; every
+# built-in policy fills it so reports can compare policies on the same columns.
+PAIRS_SCHEMA = pa.schema(
+    [
+        ("prompt_id", pa.string()),
+        ("prompt_token_ids", TOKEN_IDS),
+        ("chosen_token_ids", TOKEN_IDS),
+        ("rejected_token_ids", TOKEN_IDS),
+        ("chosen_response", pa.string()),
+        ("rejected_response", pa.string()),
+        ("chosen_reward", pa.float64()),
+        ("rejected_reward", pa.float64()),
+        ("pvar", pa.float64()),
+    ]
+)
+# The only columns the learner receives and reads (also what pair gradient features read).
+PAIR_TOKEN_COLUMNS = ("prompt_token_ids", "chosen_token_ids", "rejected_token_ids")
+PAIR_TOKENS_SCHEMA = pa.schema([PAIRS_SCHEMA.field(name) for name in PAIR_TOKEN_COLUMNS])
+
+# --- prompt_stats -------------------------------------------------------------------------------
+
+# One row per prompt of the scored table. reward_std is the population std (ddof=0), so a prompt
+# with a single response has std 0 rather than NaN. `pvar` is the statistic the policy ranked by
+# (reward, ensemble or implicit form). `selected`: at least one of its pairs is in Selection.pairs
+# (what was actually trained on, not merely ranked high). `pairs_available`: pairs the policy's pair
+# builder can make from the prompt; `pairs_selected`: how many of them were taken. `cluster` and
+# `informativeness` are BPO's breadth cluster and summed pair informativeness (null for policies
+# that do not compute them).
+PROMPT_STATS_SCHEMA = pa.schema(
+    [
+        ("prompt_id", pa.string()),
+        ("n_responses", pa.int64()),
+        ("pvar", pa.float64()),
+        ("reward_mean", pa.float64()),
+        ("reward_std", pa.float64()),
+        ("selected", pa.bool_()),
+        ("pairs_available", pa.int64()),
+        ("pairs_selected", pa.int64()),
+        ("cluster", pa.int64()),
+        ("informativeness", pa.float64()),
+    ]
+)
+# Prompt statistics copied onto every row of the round's scored and selected tables (see
+# `with_prompt_stats` in policies/base.py), so a user reading either file sees why a prompt was (not) chosen.
+PROMPT_STAT_COLUMNS = ("pvar", "selected", "pairs_available", "pairs_selected", "cluster", "informativeness")
+# The driver appends the DPO gradient norm of each selected prompt (NaN when not measured).
+GRAD_NORM_COLUMN = "grad_norm"
+PROMPT_STATS_FILE_SCHEMA = PROMPT_STATS_SCHEMA.append(pa.field(GRAD_NORM_COLUMN, pa.float64()))
+# What the report reads per prompt (from prompt_stats.parquet, else scored.parquet).
+REPORT_PROMPT_COLUMNS = ("prompt_id", "pvar", "selected", GRAD_NORM_COLUMN)
+
+# --- model-feature tables (driver <-> generators) -----------------------------------------------
+
+# Sent: RESPONSE_TOKEN_COLUMNS. Returned by response_logratios / response_logprobs:
+LOGRATIOS_SCHEMA = pa.schema([("logratio", pa.float64())])
+LOGPROBS_SCHEMA = pa.schema([("logprob", pa.float64()), ("ref_logprob", pa.float64())])
+# Sent to prompt_embeddings (plus `prompt` when the table has it, for MiniLM):
+EMBEDDING_PROMPT_COLUMNS = ("prompt_id", "prompt_text", "prompt_token_ids")
+EMBEDDINGS_SCHEMA = pa.schema([("embedding", pa.list_(pa.float32()))])
+# Sent to pair_gradient_features: PAIR_TOKEN_COLUMNS. Returned:
+PAIR_FEATURES_SCHEMA = pa.schema([("feature", pa.list_(pa.float32()))])
+# Sent to prompt_gradient_norms (a prompt's rows stay on one actor), and returned:
+GRADIENT_NORM_COLUMNS = ("prompt_id", "reward", *RESPONSE_TOKEN_COLUMNS)
+PROMPT_GRADIENT_NORMS_SCHEMA = pa.schema(
+    [("prompt_id", pa.string()), ("n_responses", pa.int64()), ("gradient_norm", pa.float64())]
+)
+
+# Every fixed schema above, by table name (scored: with no configured reward but the combined one).
+SCHEMAS: dict[str, pa.Schema] = {
+    "prompts": PROMPTS_SCHEMA,
+    "rollouts": ROLLOUTS_SCHEMA,
+    "scored": scored_schema(),
+    "pairs": PAIRS_SCHEMA,
+    "pair_tokens": PAIR_TOKENS_SCHEMA,
+    "prompt_stats": PROMPT_STATS_SCHEMA,
+    "prompt_stats_file": PROMPT_STATS_FILE_SCHEMA,
+    "logratios": LOGRATIOS_SCHEMA,
+    "logprobs": LOGPROBS_SCHEMA,
+    "embeddings": EMBEDDINGS_SCHEMA,
+    "pair_features": PAIR_FEATURES_SCHEMA,
+    "prompt_gradient_norms": PROMPT_GRADIENT_NORMS_SCHEMA,
+}
+
+# --- the run folder -----------------------------------------------------------------------------
+
+CONFIG_FILE = "config.yaml"
+SUMMARY_FILE = "summary.json"
+REPORT_FILE = "report.html"
+TENSORBOARD_DIR = "tensorboard"
+RAY_TRAIN_DIR = "ray_train"
+
+COMPLETE_MARKER = "COMPLETE"
+CHECKPOINT_DIR = "checkpoint"
+# A round folder's tables (`<name>.parquet`) and JSON files (`<name>.json`), by name.
+ROLLOUTS_TABLE, SCORED_TABLE, SELECTED_TABLE, PROMPT_STATS_TABLE = "rollouts", "scored", "selected", "prompt_stats"
+METRICS_JSON, EVAL_JSON = "metrics", "eval"
+
+
+def parquet_file(name: str) -> str:
+    return f"{name}.parquet"
+
+
+def json_file(name: str) -> str:
+    return f"{name}.json"
+
+
+ROLLOUTS_FILE = parquet_file(ROLLOUTS_TABLE)
+SCORED_FILE = parquet_file(SCORED_TABLE)
+SELECTED_FILE = parquet_file(SELECTED_TABLE)
+PROMPT_STATS_FILE = parquet_file(PROMPT_STATS_TABLE)
+METRICS_FILE = json_file(METRICS_JSON)
+EVAL_FILE = json_file(EVAL_JSON)
+
+ROUND_GLOB = "round_*"
+PARTIAL_GLOB = ".round_*.partial"
+ROUND_DIR_PATTERN = re.compile(r"^round_(\d+)$")
+PARTIAL_DIR_PATTERN = re.compile(r"^\.round_(\d+)\.partial$")
+
+
+def round_dir_name(index: int) -> str:
+    """`round_NNNN`: a completed round's folder (it holds COMPLETE)."""
+    return f"round_{index:04d}"
+
+
+def partial_dir_name(index: int) -> str:
+    """`.round_NNNN.partial`: the folder a round is built in before its atomic rename."""
+    return f".{round_dir_name(index)}.partial"
+
+
+def incomplete_dir_name(round_dir: str) -> str:
+    """Where a `round_*` folder without COMPLETE is moved aside at the next start."""
+    return f".{round_dir}.incomplete"
+
+
+# --- phases -------------------------------------------------------------------------------------
+
+
+class Phase(str, enum.Enum):
+    """The timed phases of a round, in round order; `metrics.json` -> `phase_seconds` keys are their values."""
+
+    EVAL_BEFORE = "eval_before"
+    GENERATE = "generate"
+    SCORE = "score"
+    SELECT = "select"
+    GRADIENT_NORMS = "gradient_norms"
+    TRAIN = "train"
+    SYNC = "sync"
+    EVAL = "eval"
+    DID = "did"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+PHASE_ORDER = tuple(phase.value for phase in Phase)
