@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from actors.contracts import GRAD_NORM_COLUMN
 
 
 def heldout_did_entropy(prompt_ids: list[str], logps: np.ndarray, ref_logps: np.ndarray) -> dict:
@@ -45,9 +46,9 @@ def with_gradient_norms(prompt_stats: pa.Table, norms: pa.Table | None) -> pa.Ta
     measured = {} if norms is None else dict(zip(norms.column("prompt_id").to_pylist(),
                                                  norms.column("gradient_norm").to_pylist()))  # fmt: skip
     column = pa.array([measured.get(p, math.nan) for p in prompt_stats.column("prompt_id").to_pylist()], pa.float64())
-    if "grad_norm" in prompt_stats.column_names:
-        prompt_stats = prompt_stats.drop_columns(["grad_norm"])
-    return prompt_stats.append_column("grad_norm", column)
+    if GRAD_NORM_COLUMN in prompt_stats.column_names:
+        prompt_stats = prompt_stats.drop_columns([GRAD_NORM_COLUMN])
+    return prompt_stats.append_column(GRAD_NORM_COLUMN, column)
 
 
 def selected_rows_by_prompt(scored: pa.Table, prompt_stats: pa.Table, reward_column: str) -> pa.Table:
