@@ -72,47 +72,41 @@ def test_checkpoint_loads_with_from_pretrained(two_round_run):
     assert model.num_parameters() > 0 and tokenizer.eos_token_id is not None
 
 
-def test_rerun_continues_after_last_round_and_keeps_old_files(two_round_run, tmp_path):
+def test_sigkill_mid_round_then_same_command_resumes(two_round_run, tmp_path):
+    """A copy of the shared two-round run is continued to three rounds, its driver SIGKILLed during
+    round 2, and the same command run again: it resumes after round 1, rounds 0 and 1 byte-identical,
+    and round 2 samples from round 1's weights. (One kill-and-resume covers the plain rerun too: the
+    second start is a rerun of a run folder whose last round is complete.)"""
     run_dir = copy_run(two_round_run[0], tmp_path / "run")
     before = {i: tree_digest(run_dir / f"round_{i:04d}") for i in (0, 1)}
-    result = run_cli("run", str(QUICKSTART), "--run-dir", str(run_dir), "run.rounds=3", *SMALL_RUN)
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert "resuming" in result.stderr
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert [row["round"] for row in summary["rounds"]] == [0, 1, 2]
-    assert {i: tree_digest(run_dir / f"round_{i:04d}") for i in (0, 1)} == before
-    # Round 2 sampled from round 1's weights, not from the initial model.
-    rollouts = pq.read_table(run_dir / "round_0002" / "rollouts.parquet")
-    assert set(rollouts.column("weights_version").to_pylist()) == {2}
-
-
-def test_sigkill_mid_round_then_same_command_resumes(tmp_path):
-    run_dir = tmp_path / "killed"
-    args = ["run", str(QUICKSTART), "--run-dir", str(run_dir), "run.rounds=2", *SMALL_RUN]
+    args = ["run", str(QUICKSTART), "--run-dir", str(run_dir), "run.rounds=3", *SMALL_RUN]
     proc = subprocess.Popen(cli_command(*args), cwd=REPO, env=cli_env(), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 400
     try:
         while time.time() < deadline:
-            if (run_dir / "round_0000" / "COMPLETE").exists() and (run_dir / ".round_0001.partial").exists():
+            if (run_dir / ".round_0002.partial").exists():
                 break
             assert proc.poll() is None, "run ended before it could be killed"
             time.sleep(0.2)
         else:
-            pytest.fail("round 1 never started")
+            pytest.fail("round 2 never started")
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and the embedded cluster it started
         proc.wait()
-    done = tree_digest(run_dir / "round_0000")
-    assert not (run_dir / "round_0001").exists()
+    assert not (run_dir / "round_0002").exists()
+    assert {i: tree_digest(run_dir / f"round_{i:04d}") for i in (0, 1)} == before
 
     result = run_cli(*args)
     assert result.returncode == 0, result.stderr[-4000:]
-    assert "resuming" in result.stderr and "after round 0" in result.stderr
-    assert tree_digest(run_dir / "round_0000") == done
+    assert "resuming" in result.stderr and "after round 1" in result.stderr
+    assert {i: tree_digest(run_dir / f"round_{i:04d}") for i in (0, 1)} == before
     assert not list(run_dir.glob(".round_*.partial"))
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert [row["round"] for row in summary["rounds"]] == [0, 1]
+    assert [row["round"] for row in summary["rounds"]] == [0, 1, 2]
+    # Round 2 sampled from round 1's weights, not from the initial model.
+    rollouts = pq.read_table(run_dir / "round_0002" / "rollouts.parquet")
+    assert set(rollouts.column("weights_version").to_pylist()) == {2}
 
 
 NAN_REWARD_MODULE = '''
