@@ -60,12 +60,15 @@ PROMPT_STAT_COLUMNS = ("pvar", "selected", "pairs_available", "pairs_selected", 
 
 
 @runtime_checkable
-class SelectionFeatures(Protocol):
-    """Model-side quantities a policy may ask for, computed where the model lives.
+class ModelProbe(Protocol):
+    """Everything the driver asks the policy model: the one protocol for model features.
 
-    Every method takes Arrow tables with the round's columns and returns one numpy row per input
-    row, in input order. Implementations: the driver's (generator actors, cluster/) and an
-    in-process one over a loaded model (actors/kernels/model_features.py), for tests and benchmarks.
+    Computed where the model lives. Every method takes an Arrow table with the round's columns
+    first and answers one row per input row, in input order (prompt_gradient_norms: one per prompt).
+    Implementations: the in-process one over a loaded model (actors/kernels/model_features.py),
+    used by tests, benchmarks and every generator actor, and the driver's generic proxy that asks
+    the generator actors (cluster/model_features.py). Adding a feature: see the docstring of
+    actors/kernels/model_features.py. Policies know it as `SelectionFeatures`.
     """
 
     def response_logratios(self, scored: pa.Table) -> np.ndarray:
@@ -79,6 +82,22 @@ class SelectionFeatures(Protocol):
         """float32 (n_pairs, dim): the seeded random projection of grad log pi(y_w|x) - grad log pi(y_l|x)
         over the configured parameter subset (the DPO loss gradient direction at pi = pi_ref), not
         normalised. `pairs` has PAIRS_SCHEMA's token-id columns."""
+
+    def response_logprobs(self, scored: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+        """float64 (n_rows,) twice: log pi(y|x) now and under the run's initial model (diagnostics)."""
+
+    def prompt_gradient_norms(self, scored: pa.Table, beta: float = 1.0, tau: float = 1.0) -> pa.Table:
+        """Per prompt of `scored` (prompt_id, reward and token columns), in order of first appearance:
+        prompt_id, n_responses, gradient_norm of the DPO loss at pi = pi_ref (diagnostics)."""
+
+
+# The protocol's method names: what a generator actor's `model_feature` answers.
+MODEL_PROBE_METHODS = tuple(
+    name for name, value in vars(ModelProbe).items() if callable(value) and not name.startswith("_")
+)
+
+# The name the policies use: they ask the model through the same protocol.
+SelectionFeatures = ModelProbe
 
 
 @dataclass(frozen=True)
