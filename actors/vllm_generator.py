@@ -35,7 +35,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-
 from actors.errors import InputError
 from actors.generator_base import GENERATOR_BACKENDS, GeneratorBase, SamplingParams, batch_seed
 from actors.kernels.hf_model import check_model_folder, load_tokenizer
@@ -136,7 +135,7 @@ class VLLMGenerator(GeneratorBase):
                     seed=sample_seed(sampling.seed, prompt_id, index),
                     stop_token_ids=self._stop_ids,
                     logprobs=0,  # the sampled token's own log-prob only
-                    detokenize=False,  # decoded below with the HF backend's call
+                    detokenize=False,  # decoded by GeneratorBase, with the HF backend's call
                 ))
         outputs = self._llm.generate(requests, params, use_tqdm=False) if requests else []
         samples = BatchSamples([], [], [])
