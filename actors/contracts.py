@@ -7,6 +7,8 @@
   docs/round-as-data.md);
 - the phases of a round, in order (`Phase`; their seconds are `metrics.json` -> `phase_seconds`);
 - `InputError`, the one exception type for bad user input;
+- `ModelProbe`, the protocol of everything the driver asks the policy model (answered in the
+  generator actors, or in-process in tests and benchmarks);
 - `Registry`, the small registry of named pieces (policies, pair builders, DPO losses, rewards).
 
 Pure: pyarrow and the standard library only, so the driver, every actor and `policies` (no Ray,
@@ -19,7 +21,7 @@ import difflib
 import enum
 import re
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 import pyarrow as pa
 
@@ -303,3 +305,45 @@ class Phase(str, enum.Enum):
 
 
 PHASE_ORDER = tuple(phase.value for phase in Phase)
+
+
+# --- the model probe: what the driver (and the policies) ask the policy model -------------------
+# Annotations name numpy types as strings only (this module imports no numpy).
+
+
+@runtime_checkable
+class ModelProbe(Protocol):
+    """Everything the driver asks the policy model: the one protocol for model features.
+
+    Computed where the model lives. Every method takes an Arrow table with the round's columns
+    first and answers one row per input row, in input order (prompt_gradient_norms: one per prompt).
+    Implementations: the in-process one over a loaded model (actors/kernels/model_features.py),
+    used by tests, benchmarks and every generator actor, and the driver's generic proxy that asks
+    the generator actors (cluster/model_features.py). Adding a feature: see the docstring of
+    actors/kernels/model_features.py. Policies know it as `SelectionFeatures`.
+    """
+
+    def response_logratios(self, scored: pa.Table) -> np.ndarray:
+        """float64 (n_rows,): log pi(y|x) - log pi_init(y|x) per response (prompt_token_ids,
+        response_token_ids columns): the current policy against the run's initial model."""
+
+    def prompt_embeddings(self, prompts: pa.Table) -> np.ndarray:
+        """float32 (n_prompts, dim): one embedding per row (prompt_id, prompt_text, prompt_token_ids)."""
+
+    def pair_gradient_features(self, pairs: pa.Table) -> np.ndarray:
+        """float32 (n_pairs, dim): the seeded random projection of grad log pi(y_w|x) - grad log pi(y_l|x)
+        over the configured parameter subset (the DPO loss gradient direction at pi = pi_ref), not
+        normalised. `pairs` has PAIRS_SCHEMA's token-id columns."""
+
+    def response_logprobs(self, scored: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+        """float64 (n_rows,) twice: log pi(y|x) now and under the run's initial model (diagnostics)."""
+
+    def prompt_gradient_norms(self, scored: pa.Table, beta: float = 1.0, tau: float = 1.0) -> pa.Table:
+        """Per prompt of `scored` (prompt_id, reward and token columns), in order of first appearance:
+        prompt_id, n_responses, gradient_norm of the DPO loss at pi = pi_ref (diagnostics)."""
+
+
+# The protocol's method names: what a generator actor's `model_feature` answers.
+MODEL_PROBE_METHODS = tuple(
+    name for name, value in vars(ModelProbe).items() if callable(value) and not name.startswith("_")
+)

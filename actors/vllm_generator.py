@@ -1,5 +1,7 @@
 """The vLLM generator: the same interface and rollouts table as `actors/generator.py`, on a vLLM engine.
 
+What both backends share (the rollouts table, tokenizing, weights versioning, model features) is in
+actors/generator_base.py; this backend adds sampling with vLLM and loading weights into the engine.
 A plain class the driver wraps with `ray.remote`, usually on the interpreter of the vLLM venv
 (`cluster/tools/vllm_env.py`). `vllm` is imported inside the actor only, so the driver never needs it.
 
@@ -23,9 +25,9 @@ keys and values were computed with the old weights. The engine runs in this proc
 (VLLM_ENABLE_V1_MULTIPROCESSING=0), so tensors reach the model by reference, with no copy through a
 pipe, and `ray.get` of an object-store handle works where the weights are applied.
 
-Selection features (log-ratios, embeddings, gradient features) need gradients and hidden states that
-vLLM does not expose: the first call builds the HF `Generator` of the same model folder in this
-actor, keeps it on the same weights as the engine, and answers through it.
+Model features (log-ratios, embeddings, gradient features) need gradients and hidden states that
+vLLM does not expose: the first call loads an HF copy of the same model folder in this actor
+(`_feature_lm`), keeps it on the same weights as the engine, and the base class answers on it.
 """
 
 from __future__ import annotations
@@ -33,20 +35,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pyarrow as pa
-
 from actors.contracts import InputError
-from actors.generator import (
-    Generator,
-    SamplingParams,
-    _check_prompts_table,
-    _rollouts_table,
-    batch_seed,
-)
+from actors.generator_base import GENERATOR_BACKENDS, GeneratorBase, SamplingParams, batch_seed
 from actors.kernels.hf_model import check_model_folder, load_tokenizer
-from actors.kernels.hf_sampling import BatchSamples, stop_token_ids
-from actors.kernels.model_features import FeatureOptions
-from actors.weight_sync import WeightsHandle, make_transport
+from actors.kernels.hf_sampling import BatchSamples, CausalLM, load_causal_lm, stop_token_ids
+from actors.weight_sync import WeightsHandle, apply_weights, make_transport
 
 # vLLM's per-request seed must fit a signed 64-bit integer.
 _SEED_MASK = (1 << 63) - 1
@@ -59,7 +52,8 @@ def sample_seed(seed: int, prompt_id: str, sample_index: int) -> int:
     return batch_seed(seed, [prompt_id, f"#{sample_index}"]) & _SEED_MASK
 
 
-class VLLMGenerator:
+@GENERATOR_BACKENDS.register("vllm")
+class VLLMGenerator(GeneratorBase):
     """One vLLM engine that samples rollouts and accepts new weights (the Generator interface)."""
 
     def __init__(
@@ -78,6 +72,7 @@ class VLLMGenerator:
         block_size: int | None = 32,
         seed: int = 0,
     ):
+        super().__init__(model_path, dtype, torch_threads, trust_remote_code, device, initial_version)
         check_model_folder(model_path, dtype=dtype)
         # Before vllm is imported: it reads these at import and engine start.
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # engine in this process (see module docstring)
@@ -88,8 +83,6 @@ class VLLMGenerator:
         import vllm
 
         torch.set_num_threads(torch_threads)
-        self._model_path = model_path
-        self._init_args = (model_path, dtype, torch_threads, trust_remote_code, device)
         self._tokenizer = load_tokenizer(model_path, trust_remote_code)
         self._stop_ids = stop_token_ids(_generation_config(model_path, trust_remote_code), self._tokenizer)
         self._checkpoint_keys = _checkpoint_keys(model_path)
@@ -109,46 +102,26 @@ class VLLMGenerator:
             generation_config="vllm",
             load_format="safetensors",
         )
-        self._version = initial_version
         self._weights: WeightsHandle | None = None
-        self._hf: Generator | None = None  # built on the first selection-feature call
+        self._hf_lm: CausalLM | None = None  # loaded on the first model-feature call
 
-    def node_id(self) -> str:
-        """The Ray node this actor runs on (where the placement put it)."""
-        import ray
-
-        return ray.get_runtime_context().get_node_id()
-
-    def weights_version(self) -> int:
-        """Version of the loaded weights: `initial_version` for the model folder's own, else the handle's."""
-        return self._version
-
-    def load_weights(self, handle: WeightsHandle) -> int:
-        """Load the weights behind `handle` (any transport) into the engine in place; returns their version."""
+    def _apply_weights(self, handle: WeightsHandle) -> None:
+        """Load the weights behind `handle` (any transport) into the engine in place (and the HF copy)."""
         state = make_transport(handle.transport).receive(handle)
         self._check_names(state, handle.version)
         self._llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(state.items())})
         # Cached prefixes hold keys/values of the old weights; a later prompt must not reuse them.
         self._llm.reset_prefix_cache()
-        if self._hf is not None:
-            self._hf.load_weights(handle)
+        if self._hf_lm is not None:
+            apply_weights(self._hf_lm.model, handle)
         self._weights = handle
-        self._version = int(handle.version)
-        return self._version
 
-    def generate(self, prompts: pa.Table, sampling: SamplingParams, weights: WeightsHandle | None = None) -> pa.Table:
-        """k samples per prompt: the prompts table's columns repeated per sample plus the rollout columns.
-
-        `sampling.batch_size` is ignored: vLLM schedules all of a call's requests itself.
-        """
+    def _sample(self, prompt_ids: list[str], prompt_tokens: list[list[int]], sampling: SamplingParams) -> BatchSamples:
+        """One vLLM request per sample. `sampling.batch_size` is ignored: vLLM schedules all of a call's
+        requests itself."""
         from vllm import SamplingParams as VllmSampling
         from vllm.inputs import TokensPrompt
 
-        if weights is not None and weights.version != self._version:
-            self.load_weights(weights)
-        _check_prompts_table(prompts)
-        prompt_ids = [str(i) for i in prompts.column("prompt_id").to_pylist()]
-        prompt_tokens = self._tokenize(prompts.column("prompt_text").to_pylist(), prompt_ids)
         requests, params = [], []
         for prompt_id, tokens in zip(prompt_ids, prompt_tokens):
             for index in range(sampling.samples_per_prompt):
@@ -162,7 +135,7 @@ class VLLMGenerator:
                     seed=sample_seed(sampling.seed, prompt_id, index),
                     stop_token_ids=self._stop_ids,
                     logprobs=0,  # the sampled token's own log-prob only
-                    detokenize=False,  # decoded below with the HF backend's call
+                    detokenize=False,  # decoded by GeneratorBase, with the HF backend's call
                 ))
         outputs = self._llm.generate(requests, params, use_tqdm=False) if requests else []
         samples = BatchSamples([], [], [])
@@ -172,8 +145,7 @@ class VLLMGenerator:
             samples.response_token_ids.append(tokens)
             samples.token_logprobs.append(_sampled_logprobs(completion.logprobs, tokens))
             samples.finish_reasons.append(_finish_reason(completion.finish_reason, output.request_id))
-        texts = self._tokenizer.batch_decode(samples.response_token_ids, skip_special_tokens=True) if outputs else []
-        return _rollouts_table(prompts, prompt_tokens, samples, texts, sampling.samples_per_prompt, self._version)
+        return samples
 
     def sequence_logprobs(self, prompt_token_ids: list[list[int]], response_token_ids: list[list[int]]) -> list[float]:
         """log pi(response | prompt) under the loaded weights, one float per pair (vLLM prompt log-probs)."""
@@ -195,30 +167,14 @@ class VLLMGenerator:
             values[i] = float(sum(output.prompt_logprobs[t][tokens[t]].logprob for t in range(len(prompt), len(tokens))))
         return values
 
-    # --- selection features: answered by an HF copy of the policy kept on the same weights --------------
-
-    def response_logratios(self, table: pa.Table, options: FeatureOptions) -> pa.Table:
-        return self._hf_generator().response_logratios(table, options)
-
-    def prompt_embeddings(self, table: pa.Table, options: FeatureOptions) -> pa.Table:
-        return self._hf_generator().prompt_embeddings(table, options)
-
-    def response_logprobs(self, table: pa.Table, options: FeatureOptions) -> pa.Table:
-        return self._hf_generator().response_logprobs(table, options)
-
-    def prompt_gradient_norms(self, table: pa.Table, options: FeatureOptions, beta: float, tau: float) -> pa.Table:
-        return self._hf_generator().prompt_gradient_norms(table, options, beta, tau)
-
-    def pair_gradient_features(self, table: pa.Table, options: FeatureOptions) -> pa.Table:
-        return self._hf_generator().pair_gradient_features(table, options)
-
-    def _hf_generator(self) -> Generator:
-        if self._hf is None:
-            model_path, dtype, threads, trust_remote_code, device = self._init_args
-            self._hf = Generator(model_path, dtype, threads, trust_remote_code, device, initial_version=self._version)
+    def _feature_lm(self) -> CausalLM:
+        """An HF copy of the policy for model features, loaded on first use and kept on the engine's weights."""
+        if self._hf_lm is None:
+            model_path, dtype, _, trust_remote_code, device = self._init_args
+            self._hf_lm = load_causal_lm(model_path, dtype, trust_remote_code, device)
             if self._weights is not None:
-                self._hf.load_weights(self._weights)
-        return self._hf
+                apply_weights(self._hf_lm.model, self._weights)
+        return self._hf_lm
 
     def _check_names(self, state: dict, version: int) -> None:
         # vLLM's load_weights skips names it does not know and only warns about ones never loaded.
@@ -230,16 +186,6 @@ class VLLMGenerator:
                 f"weights version {version} do not fit the generator's model {self._model_path}: "
                 f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
             )
-
-    def _tokenize(self, texts: list[str], prompt_ids: list[str]) -> list[list[int]]:
-        # The chat template already wrote the special tokens into prompt_text.
-        token_ids = self._tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
-        for prompt_id, ids in zip(prompt_ids, token_ids, strict=True):
-            if not ids:
-                raise InputError(
-                    f"prompt {prompt_id!r} has no tokens (empty prompt_text); remove it from the prompt file"
-                )
-        return [list(ids) for ids in token_ids]
 
 
 def _generation_config(model_path: str, trust_remote_code: bool):

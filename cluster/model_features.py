@@ -1,12 +1,26 @@
-"""The driver's SelectionFeatures: model-side features computed by the generator actors.
+"""The driver's `ModelProbe`: model features computed by the generator actors, asked by name.
 
-The generators hold the current policy, so that is where embeddings, log-ratios and per-pair
-gradient features are computed (actors/kernels/model_features.py); this adapter only shards the tables
-over the actors and turns the answers into the numpy arrays the policies expect. Nothing is
-computed unless the policy asks for it, so pvar with rewards never touches the model.
+The generators hold the current policy, so that is where embeddings, log-ratios, gradient
+features and the diagnostics' log-probs and gradient norms are computed
+(actors/kernels/model_features.py, answered by `GeneratorBase.model_feature`). `RemoteModelProbe`
+forwards any `ModelProbe` method (actors/contracts.py) by name: it shards the table over the actors
+(cluster/actor_groups.py), gathers their tables and converts them to what the protocol promises.
+Nothing is computed unless a policy or a diagnostic asks for it, so pvar with rewards never touches
+the model.
+
+What differs between features is declared in `FEATURES`, one line each: the input columns sent,
+the conversion of the gathered table, the answer to an empty input (given without asking the
+actors) and the key whose rows must stay on one actor. A feature without an entry gets its whole
+input table sent and the gathered table back as it is. Adding a feature: see the docstring of
+actors/kernels/model_features.py (the protocol method, the in-process method, maybe a line here).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -15,6 +29,7 @@ from actors.contracts import GRADIENT_NORM_COLUMNS, PAIR_TOKEN_COLUMNS, PROMPT_G
 from actors.kernels.model_features import FeatureOptions
 from cluster.actor_groups import GeneratorGroup
 from cluster.config import SelectionFeaturesSection
+from actors.contracts import MODEL_PROBE_METHODS
 
 
 def feature_options(cfg: SelectionFeaturesSection, reference_model_path: str) -> FeatureOptions:
@@ -28,50 +43,69 @@ def feature_options(cfg: SelectionFeaturesSection, reference_model_path: str) ->
     )
 
 
-class GeneratorFeatures:
-    """Implements policies.base.SelectionFeatures over a GeneratorGroup."""
+def _vector(table: pa.Table) -> np.ndarray:
+    """The one column as a float64 vector."""
+    return table.column(0).to_numpy().astype(np.float64)
+
+
+def _vectors(table: pa.Table) -> tuple[np.ndarray, ...]:
+    """Every column as a float64 vector, in column order."""
+    return tuple(column.to_numpy().astype(np.float64) for column in table.columns)
+
+
+def _matrix(table: pa.Table) -> np.ndarray:
+    """The one list<float32> column of equal-length lists as a (rows, dim) float32 array."""
+    flat = table.column(0).combine_chunks()
+    return flat.flatten().to_numpy().astype(np.float32).reshape(len(flat), -1)
+
+
+@dataclass(frozen=True)
+class Feature:
+    """How the driver asks for one feature (see the module docstring)."""
+
+    columns: tuple[str, ...] | None = None  # input columns sent to the actors; None: the whole table
+    convert: Callable[[pa.Table], Any] | None = None  # gathered table -> the protocol's answer; None: the table
+    empty: Callable[[FeatureOptions], Any] | None = None  # the answer for zero rows; None: ask anyway
+    group_by: str | None = None  # rows with equal values of this column stay on one actor
+
+
+FEATURES: dict[str, Feature] = {
+    "response_logratios": Feature(RESPONSE_TOKEN_COLUMNS, _vector, lambda _: np.zeros(0)),
+    "response_logprobs": Feature(RESPONSE_TOKEN_COLUMNS, _vectors, lambda _: (np.zeros(0), np.zeros(0))),
+    "prompt_embeddings": Feature(None, _matrix, lambda _: np.zeros((0, 0), dtype=np.float32)),
+    "pair_gradient_features": Feature(
+        PAIR_TOKEN_COLUMNS, _matrix, lambda options: np.zeros((0, options.projection_dim), dtype=np.float32)
+    ),
+    # A prompt's rows are never split between actors: the norm is over all of its responses.
+    "prompt_gradient_norms": Feature(
+        GRADIENT_NORM_COLUMNS, None, lambda _: PROMPT_GRADIENT_NORMS_SCHEMA.empty_table(), group_by="prompt_id"
+    ),
+}
+
+
+class RemoteModelProbe:
+    """Implements policies.base.ModelProbe over a GeneratorGroup: every method, forwarded by name."""
 
     def __init__(self, generators: GeneratorGroup, options: FeatureOptions):
         self.generators = generators
         self.options = options
 
-    def _call(self, method: str, table: pa.Table, column: str) -> pa.ChunkedArray:
-        return self.generators.call_sharded(method, table, self.options).column(column)
+    def __getattr__(self, name: str):
+        if name in MODEL_PROBE_METHODS:
+            return partial(self.ask, name)
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
-    def response_logratios(self, scored: pa.Table) -> np.ndarray:
-        if scored.num_rows == 0:
-            return np.zeros(0)
-        table = scored.select(list(RESPONSE_TOKEN_COLUMNS))
-        return self._call("response_logratios", table, "logratio").to_numpy().astype(np.float64)
-
-    def response_logprobs(self, scored: pa.Table) -> tuple[np.ndarray, np.ndarray]:
-        """log pi(y|x) under the current policy and under the initial model, per row."""
-        if scored.num_rows == 0:
-            return np.zeros(0), np.zeros(0)
-        table = scored.select(list(RESPONSE_TOKEN_COLUMNS))
-        result = self.generators.call_sharded("response_logprobs", table, self.options)
-        return result.column("logprob").to_numpy(), result.column("ref_logprob").to_numpy()
-
-    def prompt_gradient_norms(self, scored: pa.Table, beta: float, tau: float) -> pa.Table:
-        """prompt_id, n_responses, gradient_norm per prompt; a prompt's rows are never split between actors."""
-        table = scored.select(list(GRADIENT_NORM_COLUMNS))
-        if table.num_rows == 0:
-            return PROMPT_GRADIENT_NORMS_SCHEMA.empty_table()
-        return self.generators.call_grouped("prompt_gradient_norms", table, "prompt_id", self.options, beta, tau)
-
-    def prompt_embeddings(self, prompts: pa.Table) -> np.ndarray:
-        if prompts.num_rows == 0:
-            return np.zeros((0, 0), dtype=np.float32)
-        return _stack(self._call("prompt_embeddings", prompts, "embedding"))
-
-    def pair_gradient_features(self, pairs: pa.Table) -> np.ndarray:
-        if pairs.num_rows == 0:
-            return np.zeros((0, self.options.projection_dim), dtype=np.float32)
-        table = pairs.select(list(PAIR_TOKEN_COLUMNS))
-        return _stack(self._call("pair_gradient_features", table, "feature"))
-
-
-def _stack(column: pa.ChunkedArray) -> np.ndarray:
-    """A list<float32> column of equal-length lists as a (rows, dim) float32 array."""
-    flat = column.combine_chunks()
-    return flat.flatten().to_numpy().astype(np.float32).reshape(len(flat), -1)
+    def ask(self, name: str, table: pa.Table, *args, **kwargs) -> Any:
+        """The protocol method `name` over `table` (further arguments go to the method), from the actors."""
+        feature = FEATURES.get(name, Feature())
+        if table.num_rows == 0 and feature.empty is not None:
+            return feature.empty(self.options)
+        if feature.columns is not None:
+            table = table.select(list(feature.columns))
+        if feature.group_by is not None:
+            result = self.generators.call_grouped(
+                "model_feature", table, feature.group_by, name, self.options, *args, **kwargs
+            )
+        else:
+            result = self.generators.call_sharded("model_feature", table, name, self.options, *args, **kwargs)
+        return result if feature.convert is None else feature.convert(result)

@@ -88,7 +88,7 @@ class RoundRunner:
         from actors.weight_sync import resolve_transport_name
         from cluster.actor_groups import GeneratorGroup, ScorerGroup
         from cluster.placement import create_placement, learner_scaling
-        from cluster.model_features import GeneratorFeatures, feature_options
+        from cluster.model_features import RemoteModelProbe, feature_options
 
         self.config, self.store, self.prompts, self.heldout = config, store, prompts, heldout
         self.reward_columns = [spec.column for spec in config.scoring.rewards]
@@ -114,7 +114,7 @@ class RoundRunner:
         )
         self.transport = transport
         self.weights = None
-        self.features = GeneratorFeatures(self.generators, feature_options(config.selection.features, model_path))
+        self.features = RemoteModelProbe(self.generators, feature_options(config.selection.features, model_path))
         self._nodes: dict | None = None
 
     def nodes(self) -> dict[str, list[str]]:

@@ -11,36 +11,18 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
 
-from actors.contracts import PAIRS_SCHEMA, PROMPT_STAT_COLUMNS, PROMPT_STATS_SCHEMA
+from actors.contracts import PAIRS_SCHEMA, PROMPT_STAT_COLUMNS, PROMPT_STATS_SCHEMA, ModelProbe
 
 # The schemas (PAIRS_SCHEMA, PROMPT_STATS_SCHEMA) and PROMPT_STAT_COLUMNS are contracts: actors/contracts.py.
 
 
-@runtime_checkable
-class SelectionFeatures(Protocol):
-    """Model-side quantities a policy may ask for, computed where the model lives.
-
-    Every method takes Arrow tables with the round's columns and returns one numpy row per input
-    row, in input order. Implementations: the driver's (generator actors, cluster/) and an
-    in-process one over a loaded model (actors/kernels/model_features.py), for tests and benchmarks.
-    """
-
-    def response_logratios(self, scored: pa.Table) -> np.ndarray:
-        """float64 (n_rows,): log pi(y|x) - log pi_init(y|x) per response (prompt_token_ids,
-        response_token_ids columns): the current policy against the run's initial model."""
-
-    def prompt_embeddings(self, prompts: pa.Table) -> np.ndarray:
-        """float32 (n_prompts, dim): one embedding per row (prompt_id, prompt_text, prompt_token_ids)."""
-
-    def pair_gradient_features(self, pairs: pa.Table) -> np.ndarray:
-        """float32 (n_pairs, dim): the seeded random projection of grad log pi(y_w|x) - grad log pi(y_l|x)
-        over the configured parameter subset (the DPO loss gradient direction at pi = pi_ref), not
-        normalised. `pairs` has PAIRS_SCHEMA's token-id columns."""
+# The name the policies use: they ask the model through the same protocol.
+SelectionFeatures = ModelProbe
 
 
 @dataclass(frozen=True)

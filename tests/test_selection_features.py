@@ -313,13 +313,13 @@ def test_generator_returns_the_feature_tables_on_its_current_weights(model_dir, 
     prompt_table = pa.table({"prompt_id": list("abcde"), "prompt_text": ["hello"] * 5, "prompt_token_ids": prompts})
     options = FeatureOptions(projection_dim=16, embedding="policy", batch_size=2)
 
-    logratios = generator.response_logratios(scored, options)
+    logratios = generator.model_feature(scored, "response_logratios", options)
     assert logratios.schema == pa.schema([("logratio", pa.float64())]) and logratios.num_rows == 5
     assert logratios.column("logratio").to_pylist() == [0.0] * 5  # the reference is its own model folder
-    embeddings = generator.prompt_embeddings(prompt_table, options)
+    embeddings = generator.model_feature(prompt_table, "prompt_embeddings", options)
     assert embeddings.schema == pa.schema([("embedding", pa.list_(pa.float32()))]) and embeddings.num_rows == 5
     assert len(embeddings.column("embedding")[0].as_py()) == 64
-    features = generator.pair_gradient_features(pairs, options)
+    features = generator.model_feature(pairs, "pair_gradient_features", options)
     assert features.schema == pa.schema([("feature", pa.list_(pa.float32()))]) and features.num_rows == 5
     assert len(features.column("feature")[0].as_py()) == 16
 
@@ -332,11 +332,11 @@ def test_generator_returns_the_feature_tables_on_its_current_weights(model_dir, 
     trained.save_pretrained(tmp_path / "checkpoint")
     handle = DiskTransport().publish(trained.state_dict(), version=1, checkpoint_dir=str(tmp_path / "checkpoint"))
     generator.load_weights(handle)
-    assert np.abs(generator.response_logratios(scored, options).column("logratio").to_numpy()).min() > 0
-    assert not generator.prompt_embeddings(prompt_table, options).equals(embeddings)
-    assert not generator.pair_gradient_features(pairs, options).equals(features)
+    assert np.abs(generator.model_feature(scored, "response_logratios", options).column("logratio").to_numpy()).min() > 0
+    assert not generator.model_feature(prompt_table, "prompt_embeddings", options).equals(embeddings)
+    assert not generator.model_feature(pairs, "pair_gradient_features", options).equals(features)
     assert generator._features is cached
-    generator.pair_gradient_features(pairs, FeatureOptions(projection_dim=8, embedding="policy"))
+    generator.model_feature(pairs, "pair_gradient_features", FeatureOptions(projection_dim=8, embedding="policy"))
     assert generator._features is not cached and generator._features._reference is cached._reference
 
 

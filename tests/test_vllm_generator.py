@@ -188,8 +188,9 @@ def test_after_sync_the_engine_scores_like_the_learners_checkpoint(engine, train
         expected = sequence_logprobs(checkpoint_model, prompt_ids, response_ids, PAD_ID).numpy()
     np.testing.assert_allclose(rollouts.column("sampling_logprob").to_numpy(), expected, atol=2e-4)
     # Selection features come from an HF copy in the actor, on the same synced weights.
-    logratios = ray.get(engine.response_logratios.remote(
-        pa.table({"prompt_token_ids": FIXED_PROMPTS, "response_token_ids": FIXED_RESPONSES}), FeatureOptions()))
+    logratios = ray.get(engine.model_feature.remote(
+        pa.table({"prompt_token_ids": FIXED_PROMPTS, "response_token_ids": FIXED_RESPONSES}), "response_logratios",
+        FeatureOptions()))
     np.testing.assert_allclose(logratios.column("logratio").to_numpy(), np.subtract(learner, initial), atol=1e-4)
 
 

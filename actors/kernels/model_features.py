@@ -1,17 +1,27 @@
-"""Model-side features for selection policies: the `SelectionFeatures` protocol over an in-process model.
+"""Model features: the `ModelProbe` protocol (actors/contracts.py) over an in-process model.
 
-What policies/ asks the model for (policies/base.py, docs/pvar.md and docs/bpo.md):
+What the driver asks the policy model for (policies/base.py, docs/pvar.md and docs/bpo.md):
 - response log-ratios log pi(y|x) - log pi_init(y|x) (implicit-reward PVar);
 - prompt embeddings (BPO's breadth clustering; actors/kernels/prompt_embeddings.py);
 - per-pair gradient features: a seeded CountSketch (actors/kernels/gradient_sketch.py) of
   grad log pi(y_w|x) - grad log pi(y_l|x) over a few Linear layers, computed in batch
   (actors/kernels/per_sample_gradients.py), not normalised;
-and, to check PVar's theory, the per-prompt DPO gradient norm at pi = pi_ref.
+and, for diagnostics, response log-probs under pi and pi_init (DID entropy) and, to check PVar's
+theory, the per-prompt DPO gradient norm at pi = pi_ref.
 
-`ModelSelectionFeatures` implements the protocol over a loaded model; tests and benchmarks use it
-directly and the generator actors wrap it (actors/generator.py) for the driver. Options travel as a
-`FeatureOptions`. Nothing is cached that depends on the weights: every call reads the model as it is
-now, so results follow `load_weights`. Pure torch, no Ray.
+`ModelSelectionFeatures` is the one implementation of the protocol, over a loaded model; tests and
+benchmarks use it directly, and every generator actor answers `model_feature(table, name, options)`
+with it (actors/generator_base.py), which the driver reaches through its generic proxy
+(cluster/model_features.py). Options travel as a `FeatureOptions`. Nothing is cached that depends
+on the weights: every call reads the model as it is now, so results follow `load_weights`. Pure
+torch, no Ray.
+
+Adding a feature is two edits: the method on `ModelProbe` (actors/contracts.py) and the same method
+here, taking the input table first (further arguments as keywords) and returning a float64 vector,
+a float32 (rows, dim) matrix, a tuple of vectors or an Arrow table. `@result_columns(...)` names
+the columns an array answer travels back under (default `value_0`, ...). If the driver must send
+only some columns, shard by prompt, answer an empty table without asking, or turn the table back
+into arrays, that is one line in cluster/model_features.py's `FEATURES`.
 """
 
 from __future__ import annotations
@@ -24,7 +34,15 @@ import pyarrow as pa
 import torch
 from torch import nn
 
-from actors.contracts import PAIR_TOKEN_COLUMNS, PROMPT_GRADIENT_NORMS_SCHEMA, RESPONSE_TOKEN_COLUMNS
+from actors.contracts import (
+    EMBEDDINGS_SCHEMA,
+    LOGPROBS_SCHEMA,
+    LOGRATIOS_SCHEMA,
+    PAIR_FEATURES_SCHEMA,
+    PAIR_TOKEN_COLUMNS,
+    PROMPT_GRADIENT_NORMS_SCHEMA,
+    RESPONSE_TOKEN_COLUMNS,
+)
 from actors.kernels.gradient_sketch import GradientSketch
 from actors.kernels.hf_model import check_model_folder, dtype_name, load_model
 from actors.kernels.hf_sampling import CausalLM
@@ -194,11 +212,21 @@ def prompt_gradient_norms(
     return norms
 
 
+def result_columns(*names: str):
+    """Names the columns an array-valued feature travels back to the driver under (one per array)."""
+
+    def mark(method):
+        method.result_columns = names
+        return method
+
+    return mark
+
+
 # --- the protocol over an in-process model ------------------------------------------------------------
 
 
 class ModelSelectionFeatures:
-    """`SelectionFeatures` (policies/base.py) over a loaded policy, plus per-prompt gradient norms.
+    """`ModelProbe` (actors/contracts.py) over a loaded policy: every method of the protocol.
 
     `model` is the current policy (read at every call, so weight updates are seen); `reference` the
     initial model of log-ratios, or None to load `options.reference_model_path` on first use (same
@@ -258,21 +286,25 @@ class ModelSelectionFeatures:
             self._reference = load_model(self._reference_path, dtype, False).to(parameter.device).eval()
         return self._reference
 
+    @result_columns(*LOGRATIOS_SCHEMA.names)
     def response_logratios(self, scored: pa.Table) -> np.ndarray:
         prompts, responses = _token_columns(scored, *RESPONSE_TOKEN_COLUMNS)
         return response_logratios(self.model, self.reference, prompts, responses, self.pad_id, self.options.batch_size)
 
+    @result_columns(*LOGPROBS_SCHEMA.names)
     def response_logprobs(self, scored: pa.Table) -> tuple[np.ndarray, np.ndarray]:
         """log pi(y|x) under the current policy and under the reference, per row."""
         prompts, responses = _token_columns(scored, *RESPONSE_TOKEN_COLUMNS)
         return response_logprobs(self.model, self.reference, prompts, responses, self.pad_id, self.options.batch_size)
 
+    @result_columns(*EMBEDDINGS_SCHEMA.names)
     def prompt_embeddings(self, prompts: pa.Table) -> np.ndarray:
         if self.options.embedding == "minilm":
             return minilm_embeddings(prompt_texts_for_embedding(prompts))
         (token_ids,) = _token_columns(prompts, "prompt_token_ids")
         return policy_embeddings(self.model, token_ids, self.pad_id, self.options.batch_size)
 
+    @result_columns(*PAIR_FEATURES_SCHEMA.names)
     def pair_gradient_features(self, pairs: pa.Table) -> np.ndarray:
         prompts, chosen, rejected = _token_columns(pairs, *PAIR_TOKEN_COLUMNS)
         return pair_gradient_features(

@@ -1,0 +1,236 @@
+"""What every generator backend shares: the rollouts table, tokenizing, weights versioning, model features.
+
+A generator actor samples k responses per prompt from the current policy and returns them as the
+rollouts table of docs/tables.md. `GeneratorBase` owns everything that does not depend on how
+tokens are sampled:
+- `generate`: checks the prompts table, tokenizes the prompts (the model folder's tokenizer, no
+  special tokens added: the chat template wrote them), asks the backend for the samples, decodes
+  them and assembles the rollouts table (`rollouts_table`);
+- weights: `load_weights` applies a handle through the backend and keeps the version;
+  `weights_version`, `node_id`;
+- model features: `model_feature(table, name, options, ...)` answers any `ModelProbe` method
+  (policies/base.py) with the in-process implementation (actors/kernels/model_features.py) over an
+  HF copy of the policy (`_feature_lm`), and sends the answer back as an Arrow table
+  (`feature_table`); the driver's proxy (cluster/model_features.py) turns it back.
+
+A backend subclasses it and implements only sampling and its own weight application:
+`_sample(prompt_ids, prompt_tokens, sampling) -> BatchSamples`, `_apply_weights(handle)`,
+`_feature_lm()`, `sequence_logprobs(...)`, and sets a `_tokenizer`. It registers itself in
+`GENERATOR_BACKENDS` under the name `generation.backend` takes (`@GENERATOR_BACKENDS.register("hf")`);
+cluster/actor_groups.py picks the class from there. Backends: `Generator` (HF transformers,
+actors/generator.py) and `VLLMGenerator` (actors/vllm_generator.py). This module runs in both venvs
+(.venv and .venv-vllm): torch, transformers, numpy and pyarrow only, no vllm.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pyarrow as pa
+
+from actors.contracts import GENERATOR_PROMPT_COLUMNS, ROLLOUT_FIELDS, InputError, Registry
+from actors.kernels.hf_sampling import BatchSamples, CausalLM
+from actors.kernels.model_features import FeatureOptions, ModelSelectionFeatures
+from actors.weight_sync import WeightsHandle
+from actors.contracts import MODEL_PROBE_METHODS
+
+# Generator classes by `generation.backend` name; each backend module registers its class on import.
+GENERATOR_BACKENDS: Registry[type] = Registry("generation backend")
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample: k responses per prompt, temperature, nucleus threshold, length, batching, seed."""
+
+    samples_per_prompt: int = 4
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 24
+    batch_size: int = 64  # prompts per model.generate call (rows = batch_size * samples_per_prompt)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.samples_per_prompt < 1 or self.max_new_tokens < 1 or self.batch_size < 1:
+            raise ValueError(f"samples_per_prompt, max_new_tokens and batch_size must be >= 1: {self}")
+        if not self.temperature > 0 or not 0 < self.top_p <= 1:
+            raise ValueError(f"temperature must be > 0 and top_p in (0, 1]: {self}")
+
+
+def batch_seed(seed: int, prompt_ids: list[str]) -> int:
+    """A seed that depends only on the run's seed and the batch's prompt ids (stable across processes)."""
+    digest = hashlib.sha256("\x1f".join([str(seed), *prompt_ids]).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+class GeneratorBase:
+    """One copy of the policy that samples rollouts, accepts new weights and answers model features."""
+
+    _tokenizer: object  # the model folder's tokenizer; set (or provided as a property) by the backend
+
+    def __init__(
+        self,
+        model_path: str,
+        dtype: str = "float32",
+        torch_threads: int = 1,
+        trust_remote_code: bool = False,
+        device: str | None = None,
+        initial_version: int = 0,
+    ):
+        self._model_path = model_path
+        self._init_args = (model_path, dtype, torch_threads, trust_remote_code, device)
+        # A resumed run starts from round N's checkpoint: its weights are version N, not 0.
+        self._version = initial_version
+        self._features: ModelSelectionFeatures | None = None
+
+    # --- what a backend implements ------------------------------------------------------------------------
+
+    def _sample(self, prompt_ids: list[str], prompt_tokens: list[list[int]], sampling: SamplingParams) -> BatchSamples:
+        """`sampling.samples_per_prompt` samples per prompt, prompt-major, sample index minor."""
+        raise NotImplementedError
+
+    def _apply_weights(self, handle: WeightsHandle) -> None:
+        """Put the weights behind `handle` into the sampling model (and any copy the features use)."""
+        raise NotImplementedError
+
+    def _feature_lm(self) -> CausalLM:
+        """The in-process HF model (on the current weights) that model features are computed on."""
+        raise NotImplementedError
+
+    def sequence_logprobs(self, prompt_token_ids: list[list[int]], response_token_ids: list[list[int]]) -> list[float]:
+        """log pi(response | prompt) under the loaded weights, one float per pair."""
+        raise NotImplementedError
+
+    # --- shared ----------------------------------------------------------------------------------------
+
+    def node_id(self) -> str:
+        """The Ray node this actor runs on (where the placement put it)."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
+    def weights_version(self) -> int:
+        """Version of the loaded weights: `initial_version` for the model folder's own, else the handle's."""
+        return self._version
+
+    def load_weights(self, handle: WeightsHandle) -> int:
+        """Load the weights behind `handle` (any transport) and return their version."""
+        self._apply_weights(handle)
+        self._version = int(handle.version)
+        return self._version
+
+    def generate(self, prompts: pa.Table, sampling: SamplingParams, weights: WeightsHandle | None = None) -> pa.Table:
+        """k samples per prompt: the prompts table's columns repeated per sample plus the rollout columns."""
+        if weights is not None and weights.version != self._version:
+            self.load_weights(weights)
+        check_prompts_table(prompts)
+        prompt_ids = [str(i) for i in prompts.column("prompt_id").to_pylist()]
+        prompt_tokens = self._tokenize(prompts.column("prompt_text").to_pylist(), prompt_ids)
+        samples = self._sample(prompt_ids, prompt_tokens, sampling)
+        responses = self._decode(samples.response_token_ids)
+        return rollouts_table(prompts, prompt_tokens, samples, responses, sampling.samples_per_prompt, self._version)
+
+    def model_feature(self, table: pa.Table, name: str, options: FeatureOptions, *args, **kwargs) -> pa.Table:
+        """The `ModelProbe` method `name` (actors/contracts.py) over `table` on the current weights, as a table.
+
+        The table comes first, as in every chunked actor call (cluster/actor_groups.py cuts it). `args`
+        and `kwargs` go to the method (e.g. beta and tau of prompt_gradient_norms).
+        """
+        if name not in MODEL_PROBE_METHODS:
+            raise ValueError(f"unknown model feature {name!r}; the ModelProbe methods are {list(MODEL_PROBE_METHODS)}")
+        method = getattr(self._probe(options), name)
+        return feature_table(method(table, *args, **kwargs), getattr(method, "result_columns", None))
+
+    def _probe(self, options: FeatureOptions) -> ModelSelectionFeatures:
+        # The reference defaults to this actor's model folder: the run's initial model.
+        options = options if options.reference_model_path else replace(options, reference_model_path=self._model_path)
+        # Kept across calls (it holds the loaded reference model); it reads the live weights at every call.
+        if self._features is None or self._features.options != options:
+            self._features = ModelSelectionFeatures.from_causal_lm(self._feature_lm(), options, previous=self._features)
+        return self._features
+
+    def _decode(self, token_ids: list[list[int]]) -> list[str]:
+        # batch_decode([]) returns [''] with some tokenizers.
+        return self._tokenizer.batch_decode(token_ids, skip_special_tokens=True) if token_ids else []
+
+    def _tokenize(self, texts: list[str], prompt_ids: list[str]) -> list[list[int]]:
+        # The chat template already wrote the special tokens into prompt_text.
+        token_ids = self._tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+        for prompt_id, ids in zip(prompt_ids, token_ids, strict=True):
+            if not ids:
+                raise InputError(
+                    f"prompt {prompt_id!r} has no tokens (empty prompt_text); remove it from the prompt file"
+                )
+        return [list(ids) for ids in token_ids]
+
+
+# --- tables ---------------------------------------------------------------------------------------------
+
+
+def check_prompts_table(prompts: pa.Table) -> None:
+    missing = [c for c in GENERATOR_PROMPT_COLUMNS if c not in prompts.column_names]
+    clashing = [f.name for f in ROLLOUT_FIELDS if f.name in prompts.column_names]
+    if missing or clashing:
+        raise ValueError(
+            f"generate() needs a prompts table with {list(GENERATOR_PROMPT_COLUMNS)} and none of the rollout "
+            f"columns; missing {missing}, clashing {clashing} (columns: {prompts.column_names})"
+        )
+
+
+def list_array(values: list, value_type: pa.DataType) -> pa.Array:
+    """A list<value_type> array from per-row sequences, built from one flat buffer (fast for many rows)."""
+    lengths = np.fromiter((len(v) for v in values), dtype=np.int32, count=len(values))
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    flat = np.concatenate([np.asarray(v) for v in values]) if values else np.array([])
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat.astype(value_type.to_pandas_dtype())))
+
+
+def rollouts_table(
+    prompts: pa.Table,
+    prompt_tokens: list[list[int]],
+    samples: BatchSamples,
+    responses: list[str],
+    samples_per_prompt: int,
+    version: int,
+) -> pa.Table:
+    """The prompts' columns repeated per sample, then ROLLOUT_FIELDS (docs/tables.md, the rollouts table)."""
+    rows = np.repeat(np.arange(prompts.num_rows), samples_per_prompt)
+    table = prompts.take(pa.array(rows, type=pa.int64()))
+    columns = {
+        "sample_index": pa.array(np.tile(np.arange(samples_per_prompt), prompts.num_rows), pa.int32()),
+        "response": pa.array(responses, pa.string()),
+        "prompt_token_ids": list_array([prompt_tokens[r] for r in rows], pa.int32()),
+        "response_token_ids": list_array(samples.response_token_ids, pa.int32()),
+        "sampling_logprob": pa.array(
+            [float(np.sum(v, dtype=np.float64)) for v in samples.token_logprobs], pa.float64()
+        ),
+        "token_logprobs": list_array(samples.token_logprobs, pa.float32()),
+        "finish_reason": pa.array(samples.finish_reasons, pa.string()),
+        "weights_version": pa.array(np.full(len(rows), version), pa.int32()),
+    }
+    for field in ROLLOUT_FIELDS:
+        table = table.append_column(field, columns[field.name])
+    return table
+
+
+def feature_table(value, columns: tuple[str, ...] | None = None) -> pa.Table:
+    """A `ModelProbe` answer as an Arrow table, for the trip back to the driver.
+
+    A table is sent as it is. An array, or a tuple of arrays, becomes one column each, named by
+    `columns` (the method's `@result_columns`; default `value_0`, `value_1`, ...): a 1-D array as
+    float64, a 2-D one as list<float32> (one list per row), the dtypes the protocol promises.
+    """
+    if isinstance(value, pa.Table):
+        return value
+    values = value if isinstance(value, tuple) else (value,)
+    names = columns or tuple(f"value_{i}" for i in range(len(values)))
+    return pa.table({name: _feature_column(np.asarray(v)) for name, v in zip(names, values, strict=True)})
+
+
+def _feature_column(values: np.ndarray) -> pa.Array:
+    if values.ndim == 1:
+        return pa.array(values, pa.float64())
+    if values.ndim == 2:
+        return list_array(list(values), pa.float32())
+    raise ValueError(f"a model feature must be a 1-D or 2-D array, got shape {values.shape}")
