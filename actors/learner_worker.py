@@ -24,8 +24,9 @@ import ray.train.torch
 import torch
 import torch.distributed as dist
 
-from actors.kernels.dpo_trainer import DPOSettings, PairTokens, RoundTrainer
+from actors.kernels.dpo_trainer import PairTokens, RoundTrainer
 from actors.kernels.hf_model import load_model, load_tokenizer, pad_token_id, unwrap
+from actors.settings import LearnerSettings, ModelSettings
 from actors.weight_sync import make_transport
 
 # How long one wait on the mailbox lasts before the worker asks again (keeps every call short).
@@ -55,25 +56,26 @@ class LearnerWorker:
         context = ray.train.get_context()
         self.rank, self.world_size = context.get_world_rank(), context.get_world_size()
         self.mailbox = config["mailbox"]
-        self.learner_cfg, self.model_cfg = config["learner"], config["model"]
+        self.settings: LearnerSettings = config["learner"]
+        self.model_settings: ModelSettings = config["model"]
         self.transport = make_transport(config["transport"], **config.get("transport_options", {}))
-        self.report_mode = self.learner_cfg["ray_train_checkpoint"]
+        self.report_mode = self.settings.ray_train_checkpoint
         self.instance_tag = config["instance_tag"]
-        torch.set_num_threads(self.learner_cfg["torch_threads"])
+        torch.set_num_threads(self.settings.torch_threads)
         torch.manual_seed(config["seed"])
         self.model_path = config["initial_model_path"]
         self.tokenizer = self._load_tokenizer()
         self.model = ray.train.torch.prepare_model(self._load(self.model_path))
         self.device = next(unwrap(self.model).parameters()).device
         reference = None
-        if self.learner_cfg["reference"] == "initial":
+        if self.settings.reference == "initial":
             reference = self._load(config["reference_model_path"]).to(self.device)
             reference.requires_grad_(False)
         optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=self.learner_cfg["learning_rate"], weight_decay=self.learner_cfg["weight_decay"]
+            self.model.parameters(), lr=self.settings.learning_rate, weight_decay=self.settings.weight_decay
         )
         self.trainer = RoundTrainer(
-            self.model, optimizer, DPOSettings.from_config(self.learner_cfg),
+            self.model, optimizer, self.settings,
             pad_token_id(self.tokenizer, self.tokenizer.eos_token_id),  # no pad id: eos, else 0
            
             rank=self.rank, world_size=self.world_size, reduce_sum=_reduce_sum,
@@ -81,11 +83,10 @@ class LearnerWorker:
         )  # fmt: skip
 
     def _load(self, path: str) -> torch.nn.Module:
-        cfg = self.model_cfg
-        return load_model(path, cfg["dtype"], cfg["trust_remote_code"])
+        return load_model(path, self.model_settings.dtype, self.model_settings.trust_remote_code)
 
     def _load_tokenizer(self):
-        return load_tokenizer(self.model_path, self.model_cfg["trust_remote_code"])
+        return load_tokenizer(self.model_path, self.model_settings.trust_remote_code)
 
     def register(self) -> None:
         info = {

@@ -19,6 +19,7 @@ import pyarrow as pa
 from actors.contracts import InputError
 from actors.rewards.kinds import REWARD_KINDS, reward_column, reward_kind
 from actors.rewards.programmatic import import_reward_modules
+from actors.settings import RewardSettings
 
 
 @dataclass
@@ -30,14 +31,15 @@ class WeightedReward:
 
 
 class Scorer:
-    """Scores rollouts with every configured reward; built from `RewardSpec.model_dump()` dicts."""
+    """Scores rollouts with every configured reward; built from one `RewardSettings` per reward
+    (cluster/settings.py's `reward_settings`, from the validated `scoring.rewards` entries)."""
 
-    def __init__(self, rewards: list[dict], torch_threads: int = 1, device: str | None = None,
+    def __init__(self, rewards: list[RewardSettings], torch_threads: int = 1, device: str | None = None,
                  reward_modules: list[str] = ()):
         import_reward_modules(list(reward_modules))
         if not rewards:
             raise InputError("scoring.rewards is empty; configure at least one reward")
-        if any(spec.get("kind") in REWARD_KINDS and REWARD_KINDS[spec.get("kind")].uses_torch for spec in rewards):
+        if any(spec.kind in REWARD_KINDS and REWARD_KINDS[spec.kind].uses_torch for spec in rewards):
             import torch
 
             torch.set_num_threads(torch_threads)
@@ -73,12 +75,12 @@ def combine(parts: list[np.ndarray], weights: list[float]) -> np.ndarray:
     return np.where(finite, total, np.nan)
 
 
-def _build_reward(index: int, spec: dict, device: str | None) -> WeightedReward:
+def _build_reward(index: int, spec: RewardSettings, device: str | None) -> WeightedReward:
     key = f"scoring.rewards[{index}]"
-    kind = reward_kind(spec.get("kind"), key)
+    kind = reward_kind(spec.kind, key)
     compute, label = kind.build(spec, key, device)
-    column = reward_column(kind.name, spec.get("name"), spec.get("path"))
-    return WeightedReward(column, float(spec.get("weight", 1.0)), compute, label)
+    column = reward_column(kind.name, spec.name, spec.path)
+    return WeightedReward(column, float(spec.weight), compute, label)
 
 
 def _check_unique_columns(rewards: list[WeightedReward]) -> None:

@@ -22,6 +22,7 @@ from actors.scorer import Scorer
 from actors.weight_sync import WeightsHandle
 from cluster.config import GenerationSection, ModelSection, ScoringSection
 from cluster.placement import RoleSlots
+from cluster.settings import reward_settings, sampling_params
 
 _RESTARTS = {"max_restarts": -1, "max_task_retries": -1}
 
@@ -107,14 +108,7 @@ class GeneratorGroup:
         return cls(actors, cfg)
 
     def sampling(self, seed: int, samples_per_prompt: int | None = None, temperature: float | None = None) -> SamplingParams:
-        return SamplingParams(
-            samples_per_prompt=samples_per_prompt or self.cfg.samples_per_prompt,
-            temperature=temperature or self.cfg.temperature,
-            top_p=self.cfg.top_p,
-            max_new_tokens=self.cfg.max_new_tokens,
-            batch_size=self.cfg.batch_size,
-            seed=seed,
-        )
+        return sampling_params(self.cfg, seed, samples_per_prompt, temperature)
 
     def generate(self, prompts: pa.Table, sampling: SamplingParams, weights: WeightsHandle | None,
                  progress: Callable[[int], None] | None = None) -> pa.Table:
@@ -157,7 +151,7 @@ class ScorerGroup:
     def create(cls, run_name: str, cfg: ScoringSection, torch_threads: int = 1,
                slots: RoleSlots | None = None) -> "ScorerGroup":
         remote = ray.remote(Scorer)
-        specs = [spec.model_dump() for spec in cfg.rewards]
+        specs = [reward_settings(spec) for spec in cfg.rewards]
         actors = [
             remote.options(
                 name=f"{run_name}/scorer-{i}",

@@ -35,6 +35,7 @@ from actors.kernels.hf_model import check_model_folder
 from actors.learner_mailbox import create_mailbox
 from actors.learner_worker import train_loop_per_worker
 from actors.weight_sync import WeightsHandle
+from cluster.settings import learner_settings, model_settings
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +135,8 @@ class DPOLearner:
         """Start the Ray Train run in the background and return at once.
 
         learner_cfg / model_cfg: cluster.config.LearnerSection / ModelSection (the workers in actors/
-        receive their model_dump(): actors/ does not import cluster/). initial_model_path: the policy to continue from (the original
+        receive them as LearnerSettings / ModelSettings, built here by cluster/settings.py: actors/
+        does not import cluster/). initial_model_path: the policy to continue from (the original
         model, or the last complete round's checkpoint when resuming). reference_model_path: the
         frozen reference for reference='initial' (default: initial_model_path, which is wrong after
         a resume). storage_dir / run_name: Ray Train's RunConfig(storage_path, name). transport /
@@ -160,8 +162,8 @@ class DPOLearner:
         self.ready_seconds: float | None = None  # construction to every worker registered
         loop_config = {
             "mailbox": self._mailbox,
-            "learner": learner_cfg.model_dump(),
-            "model": model_cfg.model_dump(),
+            "learner": learner_settings(learner_cfg),
+            "model": model_settings(model_cfg),
             "initial_model_path": initial_model_path,
             "reference_model_path": reference_model_path,
             "transport": transport,

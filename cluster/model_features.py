@@ -28,19 +28,7 @@ import pyarrow as pa
 from actors.contracts import GRADIENT_NORM_COLUMNS, PAIR_TOKEN_COLUMNS, PROMPT_GRADIENT_NORMS_SCHEMA, RESPONSE_TOKEN_COLUMNS
 from actors.kernels.model_features import FeatureOptions
 from cluster.actor_groups import GeneratorGroup
-from cluster.config import SelectionFeaturesSection
 from actors.contracts import MODEL_PROBE_METHODS
-
-
-def feature_options(cfg: SelectionFeaturesSection, reference_model_path: str) -> FeatureOptions:
-    return FeatureOptions(
-        gradient_modules=cfg.gradient_modules,
-        projection_dim=cfg.projection_dim,
-        projection_seed=cfg.projection_seed,
-        batch_size=cfg.batch_size,
-        embedding=cfg.embedding,
-        reference_model_path=reference_model_path,
-    )
 
 
 def _vector(table: pa.Table) -> np.ndarray:

@@ -88,7 +88,8 @@ class RoundRunner:
         from actors.weight_sync import resolve_transport_name
         from cluster.actor_groups import GeneratorGroup, ScorerGroup
         from cluster.placement import create_placement, learner_scaling
-        from cluster.model_features import RemoteModelProbe, feature_options
+        from cluster.model_features import RemoteModelProbe
+        from cluster.settings import feature_options
 
         self.config, self.store, self.prompts, self.heldout = config, store, prompts, heldout
         self.reward_columns = [spec.column for spec in config.scoring.rewards]
@@ -244,10 +245,12 @@ def check_rewards(config: RunConfig) -> None:
     from actors.rewards.kinds import reward_kind
     from actors.rewards.programmatic import import_reward_modules
 
+    from cluster.settings import reward_settings
+
     import_reward_modules(config.scoring.reward_modules)
     for index, spec in enumerate(config.scoring.rewards):
         key = f"scoring.rewards[{index}]"
-        reward_kind(spec.kind, key).check(spec.model_dump(), key)
+        reward_kind(spec.kind, key).check(reward_settings(spec), key)
 
 
 def prepare_inputs(config: RunConfig) -> tuple[str, pa.Table, pa.Table]:
@@ -284,12 +287,13 @@ def prepare_inputs(config: RunConfig) -> tuple[str, pa.Table, pa.Table]:
 def check_reward_columns(config: RunConfig, prompts: pa.Table, key_prefix: str, path: str) -> None:
     """A reward that reads a prompt column must find it: say so now, naming the file, not inside a scorer."""
     from actors.rewards.kinds import reward_kind
+    from cluster.settings import reward_settings
 
     for index, spec in enumerate(config.scoring.rewards):
         key = f"scoring.rewards[{index}]"
         check_prompts = reward_kind(spec.kind, key).check_prompts
         if check_prompts is not None:
-            check_prompts(prompts, spec.model_dump(), key, f"{key_prefix}.path ({path})")
+            check_prompts(prompts, reward_settings(spec), key, f"{key_prefix}.path ({path})")
 
 
 def build_policy(config: RunConfig):

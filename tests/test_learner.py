@@ -25,6 +25,7 @@ from actors.kernels.logprobs import sequence_logprobs
 from actors.kernels.training_dynamics import ROUND_DYNAMICS_KEYS
 from actors.weight_sync import apply_weights
 from cluster.config import LearnerSection, ModelSection
+from cluster.settings import learner_settings
 
 VOCAB = 64
 PAD_ID = 0
@@ -227,7 +228,7 @@ def test_uneven_ddp_shards_give_the_single_process_update(learner_run, tiny_mode
     # Round 0: 7 pairs over 2 ranks (4 + 3), one step per epoch with fresh AdamW: the ranks' loss
     # scaling must reproduce the mean-over-pairs gradient of one process holding all 7 pairs.
     r0 = learner_run["rounds"][0]
-    settings = DPOSettings.from_config(LearnerSection(**LEARNER).model_dump())
+    settings = learner_settings(LearnerSection(**LEARNER))
     local = local_trainer(tiny_model, settings, LEARNER["learning_rate"])
     local_metrics = local.train_round(0, PairTokens.from_table(r0["pairs"]))
     assert r0["metrics"]["steps"] == local_metrics["steps"] == 2
@@ -239,7 +240,7 @@ def test_ddp_round_dynamics_equal_a_single_process_run(learner_run, tiny_model):
     # Round 0: 7 pairs on 2 ranks (4 + 3), one step per epoch holding all 7 pairs on both sides, so
     # the all-reduced round diagnostics and every step_history entry must equal one process's.
     r0 = learner_run["rounds"][0]["metrics"]
-    settings = DPOSettings.from_config(LearnerSection(**LEARNER).model_dump())
+    settings = learner_settings(LearnerSection(**LEARNER))
     local = local_trainer(tiny_model, settings, LEARNER["learning_rate"])
     one = local.train_round(0, PairTokens.from_table(learner_run["rounds"][0]["pairs"]))
     for key in ROUND_DYNAMICS_KEYS + ("dpo_weight",):

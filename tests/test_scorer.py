@@ -12,7 +12,9 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from actors.contracts import InputError
 from actors.rewards.programmatic import register_reward
 from actors.scorer import Scorer, combine
+from actors.settings import RewardSettings
 from cluster.config import RewardSpec, ScoringSection
+from cluster.settings import reward_settings
 
 
 @register_reward("test_response_words")
@@ -38,8 +40,9 @@ def rollouts(answers=(1.0, 2.0, 3.0)) -> pa.Table:
     )
 
 
-def spec(**fields) -> dict:
-    return RewardSpec(**fields).model_dump()
+def spec(**fields) -> RewardSettings:
+    """One reward's settings, as the driver builds them: from a validated config entry."""
+    return reward_settings(RewardSpec(**fields))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -103,10 +106,10 @@ def first_logit(folder: str, prompt: str, response: str, templated: bool) -> flo
 @pytest.mark.parametrize("templated", [True, False])
 def test_hf_classifier_reward_is_the_first_logit_of_prompt_and_response(tmp_path, templated):
     folder = str(build_tiny_classifier(tmp_path / "tiny_rm", with_chat_template=templated))
-    reward_spec = spec(kind="hf_classifier", path=folder, weight=3.0, batch_size=2)  # 3 rows of different lengths
+    reward_spec = dict(kind="hf_classifier", path=folder, weight=3.0, batch_size=2)  # 3 rows of different lengths
     table = rollouts()
 
-    scored = Scorer([reward_spec]).score(table)
+    scored = Scorer([spec(**reward_spec)]).score(table)
 
     expected = [
         first_logit(folder, p, r, templated)
@@ -145,9 +148,9 @@ def test_an_unregistered_programmatic_reward_is_an_input_error():
 
 
 def test_two_rewards_writing_one_column_are_rejected_by_scorer_and_config():
-    twice = [spec(kind="programmatic", name="test_answer_echo"), spec(kind="programmatic", name="test_answer_echo")]
+    twice = [dict(kind="programmatic", name="test_answer_echo"), dict(kind="programmatic", name="test_answer_echo")]
     with pytest.raises(InputError, match="reward_test_answer_echo"):
-        Scorer(twice)
+        Scorer([spec(**fields) for fields in twice])
     with pytest.raises(ValueError, match="reward_test_answer_echo"):
         ScoringSection(rewards=twice)
 

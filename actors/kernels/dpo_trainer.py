@@ -21,45 +21,21 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import torch
 
 from actors.contracts import PAIR_TOKEN_COLUMNS
-from actors.kernels.dpo_loss import check_dpo_loss_name, dpo_loss
+from actors.kernels.dpo_loss import dpo_loss
 from actors.kernels.hf_model import unwrap
 from actors.kernels.logprobs import pair_logprobs
 from actors.kernels.training_dynamics import dpo_weight, end_of_round_sums, round_dynamics
+from actors.settings import DPOSettings  # defined with the other settings; importable from here too
 
 ReduceSum = Callable[[torch.Tensor], torch.Tensor]
-
-
-@dataclass(frozen=True)
-class DPOSettings:
-    """The learner config fields one round needs (see LearnerSection for their meaning)."""
-
-    loss: str = "sigmoid"
-    beta: float = 0.1
-    label_smoothing: float = 0.0
-    epochs: int = 1
-    batch_size: int = 8
-    micro_batch_size: int | None = None
-    max_grad_norm: float = 1.0
-    reference: str = "round"
-    measure_round_end: bool = True
-
-    @classmethod
-    def from_config(cls, config: Mapping) -> "DPOSettings":
-        """Pick this class's fields out of a LearnerSection.model_dump()."""
-        return cls(**{f.name: config[f.name] for f in fields(cls) if f.name in config})
-
-    def __post_init__(self) -> None:
-        check_dpo_loss_name(self.loss)
-        if self.reference not in ("round", "initial"):
-            raise ValueError(f"reference must be 'round' or 'initial', not {self.reference!r}")
 
 
 @dataclass(frozen=True)

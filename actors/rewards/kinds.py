@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from actors.contracts import InputError, reward_column_name
+from actors.settings import RewardSettings
 
 Compute = Callable[[pa.Table], np.ndarray]
 
@@ -27,6 +28,8 @@ Compute = Callable[[pa.Table], np.ndarray]
 class RewardKind:
     """One kind of reward.
 
+    `spec` is one reward's `RewardSettings` (built by the driver from a validated `scoring.rewards`
+    entry, so a programmatic reward has a name and an hf_classifier reward a path).
     column_label(name, path): the part after `reward_` of its column; check(spec, key): InputError
     naming `key` (e.g. "scoring.rewards[0]") when it cannot load, without loading it; build(spec, key,
     device): (compute, label) where `compute` scores a rollouts table and `label` names it in errors;
@@ -36,28 +39,25 @@ class RewardKind:
 
     name: str
     column_label: Callable[[str | None, str | None], str]
-    check: Callable[[dict, str], None]
-    build: Callable[[dict, str, str | None], tuple[Compute, str]]
-    check_prompts: Callable[[pa.Table, dict, str, str], None] | None = None
+    check: Callable[[RewardSettings, str], None]
+    build: Callable[[RewardSettings, str, str | None], tuple[Compute, str]]
+    check_prompts: Callable[[pa.Table, RewardSettings, str, str], None] | None = None
     uses_torch: bool = False
 
 
 # --- programmatic: a registered Python function (actors/rewards/programmatic.py) -------------------------
 
 
-def _check_programmatic(spec: dict, key: str) -> None:
+def _check_programmatic(spec: RewardSettings, key: str) -> None:
     from actors.rewards.programmatic import get_reward
 
-    get_reward(spec.get("name"))
+    get_reward(spec.name)
 
 
-def _build_programmatic(spec: dict, key: str, device: str | None) -> tuple[Compute, str]:
+def _build_programmatic(spec: RewardSettings, key: str, device: str | None) -> tuple[Compute, str]:
     from actors.rewards.programmatic import get_reward
 
-    name = spec.get("name")
-    if not name:
-        raise InputError(f"{key}.name: a programmatic reward needs the name of a registered reward function")
-    return get_reward(name), f"{key} (programmatic {name!r})"
+    return get_reward(spec.name), f"{key} (programmatic {spec.name!r})"
 
 
 # --- hf_classifier: a local sequence-classification model (actors/rewards/classifier.py) -----------------
@@ -67,43 +67,40 @@ def _folder_label(name: str | None, path: str | None) -> str:
     return (path or "").rstrip("/").split("/")[-1]
 
 
-def _check_classifier(spec: dict, key: str) -> None:
+def _check_classifier(spec: RewardSettings, key: str) -> None:
     from actors.kernels.hf_model import check_model_folder
 
-    check_model_folder(spec.get("path"), f"{key}.path", classifier=True)
+    check_model_folder(spec.path, f"{key}.path", classifier=True)
 
 
-def _build_classifier(spec: dict, key: str, device: str | None) -> tuple[Compute, str]:
+def _build_classifier(spec: RewardSettings, key: str, device: str | None) -> tuple[Compute, str]:
     from actors.rewards.classifier import HFClassifierReward
 
-    path = spec.get("path")
-    if not path:
-        raise InputError(f"{key}.path: an hf_classifier reward needs a local model folder")
-    model = HFClassifierReward(path, key=f"{key}.path", batch_size=int(spec.get("batch_size", 32)), device=device)
-    return model.score, f"{key} (hf_classifier {path!r})"
+    model = HFClassifierReward(spec.path, key=f"{key}.path", batch_size=spec.batch_size, device=device)
+    return model.score, f"{key} (hf_classifier {spec.path!r})"
 
 
 # --- embedding_similarity: similarity to a reference column (actors/rewards/embedding_similarity.py) ------
 
 
-def _check_embedding(spec: dict, key: str) -> None:
+def _check_embedding(spec: RewardSettings, key: str) -> None:
     from actors.rewards.embedding_similarity import check_encoder
 
-    check_encoder(spec.get("path"), f"{key}.path")
+    check_encoder(spec.path, f"{key}.path")
 
 
-def _build_embedding(spec: dict, key: str, device: str | None) -> tuple[Compute, str]:
+def _build_embedding(spec: RewardSettings, key: str, device: str | None) -> tuple[Compute, str]:
     from actors.rewards.embedding_similarity import DEFAULT_REFERENCE_COLUMN, EmbeddingSimilarityReward
 
-    column = spec.get("reference_column") or DEFAULT_REFERENCE_COLUMN
-    model = EmbeddingSimilarityReward(key, column, spec.get("path"), int(spec.get("batch_size", 32)), device)
+    column = spec.reference_column or DEFAULT_REFERENCE_COLUMN
+    model = EmbeddingSimilarityReward(key, column, spec.path, spec.batch_size, device)
     return model.score, f"{key} (embedding_similarity to {column!r})"
 
 
-def _check_embedding_prompts(prompts: pa.Table, spec: dict, key: str, source: str) -> None:
+def _check_embedding_prompts(prompts: pa.Table, spec: RewardSettings, key: str, source: str) -> None:
     from actors.rewards.embedding_similarity import check_reference_column
 
-    check_reference_column(prompts, spec.get("reference_column"), key, source)
+    check_reference_column(prompts, spec.reference_column, key, source)
 
 
 REWARD_KINDS: dict[str, RewardKind] = {

@@ -1,0 +1,70 @@
+"""The typed settings the driver hands the actors: frozen dataclasses, standard library only.
+
+The driver builds each one ONCE from the validated config (cluster/settings.py, one function per
+type) and passes it to the actors instead of a `model_dump()` dict, so the actors read attributes,
+never keys, and a config field renamed without its settings field fails in the driver
+(tests/test_settings.py checks that every field below names a field of its config section).
+
+The user-facing checks, with messages naming the config key, live in the config sections
+(cluster/config/); the settings built from them carry no checks of their own. `DPOSettings`, also
+built by hand by tests and benchmarks, keeps its two checks for that direct use.
+
+Every type here crosses Ray (pickled into Ray Train workers and actors).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DPOSettings:
+    """The learner config fields one round of DPO needs (actors/kernels/dpo_trainer.py; see LearnerSection)."""
+
+    loss: str = "sigmoid"
+    beta: float = 0.1
+    label_smoothing: float = 0.0
+    epochs: int = 1
+    batch_size: int = 8
+    micro_batch_size: int | None = None
+    max_grad_norm: float = 1.0
+    reference: str = "round"
+    measure_round_end: bool = True
+
+    def __post_init__(self) -> None:
+        from actors.kernels.dpo_loss import check_dpo_loss_name
+
+        check_dpo_loss_name(self.loss)
+        if self.reference not in ("round", "initial"):
+            raise ValueError(f"reference must be 'round' or 'initial', not {self.reference!r}")
+
+
+@dataclass(frozen=True)
+class LearnerSettings(DPOSettings):
+    """What each Ray Train learner worker reads (actors/learner_worker.py): the round's DPO settings
+    plus the worker's threads, optimizer and Ray Train report mode (the `learner` section)."""
+
+    torch_threads: int = 1
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.0
+    ray_train_checkpoint: str = "pointer"
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """How the actors load the policy (the `model` section; the driver resolves its path)."""
+
+    dtype: str = "float32"
+    trust_remote_code: bool = False
+
+
+@dataclass(frozen=True)
+class RewardSettings:
+    """One reward of the scorer (one `scoring.rewards` entry; actors/rewards/kinds.py reads it)."""
+
+    kind: str
+    name: str | None = None
+    path: str | None = None
+    reference_column: str = "reference"
+    weight: float = 1.0
+    batch_size: int = 32

@@ -1,0 +1,60 @@
+"""The typed settings the actors receive, built once in the driver from the validated config.
+
+One function per settings type (the types live on the actors' side, actors/settings.py and the
+kernels' own option types: actors/ does not import cluster/). Each copies its fields BY NAME from
+the config section, so a settings field its section lacks fails here, at once, and
+tests/test_settings.py checks every field against the sections. The options were checked when the
+config was loaded (cluster/config/, messages naming the config key); nothing here checks again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from actors.settings import LearnerSettings, ModelSettings, RewardSettings
+from cluster.config import GenerationSection, LearnerSection, ModelSection, RewardSpec, SelectionFeaturesSection
+
+if TYPE_CHECKING:  # imported where used: they import torch, and the reward pre-flight checks stay light
+    from actors.generator_base import SamplingParams
+    from actors.kernels.model_features import FeatureOptions
+
+Settings = TypeVar("Settings")
+
+
+def from_section(cls: type[Settings], section: Any, **given: Any) -> Settings:
+    """`cls` with every field not in `given` copied by name from the config section."""
+    copied = {f.name: getattr(section, f.name) for f in fields(cls) if f.name not in given}
+    return cls(**copied, **given)
+
+
+def learner_settings(section: LearnerSection) -> LearnerSettings:
+    """What the learner's Ray Train workers read (the `learner` section)."""
+    return from_section(LearnerSettings, section)
+
+
+def model_settings(section: ModelSection) -> ModelSettings:
+    """How the actors load the policy (the `model` section; its path is resolved by the driver)."""
+    return from_section(ModelSettings, section)
+
+
+def reward_settings(spec: RewardSpec) -> RewardSettings:
+    """One scorer reward (one `scoring.rewards` entry)."""
+    return from_section(RewardSettings, spec)
+
+
+def sampling_params(section: GenerationSection, seed: int, samples_per_prompt: int | None = None,
+                    temperature: float | None = None) -> SamplingParams:
+    """How the generators sample (the `generation` section); `seed` is the caller's, per round or phase."""
+    from actors.generator_base import SamplingParams
+
+    return from_section(SamplingParams, section, seed=seed,
+                        samples_per_prompt=samples_per_prompt or section.samples_per_prompt,
+                        temperature=temperature or section.temperature)
+
+
+def feature_options(section: SelectionFeaturesSection, reference_model_path: str) -> FeatureOptions:
+    """How the generators compute model-side selection features (`selection.features`)."""
+    from actors.kernels.model_features import FeatureOptions
+
+    return from_section(FeatureOptions, section, reference_model_path=reference_model_path)

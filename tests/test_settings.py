@@ -1,0 +1,125 @@
+"""The typed settings the driver hands the actors (cluster/settings.py -> actors/settings.py and the
+kernels' option types): same values as the config, frozen, picklable, and every field a config field."""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from actors.generator_base import SamplingParams
+from actors.kernels.model_features import FeatureOptions
+from actors.settings import DPOSettings, LearnerSettings, ModelSettings, RewardSettings
+from cluster.config import GenerationSection, LearnerSection, ModelSection, RewardSpec, SelectionFeaturesSection
+from cluster.config_loading import load_config
+from cluster.settings import (
+    feature_options,
+    from_section,
+    learner_settings,
+    model_settings,
+    reward_settings,
+    sampling_params,
+)
+
+CONFIGS = [Path(__file__).resolve().parent.parent / "configs" / name for name in ("quickstart.yaml", "smollm2-cpu.yaml")]
+
+# Each settings type, the config section it is built from, and the fields the driver gives itself
+# (not config fields: a seed per round or phase, a path the driver resolves).
+SETTINGS_SECTIONS = [
+    (DPOSettings, LearnerSection, set()),
+    (LearnerSettings, LearnerSection, set()),
+    (ModelSettings, ModelSection, set()),
+    (RewardSettings, RewardSpec, set()),
+    (SamplingParams, GenerationSection, {"seed"}),
+    (FeatureOptions, SelectionFeaturesSection, {"reference_model_path"}),
+]
+
+
+def built(config) -> list[tuple[object, object, set[str]]]:
+    """(settings, its config section, driver-given fields) for everything the driver builds from `config`."""
+    pairs = [
+        (learner_settings(config.learner), config.learner, set()),
+        (model_settings(config.model), config.model, set()),
+        (sampling_params(config.generation, seed=17), config.generation, {"seed"}),
+        (feature_options(config.selection.features, "/models/initial"), config.selection.features,
+         {"reference_model_path"}),
+    ]
+    pairs += [(reward_settings(spec), spec, set()) for spec in config.scoring.rewards]
+    return pairs
+
+
+@pytest.fixture(scope="module", params=CONFIGS, ids=lambda path: path.name)
+def config(request):
+    return load_config(request.param)
+
+
+def test_settings_carry_the_config_values(config):
+    for settings, section, given in built(config):
+        for field in dataclasses.fields(settings):
+            if field.name not in given:
+                assert getattr(settings, field.name) == getattr(section, field.name), (type(settings), field.name)
+
+
+def test_the_driver_given_fields_are_the_callers(config):
+    assert sampling_params(config.generation, seed=17).seed == 17
+    assert feature_options(config.selection.features, "/models/initial").reference_model_path == "/models/initial"
+    # Overrides of one sampling phase (the held-out evaluation samples at temperature 1, once).
+    sampling = sampling_params(config.generation, seed=3, samples_per_prompt=1, temperature=0.5)
+    assert (sampling.samples_per_prompt, sampling.temperature) == (1, 0.5)
+    assert sampling.top_p == config.generation.top_p
+
+
+def test_the_configs_reward_settings_follow_the_config_order():
+    config = load_config(CONFIGS[1])
+    kinds = [reward_settings(spec).kind for spec in config.scoring.rewards]
+    assert kinds == ["embedding_similarity", "programmatic"]
+    assert [reward_settings(spec).weight for spec in config.scoring.rewards] == [1.0, 0.5]
+
+
+def test_settings_are_frozen(config):
+    for settings, _, _ in built(config):
+        name = dataclasses.fields(settings)[0].name
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(settings, name, getattr(settings, name))
+
+
+def test_settings_survive_pickling(config):
+    # They cross Ray: into the Ray Train workers, the scorer and the generator actors.
+    for settings, _, _ in built(config):
+        copy = pickle.loads(pickle.dumps(settings))
+        assert copy == settings and type(copy) is type(settings)
+
+
+@pytest.mark.parametrize("settings_type, section_type, given", SETTINGS_SECTIONS,
+                         ids=[t.__name__ for t, _, _ in SETTINGS_SECTIONS])
+def test_every_settings_field_is_a_config_field(settings_type, section_type, given):
+    """A config field renamed without its settings field must fail here, not drop silently."""
+    for field in dataclasses.fields(settings_type):
+        if field.name in given:
+            continue
+        assert field.name in section_type.model_fields, f"{settings_type.__name__}.{field.name}"
+
+
+@pytest.mark.parametrize("settings_type, section_type, given", SETTINGS_SECTIONS,
+                         ids=[t.__name__ for t, _, _ in SETTINGS_SECTIONS])
+def test_settings_defaults_are_the_config_defaults(settings_type, section_type, given):
+    """Hand-built settings (tests, benchmarks) start from the same values as an empty config section."""
+    for field in dataclasses.fields(settings_type):
+        if field.name in given or field.default is dataclasses.MISSING:
+            continue
+        assert field.default == section_type.model_fields[field.name].default, f"{settings_type.__name__}.{field.name}"
+
+
+def test_a_settings_field_missing_from_its_section_fails_when_built():
+    section = SimpleNamespace(dtype="float32")  # no trust_remote_code
+    with pytest.raises(AttributeError, match="trust_remote_code"):
+        from_section(ModelSettings, section)
+
+
+def test_learner_settings_are_the_rounds_dpo_settings():
+    settings = learner_settings(LearnerSection(loss="ipo", beta=0.3, batch_size=4, num_workers=2, torch_threads=2))
+    assert isinstance(settings, DPOSettings)
+    assert (settings.loss, settings.beta, settings.batch_size, settings.torch_threads) == ("ipo", 0.3, 4, 2)
