@@ -7,7 +7,8 @@ never keys, and a config field renamed without its settings field fails in the d
 
 The user-facing checks, with messages naming the config key, live in the config sections
 (cluster/config/); the settings built from them carry no checks of their own. `DPOSettings`, also
-built by hand by tests and benchmarks, keeps its two checks for that direct use.
+built by hand by tests and benchmarks, keeps its two checks for that direct use (`LearnerSettings`
+inherits them; the loss check is the same `check_dpo_loss_name` the config's validator calls).
 
 Every type here crosses Ray (pickled into Ray Train workers and actors).
 """

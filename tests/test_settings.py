@@ -24,7 +24,8 @@ from cluster.settings import (
     sampling_params,
 )
 
-CONFIGS = [Path(__file__).resolve().parent.parent / "configs" / name for name in ("quickstart.yaml", "smollm2-cpu.yaml")]
+REPO = Path(__file__).resolve().parent.parent
+CONFIGS = [REPO / "configs" / name for name in ("quickstart.yaml", "smollm2-cpu.yaml")]
 
 # Each settings type, the config section it is built from, and the fields the driver gives itself
 # (not config fields: a seed per round or phase, a path the driver resolves).
