@@ -48,6 +48,43 @@ def quickstart_run(tmp_path_factory):
     return run_dir, result
 
 
+NAN_REWARD_MODULE = '''
+import numpy as np
+from actors.rewards.programmatic import get_reward, register_reward
+
+@register_reward("builtin_task_with_nans")
+def builtin_task_with_nans(batch):
+    values = np.asarray(get_reward("builtin_task")(batch), dtype=float)
+    values[::3] = np.nan  # every third response cannot be scored
+    return values
+'''
+
+
+@pytest.fixture(scope="session")
+def bpo_run_with_nan_rewards(tmp_path_factory):
+    """One real two-round quickstart with the `bpo` policy whose reward is NaN for every third response.
+
+    Shared by the bpo-in-the-loop test and the NaN-handling test: both need a full CLI run and
+    neither's checks depend on the other's setting. Returns (run_dir, the CLI's CompletedProcess).
+    """
+    from cli_helpers import QUICKSTART, SMALL_RUN, cli_env, run_cli
+
+    folder = tmp_path_factory.mktemp("bpo_nan")
+    (folder / "nan_rewards.py").write_text(NAN_REWARD_MODULE)
+    env = cli_env()
+    env["PYTHONPATH"] = f"{folder}:{env['PYTHONPATH']}"
+    run_dir = folder / "run"
+    result = run_cli(
+        "run", str(QUICKSTART), "--run-dir", str(run_dir), "run.rounds=2", *SMALL_RUN,
+        "selection.policy=bpo", "selection.pairs_per_prompt=2",
+        "scoring.reward_modules=[nan_rewards]",
+        "scoring.rewards=[{kind: programmatic, name: builtin_task_with_nans}]",
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return run_dir, result
+
+
 @pytest.fixture(scope="module")
 def restore_torch_threads():
     """An in-process Generator sets torch's thread count for the whole test process: give it back after."""

@@ -125,3 +125,12 @@ def test_code_and_docs_point_only_inside_the_repository():
     assert len(list((REPO / "docs").glob("*.md"))) >= 5
     assert not stray, f"references outside the repository: {stray}"
     assert not missing, f"citations of docs that do not exist: {missing}"
+
+
+def test_paths_named_in_readme_and_docs_exist():
+    """A file moved or renamed must not leave README or docs/ pointing at where it was."""
+    named = re.compile(r"\b(?:actors|cluster|policies|tests|benchmarks|configs)/[\w/]+\.(?:py|yaml)\b")
+    stale = [f"{path.relative_to(REPO)}: {m.group(0)}"
+             for path in [REPO / "README.md", *(REPO / "docs").glob("*.md")]
+             for m in named.finditer(path.read_text()) if not (REPO / m.group(0)).exists()]
+    assert not stale, f"paths that do not exist: {stale}"

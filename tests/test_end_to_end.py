@@ -109,30 +109,8 @@ def test_sigkill_mid_round_then_same_command_resumes(two_round_run, tmp_path):
     assert set(rollouts.column("weights_version").to_pylist()) == {2}
 
 
-NAN_REWARD_MODULE = '''
-import numpy as np
-from actors.rewards.programmatic import get_reward, register_reward
-
-@register_reward("builtin_task_with_nans")
-def builtin_task_with_nans(batch):
-    values = np.asarray(get_reward("builtin_task")(batch), dtype=float)
-    values[::3] = np.nan  # every third response cannot be scored
-    return values
-'''
-
-
-def test_nan_rewards_are_dropped_counted_and_the_run_continues(tmp_path):
-    (tmp_path / "nan_rewards.py").write_text(NAN_REWARD_MODULE)
-    run_dir = tmp_path / "run"
-    env = cli_env()
-    env["PYTHONPATH"] = f"{tmp_path}:{env['PYTHONPATH']}"
-    result = run_cli(
-        "run", str(QUICKSTART), "--run-dir", str(run_dir), "run.rounds=1", *SMALL_RUN,
-        "scoring.reward_modules=[nan_rewards]",
-        "scoring.rewards=[{kind: programmatic, name: builtin_task_with_nans}]",
-        env=env,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
+def test_nan_rewards_are_dropped_counted_and_the_run_continues(bpo_run_with_nan_rewards):
+    run_dir, result = bpo_run_with_nan_rewards  # a user reward module that returns NaN for every third response
     metrics = json.loads((run_dir / "round_0000" / "metrics.json").read_text())
     rollouts = pq.read_table(run_dir / "round_0000" / "rollouts.parquet")
     scored = pq.read_table(run_dir / "round_0000" / "scored.parquet")

@@ -26,8 +26,8 @@ def run_two_rounds(tmp_path, *overrides: str):
     return run_dir
 
 
-def test_bpo_round_records_why_each_prompt_was_chosen(tmp_path):
-    run_dir = run_two_rounds(tmp_path, "selection.policy=bpo", "selection.pairs_per_prompt=2")
+def test_bpo_round_records_why_each_prompt_was_chosen(bpo_run_with_nan_rewards):
+    run_dir = bpo_run_with_nan_rewards[0]  # two rounds, bpo with 2 pairs per prompt (tests/conftest.py)
     for index in (0, 1):
         round_dir = run_dir / f"round_{index:04d}"
         selected = pq.read_table(round_dir / "selected.parquet")
