@@ -19,6 +19,8 @@ SMALL_RUN = [
     "eval.num_prompts=16",
     "eval.samples_per_prompt=1",
     "ray.include_dashboard=false",
+    # 17 plots after every round cost seconds of CPU per run; the shared quickstart run keeps them.
+    "diagnostics.report=false",
 ]
 
 

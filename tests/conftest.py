@@ -10,8 +10,12 @@ the marker it lacks.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import time
 import types
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -43,9 +47,60 @@ def quickstart_run(tmp_path_factory):
     from cli_helpers import QUICKSTART, SMALL_RUN, run_cli
 
     run_dir = tmp_path_factory.mktemp("quickstart") / "run"
-    result = run_cli("run", str(QUICKSTART), "--run-dir", str(run_dir), "run.rounds=2", *SMALL_RUN)
+    # The one run that keeps the per-round report (SMALL_RUN turns it off): the report tests read it.
+    result = run_cli("run", str(QUICKSTART), "--run-dir", str(run_dir), "run.rounds=2", *SMALL_RUN,
+                     "diagnostics.report=true")
     assert result.returncode == 0, result.stderr[-4000:]
     return run_dir, result
+
+
+@dataclass(frozen=True)
+class KilledAndResumed:
+    """What `killed_and_resumed_run` saw: digests of rounds 0-1 before, after the kill and after the resume."""
+
+    run_dir: Path
+    before: dict
+    after_kill: dict
+    round_2_after_kill: bool
+    resumed: subprocess.CompletedProcess
+    after_resume: dict
+
+
+@pytest.fixture(scope="session")
+def killed_and_resumed_run(quickstart_run, tmp_path_factory):
+    """A copy of the shared two-round run continued to three rounds with implicit PVar, its driver
+    SIGKILLed during round 2, then the same command run again.
+
+    Shared by the kill-and-resume test and the implicit-PVar-in-the-loop test: round 2 is the first
+    round whose policy has moved from the initial model, which is what the implicit form needs, and
+    neither test's checks depend on the other's setting. (One kill-and-resume covers the plain rerun
+    too: the second start is a rerun of a run folder whose last round is complete.)
+    """
+    from cli_helpers import QUICKSTART, REPO, SMALL_RUN, cli_command, cli_env, copy_run, run_cli, tree_digest
+
+    run_dir = copy_run(quickstart_run[0], tmp_path_factory.mktemp("resumed") / "run")
+    digests = lambda: {i: tree_digest(run_dir / f"round_{i:04d}") for i in (0, 1)}  # noqa: E731
+    before = digests()
+    args = ["run", str(QUICKSTART), "--run-dir", str(run_dir), "run.rounds=3", *SMALL_RUN,
+            "selection.pvar_source=implicit"]
+    proc = subprocess.Popen(cli_command(*args), cwd=REPO, env=cli_env(), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 400
+    try:
+        while time.time() < deadline:
+            if (run_dir / ".round_0002.partial").exists():
+                break
+            assert proc.poll() is None, "run ended before it could be killed"
+            time.sleep(0.2)
+        else:
+            pytest.fail("round 2 never started")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the embedded cluster it started
+        proc.wait()
+    after_kill, round_2_after_kill = digests(), (run_dir / "round_0002").exists()
+    resumed = run_cli(*args)
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    return KilledAndResumed(run_dir, before, after_kill, round_2_after_kill, resumed, digests())
 
 
 NAN_REWARD_MODULE = '''

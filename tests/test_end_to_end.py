@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import time
 
 import pyarrow.parquet as pq
 import pytest
-
-from cli_helpers import QUICKSTART, REPO, SMALL_RUN, cli_command, cli_env, copy_run, run_cli, tree_digest
 
 pytestmark = pytest.mark.slow
 
@@ -41,6 +35,7 @@ def test_every_round_leaves_its_artifacts_and_a_summary(two_round_run):
         assert selected.num_rows > 0
         assert (folder / "checkpoint" / "model.safetensors").exists()
     assert "round 2/2" in result.stderr
+    assert (run_dir / "report.html").exists()  # refreshed after every round (diagnostics.report)
     config_text = (run_dir / "config.yaml").read_text()
     assert "pair_budget: 8" in config_text
 
@@ -72,40 +67,21 @@ def test_checkpoint_loads_with_from_pretrained(two_round_run):
     assert model.num_parameters() > 0 and tokenizer.eos_token_id is not None
 
 
-def test_sigkill_mid_round_then_same_command_resumes(two_round_run, tmp_path):
+def test_sigkill_mid_round_then_same_command_resumes(killed_and_resumed_run):
     """A copy of the shared two-round run is continued to three rounds, its driver SIGKILLed during
-    round 2, and the same command run again: it resumes after round 1, rounds 0 and 1 byte-identical,
-    and round 2 samples from round 1's weights. (One kill-and-resume covers the plain rerun too: the
-    second start is a rerun of a run folder whose last round is complete.)"""
-    run_dir = copy_run(two_round_run[0], tmp_path / "run")
-    before = {i: tree_digest(run_dir / f"round_{i:04d}") for i in (0, 1)}
-    args = ["run", str(QUICKSTART), "--run-dir", str(run_dir), "run.rounds=3", *SMALL_RUN]
-    proc = subprocess.Popen(cli_command(*args), cwd=REPO, env=cli_env(), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 400
-    try:
-        while time.time() < deadline:
-            if (run_dir / ".round_0002.partial").exists():
-                break
-            assert proc.poll() is None, "run ended before it could be killed"
-            time.sleep(0.2)
-        else:
-            pytest.fail("round 2 never started")
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the embedded cluster it started
-        proc.wait()
-    assert not (run_dir / "round_0002").exists()
-    assert {i: tree_digest(run_dir / f"round_{i:04d}") for i in (0, 1)} == before
-
-    result = run_cli(*args)
-    assert result.returncode == 0, result.stderr[-4000:]
+    round 2, and the same command run again (tests/conftest.py): it resumes after round 1, rounds 0
+    and 1 byte-identical, and round 2 samples from round 1's weights."""
+    run = killed_and_resumed_run
+    assert not run.round_2_after_kill
+    assert run.after_kill == run.before
+    result = run.resumed
     assert "resuming" in result.stderr and "after round 1" in result.stderr
-    assert {i: tree_digest(run_dir / f"round_{i:04d}") for i in (0, 1)} == before
-    assert not list(run_dir.glob(".round_*.partial"))
-    summary = json.loads((run_dir / "summary.json").read_text())
+    assert run.after_resume == run.before
+    assert not list(run.run_dir.glob(".round_*.partial"))
+    summary = json.loads((run.run_dir / "summary.json").read_text())
     assert [row["round"] for row in summary["rounds"]] == [0, 1, 2]
     # Round 2 sampled from round 1's weights, not from the initial model.
-    rollouts = pq.read_table(run_dir / "round_0002" / "rollouts.parquet")
+    rollouts = pq.read_table(run.run_dir / "round_0002" / "rollouts.parquet")
     assert set(rollouts.column("weights_version").to_pylist()) == {2}
 
 

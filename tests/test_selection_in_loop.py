@@ -1,7 +1,7 @@
 """Model-side selection inside the real round loop: bpo and implicit PVar through the CLI.
 
-Each run is two rounds of the shrunk quickstart on its own embedded Ray cluster; the features are
-computed by the generator actors on the current policy.
+Both read shared runs of the shrunk quickstart (tests/conftest.py), each on its own embedded Ray
+cluster; the features are computed by the generator actors on the current policy.
 """
 
 from __future__ import annotations
@@ -14,16 +14,8 @@ import pytest
 
 from policies.pvar import grouped_preference_variance
 from policies.grouping import group_rewards
-from tests.cli_helpers import QUICKSTART, SMALL_RUN, run_cli
 
 pytestmark = [pytest.mark.slow]
-
-
-def run_two_rounds(tmp_path, *overrides: str):
-    run_dir = tmp_path / "run"
-    result = run_cli("run", str(QUICKSTART), "--run-dir", str(run_dir), "run.rounds=2", *SMALL_RUN, *overrides)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return run_dir
 
 
 def test_bpo_round_records_why_each_prompt_was_chosen(bpo_run_with_nan_rewards):
@@ -49,21 +41,19 @@ def test_bpo_round_records_why_each_prompt_was_chosen(bpo_run_with_nan_rewards):
         assert metrics["phase_seconds"]["select"] > 0
 
 
-def test_implicit_pvar_uses_the_trained_policy_after_round_zero(tmp_path):
-    run_dir = run_two_rounds(tmp_path, "selection.pvar_source=implicit", "selection.top_fraction=0.25")
-    pvar_by_round = []
-    for index in (0, 1):
-        scored = pq.read_table(run_dir / f"round_{index:04d}" / "scored.parquet")
-        stats = pq.read_table(run_dir / f"round_{index:04d}" / "prompt_stats.parquet")
-        grouped = group_rewards(scored)
-        reward_pvar = grouped_preference_variance(grouped.codes, grouped.rewards, 1.0, grouped.n_prompts)
-        order = [grouped.prompt_ids.index(p) for p in stats.column("prompt_id").to_pylist()]
-        pvar_by_round.append((stats.column("pvar").to_numpy(), reward_pvar[order]))
+def test_implicit_pvar_uses_the_trained_policy_once_it_has_moved(killed_and_resumed_run, quickstart_run):
+    # Rounds 0-1 are the shared quickstart (reward PVar); round 2 was run with selection.pvar_source=implicit
+    # (tests/conftest.py). The round-0 fallback to the reward form, while every log-ratio is zero, is
+    # checked in tests/test_pvar.py.
+    run_dir = killed_and_resumed_run.run_dir
+    scored = pq.read_table(run_dir / "round_0002" / "scored.parquet")
+    stats = pq.read_table(run_dir / "round_0002" / "prompt_stats.parquet")
+    grouped = group_rewards(scored)
+    reward_pvar = grouped_preference_variance(grouped.codes, grouped.rewards, 1.0, grouped.n_prompts)
+    order = [grouped.prompt_ids.index(p) for p in stats.column("prompt_id").to_pylist()]
+    implicit, from_rewards = stats.column("pvar").to_numpy(), reward_pvar[order]
     sources = [json.loads((run_dir / f"round_{i:04d}" / "metrics.json").read_text())["selection"]["pvar_source"]
-               for i in (0, 1)]
-    assert sources == ["reward", "implicit"]
-    round0, round1 = pvar_by_round
-    # Round 0: pi == pi_init, the implicit reward is 0 everywhere, so the reward form is used.
-    assert np.allclose(round0[0], round0[1])
-    # Round 1: the policy has moved; PVar now comes from its log-ratios, not from the rewards.
-    assert not np.allclose(round1[0], round1[1]) and np.all(round1[0] >= 0) and np.any(round1[0] > 0)
+               for i in (0, 1, 2)]
+    assert sources == ["reward", "reward", "implicit"]
+    # The policy has moved; PVar now comes from its log-ratios, not from the rewards.
+    assert not np.allclose(implicit, from_rewards) and np.all(implicit >= 0) and np.any(implicit > 0)
