@@ -30,8 +30,25 @@ from cluster.tools.prepare import (
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("models")
-    return cache, ensure_smollm2(str(cache))
+    """(cache, folder, gguf) where gguf is the (model, tokenizer) the build itself read from the GGUF.
+
+    The build's own `load_gguf` call is recorded (the real function runs) so the logits test compares
+    the folder with the very model it was converted from, without dequantising the GGUF a second time.
+    """
+    import cluster.tools.prepare as prepare
+
+    cache, loaded = tmp_path_factory.mktemp("models"), []
+
+    def recording_load_gguf(folder):
+        loaded.append(real_load_gguf(folder))
+        return loaded[-1]
+
+    real_load_gguf = prepare.load_gguf
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(prepare, "load_gguf", recording_load_gguf)
+        folder = ensure_smollm2(str(cache))
+    assert len(loaded) == 1, "the build read the GGUF once"
+    return cache, folder, loaded[0]
 
 
 def _file_identity(path):
@@ -43,7 +60,7 @@ def _file_identity(path):
 def test_prepare_builds_a_safetensors_folder_that_loads_and_is_reused(prepared):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    cache, folder = prepared
+    cache, folder, _ = prepared
     assert folder == cache / MODEL_NAME
     files = sorted(p.name for p in folder.iterdir())
     assert "model.safetensors" in files and "config.json" in files and "tokenizer.json" in files
@@ -67,8 +84,7 @@ def test_prepare_builds_a_safetensors_folder_that_loads_and_is_reused(prepared):
 def test_converted_logits_match_the_gguf_model(prepared, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    _, folder = prepared
-    gguf_model, tokenizer = load_gguf(locate_gguf(tmp_path)[0])
+    _, folder, (gguf_model, tokenizer) = prepared
     converted = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True).eval()
     ids = tokenizer.apply_chat_template(
         [{"role": "user", "content": "Sort these numbers: 5, 2, 9."}], add_generation_prompt=True,
@@ -84,7 +100,7 @@ def test_converted_logits_match_the_gguf_model(prepared, tmp_path):
 
 @pytest.mark.slow
 def test_cli_prepare_reports_the_folder(prepared):
-    cache, folder = prepared
+    cache, folder, _ = prepared
     result = run_cli("prepare", "--cache-dir", str(cache), timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert str(folder) in result.stdout
