@@ -74,3 +74,16 @@ def test_messages_without_role_or_content_fields_and_no_chat_template_are_input_
         load(path, tokenizer=build_tiny_tokenizer(with_chat_template=False), prompt_column="messages")
     with pytest.raises(InputError, match="conversations .* and data.apply_chat_template is false"):
         load(path, apply_chat_template=False, prompt_column="messages")
+
+
+def test_conversations_carry_ifeval_columns_to_the_ifeval_reward(tmp_path):
+    from cluster.config import RunConfig
+    from cluster.round_loop import check_reward_columns
+
+    config = RunConfig.model_validate({"scoring": {"rewards": [{"kind": "programmatic", "name": "ifeval"}]}})
+    record = {"messages": [SYSTEM, {"role": "user", "content": "say hello without commas"}],
+              "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]}
+    path = write_jsonl(tmp_path / "chat.jsonl", [record])
+    table = load(path, prompt_column="messages")
+    assert table.column("prompt").to_pylist() == ["say hello without commas"]
+    check_reward_columns(config, table, "data.train", path)
