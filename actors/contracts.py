@@ -9,7 +9,8 @@
 - `InputError`, the one exception type for bad user input;
 - `ModelProbe`, the protocol of everything the driver asks the policy model (answered in the
   generator actors, or in-process in tests and benchmarks);
-- `Registry`, the small registry of named pieces (policies, pair builders, DPO losses, rewards).
+- `Registry`, the small registry of named pieces (policies, pair builders, DPO losses, rewards);
+- `RewardOutput`, what a reward returns when it writes extra columns besides its `reward_<name>` one.
 
 Pure: pyarrow and the standard library only, so the driver, every actor and `policies` (no Ray,
 no torch) can import it.
@@ -21,6 +22,7 @@ import difflib
 import enum
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 import pyarrow as pa
@@ -60,7 +62,9 @@ class Registry(Generic[Item]):
         """Decorator registering `item` under `name`; registering another item under a taken name fails."""
 
         def decorate(item: Item) -> Item:
-            if name in self._items and self._items[name] is not item:
+            # Equal, not identical: a re-imported module re-registers an equal entry (a dataclass
+            # wrapping the same function), which is no clash.
+            if name in self._items and self._items[name] != item:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
             self._items[name] = item
             return item
@@ -136,8 +140,55 @@ def is_reward_column(name: str) -> bool:
 
 
 def is_pipeline_column(name: str) -> bool:
-    """True for names the generator or scorer writes: rollout columns, `reward` and `reward_*`."""
-    return name in {f.name for f in ROLLOUT_FIELDS} or is_reward_column(name)
+    """True for names the generator or scorer writes: rollout columns, `reward`, `reward_*` and the
+    built-in rewards' extra columns (REWARD_EXTRA_FIELDS)."""
+    return (name in {f.name for f in ROLLOUT_FIELDS} or is_reward_column(name)
+            or name in {f.name for f in REWARD_EXTRA_FIELDS})
+
+
+@dataclass(frozen=True)
+class RewardOutput:
+    """What a reward function returns when it also writes extra columns (the default is a bare array).
+
+    `values`: float64, one per row, its `reward_<name>` column (the part weighted into `reward`);
+    `columns`: one row per input row holding exactly the fields the reward declared when it was
+    registered (`register_reward(name, extra_fields=...)` in actors/rewards/programmatic.py), in that
+    order. The scorer checks both and appends the columns after the reward's own column.
+    """
+
+    values: np.ndarray
+    columns: pa.Table
+
+
+# --- the ifeval reward (actors/rewards/ifeval.py; docs/ifeval.md) ---------------------------------
+
+# What a prompt must carry for the ifeval reward, as in IFEval's own files: per prompt the
+# instruction ids and one kwargs object per instruction. The built-in set (cluster/data/ifeval_prompts.py)
+# writes `kwargs` as one JSON object string per instruction, so its type is the same whichever
+# checkers appear; IFEval's list<struct> form (unused keys null) is read as well.
+IFEVAL_PROMPT_FIELDS = (
+    pa.field("instruction_id_list", pa.list_(pa.string())),
+    pa.field("kwargs", pa.list_(pa.string())),
+)
+IFEVAL_PROMPT_COLUMNS = tuple(f.name for f in IFEVAL_PROMPT_FIELDS)
+# What the ifeval reward writes besides reward_ifeval (= ifeval_instruction_strict): the four IFEval
+# measures of one response, and per instruction (aligned with instruction_id_list) whether it passed.
+IFEVAL_SCORE_FIELDS = (
+    pa.field("ifeval_instruction_strict", pa.float64()),
+    pa.field("ifeval_instruction_loose", pa.float64()),
+    pa.field("ifeval_prompt_strict", pa.float64()),
+    pa.field("ifeval_prompt_loose", pa.float64()),
+    pa.field("ifeval_strict_pass", pa.list_(pa.bool_())),
+    pa.field("ifeval_loose_pass", pa.list_(pa.bool_())),
+)
+IFEVAL_STRICT_PASS, IFEVAL_LOOSE_PASS = IFEVAL_SCORE_FIELDS[-2].name, IFEVAL_SCORE_FIELDS[-1].name
+# Every extra column a built-in reward writes: prompt loading rejects source columns of these names.
+REWARD_EXTRA_FIELDS = IFEVAL_SCORE_FIELDS
+# eval.json / metrics.json keys of the held-out IFEval numbers (present when the ifeval reward scores),
+# and IFEval's four accuracies in them, in the order tables show them (docs/ifeval.md).
+HELDOUT_IFEVAL, HELDOUT_BEFORE_IFEVAL = "heldout_ifeval", "heldout_before_ifeval"
+IFEVAL_ACCURACIES = ("prompt_strict", "instruction_strict", "prompt_loose", "instruction_loose")
+IFEVAL_FAMILIES = "families"  # per constraint family: instruction_strict, instruction_loose, instructions
 
 
 # What every selection policy reads of the scored table (besides `selection.pvar_rewards`).
@@ -228,6 +279,8 @@ SCHEMAS: dict[str, pa.Schema] = {
     "embeddings": EMBEDDINGS_SCHEMA,
     "pair_features": PAIR_FEATURES_SCHEMA,
     "prompt_gradient_norms": PROMPT_GRADIENT_NORMS_SCHEMA,
+    "ifeval_prompts": pa.schema(IFEVAL_PROMPT_FIELDS),
+    "ifeval_scores": pa.schema(IFEVAL_SCORE_FIELDS),
 }
 
 # --- the run folder -----------------------------------------------------------------------------

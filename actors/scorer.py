@@ -5,7 +5,9 @@ actors/rewards/kinds.py: `programmatic` (a registered Python
 function, see actors/rewards/programmatic.py), `hf_classifier` (a local sequence-classification
 model, see actors/rewards/classifier.py) or `embedding_similarity` (similarity to a reference column, see
 actors/rewards/embedding_similarity.py). A row whose reward parts are not all finite gets `reward` NaN;
-rows are never dropped here (the driver drops and counts them), and the row order is kept.
+rows are never dropped here (the driver drops and counts them), and the row order is kept. A reward
+that declares extra columns (the `ifeval` reward's per-response IFEval measures) has them appended
+right after its own column; they are not part of the weighted sum.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from actors.contracts import InputError
-from actors.rewards.kinds import REWARD_KINDS, reward_column, reward_kind
+from actors.contracts import InputError, RewardOutput
+from actors.rewards.kinds import REWARD_KINDS, output_fields, reward_kind
 from actors.rewards.programmatic import import_reward_modules
 from actors.settings import RewardSettings
 
@@ -26,8 +28,9 @@ from actors.settings import RewardSettings
 class WeightedReward:
     column: str
     weight: float
-    compute: Callable[[pa.Table], np.ndarray]
+    compute: Callable[[pa.Table], "np.ndarray | RewardOutput"]
     label: str  # for error messages, e.g. "scoring.rewards[0] (programmatic 'builtin_task')"
+    extra_fields: tuple[pa.Field, ...] = ()  # what compute's RewardOutput.columns must hold
 
 
 class Scorer:
@@ -54,16 +57,21 @@ class Scorer:
 
     @property
     def columns(self) -> list[str]:
-        """Reward columns this scorer adds, in config order (before `reward`)."""
-        return [r.column for r in self._rewards]
+        """Columns this scorer adds before `reward`, in config order: each reward's, then its extra ones."""
+        return [name for r in self._rewards for name in (r.column, *(f.name for f in r.extra_fields))]
 
     def score(self, rollouts: pa.Table) -> pa.Table:
-        """`rollouts` plus one float64 column per reward and `reward`, the weighted sum (NaN if any part is)."""
-        parts = [_reward_values(r, rollouts) for r in self._rewards]
+        """`rollouts` plus one float64 column per reward (and its extra columns) and `reward`, the weighted
+        sum (NaN if any part is)."""
+        outputs = [_reward_values(r, rollouts) for r in self._rewards]
         table = rollouts
-        for reward, values in zip(self._rewards, parts, strict=True):
-            table = _set_column(table, reward.column, values)
-        return _set_column(table, "reward", combine(parts, [r.weight for r in self._rewards]))
+        for reward, (values, extra) in zip(self._rewards, outputs, strict=True):
+            table = _set_column(table, pa.field(reward.column, pa.float64()), pa.array(values, pa.float64()))
+            for field in reward.extra_fields:
+                table = _set_column(table, field, extra.column(field.name))
+        parts = [values for values, _ in outputs]
+        total = combine(parts, [r.weight for r in self._rewards])
+        return _set_column(table, pa.field("reward", pa.float64()), pa.array(total, pa.float64()))
 
 
 def combine(parts: list[np.ndarray], weights: list[float]) -> np.ndarray:
@@ -79,31 +87,40 @@ def _build_reward(index: int, spec: RewardSettings, device: str | None) -> Weigh
     key = f"scoring.rewards[{index}]"
     kind = reward_kind(spec.kind, key)
     compute, label = kind.build(spec, key, device)
-    column = reward_column(kind.name, spec.name, spec.path)
-    return WeightedReward(column, float(spec.weight), compute, label)
+    own, *extra = output_fields(spec, key)
+    return WeightedReward(own.name, float(spec.weight), compute, label, tuple(extra))
 
 
 def _check_unique_columns(rewards: list[WeightedReward]) -> None:
     seen: dict[str, str] = {}
     for reward in rewards:
-        if reward.column in seen:
-            raise InputError(
-                f"{seen[reward.column]} and {reward.label} would both write column {reward.column!r}; "
-                "give each reward a different name or model folder name"
-            )
-        seen[reward.column] = reward.label
+        for column in (reward.column, *(f.name for f in reward.extra_fields)):
+            if column in seen:
+                raise InputError(
+                    f"{seen[column]} and {reward.label} would both write column {column!r}; "
+                    "give each reward a different name or model folder name"
+                )
+            seen[column] = reward.label
 
 
-def _reward_values(reward: WeightedReward, rollouts: pa.Table) -> np.ndarray:
-    values = np.asarray(reward.compute(rollouts), dtype=np.float64).reshape(-1)
+def _reward_values(reward: WeightedReward, rollouts: pa.Table) -> tuple[np.ndarray, pa.Table | None]:
+    """The reward's values, and its extra columns checked against what it declared."""
+    result = reward.compute(rollouts)
+    extra = result.columns if isinstance(result, RewardOutput) else None
+    values = np.asarray(result.values if isinstance(result, RewardOutput) else result, dtype=np.float64).reshape(-1)
     if values.shape[0] != rollouts.num_rows:
         raise ValueError(f"{reward.label} returned {values.shape[0]} values for {rollouts.num_rows} rows")
-    return values
+    declared = pa.schema(reward.extra_fields)
+    if reward.extra_fields and (extra is None or not extra.schema.equals(declared) or extra.num_rows != values.shape[0]):
+        got = "no extra columns" if extra is None else f"{extra.num_rows} rows of {extra.schema}"
+        raise ValueError(f"{reward.label} declared the extra columns {declared} but returned {got}")
+    if extra is not None and not reward.extra_fields:
+        raise ValueError(f"{reward.label} returned extra columns it did not declare: {extra.column_names}")
+    return values, extra
 
 
-def _set_column(table: pa.Table, name: str, values: np.ndarray) -> pa.Table:
-    """Append a float64 column, replacing one of the same name (a table scored twice stays valid)."""
-    array = pa.array(values, type=pa.float64())
-    if name in table.column_names:
-        return table.set_column(table.column_names.index(name), pa.field(name, pa.float64()), array)
-    return table.append_column(pa.field(name, pa.float64()), array)
+def _set_column(table: pa.Table, field: pa.Field, array) -> pa.Table:
+    """Append a column, replacing one of the same name (a table scored twice stays valid)."""
+    if field.name in table.column_names:
+        return table.set_column(table.column_names.index(field.name), field, array)
+    return table.append_column(field, array)

@@ -18,6 +18,8 @@ import pyarrow.compute as pc
 
 from actors.contracts import (
     EVAL_JSON,
+    HELDOUT_BEFORE_IFEVAL,
+    HELDOUT_IFEVAL,
     METRICS_JSON,
     PROMPT_STATS_TABLE,
     RAY_TRAIN_DIR,
@@ -28,6 +30,7 @@ from actors.contracts import (
     InputError,
     Phase,
 )
+from actors.rewards.ifeval import ifeval_accuracies
 from cluster.config import RunConfig
 from cluster.config_loading import dump_config
 from cluster.diagnostics import heldout_did_entropy, pvar_gradient_spearman, selected_rows_by_prompt, with_gradient_norms
@@ -93,6 +96,7 @@ class RoundRunner:
 
         self.config, self.store, self.prompts, self.heldout = config, store, prompts, heldout
         self.reward_columns = [spec.column for spec in config.scoring.rewards]
+        self.score_columns = score_columns(config)
         self.policy = policy
         transport = resolve_transport_name(config.weight_sync.transport, config.learner.use_gpu,
                                            config.generation.num_gpus_per_actor > 0)  # fmt: skip
@@ -138,8 +142,8 @@ class RoundRunner:
         # The token columns stay out of the object-store traffic: the scorers never read them.
         skipped = [c for c in SCORER_SKIPPED_COLUMNS if c in rollouts.column_names]
         scored = self.scorers.score(rollouts.drop_columns(skipped), progress)
-        for name in [*self.reward_columns, "reward"]:
-            rollouts = rollouts.append_column(name, scored.column(name))
+        for name in self.score_columns:
+            rollouts = rollouts.append_column(scored.schema.field(name), scored.column(name))
         return rollouts
 
     def evaluate(self) -> dict:
@@ -152,8 +156,12 @@ class RoundRunner:
         scored, invalid = drop_invalid_rewards(self._score(self.generators.generate(prompts, sampling, self.weights)),
                                                self.reward_columns)
         mean, std = reward_stats(scored)
-        return {"heldout_reward_mean": mean, "heldout_reward_std": std, "heldout_samples": scored.num_rows,
-                "heldout_invalid": invalid["total"]}
+        result = {"heldout_reward_mean": mean, "heldout_reward_std": std, "heldout_samples": scored.num_rows,
+                  "heldout_invalid": invalid["total"]}
+        ifeval = ifeval_accuracies(scored)  # the ifeval reward's columns: IFEval's four accuracies
+        if ifeval is not None:
+            result[HELDOUT_IFEVAL] = ifeval
+        return result
 
     def did_diagnostics(self) -> dict:
         """DID entropy of the current policy against the initial model, from K samples per held-out prompt."""
@@ -188,6 +196,8 @@ class RoundRunner:
                 before = self.evaluate()
             metrics["heldout_before_mean"] = before["heldout_reward_mean"]
             metrics["heldout_before_std"] = before["heldout_reward_std"]
+            if HELDOUT_IFEVAL in before:
+                metrics[HELDOUT_BEFORE_IFEVAL] = before[HELDOUT_IFEVAL]
         prompts = sample_round_prompts(self.prompts, cfg.data.prompts_per_round, cfg.run.seed, index)
         with phase(Phase.GENERATE, total=prompts.num_rows) as progress:
             sampling = self.generators.sampling(seed=cfg.run.seed * 1_000_003 + index)
@@ -238,6 +248,18 @@ class RoundRunner:
         # A generator Ray restarts later reloads from the handle: point it at the committed folder.
         self.weights = self.weights.relocated(str(writer.path), str(final))
         return metrics
+
+
+def score_columns(config: RunConfig) -> list[str]:
+    """What the scorers add, in order: each reward's column and its extra columns, then `reward`.
+
+    Call after `check_rewards`, which imports the user reward modules the extra columns are declared in.
+    """
+    from actors.rewards.kinds import output_fields
+    from cluster.settings import reward_settings
+
+    return [field.name for index, spec in enumerate(config.scoring.rewards)
+            for field in output_fields(reward_settings(spec), f"scoring.rewards[{index}]")] + ["reward"]
 
 
 def check_rewards(config: RunConfig) -> None:

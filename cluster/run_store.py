@@ -29,6 +29,8 @@ from actors.contracts import (
     CHECKPOINT_DIR,
     COMPLETE_MARKER,
     CONFIG_FILE,
+    HELDOUT_BEFORE_IFEVAL,
+    HELDOUT_IFEVAL,
     METRICS_FILE,
     PARTIAL_GLOB,
     ROUND_GLOB,
@@ -155,7 +157,8 @@ class RunStore:
             metrics = self.read_metrics(index)
             row = {"round": index, **{k: metrics.get(k) for k in SUMMARY_KEYS}}
             row["phase_seconds"] = metrics.get("phase_seconds", {})
-            for key in ("heldout_before_mean", "heldout_before_std", "invalid_rewards", "learner_overhead_fraction"):
+            for key in ("heldout_before_mean", "heldout_before_std", "invalid_rewards", "learner_overhead_fraction",
+                        HELDOUT_BEFORE_IFEVAL, HELDOUT_IFEVAL):
                 if key in metrics:
                     row[key] = metrics[key]
             rows.append(row)

@@ -336,3 +336,26 @@ def test_report_of_a_folder_that_is_not_a_run(tmp_path):
     result = run_cli("report", str(tmp_path), timeout=120)
     assert result.returncode == 2 and "not a run folder" in result.stderr
     assert not (tmp_path / "report.html").exists()
+
+
+def test_the_ifeval_accuracies_are_tabled_per_round_when_recorded(tmp_path):
+    def accuracies(base: float) -> dict:
+        return {"prompt_strict": base, "instruction_strict": base + 0.1, "prompt_loose": base + 0.2,
+                "instruction_loose": base + 0.3, "responses": 32, "instructions": 60,
+                "families": {"punctuation": {"instruction_strict": base, "instruction_loose": base + 0.05,
+                                             "instructions": 10}}}
+
+    rounds = [round_metrics(i, learner_metrics(-5.0, -5.3, -7.0, -8.0), heldout_ifeval=accuracies(0.2 + 0.1 * i))
+              for i in range(2)]
+    rounds[0]["heldout_before_ifeval"] = accuracies(0.1)
+    page = read_page(write_report(write_run(tmp_path / "run", rounds)).parent)
+    assert 'id="ifeval-table"' in page.text and 'id="ifeval-families-table"' in page.text
+    for index in range(2):
+        base = 0.2 + 0.1 * index
+        check_number(page, "ifeval_prompt_strict", index, base, 3)
+        check_number(page, "ifeval_instruction_loose", index, base + 0.3, 3)
+        check_number(page, "ifeval_punctuation_loose", index, base + 0.05, 3)
+    assert "before training" in page.text and page.stated("ifeval_prompt_strict")[0] == "0.100"
+    # A run without the ifeval reward has no such section.
+    plain = read_page(write_report(write_run(tmp_path / "plain", [round_metrics(0, None)])).parent)
+    assert 'id="ifeval"' not in plain.text

@@ -76,3 +76,17 @@ def test_disk_weights_handle_follows_the_committed_round(tmp_path):
     assert moved.payload == str(final / "checkpoint")
     untouched = WeightsHandle(version=1, transport="object_store", payload=["ref"])
     assert untouched.relocated(str(writer.path), str(final)) is untouched
+
+
+def test_summary_copies_the_held_out_ifeval_accuracies_when_recorded(tmp_path):
+    store = RunStore(tmp_path)
+    ifeval = {"prompt_strict": 0.25, "instruction_strict": 0.5, "prompt_loose": 0.5, "instruction_loose": 0.75,
+              "responses": 4, "instructions": 8, "families": {"punctuation": {"instruction_strict": 0.5}}}
+    writer = store.begin_round(0)
+    writer.write_json("metrics", {"heldout_reward_mean": 0.5, "heldout_ifeval": ifeval,
+                                  "heldout_before_ifeval": {**ifeval, "prompt_strict": 0.0}})
+    writer.commit()
+    finish_round(store, 1, 0.6)
+    first, second = store.write_summary()["rounds"]
+    assert first["heldout_ifeval"] == ifeval and first["heldout_before_ifeval"]["prompt_strict"] == 0.0
+    assert "heldout_ifeval" not in second  # a round without the ifeval reward records none

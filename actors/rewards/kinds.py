@@ -18,10 +18,15 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from actors.contracts import InputError, reward_column_name
+from actors.contracts import InputError, RewardOutput, reward_column_name
 from actors.settings import RewardSettings
 
-Compute = Callable[[pa.Table], np.ndarray]
+# A bare array, or a RewardOutput when the reward declared extra columns (extra_fields).
+Compute = Callable[[pa.Table], "np.ndarray | RewardOutput"]
+
+
+def _no_extra_fields(spec: RewardSettings) -> tuple[pa.Field, ...]:
+    return ()
 
 
 @dataclass(frozen=True)
@@ -34,7 +39,8 @@ class RewardKind:
     naming `key` (e.g. "scoring.rewards[0]") when it cannot load, without loading it; build(spec, key,
     device): (compute, label) where `compute` scores a rollouts table and `label` names it in errors;
     check_prompts(prompts, spec, key, source): a prompt table lacks what the reward reads;
-    uses_torch: the scorer sets torch's thread count for it.
+    uses_torch: the scorer sets torch's thread count for it; extra_fields(spec): the columns it writes
+    besides its own, in order (its `compute` then returns a RewardOutput holding them).
     """
 
     name: str
@@ -43,6 +49,7 @@ class RewardKind:
     build: Callable[[RewardSettings, str, str | None], tuple[Compute, str]]
     check_prompts: Callable[[pa.Table, RewardSettings, str, str], None] | None = None
     uses_torch: bool = False
+    extra_fields: Callable[[RewardSettings], tuple[pa.Field, ...]] = _no_extra_fields
 
 
 # --- programmatic: a registered Python function (actors/rewards/programmatic.py) -------------------------
@@ -58,6 +65,20 @@ def _build_programmatic(spec: RewardSettings, key: str, device: str | None) -> t
     from actors.rewards.programmatic import get_reward
 
     return get_reward(spec.name), f"{key} (programmatic {spec.name!r})"
+
+
+def _check_programmatic_prompts(prompts: pa.Table, spec: RewardSettings, key: str, source: str) -> None:
+    from actors.rewards.programmatic import reward_entry
+
+    check = reward_entry(spec.name).check_prompts
+    if check is not None:
+        check(prompts, key, source)
+
+
+def _programmatic_extra_fields(spec: RewardSettings) -> tuple[pa.Field, ...]:
+    from actors.rewards.programmatic import reward_entry
+
+    return reward_entry(spec.name).extra_fields
 
 
 # --- hf_classifier: a local sequence-classification model (actors/rewards/classifier.py) -----------------
@@ -106,7 +127,8 @@ def _check_embedding_prompts(prompts: pa.Table, spec: RewardSettings, key: str, 
 REWARD_KINDS: dict[str, RewardKind] = {
     kind.name: kind
     for kind in (
-        RewardKind("programmatic", lambda name, path: name, _check_programmatic, _build_programmatic),
+        RewardKind("programmatic", lambda name, path: name, _check_programmatic, _build_programmatic,
+                   _check_programmatic_prompts, extra_fields=_programmatic_extra_fields),
         RewardKind("hf_classifier", _folder_label, _check_classifier, _build_classifier, uses_torch=True),
         # Named by `name` (default 'similarity'), never by the encoder's folder: the column says what is
         # measured, and most use the packaged encoder.
@@ -123,6 +145,13 @@ def reward_kind(kind: Any, key: str) -> RewardKind:
         listed = ", ".join(repr(n) for n in names[:-1]) + f" or {names[-1]!r}"
         raise InputError(f"{key}.kind: {kind!r} is not a reward kind; use {listed}")
     return REWARD_KINDS[kind]
+
+
+def output_fields(spec: RewardSettings, key: str) -> tuple[pa.Field, ...]:
+    """Every column one reward writes, in order: its float64 `reward_<label>` column, then its extra columns."""
+    kind = reward_kind(spec.kind, key)
+    own = pa.field(reward_column(kind.name, spec.name, spec.path), pa.float64())
+    return (own, *kind.extra_fields(spec))
 
 
 def reward_column(kind: str, name: str | None, path: str | None) -> str:

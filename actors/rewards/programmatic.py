@@ -3,21 +3,49 @@
 A reward function takes a batch as an Arrow table (every prompt column, e.g. `prompt`, `answer`,
 plus `response`) and returns one float per row (numpy array). NaN marks a response it cannot score;
 the driver drops such rows and counts them. Register with `@register_reward("name")`.
+
+Two optional parts of a registration, for rewards that need them (the `ifeval` reward uses both):
+`extra_fields`, columns the reward writes besides its `reward_<name>` column (it then returns a
+`RewardOutput` from actors/contracts.py instead of an array; they land in the scored table after its
+column), and `check_prompts(prompts, key, source)`, a pre-flight check of a prompt table that raises
+InputError naming `source` when the prompts lack what the reward reads.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
-from actors.contracts import InputError
-from actors.contracts import Registry
+from actors.contracts import IFEVAL_SCORE_FIELDS, InputError, Registry, RewardOutput
 
-RewardFn = Callable[[pa.Table], np.ndarray]
-_REWARDS: Registry[RewardFn] = Registry("programmatic reward", error=InputError)
-register_reward = _REWARDS.register
+RewardFn = Callable[[pa.Table], "np.ndarray | RewardOutput"]
+PromptCheck = Callable[[pa.Table, str, str], None]
+
+
+@dataclass(frozen=True)
+class ProgrammaticReward:
+    """One registered reward: the function, the extra columns it writes, its prompt check."""
+
+    fn: RewardFn
+    extra_fields: tuple[pa.Field, ...] = ()
+    check_prompts: PromptCheck | None = None
+
+
+_REWARDS: Registry[ProgrammaticReward] = Registry("programmatic reward", error=InputError)
+
+
+def register_reward(name: str, *, extra_fields: tuple[pa.Field, ...] = (),
+                    check_prompts: PromptCheck | None = None) -> Callable[[RewardFn], RewardFn]:
+    """Decorator registering a reward function under `name`; returns the function unchanged."""
+
+    def decorate(fn: RewardFn) -> RewardFn:
+        _REWARDS.register(name)(ProgrammaticReward(fn, tuple(extra_fields), check_prompts))
+        return fn
+
+    return decorate
 
 
 def import_reward_modules(modules: list[str]) -> None:
@@ -35,7 +63,12 @@ def import_reward_modules(modules: list[str]) -> None:
 
 
 def get_reward(name: str) -> RewardFn:
-    """The reward registered as `name`; InputError naming the nearest registered one otherwise."""
+    """The reward function registered as `name`; InputError naming the nearest registered one otherwise."""
+    return _REWARDS.get(name).fn
+
+
+def reward_entry(name: str) -> ProgrammaticReward:
+    """The whole registration of `name` (function, extra columns, prompt check)."""
     return _REWARDS.get(name)
 
 
@@ -50,3 +83,6 @@ register_reward("builtin_task")(builtin_task_reward)
 from actors.rewards.contains_answer import contains_answer_reward  # noqa: E402
 
 register_reward("contains_answer")(contains_answer_reward)
+from actors.rewards.ifeval import check_ifeval_prompts, ifeval_reward  # noqa: E402
+
+register_reward("ifeval", extra_fields=IFEVAL_SCORE_FIELDS, check_prompts=check_ifeval_prompts)(ifeval_reward)

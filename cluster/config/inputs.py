@@ -84,7 +84,9 @@ class PromptSourceSection(StrictModel):
         "builtin",
         description="'builtin' (a split of the built-in task), 'builtin-instructions' (the built-in "
         "instruction prompts with `reference` and `answer` columns; train and heldout get disjoint splits), "
-        "a .jsonl or .parquet file, or a folder written by datasets' save_to_disk.",
+        "'builtin-ifeval' (writing tasks with IFEval's verifiable instructions, for the ifeval reward; the "
+        "held-out split's task/instruction combinations never occur in training), a .jsonl or .parquet "
+        "file, or a folder written by datasets' save_to_disk.",
     )
     format: Literal["auto", "jsonl", "parquet", "datasets"] = Field(
         "auto",
@@ -92,7 +94,10 @@ class PromptSourceSection(StrictModel):
         "file may also hold one JSON array of objects), .parquet/.pq -> parquet, a folder -> datasets.",
     )
     prompt_column: str = Field(
-        "prompt", description="Column holding the prompt text (rows where it is empty or null are skipped)."
+        "prompt",
+        description="Column holding the prompt: text, or a conversation (a list of {role, content} messages, "
+        "system prompt and earlier turns included, ending with the user's) rendered whole by the chat "
+        "template. Rows where it is empty or null are skipped.",
     )
     id_column: str | None = Field(
         None,

@@ -4,8 +4,11 @@ The prompts table (docs/tables.md) has `prompt_id`, `prompt` (the user's text),
 `prompt_text` (what the model is fed: the chat-template rendering with the generation prompt, or
 the raw prompt) and every other source column unchanged. Runs on the driver with plain pyarrow (and
 `datasets` for save_to_disk folders); the table then travels to actors through the object store.
-Two sources are built in: 'builtin' (a split of the synthetic task, cluster/data/builtin_task.py) and
-'builtin-instructions' (instruction prompts with reference answers, cluster/data/instruction_prompts.py).
+Three sources are built in: 'builtin' (a split of the synthetic task, cluster/data/builtin_task.py),
+'builtin-instructions' (instruction prompts with reference answers, cluster/data/instruction_prompts.py)
+and 'builtin-ifeval' (tasks with IFEval's verifiable instructions, cluster/data/ifeval_prompts.py).
+The prompt column holds text, or conversations (lists of role/content messages, rendered whole by
+the chat template: cluster/data/conversations.py).
 
 Every problem a user can fix raises InputError naming the config key, the file and, for JSONL, the
 1-based line: a malformed line, a missing column (listing the columns that exist), duplicate ids,
@@ -24,6 +27,9 @@ import pyarrow.parquet as pq
 
 from actors.contracts import LOADER_WRITTEN_COLUMNS, InputError, is_pipeline_column
 from cluster.config import PromptSourceSection
+from cluster.data.conversations import conversation_prompts, conversation_texts, is_conversation_type
+from cluster.data.ifeval_prompts import SOURCE_NAME as IFEVAL_SOURCE
+from cluster.data.ifeval_prompts import ifeval_prompts
 from cluster.data.instruction_prompts import SOURCE_NAME as INSTRUCTIONS_SOURCE
 from cluster.data.instruction_prompts import instruction_prompts
 
@@ -31,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 ROW_COLUMN = "__source_row"  # 0-based source row, kept while filtering for error messages
 SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+# The built-in prompt sets by the name data.*.path gives them: split name -> table.
+BUILTIN_SETS = {INSTRUCTIONS_SOURCE: instruction_prompts, IFEVAL_SOURCE: ifeval_prompts}
 
 
 def load_prompts(
@@ -43,12 +51,12 @@ def load_prompts(
 ) -> pa.Table:
     """Read `source` into the prompts table; `key_prefix` (e.g. 'data.heldout') names config keys in errors.
 
-    `split` ('train' or 'heldout') picks the split of the built-in instruction prompts.
+    `split` ('train' or 'heldout') picks the split of a built-in prompt set.
     """
-    if source.path == INSTRUCTIONS_SOURCE:
-        raw = instruction_prompts(split)
-        return _prompts_table(raw, source, f"{INSTRUCTIONS_SOURCE} ({split} split)", tokenizer,
-                              apply_chat_template, key_prefix)
+    if source.path in BUILTIN_SETS:
+        raw = BUILTIN_SETS[source.path](split)
+        return _prompts_table(raw, source, f"{source.path} ({split} split)", tokenizer, apply_chat_template,
+                              key_prefix)
     if source.path == "builtin":
         if builtin_split_path is None:
             raise ValueError(
@@ -81,7 +89,7 @@ def _resolve_format(path: str, fmt: str, key_prefix: str) -> str:
     if not os.path.exists(path):
         raise InputError(
             f"{key_prefix}.path: {path!r} does not exist; give a .jsonl or .parquet file, a folder written by "
-            f"datasets' save_to_disk, 'builtin' or '{INSTRUCTIONS_SOURCE}'"
+            f"datasets' save_to_disk, 'builtin', '{INSTRUCTIONS_SOURCE}' or '{IFEVAL_SOURCE}'"
         )
     if fmt != "auto":
         return fmt
@@ -190,7 +198,11 @@ def _prompts_table(
     id_column = source.id_column or ("prompt_id" if "prompt_id" in raw.column_names else None)
     if id_column is not None:
         _require_column(raw, id_column, f"{key_prefix}.id_column", path)
-    prompts = _prompt_strings(raw.column(prompt_column), prompt_column, path)
+    conversations = None
+    if is_conversation_type(raw.schema.field(prompt_column).type):
+        prompts, conversations = conversation_prompts(raw.column(prompt_column), prompt_column, path)
+    else:
+        prompts = _prompt_strings(raw.column(prompt_column), prompt_column, path)
     ids = raw.column(id_column) if id_column is not None else pa.array([f"p{row}" for row in range(raw.num_rows)])
     passthrough = [c for c in raw.column_names if c not in (prompt_column, "prompt_id")]
     _check_column_names(passthrough, path, key_prefix)
@@ -210,7 +222,11 @@ def _prompts_table(
     table = table.set_column(0, pa.field("prompt_id", pa.string()), _string_ids(table, id_column, path, key_prefix))
     if source.limit is not None:
         table = table.slice(0, source.limit)
-    texts = prompt_texts(table.column("prompt").to_pylist(), tokenizer, apply_chat_template)
+    if conversations is None:
+        texts = prompt_texts(table.column("prompt").to_pylist(), tokenizer, apply_chat_template)
+    else:
+        rows = table.column(ROW_COLUMN).to_pylist()
+        texts = conversation_texts([conversations[row] for row in rows], tokenizer, apply_chat_template, rows, path)
     table = table.drop_columns([ROW_COLUMN]).add_column(
         2, pa.field("prompt_text", pa.string()), pa.array(texts, pa.string())
     )

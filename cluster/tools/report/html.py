@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from actors.contracts import REPORT_FILE
+from actors.contracts import HELDOUT_BEFORE_IFEVAL, HELDOUT_IFEVAL, IFEVAL_ACCURACIES, IFEVAL_FAMILIES, REPORT_FILE
 from cluster.diagnostics import spearman
 from cluster.run_store import write_atomic
 from cluster.tools.report.data import (
@@ -188,6 +188,38 @@ def rounds_table(rounds: list[RoundData]) -> str:
     return _table(head, rows, "rounds-table")
 
 
+def ifeval_section(rounds: list[RoundData]) -> str | None:
+    """IFEval's four held-out accuracies and the per-family instruction accuracies, per round; None when
+    no round recorded them (the run has no ifeval reward)."""
+    rows = []  # (label, round index for data-round, the recorded dict)
+    if rounds and isinstance(rounds[0].metrics.get(HELDOUT_BEFORE_IFEVAL), dict):
+        rows.append(("before training", None, rounds[0].metrics[HELDOUT_BEFORE_IFEVAL]))
+    rows += [(str(r.index), r.index, r.metrics[HELDOUT_IFEVAL]) for r in rounds
+             if isinstance(r.metrics.get(HELDOUT_IFEVAL), dict)]
+    if not rows:
+        return None
+    titles = [key.replace("_", " ") for key in IFEVAL_ACCURACIES]
+    overall = [[_e(label), *(_num(recorded(values, key), f"ifeval_{key}", index, digits=3) for key in IFEVAL_ACCURACIES),
+                _e(values.get("responses", NOT_RECORDED))] for label, index, values in rows]
+    families = sorted({name for _, _, values in rows for name in (values.get(IFEVAL_FAMILIES) or {})})
+    strict, loose = IFEVAL_ACCURACIES[1], IFEVAL_ACCURACIES[3]
+    per_family = []
+    for label, index, values in rows:
+        found = values.get(IFEVAL_FAMILIES) or {}
+        per_family.append([_e(label), *(
+            _num(recorded(found.get(name), strict), f"ifeval_{name}_strict", index, digits=3) + " / "
+            + _num(recorded(found.get(name), loose), f"ifeval_{name}_loose", index, digits=3) for name in families)])
+    return ('<section id="ifeval"><h2>IFEval held-out accuracy</h2>'
+            + _table(["round", *titles, "responses"], overall, "ifeval-table")
+            + '<p class="note">Held-out responses after each round\'s training (fresh samples, fixed seed). Prompt '
+              "level: every instruction of the response followed; instruction level: the share of all instructions "
+              "followed. Loose also accepts the response with its first or last line, or its asterisks, removed "
+              "(docs/ifeval.md).</p>"
+            + _table(["round", *(f"{name} strict / loose" for name in families)], per_family, "ifeval-families-table")
+            + '<p class="note">Instruction-level accuracy per constraint family (the part of the instruction id '
+              "before ':').</p></section>")
+
+
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:1.5em auto;max-width:1250px;
 padding:0 1em;color:#222;line-height:1.4}
@@ -325,6 +357,7 @@ def build_html(run: RunFolder, rounds: list[RoundData], started: float | None = 
         "<dl>" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in info) + "</dl>",
         verdict_html(rounds) if rounds else '<p class="placeholder">No completed round yet.</p>',
         '<section id="rounds"><h2>Per round</h2>' + (rounds_table(rounds) if rounds else "") + "</section>",
+        *([ifeval] if (ifeval := ifeval_section(rounds)) else []),
         *sections,
     ]
     elapsed = time.perf_counter() - started
