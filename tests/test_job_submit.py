@@ -61,6 +61,8 @@ def test_quickstart_submitted_as_a_ray_job_succeeds(tmp_path):
             "--runtime-env-json", json.dumps({"excludes": [".venv", "runs", ".git"]}),
             "--", "python", "-m", "cluster.cli", "run", "configs/quickstart.yaml", "--run-dir", str(run_dir),
             "run.rounds=1", *SMALL_RUN,
+            # One generator and one learner worker: what is tested is the job path, not the actors' count.
+            "generation.num_actors=1", "learner.num_workers=1",
         ]
         # The job server takes several seconds after `ray start` to accept requests.
         ready = wait_for_job_server(bin_dir, address, env, timeout_s=180)
