@@ -86,6 +86,18 @@ class VllmSettings:
 
 
 @dataclass(frozen=True)
+class WeightSyncSettings:
+    """How the learner publishes each round's weights to the generators (the `weight_sync` section;
+    actors/learner_worker.py hands it to actors/weight_sync's `make_transport`)."""
+
+    # Resolved by the driver: a concrete transport name, never the config's 'auto'.
+    transport: str = "object_store"
+    timeout_s: float = 600.0
+    # The generator actors a broadcast waits for (generation.num_actors); the other transports ignore it.
+    receivers: int = 0
+
+
+@dataclass(frozen=True)
 class RewardSettings:
     """One reward of the scorer (one `scoring.rewards` entry; actors/rewards/kinds.py reads it)."""
 

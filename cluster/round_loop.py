@@ -86,17 +86,15 @@ class RoundRunner:
     def __init__(self, config: RunConfig, store: RunStore, prompts: pa.Table, heldout: pa.Table,
                  model_path: str, start_path: str, policy, rewards: tuple[RewardSettings, ...], start_round: int):
         from cluster.learner_client import DPOLearner
-        from actors.weight_sync import resolve_transport_name
         from cluster.actor_groups import GeneratorGroup, ScorerGroup
         from cluster.placement import create_placement, learner_scaling
         from cluster.model_features import RemoteModelProbe
-        from cluster.settings import feature_options
+        from cluster.settings import feature_options, weight_sync_settings
 
         self.config, self.store, self.prompts, self.heldout = config, store, prompts, heldout
         self.reward_columns = [spec.column for spec in config.scoring.rewards]
         self.policy = policy
-        transport = resolve_transport_name(config.weight_sync.transport, config.learner.use_gpu,
-                                           config.generation.num_gpus_per_actor > 0)  # fmt: skip
+        weight_sync = weight_sync_settings(config.weight_sync, config.learner.use_gpu, config.generation)
         self.placement = create_placement(config.run.name, config.placement, config.generation, config.scoring)
         self.generators = GeneratorGroup.create(config.run.name, config.generation, config.model, start_path,
                                                 version=start_round, slots=self.placement.generators)
@@ -108,13 +106,11 @@ class RoundRunner:
             reference_model_path=model_path,
             storage_dir=str(store.run_dir / RAY_TRAIN_DIR),
             run_name=config.run.name,
-            transport=transport,
-            transport_options={"receivers": config.generation.num_actors, "timeout_s": config.weight_sync.timeout_s}
-            if transport == "broadcast" else {},
+            weight_sync=weight_sync,
             seed=config.run.seed,
             scaling=learner_scaling(config.placement),
         )
-        self.transport = transport
+        self.transport = weight_sync.transport
         self.weights = None
         self.features = RemoteModelProbe(self.generators, feature_options(config.selection.features, model_path))
         self._nodes: dict | None = None

@@ -14,7 +14,14 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from actors.settings import GeneratorSettings, LearnerSettings, ModelSettings, RewardSettings, VllmSettings
+from actors.settings import (
+    GeneratorSettings,
+    LearnerSettings,
+    ModelSettings,
+    RewardSettings,
+    VllmSettings,
+    WeightSyncSettings,
+)
 from cluster.config import (
     GenerationSection,
     LearnerSection,
@@ -24,6 +31,7 @@ from cluster.config import (
     SelectionFeaturesSection,
     SelectionSection,
     VllmSection,
+    WeightSyncSection,
 )
 
 if TYPE_CHECKING:  # imported where used: they import torch, and the reward pre-flight checks stay light
@@ -61,6 +69,15 @@ def generator_settings(generation: GenerationSection, model: ModelSection, model
 def vllm_settings(section: VllmSection) -> VllmSettings:
     """The vLLM generators' engine (`generation.vllm`; its `python` is an actor option, not copied)."""
     return from_section(VllmSettings, section)
+
+
+def weight_sync_settings(section: WeightSyncSection, learner_gpu: bool, generation: GenerationSection) -> WeightSyncSettings:
+    """How the learner publishes weights (`weight_sync`): 'auto' resolved from where the learner and the
+    generators run, and the generator actors a broadcast waits for (`generation.num_actors`)."""
+    from actors.weight_sync import resolve_transport_name
+
+    transport = resolve_transport_name(section.transport, learner_gpu, generation.num_gpus_per_actor > 0)
+    return from_section(WeightSyncSettings, section, transport=transport, receivers=generation.num_actors)
 
 
 def reward_settings(spec: RewardSpec) -> RewardSettings:

@@ -14,16 +14,10 @@ import pytest
 
 from actors.generator_base import SamplingParams
 from actors.kernels.model_features import FeatureOptions
-from actors.settings import DPOSettings, GeneratorSettings, LearnerSettings, ModelSettings, RewardSettings, VllmSettings
-from cluster.config import (
-    GenerationSection,
-    LearnerSection,
-    ModelSection,
-    RewardSpec,
-    SelectionFeaturesSection,
-    SelectionSection,
-    VllmSection,
-)
+from actors.settings import DPOSettings, GeneratorSettings, LearnerSettings, ModelSettings, RewardSettings
+from actors.settings import VllmSettings, WeightSyncSettings
+from cluster.config import GenerationSection, LearnerSection, ModelSection, RewardSpec, SelectionFeaturesSection
+from cluster.config import SelectionSection, VllmSection, WeightSyncSection
 from cluster.config_loading import load_config
 from cluster.round_loop import build_policy
 from cluster.settings import (
@@ -37,6 +31,7 @@ from cluster.settings import (
     scorer_rewards,
     selection_settings,
     vllm_settings,
+    weight_sync_settings,
 )
 from policies import SelectionSettings, make_policy, registered_policies
 
@@ -45,7 +40,8 @@ CONFIGS = [REPO / "configs" / name for name in ("quickstart.yaml", "smollm2-cpu.
 
 # Each settings type, the config section it is built from, and the fields the driver gives itself
 # (not config fields: a seed per round or phase, a path the driver resolves, the round a generator starts
-# at, another section's settings; or a config field the driver resolves: implicit_beta None -> learner.beta).
+# at, another section's settings or value; or a config field the driver resolves: implicit_beta None ->
+# learner.beta, the transport 'auto' -> a concrete one).
 GENERATOR_GIVEN = {"model_path", "model", "initial_version"}
 SETTINGS_SECTIONS = [
     (DPOSettings, LearnerSection, set()),
@@ -57,6 +53,7 @@ SETTINGS_SECTIONS = [
     (SamplingParams, GenerationSection, {"seed"}),
     (FeatureOptions, SelectionFeaturesSection, {"reference_model_path"}),
     (SelectionSettings, SelectionSection, {"implicit_beta"}),
+    (WeightSyncSettings, WeightSyncSection, {"transport", "receivers"}),
 ]
 
 
@@ -76,6 +73,8 @@ def built(config) -> list[tuple[object, object, set[str]]]:
         (generator_settings(config.generation, config.model, "/models/initial", 3), config.generation, GENERATOR_GIVEN),
         (vllm_settings(config.generation.vllm), config.generation.vllm, set()),
         (selection_settings(config.selection, config.learner.beta), config.selection, {"implicit_beta"}),
+        (weight_sync_settings(config.weight_sync, config.learner.use_gpu, config.generation), config.weight_sync,
+         {"transport", "receivers"}),
     ]
     pairs += [(reward_settings(spec), spec, set()) for spec in config.scoring.rewards]
     return pairs
@@ -204,3 +203,13 @@ def test_the_driver_builds_each_policy_from_the_settings_as_from_the_whole_secti
 def test_single_options_replace_the_settings_values():
     policy = make_policy("pvar", SelectionSettings(top_fraction=0.2, tau=2.0), top_fraction=0.4)
     assert (policy.top_fraction, policy.tau) == (0.4, 2.0)
+
+
+@pytest.mark.parametrize("transport, learner_gpu, generator_gpus, resolved", [
+    ("auto", False, 0.0, "object_store"), ("auto", True, 1.0, "broadcast"), ("auto", True, 0.0, "object_store"),
+    ("disk", True, 1.0, "disk"),
+])
+def test_weight_sync_settings_resolve_auto_and_count_the_generators(transport, learner_gpu, generator_gpus, resolved):
+    generation = GenerationSection(num_actors=3, num_gpus_per_actor=generator_gpus)
+    settings = weight_sync_settings(WeightSyncSection(transport=transport, timeout_s=42.0), learner_gpu, generation)
+    assert (settings.transport, settings.receivers, settings.timeout_s) == (resolved, 3, 42.0)
