@@ -1,9 +1,10 @@
 """The HF generator: samples k responses per prompt from the current policy with transformers.
 
-A plain class; the driver wraps it with `ray.remote` (one model copy per actor). What both backends
-share (the rollouts table, tokenizing, weights versioning, model features) is in
-actors/generator_base.py; this backend adds sampling (actors/kernels/hf_sampling.py) and loading weights
-into its model, which is also the model the features are computed on. Sampling is seeded from
+A plain class built from one `GeneratorSettings` (actors/settings.py); the driver wraps it with
+`ray.remote` (one model copy per actor). What both backends share (the constructor, the rollouts
+table, tokenizing, weights versioning, model features) is in actors/generator_base.py; this backend
+adds sampling (actors/kernels/hf_sampling.py) and loading weights into its model, which is also the
+model the features are computed on. Sampling is seeded from
 `SamplingParams.seed` and the prompt ids of each batch, so a chunk that Ray retries on a restarted
 actor reproduces the same samples; `generate(..., weights=handle)` first loads the weights a restarted
 actor lost. Output columns and types are the rollouts table of docs/tables.md.
@@ -14,11 +15,12 @@ from __future__ import annotations
 import torch
 
 from actors.generator_base import GENERATOR_BACKENDS, GeneratorBase, SamplingParams, batch_seed
-from actors.kernels.hf_sampling import BatchSamples, CausalLM, load_causal_lm, sample_batch
+from actors.kernels.hf_sampling import BatchSamples, CausalLM, sample_batch
 from actors.kernels.logprobs import sequence_logprobs
+from actors.settings import GeneratorSettings
 from actors.weight_sync import WeightsHandle, apply_weights
 
-__all__ = ["Generator", "SamplingParams", "batch_seed"]
+__all__ = ["Generator", "GeneratorSettings", "SamplingParams", "batch_seed"]
 
 SCORING_BATCH = 32  # sequences per forward pass in sequence_logprobs
 
@@ -27,18 +29,10 @@ SCORING_BATCH = 32  # sequences per forward pass in sequence_logprobs
 class Generator(GeneratorBase):
     """One copy of the policy that samples rollouts with transformers and accepts new weights."""
 
-    def __init__(
-        self,
-        model_path: str,
-        dtype: str = "float32",
-        torch_threads: int = 1,
-        trust_remote_code: bool = False,
-        device: str | None = None,
-        initial_version: int = 0,
-    ):
-        super().__init__(model_path, dtype, torch_threads, trust_remote_code, device, initial_version)
-        torch.set_num_threads(torch_threads)
-        self._lm = load_causal_lm(model_path, dtype, trust_remote_code, device)
+    def __init__(self, settings: GeneratorSettings):
+        super().__init__(settings)
+        torch.set_num_threads(settings.torch_threads)
+        self._lm = self._load_hf_lm()  # samples, takes the new weights and answers the model features
 
     @property
     def _tokenizer(self):

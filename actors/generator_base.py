@@ -13,6 +13,9 @@ tokens are sampled:
   HF copy of the policy (`_feature_lm`), and sends the answer back as an Arrow table
   (`feature_table`); the driver's proxy (cluster/model_features.py) turns it back.
 
+Every backend is built from one `GeneratorSettings` (actors/settings.py: model folder, dtype, remote
+code, threads, initial weights version), taken by the one constructor here; a backend's `__init__`
+calls it, then loads its model or engine, and adds only its own settings (vLLM: `VllmSettings`).
 A backend subclasses it and implements only sampling and its own weight application:
 `_sample(prompt_ids, prompt_tokens, sampling) -> BatchSamples`, `_apply_weights(handle)`,
 `_feature_lm()`, `sequence_logprobs(...)`, and sets a `_tokenizer`. It registers itself in
@@ -30,11 +33,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pyarrow as pa
 
-from actors.contracts import GENERATOR_PROMPT_COLUMNS, ROLLOUT_FIELDS, InputError, Registry
-from actors.kernels.hf_sampling import BatchSamples, CausalLM
+from actors.contracts import GENERATOR_PROMPT_COLUMNS, MODEL_PROBE_METHODS, ROLLOUT_FIELDS, InputError, Registry
+from actors.kernels.hf_sampling import BatchSamples, CausalLM, load_causal_lm
 from actors.kernels.model_features import FeatureOptions, ModelSelectionFeatures
+from actors.settings import GeneratorSettings
 from actors.weight_sync import WeightsHandle
-from actors.contracts import MODEL_PROBE_METHODS
 
 # Generator classes by `generation.backend` name; each backend module registers its class on import.
 GENERATOR_BACKENDS: Registry[type] = Registry("generation backend")
@@ -69,19 +72,12 @@ class GeneratorBase:
 
     _tokenizer: object  # the model folder's tokenizer; set (or provided as a property) by the backend
 
-    def __init__(
-        self,
-        model_path: str,
-        dtype: str = "float32",
-        torch_threads: int = 1,
-        trust_remote_code: bool = False,
-        device: str | None = None,
-        initial_version: int = 0,
-    ):
-        self._model_path = model_path
-        self._init_args = (model_path, dtype, torch_threads, trust_remote_code, device)
+    def __init__(self, settings: GeneratorSettings):
+        """The one constructor of every backend: a backend's own `__init__` calls it first, then loads
+        its model or engine from `settings` (and takes its backend-only settings, if any, after it)."""
+        self._settings = settings
         # A resumed run starts from round N's checkpoint: its weights are version N, not 0.
-        self._version = initial_version
+        self._version = settings.initial_version
         self._features: ModelSelectionFeatures | None = None
 
     # --- what a backend implements ------------------------------------------------------------------------
@@ -103,6 +99,12 @@ class GeneratorBase:
         raise NotImplementedError
 
     # --- shared ----------------------------------------------------------------------------------------
+
+    def _load_hf_lm(self) -> CausalLM:
+        """An HF copy of the policy in `settings.model_path` (the HF backend samples with it; the vLLM
+        backend computes model features on it)."""
+        settings = self._settings
+        return load_causal_lm(settings.model_path, settings.model.dtype, settings.model.trust_remote_code)
 
     def node_id(self) -> str:
         """The Ray node this actor runs on (where the placement put it)."""
@@ -144,7 +146,7 @@ class GeneratorBase:
 
     def _probe(self, options: FeatureOptions) -> ModelSelectionFeatures:
         # The reference defaults to this actor's model folder: the run's initial model.
-        options = options if options.reference_model_path else replace(options, reference_model_path=self._model_path)
+        options = options if options.reference_model_path else replace(options, reference_model_path=self._settings.model_path)
         # Kept across calls (it holds the loaded reference model); it reads the live weights at every call.
         if self._features is None or self._features.options != options:
             self._features = ModelSelectionFeatures.from_causal_lm(self._feature_lm(), options, previous=self._features)

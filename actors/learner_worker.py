@@ -26,7 +26,7 @@ import torch.distributed as dist
 
 from actors.kernels.dpo_trainer import PairTokens, RoundTrainer
 from actors.kernels.hf_model import load_model, load_tokenizer, pad_token_id, unwrap
-from actors.settings import LearnerSettings, ModelSettings
+from actors.settings import LearnerSettings, ModelSettings, WeightSyncSettings
 from actors.weight_sync import make_transport
 
 # How long one wait on the mailbox lasts before the worker asks again (keeps every call short).
@@ -58,7 +58,8 @@ class LearnerWorker:
         self.mailbox = config["mailbox"]
         self.settings: LearnerSettings = config["learner"]
         self.model_settings: ModelSettings = config["model"]
-        self.transport = make_transport(config["transport"], **config.get("transport_options", {}))
+        weight_sync: WeightSyncSettings = config["weight_sync"]
+        self.transport = make_transport(weight_sync.transport, weight_sync.receivers, weight_sync.timeout_s)
         self.report_mode = self.settings.ray_train_checkpoint
         self.instance_tag = config["instance_tag"]
         torch.set_num_threads(self.settings.torch_threads)

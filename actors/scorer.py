@@ -12,7 +12,7 @@ right after its own column; they are not part of the weighted sum.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,9 +35,9 @@ class WeightedReward:
 
 class Scorer:
     """Scores rollouts with every configured reward; built from one `RewardSettings` per reward
-    (cluster/settings.py's `reward_settings`, from the validated `scoring.rewards` entries)."""
+    (cluster/settings.py's `scorer_rewards`, from the validated `scoring.rewards` entries)."""
 
-    def __init__(self, rewards: list[RewardSettings], torch_threads: int = 1, device: str | None = None,
+    def __init__(self, rewards: Sequence[RewardSettings], torch_threads: int = 1, device: str | None = None,
                  reward_modules: list[str] = ()):
         import_reward_modules(list(reward_modules))
         if not rewards:

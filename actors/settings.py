@@ -15,7 +15,7 @@ Every type here crosses Ray (pickled into Ray Train workers and actors).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,44 @@ class ModelSettings:
 
     dtype: str = "float32"
     trust_remote_code: bool = False
+
+
+@dataclass(frozen=True)
+class GeneratorSettings:
+    """What a generator actor of either backend is built from (actors/generator_base.py): the policy
+    folder, how to load it (the `model` section) and its torch threads (`generation.torch_threads`).
+    A backend adds its own settings next to it (the vLLM engine: `VllmSettings`)."""
+
+    # Resolved by the driver: the run's model, or the last complete round's checkpoint when resuming.
+    model_path: str
+    model: ModelSettings = field(default_factory=ModelSettings)
+    torch_threads: int = 1
+    # The version of the weights in model_path: a resumed run starts from round N's checkpoint, version N.
+    initial_version: int = 0
+
+
+@dataclass(frozen=True)
+class VllmSettings:
+    """The vLLM engine of `generation.backend: vllm` (the `generation.vllm` section, without `python`:
+    the interpreter is a Ray actor option the driver sets, not an engine argument)."""
+
+    kv_cache_space_gib: float | None = 1.0
+    enforce_eager: bool = True
+    gpu_memory_utilization: float = 0.9
+    max_model_len: int | None = None
+    block_size: int | None = 32
+
+
+@dataclass(frozen=True)
+class WeightSyncSettings:
+    """How the learner publishes each round's weights to the generators (the `weight_sync` section;
+    actors/learner_worker.py hands it to actors/weight_sync's `make_transport`)."""
+
+    # Resolved by the driver: a concrete transport name, never the config's 'auto'.
+    transport: str = "object_store"
+    timeout_s: float = 600.0
+    # The generator actors a broadcast waits for (generation.num_actors); the other transports ignore it.
+    receivers: int = 0
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The vLLM generator: the same interface and rollouts table as `actors/generator.py`, on a vLLM engine.
 
-What both backends share (the rollouts table, tokenizing, weights versioning, model features) is in
-actors/generator_base.py; this backend adds sampling with vLLM and loading weights into the engine.
+What both backends share (the constructor and its `GeneratorSettings`, the rollouts table, tokenizing,
+weights versioning, model features) is in actors/generator_base.py; this backend adds its engine's
+`VllmSettings` (actors/settings.py), sampling with vLLM and loading weights into the engine.
 A plain class the driver wraps with `ray.remote`, usually on the interpreter of the vLLM venv
 (`cluster/tools/vllm_env.py`). `vllm` is imported inside the actor only, so the driver never needs it.
 
@@ -38,7 +39,8 @@ from pathlib import Path
 from actors.contracts import InputError
 from actors.generator_base import GENERATOR_BACKENDS, GeneratorBase, SamplingParams, batch_seed
 from actors.kernels.hf_model import check_model_folder, load_tokenizer
-from actors.kernels.hf_sampling import BatchSamples, CausalLM, load_causal_lm, stop_token_ids
+from actors.kernels.hf_sampling import BatchSamples, CausalLM, stop_token_ids
+from actors.settings import GeneratorSettings, VllmSettings
 from actors.weight_sync import WeightsHandle, apply_weights, make_transport
 
 # vLLM's per-request seed must fit a signed 64-bit integer.
@@ -56,33 +58,19 @@ def sample_seed(seed: int, prompt_id: str, sample_index: int) -> int:
 class VLLMGenerator(GeneratorBase):
     """One vLLM engine that samples rollouts and accepts new weights (the Generator interface)."""
 
-    def __init__(
-        self,
-        model_path: str,
-        dtype: str = "float32",
-        torch_threads: int = 1,
-        trust_remote_code: bool = False,
-        device: str | None = None,
-        initial_version: int = 0,
-        *,
-        kv_cache_space_gib: float | None = 1.0,
-        enforce_eager: bool = True,
-        gpu_memory_utilization: float = 0.9,
-        max_model_len: int | None = None,
-        block_size: int | None = 32,
-        seed: int = 0,
-    ):
-        super().__init__(model_path, dtype, torch_threads, trust_remote_code, device, initial_version)
+    def __init__(self, settings: GeneratorSettings, engine: VllmSettings = VllmSettings()):
+        super().__init__(settings)
+        model_path, dtype, trust_remote_code = settings.model_path, settings.model.dtype, settings.model.trust_remote_code
         check_model_folder(model_path, dtype=dtype)
         # Before vllm is imported: it reads these at import and engine start.
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # engine in this process (see module docstring)
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # one line per engine event, not per step
         # vLLM drops torch to one thread for serving unless OMP_NUM_THREADS says otherwise.
-        os.environ["OMP_NUM_THREADS"] = str(torch_threads)
+        os.environ["OMP_NUM_THREADS"] = str(settings.torch_threads)
         import torch
         import vllm
 
-        torch.set_num_threads(torch_threads)
+        torch.set_num_threads(settings.torch_threads)
         self._tokenizer = load_tokenizer(model_path, trust_remote_code)
         self._stop_ids = stop_token_ids(_generation_config(model_path, trust_remote_code), self._tokenizer)
         self._checkpoint_keys = _checkpoint_keys(model_path)
@@ -91,13 +79,14 @@ class VLLMGenerator(GeneratorBase):
             tokenizer=model_path,
             dtype=dtype,
             trust_remote_code=trust_remote_code,
-            seed=seed,
-            enforce_eager=enforce_eager,
-            gpu_memory_utilization=gpu_memory_utilization,
-            kv_cache_memory_bytes=None if kv_cache_space_gib is None else int(kv_cache_space_gib * (1 << 30)),
-            max_model_len=max_model_len,
+            # Every request carries its own seed (sample_seed), so the engine's own seed is a constant.
+            seed=0,
+            enforce_eager=engine.enforce_eager,
+            gpu_memory_utilization=engine.gpu_memory_utilization,
+            kv_cache_memory_bytes=None if engine.kv_cache_space_gib is None else int(engine.kv_cache_space_gib * (1 << 30)),
+            max_model_len=engine.max_model_len,
             # Small blocks: the k samples of a prompt share its cached prompt blocks (cluster/config/rollout.py).
-            **({} if block_size is None else {"block_size": block_size}),
+            **({} if engine.block_size is None else {"block_size": engine.block_size}),
             logprobs_mode="processed_logprobs",
             generation_config="vllm",
             load_format="safetensors",
@@ -170,8 +159,7 @@ class VLLMGenerator(GeneratorBase):
     def _feature_lm(self) -> CausalLM:
         """An HF copy of the policy for model features, loaded on first use and kept on the engine's weights."""
         if self._hf_lm is None:
-            model_path, dtype, _, trust_remote_code, device = self._init_args
-            self._hf_lm = load_causal_lm(model_path, dtype, trust_remote_code, device)
+            self._hf_lm = self._load_hf_lm()
             if self._weights is not None:
                 apply_weights(self._hf_lm.model, self._weights)
         return self._hf_lm
@@ -183,7 +171,7 @@ class VLLMGenerator(GeneratorBase):
         unexpected = names - self._checkpoint_keys - {_TIED_HEAD}
         if missing or unexpected:
             raise RuntimeError(
-                f"weights version {version} do not fit the generator's model {self._model_path}: "
+                f"weights version {version} do not fit the generator's model {self._settings.model_path}: "
                 f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
             )
 

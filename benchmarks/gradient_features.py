@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 import torch
 from scipy.stats import spearmanr
 
-from actors.generator import Generator, SamplingParams
+from actors.generator import Generator, GeneratorSettings, SamplingParams
 from actors.kernels.logprobs import sequence_logprobs
 from actors.kernels.per_sample_gradients import resolve_gradient_modules
 from actors.rewards.programmatic import get_reward
@@ -176,7 +176,7 @@ def main() -> None:
     args = parser.parse_args()
 
     task = ensure_builtin_task(BuiltinTaskSection())
-    generator = Generator(task.model_dir, torch_threads=args.threads)
+    generator = Generator(GeneratorSettings(task.model_dir, torch_threads=args.threads))
     train = pq.read_table(task.train_path)
 
     scored = scored_round(generator, train, args.prompts, args.seeds[0])

@@ -76,13 +76,13 @@ def build_pairs(model_dir: Path, count: int, max_new_tokens: int, threads: int, 
     import pyarrow.parquet as pq
 
     from actors.rewards.contains_answer import contains_answer
-    from actors.generator import Generator, SamplingParams
+    from actors.generator import Generator, GeneratorSettings, SamplingParams
     from cluster.data.instruction_prompts import instruction_prompts
     from cluster.data.prompts import prompt_texts
 
     started = time.perf_counter()
     table = instruction_prompts("train").slice(0, count)
-    generator = Generator(str(model_dir), "float32", torch_threads=threads)
+    generator = Generator(GeneratorSettings(str(model_dir), torch_threads=threads))
     texts = prompt_texts(table.column("prompt").to_pylist(), generator._lm.tokenizer, apply_chat_template=True)
     rollouts = generator.generate(
         table.append_column("prompt_text", pa.array(texts)),

@@ -35,6 +35,7 @@ import torch
 
 from actors.generator import Generator
 from actors.kernels.hf_sampling import load_causal_lm
+from actors.settings import GeneratorSettings, ModelSettings
 from actors.weight_sync import make_transport
 from cluster.config import RaySection
 from cluster.tools.prepare import ensure_smollm2
@@ -88,12 +89,8 @@ def evict_from_page_cache(folder: str) -> None:
 class BenchGenerator(Generator):
     """A real generator actor plus the baseline: rebuild the model from a checkpoint folder."""
 
-    def __init__(self, model_path: str, dtype: str):
-        super().__init__(model_path, dtype)
-        self._dtype = dtype
-
     def reload_from_disk(self, folder: str) -> int:
-        self._lm = load_causal_lm(folder, self._dtype, False)
+        self._lm = load_causal_lm(folder, self._settings.model.dtype, False)
         return 0
 
     def evict(self, folder: str) -> None:
@@ -135,7 +132,7 @@ def main() -> None:
     model_dir = str(ensure_smollm2())
     start_ray(RaySection(num_cpus=args.generators + 2, include_dashboard=False))
     publisher = ray.remote(Publisher).options(num_cpus=1).remote(model_dir, args.dtype, args.generators)
-    generators = [ray.remote(BenchGenerator).options(num_cpus=1).remote(model_dir, args.dtype)
+    generators = [ray.remote(BenchGenerator).options(num_cpus=1).remote(GeneratorSettings(model_dir, ModelSettings(dtype=args.dtype)))
                   for _ in range(args.generators)]  # fmt: skip
     checkpoint = os.path.join(args.checkpoint_dir, "checkpoint")
     os.makedirs(checkpoint, exist_ok=True)

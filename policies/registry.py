@@ -1,7 +1,8 @@
-"""Selection policies by name: `@register_policy("pvar")` on a class, `make_policy("pvar", **options)`.
+"""Selection policies by name: `@register_policy("pvar")` on a class, `make_policy("pvar", settings)`.
 
-make_policy passes a constructor only the options it declares, so the driver can hand over the
-whole `selection` config section and each policy picks what it uses.
+make_policy passes a constructor only the options it declares, taken by name from one
+`SelectionSettings` (policies/settings.py; the driver builds it once from the `selection` config
+section) or from keyword options (tests, benchmarks), so each policy picks what it uses.
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from __future__ import annotations
 import inspect
 from typing import Callable, TypeVar
 
-from policies.base import SelectionPolicy
 from actors.contracts import Registry
+from policies.base import SelectionPolicy
+from policies.settings import SelectionSettings
 
 _POLICIES: Registry[type[SelectionPolicy]] = Registry("selection policy")
 
@@ -44,12 +46,18 @@ def check_policy_name(name: str) -> None:
     _POLICIES.get(name)
 
 
-def make_policy(name: str, **options: object) -> SelectionPolicy:
-    """Build the policy registered as `name` from the options its constructor accepts.
+def make_policy(name: str, settings: SelectionSettings | None = None, **options: object) -> SelectionPolicy:
+    """Build the policy registered as `name`.
 
-    Options the constructor does not declare are ignored (the config section holds the options of
-    every policy). Unknown names raise ValueError listing the registered names and the nearest one.
+    Each constructor parameter is taken by name from `settings` (the driver's, built once from the
+    config), then from `options` (tests and benchmarks name single options: `make_policy("pvar",
+    top_fraction=0.3)`; with settings too, they replace its values); one that neither gives keeps the
+    constructor's default, and an option the constructor does not declare is ignored (one settings
+    object serves every policy). Unknown names raise ValueError listing the registered names and the
+    nearest one.
     """
     cls = _POLICIES.get(name)
     accepted = inspect.signature(cls).parameters
-    return cls(**{key: value for key, value in options.items() if key in accepted})
+    given = {} if settings is None else {key: getattr(settings, key) for key in accepted if hasattr(settings, key)}
+    given.update((key, value) for key, value in options.items() if key in accepted)
+    return cls(**given)

@@ -9,7 +9,7 @@ import torch
 from tiny_model import EOS_ID, build_tiny_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from actors.generator import Generator, SamplingParams, batch_seed
+from actors.generator import Generator, GeneratorSettings, SamplingParams, batch_seed
 from actors.kernels.logprobs import sequence_logprobs
 from actors.weight_sync import DiskTransport, ObjectStoreTransport
 from cluster.data.prompts import prompt_texts
@@ -42,7 +42,7 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def generator(model_dir):
-    return Generator(model_dir)
+    return Generator(GeneratorSettings(model_dir))
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +177,7 @@ def test_stop_rows_end_at_their_first_eos_and_length_rows_are_full(generator, to
 
 
 def test_a_tokenizer_without_pad_token_pads_with_eos(tmp_path, tokenizer):
-    no_pad = Generator(str(build_tiny_model(tmp_path / "model", with_pad_token=False)))
+    no_pad = Generator(GeneratorSettings(str(build_tiny_model(tmp_path / "model", with_pad_token=False))))
     rollouts = no_pad.generate(make_prompts(tokenizer), SamplingParams(samples_per_prompt=2, max_new_tokens=10, seed=4))
     recomputed = no_pad.sequence_logprobs(
         rollouts.column("prompt_token_ids").to_pylist(), rollouts.column("response_token_ids").to_pylist()
@@ -201,7 +201,7 @@ def assert_generator_holds(generator: Generator, model: torch.nn.Module, rollout
 
 
 def test_object_store_weights_replace_the_policy(ray_cluster, model_dir, tokenizer):
-    generator = Generator(model_dir)
+    generator = Generator(GeneratorSettings(model_dir))
     prompts, sampling = make_prompts(tokenizer), SamplingParams(samples_per_prompt=2, max_new_tokens=8, seed=6)
     before = generator.generate(prompts, sampling)
     trained = perturbed_model(model_dir, seed=1)
@@ -222,9 +222,9 @@ def test_disk_weights_are_loaded_by_generate_when_the_version_differs(model_dir,
     handle = DiskTransport().publish(trained.state_dict(), version=3, checkpoint_dir=str(tmp_path / "checkpoint"))
     prompts, sampling = make_prompts(tokenizer), SamplingParams(samples_per_prompt=2, max_new_tokens=8, seed=7)
 
-    explicit = Generator(model_dir)
+    explicit = Generator(GeneratorSettings(model_dir))
     explicit.load_weights(handle)
-    restarted = Generator(model_dir)  # e.g. an actor Ray restarted: back at version 0
+    restarted = Generator(GeneratorSettings(model_dir))  # e.g. an actor Ray restarted: back at version 0
     rollouts = restarted.generate(prompts, sampling, weights=handle)
 
     assert restarted.weights_version() == 3
@@ -238,7 +238,7 @@ def test_a_ray_actor_generates_what_the_in_process_generator_does(ray_cluster, g
         make_prompts(tokenizer),
         SamplingParams(samples_per_prompt=3, max_new_tokens=8, batch_size=2, seed=8),
     )
-    actor = ray_cluster.remote(num_cpus=1)(Generator).remote(model_dir, torch_threads=1)
+    actor = ray_cluster.remote(num_cpus=1)(Generator).remote(GeneratorSettings(model_dir, torch_threads=1))
     try:
         remote = ray_cluster.get(actor.generate.remote(prompts, sampling), timeout=120)
     finally:

@@ -252,19 +252,20 @@ class _Scorers:
 def test_the_driver_keeps_the_extra_columns_and_evaluates_ifevals_accuracies():
     from cluster.config import RunConfig
     from cluster.round_loop import RoundRunner, score_columns
-    from cluster.settings import reward_settings
+    from cluster.settings import scorer_rewards
 
     config = RunConfig.model_validate({"scoring": {"rewards": [
         {"kind": "programmatic", "name": "ifeval"}, {"kind": "programmatic", "name": "test_response_length", "weight": 0}]}})
-    scorer = Scorer([reward_settings(spec) for spec in config.scoring.rewards])
-    assert score_columns(config) == [*scorer.columns, "reward"]
+    rewards = scorer_rewards(config.scoring)
+    scorer = Scorer(list(rewards))
+    assert score_columns(rewards) == [*scorer.columns, "reward"]
 
     rows = batch(CRAFTED)
     runner = RoundRunner.__new__(RoundRunner)  # the driver's methods, without Ray behind them
     runner.config, runner.weights = config, None
     runner.heldout = rows.drop_columns(["response"])
     runner.reward_columns = [spec.column for spec in config.scoring.rewards]
-    runner.score_columns = score_columns(config)
+    runner.score_columns = score_columns(rewards)
     runner.generators, runner.scorers = _Generators(rows.column("response").to_pylist()), _Scorers(scorer)
     result = runner.evaluate()
     # The row without instructions has a NaN reward: dropped and counted, as any invalid reward.

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 from tiny_model import build_tiny_model
 
-from actors.generator import Generator
+from actors.generator import Generator, GeneratorSettings
 from actors.generator_base import GENERATOR_BACKENDS, GeneratorBase, feature_table
 from actors.kernels.model_features import FeatureOptions, ModelSelectionFeatures
 from actors.vllm_generator import VLLMGenerator
@@ -57,7 +57,7 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def generator(model_dir):
-    return Generator(model_dir)
+    return Generator(GeneratorSettings(model_dir))
 
 
 def round_tables(n_prompts: int = 3, k: int = 3, seed: int = 0) -> tuple[pa.Table, pa.Table, pa.Table]:

@@ -17,7 +17,7 @@ from scipy.stats import spearmanr
 from tiny_model import build_tiny_model, build_tiny_tokenizer, tiny_llama_config
 from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
-from actors.generator import Generator, SamplingParams
+from actors.generator import Generator, GeneratorSettings, SamplingParams
 from actors.kernels.gradient_sketch import GradientSketch
 from actors.kernels.logprobs import sequence_logprobs
 from actors.kernels.per_sample_gradients import per_response_gradients, projected_response_gradients, resolve_gradient_modules
@@ -304,7 +304,7 @@ def test_policy_embeddings_are_mean_pooled_hidden_states_independent_of_padding(
 
 
 def test_generator_returns_the_feature_tables_on_its_current_weights(model_dir, tmp_path):
-    generator = Generator(model_dir)
+    generator = Generator(GeneratorSettings(model_dir))
     prompts, responses = random_rows(5, seed=10)
     _, rejected = random_rows(5, seed=11)
     scored = pa.table({"prompt_id": list("abcde"), "prompt_token_ids": prompts, "response_token_ids": responses})
@@ -350,7 +350,7 @@ def test_per_prompt_gradient_norm_rises_with_sqrt_pvar_on_the_builtin_task():
     from cluster.data.prompts import prompt_texts
 
     task = ensure_builtin_task(BuiltinTaskSection())
-    generator = Generator(task.model_dir)
+    generator = Generator(GeneratorSettings(task.model_dir))
     train = pq.read_table(task.train_path).slice(0, 64)
     texts = prompt_texts(train.column("prompt").to_pylist(), generator._lm.tokenizer, True)
     prompts = train.append_column("prompt_text", pa.array(texts))

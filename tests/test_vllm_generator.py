@@ -25,10 +25,11 @@ from transformers import (
 )
 
 from actors.contracts import InputError
-from actors.generator import Generator, SamplingParams
+from actors.generator import Generator, GeneratorSettings, SamplingParams
 from cluster.learner_client import DPOLearner
 from actors.kernels.logprobs import sequence_logprobs
 from actors.kernels.model_features import FeatureOptions
+from actors.settings import VllmSettings
 from actors.vllm_generator import VLLMGenerator
 from actors.weight_sync import make_transport
 from cluster.actor_groups import GeneratorGroup
@@ -94,7 +95,7 @@ def prompts(tokenizer) -> pa.Table:
 @pytest.fixture(scope="module")
 def engine(ray_cluster, vllm_python, model_dir):
     actor = ray.remote(VLLMGenerator).options(num_cpus=0.5, runtime_env={"py_executable": vllm_python}).remote(
-        model_dir, "float32", 1, kv_cache_space_gib=0.25, max_model_len=512
+        GeneratorSettings(model_dir), VllmSettings(kv_cache_space_gib=0.25, max_model_len=512)
     )
     yield actor
     ray.kill(actor)
@@ -119,7 +120,7 @@ def test_rollouts_have_the_hf_backends_table_and_tempered_nucleus_logprobs(engin
     temperature, top_p = 0.8, 0.9
     sampling = SamplingParams(samples_per_prompt=3, temperature=temperature, top_p=top_p, max_new_tokens=40, seed=1)
     rollouts = ray.get(engine.generate.remote(prompts, sampling))
-    reference = Generator(model_dir).generate(prompts, sampling)
+    reference = Generator(GeneratorSettings(model_dir)).generate(prompts, sampling)
 
     assert rollouts.schema.equals(reference.schema)
     assert rollouts.column("prompt_id").to_pylist() == reference.column("prompt_id").to_pylist()

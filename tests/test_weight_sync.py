@@ -15,6 +15,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from actors.generator import Generator
+from actors.settings import GeneratorSettings, WeightSyncSettings
 from cluster.learner_client import DPOLearner
 from actors.kernels.logprobs import sequence_logprobs
 from actors.weight_sync import WeightsHandle, make_transport
@@ -48,7 +49,7 @@ def test_generator_matches_the_learner_after_sync(trained, transport):
     model_path, object_store_handle, learner_logps, checkpoint = trained
     handle = object_store_handle if transport == "object_store" else make_transport("disk").publish(
         {}, version=object_store_handle.version, checkpoint_dir=checkpoint)
-    actor = ray.remote(Generator).options(num_cpus=0.5).remote(model_path)
+    actor = ray.remote(Generator).options(num_cpus=0.5).remote(GeneratorSettings(model_path))
     try:
         before = ray.get(actor.sequence_logprobs.remote(PROMPTS, RESPONSES))
         assert not np.allclose(before, learner_logps, atol=1e-3), "the round did not change the weights"
@@ -65,9 +66,9 @@ def test_broadcast_reaches_every_generator_and_a_late_one_falls_back_to_disk(ray
     learner = DPOLearner(
         LearnerSection(num_workers=1, batch_size=4, learning_rate=5e-3), ModelSection(),
         initial_model_path=model_path, storage_dir=str(tmp_path / "ray_train"), run_name="broadcast-test",
-        transport="broadcast", transport_options={"receivers": 2, "timeout_s": 60},
+        weight_sync=WeightSyncSettings("broadcast", timeout_s=60, receivers=2),
     )
-    actors = [ray.remote(Generator).options(num_cpus=0.5).remote(model_path) for _ in range(3)]
+    actors = [ray.remote(Generator).options(num_cpus=0.5).remote(GeneratorSettings(model_path)) for _ in range(3)]
     try:
         _, handle = learner.train_round(0, random_pairs_table(16), str(tmp_path / "checkpoint"))
         assert handle.transport == "broadcast" and handle.payload["world_size"] == 3
