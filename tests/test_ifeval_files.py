@@ -18,10 +18,12 @@ from actors.rewards.programmatic import get_reward
 from cluster.config import PromptSourceSection, RunConfig
 from cluster.data.prompts import load_prompts
 from cluster.round_loop import check_reward_columns
+from cluster.settings import scorer_rewards
 
 IDS, KWARGS = IFEVAL_PROMPT_COLUMNS
 TOKENIZER = build_tiny_tokenizer()
 CONFIG = RunConfig.model_validate({"scoring": {"rewards": [{"kind": "programmatic", "name": "ifeval"}]}})
+REWARDS = scorer_rewards(CONFIG.scoring)
 
 # Rows as IFEval's files hold them: a key, the prompt, the ids, and per instruction a kwargs object.
 ROWS = [
@@ -73,7 +75,7 @@ def test_jsonl_parquet_and_datasets_folders_in_ifeval_format_load_and_round_trip
     for table in (jsonl, parquet, folder):
         assert table.column_names == ["prompt_id", "prompt", "prompt_text", "key", IDS, KWARGS]
         assert instructions(table) == EXPECTED
-        check_reward_columns(CONFIG, table, "data.train", "ifeval file")
+        check_reward_columns(REWARDS, table, "data.train", "ifeval file")
     # The loaded table written back out reads the same (the run folder's Parquet files hold it).
     pq.write_table(jsonl, tmp_path / "again.parquet")
     assert pq.read_table(tmp_path / "again.parquet").equals(jsonl)
@@ -117,17 +119,17 @@ def test_a_bad_row_is_one_input_error_naming_the_file_the_row_and_the_id(tmp_pat
     path = bad_file(tmp_path, change)
     table = load(path)
     with pytest.raises(InputError, match=rf"^data\.train\.path \({re.escape(path)}\), {message}"):
-        check_reward_columns(CONFIG, table, "data.train", path)
+        check_reward_columns(REWARDS, table, "data.train", path)
 
 
 def test_missing_ifeval_columns_and_a_wrong_column_type_are_named(tmp_path):
     plain = load(write_jsonl(tmp_path / "plain.jsonl", [{"prompt": "hello"}]))
     with pytest.raises(InputError, match=r"scoring\.rewards\[0\] \(programmatic 'ifeval'\) reads the column\(s\) "
                                          r"\['instruction_id_list', 'kwargs'\], which data\.train\.path"):
-        check_reward_columns(CONFIG, plain, "data.train", str(tmp_path / "plain.jsonl"))
+        check_reward_columns(REWARDS, plain, "data.train", str(tmp_path / "plain.jsonl"))
     words = load(write_jsonl(tmp_path / "words.jsonl", [{"prompt": "hi", IDS: "punctuation:no_comma", KWARGS: [{}]}]))
     with pytest.raises(InputError, match="column 'instruction_id_list' holds string; it must hold a list"):
-        check_reward_columns(CONFIG, words, "data.train", str(tmp_path / "words.jsonl"))
+        check_reward_columns(REWARDS, words, "data.train", str(tmp_path / "words.jsonl"))
 
 
 def test_kwargs_may_be_json_strings_or_one_json_list_and_bad_json_is_named(tmp_path):
@@ -135,8 +137,8 @@ def test_kwargs_may_be_json_strings_or_one_json_list_and_bad_json_is_named(tmp_p
     as_one_string = [{**row, KWARGS: json.dumps(row[KWARGS])} for row in ROWS]
     for rows in (as_strings, as_one_string):
         table = load(write_jsonl(tmp_path / "strings.jsonl", rows))
-        check_reward_columns(CONFIG, table, "data.train", "strings.jsonl")
+        check_reward_columns(REWARDS, table, "data.train", "strings.jsonl")
     broken = [{**ROWS[0], KWARGS: ["{not json"]}]
     table = load(write_jsonl(tmp_path / "broken.jsonl", broken))
     with pytest.raises(InputError, match=r"row 1 \(prompt_id 'p0'\): kwargs '\{not json' are not valid JSON"):
-        check_reward_columns(CONFIG, table, "data.train", "broken.jsonl")
+        check_reward_columns(REWARDS, table, "data.train", "broken.jsonl")
