@@ -1,6 +1,6 @@
 """Run a config through the real CLI (fresh run directory, fresh embedded Ray cluster) and read its summary.
 
-Shared by the benchmarks that compare whole runs (quickstart, selection ablation).
+Shared by the benchmarks that compare whole runs (quickstart, selection ablation, real model).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from actors.contracts import SUMMARY_FILE
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_config(config: Path, seed: int, run_dir: Path, overrides: list[str]) -> dict:
-    """One run; returns wall seconds, held-out reward before training and per round, phase seconds."""
+def run_summary(config: Path, seed: int, run_dir: Path, overrides: list[str]) -> tuple[list[dict], float]:
+    """One CLI run; returns its summary.json rows (one per round) and the wall seconds of the command."""
     command = [sys.executable, "-m", "cluster.cli", "run", str(config), "--run-dir", str(run_dir),
                f"run.seed={seed}", *overrides]
     started = time.perf_counter()
@@ -27,7 +27,12 @@ def run_config(config: Path, seed: int, run_dir: Path, overrides: list[str]) -> 
     if result.returncode != 0:
         sys.stderr.write(result.stderr[-5000:])
         raise SystemExit(f"{config.name} seed {seed} {' '.join(overrides)} failed")
-    rows = json.loads((run_dir / SUMMARY_FILE).read_text())["rounds"]
+    return json.loads((run_dir / SUMMARY_FILE).read_text())["rounds"], wall
+
+
+def run_config(config: Path, seed: int, run_dir: Path, overrides: list[str]) -> dict:
+    """One run; returns wall seconds, held-out reward before training and per round, phase seconds."""
+    rows, wall = run_summary(config, seed, run_dir, overrides)
     overheads = [row.get("learner_overhead_fraction") for row in rows if row.get("learner_overhead_fraction") is not None]
     return {
         "seed": seed,

@@ -1,14 +1,15 @@
 """Generation throughput on SmolLM2-135M-Instruct: the vLLM backend against the HF backend.
 
     python benchmarks/generation_throughput.py [--prompts 16] [--k 4] [--max-new-tokens 48]
-        [--threads 1] [--repeats 3] [--cases config bf16 nucleus]
+        [--threads 1] [--repeats 3] [--cases config bf16 nucleus] [--prompt-set instructions]
         [--out benchmarks/results/generation_throughput.json]
 
 Both backends run as the product runs them: one generator actor made by
 `cluster.actor_groups.GeneratorGroup` on an embedded Ray cluster started by `cluster.ray_runtime`
 (the vLLM actor on the venv of `activedpo prepare --vllm`), on the same prompts (the first built-in
 instruction prompts under SmolLM2's chat template) with the same k, maximum length, temperature,
-top-p, seed, dtype and torch threads. One actor at a time, each after a warm-up call; a timed call
+top-p, seed, dtype and torch threads (`--prompt-set ifeval`: the first builtin-ifeval training
+prompts instead, whose writing tasks run to the token limit more often). One actor at a time, each after a warm-up call; a timed call
 is one whole `generate` of the prompt table as the driver sees it. Throughput is response tokens
 (stop tokens included) per second, the median of the repeats. Target: vLLM at least 2x HF.
 
@@ -36,6 +37,7 @@ from transformers import AutoTokenizer
 
 from actors.generator import SamplingParams
 from cluster.config import GenerationSection, ModelSection, RaySection, VllmSection
+from cluster.data.ifeval_prompts import ifeval_prompts
 from cluster.data.instruction_prompts import instruction_prompts
 from cluster.tools.prepare import ensure_smollm2
 from cluster.data.prompts import prompt_texts
@@ -51,8 +53,11 @@ CASES = {
 }
 
 
-def prompt_table(model_dir: Path, count: int) -> pa.Table:
-    table = instruction_prompts("train").slice(0, count)
+PROMPT_SETS = {"instructions": instruction_prompts, "ifeval": ifeval_prompts}
+
+
+def prompt_table(model_dir: Path, count: int, prompt_set: str = "instructions") -> pa.Table:
+    table = PROMPT_SETS[prompt_set]("train").slice(0, count)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     texts = prompt_texts(table.column("prompt").to_pylist(), tokenizer, apply_chat_template=True)
     return pa.table({"prompt_id": table.column("prompt_id"), "prompt_text": pa.array(texts)})
@@ -105,6 +110,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cases", nargs="+", choices=sorted(CASES), default=list(CASES))
+    parser.add_argument("--prompt-set", choices=sorted(PROMPT_SETS), default="instructions")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "generation_throughput.json"))
     args = parser.parse_args()
 
@@ -112,7 +118,7 @@ def main() -> None:
 
     model_dir = ensure_smollm2()
     ensure_vllm_venv()
-    prompts = prompt_table(model_dir, args.prompts)
+    prompts = prompt_table(model_dir, args.prompts, args.prompt_set)
     start_ray(RaySection(num_cpus=2, include_dashboard=False))
     import ray
 
@@ -122,8 +128,14 @@ def main() -> None:
             dtype, temperature, top_p, arms = CASES[name]
             sampling = SamplingParams(samples_per_prompt=args.k, temperature=temperature, top_p=top_p,
                                       max_new_tokens=args.max_new_tokens, batch_size=args.prompts, seed=args.seed)
-            results = [measure(label, backend, block, dtype, model_dir, prompts, sampling, args.threads, args.repeats)
-                       for label, backend, block in arms]
+            results = []
+            for label, backend, block in arms:
+                results.append(measure(label, backend, block, dtype, model_dir, prompts, sampling, args.threads,
+                                       args.repeats))
+                # As it goes: on a busy machine a later arm may not finish, and this one is still on record.
+                print(f"{name} {dtype} {label}: start {results[-1]['start_seconds']:.1f} s, generate "
+                      f"{results[-1]['median_seconds']:.2f} s, {results[-1]['median_tokens_per_second']:.1f} tokens/s",
+                      flush=True)
             hf = results[0]["median_tokens_per_second"]
             for result in results:
                 result["speedup_over_hf"] = result["median_tokens_per_second"] / hf
@@ -131,7 +143,7 @@ def main() -> None:
     finally:
         ray.shutdown()
 
-    print(f"SmolLM2-135M-Instruct, {args.prompts} prompts x k={args.k}, up to {args.max_new_tokens} new tokens, "
+    print(f"SmolLM2-135M-Instruct, {args.prompts} {args.prompt_set} prompts x k={args.k}, up to {args.max_new_tokens} new tokens, "
           f"{args.threads} torch thread(s), one actor, median of {args.repeats}")
     print(f"{'case':>8} {'dtype':>9} {'T':>4} {'top-p':>5} {'arm':>14} {'start s':>8} {'generate s':>10} "
           f"{'tokens/s':>9} {'x HF':>6} {'mean len':>8}")

@@ -1,0 +1,209 @@
+"""SmolLM2-135M-Instruct on IFEval's instructions: the starting model against the model after N rounds.
+
+    python benchmarks/real_model.py [--seeds 0 1] [--rounds N] [--quick] [--work-dir DIR] [key=value ...]
+
+Runs configs/smollm2-ifeval.yaml through the real CLI once per seed (`run.seed`; every other setting
+as the config has it, then the key=value overrides), and reads each run's summary.json: IFEval's four
+held-out accuracies before training (`heldout_before_ifeval`, round 0) and after every round
+(`heldout_ifeval`), overall and per constraint family (docs/ifeval.md). Prints, over seeds, the mean
+and 95% t-interval of the start, the final round and their difference for each accuracy and each
+family, and the wall time of each run; writes benchmarks/results/real_model.json and a PNG (every
+seed's accuracy per round, and the per-family change with its interval).
+
+Target (issue 12): instruction-level loose accuracy at least +10 points over the starting model,
+with the seed interval of the change above zero; prompt-level strict is reported beside it.
+
+Run folders are kept (default runs/benchmarks/real_model/seed<S>, each with its report.html). Running
+the same command again resumes an interrupted seed after its last complete round, as the CLI does; the
+JSON then marks the seed `resumed` and its wall time covers only the last invocation (the phase
+seconds summed over rounds, `phase_seconds_total`, cover every round either way).
+
+--quick shrinks everything (1 round, 4 prompts x 2 samples x 16 tokens, 4 held-out prompts) to check
+the script end to end in a few minutes; its numbers mean nothing, so its JSON and PNG stay in the work
+directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+from pathlib import Path
+
+from cli_runs import REPO, run_summary
+from seed_stats import above_zero, fmt, mean_interval
+
+from actors.contracts import HELDOUT_BEFORE_IFEVAL, HELDOUT_IFEVAL, IFEVAL_ACCURACIES, IFEVAL_FAMILIES
+
+CONFIG = REPO / "configs" / "smollm2-ifeval.yaml"
+HEADLINE, SECOND = "instruction_loose", "prompt_strict"
+TARGET_POINTS = 10.0
+QUICK = [
+    "data.prompts_per_round=4",
+    "generation.samples_per_prompt=2",
+    "generation.max_new_tokens=16",
+    "selection.pair_budget=2",
+    "learner.batch_size=2",
+    "learner.micro_batch_size=null",
+    "eval.num_prompts=4",
+    "eval.samples_per_prompt=1",
+    "diagnostics.did_prompts=0",
+]
+
+
+def read_run(rows: list[dict], wall: float, seed: int, resumed: bool, run_dir: Path) -> dict:
+    """One seed's accuracies per point (index 0: the starting model, then after each round)."""
+    if HELDOUT_BEFORE_IFEVAL not in rows[0]:
+        raise SystemExit(f"{run_dir}: round 0 has no {HELDOUT_BEFORE_IFEVAL} (is eval.before_training on and the "
+                         "ifeval reward among scoring.rewards?)")
+    points = [rows[0][HELDOUT_BEFORE_IFEVAL], *(row[HELDOUT_IFEVAL] for row in rows)]
+    return {
+        "seed": seed,
+        "run_dir": str(run_dir),
+        "wall_seconds": wall,
+        "resumed": resumed,
+        "phase_seconds_total": sum(sum(row["phase_seconds"].values()) for row in rows),
+        "round_seconds": [sum(row["phase_seconds"].values()) for row in rows],
+        "pairs_trained": [row["pairs_trained"] for row in rows],
+        "accuracy": {name: [point[name] for point in points] for name in IFEVAL_ACCURACIES},
+        "families": [point[IFEVAL_FAMILIES] for point in points],
+        "instructions": [point["instructions"] for point in points],
+    }
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Start, final and change of each accuracy and each family's instruction-level accuracy, over seeds."""
+    overall = {}
+    for name in IFEVAL_ACCURACIES:
+        start = [run["accuracy"][name][0] for run in runs]
+        final = [run["accuracy"][name][-1] for run in runs]
+        overall[name] = {"start": mean_interval(start), "final": mean_interval(final),
+                         "delta": mean_interval([f - s for s, f in zip(start, final)])}
+    families = {}
+    names = sorted(set.intersection(*(set(run["families"][0]) & set(run["families"][-1]) for run in runs)))
+    for family in names:
+        families[family] = {"instructions": runs[0]["families"][0][family]["instructions"]}
+        for name in ("instruction_strict", HEADLINE):
+            start = [run["families"][0][family][name] for run in runs]
+            final = [run["families"][-1][family][name] for run in runs]
+            families[family][name] = {"start": mean_interval(start), "final": mean_interval(final),
+                                      "delta": mean_interval([f - s for s, f in zip(start, final)])}
+    delta = overall[HEADLINE]["delta"]
+    return {
+        "overall": overall,
+        "families": families,
+        "wall_seconds": mean_interval([run["wall_seconds"] for run in runs]),
+        "target": {"accuracy": HEADLINE, "points": TARGET_POINTS,
+                   "met": delta["mean"] * 100 >= TARGET_POINTS and above_zero(delta)},
+    }
+
+
+def print_report(report: dict) -> None:
+    runs, summary = report["runs"], report["summary"]
+    rounds = len(runs[0]["accuracy"][HEADLINE]) - 1
+    print(f"\nSmolLM2-135M-Instruct on builtin-ifeval, {rounds} round(s), seeds {report['seeds']} "
+          f"(held-out accuracies in points; mean ± 95% t-interval over seeds)")
+    print(f"{'seed':>4} {'wall s':>7} {'resumed':>7}  {HEADLINE + ' per round':<40} {SECOND + ' per round'}")
+    for run in runs:
+        curve = lambda name: " ".join(f"{v * 100:5.1f}" for v in run["accuracy"][name])  # noqa: E731
+        print(f"{run['seed']:>4} {run['wall_seconds']:>7.0f} {str(run['resumed']):>7}  {curve(HEADLINE):<40} "
+              f"{curve(SECOND)}")
+    print(f"\n{'accuracy':<20} {'start':>14} {'after r' + str(rounds - 1):>14} {'change':>14}")
+    for name, stats in summary["overall"].items():
+        print(f"{name:<20} {fmt(stats['start']):>14} {fmt(stats['final']):>14} {fmt(stats['delta'], signed=True):>14}")
+    print(f"\n{'family (' + HEADLINE + ')':<32} {'n':>4} {'start':>14} {'final':>14} {'change':>14}")
+    for family, stats in summary["families"].items():
+        s = stats[HEADLINE]
+        print(f"{family:<32} {stats['instructions']:>4} {fmt(s['start']):>14} {fmt(s['final']):>14} "
+              f"{fmt(s['delta'], signed=True):>14}")
+    wall = summary["wall_seconds"]
+    print(f"\nwall time per run: {wall['mean']:.0f} s (seeds: {', '.join(f'{v:.0f}' for v in wall['values'])}) on "
+          f"{report['machine']['cpus']} CPUs")
+    delta = summary["overall"][HEADLINE]["delta"]
+    print(f"target: {HEADLINE} change >= +{TARGET_POINTS:.0f} points with the interval above 0: "
+          f"{fmt(delta, signed=True)} -> {'met' if summary['target']['met'] else 'not met'}")
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs, families = report["runs"], report["summary"]["families"]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [1, 1.3]})
+    for index, run in enumerate(runs):
+        color = f"C{index}"
+        points = range(len(run["accuracy"][HEADLINE]))
+        left.plot(points, [v * 100 for v in run["accuracy"][HEADLINE]], "-o", color=color,
+                  label=f"seed {run['seed']} {HEADLINE}")
+        left.plot(points, [v * 100 for v in run["accuracy"][SECOND]], "--s", color=color, alpha=0.6,
+                  label=f"seed {run['seed']} {SECOND}")
+    left.set_xticks(list(points), ["start"] + [f"r{r}" for r in range(len(points) - 1)])
+    left.set_ylabel("held-out accuracy (points)")
+    left.set_title("IFEval accuracy per round")
+    left.grid(alpha=0.3)
+    left.legend(fontsize=8)
+    names = list(families)
+    deltas = [families[f][HEADLINE]["delta"] for f in names]
+    errors = [d["half_width"] * 100 if d["half_width"] is not None else 0.0 for d in deltas]
+    right.barh(range(len(names)), [d["mean"] * 100 for d in deltas], xerr=errors, capsize=3, color="C0")
+    right.set_yticks(range(len(names)), [f"{f} (n={families[f]['instructions']})" for f in names], fontsize=8)
+    right.axvline(0, color="black", linewidth=0.8)
+    right.set_xlabel(f"{HEADLINE} change, final - start (points; 95% t-interval)")
+    right.set_title("per constraint family")
+    right.grid(alpha=0.3, axis="x")
+    figure.suptitle(f"SmolLM2-135M-Instruct on builtin-ifeval ({len(runs)} seeds)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--rounds", type=int, help="run.rounds (default: the config's)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script, measures nothing")
+    parser.add_argument("--config", default=str(CONFIG))
+    parser.add_argument("--work-dir", help="run folders go here, one per seed (default runs/benchmarks/real_model, "
+                        "runs/benchmarks/real_model-quick with --quick)")
+    parser.add_argument("--out", help="JSON path (default benchmarks/results/real_model.json; with --quick "
+                        "real_model.json in the work dir, out of the repository's results); the PNG goes beside it")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides for every seed, after --quick's")
+    args = parser.parse_args()
+
+    suffix = "-quick" if args.quick else ""
+    work_dir = Path(args.work_dir or REPO / "runs" / "benchmarks" / f"real_model{suffix}")
+    out = Path(args.out or (work_dir if args.quick else REPO / "benchmarks" / "results") / "real_model.json")
+    overrides = [*(QUICK if args.quick else []), *(["run.rounds=1"] if args.quick and args.rounds is None else []),
+                 *([f"run.rounds={args.rounds}"] if args.rounds is not None else []), *args.overrides]
+    runs = []
+    for seed in args.seeds:
+        run_dir = work_dir / f"seed{seed}"
+        resumed = (run_dir / "summary.json").exists()
+        rows, wall = run_summary(Path(args.config), seed, run_dir, overrides)
+        runs.append(read_run(rows, wall, seed, resumed, run_dir))
+        run = runs[-1]
+        print(f"seed {seed}: {wall:.0f}s{' (resumed)' if resumed else ''}, {HEADLINE} "
+              f"{run['accuracy'][HEADLINE][0] * 100:.1f} -> {run['accuracy'][HEADLINE][-1] * 100:.1f}, {SECOND} "
+              f"{run['accuracy'][SECOND][0] * 100:.1f} -> {run['accuracy'][SECOND][-1] * 100:.1f}", flush=True)
+
+    report = {
+        "config": str(Path(args.config).resolve().relative_to(REPO)) if Path(args.config).resolve().is_relative_to(REPO)
+        else args.config,
+        "seeds": args.seeds,
+        "overrides": overrides,
+        "quick": args.quick,
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_average": os.getloadavg()},
+        "summary": summarise(runs),
+        "runs": runs,
+    }
+    print_report(report)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    plot(report, out.with_suffix(".png"))
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()
