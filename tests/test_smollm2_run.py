@@ -36,6 +36,10 @@ ROWS = [  # a user's prompts in IFEval's format, with the columns the other two 
      "reference": "The sky is blue because of scattered light.", "answer": "blue"},
 ]
 SHRINK = [
+    "run.rounds=2",
+    # The HF backend: the vLLM engine's own tests cover it (tests/test_vllm_generator.py), and its
+    # start-up would double this test's time.
+    "generation.backend=hf",
     "data.prompts_per_round=4",
     "generation.samples_per_prompt=2",
     "generation.max_new_tokens=16",
