@@ -1,15 +1,19 @@
 """Run a config through the real CLI (fresh run directory, fresh embedded Ray cluster) and read its summary.
 
-Shared by the benchmarks that compare whole runs (quickstart, selection ablation, real model).
+Shared by the benchmarks that compare whole runs (quickstart, selection ablation, real model), with
+the one way they all write their results (JSON, PNG) and describe the machine they ran on.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import platform
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from actors.contracts import SUMMARY_FILE
@@ -43,3 +47,16 @@ def run_config(config: Path, seed: int, run_dir: Path, overrides: list[str]) -> 
         "learner_overhead_fraction": statistics.mean(overheads[1:] or overheads) if overheads else None,
         "phase_seconds": [row["phase_seconds"] for row in rows],
     }
+
+
+def machine() -> dict:
+    """Where a measurement ran: platform, CPUs and the load average (a loaded machine explains slow numbers)."""
+    return {"platform": platform.platform(), "cpus": os.cpu_count(), "load_average": os.getloadavg()}
+
+
+def write_results(report: dict, out: Path, plot: Callable[[dict, Path], None]) -> None:
+    """The benchmark's JSON at `out` and its plot next to it (same name, .png)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    plot(report, out.with_suffix(".png"))
+    print(f"wrote {out} and {out.with_suffix('.png')}")

@@ -35,7 +35,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import shutil
 import time
 from pathlib import Path
@@ -43,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from cli_runs import REPO
+from cli_runs import REPO, machine, write_results
 from seed_stats import above_zero, fmt, mean_interval
 
 from actors.contracts import HELDOUT_IFEVAL, IFEVAL_ACCURACIES
@@ -301,17 +300,14 @@ def main() -> None:
         "overrides": overrides,
         "quick": args.quick,
         "wall_seconds": time.perf_counter() - started,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_average": os.getloadavg()},
+        "machine": machine(),
         "pool": pool,
         "summary": summarise(starts, arms),
         "starts": {str(seed): start for seed, start in starts.items()},
         "runs": arms,
     }
     print_report(report)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    plot(report, out.with_suffix(".png"))
-    print(f"wrote {out} and {out.with_suffix('.png')}")
+    write_results(report, out, plot)
 
 
 if __name__ == "__main__":

@@ -26,12 +26,9 @@ directory.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 from pathlib import Path
 
-from cli_runs import REPO, run_summary
+from cli_runs import REPO, machine, run_summary, write_results
 from seed_stats import above_zero, fmt, mean_interval
 
 from actors.contracts import HELDOUT_BEFORE_IFEVAL, HELDOUT_IFEVAL, IFEVAL_ACCURACIES, IFEVAL_FAMILIES
@@ -194,15 +191,12 @@ def main() -> None:
         "seeds": args.seeds,
         "overrides": overrides,
         "quick": args.quick,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_average": os.getloadavg()},
+        "machine": machine(),
         "summary": summarise(runs),
         "runs": runs,
     }
     print_report(report)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    plot(report, out.with_suffix(".png"))
-    print(f"wrote {out} and {out.with_suffix('.png')}")
+    write_results(report, out, plot)
 
 
 if __name__ == "__main__":

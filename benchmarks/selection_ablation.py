@@ -28,7 +28,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from cli_runs import REPO, run_config
+from cli_runs import REPO, run_config, write_results
 
 ARMS: dict[str, list[str]] = {
     "random": ["selection.policy=random"],
@@ -137,10 +137,7 @@ def main() -> None:
         if arm in arms:
             print(f"{arm} selection cost: {arms[arm]['select_share_of_round_mean']:.1%} of a round "
                   f"(max {arms[arm]['select_share_of_round_max']:.1%}; target < {target:.0%})")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    plot(report, out.with_suffix(".png"))
-    print(f"wrote {out} and {out.with_suffix('.png')}")
+    write_results(report, out, plot)
 
 
 if __name__ == "__main__":
