@@ -6,7 +6,8 @@
 - the names in a run folder (round folders, the partial folder, the COMPLETE marker, the files;
   docs/round-as-data.md);
 - the phases of a round, in order (`Phase`; their seconds are `metrics.json` -> `phase_seconds`);
-- `InputError`, the one exception type for bad user input;
+- `InputError`, the one exception type for bad user input, and `LabellerError`, its kind for a
+  remote labeller that failed (both end the run with one message and exit code 2);
 - `ModelProbe`, the protocol of everything the driver asks the policy model (answered in the
   generator actors, or in-process in tests and benchmarks);
 - `Registry`, the small registry of named pieces (policies, pair builders, DPO losses, rewards);
@@ -36,6 +37,17 @@ class InputError(ValueError):
     Raised anywhere (driver or inside an actor); the CLI unwraps it from Ray's task errors and prints
     its message alone, without a traceback, and exits non-zero. Messages name the file, row or key
     and say what to do.
+    """
+
+
+class LabellerError(InputError):
+    """A remote labeller (the `http` reward kind) failed: the service did not answer within its retries,
+    refused a batch, or answered something that is not scores.
+
+    Raised inside a scorer actor; like every InputError the CLI prints its message alone and exits 2.
+    The round in progress is discarded (it never reached its commit), the completed rounds stay as
+    they are, and running the same command again resumes once the service is fixed. Messages name
+    the reward's config key, the service's URL, the batch and its prompt ids.
     """
 
 
@@ -116,6 +128,10 @@ ROLLOUTS_SCHEMA = pa.schema([*PROMPTS_SCHEMA, *ROLLOUT_FIELDS])
 SCORER_SKIPPED_COLUMNS = ("prompt_token_ids", "response_token_ids", "token_logprobs")
 # The token columns of one response: what log-ratios, log-probs and gradient norms read.
 RESPONSE_TOKEN_COLUMNS = ("prompt_token_ids", "response_token_ids")
+
+# What every item a remote labeller receives holds, before the columns its config adds
+# (actors/rewards/http_labeller.py; docs/http-labeller.md).
+LABELLER_ITEM_COLUMNS = ("prompt_id", "prompt", "response")
 
 # --- scored -------------------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ A plain class; the driver wraps it with `ray.remote`. Rewards are built from the
 actors/rewards/kinds.py: `programmatic` (a registered Python
 function, see actors/rewards/programmatic.py), `hf_classifier` (a local sequence-classification
 model, see actors/rewards/classifier.py) or `embedding_similarity` (similarity to a reference column, see
-actors/rewards/embedding_similarity.py). A row whose reward parts are not all finite gets `reward` NaN;
+actors/rewards/embedding_similarity.py) or `http` (a remote labeller, see actors/rewards/http_labeller.py). A row whose reward parts are not all finite gets `reward` NaN;
 rows are never dropped here (the driver drops and counts them), and the row order is kept. A reward
 that declares extra columns (the `ifeval` reward's per-response IFEval measures) has them appended
 right after its own column; they are not part of the weighted sum.

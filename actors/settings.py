@@ -99,7 +99,10 @@ class WeightSyncSettings:
 
 @dataclass(frozen=True)
 class RewardSettings:
-    """One reward of the scorer (one `scoring.rewards` entry; actors/rewards/kinds.py reads it)."""
+    """One reward of the scorer (one `scoring.rewards` entry; actors/rewards/kinds.py reads it).
+
+    The `http` kind's fields (url .. columns) carry the name of the token's environment variable,
+    never the token: the scorer reads it from its own environment when it calls."""
 
     kind: str
     name: str | None = None
@@ -107,3 +110,9 @@ class RewardSettings:
     reference_column: str = "reference"
     weight: float = 1.0
     batch_size: int = 32
+    url: str | None = None
+    token_env: str | None = None
+    timeout_s: float = 30.0
+    max_retries: int = 3
+    backoff_s: float = 1.0
+    columns: tuple[str, ...] = ()

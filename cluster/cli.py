@@ -5,7 +5,8 @@
     activedpo report RUN_DIR
     activedpo status RUN_DIR
 
-Bad input (config, prompt files, model paths) ends with one clear message and exit code 2, not a
+Bad input (config, prompt files, model paths) and a remote labeller's failure (a reward service
+that does not answer, refuses or answers nonsense) end with one clear message and exit code 2, not a
 traceback; anything else is a bug and keeps its traceback.
 """
 
@@ -16,18 +17,23 @@ import logging
 import sys
 
 
+# Appended to a labeller's failure: what happened to the run, and how to go on.
+LABELLER_RESUME_HINT = ("the round in progress was discarded and the completed rounds are kept; once the reward "
+                        "service answers, run the same command again to resume")
+
+
 def _input_error_message(exc: BaseException) -> str | None:
     """The user-facing message if `exc` is (or wraps, through Ray) an InputError."""
-    from actors.contracts import InputError
+    from actors.contracts import InputError, LabellerError
 
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         cause = getattr(exc, "cause", None)  # Ray's RayTaskError keeps the actor's exception here
-        if isinstance(cause, InputError):
-            return str(cause.args[0]) if cause.args else str(cause)
-        if isinstance(exc, InputError) and not hasattr(exc, "cause"):
-            return str(exc.args[0]) if exc.args else str(exc)
+        error = cause if isinstance(cause, InputError) else exc
+        if isinstance(error, InputError) and (error is cause or not hasattr(exc, "cause")):
+            message = str(error.args[0]) if error.args else str(error)
+            return f"{message}\n{LABELLER_RESUME_HINT}" if isinstance(error, LabellerError) else message
         exc = cause or exc.__cause__ or exc.__context__
     return None
 

@@ -1,1 +1,1 @@
-"""The scorer's kernels: reward kinds (programmatic, hf_classifier, embedding_similarity) and built-in rewards."""
+"""The scorer's kernels: reward kinds (programmatic, hf_classifier, embedding_similarity, http) and built-in rewards."""

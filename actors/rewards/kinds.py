@@ -124,6 +124,28 @@ def _check_embedding_prompts(prompts: pa.Table, spec: RewardSettings, key: str, 
     check_reference_column(prompts, spec.reference_column, key, source)
 
 
+# --- http: a remote labeller, a service that answers batches with scores (actors/rewards/http_labeller.py) --
+
+
+def _check_http(spec: RewardSettings, key: str) -> None:
+    from actors.rewards.http_labeller import check_labeller
+
+    check_labeller(spec, key)
+
+
+def _build_http(spec: RewardSettings, key: str, device: str | None) -> tuple[Compute, str]:
+    from actors.rewards.http_labeller import HttpLabeller
+
+    labeller = HttpLabeller(spec, key)
+    return labeller.score, labeller.label
+
+
+def _check_http_prompts(prompts: pa.Table, spec: RewardSettings, key: str, source: str) -> None:
+    from actors.rewards.http_labeller import check_labeller_prompts
+
+    check_labeller_prompts(prompts, spec, key, source)
+
+
 REWARD_KINDS: dict[str, RewardKind] = {
     kind.name: kind
     for kind in (
@@ -134,6 +156,8 @@ REWARD_KINDS: dict[str, RewardKind] = {
         # measured, and most use the packaged encoder.
         RewardKind("embedding_similarity", lambda name, path: name or "similarity", _check_embedding,
                    _build_embedding, _check_embedding_prompts, uses_torch=True),
+        # Named by `name` (default 'http'), never by the URL: hosts and ports change, the column should not.
+        RewardKind("http", lambda name, path: name or "http", _check_http, _build_http, _check_http_prompts),
     )
 }
 

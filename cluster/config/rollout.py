@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from actors.contracts import LABELLER_ITEM_COLUMNS
+from actors.rewards.http_labeller import token_env_problem, url_problem
 from actors.rewards.kinds import reward_column
 from cluster.config.base import StrictModel
 
@@ -78,15 +80,18 @@ class GenerationSection(StrictModel):
 
 
 class RewardSpec(StrictModel):
-    kind: Literal["programmatic", "hf_classifier", "embedding_similarity"] = Field(
+    kind: Literal["programmatic", "hf_classifier", "embedding_similarity", "http"] = Field(
         ..., description="'programmatic': a registered Python function; 'hf_classifier': a local "
         "sequence-classification reward model; 'embedding_similarity': cosine similarity of the response "
-        "to the prompt's reference text under a sentence encoder (actors/rewards/embedding_similarity.py)."
+        "to the prompt's reference text under a sentence encoder (actors/rewards/embedding_similarity.py); "
+        "'http': a remote labeller, a service that answers batches of responses with scores "
+        "(docs/http-labeller.md)."
     )
     name: str | None = Field(
         None,
         description="Registered name of a programmatic reward (see actors/rewards/programmatic.py); for "
-        "embedding_similarity, an optional name for its column (default: reward_similarity).",
+        "embedding_similarity and http, an optional name for its column (default: reward_similarity, "
+        "reward_http).",
     )
     path: str | None = Field(
         None,
@@ -99,7 +104,41 @@ class RewardSpec(StrictModel):
         "rubric); rows where it is null or empty get NaN and are dropped.",
     )
     weight: float = Field(1.0, description="Weight of this reward in the combined reward.")
-    batch_size: int = Field(32, ge=1, description="Responses per forward pass of a reward model.")
+    batch_size: int = Field(
+        32, ge=1, description="Responses per forward pass of a reward model; for http, items per request."
+    )
+    url: str | None = Field(
+        None,
+        description="http: the reward service's address (http:// or https://, no user:password@); each batch "
+        "is POSTed to it as JSON (docs/http-labeller.md).",
+    )
+    token_env: str | None = Field(
+        None,
+        description="http: NAME of an environment variable holding a token, sent as 'Authorization: Bearer "
+        "<token>'. Read from the scorer's environment when it calls (checked where the run starts); the token "
+        "itself is never written to config.yaml or logged. None: no Authorization header.",
+    )
+    timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="http: seconds to wait for the connection and for the answer (the longest silence while "
+        "it arrives). Raise it for a service that waits for people to label a batch.",
+    )
+    max_retries: int = Field(
+        3,
+        ge=0,
+        description="http: times a batch is sent again after a connection error, a timeout, a 5xx or a 429 "
+        "answer; another 4xx answer or a malformed answer is never retried. Then the run stops (exit 2), "
+        "its completed rounds kept.",
+    )
+    backoff_s: float = Field(
+        1.0, ge=0, description="http: wait before the first retry of a batch, doubled before each further one."
+    )
+    columns: tuple[str, ...] = Field(
+        (),
+        description="http: prompt-table columns sent with each item besides prompt_id, prompt and response "
+        "(e.g. answer, reference); checked against the prompt files before Ray starts.",
+    )
 
     @model_validator(mode="after")
     def _needs_name_or_path(self) -> "RewardSpec":
@@ -107,6 +146,27 @@ class RewardSpec(StrictModel):
             raise ValueError("a programmatic reward needs 'name' (a registered reward function)")
         if self.kind == "hf_classifier" and not self.path:
             raise ValueError("an hf_classifier reward needs 'path' (a local model folder)")
+        return self
+
+    @model_validator(mode="after")
+    def _http_fields(self) -> "RewardSpec":
+        if self.kind != "http":
+            given = [key for key in ("url", "token_env") if getattr(self, key) is not None]
+            given += ["columns"] if self.columns else []
+            if given:
+                raise ValueError(f"{given} are read only by kind 'http', not by {self.kind!r}")
+            return self
+        if not self.url:
+            raise ValueError("an http reward needs 'url' (the address of its reward service)")
+        problem = url_problem(self.url)
+        if problem:
+            raise ValueError(f"url: {problem}")
+        if self.token_env is not None and (problem := token_env_problem(self.token_env)):
+            raise ValueError(f"token_env {problem}")
+        always = [c for c in self.columns if c in LABELLER_ITEM_COLUMNS]
+        if always or len(set(self.columns)) != len(self.columns):
+            raise ValueError(f"columns {list(self.columns)}: list each column once, without "
+                             f"{list(LABELLER_ITEM_COLUMNS)} (every item has them)")
         return self
 
     @property
