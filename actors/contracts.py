@@ -205,6 +205,11 @@ REWARD_EXTRA_FIELDS = IFEVAL_SCORE_FIELDS
 HELDOUT_IFEVAL, HELDOUT_BEFORE_IFEVAL = "heldout_ifeval", "heldout_before_ifeval"
 IFEVAL_ACCURACIES = ("prompt_strict", "instruction_strict", "prompt_loose", "instruction_loose")
 IFEVAL_FAMILIES = "families"  # per constraint family: instruction_strict, instruction_loose, instructions
+# metrics.json / summary.json keys: the share of a round's prompts whose responses all tie (no pair,
+# zero reward variance), and the same per class of a built-in pool that has classes (POOL_CLASS_COLUMN).
+ZERO_VARIANCE_SHARE, ZERO_VARIANCE_BY_CLASS = "zero_variance_share", "zero_variance_share_by_pool_class"
+# The prompt column a non-natural built-in pool carries: solved, unsolved or mixed (docs/builtin-task.md).
+POOL_CLASS_COLUMN = "pool_class"
 
 
 # What every selection policy reads of the scored table (besides `selection.pvar_rewards`).

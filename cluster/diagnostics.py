@@ -1,8 +1,9 @@
-"""Round diagnostics the driver adds to metrics.json: held-out DID entropy and gradient norm vs PVar.
+"""Round diagnostics the driver adds to metrics.json: held-out DID entropy, gradient norm vs PVar, and
+the share of prompts whose responses all tie.
 
 Pure table arithmetic over what the generator actors computed (log-probs, per-prompt gradient
-norms); the estimators themselves are in actors/kernels/training_dynamics.py. `spearman` is the
-project's one rank correlation (the report uses it too).
+norms) and the scored table; the estimators themselves are in actors/kernels/training_dynamics.py.
+`spearman` is the project's one rank correlation (the report uses it too).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from actors.contracts import GRAD_NORM_COLUMN
+from actors.contracts import GRAD_NORM_COLUMN, POOL_CLASS_COLUMN, ZERO_VARIANCE_BY_CLASS, ZERO_VARIANCE_SHARE
 
 
 def heldout_did_entropy(prompt_ids: list[str], logps: np.ndarray, ref_logps: np.ndarray) -> dict:
@@ -39,6 +40,29 @@ def heldout_did_entropy(prompt_ids: list[str], logps: np.ndarray, ref_logps: np.
         # Mean log pi(y) - log pi_init(y) of the policy's own samples: how far it moved from the start.
         "did_mean_logratio": float(np.mean(logps - ref_logps)),
     }
+
+
+def zero_variance_metrics(scored: pa.Table) -> dict:
+    """The share of the round's prompts whose scored responses all have the same `reward`.
+
+    Such a prompt has zero reward variance and can give no preference pair: its k responses were
+    generated and scored for nothing (what GRESO and DAPO's dynamic sampling avoid). Ties are exact
+    equality, as the pair builders see them; a prompt left with one response after non-finite
+    rewards were dropped counts as tied. The denominator is the prompts present in `scored`. With a
+    `pool_class` column (a built-in pool with classes), the share per class too. None without prompts.
+    """
+    if scored.num_rows == 0:
+        return {ZERO_VARIANCE_SHARE: None}
+    keys = ["prompt_id"] + ([POOL_CLASS_COLUMN] if POOL_CLASS_COLUMN in scored.column_names else [])
+    spread = scored.select([*keys, "reward"]).group_by(keys).aggregate([("reward", "min"), ("reward", "max")])
+    tied = np.asarray(pc.equal(spread.column("reward_min"), spread.column("reward_max")).to_numpy(
+        zero_copy_only=False), dtype=bool)
+    result: dict = {ZERO_VARIANCE_SHARE: float(tied.mean())}
+    if POOL_CLASS_COLUMN in keys:
+        classes = np.asarray(spread.column(POOL_CLASS_COLUMN).to_pylist(), dtype=object)
+        result[ZERO_VARIANCE_BY_CLASS] = {str(name): float(tied[classes == name].mean())
+                                          for name in sorted(set(classes.tolist()), key=str)}
+    return result
 
 
 def with_gradient_norms(prompt_stats: pa.Table, norms: pa.Table | None) -> pa.Table:

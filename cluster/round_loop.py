@@ -34,7 +34,13 @@ from actors.rewards.ifeval import ifeval_accuracies
 from actors.settings import RewardSettings
 from cluster.config import RunConfig
 from cluster.config_loading import dump_config
-from cluster.diagnostics import heldout_did_entropy, pvar_gradient_spearman, selected_rows_by_prompt, with_gradient_norms
+from cluster.diagnostics import (
+    heldout_did_entropy,
+    pvar_gradient_spearman,
+    selected_rows_by_prompt,
+    with_gradient_norms,
+    zero_variance_metrics,
+)
 from cluster.observers import RunObservers
 from cluster.run_store import RunStore
 from policies.base import with_prompt_stats
@@ -224,6 +230,7 @@ class RoundRunner:
             "rollouts": rollouts.num_rows,
             "train_reward_mean": train_mean,
             "train_reward_std": train_std,
+            **zero_variance_metrics(scored),
             "invalid_rewards": invalid,
             "selected_prompts": int(pc.sum(selection.prompt_stats.column("selected")).as_py() or 0),
             "selection": selection_summary(cfg.selection.policy, selection),

@@ -35,6 +35,8 @@ from actors.contracts import (
     PARTIAL_GLOB,
     ROUND_GLOB,
     SUMMARY_FILE,
+    ZERO_VARIANCE_BY_CLASS,
+    ZERO_VARIANCE_SHARE,
     incomplete_dir_name,
     json_file,
     parquet_file,
@@ -158,7 +160,7 @@ class RunStore:
             row = {"round": index, **{k: metrics.get(k) for k in SUMMARY_KEYS}}
             row["phase_seconds"] = metrics.get("phase_seconds", {})
             for key in ("heldout_before_mean", "heldout_before_std", "invalid_rewards", "learner_overhead_fraction",
-                        HELDOUT_BEFORE_IFEVAL, HELDOUT_IFEVAL):
+                        HELDOUT_BEFORE_IFEVAL, HELDOUT_IFEVAL, ZERO_VARIANCE_SHARE, ZERO_VARIANCE_BY_CLASS):
                 if key in metrics:
                     row[key] = metrics[key]
             rows.append(row)

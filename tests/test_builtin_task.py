@@ -279,6 +279,15 @@ def test_reward_keeps_row_order_and_marks_missing_answers_nan():
     assert rewards[0] == 1.0 and np.isnan(rewards[1]) and rewards[2] == pytest.approx(0.5)
 
 
+def test_exact_reward_is_one_for_the_exact_answer_only():
+    answers = ["reverse 5 1 4"] * 5 + [None]
+    responses = ["reverse 5 1 4", " reverse  5 1 4 ", "reverse 5 1 9", "reverse 5 1 4 4", None, "copy 1"]
+    rewards = get_reward("builtin_task_exact")(pa.table({"answer": answers, "response": responses}))
+    assert rewards[:5].tolist() == [1.0, 1.0, 0.0, 0.0, 0.0] and np.isnan(rewards[5])
+    with pytest.raises(InputError, match="builtin_task_exact reward needs"):
+        get_reward("builtin_task_exact")(pa.table({"response": ["copy 1"]}))
+
+
 def test_reward_without_answer_column_is_an_input_error():
     with pytest.raises(InputError, match="built-in task's prompts") as error:
         get_reward("builtin_task")(pa.table({"prompt": ["copy: 1"], "response": ["copy 1"]}))

@@ -14,6 +14,7 @@ from cluster.diagnostics import (
     pvar_gradient_spearman,
     selected_rows_by_prompt,
     with_gradient_norms,
+    zero_variance_metrics,
 )
 
 
@@ -64,3 +65,39 @@ def test_spearman_over_measured_prompts_only():
     assert pvar_gradient_spearman(reversed_) == pytest.approx(-1.0)
     two = with_gradient_norms(stats_table(), pa.table({"prompt_id": ["p0", "p2"], "gradient_norm": [1.0, 2.0]}))
     assert pvar_gradient_spearman(two) is None
+
+
+# --- zero-variance prompts ------------------------------------------------------------------------------------
+
+
+def test_zero_variance_share_counts_prompts_whose_responses_all_tie():
+    scored = pa.table({
+        "prompt_id": ["a", "b", "a", "c", "b", "d", "c", "a"],
+        "reward": [1.0, 0.0, 1.0, 0.25, 0.0, 0.5, 0.5, 1.0],
+    })
+    # a: all 1 (solved), b: all 0 (unsolved), c: 0.25 vs 0.5 (a pair), d: one response left (no pair).
+    assert zero_variance_metrics(scored) == {"zero_variance_share": 0.75}
+    assert zero_variance_metrics(scored.filter(pa.array([p != "d" for p in "abacbdca"]))) == {
+        "zero_variance_share": pytest.approx(2 / 3)}
+
+
+def test_zero_variance_ties_are_exact_and_read_the_combined_reward():
+    scored = pa.table({"prompt_id": ["a", "a", "b", "b"], "reward": [0.5, 0.5 + 1e-12, 0.3, 0.3],
+                       "reward_other": [0.0, 1.0, 0.0, 1.0]})
+    assert zero_variance_metrics(scored)["zero_variance_share"] == 0.5
+
+
+def test_zero_variance_share_per_pool_class_when_the_pool_has_classes():
+    scored = pa.table({
+        "prompt_id": ["s1", "s1", "s2", "s2", "u1", "u1", "m1", "m1", "m2", "m2"],
+        "pool_class": ["solved"] * 4 + ["unsolved"] * 2 + ["mixed"] * 4,
+        "reward": [1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0],
+    })
+    result = zero_variance_metrics(scored)
+    assert result["zero_variance_share"] == pytest.approx(3 / 5)
+    assert result["zero_variance_share_by_pool_class"] == {"mixed": 0.5, "solved": 0.5, "unsolved": 1.0}
+
+
+def test_zero_variance_share_of_an_empty_round_is_none():
+    assert zero_variance_metrics(pa.table({"prompt_id": pa.array([], pa.string()),
+                                           "reward": pa.array([], pa.float64())})) == {"zero_variance_share": None}

@@ -359,3 +359,11 @@ def test_the_ifeval_accuracies_are_tabled_per_round_when_recorded(tmp_path):
     # A run without the ifeval reward has no such section.
     plain = read_page(write_report(write_run(tmp_path / "plain", [round_metrics(0, None)])).parent)
     assert 'id="ifeval"' not in plain.text
+
+
+def test_the_share_of_tied_prompts_is_tabled_per_round(tmp_path):
+    rounds = [round_metrics(0, None), round_metrics(1, None, zero_variance_share=0.625)]  # round 0 predates it
+    page = read_page(write_report(write_run(tmp_path / "run", rounds)).parent)
+    check_number(page, "zero_variance_share", 1, 0.625, 3)
+    assert page.stated("zero_variance_share", 0) == [NOT_RECORDED]
+    assert "Tied prompts: the share of the round's prompts" in page.text

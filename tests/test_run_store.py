@@ -90,3 +90,16 @@ def test_summary_copies_the_held_out_ifeval_accuracies_when_recorded(tmp_path):
     first, second = store.write_summary()["rounds"]
     assert first["heldout_ifeval"] == ifeval and first["heldout_before_ifeval"]["prompt_strict"] == 0.0
     assert "heldout_ifeval" not in second  # a round without the ifeval reward records none
+
+
+def test_summary_copies_the_zero_variance_share_when_recorded(tmp_path):
+    store = RunStore(tmp_path)
+    finish_round(store, 0, 0.5)  # a round from before the metric existed
+    writer = store.begin_round(1)
+    writer.write_json("metrics", {"heldout_reward_mean": 0.6, "zero_variance_share": 0.375,
+                                  "zero_variance_share_by_pool_class": {"solved": 0.75, "mixed": 0.0}})
+    writer.commit()
+    first, second = store.write_summary()["rounds"]
+    assert "zero_variance_share" not in first
+    assert second["zero_variance_share"] == 0.375
+    assert second["zero_variance_share_by_pool_class"] == {"solved": 0.75, "mixed": 0.0}

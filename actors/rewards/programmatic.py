@@ -77,9 +77,10 @@ def registered_rewards() -> list[str]:
 
 
 # Built-in rewards register here so that importing this module is enough to find them by name.
-from actors.rewards.builtin_task import builtin_task_reward  # noqa: E402
+from actors.rewards.builtin_task import builtin_task_exact_reward, builtin_task_reward  # noqa: E402
 
 register_reward("builtin_task")(builtin_task_reward)
+register_reward("builtin_task_exact")(builtin_task_exact_reward)
 from actors.rewards.contains_answer import contains_answer_reward  # noqa: E402
 
 register_reward("contains_answer")(contains_answer_reward)

@@ -15,17 +15,23 @@ from pydantic import Field, field_validator, model_validator
 
 from cluster.config.base import StrictModel
 from cluster.config.evaluation import DiagnosticsSection, EvalSection
-from cluster.config.inputs import BuiltinTaskSection, DataSection, ModelSection, PromptSourceSection
+from cluster.config.inputs import (
+    BuiltinPoolSection,
+    BuiltinTaskSection,
+    DataSection,
+    ModelSection,
+    PromptSourceSection,
+)
 from cluster.config.rollout import GenerationSection, RewardSpec, ScoringSection, VllmSection
 from cluster.config.runtime import PlacementSection, PlacementStrategy, RaySection, RolePlacementSection, RunSection
 from cluster.config.selection import SelectionFeaturesSection, SelectionSection
 from cluster.config.training import LearnerSection, WeightSyncSection
 
 __all__ = [
-    "BuiltinTaskSection", "DataSection", "DiagnosticsSection", "EvalSection", "GenerationSection", "LearnerSection",
-    "ModelSection", "PlacementSection", "PlacementStrategy", "PromptSourceSection", "RaySection", "RewardSpec",
-    "RolePlacementSection", "RunConfig", "RunSection", "ScoringSection", "SelectionFeaturesSection", "SelectionSection",
-    "StrictModel", "VllmSection", "WeightSyncSection",
+    "BuiltinPoolSection", "BuiltinTaskSection", "DataSection", "DiagnosticsSection", "EvalSection", "GenerationSection",
+    "LearnerSection", "ModelSection", "PlacementSection", "PlacementStrategy", "PromptSourceSection", "RaySection",
+    "RewardSpec", "RolePlacementSection", "RunConfig", "RunSection", "ScoringSection", "SelectionFeaturesSection",
+    "SelectionSection", "StrictModel", "VllmSection", "WeightSyncSection",
 ]
 
 
@@ -65,6 +71,19 @@ class RunConfig(StrictModel):
                     f"{self.ray.num_cpus}: raise ray.num_cpus or lower generation.num_cpus_per_actor, "
                     "scoring.num_cpus_per_actor or learner.num_cpus_per_worker"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _pool_is_measured_at_the_sampling_temperature(self) -> "RunConfig":
+        # The pool's classes are pass rates at pool.temperature; sampled at another one they would not hold.
+        pool = self.builtin_task.pool
+        if pool.preset != "natural" and self.data.train.path == "builtin" \
+                and pool.temperature != self.generation.temperature:
+            raise ValueError(
+                f"builtin_task.pool.temperature ({pool.temperature:g}) differs from generation.temperature "
+                f"({self.generation.temperature:g}): the pool's classes are pass rates at the temperature the "
+                "run samples with; set both to the same value"
+            )
         return self
 
     @field_validator("run")

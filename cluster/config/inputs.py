@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from cluster.config.base import StrictModel
+
+# The `realistic` preset's shares of the pool's classes (docs/builtin-task.md): a documented choice, in the
+# range that math and instruction pools show for a starting policy (many prompts always or never solved).
+REALISTIC_POOL_SHARES = {"solved": 0.4, "unsolved": 0.3, "mixed": 0.3}
 
 
 class ModelSection(StrictModel):
@@ -29,10 +33,88 @@ class ModelSection(StrictModel):
     )
 
 
+class BuiltinPoolSection(StrictModel):
+    """The training pool by the starting policy's pass rate (cluster/data/builtin_pool.py, docs/builtin-task.md).
+
+    A prompt's pass rate is the probability that one sample of the warm-started policy, at
+    `temperature`, is exactly the answer, computed exactly from the model (not estimated by sampling).
+    The held-out split and the model stay those of the natural task whatever the pool.
+    """
+
+    preset: Literal["natural", "realistic", "custom"] = Field(
+        "natural",
+        description="'natural': prompts drawn uniformly over operations and lengths, as always (shares "
+        "must be unset). 'realistic': 0.4 solved, 0.3 unsolved, 0.3 mixed. 'custom': the shares given "
+        "in pool.solved, pool.unsolved and pool.mixed.",
+    )
+    solved: float | None = Field(
+        None, ge=0, le=1, description="Share of prompts with pass rate >= solved_min_pass_rate (preset custom)."
+    )
+    unsolved: float | None = Field(
+        None, ge=0, le=1, description="Share of prompts with pass rate <= unsolved_max_pass_rate (preset custom)."
+    )
+    mixed: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Share of prompts with pass rate in [mixed_min_pass_rate, mixed_max_pass_rate] (preset custom).",
+    )
+    solved_min_pass_rate: float = Field(0.9, gt=0, le=1, description="A 'solved' prompt's lowest pass rate.")
+    unsolved_max_pass_rate: float = Field(
+        0.05, ge=0, lt=1, description="An 'unsolved' prompt's highest pass rate."
+    )
+    mixed_min_pass_rate: float = Field(0.2, ge=0, le=1, description="A 'mixed' prompt's lowest pass rate.")
+    mixed_max_pass_rate: float = Field(0.8, ge=0, le=1, description="A 'mixed' prompt's highest pass rate.")
+    temperature: float = Field(
+        1.0,
+        gt=0,
+        description="Sampling temperature the pass rate is measured at; must equal generation.temperature "
+        "when data.train.path is 'builtin' (checked).",
+    )
+
+    @model_validator(mode="after")
+    def _shares_fit_the_preset(self) -> "BuiltinPoolSection":
+        given = {name: getattr(self, name) for name in REALISTIC_POOL_SHARES if getattr(self, name) is not None}
+        if self.preset != "custom" and given:
+            raise ValueError(
+                f"builtin_task.pool.{next(iter(given))} is set but builtin_task.pool.preset is "
+                f"'{self.preset}', which fixes the shares; set builtin_task.pool.preset: custom to give your own"
+            )
+        if self.preset == "custom":
+            missing = [name for name in REALISTIC_POOL_SHARES if name not in given]
+            if missing:
+                raise ValueError(f"builtin_task.pool.preset 'custom' needs builtin_task.pool.{missing[0]} "
+                                 "(give solved, unsolved and mixed, summing to 1)")
+            total = sum(given.values())
+            if abs(total - 1.0) > 1e-6:
+                raise ValueError(
+                    f"builtin_task.pool.solved + unsolved + mixed must sum to 1, got {total:g} "
+                    f"({', '.join(f'{k}={v:g}' for k, v in given.items())})"
+                )
+        if not self.unsolved_max_pass_rate < self.mixed_min_pass_rate <= self.mixed_max_pass_rate \
+                < self.solved_min_pass_rate:
+            raise ValueError(
+                "builtin_task.pool: the classes must not overlap: need unsolved_max_pass_rate < "
+                "mixed_min_pass_rate <= mixed_max_pass_rate < solved_min_pass_rate, got "
+                f"{self.unsolved_max_pass_rate:g}, {self.mixed_min_pass_rate:g}, {self.mixed_max_pass_rate:g}, "
+                f"{self.solved_min_pass_rate:g}"
+            )
+        return self
+
+    def shares(self) -> dict[str, float] | None:
+        """Share of each class, or None for the natural draw."""
+        if self.preset == "natural":
+            return None
+        if self.preset == "realistic":
+            return dict(REALISTIC_POOL_SHARES)
+        return {name: float(getattr(self, name)) for name in REALISTIC_POOL_SHARES}
+
+
 class BuiltinTaskSection(StrictModel):
     """The synthetic task used by the quickstart and the tests (see cluster/data/builtin_task.py).
 
-    Every field but cache_dir is part of the cache key: changing one builds a new task. The defaults
+    Every field but cache_dir and pool is part of the cache key: changing one builds a new task; a pool
+    other than the natural one is a second cache entry, measured on that task's model. The defaults
     give a policy whose held-out reward (samples at temperature 1) starts near 0.5 and that online
     DPO measurably improves within four rounds; the build takes about 15 s on one CPU thread.
     """
@@ -76,6 +158,11 @@ class BuiltinTaskSection(StrictModel):
     )
     cache_dir: str | None = Field(
         None, description="Where the built model and data are cached (None: ~/.cache/activedpo/builtin)."
+    )
+    pool: BuiltinPoolSection = Field(
+        default_factory=BuiltinPoolSection,
+        description="The training pool's shares of prompts the starting policy solves, never solves and "
+        "half-solves (default: the natural draw). Changes the training split only, built once and cached.",
     )
 
 

@@ -20,6 +20,9 @@ faster, so the reward rises.
 `ensure_builtin_task` builds everything deterministically from the config and caches it under a
 hash of the config, building into a temporary folder that is renamed into place under a file lock,
 so concurrent callers (several Ray actors, parallel tests) never see or produce a half-built task.
+A training pool with configured shares of solved, unsolved and mixed prompts (`builtin_task.pool`,
+cluster/data/builtin_pool.py) is a second cache entry beside the task, measured on its model; the
+natural pool (the default) is the task's own split, and its cache key is what it always was.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,9 +46,13 @@ from filelock import FileLock
 
 from actors.contracts import InputError
 from cluster.config import BuiltinTaskSection
+from cluster.data.builtin_pool import POOL_FIELDS, answer_pass_rates, draw_pool
 
 # Bump whenever a change here alters what gets built, so stale caches are never reused.
 CODE_VERSION = "2"
+# The same for a non-natural training pool (its own cache entry).
+POOL_CODE_VERSION = "1"
+POOL_STATS_FILE = "pool.json"
 
 DEFAULT_CACHE_ROOT = Path("~/.cache/activedpo/builtin")
 TRAIN_FILE = "train.parquet"
@@ -92,23 +99,39 @@ def ensure_builtin_task(cfg: BuiltinTaskSection) -> BuiltinTask:
     root = Path(cfg.cache_dir or DEFAULT_CACHE_ROOT).expanduser()
     root.mkdir(parents=True, exist_ok=True)
     final_dir = root / cache_key(cfg)
-    if not final_dir.is_dir():
-        with FileLock(str(final_dir) + ".lock"):
-            # Another process may have finished the build while this one waited for the lock.
-            if not final_dir.is_dir():
-                _build_atomically(cfg, final_dir)
-    return BuiltinTask(
+    _ensure_built(final_dir, lambda out_dir: build_task(cfg, out_dir))
+    task = BuiltinTask(
         model_dir=str(final_dir / MODEL_SUBDIR),
         train_path=str(final_dir / TRAIN_FILE),
         heldout_path=str(final_dir / HELDOUT_FILE),
     )
+    if cfg.pool.preset == "natural":
+        return task
+    pool_dir = root / pool_cache_key(cfg)
+    _ensure_built(pool_dir, lambda out_dir: build_pool(cfg, task, out_dir))
+    return replace(task, train_path=str(pool_dir / TRAIN_FILE))
 
 
 def cache_key(cfg: BuiltinTaskSection) -> str:
-    """Short hash of every field that changes the build (not where it is cached) and of the code version."""
-    fields = cfg.model_dump(exclude={"cache_dir"})
+    """Short hash of every field that changes the task's build (not where it is cached, not the pool
+    drawn from it: the model and held-out split are the same for every pool) and of the code version."""
+    fields = cfg.model_dump(exclude={"cache_dir", "pool"})
     payload = json.dumps({"code_version": CODE_VERSION, **fields}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def pool_cache_key(cfg: BuiltinTaskSection) -> str:
+    """The pool's cache entry: the task's key, then a hash of the pool's settings and code version."""
+    payload = json.dumps({"code_version": POOL_CODE_VERSION, **cfg.pool.model_dump()}, sort_keys=True)
+    return f"{cache_key(cfg)}-pool-{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
+
+
+def _ensure_built(final_dir: Path, build: Callable[[Path], None]) -> None:
+    if not final_dir.is_dir():
+        with FileLock(str(final_dir) + ".lock"):
+            # Another process may have finished the build while this one waited for the lock.
+            if not final_dir.is_dir():
+                _build_atomically(build, final_dir)
 
 
 def _check_config(cfg: BuiltinTaskSection) -> None:
@@ -128,11 +151,11 @@ def _check_config(cfg: BuiltinTaskSection) -> None:
         )
 
 
-def _build_atomically(cfg: BuiltinTaskSection, final_dir: Path) -> None:
+def _build_atomically(build: Callable[[Path], None], final_dir: Path) -> None:
     """Build next to `final_dir` and rename into place: a crash leaves no half-built cache entry."""
     staging = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.building-", dir=final_dir.parent))
     try:
-        build_task(cfg, staging)
+        build(staging)
         os.rename(staging, final_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -152,6 +175,33 @@ def build_task(cfg: BuiltinTaskSection, out_dir: Path) -> None:
     model_dir = out_dir / MODEL_SUBDIR
     model.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
+
+
+def build_pool(cfg: BuiltinTaskSection, task: BuiltinTask, out_dir: Path) -> None:
+    """Write the training pool of `cfg.pool` (builtin_pool.py) and what was measured into `out_dir`.
+
+    Candidates come from their own random stream and avoid the held-out split and every warm-start
+    demonstration, as the natural train split does; they may coincide with natural train prompts.
+    """
+    from actors.kernels.hf_model import load_model, load_tokenizer
+
+    _, heldout, demonstrations = make_splits(cfg)
+    seen = set(heldout.column("prompt_id").to_pylist()) | {_prompt_id_of(prompt) for prompt, _ in demonstrations}
+    draw_rng = np.random.default_rng([cfg.seed, 2])
+    tokenizer = load_tokenizer(task.model_dir, trust_remote_code=False)
+    model = load_model(task.model_dir, "float32", trust_remote_code=False).eval()
+
+    def pass_rates(rows: list[dict]) -> np.ndarray:
+        encoded = [encode_example(tokenizer, row["prompt"], row["answer"]) for row in rows]
+        return answer_pass_rates(model, [p for p, _ in encoded], [a for _, a in encoded], tokenizer.pad_token_id,
+                                 cfg.pool.temperature)
+
+    with _torch_threads(cfg.torch_threads):
+        rows, measured = draw_pool(lambda: _draw_unique(draw_rng, cfg, max(cfg.num_train_prompts, 256), seen),
+                                   pass_rates, cfg.pool, cfg.num_train_prompts, np.random.default_rng([cfg.seed, 3]))
+    schema = pa.schema([*PARQUET_SCHEMA, *POOL_FIELDS])
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), out_dir / TRAIN_FILE)
+    (out_dir / POOL_STATS_FILE).write_text(json.dumps({"pool": cfg.pool.model_dump(), **measured}, indent=2) + "\n")
 
 
 # --- data -----------------------------------------------------------------------------------------
@@ -206,6 +256,12 @@ def _draw_problem(rng: np.random.Generator, cfg: BuiltinTaskSection) -> tuple[st
 def _prompt_id(operation: str, digits: list[int]) -> str:
     # Content-based, so an id names the same prompt whatever the pool sizes.
     return f"{operation}-{''.join(map(str, digits))}"
+
+
+def _prompt_id_of(prompt: str) -> str:
+    """The id of a prompt text written by `format_prompt`."""
+    operation, digits = prompt.split(": ")
+    return _prompt_id(operation, [int(d) for d in digits.split()])
 
 
 def _draw_unique(rng: np.random.Generator, cfg: BuiltinTaskSection, count: int, seen: set[str]) -> list[dict]:

@@ -11,7 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from actors.contracts import HELDOUT_BEFORE_IFEVAL, HELDOUT_IFEVAL, IFEVAL_ACCURACIES, IFEVAL_FAMILIES, REPORT_FILE
+from actors.contracts import (
+    HELDOUT_BEFORE_IFEVAL,
+    HELDOUT_IFEVAL,
+    IFEVAL_ACCURACIES,
+    IFEVAL_FAMILIES,
+    REPORT_FILE,
+    ZERO_VARIANCE_SHARE,
+)
 from cluster.diagnostics import spearman
 from cluster.run_store import write_atomic
 from cluster.tools.report.data import (
@@ -162,8 +169,8 @@ def _table(head: list[str], rows: list[list[str]], table_id: str) -> str:
 
 
 def rounds_table(rounds: list[RoundData]) -> str:
-    head = ["round", "held-out reward", "train reward", "pairs", "loss", "loss (end)", "accuracy (end)",
-            "PVar all / selected", "DID entropy", "seconds"]
+    head = ["round", "held-out reward", "train reward", "pairs", "tied prompts", "loss", "loss (end)",
+            "accuracy (end)", "PVar all / selected", "DID entropy", "seconds"]
     rows = []
     for r in rounds:
         i = r.index
@@ -178,6 +185,7 @@ def rounds_table(rounds: list[RoundData]) -> str:
         rows.append([
             str(i), pm("heldout_reward_mean", "heldout_reward_std"), pm("train_reward_mean", "train_reward_std"),
             _e(pairs) if isinstance(pairs, int) else f'<span class="num missing">{NOT_RECORDED}</span>',
+            _num(r.value(ZERO_VARIANCE_SHARE), ZERO_VARIANCE_SHARE, i, digits=3),
             _num(recorded(r.learner, "loss"), "loss", i), _num(recorded(r.learner, "loss_end"), "loss_end", i),
             _num(recorded(r.learner, "reward_accuracy_end"), "reward_accuracy_end", i, digits=3),
             _num(recorded(r.metrics.get("selection"), "pvar_mean_all"), "pvar_mean_all", i, digits=5) + " / "
@@ -356,7 +364,9 @@ def build_html(run: RunFolder, rounds: list[RoundData], started: float | None = 
         f"<h1>activedpo run report: {_e(name)}</h1>",
         "<dl>" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in info) + "</dl>",
         verdict_html(rounds) if rounds else '<p class="placeholder">No completed round yet.</p>',
-        '<section id="rounds"><h2>Per round</h2>' + (rounds_table(rounds) if rounds else "") + "</section>",
+        '<section id="rounds"><h2>Per round</h2>' + (rounds_table(rounds) if rounds else "")
+        + ('<p class="note">Tied prompts: the share of the round\'s prompts whose responses all got the same '
+           "reward (zero variance: no pair, their rollouts bought nothing).</p>" if rounds else "") + "</section>",
         *([ifeval] if (ifeval := ifeval_section(rounds)) else []),
         *sections,
     ]
