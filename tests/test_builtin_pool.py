@@ -19,6 +19,7 @@ from actors.generator import Generator, SamplingParams
 from actors.kernels.hf_model import load_model, load_tokenizer
 from actors.kernels.logprobs import sequence_logprobs
 from actors.rewards.programmatic import get_reward
+from actors.settings import GeneratorSettings
 from cluster.config import BuiltinPoolSection, BuiltinTaskSection
 from cluster.config_loading import load_config
 from cluster.data import builtin_task
@@ -159,7 +160,7 @@ def test_each_class_has_the_pass_rate_its_name_says_measured_and_sampled(realist
         logps = sequence_logprobs(model, [p for p, _ in encoded], [a for _, a in encoded], tokenizer.pad_token_id)
     assert np.exp(logps.numpy()) == pytest.approx(rates[:32], rel=1e-4, abs=1e-6)
     # Sampled by the HF generator backend itself (the quickstart's sampling: T = 1, top-p 1), k = 16.
-    generator = Generator(task.model_dir)
+    generator = Generator(GeneratorSettings(task.model_dir))
     picked = pa.concat_tables([pool.filter(pc.equal(pool.column("pool_class"), name)).slice(0, 16)
                                for name in POOL_CLASSES])
     texts = prompt_texts(picked.column("prompt").to_pylist(), generator._lm.tokenizer, True)
