@@ -36,6 +36,10 @@ def start_ray(cfg: RaySection) -> bool:
     if address:
         ray.init(address=address, namespace=cfg.namespace, runtime_env=runtime_env, log_to_driver=True)
         return False
+    if not cfg.include_dashboard:
+        # Ray Train's state actor reconciles runs through the State API, which the dashboard serves:
+        # without it every poll fails and prints a urllib traceback into the run's output.
+        env_vars.setdefault("RAY_TRAIN_ENABLE_STATE_ACTOR_RECONCILIATION", "0")
     # address="local": always a new cluster, never one that happens to run on this machine already.
     ray.init(
         address="local",

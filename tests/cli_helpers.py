@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import os
 import shutil
 import subprocess
@@ -60,3 +61,17 @@ def copy_run(run_dir: Path, destination: Path, *ignore: str) -> Path:
     """A writable copy of a shared run folder (the session's quickstart run is read-only)."""
     shutil.copytree(run_dir, destination, ignore=shutil.ignore_patterns(*ignore) if ignore else None)
     return destination
+
+
+# Ray's own actors (Ray Train's controller and helpers) forward their logs to the driver's stderr,
+# tracebacks included, when one of their polls fails (e.g. the State API of a cluster without a
+# dashboard); that is Ray's output, not the CLI's. Lines from activedpo's actors are kept.
+_RAY_INTERNAL_ACTOR = re.compile(
+    r"^(\x1b\[\d+m)?\((TrainController|TrainStateActor|PlacementGroupCleaner|PreemptionWatcher|"
+    r"SynchronizationActor|DatasetManager|_AutoscalingCoordinatorActor|AutoscalingRequester)\b[^)]*\)"
+)
+
+
+def cli_output(stderr: str) -> str:
+    """The CLI's own stderr (and its actors' logs), without the lines Ray's internal actors forward."""
+    return "\n".join(line for line in stderr.splitlines() if not _RAY_INTERNAL_ACTOR.match(line))

@@ -1,8 +1,9 @@
 """The `http` reward kind against a real reward service on loopback (a threaded HTTP server in this
 process): success with batches and the bearer token, timeouts, 5xx then success, refusals and
 malformed answers (a LabellerError naming the URL, the batch and its prompt ids), the pre-flight
-checks, and one CLI run whose service breaks in round 1: exit 2 without a traceback, round 0 intact,
-then the same command resumes once the service is fixed."""
+checks, and one CLI run whose service breaks in round 1: exit 2 without a traceback, round 0 intact
+and no trace of round 1. (That the same command then resumes after the last complete round is the
+kill-and-resume test's, tests/test_end_to_end.py: a second start here would double this test's time.)"""
 
 from __future__ import annotations
 
@@ -290,18 +291,17 @@ CHEAP_RUN = ["run.rounds=2", "generation.num_actors=1", "learner.num_workers=1",
              "diagnostics.did_prompts=0", "diagnostics.gradient_norms=false", "diagnostics.tensorboard=false"]
 
 
-def test_a_run_stopped_by_a_broken_service_keeps_its_rounds_and_resumes(tmp_path):
+def test_a_run_stopped_by_a_broken_service_keeps_its_completed_rounds(tmp_path):
     from actors.rewards.builtin_task import builtin_task_reward
-    from cli_helpers import QUICKSTART, SMALL_RUN, cli_env, run_cli, tree_digest
+    from cli_helpers import QUICKSTART, SMALL_RUN, cli_env, cli_output, run_cli
 
     run_dir = tmp_path / "run"
-    broken = {"on": True}
 
     def builtin_task_service(request, headers, items):
-        """The built-in task's reward over HTTP; once round 0 is committed and while `broken`, not JSON."""
+        """The built-in task's reward over HTTP; once round 0 is committed, an answer that is not JSON."""
         if headers.get("Authorization") != f"Bearer {TOKEN}":
             return 401, b'{"error": "bad token"}', 0.0
-        if broken["on"] and (run_dir / "round_0000" / "COMPLETE").exists():
+        if (run_dir / "round_0000" / "COMPLETE").exists():
             return 200, b"<html>internal error</html>", 0.0
         table = pa.table({"answer": [i["answer"] for i in items], "response": [i["response"] for i in items]})
         return scores_answer([float(v) for v in builtin_task_reward(table)])
@@ -313,17 +313,11 @@ def test_a_run_stopped_by_a_broken_service_keeps_its_rounds_and_resumes(tmp_path
         env = cli_env(**{TOKEN_ENV: TOKEN})
         failed = run_cli(*args, env=env)
         assert failed.returncode == 2, failed.stderr[-4000:]
-        assert "Traceback" not in failed.stderr, failed.stderr[-4000:]
+        assert "Traceback" not in cli_output(failed.stderr), failed.stderr[-4000:]
         message = failed.stderr.strip().split("activedpo: error: ", 1)[-1]
         for fragment in (service.url, "malformed answer to batch", "prompt ids", "not JSON", "run the same command"):
             assert fragment in message, (fragment, message)
         assert (run_dir / "round_0000" / "COMPLETE").exists() and not (run_dir / "round_0001").exists()
-        round_0 = tree_digest(run_dir / "round_0000")
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert [row["round"] for row in summary["rounds"]] == [0]
         assert not any(TOKEN.encode() in path.read_bytes() for path in run_dir.rglob("*") if path.is_file())
-
-        broken["on"] = False
-        resumed = run_cli(*args, env=env)
-        assert resumed.returncode == 0, resumed.stderr[-4000:]
-    assert (run_dir / "round_0001" / "COMPLETE").exists()
-    assert tree_digest(run_dir / "round_0000") == round_0
-    assert "resuming" in resumed.stderr
