@@ -33,6 +33,20 @@ class SelectionFeaturesSection(StrictModel):
 class SelectionSection(StrictModel):
     """Which prompts and pairs the learner trains on (policies/; docs/pvar.md, docs/bpo.md)."""
 
+    query: str = Field(
+        "passive",
+        description="Query selection: which responses the labellers (scoring.rewards with role 'label') see, "
+        "chosen in whole prompt groups (docs/labels.md): 'passive' (the round's prompts in order, every "
+        "response when labels_per_round is null: today's behaviour) or 'random' (prompts in a seeded random "
+        "order). Registered in policies/query/.",
+    )
+    labels_per_round: int | None = Field(
+        None,
+        ge=2,
+        description="Most labels per round: a label is one response scored by one label reward, so a round "
+        "labels at most labels_per_round // (label rewards) responses. None: no cap (every response the "
+        "query selector picks). At least 2, the fewest that can make a pair.",
+    )
     policy: str = Field(
         "pvar",
         description="Registered selection policy: 'pvar', 'bottom_pvar', 'random', 'full', 'bpo', "
@@ -98,6 +112,14 @@ class SelectionSection(StrictModel):
     features: SelectionFeaturesSection = Field(
         default_factory=SelectionFeaturesSection, description="Model-side features (bpo, implicit PVar)."
     )
+
+    @field_validator("query")
+    @classmethod
+    def _query_is_registered(cls, query: str) -> str:
+        from policies.query import check_query_name
+
+        check_query_name(query)  # ValueError naming the nearest registered query selector
+        return query
 
     @field_validator("policy")
     @classmethod

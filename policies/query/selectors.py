@@ -1,0 +1,40 @@
+"""The built-in query selectors: `passive` (today's behaviour) and `random` at the same labels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from policies.query.base import QuerySettings, register_query
+from policies.query.groups import prompt_groups, take_groups
+
+
+@register_query("passive")
+class PassiveQuery:
+    """The round's prompts in their drawn order: every response when there is no budget (the labeller
+    scores everything, as before query selection existed); with a budget, the first prompts' groups.
+    The round's prompts are already a seeded random draw, so this is an unranked choice too."""
+
+    def __init__(self, settings: QuerySettings):
+        self.settings = settings
+
+    def select(self, rollouts: pa.Table, max_responses: int | None, rng: np.random.Generator,
+               features=None) -> np.ndarray:
+        if max_responses is None:
+            return np.ones(rollouts.num_rows, dtype=bool)
+        groups = prompt_groups(rollouts)
+        return take_groups(groups, range(len(groups)), rollouts.num_rows, max_responses)
+
+
+@register_query("random")
+class RandomQuery:
+    """Prompt groups in an order drawn from the round's rng: the baseline every ranked selector is
+    compared with at the same number of labels."""
+
+    def __init__(self, settings: QuerySettings):
+        self.settings = settings
+
+    def select(self, rollouts: pa.Table, max_responses: int | None, rng: np.random.Generator,
+               features=None) -> np.ndarray:
+        groups = prompt_groups(rollouts)
+        return take_groups(groups, rng.permutation(len(groups)), rollouts.num_rows, max_responses)
