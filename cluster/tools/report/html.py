@@ -32,6 +32,7 @@ from cluster.tools.report.data import (
     recorded,
 )
 from cluster.tools.report.plots import (
+    plot_costs,
     plot_did_entropy,
     plot_gradient_field,
     plot_gradnorm,
@@ -278,6 +279,12 @@ def build_html(run: RunFolder, rounds: list[RoundData], started: float | None = 
     add("rewards", "Reward per round", render("rewards", plot_rewards, rounds) if rounds else None,
         "Mean reward with a ± 1 std band: held-out prompts (fresh samples after the round's training, fixed seed) "
         "and the round's training rollouts (sampled before it trained).", f"Rewards: {NOT_RECORDED}.")
+
+    add("costs", "Reward against what was spent", render("costs", plot_costs, rounds) if rounds else None,
+        "Held-out reward after each round against the run's cumulative labels (responses x label rewards, left) "
+        "and cumulative generated tokens (right), from metrics.json's costs (docs/labels.md); the first point, "
+        "at zero, is the starting policy when it was evaluated.",
+        f"Costs: {NOT_RECORDED} (a run from before costs were counted).")
 
     pvar_rounds = [r for r in rounds if r.pvar is not None and r.pvar.size]
     if pvar_rounds:
