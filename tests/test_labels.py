@@ -196,6 +196,11 @@ def test_cost_counters_equal_what_the_rounds_parquet_files_hold(tmp_path):
     summary = runner_summary(tmp_path)
     assert summary["rounds"][0]["costs"] == costs
     assert all(summary["rounds"][0][f"cumulative_{key}"] == costs[key] for key in COST_KEYS)
+    from cluster.tools.status import status_lines
+
+    spent = [line for line in status_lines(tmp_path / "run") if "spent so far" in line]
+    assert spent == [f"  spent so far: 24 labels, {costs['generated_tokens']} generated tokens, "
+                     f"{costs['pairs_trained']} pairs, {costs['learner_tokens']} learner tokens"]
 
 
 def runner_summary(tmp_path) -> dict:

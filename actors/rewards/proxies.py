@@ -20,7 +20,16 @@ import hashlib
 import numpy as np
 import pyarrow as pa
 
+from actors.contracts import InputError
 from actors.rewards.builtin_task import builtin_task_reward
+from actors.rewards.ifeval import (
+    IDS_COLUMN,
+    KWARGS_COLUMN,
+    InstructionError,
+    follows,
+    require_ifeval_columns,
+    row_checkers,
+)
 
 # Half-width of the builtin_task_proxy's uniform noise, in reward units (the reward lies in [0, 1]).
 PROXY_NOISE = 0.3
@@ -45,10 +54,7 @@ def builtin_task_proxy_reward(batch: pa.Table) -> np.ndarray:
 
 def ifeval_proxy_reward(batch: pa.Table) -> np.ndarray:
     """1.0 where the response follows its prompt's first IFEval instruction (strict), else 0.0."""
-    from actors.contracts import InputError
-    from actors.rewards.ifeval import IDS_COLUMN, KWARGS_COLUMN, InstructionError, _require_columns, follows, row_checkers
-
-    _require_columns(batch, "the scored batch")
+    require_ifeval_columns(batch, "the scored batch")
     ids = batch.column(IDS_COLUMN).to_pylist()
     kwargs = batch.column(KWARGS_COLUMN).to_pylist()
     responses = batch.column("response").to_pylist()

@@ -352,7 +352,8 @@ def build_html(run: RunFolder, rounds: list[RoundData], started: float | None = 
         ("rounds", f"{len(rounds)} completed of {planned if planned is not None else NOT_RECORDED} planned"
          + (f"; round {', '.join(map(str, run.partial))} in progress or interrupted" if run.partial else "")),
         ("selection", _e(", ".join(f"{k} {dig(config, 'selection', k)}" for k in ("policy", "pair_budget", "pvar_mode",
-                                                                                  "top_fraction", "pair_builder")
+                                                                                  "top_fraction", "pair_builder",
+                                                                                  "query", "labels_per_round")
                                    if dig(config, "selection", k) is not None) or NOT_RECORDED)),
         ("learner", _e(", ".join(f"{k} {dig(config, 'learner', k)}" for k in ("loss", "beta", "learning_rate", "epochs",
                                                                               "reference")
