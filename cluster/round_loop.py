@@ -107,12 +107,8 @@ class RoundRunner:
         from cluster.settings import feature_options, weight_sync_settings
 
         self.config, self.store, self.prompts, self.heldout = config, store, prompts, heldout
-        self.reward_columns = [spec.column for spec in config.scoring.rewards if spec.role == LABEL_ROLE]
-        self.score_columns = score_columns(rewards)
-        self.proxy_columns = score_columns(rewards, PROXY_ROLE)
         self.policy = policy
-        self.labels = LabelPlan.of(config.selection.query, config.selection.labels_per_round, rewards)
-        self.query = build_query(config)
+        self.setup_labelling(config, rewards)
         weight_sync = weight_sync_settings(config.weight_sync, config.learner.use_gpu, config.generation)
         self.placement = create_placement(config.run.name, config.placement, config.generation, config.scoring)
         self.generators = GeneratorGroup.create(config.run.name, config.generation, config.model, start_path,
@@ -133,6 +129,14 @@ class RoundRunner:
         self.weights = None
         self.features = RemoteModelProbe(self.generators, feature_options(config.selection.features, model_path))
         self._nodes: dict | None = None
+
+    def setup_labelling(self, config: RunConfig, rewards: tuple[RewardSettings, ...]) -> None:
+        """Which columns each role writes, the label plan and the query selector (no actor needed)."""
+        self.reward_columns = [spec.column for spec in config.scoring.rewards if spec.role == LABEL_ROLE]
+        self.score_columns = score_columns(rewards)
+        self.proxy_columns = score_columns(rewards, PROXY_ROLE)
+        self.labels = LabelPlan.of(config.selection.query, config.selection.labels_per_round, rewards)
+        self.query = build_query(config)
 
     def nodes(self) -> dict[str, list[str]]:
         """The Ray node of every generator, scorer and learner worker (asked once: bundles do not move)."""

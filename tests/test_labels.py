@@ -14,7 +14,6 @@ import pytest
 from actors.contracts import (
     COST_KEYS,
     LABELLED_COLUMN,
-    PROXY_ROLE,
     ROLLOUT_FIELDS,
     ROLLOUTS_SCHEMA,
     InputError,
@@ -110,8 +109,7 @@ class Learner:
 
 def runner_for(config, tmp_path):
     """The driver's RoundRunner with its actors replaced by the stand-ins above."""
-    from cluster.round_loop import RoundRunner, build_policy, build_query, score_columns
-    from cluster.labelling import LabelPlan
+    from cluster.round_loop import RoundRunner, build_policy
     from cluster.run_store import RunStore
 
     rewards = scorer_rewards(config.scoring)
@@ -119,11 +117,8 @@ def runner_for(config, tmp_path):
     runner.config, runner.weights, runner.transport, runner._nodes = config, None, "object_store", {}
     runner.store = RunStore(tmp_path / "run")
     runner.prompts, runner.heldout = prompts_table(config.data.prompts_per_round), prompts_table(4, "h")
-    runner.reward_columns = [spec.column for spec in config.scoring.rewards if spec.role == "label"]
-    runner.score_columns = score_columns(rewards)
-    runner.proxy_columns = score_columns(rewards, PROXY_ROLE)
-    runner.policy, runner.query = build_policy(config), build_query(config)
-    runner.labels = LabelPlan.of(config.selection.query, config.selection.labels_per_round, rewards)
+    runner.policy = build_policy(config)
+    runner.setup_labelling(config, rewards)
     runner.generators, runner.scorers = Generators(), Scorers(Scorer(list(rewards)))
     runner.learner, runner.features = Learner(), None
     return runner
@@ -220,6 +215,16 @@ def test_passive_without_a_budget_writes_todays_tables(tmp_path):
     assert metrics["labelling"]["responses_labelled"] == 48
 
 
+def test_round_costs_count_every_row_as_labelled_without_the_labelled_column():
+    from actors.contracts import PAIRS_SCHEMA
+
+    rollouts = Generators().generate(prompts_table(3), {}, None)
+    costs = round_costs(rollouts, PAIRS_SCHEMA.empty_table(), label_rewards=2, proxy_rewards=0, epochs=4,
+                        phase_seconds={"generate": 1.5, "train": 2.0})
+    assert (costs["labels"], costs["proxy_scores"], costs["pairs_trained"], costs["learner_tokens"]) == (24, 0, 0, 0)
+    assert costs["prompts_rolled_out"] == 3 and costs["seconds"] == 3.5
+
+
 def test_cumulative_costs_sum_the_rounds_and_skip_rounds_without_costs():
     rows = [{"costs": dict.fromkeys(COST_KEYS, 2)}, {}, {"costs": dict.fromkeys(COST_KEYS, 3)}]
     with_cumulative(rows, "costs")
@@ -283,6 +288,8 @@ def test_label_round_rejects_a_selector_that_overspends():
     (["scoring.rewards=[{kind: programmatic, name: builtin_task, role: proxy}]"], r"scoring.*role 'label'"),
     (["scoring.rewards=[{kind: programmatic, name: builtin_task, role: judge}]"], r"scoring.rewards\[0\].role"),
     (["selection.labels_per_round=1"], r"selection.labels_per_round"),
+    (["scoring.rewards=[{kind: programmatic, name: builtin_task}, "
+      "{kind: programmatic, name: builtin_task_proxy, role: proxy, weight: 0.5}]"], r"scoring.rewards\[1\].*weight"),
     (["selection.query=randm"], r"selection.query.*Did you mean 'random'"),
     (["scoring.rewards=[{kind: programmatic, name: builtin_task}, {kind: programmatic, name: builtin_task_exact}]",
       "selection.labels_per_round=3"], r"selection.labels_per_round = 3 .*at least 4"),

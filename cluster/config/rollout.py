@@ -158,6 +158,14 @@ class RewardSpec(StrictModel):
         return self
 
     @model_validator(mode="after")
+    def _proxies_have_no_weight(self) -> "RewardSpec":
+        # A proxy never enters `reward`: a weight given to one would silently do nothing.
+        if self.role == "proxy" and "weight" in self.model_fields_set:
+            raise ValueError("weight is read only by rewards with role 'label'; a proxy never enters `reward` "
+                             "(remove weight, or make it role 'label')")
+        return self
+
+    @model_validator(mode="after")
     def _http_fields(self) -> "RewardSpec":
         if self.kind != "http":
             given = [key for key in ("url", "token_env") if getattr(self, key) is not None]
