@@ -240,13 +240,19 @@ def grouped(prompts: int, k: int = K) -> pa.Table:
                      "sample_index": [j for _ in range(prompts) for j in range(k)]})
 
 
-def test_passive_labels_everything_without_a_budget_and_the_first_groups_with_one():
+def test_passive_labels_everything_and_takes_no_budget():
     table = grouped(5)
     passive = make_query("passive")
     assert passive.select(table, None, np.random.default_rng(0)).all()
-    mask = passive.select(table, 9, np.random.default_rng(0))
-    assert mask.tolist() == [True] * 8 + [False] * 12  # 2 whole groups; a remainder of 1 labels nothing
+    with pytest.raises(ValueError, match="no label budget"):
+        passive.select(table, 9, np.random.default_rng(0))
     assert set(registered_queries()) >= {"passive", "random"}
+
+
+def test_take_groups_spends_whole_groups_then_a_partial_one_of_at_least_two():
+    groups = prompt_groups(grouped(5))
+    assert take_groups(groups, range(5), 20, 9).tolist() == [True] * 8 + [False] * 12  # a remainder of 1: none
+    assert take_groups(groups, [4, 0, 1], 20, 7).tolist() == [True] * 3 + [False] * 13 + [True] * 4
 
 
 @pytest.mark.parametrize("budget", [2, 3, 4, 8, 10, 13, 40])
@@ -287,12 +293,13 @@ def test_label_round_rejects_a_selector_that_overspends():
 @pytest.mark.parametrize(("overrides", "message"), [
     (["scoring.rewards=[{kind: programmatic, name: builtin_task, role: proxy}]"], r"scoring.*role 'label'"),
     (["scoring.rewards=[{kind: programmatic, name: builtin_task, role: judge}]"], r"scoring.rewards\[0\].role"),
-    (["selection.labels_per_round=1"], r"selection.labels_per_round"),
+    (["selection.labels_per_round=1", "selection.query=random"], r"selection.labels_per_round"),
+    (["selection.labels_per_round=8"], r"selection: .*labels_per_round = 8 .*query 'passive'"),
     (["scoring.rewards=[{kind: programmatic, name: builtin_task}, "
       "{kind: programmatic, name: builtin_task_proxy, role: proxy, weight: 0.5}]"], r"scoring.rewards\[1\].*weight"),
     (["selection.query=randm"], r"selection.query.*Did you mean 'random'"),
     (["scoring.rewards=[{kind: programmatic, name: builtin_task}, {kind: programmatic, name: builtin_task_exact}]",
-      "selection.labels_per_round=3"], r"selection.labels_per_round = 3 .*at least 4"),
+      "selection.labels_per_round=3", "selection.query=random"], r"selection.labels_per_round = 3 .*at least 4"),
 ])
 def test_config_errors_name_the_key(overrides, message):
     with pytest.raises(InputError, match=message):

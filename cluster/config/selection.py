@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from cluster.config.base import StrictModel
 
@@ -36,9 +36,9 @@ class SelectionSection(StrictModel):
     query: str = Field(
         "passive",
         description="Query selection: which responses the labellers (scoring.rewards with role 'label') see, "
-        "chosen in whole prompt groups (docs/labels.md): 'passive' (the round's prompts in order, every "
-        "response when labels_per_round is null: today's behaviour) or 'random' (prompts in a seeded random "
-        "order). Registered in policies/query/.",
+        "chosen in whole prompt groups (docs/labels.md): 'passive' (every response, as before query selection "
+        "existed; takes no labels_per_round) or 'random' (prompt groups in a seeded random order, up to "
+        "labels_per_round). Registered in policies/query/.",
     )
     labels_per_round: int | None = Field(
         None,
@@ -112,6 +112,16 @@ class SelectionSection(StrictModel):
     features: SelectionFeaturesSection = Field(
         default_factory=SelectionFeaturesSection, description="Model-side features (bpo, implicit PVar)."
     )
+
+    @model_validator(mode="after")
+    def _passive_takes_no_budget(self) -> "SelectionSection":
+        # Passive means "label everything"; under a budget it would label the first prompts of a draw that is
+        # sorted by pool position, a biased arm. The unbiased arm at the same labels is 'random'.
+        if self.query == "passive" and self.labels_per_round is not None:
+            raise ValueError(f"labels_per_round = {self.labels_per_round} needs a query selector that chooses; "
+                             "query 'passive' labels every response (use query: random for the baseline at the "
+                             "same labels)")
+        return self
 
     @field_validator("query")
     @classmethod

@@ -11,19 +11,18 @@ from policies.query.groups import prompt_groups, take_groups
 
 @register_query("passive")
 class PassiveQuery:
-    """The round's prompts in their drawn order: every response when there is no budget (the labeller
-    scores everything, as before query selection existed); with a budget, the first prompts' groups.
-    The round's prompts are already a seeded random draw, so this is an unranked choice too."""
+    """Every response: the labeller scores everything, as before query selection existed. It takes no
+    budget (the config refuses one): the first prompts of a round's draw, which is sorted by pool
+    position, would be a biased arm; `random` is the baseline at the same labels."""
 
     def __init__(self, settings: QuerySettings):
         self.settings = settings
 
     def select(self, rollouts: pa.Table, max_responses: int | None, rng: np.random.Generator,
                features=None) -> np.ndarray:
-        if max_responses is None:
-            return np.ones(rollouts.num_rows, dtype=bool)
-        groups = prompt_groups(rollouts)
-        return take_groups(groups, range(len(groups)), rollouts.num_rows, max_responses)
+        if max_responses is not None:
+            raise ValueError("query selector 'passive' labels every response and takes no label budget")
+        return np.ones(rollouts.num_rows, dtype=bool)
 
 
 @register_query("random")
