@@ -21,16 +21,16 @@ from actors.contracts import (
     EVAL_JSON,
     HELDOUT_BEFORE_IFEVAL,
     HELDOUT_IFEVAL,
+    LABELLING,
+    LABEL_ROLE,
     METRICS_JSON,
     PROMPT_STATS_TABLE,
+    PROXY_ROLE,
     RAY_TRAIN_DIR,
     ROLLOUTS_TABLE,
     SCORED_TABLE,
     SCORER_SKIPPED_COLUMNS,
     SELECTED_TABLE,
-    LABEL_ROLE,
-    LABELLING,
-    PROXY_ROLE,
     InputError,
     Phase,
 )
@@ -224,9 +224,12 @@ class RoundRunner:
             rollouts = self.generators.generate(prompts, sampling, self.weights, progress.advance)
         with phase(Phase.SCORE, total=rollouts.num_rows) as progress:
             # Proxies on every response, the query selector, the labellers on the chosen ones (cluster/labelling.py).
-            score = lambda table, role: self._score(table, progress.advance if role == LABEL_ROLE else None, role)  # noqa: E731
-            rng = np.random.default_rng([cfg.run.seed, index, 29])
-            rollouts, labelled, labelling = label_round(rollouts, score, self.query, self.labels, rng, self.features)
+            def score(table: pa.Table, role: str) -> pa.Table:
+                return self._score(table, progress.advance if role == LABEL_ROLE else None, role)
+
+            query_rng = np.random.default_rng([cfg.run.seed, index, 29])
+            rollouts, labelled, labelling = label_round(rollouts, score, self.query, self.labels, query_rng,
+                                                        self.features)
             scored, invalid = drop_invalid_rewards(labelled, self.reward_columns)
             if invalid["total"]:
                 log.warning("[round %d] dropped %d responses with NaN/inf rewards: %s", index, invalid["total"], invalid)

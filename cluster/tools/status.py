@@ -18,8 +18,8 @@ from typing import Any, TextIO
 
 from actors.contracts import (
     COMPLETE_MARKER,
-    CUMULATIVE_PREFIX,
     CONFIG_FILE,
+    CUMULATIVE_PREFIX,
     METRICS_FILE,
     PARTIAL_DIR_PATTERN,
     PHASE_ORDER,
