@@ -306,6 +306,16 @@ def test_config_errors_name_the_key(overrides, message):
         load_config(None, overrides)
 
 
+def test_a_saved_config_with_proxies_and_a_budget_loads_again(tmp_path):
+    from cluster.config_loading import dump_config
+
+    config = config_with(f"scoring.rewards=[{LABELLER}, {PROXY}]", "selection.query=random",
+                         "selection.labels_per_round=16")
+    saved = tmp_path / "config.yaml"
+    saved.write_text(dump_config(config))
+    assert load_config(saved, []) == config
+
+
 def test_roles_reach_the_scorer_settings_and_the_query_settings():
     from cluster.settings import query_settings
 

@@ -159,10 +159,11 @@ class RewardSpec(StrictModel):
 
     @model_validator(mode="after")
     def _proxies_have_no_weight(self) -> "RewardSpec":
-        # A proxy never enters `reward`: a weight given to one would silently do nothing.
-        if self.role == "proxy" and "weight" in self.model_fields_set:
-            raise ValueError("weight is read only by rewards with role 'label'; a proxy never enters `reward` "
-                             "(remove weight, or make it role 'label')")
+        # A proxy never enters `reward`: a weight given to one would silently do nothing. The default is
+        # accepted, so a run's saved config.yaml (every field written out) loads again.
+        if self.role == "proxy" and self.weight != 1.0:
+            raise ValueError(f"weight {self.weight} is read only by rewards with role 'label'; a proxy never enters "
+                             "`reward` (remove weight, or make it role 'label')")
         return self
 
     @model_validator(mode="after")
