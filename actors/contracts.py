@@ -212,6 +212,32 @@ ZERO_VARIANCE_SHARE, ZERO_VARIANCE_BY_CLASS = "zero_variance_share", "zero_varia
 POOL_CLASS_COLUMN = "pool_class"
 
 
+# --- labelling: reward roles, query selection and the round's costs (docs/labels.md) ------------
+
+# A `scoring.rewards` entry's role: `label` (the costly labeller: its scores form `reward`, build the
+# pairs and cost one label per response it scores) or `proxy` (cheap: scored for every response, used
+# only to choose which responses the labellers see; never part of `reward`).
+LABEL_ROLE, PROXY_ROLE = "label", "proxy"
+REWARD_ROLES = (LABEL_ROLE, PROXY_ROLE)
+# rollouts.parquet gains this column when labelling is selective (a proxy, a label budget or a query
+# selector other than passive): True for the responses the labellers scored.
+LABELLED_COLUMN = "labelled"
+# metrics.json -> `costs`: what one round spent, computed from the round's tables (cluster/costs.py).
+# summary.json rows repeat them and add `cumulative_<key>` for each, summed over the rounds so far.
+COSTS = "costs"
+COST_KEYS = (
+    "prompts_rolled_out",   # distinct prompts the generators sampled for
+    "generated_tokens",     # response tokens sampled (sum of len(response_token_ids))
+    "labels",               # labelled responses x label rewards: one label per response a label reward scored
+    "proxy_scores",         # responses x proxy rewards (free: not labels)
+    "pairs_trained",        # rows of the selected pairs table
+    "learner_tokens",       # per trained pair prompt + chosen + rejected tokens, times learner.epochs
+    "seconds",              # the round's phase seconds, summed
+)
+CUMULATIVE_PREFIX = "cumulative_"
+# metrics.json -> `labelling`: how the round chose what to label.
+LABELLING = "labelling"
+
 # What every selection policy reads of the scored table (besides `selection.pvar_rewards`).
 SELECTION_COLUMNS = ("prompt_id", "sample_index", "prompt_token_ids", "response_token_ids", "response", "reward")
 # What grouping by prompt reads.

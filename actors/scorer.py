@@ -8,6 +8,11 @@ actors/rewards/embedding_similarity.py) or `http` (a remote labeller, see actors
 rows are never dropped here (the driver drops and counts them), and the row order is kept. A reward
 that declares extra columns (the `ifeval` reward's per-response IFEval measures) has them appended
 right after its own column; they are not part of the weighted sum.
+
+Each reward has a role (`RewardSettings.role`): `score(table, role)` computes only the rewards of that
+role, so the driver can score the cheap proxies on every response and the labellers only on the
+responses query selection picked (docs/labels.md). `reward` is the weighted sum of the label rewards
+and is written only when the label rewards score; the proxies never enter it.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from actors.contracts import InputError, RewardOutput
+from actors.contracts import LABEL_ROLE, InputError, RewardOutput
 from actors.rewards.kinds import REWARD_KINDS, output_fields, reward_kind
 from actors.rewards.programmatic import import_reward_modules
 from actors.settings import RewardSettings
@@ -31,6 +36,7 @@ class WeightedReward:
     compute: Callable[[pa.Table], "np.ndarray | RewardOutput"]
     label: str  # for error messages, e.g. "scoring.rewards[0] (programmatic 'builtin_task')"
     extra_fields: tuple[pa.Field, ...] = ()  # what compute's RewardOutput.columns must hold
+    role: str = LABEL_ROLE
 
 
 class Scorer:
@@ -55,22 +61,30 @@ class Scorer:
 
         return ray.get_runtime_context().get_node_id()
 
+    def columns_of(self, role: str = LABEL_ROLE) -> list[str]:
+        """Columns `score(..., role)` adds before `reward`, in config order: each reward's, then its extra ones."""
+        return [name for r in self._rewards if r.role == role
+                for name in (r.column, *(f.name for f in r.extra_fields))]
+
     @property
     def columns(self) -> list[str]:
-        """Columns this scorer adds before `reward`, in config order: each reward's, then its extra ones."""
-        return [name for r in self._rewards for name in (r.column, *(f.name for f in r.extra_fields))]
+        """Columns the label rewards add before `reward` (every reward when none is a proxy)."""
+        return self.columns_of(LABEL_ROLE)
 
-    def score(self, rollouts: pa.Table) -> pa.Table:
-        """`rollouts` plus one float64 column per reward (and its extra columns) and `reward`, the weighted
-        sum (NaN if any part is)."""
-        outputs = [_reward_values(r, rollouts) for r in self._rewards]
+    def score(self, rollouts: pa.Table, role: str = LABEL_ROLE) -> pa.Table:
+        """`rollouts` plus one float64 column per reward of `role` (and its extra columns); for the label
+        role also `reward`, the weighted sum of the label rewards (NaN if any part is)."""
+        rewards = [r for r in self._rewards if r.role == role]
+        outputs = [_reward_values(r, rollouts) for r in rewards]
         table = rollouts
-        for reward, (values, extra) in zip(self._rewards, outputs, strict=True):
+        for reward, (values, extra) in zip(rewards, outputs, strict=True):
             table = _set_column(table, pa.field(reward.column, pa.float64()), pa.array(values, pa.float64()))
             for field in reward.extra_fields:
                 table = _set_column(table, field, extra.column(field.name))
+        if role != LABEL_ROLE:
+            return table
         parts = [values for values, _ in outputs]
-        total = combine(parts, [r.weight for r in self._rewards])
+        total = combine(parts, [r.weight for r in rewards])
         return _set_column(table, pa.field("reward", pa.float64()), pa.array(total, pa.float64()))
 
 
@@ -88,7 +102,7 @@ def _build_reward(index: int, spec: RewardSettings, device: str | None) -> Weigh
     kind = reward_kind(spec.kind, key)
     compute, label = kind.build(spec, key, device)
     own, *extra = output_fields(spec, key)
-    return WeightedReward(own.name, float(spec.weight), compute, label, tuple(extra))
+    return WeightedReward(own.name, float(spec.weight), compute, label, tuple(extra), spec.role)
 
 
 def _check_unique_columns(rewards: list[WeightedReward]) -> None:

@@ -102,13 +102,16 @@ class RewardSettings:
     """One reward of the scorer (one `scoring.rewards` entry; actors/rewards/kinds.py reads it).
 
     The `http` kind's fields (url .. columns) carry the name of the token's environment variable,
-    never the token: the scorer reads it from its own environment when it calls."""
+    never the token: the scorer reads it from its own environment when it calls. `role` is one of
+    `REWARD_ROLES` (actors/contracts.py): a `label` reward's scores build pairs and cost labels, a
+    `proxy` reward scores every response and only helps choose which ones are labelled."""
 
     kind: str
     name: str | None = None
     path: str | None = None
     reference_column: str = "reference"
     weight: float = 1.0
+    role: str = "label"
     batch_size: int = 32
     url: str | None = None
     token_env: str | None = None

@@ -18,6 +18,7 @@ import ray
 import actors.generator  # noqa: F401
 import actors.vllm_generator  # noqa: F401
 from actors.generator_base import GENERATOR_BACKENDS, SamplingParams
+from actors.contracts import LABEL_ROLE
 from actors.scorer import Scorer
 from actors.settings import RewardSettings
 from actors.weight_sync import WeightsHandle
@@ -160,8 +161,9 @@ class ScorerGroup:
         ]
         return cls(actors)
 
-    def score(self, rollouts: pa.Table, progress: Callable[[int], None] | None = None) -> pa.Table:
-        return _sharded_call(self.actors, "score", rollouts, len(self.actors) * 2, progress=progress)
+    def score(self, rollouts: pa.Table, progress: Callable[[int], None] | None = None, role: str = LABEL_ROLE) -> pa.Table:
+        """`rollouts` scored by the rewards of `role` (actors/scorer.py), rows in order."""
+        return _sharded_call(self.actors, "score", rollouts, len(self.actors) * 2, role, progress=progress)
 
     def node_ids(self) -> list[str]:
         return ray.get([actor.node_id.remote() for actor in self.actors])

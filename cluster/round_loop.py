@@ -17,11 +17,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from actors.contracts import (
+    COSTS,
     EVAL_JSON,
     HELDOUT_BEFORE_IFEVAL,
     HELDOUT_IFEVAL,
+    LABELLING,
+    LABEL_ROLE,
     METRICS_JSON,
     PROMPT_STATS_TABLE,
+    PROXY_ROLE,
     RAY_TRAIN_DIR,
     ROLLOUTS_TABLE,
     SCORED_TABLE,
@@ -34,6 +38,7 @@ from actors.rewards.ifeval import ifeval_accuracies
 from actors.settings import RewardSettings
 from cluster.config import RunConfig
 from cluster.config_loading import dump_config
+from cluster.costs import round_costs
 from cluster.diagnostics import (
     heldout_did_entropy,
     pvar_gradient_spearman,
@@ -41,6 +46,7 @@ from cluster.diagnostics import (
     with_gradient_norms,
     zero_variance_metrics,
 )
+from cluster.labelling import LabelPlan, label_round
 from cluster.observers import RunObservers
 from cluster.run_store import RunStore
 from policies.base import with_prompt_stats
@@ -101,9 +107,8 @@ class RoundRunner:
         from cluster.settings import feature_options, weight_sync_settings
 
         self.config, self.store, self.prompts, self.heldout = config, store, prompts, heldout
-        self.reward_columns = [spec.column for spec in config.scoring.rewards]
-        self.score_columns = score_columns(rewards)
         self.policy = policy
+        self.setup_labelling(config, rewards)
         weight_sync = weight_sync_settings(config.weight_sync, config.learner.use_gpu, config.generation)
         self.placement = create_placement(config.run.name, config.placement, config.generation, config.scoring)
         self.generators = GeneratorGroup.create(config.run.name, config.generation, config.model, start_path,
@@ -125,6 +130,14 @@ class RoundRunner:
         self.features = RemoteModelProbe(self.generators, feature_options(config.selection.features, model_path))
         self._nodes: dict | None = None
 
+    def setup_labelling(self, config: RunConfig, rewards: tuple[RewardSettings, ...]) -> None:
+        """Which columns each role writes, the label plan and the query selector (no actor needed)."""
+        self.reward_columns = [spec.column for spec in config.scoring.rewards if spec.role == LABEL_ROLE]
+        self.score_columns = score_columns(rewards)
+        self.proxy_columns = score_columns(rewards, PROXY_ROLE)
+        self.labels = LabelPlan.of(config.selection.query, config.selection.labels_per_round, rewards)
+        self.query = build_query(config)
+
     def nodes(self) -> dict[str, list[str]]:
         """The Ray node of every generator, scorer and learner worker (asked once: bundles do not move)."""
         if self._nodes is None:
@@ -141,11 +154,15 @@ class RoundRunner:
         self.scorers.shutdown()
         self.placement.remove()
 
-    def _score(self, rollouts: pa.Table, progress=None) -> pa.Table:
+    def _score(self, rollouts: pa.Table, progress=None, role: str = LABEL_ROLE) -> pa.Table:
+        """`rollouts` with the columns of the rewards of `role` appended (and `reward` for the labellers)."""
         # The token columns stay out of the object-store traffic: the scorers never read them.
         skipped = [c for c in SCORER_SKIPPED_COLUMNS if c in rollouts.column_names]
-        scored = self.scorers.score(rollouts.drop_columns(skipped), progress)
-        for name in self.score_columns:
+        if role == LABEL_ROLE:  # the default call keeps its old form: stand-in scorers may not know roles
+            scored, names = self.scorers.score(rollouts.drop_columns(skipped), progress), self.score_columns
+        else:
+            scored, names = self.scorers.score(rollouts.drop_columns(skipped), progress, role), self.proxy_columns
+        for name in names:
             rollouts = rollouts.append_column(scored.schema.field(name), scored.column(name))
         return rollouts
 
@@ -206,7 +223,14 @@ class RoundRunner:
             sampling = self.generators.sampling(seed=cfg.run.seed * 1_000_003 + index)
             rollouts = self.generators.generate(prompts, sampling, self.weights, progress.advance)
         with phase(Phase.SCORE, total=rollouts.num_rows) as progress:
-            scored, invalid = drop_invalid_rewards(self._score(rollouts, progress.advance), self.reward_columns)
+            # Proxies on every response, the query selector, the labellers on the chosen ones (cluster/labelling.py).
+            def score(table: pa.Table, role: str) -> pa.Table:
+                return self._score(table, progress.advance if role == LABEL_ROLE else None, role)
+
+            query_rng = np.random.default_rng([cfg.run.seed, index, 29])
+            rollouts, labelled, labelling = label_round(rollouts, score, self.query, self.labels, query_rng,
+                                                        self.features)
+            scored, invalid = drop_invalid_rewards(labelled, self.reward_columns)
             if invalid["total"]:
                 log.warning("[round %d] dropped %d responses with NaN/inf rewards: %s", index, invalid["total"], invalid)
         with phase(Phase.SELECT):
@@ -239,6 +263,9 @@ class RoundRunner:
             "learner": learner_metrics,
             "learner_overhead_fraction": learner_metrics.get("overhead_fraction"),
             "phase_seconds": observers.seconds_of(index),
+            LABELLING: labelling,
+            COSTS: round_costs(rollouts, selection.pairs, self.labels.label_rewards, self.labels.proxy_rewards,
+                               cfg.learner.epochs, observers.seconds_of(index)),
             "weight_transport": self.transport,
             "nodes": self.nodes(),
         })
@@ -254,15 +281,24 @@ class RoundRunner:
         return metrics
 
 
-def score_columns(rewards: tuple[RewardSettings, ...]) -> list[str]:
-    """What the scorers add, in order: each reward's column and its extra columns, then `reward`.
+def score_columns(rewards: tuple[RewardSettings, ...], role: str = LABEL_ROLE) -> list[str]:
+    """What the scorers add for the rewards of `role`, in order: each reward's column and its extra
+    columns, then, for the labellers, `reward`.
 
     Call after `check_rewards`, which imports the user reward modules the extra columns are declared in.
     """
     from actors.rewards.kinds import output_fields
 
-    return [field.name for index, reward in enumerate(rewards)
-            for field in output_fields(reward, f"scoring.rewards[{index}]")] + ["reward"]
+    return [field.name for index, reward in enumerate(rewards) if reward.role == role
+            for field in output_fields(reward, f"scoring.rewards[{index}]")] + (["reward"] if role == LABEL_ROLE else [])
+
+
+def build_query(config: RunConfig):
+    """The query selector (`selection.query`), with the proxy columns it may rank by."""
+    from cluster.settings import query_settings
+    from policies.query import make_query
+
+    return make_query(config.selection.query, query_settings(config.scoring))
 
 
 def check_rewards(config: RunConfig, rewards: tuple[RewardSettings, ...]) -> None:

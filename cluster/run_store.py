@@ -29,8 +29,10 @@ from actors.contracts import (
     CHECKPOINT_DIR,
     COMPLETE_MARKER,
     CONFIG_FILE,
+    COSTS,
     HELDOUT_BEFORE_IFEVAL,
     HELDOUT_IFEVAL,
+    LABELLING,
     METRICS_FILE,
     PARTIAL_GLOB,
     ROUND_GLOB,
@@ -43,6 +45,7 @@ from actors.contracts import (
     partial_dir_name,
     round_dir_name,
 )
+from cluster.costs import with_cumulative
 
 SUMMARY_KEYS = ("heldout_reward_mean", "heldout_reward_std", "pairs_trained")
 
@@ -160,10 +163,12 @@ class RunStore:
             row = {"round": index, **{k: metrics.get(k) for k in SUMMARY_KEYS}}
             row["phase_seconds"] = metrics.get("phase_seconds", {})
             for key in ("heldout_before_mean", "heldout_before_std", "invalid_rewards", "learner_overhead_fraction",
-                        HELDOUT_BEFORE_IFEVAL, HELDOUT_IFEVAL, ZERO_VARIANCE_SHARE, ZERO_VARIANCE_BY_CLASS):
+                        HELDOUT_BEFORE_IFEVAL, HELDOUT_IFEVAL, ZERO_VARIANCE_SHARE, ZERO_VARIANCE_BY_CLASS,
+                        LABELLING, COSTS):
                 if key in metrics:
                     row[key] = metrics[key]
             rows.append(row)
+        with_cumulative(rows, COSTS)  # cumulative_<counter>: the run's spending up to each round
         summary = {"run_dir": str(self.run_dir), "completed_rounds": len(rows), "rounds": rows, **(extra or {})}
         write_json_atomic(self.run_dir / SUMMARY_FILE, summary)
         return summary

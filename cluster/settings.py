@@ -37,6 +37,7 @@ from cluster.config import (
 if TYPE_CHECKING:  # imported where used: they import torch, and the reward pre-flight checks stay light
     from actors.generator_base import SamplingParams
     from actors.kernels.model_features import FeatureOptions
+    from policies.query import QuerySettings
     from policies.settings import SelectionSettings
 
 Settings = TypeVar("Settings")
@@ -98,6 +99,14 @@ def selection_settings(section: SelectionSection, learner_beta: float) -> Select
 
     beta = learner_beta if section.implicit_beta is None else section.implicit_beta
     return from_section(SelectionSettings, section, pvar_rewards=tuple(section.pvar_rewards), implicit_beta=beta)
+
+
+def query_settings(scoring: ScoringSection) -> QuerySettings:
+    """What the query selector (`selection.query`) may read besides the round's table: the proxy columns."""
+    from actors.contracts import PROXY_ROLE
+    from policies.query import QuerySettings
+
+    return QuerySettings(proxy_columns=tuple(spec.column for spec in scoring.rewards if spec.role == PROXY_ROLE))
 
 
 def sampling_params(section: GenerationSection, seed: int, samples_per_prompt: int | None = None,

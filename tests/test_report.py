@@ -74,6 +74,8 @@ def expected_plots(run_dir: Path) -> set[str]:
     plots = set()
     if any(finite(m.get("heldout_reward_mean")) or finite(m.get("train_reward_mean")) for m in metrics):
         plots.add("rewards")
+    if any(finite((m.get("costs") or {}).get("labels")) and finite(m.get("heldout_reward_mean")) for m in metrics):
+        plots.add("costs")
     with_pvar = [t for t in tables if t is not None and "pvar" in t.column_names and t.num_rows]
     if with_pvar:
         plots.add("pvar-latest")
@@ -367,3 +369,22 @@ def test_the_share_of_tied_prompts_is_tabled_per_round(tmp_path):
     check_number(page, "zero_variance_share", 1, 0.625, 3)
     assert page.stated("zero_variance_share", 0) == [NOT_RECORDED]
     assert "Tied prompts: the share of the round's prompts" in page.text
+
+
+def test_reward_against_cumulative_labels_and_tokens_is_plotted_when_costs_are_recorded(tmp_path):
+    from cluster.tools.report.data import load_rounds, spending_curve
+    from cluster.tools.status import open_run
+
+    costs = [{"labels": 64, "generated_tokens": 1000}, None, {"labels": 32, "generated_tokens": 900}]
+    rounds = [round_metrics(i, None, **({"costs": c} if c else {})) for i, c in enumerate(costs)]
+    run_dir = write_run(tmp_path / "run", rounds)
+    write_report(run_dir)
+    page = read_page(run_dir)
+    assert "plot-costs" in page.images
+    assert expected_plots(run_dir) == {k.removeprefix("plot-") for k in page.images}
+    # Round 1 recorded no costs: it adds nothing and has no point.
+    xs, ys = spending_curve(load_rounds(open_run(run_dir)), "labels")
+    assert xs.tolist() == [64, 96] and ys.tolist() == pytest.approx([0.4, 0.5])
+    old = write_run(tmp_path / "old", [round_metrics(0, None)])
+    write_report(old)
+    assert "plot-costs" not in read_page(old).images and f"Costs: {NOT_RECORDED}" in read_page(old).text

@@ -192,7 +192,7 @@ def follows(response: str, checkers: Sequence) -> tuple[list[bool], list[bool]]:
     return strict, loose
 
 
-def _require_columns(table: pa.Table, what: str) -> None:
+def require_ifeval_columns(table: pa.Table, what: str) -> None:
     missing = [c for c in (*IFEVAL_PROMPT_COLUMNS, "response") if c not in table.column_names]
     if missing:
         raise InputError(f"the ifeval reward needs column(s) {missing} in {what} (columns present: "
@@ -201,7 +201,7 @@ def _require_columns(table: pa.Table, what: str) -> None:
 
 def ifeval_reward(batch: pa.Table) -> RewardOutput:
     """The fraction of each row's instructions its `response` follows (strict), and the extra columns."""
-    _require_columns(batch, "the scored batch")
+    require_ifeval_columns(batch, "the scored batch")
     ids = batch.column(IDS_COLUMN).to_pylist()
     kwargs = batch.column(KWARGS_COLUMN).to_pylist()
     responses = batch.column("response").to_pylist()

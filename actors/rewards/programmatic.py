@@ -87,3 +87,8 @@ register_reward("contains_answer")(contains_answer_reward)
 from actors.rewards.ifeval import check_ifeval_prompts, ifeval_reward  # noqa: E402
 
 register_reward("ifeval", extra_fields=IFEVAL_SCORE_FIELDS, check_prompts=check_ifeval_prompts)(ifeval_reward)
+from actors.rewards.proxies import builtin_task_proxy_reward, ifeval_proxy_reward  # noqa: E402
+
+# Proxies (role: proxy in scoring.rewards): cheap, noisier stand-ins for the labeller (docs/labels.md).
+register_reward("builtin_task_proxy")(builtin_task_proxy_reward)
+register_reward("ifeval_proxy", check_prompts=check_ifeval_prompts)(ifeval_proxy_reward)

@@ -105,3 +105,14 @@ class RunConfig(StrictModel):
         if not self.selection.pvar_rewards:
             raise ValueError("selection.pvar_rewards is empty: name at least one reward column, e.g. ['reward']")
         return self
+
+    @model_validator(mode="after")
+    def _label_budget_fits_a_pair(self) -> "RunConfig":
+        budget = self.selection.labels_per_round
+        labellers = sum(spec.role == "label" for spec in self.scoring.rewards)
+        if budget is not None and budget < 2 * labellers:
+            raise ValueError(
+                f"selection.labels_per_round = {budget} cannot label two responses: each response costs one label "
+                f"per label reward ({labellers} in scoring.rewards); give at least {2 * labellers}"
+            )
+        return self

@@ -103,7 +103,16 @@ class RewardSpec(StrictModel):
         description="embedding_similarity: prompt-table column holding each prompt's reference answer (or "
         "rubric); rows where it is null or empty get NaN and are dropped.",
     )
-    weight: float = Field(1.0, description="Weight of this reward in the combined reward.")
+    weight: float = Field(
+        1.0, description="Weight of this reward in the combined reward (label rewards only: proxies are never "
+        "part of `reward`).")
+    role: Literal["label", "proxy"] = Field(
+        "label",
+        description="'label': the labeller; its scores form `reward`, build the preference pairs and cost one "
+        "label per response it scores (only the responses query selection sends it). 'proxy': a cheap "
+        "stand-in scored for every response, used only to choose which responses are labelled "
+        "(selection.query); free, never part of `reward` (docs/labels.md).",
+    )
     batch_size: int = Field(
         32, ge=1, description="Responses per forward pass of a reward model; for http, items per request."
     )
@@ -149,6 +158,15 @@ class RewardSpec(StrictModel):
         return self
 
     @model_validator(mode="after")
+    def _proxies_have_no_weight(self) -> "RewardSpec":
+        # A proxy never enters `reward`: a weight given to one would silently do nothing. The default is
+        # accepted, so a run's saved config.yaml (every field written out) loads again.
+        if self.role == "proxy" and self.weight != 1.0:
+            raise ValueError(f"weight {self.weight} is read only by rewards with role 'label'; a proxy never enters "
+                             "`reward` (remove weight, or make it role 'label')")
+        return self
+
+    @model_validator(mode="after")
     def _http_fields(self) -> "RewardSpec":
         if self.kind != "http":
             given = [key for key in ("url", "token_env") if getattr(self, key) is not None]
@@ -182,7 +200,8 @@ class ScoringSection(StrictModel):
     rewards: list[RewardSpec] = Field(
         default_factory=lambda: [RewardSpec(kind="programmatic", name="builtin_task")],
         min_length=1,
-        description="Reward models; the combined reward is their weighted sum.",
+        description="Reward models; the combined reward `reward` is the weighted sum of those with role "
+        "'label' (at least one).",
     )
     reward_modules: list[str] = Field(
         default_factory=list,
@@ -199,4 +218,11 @@ class ScoringSection(StrictModel):
                 f"rewards {repeated} appear twice (a column is named after the reward name or the model "
                 "folder's name); give each reward a different name or folder"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _has_a_labeller(self) -> "ScoringSection":
+        if not any(spec.role == "label" for spec in self.rewards):
+            raise ValueError("rewards: every reward has role 'proxy'; give at least one role 'label' (the labeller "
+                             "whose scores build the pairs)")
         return self

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from cluster.config.base import StrictModel
 
@@ -33,6 +33,20 @@ class SelectionFeaturesSection(StrictModel):
 class SelectionSection(StrictModel):
     """Which prompts and pairs the learner trains on (policies/; docs/pvar.md, docs/bpo.md)."""
 
+    query: str = Field(
+        "passive",
+        description="Query selection: which responses the labellers (scoring.rewards with role 'label') see, "
+        "chosen in whole prompt groups (docs/labels.md): 'passive' (every response, as before query selection "
+        "existed; takes no labels_per_round) or 'random' (prompt groups in a seeded random order, up to "
+        "labels_per_round). Registered in policies/query/.",
+    )
+    labels_per_round: int | None = Field(
+        None,
+        ge=2,
+        description="Most labels per round: a label is one response scored by one label reward, so a round "
+        "labels at most labels_per_round // (label rewards) responses. None: no cap (every response the "
+        "query selector picks). At least 2, the fewest that can make a pair.",
+    )
     policy: str = Field(
         "pvar",
         description="Registered selection policy: 'pvar', 'bottom_pvar', 'random', 'full', 'bpo', "
@@ -98,6 +112,24 @@ class SelectionSection(StrictModel):
     features: SelectionFeaturesSection = Field(
         default_factory=SelectionFeaturesSection, description="Model-side features (bpo, implicit PVar)."
     )
+
+    @model_validator(mode="after")
+    def _passive_takes_no_budget(self) -> "SelectionSection":
+        # Passive means "label everything"; under a budget it would label the first prompts of a draw that is
+        # sorted by pool position, a biased arm. The unbiased arm at the same labels is 'random'.
+        if self.query == "passive" and self.labels_per_round is not None:
+            raise ValueError(f"labels_per_round = {self.labels_per_round} needs a query selector that chooses; "
+                             "query 'passive' labels every response (use query: random for the baseline at the "
+                             "same labels)")
+        return self
+
+    @field_validator("query")
+    @classmethod
+    def _query_is_registered(cls, query: str) -> str:
+        from policies.query import check_query_name
+
+        check_query_name(query)  # ValueError naming the nearest registered query selector
+        return query
 
     @field_validator("policy")
     @classmethod

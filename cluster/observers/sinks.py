@@ -106,6 +106,10 @@ class RayMetrics:
         self.pairs_trained = Counter(
             "activedpo_pairs_trained", "Preference pairs trained on.", tag_keys=("run",)
         ).set_default_tags(tags)
+        self.labels = Counter(
+            "activedpo_labels", "Labels bought: labelled responses x label rewards (metrics.json costs).",
+            tag_keys=("run",)
+        ).set_default_tags(tags)
 
     def record_phase(self, name: str, seconds: float) -> None:
         self.phase_seconds.set(float(seconds), tags={"phase": name})
@@ -119,6 +123,10 @@ class RayMetrics:
         pairs = metrics.get("pairs_trained")
         if isinstance(pairs, numbers.Real) and pairs > 0:  # a Counter only takes positive increments
             self.pairs_trained.inc(float(pairs))
+        costs = metrics.get("costs")
+        labels = costs.get("labels") if isinstance(costs, Mapping) else None
+        if isinstance(labels, numbers.Real) and labels > 0:
+            self.labels.inc(float(labels))
 
 
 def start_wandb(config: RunConfig, run_dir: Path):

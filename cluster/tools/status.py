@@ -19,6 +19,7 @@ from typing import Any, TextIO
 from actors.contracts import (
     COMPLETE_MARKER,
     CONFIG_FILE,
+    CUMULATIVE_PREFIX,
     METRICS_FILE,
     PARTIAL_DIR_PATTERN,
     PHASE_ORDER,
@@ -171,6 +172,17 @@ def _age(path: Path) -> str:
     return f"{max(time.time() - latest, 0.0):.0f}s"
 
 
+def _spent_so_far(summary: Any, last: int) -> str | None:
+    """The run's cumulative costs up to round `last`, from its summary.json row (None for older runs)."""
+    rows = dig(summary, "rounds", default=[])
+    row = next((r for r in rows if isinstance(r, dict) and r.get("round") == last), None) if isinstance(rows, list) else None
+    if not row or f"{CUMULATIVE_PREFIX}labels" not in row:
+        return None
+    names = {"labels": "labels", "generated_tokens": "generated tokens", "pairs_trained": "pairs",
+             "learner_tokens": "learner tokens"}
+    return ", ".join(f"{row.get(CUMULATIVE_PREFIX + key)} {name}" for key, name in names.items())
+
+
 def status_lines(run_dir: str | Path) -> list[str]:
     """The status report as plain lines (what `activedpo status` prints)."""
     run = open_run(run_dir)
@@ -215,6 +227,9 @@ def status_lines(run_dir: str | Path) -> list[str]:
         lines.append(f"  train reward: {_number(metrics.get('train_reward_mean'))}")
         pairs = metrics.get("pairs_trained")
         lines.append(f"  pairs trained: {pairs if isinstance(pairs, int) else 'not recorded'}")
+        spent = _spent_so_far(run.summary, last)
+        if spent:
+            lines.append(f"  spent so far: {spent}")
         lines.append(f"  learner loss: {_number(dig(learner, 'loss'))} during the round, "
                      f"{_number(dig(learner, 'loss_end'))} at its end")
         phases = metrics.get("phase_seconds")

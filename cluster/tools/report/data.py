@@ -238,3 +238,19 @@ def pvar_threshold(config: dict | None, data: RoundData) -> tuple[float | None, 
     if (policy == "bottom_pvar" or (policy == "pvar" and mode == "bottom")) and kept.size:
         return float(kept.max()), "highest PVar kept (bottom mode)"
     return None, f"policy '{policy}' keeps prompts by no PVar cut-off"
+
+
+def spending_curve(rounds: list[RoundData], counter: str) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out reward after each round against the run's cumulative `counter` (metrics.json -> costs) up to
+    it; rounds without costs or without a held-out reward are left out (a round without costs adds nothing)."""
+    total, xs, ys = 0.0, [], []
+    for data in rounds:
+        spent = data.value("costs", counter)
+        if spent.number is None:
+            continue
+        total += spent.number
+        held = data.value("heldout_reward_mean").number
+        if held is not None and np.isfinite(held):
+            xs.append(total)
+            ys.append(held)
+    return np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)

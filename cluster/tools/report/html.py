@@ -32,6 +32,7 @@ from cluster.tools.report.data import (
     recorded,
 )
 from cluster.tools.report.plots import (
+    plot_costs,
     plot_did_entropy,
     plot_gradient_field,
     plot_gradnorm,
@@ -279,6 +280,12 @@ def build_html(run: RunFolder, rounds: list[RoundData], started: float | None = 
         "Mean reward with a ± 1 std band: held-out prompts (fresh samples after the round's training, fixed seed) "
         "and the round's training rollouts (sampled before it trained).", f"Rewards: {NOT_RECORDED}.")
 
+    add("costs", "Reward against what was spent", render("costs", plot_costs, rounds) if rounds else None,
+        "Held-out reward after each round against the run's cumulative labels (responses x label rewards, left) "
+        "and cumulative generated tokens (right), from metrics.json's costs (docs/labels.md); the first point, "
+        "at zero, is the starting policy when it was evaluated.",
+        f"Costs: {NOT_RECORDED} (a run from before costs were counted).")
+
     pvar_rounds = [r for r in rounds if r.pvar is not None and r.pvar.size]
     if pvar_rounds:
         last = pvar_rounds[-1]
@@ -345,7 +352,8 @@ def build_html(run: RunFolder, rounds: list[RoundData], started: float | None = 
         ("rounds", f"{len(rounds)} completed of {planned if planned is not None else NOT_RECORDED} planned"
          + (f"; round {', '.join(map(str, run.partial))} in progress or interrupted" if run.partial else "")),
         ("selection", _e(", ".join(f"{k} {dig(config, 'selection', k)}" for k in ("policy", "pair_budget", "pvar_mode",
-                                                                                  "top_fraction", "pair_builder")
+                                                                                  "top_fraction", "pair_builder",
+                                                                                  "query", "labels_per_round")
                                    if dig(config, "selection", k) is not None) or NOT_RECORDED)),
         ("learner", _e(", ".join(f"{k} {dig(config, 'learner', k)}" for k in ("loss", "beta", "learning_rate", "epochs",
                                                                               "reference")

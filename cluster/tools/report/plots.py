@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from cluster.tools.report.data import NOT_RECORDED, RoundData, pvar_threshold
+from cluster.tools.report.data import NOT_RECORDED, RoundData, pvar_threshold, spending_curve
 from cluster.tools.status import as_float, ordered_phases
 
 DPI = 80
@@ -86,6 +86,25 @@ def plot_rewards(rounds: list[RoundData]) -> str | None:
     ax.set_ylabel("reward (mean ± std)")
     ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def plot_costs(rounds: list[RoundData]) -> str | None:
+    """Held-out reward against cumulative labels (left) and cumulative generated tokens (right): what the
+    run bought with what it spent, so runs of different budgets compare on the same axis."""
+    labels = spending_curve(rounds, "labels")
+    tokens = spending_curve(rounds, "generated_tokens")
+    if not (labels[0].size or tokens[0].size):
+        return None
+    before = rounds[0].value("heldout_before_mean").number if rounds else None
+    fig = _figure(8, 3.0)
+    for ax, (xs, ys), label in zip(fig.subplots(1, 2), (labels, tokens), ("labels", "generated tokens")):
+        if before is not None:  # the starting policy: nothing spent yet
+            xs, ys = np.concatenate([[0.0], xs]), np.concatenate([[before], ys])
+        ax.plot(xs, ys, marker="o", color=CHOSEN)
+        ax.set_xlabel(f"cumulative {label}")
+        ax.set_ylabel("held-out reward (mean)")
+        ax.grid(alpha=0.3)
     return _png(fig)
 
 

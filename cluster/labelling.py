@@ -1,0 +1,99 @@
+"""The round's labelling step: proxies on every response, query selection, the labellers on the chosen ones.
+
+    rollouts --proxy rewards (role proxy), every row--> rollouts + proxy columns
+             --query selector (selection.query, at most selection.labels_per_round labels)--> label mask
+             --label rewards (role label), chosen rows only--> scored rows (+ `reward`, their weighted sum)
+
+When labelling is not selective (no proxy, no label budget, the `passive` selector: the defaults) the
+step is exactly what the round did before query selection existed: every response goes to the
+labellers and rollouts.parquet is the generators' table unchanged. Otherwise rollouts.parquet holds
+every response with the proxy columns and `labelled` (True for the rows the labellers scored), and
+scored.parquet only the labelled rows. Pure orchestration: the scoring itself is the caller's function
+(the driver's scorer actors, or a stand-in in tests); no Ray here. docs/labels.md.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from actors.contracts import LABEL_ROLE, LABELLED_COLUMN, PROXY_ROLE
+from actors.settings import RewardSettings
+
+# score(table, role) -> the table with the columns of the rewards of `role` appended (and `reward` for labels).
+ScoreFn = Callable[[pa.Table, str], pa.Table]
+
+
+@dataclass(frozen=True)
+class LabelPlan:
+    """How a run labels: the query selector's name, the label budget and how many rewards of each role."""
+
+    query: str = "passive"
+    labels_per_round: int | None = None
+    label_rewards: int = 1
+    proxy_rewards: int = 0
+
+    @classmethod
+    def of(cls, query: str, labels_per_round: int | None, rewards: tuple[RewardSettings, ...]) -> "LabelPlan":
+        roles = [reward.role for reward in rewards]
+        return cls(query, labels_per_round, roles.count(LABEL_ROLE), roles.count(PROXY_ROLE))
+
+    @property
+    def selective(self) -> bool:
+        """False when every response goes to the labellers and the tables stay as they always were."""
+        return self.proxy_rewards > 0 or self.labels_per_round is not None or self.query != "passive"
+
+    @property
+    def max_responses(self) -> int | None:
+        """Responses the budget can label: each costs one label per label reward."""
+        return None if self.labels_per_round is None else self.labels_per_round // max(1, self.label_rewards)
+
+
+def label_round(rollouts: pa.Table, score: ScoreFn, selector, plan: LabelPlan, rng: np.random.Generator,
+                features=None) -> tuple[pa.Table, pa.Table, dict]:
+    """(rollouts as written to rollouts.parquet, the labelled and scored rows, metrics.json's `labelling`)."""
+    if not plan.selective:
+        started = time.perf_counter()
+        scored = score(rollouts, LABEL_ROLE)
+        return rollouts, scored, _metrics(plan, rollouts.num_rows, rollouts.num_rows,
+                                          {"proxy": 0.0, "query": 0.0, "label": time.perf_counter() - started})
+    seconds = {}
+    started = time.perf_counter()
+    proxied = score(rollouts, PROXY_ROLE) if plan.proxy_rewards else rollouts
+    seconds["proxy"] = time.perf_counter() - started
+    started = time.perf_counter()
+    mask = np.asarray(selector.select(proxied, plan.max_responses, rng, features), dtype=bool)
+    seconds["query"] = time.perf_counter() - started
+    if mask.shape != (rollouts.num_rows,):
+        raise ValueError(f"query selector {plan.query!r} returned a mask of shape {mask.shape} for "
+                         f"{rollouts.num_rows} responses")
+    if plan.max_responses is not None and int(mask.sum()) > plan.max_responses:
+        raise ValueError(f"query selector {plan.query!r} chose {int(mask.sum())} responses, over the budget of "
+                         f"{plan.max_responses}")
+    started = time.perf_counter()
+    chosen = proxied.filter(pa.array(mask))
+    scored = score(chosen, LABEL_ROLE) if chosen.num_rows else _empty_scored(chosen)
+    seconds["label"] = time.perf_counter() - started
+    written = proxied.append_column(pa.field(LABELLED_COLUMN, pa.bool_()), pa.array(mask))
+    return written, scored, _metrics(plan, rollouts.num_rows, int(mask.sum()), seconds)
+
+
+def _empty_scored(chosen: pa.Table) -> pa.Table:
+    # No response chosen (every group a single response): nothing reaches the labellers, nothing to train.
+    return chosen.append_column(pa.field("reward", pa.float64()), pa.array([], pa.float64()))
+
+
+def _metrics(plan: LabelPlan, responses: int, labelled: int, seconds: dict[str, float]) -> dict:
+    return {
+        "query": plan.query,
+        "labels_per_round": plan.labels_per_round,
+        "responses": responses,
+        "responses_labelled": labelled,
+        "label_rewards": plan.label_rewards,
+        "proxy_rewards": plan.proxy_rewards,
+        "seconds": seconds,
+    }

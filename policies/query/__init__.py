@@ -1,0 +1,28 @@
+"""Query selection: which of a round's responses the labellers see. Pure numpy/pyarrow, no Ray, no torch.
+
+A query selector is registered by name (`@register_query("random")`) and built from a `QuerySettings`
+(`make_query(name, settings)`); `selector.select(rollouts, max_responses, rng, features=None)` returns a
+boolean mask over the rollouts' rows, True for the responses to label. `rollouts` holds every generated
+response with the proxy rewards' columns (role `proxy`) already scored; `features` is the round's
+`ModelProbe` (implicit reward, embeddings), free to ask like the proxies. Importing this package
+registers the built-in selectors: `passive` and `random` (policies/query/selectors.py).
+
+Labels come in whole prompt groups (`take_groups` in policies/query/groups.py), so labelled responses
+form pairs; docs/labels.md states the rule.
+"""
+
+from policies.query.base import (
+    QuerySelector,
+    QuerySettings,
+    check_query_name,
+    make_query,
+    register_query,
+    registered_queries,
+)
+from policies.query.groups import prompt_groups, take_groups
+
+# Imported for their registration side effect.
+from policies.query import selectors  # noqa: E402,F401  isort: skip
+
+__all__ = ["QuerySelector", "QuerySettings", "check_query_name", "make_query", "prompt_groups", "register_query",
+           "registered_queries", "take_groups"]

@@ -1,0 +1,55 @@
+"""The query-selector interface, its settings and the registry of selectors by name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import numpy as np
+import pyarrow as pa
+
+from actors.contracts import Registry
+
+
+@dataclass(frozen=True)
+class QuerySettings:
+    """What a query selector may use besides the round's table; built once by the driver
+    (cluster/settings.py `query_settings`) from the `selection` and `scoring` sections."""
+
+    # The proxy rewards' columns (`reward_<name>` of every scoring.rewards entry with role proxy), config
+    # order: what a selector that ranks by proxy scores reads.
+    proxy_columns: tuple[str, ...] = ()
+
+
+class QuerySelector(Protocol):
+    """Chooses the responses to label; see the package docstring."""
+
+    name: str
+
+    def select(self, rollouts: pa.Table, max_responses: int | None, rng: np.random.Generator,
+               features=None) -> np.ndarray:
+        """bool (rollouts.num_rows,): True for the responses to label; at most `max_responses` (None: no cap)."""
+
+
+QueryFactory = Callable[[QuerySettings], QuerySelector]
+_QUERIES: Registry[QueryFactory] = Registry("query selector")
+
+
+def register_query(name: str) -> Callable[[QueryFactory], QueryFactory]:
+    """Decorator registering a factory (a class taking a QuerySettings, or a function) under `name`."""
+    return _QUERIES.register(name)
+
+
+def registered_queries() -> tuple[str, ...]:
+    return _QUERIES.names()
+
+
+def check_query_name(name: str) -> None:
+    """ValueError naming the nearest registered selector unless `name` is registered."""
+    _QUERIES.get(name)
+
+
+def make_query(name: str, settings: QuerySettings | None = None) -> QuerySelector:
+    selector = _QUERIES.get(name)(settings or QuerySettings())
+    selector.name = name
+    return selector

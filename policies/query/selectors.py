@@ -1,0 +1,39 @@
+"""The built-in query selectors: `passive` (today's behaviour) and `random` at the same labels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from policies.query.base import QuerySettings, register_query
+from policies.query.groups import prompt_groups, take_groups
+
+
+@register_query("passive")
+class PassiveQuery:
+    """Every response: the labeller scores everything, as before query selection existed. It takes no
+    budget (the config refuses one): the first prompts of a round's draw, which is sorted by pool
+    position, would be a biased arm; `random` is the baseline at the same labels."""
+
+    def __init__(self, settings: QuerySettings):
+        self.settings = settings
+
+    def select(self, rollouts: pa.Table, max_responses: int | None, rng: np.random.Generator,
+               features=None) -> np.ndarray:
+        if max_responses is not None:
+            raise ValueError("query selector 'passive' labels every response and takes no label budget")
+        return np.ones(rollouts.num_rows, dtype=bool)
+
+
+@register_query("random")
+class RandomQuery:
+    """Prompt groups in an order drawn from the round's rng: the baseline every ranked selector is
+    compared with at the same number of labels."""
+
+    def __init__(self, settings: QuerySettings):
+        self.settings = settings
+
+    def select(self, rollouts: pa.Table, max_responses: int | None, rng: np.random.Generator,
+               features=None) -> np.ndarray:
+        groups = prompt_groups(rollouts)
+        return take_groups(groups, rng.permutation(len(groups)), rollouts.num_rows, max_responses)

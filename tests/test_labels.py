@@ -1,0 +1,359 @@
+"""Labels and their cost: reward roles, query selection under a label budget, the built-in proxies, and
+the round's cost counters recounted from its Parquet files. Pure: the driver's round runs in-process on
+stand-in generators, scorers and learner (no Ray)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from actors.contracts import (
+    COST_KEYS,
+    LABELLED_COLUMN,
+    ROLLOUT_FIELDS,
+    ROLLOUTS_SCHEMA,
+    InputError,
+)
+from actors.rewards.builtin_task import builtin_task_reward
+from actors.rewards.programmatic import register_reward
+from actors.rewards.proxies import PROXY_NOISE, builtin_task_proxy_reward, ifeval_proxy_reward
+from actors.scorer import Scorer
+from cluster.config_loading import load_config
+from cluster.costs import round_costs, with_cumulative
+from cluster.labelling import LabelPlan, label_round
+from cluster.settings import scorer_rewards
+from policies.query import make_query, prompt_groups, registered_queries, take_groups
+
+K = 4  # responses per prompt in these tests
+
+# What the counting labeller saw, as (prompt_id, sample_index): cleared by each test that reads it.
+SEEN: list[tuple[str, int]] = []
+
+
+@register_reward("test_counting_labeller")
+def counting_labeller(batch: pa.Table) -> np.ndarray:
+    """The built-in task's reward, recording every response it is asked to score."""
+    SEEN.extend(zip(batch.column("prompt_id").to_pylist(), batch.column("sample_index").to_pylist()))
+    return builtin_task_reward(batch)
+
+
+# ------------------------------------------------------------------ stand-ins for the actors
+
+
+def prompts_table(count: int, prefix: str = "p") -> pa.Table:
+    answers = [f"add {i % 10} {(i * 3) % 10} {(i * 7) % 10}" for i in range(count)]
+    return pa.table({
+        "prompt_id": [f"{prefix}{i}" for i in range(count)],
+        "prompt": [f"question {i}" for i in range(count)],
+        "prompt_text": [f"question {i}" for i in range(count)],
+        "answer": answers,
+    })
+
+
+class Generators:
+    """k responses per prompt, each a corrupted copy of the answer (sample j keeps the first 4 - j items),
+    with token ids of one id per word: rewards differ within a prompt, lengths are known."""
+
+    def sampling(self, seed=0, **options):
+        return {"seed": seed, **options}
+
+    def generate(self, prompts: pa.Table, sampling, weights, progress=None) -> pa.Table:
+        schema = pa.schema([*prompts.schema, *ROLLOUT_FIELDS])
+        rows = {name: [] for name in schema.names}
+        for row in prompts.to_pylist():
+            for j in range(K):
+                words = row["answer"].split()
+                response = " ".join(words[: len(words) - j] + ["x"] * (j % 2))
+                for name in prompts.column_names:
+                    rows[name].append(row[name])
+                rows["sample_index"].append(j)
+                rows["response"].append(response)
+                rows["prompt_token_ids"].append(list(range(len(row["prompt_text"].split()) + 1)))
+                rows["response_token_ids"].append(list(range(len(response.split()) + 1)))
+                rows["sampling_logprob"].append(-1.0)
+                rows["token_logprobs"].append([-0.5] * (len(response.split()) + 1))
+                rows["finish_reason"].append("stop")
+                rows["weights_version"].append(0)
+        if progress is not None:
+            progress(prompts.num_rows)
+        return pa.Table.from_pydict(rows, schema=schema)
+
+    def load_weights(self, weights):
+        return [0]
+
+
+class Scorers:
+    """The real Scorer, in-process, called the way the driver calls the scorer group."""
+
+    def __init__(self, scorer: Scorer):
+        self.scorer = scorer
+
+    def score(self, rollouts: pa.Table, progress=None, role: str = "label") -> pa.Table:
+        return self.scorer.score(rollouts, role)
+
+
+class Weights:
+    def relocated(self, old: str, new: str) -> "Weights":
+        return self
+
+
+class Learner:
+    def train_round(self, index, pairs, checkpoint_dir):
+        self.pairs = pairs
+        return {"pairs_trained": pairs.num_rows}, Weights()
+
+
+def runner_for(config, tmp_path):
+    """The driver's RoundRunner with its actors replaced by the stand-ins above."""
+    from cluster.round_loop import RoundRunner, build_policy
+    from cluster.run_store import RunStore
+
+    rewards = scorer_rewards(config.scoring)
+    runner = RoundRunner.__new__(RoundRunner)
+    runner.config, runner.weights, runner.transport, runner._nodes = config, None, "object_store", {}
+    runner.store = RunStore(tmp_path / "run")
+    runner.prompts, runner.heldout = prompts_table(config.data.prompts_per_round), prompts_table(4, "h")
+    runner.policy = build_policy(config)
+    runner.setup_labelling(config, rewards)
+    runner.generators, runner.scorers = Generators(), Scorers(Scorer(list(rewards)))
+    runner.learner, runner.features = Learner(), None
+    return runner
+
+
+def config_with(*overrides: str):
+    return load_config(None, ["data.prompts_per_round=12", "diagnostics.did_prompts=0",
+                              "diagnostics.gradient_norms=false", "eval.before_training=false", *overrides])
+
+
+LABELLER = "{kind: programmatic, name: test_counting_labeller}"
+PROXY = "{kind: programmatic, name: builtin_task_proxy, role: proxy}"
+
+
+def run_one_round(config, tmp_path):
+    from cluster.observers import RunObservers
+
+    runner = runner_for(config, tmp_path)
+    SEEN.clear()
+    metrics = runner.run_round(0, RunObservers("t", tmp_path, bars=False))
+    return runner, metrics, tmp_path / "run" / "round_0000"
+
+
+# ------------------------------------------------------------------ the round
+
+
+def test_the_labeller_never_sees_unselected_responses_and_labels_stay_within_budget(tmp_path):
+    config = config_with(f"scoring.rewards=[{LABELLER}, {PROXY}]", "selection.query=random",
+                         "selection.labels_per_round=18", "selection.top_fraction=1.0")
+    runner, metrics, folder = run_one_round(config, tmp_path)
+    rollouts = pq.read_table(folder / "rollouts.parquet")
+    scored = pq.read_table(folder / "scored.parquet")
+    labelled = rollouts.filter(rollouts.column(LABELLED_COLUMN))
+    chosen = set(zip(labelled.column("prompt_id").to_pylist(), labelled.column("sample_index").to_pylist()))
+    # Training-round labels only (the held-out evaluation scores with the labeller too, on its own prompts).
+    training_seen = [item for item in SEEN if not item[0].startswith("h")]
+    assert set(training_seen) == chosen and len(training_seen) == len(chosen)
+    # 18 responses: 4 whole groups of 4 and 2 responses of a fifth prompt.
+    assert len(chosen) == 18 and metrics["costs"]["labels"] == 18 <= config.selection.labels_per_round
+    assert sorted(np.unique(labelled.column("prompt_id").to_pylist(), return_counts=True)[1]) == [2, 4, 4, 4, 4]
+    # Every response got the proxy, free; scored.parquet holds the labelled rows only.
+    assert rollouts.num_rows == 48 and "reward_builtin_task_proxy" in rollouts.column_names
+    assert scored.num_rows == 18 and metrics["costs"]["proxy_scores"] == 48
+    # `reward` is the labeller's alone: the proxy never enters it.
+    np.testing.assert_allclose(scored.column("reward").to_numpy(), scored.column("reward_test_counting_labeller").to_numpy())
+    assert set(runner.learner.pairs.column("prompt_id").to_pylist()) <= {pid for pid, _ in chosen}
+
+
+def test_cost_counters_equal_what_the_rounds_parquet_files_hold(tmp_path):
+    config = config_with(f"scoring.rewards=[{LABELLER}, {PROXY}]", "selection.query=random",
+                         "selection.labels_per_round=24", "learner.epochs=3")
+    _, metrics, folder = run_one_round(config, tmp_path)
+    rollouts = pq.read_table(folder / "rollouts.parquet")
+    selected = pq.read_table(folder / "selected.parquet")
+    on_disk = json.loads((folder / "metrics.json").read_text())
+    costs = on_disk["costs"]
+    assert set(costs) == set(COST_KEYS) and costs == metrics["costs"]
+    assert costs["prompts_rolled_out"] == len(set(rollouts.column("prompt_id").to_pylist())) == 12
+    assert costs["generated_tokens"] == sum(len(t) for t in rollouts.column("response_token_ids").to_pylist())
+    assert costs["labels"] == sum(rollouts.column(LABELLED_COLUMN).to_pylist()) * 1 == 24
+    assert costs["proxy_scores"] == rollouts.num_rows * 1
+    assert costs["pairs_trained"] == selected.num_rows == on_disk["pairs_trained"]
+    tokens = sum(len(p) + len(c) + len(r) for p, c, r in zip(*(selected.column(name).to_pylist() for name in
+                                                                ("prompt_token_ids", "chosen_token_ids",
+                                                                 "rejected_token_ids"))))
+    assert costs["learner_tokens"] == 3 * tokens
+    assert costs["seconds"] == pytest.approx(sum(on_disk["phase_seconds"].values()))
+    assert on_disk["labelling"]["responses_labelled"] == 24 and on_disk["labelling"]["query"] == "random"
+    # summary.json: the round's costs and the running totals.
+    summary = runner_summary(tmp_path)
+    assert summary["rounds"][0]["costs"] == costs
+    assert all(summary["rounds"][0][f"cumulative_{key}"] == costs[key] for key in COST_KEYS)
+    from cluster.tools.status import status_lines
+
+    spent = [line for line in status_lines(tmp_path / "run") if "spent so far" in line]
+    assert spent == [f"  spent so far: 24 labels, {costs['generated_tokens']} generated tokens, "
+                     f"{costs['pairs_trained']} pairs, {costs['learner_tokens']} learner tokens"]
+
+
+def runner_summary(tmp_path) -> dict:
+    from cluster.run_store import RunStore
+
+    return RunStore(tmp_path / "run").write_summary()
+
+
+def test_passive_without_a_budget_writes_todays_tables(tmp_path):
+    _, metrics, folder = run_one_round(config_with(f"scoring.rewards=[{LABELLER}]"), tmp_path)
+    rollouts = pq.read_table(folder / "rollouts.parquet")
+    scored = pq.read_table(folder / "scored.parquet")
+    # The generators' table unchanged: no proxy column, no `labelled` column; every response labelled.
+    assert rollouts.schema.equals(ROLLOUTS_SCHEMA.insert(3, pa.field("answer", pa.string())))
+    assert scored.num_rows == rollouts.num_rows == 48 and len(SEEN) == 48 + 4 * K  # + the held-out
+    assert metrics["costs"]["labels"] == 48 and metrics["costs"]["proxy_scores"] == 0
+    assert metrics["labelling"]["responses_labelled"] == 48
+
+
+def test_round_costs_count_every_row_as_labelled_without_the_labelled_column():
+    from actors.contracts import PAIRS_SCHEMA
+
+    rollouts = Generators().generate(prompts_table(3), {}, None)
+    costs = round_costs(rollouts, PAIRS_SCHEMA.empty_table(), label_rewards=2, proxy_rewards=0, epochs=4,
+                        phase_seconds={"generate": 1.5, "train": 2.0})
+    assert (costs["labels"], costs["proxy_scores"], costs["pairs_trained"], costs["learner_tokens"]) == (24, 0, 0, 0)
+    assert costs["prompts_rolled_out"] == 3 and costs["seconds"] == 3.5
+
+
+def test_cumulative_costs_sum_the_rounds_and_skip_rounds_without_costs():
+    rows = [{"costs": dict.fromkeys(COST_KEYS, 2)}, {}, {"costs": dict.fromkeys(COST_KEYS, 3)}]
+    with_cumulative(rows, "costs")
+    assert rows[0]["cumulative_labels"] == 2 and "cumulative_labels" not in rows[1]
+    assert rows[2]["cumulative_labels"] == 5 and rows[2]["cumulative_learner_tokens"] == 5
+
+
+# ------------------------------------------------------------------ query selectors
+
+
+def grouped(prompts: int, k: int = K) -> pa.Table:
+    return pa.table({"prompt_id": [f"p{i}" for i in range(prompts) for _ in range(k)],
+                     "sample_index": [j for _ in range(prompts) for j in range(k)]})
+
+
+def test_passive_labels_everything_and_takes_no_budget():
+    table = grouped(5)
+    passive = make_query("passive")
+    assert passive.select(table, None, np.random.default_rng(0)).all()
+    with pytest.raises(ValueError, match="no label budget"):
+        passive.select(table, 9, np.random.default_rng(0))
+    assert set(registered_queries()) >= {"passive", "random"}
+
+
+def test_take_groups_spends_whole_groups_then_a_partial_one_of_at_least_two():
+    groups = prompt_groups(grouped(5))
+    assert take_groups(groups, range(5), 20, 9).tolist() == [True] * 8 + [False] * 12  # a remainder of 1: none
+    assert take_groups(groups, [4, 0, 1], 20, 7).tolist() == [True] * 3 + [False] * 13 + [True] * 4
+
+
+@pytest.mark.parametrize("budget", [2, 3, 4, 8, 10, 13, 40])
+def test_random_picks_floor_budget_over_k_groups_and_a_partial_one_deterministically(budget):
+    table = grouped(6)
+    random_query = make_query("random")
+    mask = random_query.select(table, budget, np.random.default_rng([3, 1, 29]))
+    again = random_query.select(table, budget, np.random.default_rng([3, 1, 29]))
+    assert mask.tolist() == again.tolist()
+    counts = sorted(np.unique(np.asarray(table.column("prompt_id").to_pylist())[mask], return_counts=True)[1],
+                    reverse=True)
+    whole, rest = divmod(min(budget, 24), K)
+    assert counts == [K] * whole + ([rest] if rest >= 2 else [])
+    assert mask.sum() <= budget
+
+
+def test_random_orders_groups_by_the_seed_and_skips_single_responses():
+    table = grouped(8)
+    picks = {tuple(make_query("random").select(table, 8, np.random.default_rng(seed)).tolist()) for seed in range(6)}
+    assert len(picks) > 1
+    lone = pa.table({"prompt_id": ["a", "b", "b", "c"], "sample_index": [0, 0, 1, 0]})
+    assert take_groups(prompt_groups(lone), [0, 1, 2], 4, None).tolist() == [False, True, True, False]
+
+
+def test_label_round_rejects_a_selector_that_overspends():
+    class Greedy:
+        def select(self, rollouts, max_responses, rng, features=None):
+            return np.ones(rollouts.num_rows, dtype=bool)
+
+    plan = LabelPlan("greedy", 4, 1, 0)
+    with pytest.raises(ValueError, match="over the budget of 4"):
+        label_round(grouped(3), lambda table, role: table, Greedy(), plan, np.random.default_rng(0))
+
+
+# ------------------------------------------------------------------ config
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["scoring.rewards=[{kind: programmatic, name: builtin_task, role: proxy}]"], r"scoring.*role 'label'"),
+    (["scoring.rewards=[{kind: programmatic, name: builtin_task, role: judge}]"], r"scoring.rewards\[0\].role"),
+    (["selection.labels_per_round=1", "selection.query=random"], r"selection.labels_per_round"),
+    (["selection.labels_per_round=8"], r"selection: .*labels_per_round = 8 .*query 'passive'"),
+    (["scoring.rewards=[{kind: programmatic, name: builtin_task}, "
+      "{kind: programmatic, name: builtin_task_proxy, role: proxy, weight: 0.5}]"], r"scoring.rewards\[1\].*weight"),
+    (["selection.query=randm"], r"selection.query.*Did you mean 'random'"),
+    (["scoring.rewards=[{kind: programmatic, name: builtin_task}, {kind: programmatic, name: builtin_task_exact}]",
+      "selection.labels_per_round=3", "selection.query=random"], r"selection.labels_per_round = 3 .*at least 4"),
+])
+def test_config_errors_name_the_key(overrides, message):
+    with pytest.raises(InputError, match=message):
+        load_config(None, overrides)
+
+
+def test_a_saved_config_with_proxies_and_a_budget_loads_again(tmp_path):
+    from cluster.config_loading import dump_config
+
+    config = config_with(f"scoring.rewards=[{LABELLER}, {PROXY}]", "selection.query=random",
+                         "selection.labels_per_round=16")
+    saved = tmp_path / "config.yaml"
+    saved.write_text(dump_config(config))
+    assert load_config(saved, []) == config
+
+
+def test_roles_reach_the_scorer_settings_and_the_query_settings():
+    from cluster.settings import query_settings
+
+    config = config_with(f"scoring.rewards=[{LABELLER}, {PROXY}]")
+    assert [r.role for r in scorer_rewards(config.scoring)] == ["label", "proxy"]
+    assert query_settings(config.scoring).proxy_columns == ("reward_builtin_task_proxy",)
+
+
+# ------------------------------------------------------------------ the scorer by role, the proxies
+
+
+def test_the_scorer_scores_one_role_at_a_time():
+    config = config_with(f"scoring.rewards=[{LABELLER}, {PROXY}]")
+    scorer = Scorer(list(scorer_rewards(config.scoring)))
+    rollouts = Generators().generate(prompts_table(2), {}, None)
+    proxied = scorer.score(rollouts, "proxy")
+    assert proxied.column_names == [*rollouts.column_names, "reward_builtin_task_proxy"]
+    labelled = scorer.score(rollouts)
+    assert labelled.column_names == [*rollouts.column_names, "reward_test_counting_labeller", "reward"]
+    assert scorer.columns == ["reward_test_counting_labeller"]
+
+
+def test_builtin_task_proxy_is_the_reward_plus_bounded_noise_fixed_per_response():
+    rollouts = Generators().generate(prompts_table(20), {}, None)
+    proxy, exact = builtin_task_proxy_reward(rollouts), builtin_task_reward(rollouts)
+    assert np.all(np.abs(proxy - exact) <= PROXY_NOISE) and np.std(proxy - exact) > PROXY_NOISE / 4
+    np.testing.assert_array_equal(proxy, builtin_task_proxy_reward(rollouts))
+    # A row's score depends on that row alone, not on the batch it came in.
+    np.testing.assert_array_equal(proxy[5:9], builtin_task_proxy_reward(rollouts.slice(5, 4)))
+    assert np.corrcoef(proxy, exact)[0, 1] > 0.5
+
+
+def test_ifeval_proxy_checks_the_first_instruction_only():
+    batch = pa.table({
+        "instruction_id_list": [["punctuation:no_comma", "change_case:english_lowercase"],
+                                ["change_case:english_lowercase", "punctuation:no_comma"], []],
+        "kwargs": [["{}", "{}"], ["{}", "{}"], []],
+        "response": ["No commas Here", "No, commas here", "anything"],
+    })
+    values = ifeval_proxy_reward(batch)
+    assert values[:2].tolist() == [1.0, 0.0] and np.isnan(values[2])
