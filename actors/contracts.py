@@ -216,12 +216,18 @@ POOL_CLASS_COLUMN = "pool_class"
 
 # A `scoring.rewards` entry's role: `label` (the costly labeller: its scores form `reward`, build the
 # pairs and cost one label per response it scores) or `proxy` (cheap: scored for every response, used
-# only to choose which responses the labellers see; never part of `reward`).
-LABEL_ROLE, PROXY_ROLE = "label", "proxy"
-REWARD_ROLES = (LABEL_ROLE, PROXY_ROLE)
+# only to choose which responses the labellers see; never part of `reward`) or `eval` (a capability
+# measure: scored on held-out samples only, reported as metrics.json `heldout_columns`, never trained on).
+LABEL_ROLE, PROXY_ROLE, EVAL_ROLE = "label", "proxy", "eval"
+REWARD_ROLES = (LABEL_ROLE, PROXY_ROLE, EVAL_ROLE)
+# metrics.json: the held-out mean of every label and eval reward column, {column: mean}.
+HELDOUT_COLUMNS = "heldout_columns"
 # rollouts.parquet gains this column when labelling is selective (a proxy, a label budget or a query
 # selector other than passive): True for the responses the labellers scored.
 LABELLED_COLUMN = "labelled"
+# rollouts.parquet, when the query selector ranks: the score it ranked each response by (its prompt's PVar,
+# the ensemble's disagreement), so the report can show what was chosen and why (docs/labels.md).
+QUERY_SCORE_COLUMN = "query_score"
 # metrics.json -> `costs`: what one round spent, computed from the round's tables (cluster/costs.py).
 # summary.json rows repeat them and add `cumulative_<key>` for each, summed over the rounds so far.
 COSTS = "costs"
@@ -342,6 +348,11 @@ COMPLETE_MARKER = "COMPLETE"
 CHECKPOINT_DIR = "checkpoint"
 # A round folder's tables (`<name>.parquet`) and JSON files (`<name>.json`), by name.
 ROLLOUTS_TABLE, SCORED_TABLE, SELECTED_TABLE, PROMPT_STATS_TABLE = "rollouts", "scored", "selected", "prompt_stats"
+# The prompt scheduler's state after the round (policies/schedulers/): its per-prompt history and its scalars
+# (skip p, pool position); a resumed run restores both from the last completed round.
+PROMPT_HISTORY_TABLE, SCHEDULER_JSON = "prompt_history", "scheduler"
+# metrics.json: what the scheduler did this round (the scheduler's name, prompts examined, skipped, audited...).
+SCHEDULING = "scheduling"
 METRICS_JSON, EVAL_JSON = "metrics", "eval"
 
 
@@ -357,6 +368,8 @@ ROLLOUTS_FILE = parquet_file(ROLLOUTS_TABLE)
 SCORED_FILE = parquet_file(SCORED_TABLE)
 SELECTED_FILE = parquet_file(SELECTED_TABLE)
 PROMPT_STATS_FILE = parquet_file(PROMPT_STATS_TABLE)
+PROMPT_HISTORY_FILE = parquet_file(PROMPT_HISTORY_TABLE)
+SCHEDULER_FILE = json_file(SCHEDULER_JSON)
 METRICS_FILE = json_file(METRICS_JSON)
 EVAL_FILE = json_file(EVAL_JSON)
 

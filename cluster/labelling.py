@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from actors.contracts import LABEL_ROLE, LABELLED_COLUMN, PROXY_ROLE
+from actors.contracts import LABEL_ROLE, LABELLED_COLUMN, PROXY_ROLE, QUERY_SCORE_COLUMN
 from actors.settings import RewardSettings
 
 # score(table, role) -> the table with the columns of the rewards of `role` appended (and `reward` for labels).
@@ -65,21 +65,71 @@ def label_round(rollouts: pa.Table, score: ScoreFn, selector, plan: LabelPlan, r
     started = time.perf_counter()
     proxied = score(rollouts, PROXY_ROLE) if plan.proxy_rewards else rollouts
     seconds["proxy"] = time.perf_counter() - started
-    started = time.perf_counter()
-    mask = np.asarray(selector.select(proxied, plan.max_responses, rng, features), dtype=bool)
-    seconds["query"] = time.perf_counter() - started
+    if hasattr(selector, "label_batches"):
+        mask, scored, seconds["query"], seconds["label"] = _label_in_batches(proxied, score, selector, plan, rng,
+                                                                             features)
+    else:
+        started = time.perf_counter()
+        mask = _checked_mask(selector.select(proxied, plan.max_responses, rng, features), proxied, plan)
+        seconds["query"] = time.perf_counter() - started
+        started = time.perf_counter()
+        chosen = proxied.filter(pa.array(mask))
+        scored = score(chosen, LABEL_ROLE) if chosen.num_rows else _empty_scored(chosen)
+        seconds["label"] = time.perf_counter() - started
+    written = proxied.append_column(pa.field(LABELLED_COLUMN, pa.bool_()), pa.array(mask))
+    row_scores = getattr(selector, "row_scores", None)
+    if row_scores is not None and len(row_scores) == rollouts.num_rows:
+        # What the selector ranked by, per response: the report compares the labelled rows with the rest.
+        written = written.append_column(pa.field(QUERY_SCORE_COLUMN, pa.float64()),
+                                        pa.array(np.asarray(row_scores, dtype=np.float64)))
+    metrics = _metrics(plan, rollouts.num_rows, int(mask.sum()), seconds)
+    if hasattr(selector, "summary"):
+        metrics["selector"] = selector.summary()
+    return written, scored, metrics
+
+
+def _checked_mask(mask, rollouts: pa.Table, plan: LabelPlan) -> np.ndarray:
+    mask = np.asarray(mask, dtype=bool)
     if mask.shape != (rollouts.num_rows,):
         raise ValueError(f"query selector {plan.query!r} returned a mask of shape {mask.shape} for "
                          f"{rollouts.num_rows} responses")
     if plan.max_responses is not None and int(mask.sum()) > plan.max_responses:
         raise ValueError(f"query selector {plan.query!r} chose {int(mask.sum())} responses, over the budget of "
                          f"{plan.max_responses}")
-    started = time.perf_counter()
-    chosen = proxied.filter(pa.array(mask))
-    scored = score(chosen, LABEL_ROLE) if chosen.num_rows else _empty_scored(chosen)
-    seconds["label"] = time.perf_counter() - started
-    written = proxied.append_column(pa.field(LABELLED_COLUMN, pa.bool_()), pa.array(mask))
-    return written, scored, _metrics(plan, rollouts.num_rows, int(mask.sum()), seconds)
+    return mask
+
+
+def _label_in_batches(rollouts: pa.Table, score: ScoreFn, selector, plan: LabelPlan, rng: np.random.Generator,
+                      features) -> tuple[np.ndarray, pa.Table, float, float]:
+    """Drives an interactive selector: label each batch it asks for, send the scored rows back, until it stops.
+    Returns the label mask, the scored rows (in row order), and the seconds spent choosing and labelling."""
+    mask = np.zeros(rollouts.num_rows, dtype=bool)
+    pieces, query_seconds, label_seconds = [], 0.0, 0.0
+    batches = selector.label_batches(rollouts, plan.max_responses, rng, features)
+    answer = None
+    while True:
+        started = time.perf_counter()
+        try:
+            rows = batches.send(answer)
+        except StopIteration:
+            query_seconds += time.perf_counter() - started
+            break
+        query_seconds += time.perf_counter() - started
+        rows = np.asarray(rows, dtype=np.int64)
+        if mask[rows].any():
+            raise ValueError(f"query selector {plan.query!r} asked for a response it already labelled")
+        mask[rows] = True
+        _checked_mask(mask, rollouts, plan)
+        started = time.perf_counter()
+        answer = score(rollouts.take(pa.array(rows)), LABEL_ROLE)
+        label_seconds += time.perf_counter() - started
+        pieces.append((rows, answer))
+    if not pieces:
+        return mask, _empty_scored(rollouts.slice(0, 0)), query_seconds, label_seconds
+    # scored.parquet keeps the rollouts' row order, whatever order the batches came in.
+    rows = np.concatenate([r for r, _ in pieces])
+    scored = pa.concat_tables([table for _, table in pieces]).take(pa.array(np.argsort(rows, kind="stable")))
+    return mask, scored, query_seconds, label_seconds
 
 
 def _empty_scored(chosen: pa.Table) -> pa.Table:

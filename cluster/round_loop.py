@@ -6,6 +6,7 @@ artifacts in the run store and resumes after the last complete round.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import replace
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from actors.contracts import (
     COSTS,
@@ -22,12 +24,20 @@ from actors.contracts import (
     HELDOUT_BEFORE_IFEVAL,
     HELDOUT_IFEVAL,
     LABELLING,
+    PROMPT_HISTORY_FILE,
+    PROMPT_HISTORY_TABLE,
+    SCHEDULER_FILE,
+    SCHEDULER_JSON,
+    SCHEDULING,
+    EVAL_ROLE,
+    HELDOUT_COLUMNS,
     LABEL_ROLE,
     METRICS_JSON,
     PROMPT_STATS_TABLE,
     PROXY_ROLE,
     RAY_TRAIN_DIR,
     ROLLOUTS_TABLE,
+    SCORED_FILE,
     SCORED_TABLE,
     SCORER_SKIPPED_COLUMNS,
     SELECTED_TABLE,
@@ -67,11 +77,10 @@ def drop_invalid_rewards(scored: pa.Table, reward_columns: list[str]) -> tuple[p
 
 
 def sample_round_prompts(pool: pa.Table, count: int, seed: int, round_index: int) -> pa.Table:
-    """A different, reproducible draw of prompts each round (without replacement within a round)."""
-    rng = np.random.default_rng([seed, round_index])
-    count = min(count, pool.num_rows)
-    rows = np.sort(rng.choice(pool.num_rows, size=count, replace=False))
-    return pool.take(pa.array(rows))
+    """The `uniform` scheduler's draw of a round's prompts (without replacement within a round)."""
+    from policies.schedulers.uniform import uniform_draw
+
+    return pool.take(pa.array(uniform_draw(pool.num_rows, count, seed, round_index)))
 
 
 def reward_stats(scored: pa.Table) -> tuple[float, float]:
@@ -79,6 +88,19 @@ def reward_stats(scored: pa.Table) -> tuple[float, float]:
     if values.size == 0:
         return float("nan"), float("nan")
     return float(values.mean()), float(values.std())
+
+
+def column_means(scored: pa.Table, columns: list[str]) -> dict[str, float | None]:
+    """Mean of each numeric column over its finite values (None when it has none): held-out capability."""
+    means = {}
+    for name in columns:
+        kind = scored.schema.field(name).type
+        if not (pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_boolean(kind)):
+            continue
+        values = scored.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+        values = values[np.isfinite(values)]
+        means[name] = float(values.mean()) if values.size else None
+    return means
 
 
 def selection_summary(policy: str, selection) -> dict:
@@ -135,8 +157,14 @@ class RoundRunner:
         self.reward_columns = [spec.column for spec in config.scoring.rewards if spec.role == LABEL_ROLE]
         self.score_columns = score_columns(rewards)
         self.proxy_columns = score_columns(rewards, PROXY_ROLE)
+        self.eval_columns = score_columns(rewards, EVAL_ROLE)
+        self.scheduler = build_scheduler(config, self.store)
         self.labels = LabelPlan.of(config.selection.query, config.selection.labels_per_round, rewards)
         self.query = build_query(config)
+        if hasattr(self.query, "observe"):
+            # A selector that learns from labels (ensemble) relearns, on resume, from every completed round's.
+            for index in self.store.completed_rounds():
+                self.query.observe(pq.read_table(self.store.round_path(index) / SCORED_FILE))
 
     def nodes(self) -> dict[str, list[str]]:
         """The Ray node of every generator, scorer and learner worker (asked once: bundles do not move)."""
@@ -161,7 +189,8 @@ class RoundRunner:
         if role == LABEL_ROLE:  # the default call keeps its old form: stand-in scorers may not know roles
             scored, names = self.scorers.score(rollouts.drop_columns(skipped), progress), self.score_columns
         else:
-            scored, names = self.scorers.score(rollouts.drop_columns(skipped), progress, role), self.proxy_columns
+            scored = self.scorers.score(rollouts.drop_columns(skipped), progress, role)
+            names = self.proxy_columns if role == PROXY_ROLE else self.eval_columns
         for name in names:
             rollouts = rollouts.append_column(scored.schema.field(name), scored.column(name))
         return rollouts
@@ -173,11 +202,14 @@ class RoundRunner:
         sampling = self.generators.sampling(
             seed=self.config.run.seed + 7919, samples_per_prompt=cfg.samples_per_prompt, temperature=cfg.temperature
         )
-        scored, invalid = drop_invalid_rewards(self._score(self.generators.generate(prompts, sampling, self.weights)),
-                                               self.reward_columns)
+        samples = self._score(self.generators.generate(prompts, sampling, self.weights))
+        if self.eval_columns:
+            samples = self._score(samples, role=EVAL_ROLE)
+        scored, invalid = drop_invalid_rewards(samples, self.reward_columns)
         mean, std = reward_stats(scored)
         result = {"heldout_reward_mean": mean, "heldout_reward_std": std, "heldout_samples": scored.num_rows,
-                  "heldout_invalid": invalid["total"]}
+                  "heldout_invalid": invalid["total"],
+                  HELDOUT_COLUMNS: column_means(scored, [*self.score_columns[:-1], *self.eval_columns])}
         ifeval = ifeval_accuracies(scored)  # the ifeval reward's columns: IFEval's four accuracies
         if ifeval is not None:
             result[HELDOUT_IFEVAL] = ifeval
@@ -218,7 +250,8 @@ class RoundRunner:
             metrics["heldout_before_std"] = before["heldout_reward_std"]
             if HELDOUT_IFEVAL in before:
                 metrics[HELDOUT_BEFORE_IFEVAL] = before[HELDOUT_IFEVAL]
-        prompts = sample_round_prompts(self.prompts, cfg.data.prompts_per_round, cfg.run.seed, index)
+        schedule = self.scheduler.schedule(self.prompts, cfg.data.prompts_per_round, index)
+        prompts = self.prompts.take(pa.array(schedule.rows))
         with phase(Phase.GENERATE, total=prompts.num_rows) as progress:
             sampling = self.generators.sampling(seed=cfg.run.seed * 1_000_003 + index)
             rollouts = self.generators.generate(prompts, sampling, self.weights, progress.advance)
@@ -231,6 +264,9 @@ class RoundRunner:
             rollouts, labelled, labelling = label_round(rollouts, score, self.query, self.labels, query_rng,
                                                         self.features)
             scored, invalid = drop_invalid_rewards(labelled, self.reward_columns)
+            if hasattr(self.query, "observe"):
+                self.query.observe(scored)
+            self.scheduler.record(index, scored, schedule, self.prompts)
             if invalid["total"]:
                 log.warning("[round %d] dropped %d responses with NaN/inf rewards: %s", index, invalid["total"], invalid)
         with phase(Phase.SELECT):
@@ -264,6 +300,7 @@ class RoundRunner:
             "learner_overhead_fraction": learner_metrics.get("overhead_fraction"),
             "phase_seconds": observers.seconds_of(index),
             LABELLING: labelling,
+            SCHEDULING: {"scheduler": cfg.data.scheduler, **schedule.details},
             COSTS: round_costs(rollouts, selection.pairs, self.labels.label_rewards, self.labels.proxy_rewards,
                                cfg.learner.epochs, observers.seconds_of(index)),
             "weight_transport": self.transport,
@@ -273,6 +310,9 @@ class RoundRunner:
         writer.write_table(SCORED_TABLE, with_prompt_stats(scored, prompt_stats))
         writer.write_table(SELECTED_TABLE, with_prompt_stats(selection.pairs, prompt_stats))
         writer.write_table(PROMPT_STATS_TABLE, prompt_stats)
+        history, scalars = self.scheduler.state()
+        writer.write_table(PROMPT_HISTORY_TABLE, history)
+        writer.write_json(SCHEDULER_JSON, scalars)
         writer.write_json(EVAL_JSON, evaluation)
         writer.write_json(METRICS_JSON, metrics)
         final = writer.commit()
@@ -293,12 +333,30 @@ def score_columns(rewards: tuple[RewardSettings, ...], role: str = LABEL_ROLE) -
             for field in output_fields(reward, f"scoring.rewards[{index}]")] + (["reward"] if role == LABEL_ROLE else [])
 
 
+def build_scheduler(config: RunConfig, store: RunStore):
+    """The prompt scheduler (`data.scheduler`), restored from the last completed round's state on resume."""
+    from cluster.settings import scheduler_settings
+    from policies.schedulers import make_scheduler
+
+    scheduler = make_scheduler(config.data.scheduler, scheduler_settings(config))
+    completed = store.completed_rounds()
+    if completed:
+        folder = store.round_path(completed[-1])
+        if (folder / PROMPT_HISTORY_FILE).exists():
+            scalars = json.loads((folder / SCHEDULER_FILE).read_text())
+            scheduler.restore(pq.read_table(folder / PROMPT_HISTORY_FILE), scalars)
+        else:
+            log.info("round %d has no scheduler state (written before scheduling existed): the scheduler starts "
+                     "afresh", completed[-1])
+    return scheduler
+
+
 def build_query(config: RunConfig):
     """The query selector (`selection.query`), with the proxy columns it may rank by."""
     from cluster.settings import query_settings
     from policies.query import make_query
 
-    return make_query(config.selection.query, query_settings(config.scoring))
+    return make_query(config.selection.query, query_settings(config))
 
 
 def check_rewards(config: RunConfig, rewards: tuple[RewardSettings, ...]) -> None:

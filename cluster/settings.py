@@ -27,6 +27,7 @@ from cluster.config import (
     LearnerSection,
     ModelSection,
     RewardSpec,
+    RunConfig,
     ScoringSection,
     SelectionFeaturesSection,
     SelectionSection,
@@ -38,6 +39,7 @@ if TYPE_CHECKING:  # imported where used: they import torch, and the reward pre-
     from actors.generator_base import SamplingParams
     from actors.kernels.model_features import FeatureOptions
     from policies.query import QuerySettings
+    from policies.schedulers import SchedulerSettings
     from policies.settings import SelectionSettings
 
 Settings = TypeVar("Settings")
@@ -101,12 +103,31 @@ def selection_settings(section: SelectionSection, learner_beta: float) -> Select
     return from_section(SelectionSettings, section, pvar_rewards=tuple(section.pvar_rewards), implicit_beta=beta)
 
 
-def query_settings(scoring: ScoringSection) -> QuerySettings:
-    """What the query selector (`selection.query`) may read besides the round's table: the proxy columns."""
+def query_settings(config: RunConfig) -> QuerySettings:
+    """What the query selector (`selection.query`) may read besides the round's table: the proxy columns,
+    PVar's temperature and implicit beta (as the selection policy resolves them) and `query_options`."""
     from actors.contracts import PROXY_ROLE
     from policies.query import QuerySettings
+    from policies.query.ensemble import EnsembleSettings
 
-    return QuerySettings(proxy_columns=tuple(spec.column for spec in scoring.rewards if spec.role == PROXY_ROLE))
+    selection, options = config.selection, config.selection.query_options
+    return QuerySettings(
+        proxy_columns=tuple(spec.column for spec in config.scoring.rewards if spec.role == PROXY_ROLE),
+        tau=selection.tau,
+        implicit_beta=config.learner.beta if selection.implicit_beta is None else selection.implicit_beta,
+        tie_tolerance=options.tie_tolerance,
+        target_groups=selection.pair_budget if options.target_groups is None else options.target_groups,
+        ensemble=from_section(EnsembleSettings, options.ensemble, seed=config.run.seed),
+    )
+
+
+def scheduler_settings(config: RunConfig) -> SchedulerSettings:
+    """The prompt scheduler's options (`data.scheduling`), seeded by the run's seed."""
+    from policies.schedulers import SchedulerSettings
+
+    section = config.data.scheduling
+    return from_section(SchedulerSettings, section, seed=config.run.seed, pool_bounds=tuple(section.pool_bounds),
+                        pool_weights=tuple(section.pool_weights))
 
 
 def sampling_params(section: GenerationSection, seed: int, samples_per_prompt: int | None = None,

@@ -14,12 +14,10 @@ import pytest
 from actors.contracts import (
     COST_KEYS,
     LABELLED_COLUMN,
-    ROLLOUT_FIELDS,
     ROLLOUTS_SCHEMA,
     InputError,
 )
 from actors.rewards.builtin_task import builtin_task_reward
-from actors.rewards.programmatic import register_reward
 from actors.rewards.proxies import PROXY_NOISE, builtin_task_proxy_reward, ifeval_proxy_reward
 from actors.scorer import Scorer
 from cluster.config_loading import load_config
@@ -27,120 +25,7 @@ from cluster.costs import round_costs, with_cumulative
 from cluster.labelling import LabelPlan, label_round
 from cluster.settings import scorer_rewards
 from policies.query import make_query, prompt_groups, registered_queries, take_groups
-
-K = 4  # responses per prompt in these tests
-
-# What the counting labeller saw, as (prompt_id, sample_index): cleared by each test that reads it.
-SEEN: list[tuple[str, int]] = []
-
-
-@register_reward("test_counting_labeller")
-def counting_labeller(batch: pa.Table) -> np.ndarray:
-    """The built-in task's reward, recording every response it is asked to score."""
-    SEEN.extend(zip(batch.column("prompt_id").to_pylist(), batch.column("sample_index").to_pylist()))
-    return builtin_task_reward(batch)
-
-
-# ------------------------------------------------------------------ stand-ins for the actors
-
-
-def prompts_table(count: int, prefix: str = "p") -> pa.Table:
-    answers = [f"add {i % 10} {(i * 3) % 10} {(i * 7) % 10}" for i in range(count)]
-    return pa.table({
-        "prompt_id": [f"{prefix}{i}" for i in range(count)],
-        "prompt": [f"question {i}" for i in range(count)],
-        "prompt_text": [f"question {i}" for i in range(count)],
-        "answer": answers,
-    })
-
-
-class Generators:
-    """k responses per prompt, each a corrupted copy of the answer (sample j keeps the first 4 - j items),
-    with token ids of one id per word: rewards differ within a prompt, lengths are known."""
-
-    def sampling(self, seed=0, **options):
-        return {"seed": seed, **options}
-
-    def generate(self, prompts: pa.Table, sampling, weights, progress=None) -> pa.Table:
-        schema = pa.schema([*prompts.schema, *ROLLOUT_FIELDS])
-        rows = {name: [] for name in schema.names}
-        for row in prompts.to_pylist():
-            for j in range(K):
-                words = row["answer"].split()
-                response = " ".join(words[: len(words) - j] + ["x"] * (j % 2))
-                for name in prompts.column_names:
-                    rows[name].append(row[name])
-                rows["sample_index"].append(j)
-                rows["response"].append(response)
-                rows["prompt_token_ids"].append(list(range(len(row["prompt_text"].split()) + 1)))
-                rows["response_token_ids"].append(list(range(len(response.split()) + 1)))
-                rows["sampling_logprob"].append(-1.0)
-                rows["token_logprobs"].append([-0.5] * (len(response.split()) + 1))
-                rows["finish_reason"].append("stop")
-                rows["weights_version"].append(0)
-        if progress is not None:
-            progress(prompts.num_rows)
-        return pa.Table.from_pydict(rows, schema=schema)
-
-    def load_weights(self, weights):
-        return [0]
-
-
-class Scorers:
-    """The real Scorer, in-process, called the way the driver calls the scorer group."""
-
-    def __init__(self, scorer: Scorer):
-        self.scorer = scorer
-
-    def score(self, rollouts: pa.Table, progress=None, role: str = "label") -> pa.Table:
-        return self.scorer.score(rollouts, role)
-
-
-class Weights:
-    def relocated(self, old: str, new: str) -> "Weights":
-        return self
-
-
-class Learner:
-    def train_round(self, index, pairs, checkpoint_dir):
-        self.pairs = pairs
-        return {"pairs_trained": pairs.num_rows}, Weights()
-
-
-def runner_for(config, tmp_path):
-    """The driver's RoundRunner with its actors replaced by the stand-ins above."""
-    from cluster.round_loop import RoundRunner, build_policy
-    from cluster.run_store import RunStore
-
-    rewards = scorer_rewards(config.scoring)
-    runner = RoundRunner.__new__(RoundRunner)
-    runner.config, runner.weights, runner.transport, runner._nodes = config, None, "object_store", {}
-    runner.store = RunStore(tmp_path / "run")
-    runner.prompts, runner.heldout = prompts_table(config.data.prompts_per_round), prompts_table(4, "h")
-    runner.policy = build_policy(config)
-    runner.setup_labelling(config, rewards)
-    runner.generators, runner.scorers = Generators(), Scorers(Scorer(list(rewards)))
-    runner.learner, runner.features = Learner(), None
-    return runner
-
-
-def config_with(*overrides: str):
-    return load_config(None, ["data.prompts_per_round=12", "diagnostics.did_prompts=0",
-                              "diagnostics.gradient_norms=false", "eval.before_training=false", *overrides])
-
-
-LABELLER = "{kind: programmatic, name: test_counting_labeller}"
-PROXY = "{kind: programmatic, name: builtin_task_proxy, role: proxy}"
-
-
-def run_one_round(config, tmp_path):
-    from cluster.observers import RunObservers
-
-    runner = runner_for(config, tmp_path)
-    SEEN.clear()
-    metrics = runner.run_round(0, RunObservers("t", tmp_path, bars=False))
-    return runner, metrics, tmp_path / "run" / "round_0000"
-
+from round_standins import K, LABELLER, PROXY, SEEN, Generators, config_with, grouped, prompts_table, run_one_round
 
 # ------------------------------------------------------------------ the round
 
@@ -235,11 +120,6 @@ def test_cumulative_costs_sum_the_rounds_and_skip_rounds_without_costs():
 # ------------------------------------------------------------------ query selectors
 
 
-def grouped(prompts: int, k: int = K) -> pa.Table:
-    return pa.table({"prompt_id": [f"p{i}" for i in range(prompts) for _ in range(k)],
-                     "sample_index": [j for _ in range(prompts) for j in range(k)]})
-
-
 def test_passive_labels_everything_and_takes_no_budget():
     table = grouped(5)
     passive = make_query("passive")
@@ -321,7 +201,7 @@ def test_roles_reach_the_scorer_settings_and_the_query_settings():
 
     config = config_with(f"scoring.rewards=[{LABELLER}, {PROXY}]")
     assert [r.role for r in scorer_rewards(config.scoring)] == ["label", "proxy"]
-    assert query_settings(config.scoring).proxy_columns == ("reward_builtin_task_proxy",)
+    assert query_settings(config).proxy_columns == ("reward_builtin_task_proxy",)
 
 
 # ------------------------------------------------------------------ the scorer by role, the proxies
@@ -357,3 +237,20 @@ def test_ifeval_proxy_checks_the_first_instruction_only():
     })
     values = ifeval_proxy_reward(batch)
     assert values[:2].tolist() == [1.0, 0.0] and np.isnan(values[2])
+
+
+def test_an_eval_reward_scores_held_out_samples_only_and_costs_no_label(tmp_path):
+    exact = "{kind: programmatic, name: builtin_task_exact, role: eval}"
+    config = config_with(f"scoring.rewards=[{LABELLER}, {exact}]")
+    runner, metrics, folder = run_one_round(config, tmp_path)
+    held_out = metrics["heldout_columns"]
+    assert set(held_out) == {"reward_test_counting_labeller", "reward_builtin_task_exact"}
+    # The stand-in generator's sample 0 is the exact answer, the others are not: exact match is 1 in 4.
+    assert held_out["reward_builtin_task_exact"] == pytest.approx(0.25)
+    assert held_out["reward_test_counting_labeller"] == pytest.approx(metrics["heldout_reward_mean"])
+    # Never on the training rollouts, never in `reward`, never a label.
+    scored = pq.read_table(folder / "scored.parquet")
+    assert "reward_builtin_task_exact" not in scored.column_names
+    assert metrics["costs"]["labels"] == scored.num_rows
+    with pytest.raises(Exception, match="weight"):
+        config_with(f"scoring.rewards=[{LABELLER}, {{kind: programmatic, name: builtin_task_exact, role: eval, weight: 2}}]")

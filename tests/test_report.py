@@ -388,3 +388,18 @@ def test_reward_against_cumulative_labels_and_tokens_is_plotted_when_costs_are_r
     old = write_run(tmp_path / "old", [round_metrics(0, None)])
     write_report(old)
     assert "plot-costs" not in read_page(old).images and f"Costs: {NOT_RECORDED}" in read_page(old).text
+
+
+def test_what_was_labelled_and_why_is_tabled_per_selective_round(tmp_path):
+    chosen = {"ranked_by": "proxy", "score_labelled": 0.18, "score_unlabelled": 0.02}
+    labelling = {"query": "pvar_proxy", "responses": 256, "responses_labelled": 64,
+                 "seconds": {"query": 0.004}, "selector": chosen}
+    rounds = [round_metrics(0, None), round_metrics(1, None, labelling=labelling, costs={"labels": 64})]
+    page = read_page(write_report(write_run(tmp_path / "run", rounds)).parent)
+    check_number(page, "score_labelled", 1, 0.18, 3)
+    check_number(page, "score_unlabelled", 1, 0.02, 3)
+    assert 'id="labelling"' in page.text and "64 / 256" in page.text and "pvar_proxy" in page.text
+    # A run that labels every response has nothing to say here.
+    everything = {"query": "passive", "responses": 256, "responses_labelled": 256, "seconds": {}}
+    plain = read_page(write_report(write_run(tmp_path / "plain", [round_metrics(0, None, labelling=everything)])).parent)
+    assert 'id="labelling"' not in plain.text

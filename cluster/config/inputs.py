@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from cluster.config.base import StrictModel
+from cluster.config.scheduling import SchedulingSection
 
 # The `realistic` preset's shares of the pool's classes (docs/builtin-task.md): a documented choice, in the
 # range that math and instruction pools show for a starting policy (many prompts always or never solved).
@@ -197,6 +198,8 @@ class PromptSourceSection(StrictModel):
 
 
 class DataSection(StrictModel):
+    """The prompt pools and how each round's prompts are chosen from the training pool."""
+
     train: PromptSourceSection = Field(default_factory=PromptSourceSection, description="Training prompt pool.")
     heldout: PromptSourceSection = Field(
         default_factory=PromptSourceSection, description="Held-out prompts for evaluation each round."
@@ -204,6 +207,23 @@ class DataSection(StrictModel):
     prompts_per_round: int = Field(
         64, ge=1, description="Prompts drawn (without replacement within a round) from the pool each round."
     )
+    scheduler: str = Field(
+        "uniform",
+        description="Which prompts are rolled out, chosen before generation (policies/schedulers/, "
+        "docs/scheduling.md): 'uniform' (a fresh random draw each round), 'history' (walks the pool in epochs "
+        "and skips prompts whose recent visits all tied, GRESO's rule) or 'pools' (draws by difficulty pool of "
+        "the last mean reward, prime-rl's rule).",
+    )
+    scheduling: SchedulingSection = Field(
+        default_factory=SchedulingSection, description="Options of the prompt schedulers.")
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler_is_registered(cls, scheduler: str) -> str:
+        from policies.schedulers import check_scheduler_name
+
+        check_scheduler_name(scheduler)  # ValueError naming the nearest registered scheduler
+        return scheduler
     apply_chat_template: bool = Field(
         True, description="Format prompts with the tokenizer's chat template when it has one."
     )

@@ -106,12 +106,13 @@ class RewardSpec(StrictModel):
     weight: float = Field(
         1.0, description="Weight of this reward in the combined reward (label rewards only: proxies are never "
         "part of `reward`).")
-    role: Literal["label", "proxy"] = Field(
+    role: Literal["label", "proxy", "eval"] = Field(
         "label",
         description="'label': the labeller; its scores form `reward`, build the preference pairs and cost one "
         "label per response it scores (only the responses query selection sends it). 'proxy': a cheap "
         "stand-in scored for every response, used only to choose which responses are labelled "
-        "(selection.query); free, never part of `reward` (docs/labels.md).",
+        "(selection.query); free, never part of `reward`. 'eval': a capability measure scored on the held-out "
+        "samples only (metrics.json heldout_columns), never on training rollouts (docs/labels.md).",
     )
     batch_size: int = Field(
         32, ge=1, description="Responses per forward pass of a reward model; for http, items per request."
@@ -161,9 +162,9 @@ class RewardSpec(StrictModel):
     def _proxies_have_no_weight(self) -> "RewardSpec":
         # A proxy never enters `reward`: a weight given to one would silently do nothing. The default is
         # accepted, so a run's saved config.yaml (every field written out) loads again.
-        if self.role == "proxy" and self.weight != 1.0:
-            raise ValueError(f"weight {self.weight} is read only by rewards with role 'label'; a proxy never enters "
-                             "`reward` (remove weight, or make it role 'label')")
+        if self.role != "label" and self.weight != 1.0:
+            raise ValueError(f"weight {self.weight} is read only by rewards with role 'label'; a {self.role} reward "
+                             "never enters `reward` (remove weight, or make it role 'label')")
         return self
 
     @model_validator(mode="after")

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from cluster.config.base import StrictModel
+from cluster.config.query import QueryOptionsSection
 
 
 class SelectionFeaturesSection(StrictModel):
@@ -35,11 +36,16 @@ class SelectionSection(StrictModel):
 
     query: str = Field(
         "passive",
-        description="Query selection: which responses the labellers (scoring.rewards with role 'label') see, "
-        "chosen in whole prompt groups (docs/labels.md): 'passive' (every response, as before query selection "
-        "existed; takes no labels_per_round) or 'random' (prompt groups in a seeded random order, up to "
-        "labels_per_round). Registered in policies/query/.",
+        description="Query selection: which responses the labellers (scoring.rewards with role 'label') see "
+        "(docs/labels.md): 'passive' (every response, as before query selection existed; takes no "
+        "labels_per_round), 'random' (prompt groups in a seeded random order), 'pvar_proxy' (groups by the PVar "
+        "of the proxy rewards), 'pvar_implicit' (by the PVar of the implicit reward log pi - log pi_init), "
+        "'dynamic_filter' (random groups until query_options.target_groups of them do not tie) or 'ensemble' "
+        "(one pair per prompt, where an ensemble reward model trained on the labels so far disagrees most). "
+        "Registered in policies/query/.",
     )
+    query_options: QueryOptionsSection = Field(
+        default_factory=QueryOptionsSection, description="Options of the query selectors.")
     labels_per_round: int | None = Field(
         None,
         ge=2,

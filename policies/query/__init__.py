@@ -5,7 +5,8 @@ A query selector is registered by name (`@register_query("random")`) and built f
 boolean mask over the rollouts' rows, True for the responses to label. `rollouts` holds every generated
 response with the proxy rewards' columns (role `proxy`) already scored; `features` is the round's
 `ModelProbe` (implicit reward, embeddings), free to ask like the proxies. Importing this package
-registers the built-in selectors: `passive` and `random` (policies/query/selectors.py).
+registers the built-in selectors: `passive` and `random` (selectors.py), `pvar_proxy` and `pvar_implicit`
+(ranked.py), `dynamic_filter` (dynamic_filter.py).
 
 Labels come in whole prompt groups (`take_groups` in policies/query/groups.py), so labelled responses
 form pairs; docs/labels.md states the rule.
@@ -22,7 +23,7 @@ from policies.query.base import (
 from policies.query.groups import prompt_groups, take_groups
 
 # Imported for their registration side effect.
-from policies.query import selectors  # noqa: E402,F401  isort: skip
+from policies.query import dynamic_filter, ranked, selectors  # noqa: E402,F401  isort: skip
 
 __all__ = ["QuerySelector", "QuerySettings", "check_query_name", "make_query", "prompt_groups", "register_query",
            "registered_queries", "take_groups"]

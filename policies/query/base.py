@@ -19,10 +19,23 @@ class QuerySettings:
     # The proxy rewards' columns (`reward_<name>` of every scoring.rewards entry with role proxy), config
     # order: what a selector that ranks by proxy scores reads.
     proxy_columns: tuple[str, ...] = ()
+    # pvar_proxy: the Bradley-Terry temperature of p_ij = sigma((r_i - r_j) / tau) (selection.tau).
+    tau: float = 1.0
+    # pvar_implicit: p_ij = sigma(implicit_beta * (lr_i - lr_j)) (selection.implicit_beta, else learner.beta).
+    implicit_beta: float = 0.1
+    # dynamic_filter: a group ties when its labelled rewards spread by no more than this (max - min) ...
+    tie_tolerance: float = 0.0
+    # ... and labelling stops once this many groups do not tie (None: only the budget stops it).
+    target_groups: int | None = None
+    # ensemble: its settings (policies/query/ensemble.py `EnsembleSettings`; None: the defaults).
+    ensemble: object | None = None
 
 
 class QuerySelector(Protocol):
-    """Chooses the responses to label; see the package docstring."""
+    """Chooses the responses to label; see the package docstring. A selector that must see labels before
+    choosing more (dynamic_filter) has `label_batches` instead: a generator yielding row indices to label and
+    sent back their scored rows; a selector that learns from labels (ensemble) has `observe(labelled)`,
+    called with every round's labelled rows (on resume, with each completed round's, in order)."""
 
     name: str
 

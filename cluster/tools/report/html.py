@@ -16,6 +16,7 @@ from actors.contracts import (
     HELDOUT_IFEVAL,
     IFEVAL_ACCURACIES,
     IFEVAL_FAMILIES,
+    LABELLING,
     REPORT_FILE,
     ZERO_VARIANCE_SHARE,
 )
@@ -229,6 +230,38 @@ def ifeval_section(rounds: list[RoundData]) -> str | None:
               "before ':').</p></section>")
 
 
+def labelling_section(rounds: list[RoundData]) -> str | None:
+    """What each round sent to the labellers and why: the query selector, what it ranked by, the mean of that
+    score over the labelled responses and over the rest, labels spent; None when no round labelled
+    selectively (every response labelled, as before query selection existed)."""
+    rows = []
+    for r in rounds:
+        found = r.metrics.get(LABELLING)
+        if not isinstance(found, dict) or found.get("responses_labelled") == found.get("responses") \
+                and not found.get("selector"):
+            continue
+        chosen = found.get("selector") or {}
+        why = chosen.get("ranked_by") or ("ties filtered" if "groups_kept" in chosen else found.get("query", ""))
+        if "groups_kept" in chosen:
+            why += f" ({chosen['groups_kept']} groups kept, {chosen.get('groups_tied', 0)} tied)"
+        seconds = found.get("seconds") or {}
+        rows.append([str(r.index), _e(found.get("query", NOT_RECORDED)), _e(why),
+                     _num(recorded(chosen, "score_labelled"), "score_labelled", r.index, digits=3),
+                     _num(recorded(chosen, "score_unlabelled"), "score_unlabelled", r.index, digits=3),
+                     _e(f"{found.get('responses_labelled', NOT_RECORDED)} / {found.get('responses', NOT_RECORDED)}"),
+                     _num(recorded(r.metrics.get("costs") or {}, "labels"), "labels", r.index, digits=6),
+                     _e(f"{seconds.get('query', 0.0):.3f}")])
+    if not rows:
+        return None
+    return ('<section id="labelling"><h2>What was labelled, and why</h2>'
+            + _table(["round", "query selector", "ranked by", "score of labelled", "score of the rest",
+                      "responses labelled", "labels", "choosing (s)"], rows, "labelling-table")
+            + '<p class="note">The score is what the selector ranked by (a prompt\'s PVar of the proxy or implicit '
+              "reward, the ensemble's disagreement), per response in rollouts.parquet's query_score column; a "
+              "selector that ranks well labels responses whose score is above the rest's. Labels: responses "
+              "labelled x label rewards (docs/labels.md).</p></section>")
+
+
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:1.5em auto;max-width:1250px;
 padding:0 1em;color:#222;line-height:1.4}
@@ -285,6 +318,8 @@ def build_html(run: RunFolder, rounds: list[RoundData], started: float | None = 
         "and cumulative generated tokens (right), from metrics.json's costs (docs/labels.md); the first point, "
         "at zero, is the starting policy when it was evaluated.",
         f"Costs: {NOT_RECORDED} (a run from before costs were counted).")
+    if (labelled := labelling_section(rounds)) is not None:
+        sections.append(labelled)
 
     pvar_rounds = [r for r in rounds if r.pvar is not None and r.pvar.size]
     if pvar_rounds:

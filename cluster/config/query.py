@@ -1,0 +1,40 @@
+"""Config section for the query selectors' own options (`selection.query_options`; docs/labels.md)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from cluster.config.base import StrictModel
+
+
+class EnsembleQuerySection(StrictModel):
+    """The `ensemble` query selector: an epistemic reward model (SEA family) over frozen hashed n-gram
+    features of (prompt, response), refitted on every label gathered so far (policies/query/ensemble.py)."""
+
+    heads: int = Field(8, ge=2, description="Ensemble members; their disagreement is the uncertainty.")
+    hidden: int = Field(64, ge=0, description="Hidden units of each head's one-layer MLP (0: a linear head).")
+    features: int = Field(4096, ge=16, description="Hashed word 1-2-gram features per text block (prompt, response).")
+    steps: int = Field(200, ge=1, description="Full-batch Adam steps per refit, on the whole replay of labels.")
+    lr: float = Field(1e-2, gt=0, description="Adam learning rate of the heads.")
+    anchor: float = Field(
+        1e-3, ge=0, description="Pull of each head towards its own initialisation (anchored ensembles): keeps the "
+        "heads apart where no label has been seen.")
+    rule: Literal["max_disagreement", "thompson"] = Field(
+        "max_disagreement",
+        description="Which pair of a prompt is labelled: the pair the heads disagree on most, or (SEA's "
+        "exploration) the best response by one randomly drawn head against its most disputed rival.")
+
+
+class QueryOptionsSection(StrictModel):
+    """Options of the query selectors (selection.query); each names the selector that reads it."""
+
+    tie_tolerance: float = Field(
+        0.0, ge=0, description="dynamic_filter: a prompt group ties when its labelled rewards spread (max - min) "
+        "by no more than this; raise it for continuous rewards.")
+    target_groups: int | None = Field(
+        None, ge=1, description="dynamic_filter: stop labelling once this many prompt groups do not tie "
+        "(None: selection.pair_budget, one pair per kept prompt at least).")
+    ensemble: EnsembleQuerySection = Field(
+        default_factory=EnsembleQuerySection, description="ensemble: the epistemic reward model.")

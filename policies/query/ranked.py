@@ -1,0 +1,136 @@
+"""Query selectors that rank prompt groups by preference variance before any label is paid for.
+
+- `pvar_proxy`: PVar (docs/pvar.md) of the proxy rewards' scores (role `proxy`; several proxies form an
+  ensemble by their mean preference probability), the paper's small selection reward model.
+- `pvar_implicit`: PVar of the policy's implicit reward, log pi(y|x) - log pi_init(y|x) (asked of the model
+  probe, free like the proxies), with p_ij = sigma(implicit_beta * (lr_i - lr_j)). While the policy is still
+  its initial model every log-ratio is 0 and carries no ranking; the round then ranks by the proxies' PVar
+  when there are proxies, else in random order, and says so in the log.
+
+Both spend the budget with `take_groups` (whole prompt groups, highest PVar first; ties in a seeded random
+order), so the budget rule is the same as `random`'s and the arms differ only in which groups they label.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pyarrow as pa
+
+from policies.pvar import grouped_ensemble_preference_variance
+from policies.query.base import QuerySettings, register_query
+from policies.query.groups import prompt_groups, take_groups
+
+log = logging.getLogger(__name__)
+
+
+def group_codes(groups: list[np.ndarray], num_rows: int) -> np.ndarray:
+    """int64 per row: the index of its prompt group."""
+    codes = np.empty(num_rows, dtype=np.int64)
+    for index, rows in enumerate(groups):
+        codes[rows] = index
+    return codes
+
+
+def ranked_order(scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Group indices, highest score first, ties in an order drawn from `rng`."""
+    return np.lexsort((rng.random(scores.size), -scores))
+
+
+def grouped_pvar_or_last(codes: np.ndarray, values: np.ndarray, tau: float, n_groups: int) -> np.ndarray:
+    """PVar per group of the columns of `values` (n_rows, n_columns), p_ij = sigma((v_i - v_j) / tau); a group
+    with a non-finite value gets -1, ranking it after every group with a usable score (a proxy that failed on
+    it says nothing about it)."""
+    finite_rows = np.isfinite(values).all(axis=1)
+    bad_groups = np.unique(codes[~finite_rows])
+    if bad_groups.size:
+        log.warning("query selection: %d prompt group(s) have non-finite proxy scores; ranked last", bad_groups.size)
+    pvar = grouped_ensemble_preference_variance(codes, np.where(np.isfinite(values), values, 0.0), tau,
+                                                "mean_probability", n_groups)
+    pvar[bad_groups] = -1.0
+    return pvar
+
+
+def chosen_vs_rest(row_scores: np.ndarray, mask: np.ndarray) -> dict:
+    """Mean query score of the labelled responses and of the others (None where there are none)."""
+    def mean(values: np.ndarray) -> float | None:
+        values = values[np.isfinite(values)]
+        return float(values.mean()) if values.size else None
+    return {"score_labelled": mean(row_scores[mask]), "score_unlabelled": mean(row_scores[~mask])}
+
+
+class RankedQuery:
+    """Shared by the ranked selectors: the last round's per-response scores and their summary."""
+
+    row_scores: np.ndarray | None = None
+    source = ""
+
+    def ranked_mask(self, groups, codes, scores, rng, num_rows, max_responses) -> np.ndarray:
+        mask = take_groups(groups, ranked_order(scores, rng), num_rows, max_responses)
+        self.row_scores = scores[codes]
+        self._chosen = chosen_vs_rest(self.row_scores, mask)
+        return mask
+
+    def summary(self) -> dict:
+        return {"ranked_by": self.source, **self._chosen}
+
+
+def proxy_pvar(rollouts: pa.Table, settings: QuerySettings, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """PVar per group of the proxy columns, with the Bradley-Terry temperature `settings.tau`."""
+    missing = [c for c in settings.proxy_columns if c not in rollouts.column_names]
+    if missing:
+        raise ValueError(f"query selection: the rollouts lack proxy column(s) {missing}")
+    matrix = np.column_stack([rollouts.column(c).to_numpy(zero_copy_only=False).astype(np.float64)
+                              for c in settings.proxy_columns])
+    return grouped_pvar_or_last(codes, matrix, settings.tau, n_groups)
+
+
+@register_query("pvar_proxy")
+class ProxyPVarQuery(RankedQuery):
+    """Prompt groups by the PVar of their proxy scores, highest first."""
+
+    source = "proxy"
+
+    def __init__(self, settings: QuerySettings):
+        if not settings.proxy_columns:
+            raise ValueError("query selector 'pvar_proxy' ranks by proxy scores: add a scoring.rewards entry "
+                             "with role: proxy")
+        self.settings = settings
+
+    def select(self, rollouts: pa.Table, max_responses: int | None, rng: np.random.Generator,
+               features=None) -> np.ndarray:
+        groups = prompt_groups(rollouts)
+        codes = group_codes(groups, rollouts.num_rows)
+        scores = proxy_pvar(rollouts, self.settings, codes, len(groups))
+        return self.ranked_mask(groups, codes, scores, rng, rollouts.num_rows, max_responses)
+
+
+@register_query("pvar_implicit")
+class ImplicitPVarQuery(RankedQuery):
+    """Prompt groups by the PVar of the policy's implicit reward, highest first (module docstring)."""
+
+    def __init__(self, settings: QuerySettings):
+        self.settings = settings
+
+    def select(self, rollouts: pa.Table, max_responses: int | None, rng: np.random.Generator,
+               features=None) -> np.ndarray:
+        if features is None:
+            raise ValueError("query selector 'pvar_implicit' needs the model probe for the log-ratios "
+                             "log pi - log pi_init, but select() was called with features=None")
+        groups = prompt_groups(rollouts)
+        codes = group_codes(groups, rollouts.num_rows)
+        logratios = np.asarray(features.response_logratios(rollouts), dtype=np.float64)
+        if logratios.shape != (rollouts.num_rows,):
+            raise ValueError(f"response_logratios returned shape {logratios.shape} for {rollouts.num_rows} responses")
+        if logratios.size and np.all(logratios == 0):
+            self.source = "proxy" if self.settings.proxy_columns else "random"
+            log.info("pvar_implicit: every log-ratio is 0 (the policy is its initial model); ranking by %s",
+                     "the proxies' PVar" if self.settings.proxy_columns else "a random order")
+            scores = (proxy_pvar(rollouts, self.settings, codes, len(groups)) if self.settings.proxy_columns
+                      else np.zeros(len(groups)))
+        else:
+            self.source = "implicit"
+            scores = grouped_pvar_or_last(codes, logratios[:, None], 1.0 / self.settings.implicit_beta,
+                                          len(groups))
+        return self.ranked_mask(groups, codes, scores, rng, rollouts.num_rows, max_responses)

@@ -1,0 +1,94 @@
+"""The scheduler interface, its settings, the per-prompt history every scheduler keeps, and the registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import numpy as np
+import pyarrow as pa
+
+from actors.contracts import Registry
+
+# One row per prompt the run has rolled out or skipped: what a scheduler knows about it.
+HISTORY_SCHEMA = pa.schema([
+    ("prompt_id", pa.string()),
+    ("visits", pa.int64()),            # rounds in which its responses were labelled and judged
+    ("last_round", pa.int64()),        # the last such round (-1: never)
+    ("last_mean", pa.float64()),       # mean labelled reward at that visit (NaN: never)
+    ("last_spread", pa.float64()),     # max - min of the labelled rewards at that visit
+    ("tied_streak", pa.int64()),       # consecutive most recent visits whose responses all tied
+    ("skips", pa.int64()),             # times the scheduler skipped it
+])
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    """Built by the driver (cluster/settings.py `scheduler_settings`) from `data.scheduling`."""
+
+    seed: int = 0
+    # A visit ties when its labelled rewards spread (max - min) by no more than this.
+    tie_tolerance: float = 0.0
+    # history: P(skip) = 1 - max(p ** streak, floor); p starts at p_start and moves by p_step a round towards
+    # a share of tied prompts of target_tied_share among those rolled out, within [p_min, p_max].
+    p_start: float = 0.5
+    p_step: float = 0.01
+    p_min: float = 0.05
+    p_max: float = 0.95
+    floor: float = 0.01
+    target_tied_share: float = 0.25
+    # history and pools: this share of the skipped prompts (at least one when any is skipped) is rolled out
+    # anyway, to measure how often a skip was wrong.
+    audit_fraction: float = 0.0
+    # pools: ascending upper bounds of last mean reward and the weight of each pool; unseen prompts weigh 1.
+    pool_bounds: tuple[float, ...] = (0.25, 0.75, 1.0)
+    pool_weights: tuple[float, ...] = (0.2, 1.0, 0.2)
+
+
+@dataclass
+class Schedule:
+    """One round's choice, as rows of the pool table."""
+
+    rows: np.ndarray                   # int64: the prompts to roll out (audited ones included), ascending
+    skipped: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))   # examined and not rolled out
+    audited: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))   # subset of rows: skipped, rolled out anyway
+    details: dict = field(default_factory=dict)                                   # metrics.json `scheduling`
+
+
+class PromptScheduler(Protocol):
+    name: str
+
+    def schedule(self, pool: pa.Table, count: int, round_index: int) -> Schedule:
+        """About `count` prompts of `pool` (prompt_id column) to roll out in round `round_index`."""
+
+    def record(self, round_index: int, scored: pa.Table, schedule: Schedule, pool: pa.Table) -> None:
+        """Update the history from the round's labelled rows (prompt_id, reward)."""
+
+    def state(self) -> tuple[pa.Table, dict]:
+        """The whole state: the history table (HISTORY_SCHEMA) and a JSON-able dict."""
+
+    def restore(self, history: pa.Table, scalars: dict) -> None:
+        """Back to a state `state()` returned."""
+
+
+SchedulerFactory = Callable[[SchedulerSettings], PromptScheduler]
+_SCHEDULERS: Registry[SchedulerFactory] = Registry("prompt scheduler")
+
+
+def register_scheduler(name: str) -> Callable[[SchedulerFactory], SchedulerFactory]:
+    return _SCHEDULERS.register(name)
+
+
+def registered_schedulers() -> tuple[str, ...]:
+    return _SCHEDULERS.names()
+
+
+def check_scheduler_name(name: str) -> None:
+    """ValueError naming the nearest registered scheduler unless `name` is registered."""
+    _SCHEDULERS.get(name)
+
+
+def make_scheduler(name: str, settings: SchedulerSettings | None = None) -> PromptScheduler:
+    scheduler = _SCHEDULERS.get(name)(settings or SchedulerSettings())
+    scheduler.name = name
+    return scheduler

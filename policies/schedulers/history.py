@@ -1,0 +1,107 @@
+"""`history`: skip, before rollout, prompts whose recent visits all tied (GRESO, arXiv 2506.02177).
+
+A visit ties when the prompt's labelled rewards spread by no more than `tie_tolerance`: the policy always
+solves it or never does, and DPO can make no pair of it. The pool is walked in epochs (a seeded permutation
+per epoch, the position kept in the state), and each prompt offered is skipped with probability
+    P(skip) = 1 - max(p ** streak, floor),
+streak the number of its most recent visits in a row that tied (0: never skipped), floor the exploration
+floor that keeps every prompt offered a chance each epoch. After each round p moves by p_step towards a
+target share of tied prompts among those rolled out: a share at or above the target lowers p (skips more),
+below raises it, within [p_min, p_max].
+
+One documented change from GRESO: GRESO keeps two streaks and two p's (all-correct and all-wrong, with 0/1
+rewards and thresholds 0.98 / 0.11 assumed). Here a single "tied" streak and one p serve any reward scale,
+since what makes a prompt useless to DPO is the tie, not which side it falls on.
+
+An audit: `audit_fraction` of the round's skipped prompts (at least one when any is skipped) are rolled out
+anyway; how many of them turn out not to tie measures how often a skip threw away an informative prompt.
+Skipped prompts get no new evidence, so their streak stays as it was (as in GRESO).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+
+from policies.schedulers.base import Schedule, SchedulerSettings, register_scheduler
+from policies.schedulers.prompt_history import EpochWalk, PromptHistory
+
+
+def skip_probability(streak: np.ndarray, p: float, floor: float) -> np.ndarray:
+    """GRESO's rule: 0 without a streak, else 1 - max(p ** streak, floor)."""
+    streak = np.asarray(streak, dtype=np.float64)
+    return np.where(streak > 0, 1.0 - np.maximum(p ** streak, floor), 0.0)
+
+
+def adapted_p(p: float, tied_share: float | None, settings: SchedulerSettings) -> float:
+    """One step of p towards the target tied share (unchanged when nothing was judged)."""
+    if tied_share is None:
+        return p
+    step = -settings.p_step if tied_share >= settings.target_tied_share else settings.p_step
+    return float(np.clip(p + step, settings.p_min, settings.p_max))
+
+
+@register_scheduler("history")
+class HistoryScheduler:
+    def __init__(self, settings: SchedulerSettings):
+        self.settings = settings
+        self.history = PromptHistory()
+        self.walk = EpochWalk(settings.seed)
+        self.p = settings.p_start
+
+    def schedule(self, pool: pa.Table, count: int, round_index: int) -> Schedule:
+        rng = np.random.default_rng([self.settings.seed, round_index, 37])
+        ids = pool.column("prompt_id").to_pylist()
+        wanted = min(count, pool.num_rows)
+        accepted: dict[int, None] = {}
+        skipped: dict[int, None] = {}
+        examined = 0
+        # Every prompt is offered about 3 times before the round gives up skipping and takes what it has.
+        while len(accepted) < wanted and examined < 3 * pool.num_rows:
+            row = self.walk.next(pool.num_rows)
+            examined += 1
+            if row in accepted:
+                continue
+            streak = self.history.get("tied_streak", [ids[row]])
+            if rng.random() < skip_probability(streak, self.p, self.settings.floor)[0]:
+                skipped[row] = None
+            else:
+                accepted[row] = None
+                skipped.pop(row, None)
+        skipped_rows = np.fromiter(skipped, dtype=np.int64)
+        self.history.add_skips([ids[row] for row in skipped_rows])
+        audited = self._audit(skipped_rows, rng)
+        rows = np.sort(np.concatenate([np.fromiter(accepted, dtype=np.int64), audited]))
+        return Schedule(rows, skipped_rows, audited, {"examined": examined, "skipped": int(skipped_rows.size),
+                                                      "audited": int(audited.size), "p": self.p,
+                                                      **self.walk.state()})
+
+    def _audit(self, skipped: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if not skipped.size or self.settings.audit_fraction <= 0:
+            return np.zeros(0, dtype=np.int64)
+        size = max(1, math.ceil(self.settings.audit_fraction * skipped.size))
+        return np.sort(rng.choice(skipped, size=min(size, skipped.size), replace=False))
+
+    def record(self, round_index: int, scored: pa.Table, schedule: Schedule, pool: pa.Table) -> None:
+        tied = self.history.record(round_index, scored, self.settings.tie_tolerance)
+        ids = pool.column("prompt_id").to_pylist()
+        audited = {ids[row] for row in schedule.audited}
+        scheduled = [value for pid, value in tied.items() if pid not in audited]
+        tied_share = float(np.mean(scheduled)) if scheduled else None
+        audit_judged = [not tied[pid] for pid in audited if pid in tied]
+        schedule.details.update({
+            "tied_share": tied_share,
+            "audit_informative": int(sum(audit_judged)),
+            "audit_judged": len(audit_judged),
+        })
+        self.p = adapted_p(self.p, tied_share, self.settings)
+
+    def state(self) -> tuple[pa.Table, dict]:
+        return self.history.to_table(), {"p": self.p, **self.walk.state()}
+
+    def restore(self, history: pa.Table, scalars: dict) -> None:
+        self.history = PromptHistory.from_table(history)
+        self.p = float(scalars["p"])
+        self.walk = EpochWalk(self.settings.seed, int(scalars["epoch"]), int(scalars["position"]))

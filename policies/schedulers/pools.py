@@ -1,0 +1,62 @@
+"""`pools`: prime-rl's difficulty pools. Each prompt belongs to the first pool whose upper bound its last
+mean labelled reward does not exceed (bounds ascending, default hard <= 0.25, normal <= 0.75, easy <= 1.0,
+weights 0.2 / 1.0 / 0.2); a prompt never judged, or above every bound, weighs 1. A round draws its prompts
+without replacement with probability in proportion to their weight; prompts of weight 0 are drawn only when
+the others run out. Rewards outside [0, 1] need bounds of their own (`data.scheduling.pool_bounds`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from policies.schedulers.base import Schedule, SchedulerSettings, register_scheduler
+from policies.schedulers.prompt_history import PromptHistory
+
+
+def pool_of(last_mean: np.ndarray, visits: np.ndarray, bounds) -> np.ndarray:
+    """Pool index per prompt from its last mean reward; -1 when never judged or above every bound."""
+    judged = (visits > 0) & np.isfinite(last_mean)
+    pool = np.searchsorted(np.asarray(bounds, dtype=np.float64), np.nan_to_num(last_mean), side="left")
+    return np.where(judged & (pool < len(bounds)), pool, -1)
+
+
+def pool_weights(pools: np.ndarray, weights) -> np.ndarray:
+    """Weight per prompt: its pool's weight, 1 outside every pool."""
+    return np.where(pools >= 0, np.asarray(weights, dtype=np.float64)[np.maximum(pools, 0)], 1.0)
+
+
+@register_scheduler("pools")
+class PoolsScheduler:
+    def __init__(self, settings: SchedulerSettings):
+        if len(settings.pool_bounds) != len(settings.pool_weights):
+            raise ValueError(f"pool_bounds ({len(settings.pool_bounds)}) and pool_weights "
+                             f"({len(settings.pool_weights)}) must have one entry per pool")
+        self.settings = settings
+        self.history = PromptHistory()
+
+    def schedule(self, pool: pa.Table, count: int, round_index: int) -> Schedule:
+        rng = np.random.default_rng([self.settings.seed, round_index, 41])
+        ids = pool.column("prompt_id").to_pylist()
+        pools = pool_of(self.history.get("last_mean", ids), self.history.get("visits", ids), self.settings.pool_bounds)
+        weights = pool_weights(pools, self.settings.pool_weights)
+        wanted = min(count, pool.num_rows)
+        positive = np.flatnonzero(weights > 0)
+        take = min(wanted, positive.size)
+        rows = rng.choice(positive, size=take, replace=False, p=weights[positive] / weights[positive].sum()) \
+            if take else np.zeros(0, np.int64)
+        if take < wanted:  # only weight-0 prompts are left
+            rest = np.flatnonzero(weights <= 0)
+            rows = np.concatenate([rows, rng.choice(rest, size=wanted - take, replace=False)])
+        counts = {"unjudged": int(np.sum(pools[rows] < 0)),
+                  **{f"pool_{i}": int(np.sum(pools[rows] == i)) for i in range(len(self.settings.pool_bounds))}}
+        return Schedule(np.sort(rows.astype(np.int64)), details={"examined": pool.num_rows, "skipped": 0, **counts})
+
+    def record(self, round_index: int, scored: pa.Table, schedule: Schedule, pool: pa.Table) -> None:
+        tied = self.history.record(round_index, scored, self.settings.tie_tolerance)
+        schedule.details["tied_share"] = float(np.mean(list(tied.values()))) if tied else None
+
+    def state(self) -> tuple[pa.Table, dict]:
+        return self.history.to_table(), {}
+
+    def restore(self, history: pa.Table, scalars: dict) -> None:
+        self.history = PromptHistory.from_table(history)

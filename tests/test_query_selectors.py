@@ -1,0 +1,151 @@
+"""The ranked and interactive query selectors: pvar_proxy, pvar_implicit, dynamic_filter; unit tests on
+hand-made tables, then the driver's real round on the stand-in actors (tests/round_standins.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from actors.contracts import LABELLED_COLUMN, QUERY_SCORE_COLUMN
+from cluster.labelling import LabelPlan, label_round
+from policies.query import QuerySettings, make_query
+from policies.query.dynamic_filter import spread_exceeds
+from round_standins import LABELLER, PROXY, SEEN, config_with, run_one_round
+
+PROXY_COLUMN = "reward_proxy"
+
+
+def table(proxy_by_prompt: dict[str, list[float]]) -> pa.Table:
+    """One row per response, grouped by prompt, with a proxy column."""
+    ids = [pid for pid, scores in proxy_by_prompt.items() for _ in scores]
+    return pa.table({"prompt_id": ids,
+                     "sample_index": [j for scores in proxy_by_prompt.values() for j in range(len(scores))],
+                     PROXY_COLUMN: [s for scores in proxy_by_prompt.values() for s in scores]})
+
+
+def labelled_prompts(rows: pa.Table, mask: np.ndarray) -> list[str]:
+    return sorted(set(np.asarray(rows.column("prompt_id").to_pylist())[mask].tolist()))
+
+
+SETTINGS = QuerySettings(proxy_columns=(PROXY_COLUMN,), tau=0.25)
+
+
+def test_pvar_proxy_labels_the_groups_whose_proxy_scores_disagree_most():
+    rows = table({"tied": [1, 1, 1, 1], "split": [0, 1, 0, 1], "slight": [0, 0, 0, 0.2], "one_off": [0, 0, 0, 1]})
+    selector = make_query("pvar_proxy", SETTINGS)
+    mask = selector.select(rows, 8, np.random.default_rng(0))
+    # PVar: a 2-2 split beats 3-1, which beats a small gap; a tie has none.
+    assert labelled_prompts(rows, mask) == ["one_off", "split"]
+    assert selector.row_scores[:4].tolist() == [0.0] * 4 and selector.row_scores[4] > selector.row_scores[12] > 0
+    summary = selector.summary()
+    assert summary["ranked_by"] == "proxy" and summary["score_labelled"] > summary["score_unlabelled"]
+
+
+def test_pvar_proxy_ranks_a_group_with_a_non_finite_proxy_last_and_needs_a_proxy():
+    rows = table({"nan": [0, np.nan, 1, 0], "tied": [1, 1, 1, 1]})
+    mask = make_query("pvar_proxy", SETTINGS).select(rows, 4, np.random.default_rng(0))
+    assert labelled_prompts(rows, mask) == ["tied"]
+    with pytest.raises(ValueError, match="role: proxy"):
+        make_query("pvar_proxy", QuerySettings())
+
+
+class LogRatios:
+    """A model probe whose log-ratios are given per row."""
+
+    def __init__(self, values):
+        self.values = np.asarray(values, dtype=np.float64)
+        self.calls = 0
+
+    def response_logratios(self, rows):
+        self.calls += 1
+        return self.values
+
+
+def test_pvar_implicit_ranks_by_the_implicit_reward_and_falls_back_while_it_is_zero():
+    rows = table({"a": [0, 0, 0, 0], "b": [0, 1, 0, 1]})
+    selector = make_query("pvar_implicit", QuerySettings(proxy_columns=(PROXY_COLUMN,), implicit_beta=1.0))
+    # The implicit reward disagrees within "a" only: it wins although the proxy ties there.
+    probe = LogRatios([0, 5, -5, 0, 0.1, 0.1, 0.1, 0.1])
+    assert labelled_prompts(rows, selector.select(rows, 4, np.random.default_rng(0), probe)) == ["a"]
+    assert selector.source == "implicit" and probe.calls == 1
+    # Round 0: every log-ratio is 0, so the proxies rank.
+    zero = LogRatios(np.zeros(8))
+    assert labelled_prompts(rows, selector.select(rows, 4, np.random.default_rng(0), zero)) == ["b"]
+    assert selector.source == "proxy"
+    # Without proxies the fallback is a random order; without a probe there is nothing to rank by.
+    plain = make_query("pvar_implicit", QuerySettings())
+    picks = {tuple(labelled_prompts(rows, plain.select(rows, 4, np.random.default_rng(s), zero))) for s in range(8)}
+    assert picks == {("a",), ("b",)} and plain.source == "random"
+    with pytest.raises(ValueError, match="model probe"):
+        plain.select(rows, 4, np.random.default_rng(0))
+
+
+def test_spread_exceeds_counts_finite_rewards_only():
+    assert spread_exceeds(np.array([0.0, 0.3]), 0.2)
+    assert not spread_exceeds(np.array([0.0, 0.2]), 0.2)
+    assert not spread_exceeds(np.array([0.0, np.nan]), 0.0)
+
+
+def drive(selector, rows: pa.Table, rewards: dict[str, list[float]], budget, seed=0):
+    """label_round with a labeller that reads each row's reward from `rewards`, recording what it saw."""
+    seen = []
+
+    def score(batch: pa.Table, role: str) -> pa.Table:
+        seen.append(batch)
+        values = [rewards[p][j] for p, j in zip(batch.column("prompt_id").to_pylist(),
+                                                batch.column("sample_index").to_pylist())]
+        return batch.append_column("reward", pa.array(values, pa.float64()))
+
+    plan = LabelPlan("dynamic_filter", budget, 1, 0)
+    written, scored, metrics = label_round(rows, score, selector, plan, np.random.default_rng(seed))
+    return written, scored, metrics, seen
+
+
+def test_dynamic_filter_refills_until_enough_groups_do_not_tie():
+    rewards = {f"t{i}": [1, 1, 1, 1] for i in range(6)} | {f"s{i}": [0, 1, 1, 0] for i in range(3)}
+    rows = table({p: [0] * 4 for p in rewards})
+    selector = make_query("dynamic_filter", QuerySettings(target_groups=2))
+    written, scored, metrics, seen = drive(selector, rows, rewards, None)
+    kept = [p for p in labelled_prompts(written, written.column(LABELLED_COLUMN).to_numpy()) if p.startswith("s")]
+    # It stops once 2 non-tied groups are labelled; every tied group it met cost its labels all the same.
+    assert len(kept) == 2 and selector.kept_groups == 2
+    assert metrics["responses_labelled"] == 4 * (selector.kept_groups + selector.tied_groups) == scored.num_rows
+    # The first batch is as many groups as the target, each refill as many as are still missing.
+    assert seen[0].num_rows == 8 and all(batch.num_rows in (4, 8) for batch in seen[1:])
+    assert metrics["selector"] == {"groups_kept": 2, "groups_tied": selector.tied_groups, "target_groups": 2}
+    # scored.parquet is in the rollouts' row order, whatever order the batches came in.
+    order = [rows.column("prompt_id").to_pylist().index(p) for p in scored.column("prompt_id").to_pylist()]
+    assert order == sorted(order)
+
+
+def test_dynamic_filter_stops_at_the_budget_and_treats_near_ties_as_ties():
+    rewards = {f"n{i}": [0.5, 0.52, 0.5, 0.5] for i in range(5)} | {"s": [0, 1, 0, 1]}
+    rows = table({p: [0] * 4 for p in rewards})
+    loose = make_query("dynamic_filter", QuerySettings(target_groups=3, tie_tolerance=0.05))
+    written, scored, metrics, _ = drive(loose, rows, rewards, 10)
+    assert metrics["responses_labelled"] <= 10 and loose.kept_groups <= 1
+    strict = make_query("dynamic_filter", QuerySettings(target_groups=6, tie_tolerance=0.0))
+    drive(strict, rows, rewards, None)
+    assert strict.kept_groups == 6 and strict.tied_groups == 0
+
+
+def test_ranked_query_in_the_driver_round_writes_what_it_ranked_by(tmp_path):
+    config = config_with(f"scoring.rewards=[{LABELLER}, {PROXY}]", "selection.query=pvar_proxy",
+                         "selection.labels_per_round=16", "selection.top_fraction=1.0")
+    runner, metrics, folder = run_one_round(config, tmp_path)
+    rollouts = pq.read_table(folder / "rollouts.parquet")
+    mask = rollouts.column(LABELLED_COLUMN).to_numpy()
+    scores = rollouts.column(QUERY_SCORE_COLUMN).to_numpy()
+    assert mask.sum() == 16 == len([s for s in SEEN if not s[0].startswith("h")])
+    # Whole groups of the highest proxy PVar were labelled.
+    assert scores[mask].min() >= scores[~mask].max()
+    assert metrics["labelling"]["selector"]["ranked_by"] == "proxy"
+
+
+def test_dynamic_filter_in_the_driver_round(tmp_path):
+    config = config_with(f"scoring.rewards=[{LABELLER}]", "selection.query=dynamic_filter", "selection.pair_budget=3")
+    runner, metrics, folder = run_one_round(config, tmp_path)
+    # target_groups defaults to the pair budget; the stand-in generator never ties, so 3 groups suffice.
+    assert metrics["labelling"]["selector"]["groups_kept"] == 3 and metrics["costs"]["labels"] == 12

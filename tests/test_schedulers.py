@@ -1,0 +1,115 @@
+"""Prompt schedulers (policies/schedulers/): pure unit tests on hand-made pools with known outcomes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from policies.schedulers import HISTORY_SCHEMA, SchedulerSettings, make_scheduler, registered_schedulers
+from policies.schedulers.history import adapted_p, skip_probability
+from policies.schedulers.pools import pool_of, pool_weights
+from policies.schedulers.uniform import uniform_draw
+
+
+def pool(size: int) -> pa.Table:
+    return pa.table({"prompt_id": [f"p{i}" for i in range(size)]})
+
+
+def scored_for(prompt_ids, outcome) -> pa.Table:
+    """Four labelled responses per prompt: all 1.0 when `outcome(pid)` says tied, else 0, 1, 0, 1."""
+    ids, rewards = [], []
+    for pid in prompt_ids:
+        ids += [pid] * 4
+        rewards += [1.0] * 4 if outcome(pid) else [0.0, 1.0, 0.0, 1.0]
+    return pa.table({"prompt_id": ids, "reward": rewards})
+
+
+def run_rounds(scheduler, table: pa.Table, rounds: int, tied, start: int = 0, count: int = 8):
+    schedules = []
+    for index in range(start, start + rounds):
+        schedule = scheduler.schedule(table, count, index)
+        ids = [table.column("prompt_id")[int(r)].as_py() for r in schedule.rows]
+        scheduler.record(index, scored_for(ids, tied), schedule, table)
+        schedules.append(schedule)
+    return schedules
+
+
+def test_registered_and_uniform_is_todays_draw():
+    assert set(registered_schedulers()) == {"uniform", "history", "pools"}
+    rng = np.random.default_rng([3, 2])
+    assert uniform_draw(40, 8, 3, 2).tolist() == np.sort(rng.choice(40, size=8, replace=False)).tolist()
+    assert make_scheduler("uniform", SchedulerSettings(seed=3)).schedule(pool(40), 8, 2).rows.tolist() == \
+        uniform_draw(40, 8, 3, 2).tolist()
+
+
+def test_skip_probability_is_greso_rule_with_its_floor():
+    assert skip_probability(np.array([0, 1, 2, 50]), 0.5, 0.01).tolist() == pytest.approx([0, 0.5, 0.75, 0.99])
+    settings = SchedulerSettings(p_step=0.01, p_min=0.05, p_max=0.95, target_tied_share=0.25)
+    assert adapted_p(0.5, 0.4, settings) == pytest.approx(0.49)      # too many ties: skip more
+    assert adapted_p(0.5, 0.1, settings) == pytest.approx(0.51)
+    assert adapted_p(0.05, 0.9, settings) == pytest.approx(0.05) and adapted_p(0.5, None, settings) == 0.5
+
+
+def test_history_skips_prompts_that_keep_tying_and_audits_some():
+    table = pool(40)
+    always_tied = {f"p{i}" for i in range(20)}
+    scheduler = make_scheduler("history", SchedulerSettings(seed=1, audit_fraction=0.25))
+    schedules = run_rounds(scheduler, table, 30, lambda pid: pid in always_tied)
+    late = schedules[-10:]
+    rolled = [table.column("prompt_id")[int(r)].as_py() for s in late for r in s.rows if r not in s.audited]
+    # Half the pool always ties; once their streaks build up they are mostly skipped.
+    assert np.mean([pid in always_tied for pid in rolled]) < 0.25
+    assert sum(s.details["skipped"] for s in late) > 0
+    # Audited prompts are skipped ones rolled out anyway, and every audited prompt here ties.
+    for s in late:
+        assert set(s.audited.tolist()) <= set(s.skipped.tolist()) and set(s.audited.tolist()) <= set(s.rows.tolist())
+    audits = [s for s in late if s.details["audited"]]
+    assert audits and all(s.details["audit_informative"] == 0 for s in audits)
+
+
+def test_history_never_starves_a_prompt():
+    # Every prompt always ties, the worst case: the exploration floor and the epoch walk still offer and take
+    # every prompt again and again.
+    table = pool(30)
+    scheduler = make_scheduler("history", SchedulerSettings(seed=5, floor=0.05, p_min=0.05))
+    schedules = run_rounds(scheduler, table, 200, lambda pid: True, count=6)
+    rolled = np.zeros(30, dtype=int)
+    for s in schedules:
+        rolled[s.rows] += 1
+    assert rolled.min() >= 3, rolled
+    # And nothing is rolled out twice in one round.
+    assert all(len(set(s.rows.tolist())) == s.rows.size for s in schedules)
+
+
+@pytest.mark.parametrize("name", ["uniform", "history", "pools"])
+def test_state_after_restore_is_identical_to_an_uninterrupted_run(name):
+    table = pool(25)
+    settings = SchedulerSettings(seed=2, audit_fraction=0.2)
+    tied = lambda pid: int(pid[1:]) % 3 == 0  # noqa: E731
+    straight = make_scheduler(name, settings)
+    whole = run_rounds(straight, table, 10, tied)
+    first = make_scheduler(name, settings)
+    run_rounds(first, table, 6, tied)
+    history, scalars = first.state()
+    assert history.schema == HISTORY_SCHEMA
+    resumed = make_scheduler(name, settings)
+    resumed.restore(history, scalars)
+    rest = run_rounds(resumed, table, 4, tied, start=6)
+    assert [s.rows.tolist() for s in rest] == [s.rows.tolist() for s in whole[6:]]
+    assert resumed.state()[0].equals(straight.state()[0]) and resumed.state()[1] == straight.state()[1]
+
+
+def test_pools_weigh_prompts_by_their_last_mean_reward():
+    pools = pool_of(np.array([0.1, 0.5, 0.9, np.nan, 1.5]), np.array([1, 1, 1, 0, 1]), (0.25, 0.75, 1.0))
+    assert pools.tolist() == [0, 1, 2, -1, -1]
+    assert pool_weights(pools, (0.2, 1.0, 0.2)).tolist() == [0.2, 1.0, 0.2, 1.0, 1.0]
+    # Prompts the policy half-solves are drawn about five times as often as ones it always solves.
+    table = pool(40)
+    scheduler = make_scheduler("pools", SchedulerSettings(seed=0))
+    half = {f"p{i}" for i in range(20)}
+    run_rounds(scheduler, table, 1, lambda pid: pid not in half, count=40)
+    counts = np.zeros(40)
+    for index in range(1, 200):
+        counts[scheduler.schedule(table, 4, index).rows] += 1
+    assert counts[:20].mean() > 3 * counts[20:].mean()
