@@ -42,6 +42,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -50,8 +51,11 @@ import torch
 from sklearn.feature_extraction.text import HashingVectorizer
 
 from actors.contracts import REWARD_COLUMN
-from policies.query.base import QuerySettings
 from policies.query.groups import prompt_groups
+
+if TYPE_CHECKING:
+    # Only a type here, so policies/query/base.py may import EnsembleSettings for its QuerySettings field.
+    from policies.query.base import QuerySettings
 
 ENSEMBLE_RULES = ("max_disagreement", "thompson")
 PROMPT_TEXT_COLUMN = "prompt_text"
