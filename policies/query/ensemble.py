@@ -1,0 +1,383 @@
+"""The `ensemble` query selector: an epistemic reward model in the SEA family (oat, arXiv 2411.01493)
+that sends the labellers, per prompt, the pair of responses its heads disagree on most.
+
+The model (`EpistemicRewardModel`) is E heads on one frozen text featuriser:
+- featuriser: scikit-learn's `HashingVectorizer` (word 1-2 grams, `features` buckets, counts l2-normed)
+  over the prompt text and over the response text, side by side as two blocks, so a word in the prompt
+  and the same word in the response are different features. Stateless: nothing to fit or download.
+- head e: r_e(x) = x . w_e + relu(x U_e + b_e) . v_e + c_e, a one-hidden-layer MLP with a linear
+  skip. The linear weights w_e, the readout v_e and the bias c_e are trained; the hidden layer's input
+  weights (U_e, b_e) stay at the head's seeded random draw (random features). Training U_e is what
+  would cost: with long responses the hashed matrix holds hundreds of non-zeros a row, and fitting 8
+  heads' 64-unit first layers over 2 x 4096 inputs took ~40 s a refit at 500 rows on one thread,
+  against a few tenths of a second for this. `hidden=0` leaves the linear head alone.
+- training: every refit starts again from the heads' initial draw, regresses the labels (MSE, on
+  rewards standardised by the replay buffer's mean and std) on each head's own bootstrap resample of
+  every labelled row seen so far, with the anchor penalty anchor * ||theta - theta_init||^2 / n
+  (anchored ensembles, Pearce et al. 2020), by Adam: `steps` full-batch steps at `lr`. A feature no
+  labelled row has gets no gradient, so each head keeps its own prior weight on it and the heads
+  disagree on responses made of such features; on features the labels cover they agree. Starting
+  from the draw each time makes the model a function of the buffer alone: a resumed run that
+  observes each completed round's labels in order gets the same model as the run it resumes.
+- numerics: every head is linear in what it trains, so the gradient is written out, and the steps run
+  in numpy and scipy (single-threaded): torch's intra-op thread pool on tensors this small turned a
+  1 s refit into 26 s on a busy 2-core machine, and numpy's results do not depend on thread settings.
+- seeding: the initial draw from `torch.Generator`s, the resamples from numpy `default_rng`s, each
+  seeded from `seed` and the head's index; the global torch and numpy generators are neither read
+  nor moved.
+
+Selection (`EnsembleQuery`): SEA labels a pair per prompt, not the whole group, so a budget of B
+responses labels floor(B / 2) prompts, two responses each (never one: a pair needs two), and
+`max_responses=None` labels a pair of every prompt with at least two responses. Rules:
+- `max_disagreement`: a prompt's pair is the (i, j) of highest std over heads of r_i - r_j, and
+  prompts are taken in order of that std, highest first (ties in the round's rng order);
+- `thompson`: per prompt one head drawn from the rng picks its best response i, its partner is the
+  j != i of highest disagreement on r_i - r_j, and prompts go in order of that pair's disagreement.
+Before any label was observed (round 0) there is no model: each prompt's pair is drawn uniformly from
+the rng and so is the prompt order, which spends the same number of labels.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import scipy.sparse as sp
+import torch
+from sklearn.feature_extraction.text import HashingVectorizer
+
+from actors.contracts import REWARD_COLUMN
+from policies.query.groups import prompt_groups
+
+if TYPE_CHECKING:
+    # Only a type here, so policies/query/base.py may import EnsembleSettings for its QuerySettings field.
+    from policies.query.base import QuerySettings
+
+ENSEMBLE_RULES = ("max_disagreement", "thompson")
+PROMPT_TEXT_COLUMN = "prompt_text"
+RESPONSE_TEXT_COLUMN = "response"
+# Seed-sequence tags, so the init draw and the bootstrap of one head never share a stream.
+_INIT_STREAM, _BOOTSTRAP_STREAM = 0, 1
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class EnsembleSettings:
+    """The `ensemble` selector's options; `QuerySettings.ensemble` when the caller sets it."""
+
+    heads: int = 8
+    hidden: int = 64
+    features: int = 4096
+    steps: int = 200
+    lr: float = 1e-2
+    anchor: float = 1e-3
+    rule: str = "max_disagreement"
+    seed: int = 0
+
+    def __post_init__(self):
+        minimums = {"heads": 2, "hidden": 0, "features": 1, "steps": 1, "seed": 0}
+        for field, minimum in minimums.items():
+            value = getattr(self, field)
+            if not _is_int(value) or value < minimum:
+                raise ValueError(f"ensemble.{field} must be an integer >= {minimum}, got {value!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"ensemble.lr must be a finite number > 0, got {self.lr!r}")
+        if not (isinstance(self.anchor, (int, float)) and math.isfinite(self.anchor) and self.anchor >= 0):
+            raise ValueError(f"ensemble.anchor must be a finite number >= 0, got {self.anchor!r}")
+        if self.rule not in ENSEMBLE_RULES:
+            raise ValueError(f"ensemble.rule must be one of {ENSEMBLE_RULES}, got {self.rule!r}")
+
+
+class TextFeaturiser:
+    """Hashed word 1-2 grams of (prompt, response) as two l2-normed blocks: a float32 CSR matrix of
+    2 * `features` columns. Kept sparse: a response touches a few hundred of the 8192 columns."""
+
+    def __init__(self, features: int):
+        self.width = 2 * features
+        # Words of one character count too (scikit-learn's default pattern drops them): answers such
+        # as "x = 7" or a list's "a)" are often exactly what a label turns on.
+        self._vectoriser = HashingVectorizer(ngram_range=(1, 2), n_features=features, alternate_sign=False,
+                                             norm="l2", token_pattern=r"(?u)\b\w+\b", dtype=np.float32)
+
+    def transform(self, prompts: list[str], responses: list[str]) -> sp.csr_matrix:
+        blocks = [self._vectoriser.transform(prompts), self._vectoriser.transform(responses)]
+        return sp.hstack(blocks, format="csr", dtype=np.float32)
+
+
+def _adam_step(param: np.ndarray, grad: np.ndarray, moments: tuple[np.ndarray, np.ndarray], step: int,
+               lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:
+    """One Adam update in place (Kingma & Ba 2015, with bias correction)."""
+    first, second = moments
+    first *= beta1
+    first += (1 - beta1) * grad
+    second *= beta2
+    second += (1 - beta2) * np.square(grad)
+    denominator = np.sqrt(second / (1 - beta2**step))
+    denominator += eps
+    param -= (lr / (1 - beta1**step)) * first / denominator
+
+
+def _texts(table: pa.Table) -> tuple[list[str], list[str]]:
+    missing = [c for c in (PROMPT_TEXT_COLUMN, RESPONSE_TEXT_COLUMN) if c not in table.column_names]
+    if missing:
+        raise ValueError(f"the ensemble reward model reads columns {missing}, absent from the table "
+                         f"(columns: {table.column_names})")
+    prompts = [text or "" for text in table.column(PROMPT_TEXT_COLUMN).to_pylist()]
+    responses = [text or "" for text in table.column(RESPONSE_TEXT_COLUMN).to_pylist()]
+    return prompts, responses
+
+
+class _HeadParameters:
+    """Every head's trained parameters as views into one flat float32 vector (one Adam update for all):
+    `linear` (d, E), `readout` (E, h), `bias` (E,)."""
+
+    def __init__(self, flat: np.ndarray, width: int, heads: int, hidden: int):
+        self.flat, self._shape = flat, (width, heads, hidden)
+        linear, readout, bias = np.split(flat, np.cumsum([width * heads, heads * hidden]))
+        self.linear, self.readout, self.bias = linear.reshape(width, heads), readout.reshape(heads, hidden), bias
+
+    @classmethod
+    def zeros(cls, width: int, heads: int, hidden: int) -> "_HeadParameters":
+        return cls(np.zeros(heads * (width + hidden + 1), dtype=np.float32), width, heads, hidden)
+
+    def copy(self) -> "_HeadParameters":
+        return _HeadParameters(self.flat.copy(), *self._shape)
+
+    def zeros_like(self) -> "_HeadParameters":
+        return _HeadParameters.zeros(*self._shape)
+
+
+class EpistemicRewardModel:
+    """E anchored heads on hashed text features, refit on a replay buffer of every labelled row."""
+
+    def __init__(self, settings: EnsembleSettings):
+        self.settings = settings
+        self.featuriser = TextFeaturiser(settings.features)
+        self.fit_seconds = 0.0
+        self._rows = sp.csr_matrix((0, self.featuriser.width), dtype=np.float32)
+        self._rewards = np.zeros(0, dtype=np.float64)
+        self._reward_mean, self._reward_scale = 0.0, 1.0
+        self._projection, self._projection_bias, self._anchors = self._draw_heads()
+        self._trained = self._anchors
+
+    @property
+    def rows(self) -> int:
+        return int(self._rewards.size)
+
+    def _draw_heads(self):
+        """Each head's random features and the anchor of its trained parameters, from its own generator
+        (so head e's draw depends on `seed` and e only, not on how many heads there are)."""
+        s, width = self.settings, self.featuriser.width
+        anchors = _HeadParameters.zeros(width, s.heads, s.hidden)
+        projection = np.zeros((width, s.heads * s.hidden), dtype=np.float32)
+        projection_bias = np.zeros(s.heads * s.hidden, dtype=np.float32)
+        for head in range(s.heads):
+            seed = int(np.random.SeedSequence([s.seed, head, _INIT_STREAM]).generate_state(1)[0])
+            generator = torch.Generator().manual_seed(seed)
+            units = slice(head * s.hidden, (head + 1) * s.hidden)
+            # Each block is l2-normed, so ||x||^2 = 2 for a row with both texts: these scales give the
+            # hidden pre-activations a std of 1 and each branch's output a prior std of about 0.7-0.8,
+            # near the standardised rewards' 1, so unseen inputs disagree on the scale of the labels.
+            anchors.linear[:, head] = torch.randn(width, generator=generator).numpy() * 0.5
+            projection[:, units] = torch.randn(width, s.hidden, generator=generator).numpy() / math.sqrt(2.0)
+            projection_bias[units] = torch.randn(s.hidden, generator=generator).numpy() * 0.5
+            anchors.readout[head] = torch.randn(s.hidden, generator=generator).numpy() / math.sqrt(max(s.hidden, 1))
+        # The bias starts at 0 for every head: it shifts all of a head's rewards alike, so a random one
+        # would only add the same disagreement to every response and none to any pair.
+        return projection, projection_bias, anchors
+
+    def _hidden(self, features: sp.csr_matrix) -> np.ndarray:
+        """(n, E, h) every head's random-feature activations."""
+        s = self.settings
+        pre = features @ self._projection + self._projection_bias
+        return np.maximum(pre, 0.0).reshape(features.shape[0], s.heads, s.hidden)
+
+    @staticmethod
+    def _outputs(features: sp.csr_matrix, hidden: np.ndarray, params: _HeadParameters) -> np.ndarray:
+        """(n, E) every head's output."""
+        return features @ params.linear + (hidden * params.readout).sum(axis=2) + params.bias
+
+    def observe(self, labelled: pa.Table) -> int:
+        """Adds the rows with a finite `reward` to the buffer and refits; returns how many were added."""
+        if REWARD_COLUMN not in labelled.column_names:
+            raise ValueError(f"the ensemble reward model needs the labelled table's {REWARD_COLUMN!r} column "
+                             f"(columns: {labelled.column_names})")
+        prompts, responses = _texts(labelled)
+        rewards = np.asarray(labelled.column(REWARD_COLUMN).to_numpy(zero_copy_only=False), dtype=np.float64)
+        keep = np.flatnonzero(np.isfinite(rewards))
+        if keep.size == 0:
+            self.fit_seconds = 0.0
+            return 0
+        started = time.perf_counter()
+        new_rows = self.featuriser.transform([prompts[i] for i in keep], [responses[i] for i in keep])
+        self._rows = sp.vstack([self._rows, new_rows], format="csr", dtype=np.float32)
+        self._rewards = np.concatenate([self._rewards, rewards[keep]])
+        self._fit()
+        self.fit_seconds = time.perf_counter() - started
+        return int(keep.size)
+
+    def _fit(self) -> None:
+        s, n = self.settings, self.rows
+        self._reward_mean = float(self._rewards.mean())
+        spread = float(self._rewards.std())
+        # All labels equal: nothing to scale by, and the heads only need to learn the constant.
+        self._reward_scale = spread if spread > 1e-12 else 1.0
+        target = ((self._rewards - self._reward_mean) / self._reward_scale).astype(np.float32)[:, None]
+        features, transposed = self._rows, self._rows.T.tocsr()
+        hidden = self._hidden(features)
+        # (n, E) how often each row is in each head's resample, over n: the head's loss is then the
+        # mean squared error over its resample.
+        resample = (self._bootstrap_counts(n).T / n).astype(np.float32)
+        params, anchors = self._anchors.copy(), self._anchors
+        grads = params.zeros_like()
+        moments = (np.zeros_like(params.flat), np.zeros_like(params.flat))
+        # The heads are linear in their trained parameters, so the gradients of
+        #   loss_e = sum_i resample_ie (out_ie - y_i)^2 + anchor * ||theta_e - theta_e_init||^2 / n
+        # are written out; each head's parameters get only its own loss's gradient.
+        for step in range(1, s.steps + 1):
+            residual_grad = 2.0 * resample * (self._outputs(features, hidden, params) - target)  # (n, E)
+            grads.linear[:] = transposed @ residual_grad
+            grads.readout[:] = (hidden * residual_grad[:, :, None]).sum(axis=0)
+            grads.bias[:] = residual_grad.sum(axis=0)
+            grads.flat += (2.0 * s.anchor / n) * (params.flat - anchors.flat)
+            _adam_step(params.flat, grads.flat, moments, step, s.lr)
+        self._trained = params
+
+    def _bootstrap_counts(self, n: int) -> np.ndarray:
+        """(E, n) how often each row is in each head's resample; seeded by the buffer size, so a replay
+        of the same labels draws the same resamples."""
+        counts = np.empty((self.settings.heads, n))
+        for head in range(self.settings.heads):
+            rng = np.random.default_rng([self.settings.seed, head, _BOOTSTRAP_STREAM, n])
+            counts[head] = np.bincount(rng.integers(0, n, size=n), minlength=n)
+        return counts
+
+    def predict(self, table: pa.Table) -> np.ndarray:
+        """(rows, E) every head's predicted reward, in the labels' units. Before any label the heads are
+        their prior draws (mean 0, scale 1)."""
+        prompts, responses = _texts(table)
+        if not prompts:
+            return np.zeros((0, self.settings.heads))
+        features = self.featuriser.transform(prompts, responses)
+        outputs = self._outputs(features, self._hidden(features), self._trained)
+        return self._reward_mean + self._reward_scale * outputs.astype(np.float64)
+
+
+def pair_disagreement(predictions: np.ndarray) -> np.ndarray:
+    """(k, k) std over heads of r_i - r_j from one prompt's (k, E) predictions (0 on the diagonal)."""
+    return (predictions[:, None, :] - predictions[None, :, :]).std(axis=2)
+
+
+def _best_pair(disagreement: np.ndarray) -> tuple[int, int, float]:
+    """The pair (i < j) of highest disagreement; the first in row order among equals."""
+    upper_i, upper_j = np.triu_indices(disagreement.shape[0], k=1)
+    best = int(np.argmax(disagreement[upper_i, upper_j]))
+    i, j = int(upper_i[best]), int(upper_j[best])
+    return i, j, float(disagreement[i, j])
+
+
+def _thompson_pair(predictions: np.ndarray, disagreement: np.ndarray,
+                   rng: np.random.Generator) -> tuple[int, int, float]:
+    """SEA's exploration: a head drawn at random names its best response, paired with the response
+    the heads disagree most with it on."""
+    head = int(rng.integers(predictions.shape[1]))
+    i = int(np.argmax(predictions[:, head]))
+    partners = disagreement[i].copy()
+    partners[i] = -np.inf
+    j = int(np.argmax(partners))
+    return i, j, float(disagreement[i, j])
+
+
+class EnsembleQuery:
+    """The `ensemble` query selector (module docstring). The driver calls `observe` with each round's
+    labelled rows after labelling, and on resume with each completed round's, in order."""
+
+    name = "ensemble"
+
+    def __init__(self, settings: QuerySettings):
+        self.settings = settings
+        self.ensemble = getattr(settings, "ensemble", None) or EnsembleSettings()
+        if not isinstance(self.ensemble, EnsembleSettings):
+            raise TypeError(f"QuerySettings.ensemble must be an EnsembleSettings, got {type(self.ensemble).__name__}")
+        self.model = EpistemicRewardModel(self.ensemble)
+        self.score_seconds = 0.0
+        self._last_selection: dict = {}
+
+    @property
+    def fit_seconds(self) -> float:
+        """Seconds the last `observe` spent featurising and refitting (0.0 when it added no row)."""
+        return self.model.fit_seconds
+
+    def observe(self, labelled: pa.Table) -> None:
+        """Adds a round's labelled rows (`prompt_text`, `response`, `reward`; non-finite rewards are
+        skipped) to the replay buffer and refits."""
+        self.model.observe(labelled)
+
+    def disagreement(self, rollouts: pa.Table) -> np.ndarray:
+        """Per response, the std over heads of its predicted reward."""
+        return self.model.predict(rollouts).std(axis=1)
+
+    def pair_disagreements(self, rollouts: pa.Table) -> list[np.ndarray]:
+        """Per prompt group (`prompt_groups` order), the (k, k) std over heads of r_i - r_j."""
+        predictions = self.model.predict(rollouts)
+        return [pair_disagreement(predictions[rows]) for rows in prompt_groups(rollouts)]
+
+    def select(self, rollouts: pa.Table, max_responses: int | None, rng: np.random.Generator,
+               features=None) -> np.ndarray:
+        """A pair of each of the top floor(max_responses / 2) prompts by the rule (module docstring);
+        `features` (the model probe) is not used: the ensemble is its own reward model."""
+        started = time.perf_counter()
+        groups = [rows for rows in prompt_groups(rollouts) if rows.size >= 2]
+        prompts = len(groups) if max_responses is None else min(len(groups), max(0, int(max_responses)) // 2)
+        if self.model.rows == 0:
+            pairs = [rng.choice(rows, size=2, replace=False) for rows in groups]
+            order = rng.permutation(len(groups))
+            response_disagreement = None
+        else:
+            predictions = self.model.predict(rollouts)
+            response_disagreement = predictions.std(axis=1)
+            pairs, values = [], np.zeros(len(groups))
+            for g, rows in enumerate(groups):
+                group_predictions = predictions[rows]
+                disagreement = pair_disagreement(group_predictions)
+                if self.ensemble.rule == "thompson":
+                    i, j, values[g] = _thompson_pair(group_predictions, disagreement, rng)
+                else:
+                    i, j, values[g] = _best_pair(disagreement)
+                pairs.append(rows[[i, j]])
+            # Highest disagreement first; equal values in an order drawn from the round's rng.
+            order = np.lexsort((rng.random(len(groups)), -values))
+        mask = np.zeros(rollouts.num_rows, dtype=bool)
+        for index in order[:prompts]:
+            mask[pairs[index]] = True
+        self.score_seconds = time.perf_counter() - started
+        self._last_selection = _selection_summary(mask, response_disagreement)
+        return mask
+
+    def state_summary(self) -> dict:
+        """For the round report: the buffer, the heads, the last refit and select's cost, and how much
+        more the heads disagreed on the chosen responses than on the rest (None before a model exists)."""
+        return {
+            "rows": self.model.rows,
+            "heads": self.ensemble.heads,
+            "rule": self.ensemble.rule,
+            "fit_seconds": self.fit_seconds,
+            "score_seconds": self.score_seconds,
+            "disagreement_chosen": self._last_selection.get("chosen"),
+            "disagreement_not_chosen": self._last_selection.get("not_chosen"),
+        }
+
+
+def _selection_summary(mask: np.ndarray, disagreement: np.ndarray | None) -> dict:
+    if disagreement is None:
+        return {}
+    chosen, rest = disagreement[mask], disagreement[~mask]
+    return {"chosen": float(chosen.mean()) if chosen.size else None,
+            "not_chosen": float(rest.mean()) if rest.size else None}
