@@ -265,7 +265,9 @@ class RoundRunner:
                                                         self.features)
             scored, invalid = drop_invalid_rewards(labelled, self.reward_columns)
             if hasattr(self.query, "observe"):
+                started = time.perf_counter()
                 self.query.observe(scored)
+                labelling["seconds"]["observe"] = time.perf_counter() - started
             self.scheduler.record(index, scored, schedule, self.prompts)
             if invalid["total"]:
                 log.warning("[round %d] dropped %d responses with NaN/inf rewards: %s", index, invalid["total"], invalid)

@@ -141,8 +141,8 @@ def test_observing_only_non_finite_rewards_leaves_no_model():
 
 
 @pytest.mark.parametrize("field, value", [
-    ("heads", 1), ("heads", True), ("hidden", -1), ("features", 0), ("steps", 0), ("steps", 2.5),
-    ("lr", 0.0), ("lr", float("nan")), ("anchor", -1e-3), ("anchor", float("inf")), ("rule", "greedy"),
+    ("heads", 1), ("heads", True), ("hidden", -1), ("features", 0),
+    ("anchor", 0.0), ("anchor", -1e-3), ("anchor", float("inf")), ("rule", "greedy"),
     ("seed", -1),
 ])
 def test_settings_errors_name_the_field(field, value):
@@ -171,9 +171,9 @@ def test_the_out_of_distribution_prompt_is_labelled_first(selector):
     table = rollouts(groups)
     mask = selector.select(table, 2, np.random.default_rng(0))
     assert chosen_per_group(table, mask) == [0, 0, 0, 2, 0, 0]
-    summary = selector.state_summary()
+    summary = selector.summary()
     assert summary["rows"] == 200 and summary["heads"] == 8
-    assert summary["disagreement_chosen"] > summary["disagreement_not_chosen"]
+    assert summary["score_labelled"] > summary["score_unlabelled"] and summary["ranked_by"] == "ensemble disagreement"
 
 
 def test_mask_labels_the_most_disputed_pairs_in_order_under_the_budget(selector):
@@ -211,7 +211,7 @@ def test_round_zero_draws_random_pairs_with_the_same_labels():
     assert sorted(set(chosen_per_group(table, mask))) == [0, 2]
     assert np.array_equal(mask, fresh.select(table, 21, np.random.default_rng(5)))
     assert not np.array_equal(mask, fresh.select(table, 21, np.random.default_rng(6)))
-    assert fresh.state_summary()["disagreement_chosen"] is None
+    assert fresh.summary()["score_labelled"] is None and fresh.row_scores is None
 
 
 def test_thompson_pairs_a_heads_favourite_with_its_most_disputed_partner():

@@ -149,3 +149,26 @@ def test_dynamic_filter_in_the_driver_round(tmp_path):
     runner, metrics, folder = run_one_round(config, tmp_path)
     # target_groups defaults to the pair budget; the stand-in generator never ties, so 3 groups suffice.
     assert metrics["labelling"]["selector"]["groups_kept"] == 3 and metrics["costs"]["labels"] == 12
+
+
+def test_ensemble_in_the_driver_round_labels_pairs_and_learns_from_every_round(tmp_path):
+    from cluster.observers import RunObservers
+    from round_standins import runner_for
+
+    config = config_with(f"scoring.rewards=[{LABELLER}]", "selection.query=ensemble", "selection.labels_per_round=10")
+    runner = runner_for(config, tmp_path)
+    observers = RunObservers("t", tmp_path, bars=False)
+    first = runner.run_round(0, observers)
+    second = runner.run_round(1, observers)
+    # Round 0 has no model: random pairs; round 1 ranks by the heads fitted on round 0's 10 labels.
+    assert first["labelling"]["selector"]["ranked_by"] == "random (no label yet)"
+    assert second["labelling"]["selector"]["ranked_by"] == "ensemble disagreement"
+    assert second["labelling"]["selector"]["rows"] == 10 and "observe" in second["labelling"]["seconds"]
+    rollouts = pq.read_table(tmp_path / "run" / "round_0001" / "rollouts.parquet")
+    counts = np.unique(np.asarray(rollouts.column("prompt_id").to_pylist())[rollouts.column(LABELLED_COLUMN).to_numpy()],
+                       return_counts=True)[1]
+    assert counts.tolist() == [2] * 5 and QUERY_SCORE_COLUMN in rollouts.column_names
+    # A resumed driver relearns from the completed rounds' labels: the same model as the one that ran.
+    resumed = runner_for(config, tmp_path)
+    table = pq.read_table(tmp_path / "run" / "round_0001" / "scored.parquet")
+    np.testing.assert_allclose(resumed.query.model.predict(table), runner.query.model.predict(table))

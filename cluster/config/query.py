@@ -16,11 +16,10 @@ class EnsembleQuerySection(StrictModel):
     heads: int = Field(8, ge=2, description="Ensemble members; their disagreement is the uncertainty.")
     hidden: int = Field(64, ge=0, description="Hidden units of each head's one-layer MLP (0: a linear head).")
     features: int = Field(4096, ge=16, description="Hashed word 1-2-gram features per text block (prompt, response).")
-    steps: int = Field(200, ge=1, description="Full-batch Adam steps per refit, on the whole replay of labels.")
-    lr: float = Field(1e-2, gt=0, description="Adam learning rate of the heads.")
     anchor: float = Field(
-        1e-3, ge=0, description="Pull of each head towards its own initialisation (anchored ensembles): keeps the "
-        "heads apart where no label has been seen.")
+        0.1, gt=0, description="Pull of each head towards its own initialisation (anchored ensembles; the ridge "
+        "penalty of its closed-form refit on every label so far): keeps the heads apart where no label has "
+        "been seen.")
     rule: Literal["max_disagreement", "thompson"] = Field(
         "max_disagreement",
         description="Which pair of a prompt is labelled: the pair the heads disagree on most, or (SEA's "

@@ -6,7 +6,7 @@ boolean mask over the rollouts' rows, True for the responses to label. `rollouts
 response with the proxy rewards' columns (role `proxy`) already scored; `features` is the round's
 `ModelProbe` (implicit reward, embeddings), free to ask like the proxies. Importing this package
 registers the built-in selectors: `passive` and `random` (selectors.py), `pvar_proxy` and `pvar_implicit`
-(ranked.py), `dynamic_filter` (dynamic_filter.py).
+(ranked.py), `dynamic_filter` (dynamic_filter.py), `ensemble` (ensemble.py).
 
 Labels come in whole prompt groups (`take_groups` in policies/query/groups.py), so labelled responses
 form pairs; docs/labels.md states the rule.
@@ -24,6 +24,9 @@ from policies.query.groups import prompt_groups, take_groups
 
 # Imported for their registration side effect.
 from policies.query import dynamic_filter, ranked, selectors  # noqa: E402,F401  isort: skip
+from policies.query.ensemble import EnsembleQuery  # noqa: E402  isort: skip
+
+register_query("ensemble")(EnsembleQuery)
 
 __all__ = ["QuerySelector", "QuerySettings", "check_query_name", "make_query", "prompt_groups", "register_query",
            "registered_queries", "take_groups"]

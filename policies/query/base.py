@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from actors.contracts import Registry
+from policies.query.ensemble import EnsembleSettings
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,8 @@ class QuerySettings:
     tie_tolerance: float = 0.0
     # ... and labelling stops once this many groups do not tie (None: only the budget stops it).
     target_groups: int | None = None
-    # ensemble: its settings (policies/query/ensemble.py `EnsembleSettings`; None: the defaults).
-    ensemble: object | None = None
+    # ensemble: its settings (None: EnsembleSettings' defaults).
+    ensemble: EnsembleSettings | None = None
 
 
 class QuerySelector(Protocol):

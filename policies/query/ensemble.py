@@ -11,17 +11,17 @@ The model (`EpistemicRewardModel`) is E heads on one frozen text featuriser:
   would cost: with long responses the hashed matrix holds hundreds of non-zeros a row, and fitting 8
   heads' 64-unit first layers over 2 x 4096 inputs took ~40 s a refit at 500 rows on one thread,
   against a few tenths of a second for this. `hidden=0` leaves the linear head alone.
-- training: every refit starts again from the heads' initial draw, regresses the labels (MSE, on
-  rewards standardised by the replay buffer's mean and std) on each head's own bootstrap resample of
-  every labelled row seen so far, with the anchor penalty anchor * ||theta - theta_init||^2 / n
-  (anchored ensembles, Pearce et al. 2020), by Adam: `steps` full-batch steps at `lr`. A feature no
-  labelled row has gets no gradient, so each head keeps its own prior weight on it and the heads
-  disagree on responses made of such features; on features the labels cover they agree. Starting
-  from the draw each time makes the model a function of the buffer alone: a resumed run that
-  observes each completed round's labels in order gets the same model as the run it resumes.
-- numerics: every head is linear in what it trains, so the gradient is written out, and the steps run
-  in numpy and scipy (single-threaded): torch's intra-op thread pool on tensors this small turned a
-  1 s refit into 26 s on a busy 2-core machine, and numpy's results do not depend on thread settings.
+- training: each head is linear in what it trains, so its anchored fit has a closed form. Head e
+  minimises sum_i c_ie (r_e(x_i) - y_i)^2 + anchor * ||theta_e - theta_e_init||^2 (anchored ensembles,
+  Pearce et al. 2020) over every labelled row seen so far, y the rewards standardised by the replay
+  buffer's mean and std and c_ie how often row i is in head e's bootstrap resample. Writing
+  theta_e = theta_e_init + delta, that is a ridge regression of the residual y - r_e_init(x) on the
+  head's design [x, relu(x U_e + b_e), 1], solved by scikit-learn's `Ridge` (alpha = anchor, the
+  resample counts as sample weights). Its solution lies in the span of the labelled rows, so a
+  feature no labelled row has keeps each head's own prior weight, and the heads disagree on responses
+  made of such features; on features the labels cover they agree. Each refit starts from the draw, so
+  the model is a function of the buffer alone: a resumed run that observes each completed round's
+  labels in order gets the same model as the run it resumes.
 - seeding: the initial draw from `torch.Generator`s, the resamples from numpy `default_rng`s, each
   seeded from `seed` and the head's index; the global torch and numpy generators are neither read
   nor moved.
@@ -49,6 +49,7 @@ import pyarrow as pa
 import scipy.sparse as sp
 import torch
 from sklearn.feature_extraction.text import HashingVectorizer
+from sklearn.linear_model import Ridge
 
 from actors.contracts import REWARD_COLUMN
 from policies.query.groups import prompt_groups
@@ -75,22 +76,18 @@ class EnsembleSettings:
     heads: int = 8
     hidden: int = 64
     features: int = 4096
-    steps: int = 200
-    lr: float = 1e-2
-    anchor: float = 1e-3
+    anchor: float = 0.1
     rule: str = "max_disagreement"
     seed: int = 0
 
     def __post_init__(self):
-        minimums = {"heads": 2, "hidden": 0, "features": 1, "steps": 1, "seed": 0}
+        minimums = {"heads": 2, "hidden": 0, "features": 1, "seed": 0}
         for field, minimum in minimums.items():
             value = getattr(self, field)
             if not _is_int(value) or value < minimum:
                 raise ValueError(f"ensemble.{field} must be an integer >= {minimum}, got {value!r}")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"ensemble.lr must be a finite number > 0, got {self.lr!r}")
-        if not (isinstance(self.anchor, (int, float)) and math.isfinite(self.anchor) and self.anchor >= 0):
-            raise ValueError(f"ensemble.anchor must be a finite number >= 0, got {self.anchor!r}")
+        if not (isinstance(self.anchor, (int, float)) and math.isfinite(self.anchor) and self.anchor > 0):
+            raise ValueError(f"ensemble.anchor must be a finite number > 0, got {self.anchor!r}")
         if self.rule not in ENSEMBLE_RULES:
             raise ValueError(f"ensemble.rule must be one of {ENSEMBLE_RULES}, got {self.rule!r}")
 
@@ -111,19 +108,6 @@ class TextFeaturiser:
         return sp.hstack(blocks, format="csr", dtype=np.float32)
 
 
-def _adam_step(param: np.ndarray, grad: np.ndarray, moments: tuple[np.ndarray, np.ndarray], step: int,
-               lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:
-    """One Adam update in place (Kingma & Ba 2015, with bias correction)."""
-    first, second = moments
-    first *= beta1
-    first += (1 - beta1) * grad
-    second *= beta2
-    second += (1 - beta2) * np.square(grad)
-    denominator = np.sqrt(second / (1 - beta2**step))
-    denominator += eps
-    param -= (lr / (1 - beta1**step)) * first / denominator
-
-
 def _texts(table: pa.Table) -> tuple[list[str], list[str]]:
     missing = [c for c in (PROMPT_TEXT_COLUMN, RESPONSE_TEXT_COLUMN) if c not in table.column_names]
     if missing:
@@ -135,7 +119,7 @@ def _texts(table: pa.Table) -> tuple[list[str], list[str]]:
 
 
 class _HeadParameters:
-    """Every head's trained parameters as views into one flat float32 vector (one Adam update for all):
+    """Every head's trained parameters as views into one flat float32 vector:
     `linear` (d, E), `readout` (E, h), `bias` (E,)."""
 
     def __init__(self, flat: np.ndarray, width: int, heads: int, hidden: int):
@@ -149,9 +133,6 @@ class _HeadParameters:
 
     def copy(self) -> "_HeadParameters":
         return _HeadParameters(self.flat.copy(), *self._shape)
-
-    def zeros_like(self) -> "_HeadParameters":
-        return _HeadParameters.zeros(*self._shape)
 
 
 class EpistemicRewardModel:
@@ -230,24 +211,19 @@ class EpistemicRewardModel:
         # All labels equal: nothing to scale by, and the heads only need to learn the constant.
         self._reward_scale = spread if spread > 1e-12 else 1.0
         target = ((self._rewards - self._reward_mean) / self._reward_scale).astype(np.float32)[:, None]
-        features, transposed = self._rows, self._rows.T.tocsr()
-        hidden = self._hidden(features)
-        # (n, E) how often each row is in each head's resample, over n: the head's loss is then the
-        # mean squared error over its resample.
-        resample = (self._bootstrap_counts(n).T / n).astype(np.float32)
+        features, hidden = self._rows, self._hidden(self._rows)
+        counts = self._bootstrap_counts(n)
         params, anchors = self._anchors.copy(), self._anchors
-        grads = params.zeros_like()
-        moments = (np.zeros_like(params.flat), np.zeros_like(params.flat))
-        # The heads are linear in their trained parameters, so the gradients of
-        #   loss_e = sum_i resample_ie (out_ie - y_i)^2 + anchor * ||theta_e - theta_e_init||^2 / n
-        # are written out; each head's parameters get only its own loss's gradient.
-        for step in range(1, s.steps + 1):
-            residual_grad = 2.0 * resample * (self._outputs(features, hidden, params) - target)  # (n, E)
-            grads.linear[:] = transposed @ residual_grad
-            grads.readout[:] = (hidden * residual_grad[:, :, None]).sum(axis=0)
-            grads.bias[:] = residual_grad.sum(axis=0)
-            grads.flat += (2.0 * s.anchor / n) * (params.flat - anchors.flat)
-            _adam_step(params.flat, grads.flat, moments, step, s.lr)
+        residual = target - self._outputs(features, hidden, anchors)  # (n, E): what each head's prior misses
+        ones = np.ones((n, 1), dtype=np.float32)
+        for head in range(s.heads):
+            design = sp.hstack([features, sp.csr_matrix(hidden[:, head, :]), ones], format="csr")
+            ridge = Ridge(alpha=s.anchor, fit_intercept=False).fit(design, residual[:, head], sample_weight=counts[head])
+            delta = ridge.coef_.astype(np.float32)
+            width = features.shape[1]
+            params.linear[:, head] += delta[:width]
+            params.readout[head] += delta[width: width + s.hidden]
+            params.bias[head] += delta[-1]
         self._trained = params
 
     def _bootstrap_counts(self, n: int) -> np.ndarray:
@@ -308,6 +284,7 @@ class EnsembleQuery:
             raise TypeError(f"QuerySettings.ensemble must be an EnsembleSettings, got {type(self.ensemble).__name__}")
         self.model = EpistemicRewardModel(self.ensemble)
         self.score_seconds = 0.0
+        self.row_scores: np.ndarray | None = None  # per response, the disagreement ranked by (None in round 0)
         self._last_selection: dict = {}
 
     @property
@@ -359,19 +336,21 @@ class EnsembleQuery:
             mask[pairs[index]] = True
         self.score_seconds = time.perf_counter() - started
         self._last_selection = _selection_summary(mask, response_disagreement)
+        self.row_scores = response_disagreement
         return mask
 
-    def state_summary(self) -> dict:
-        """For the round report: the buffer, the heads, the last refit and select's cost, and how much
-        more the heads disagreed on the chosen responses than on the rest (None before a model exists)."""
+    def summary(self) -> dict:
+        """metrics.json `labelling.selector`: what it ranked by, the mean disagreement of the labelled responses
+        and of the rest (None before a model exists), the buffer, and the last select's seconds (the refit's
+        are the driver's `labelling.seconds.observe`)."""
         return {
+            "ranked_by": "ensemble disagreement" if self.model.rows else "random (no label yet)",
+            "score_labelled": self._last_selection.get("chosen"),
+            "score_unlabelled": self._last_selection.get("not_chosen"),
             "rows": self.model.rows,
             "heads": self.ensemble.heads,
             "rule": self.ensemble.rule,
-            "fit_seconds": self.fit_seconds,
             "score_seconds": self.score_seconds,
-            "disagreement_chosen": self._last_selection.get("chosen"),
-            "disagreement_not_chosen": self._last_selection.get("not_chosen"),
         }
 
 
