@@ -113,3 +113,27 @@ def test_pools_weigh_prompts_by_their_last_mean_reward():
     for index in range(1, 200):
         counts[scheduler.schedule(table, 4, index).rows] += 1
     assert counts[:20].mean() > 3 * counts[20:].mean()
+
+
+def test_a_resumed_driver_commits_byte_identical_scheduler_state(tmp_path):
+    """The driver's real round (stand-in actors, tests/round_standins.py): three rounds straight, against
+    two rounds, a new driver (as after a crash) and the third."""
+    from cluster.observers import RunObservers
+    from round_standins import LABELLER, config_with, runner_for
+
+    config = config_with(f"scoring.rewards=[{LABELLER}]", "data.scheduler=history",
+                         "data.scheduling.audit_fraction=0.5", "data.scheduling.tie_tolerance=1.0",
+                         "data.scheduling.p_start=0.1", "data.scheduling.p_min=0.05")
+    straight = runner_for(config, tmp_path / "a")
+    for index in range(3):
+        straight.run_round(index, RunObservers("t", tmp_path, bars=False))
+    interrupted = runner_for(config, tmp_path / "b")
+    for index in range(2):
+        interrupted.run_round(index, RunObservers("t", tmp_path, bars=False))
+    resumed = runner_for(config, tmp_path / "b")
+    metrics = resumed.run_round(2, RunObservers("t", tmp_path, bars=False))
+    for name in ("prompt_history.parquet", "scheduler.json", "rollouts.parquet"):
+        a = (tmp_path / "a" / "run" / "round_0002" / name).read_bytes()
+        assert a == (tmp_path / "b" / "run" / "round_0002" / name).read_bytes(), name
+    # Every visit ties (tolerance 1 on a reward in [0, 1]), so by round 2 the rule skips, and audits some.
+    assert metrics["scheduling"]["skipped"] > 0 and metrics["scheduling"]["audited"] > 0

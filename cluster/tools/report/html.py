@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import html
 import logging
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -16,7 +14,6 @@ from actors.contracts import (
     HELDOUT_IFEVAL,
     IFEVAL_ACCURACIES,
     IFEVAL_FAMILIES,
-    LABELLING,
     REPORT_FILE,
     ZERO_VARIANCE_SHARE,
 )
@@ -32,6 +29,7 @@ from cluster.tools.report.data import (
     pvar_threshold,
     recorded,
 )
+from cluster.tools.report.markup import esc, html_table, stated_number
 from cluster.tools.report.plots import (
     plot_costs,
     plot_did_entropy,
@@ -44,25 +42,13 @@ from cluster.tools.report.plots import (
     plot_rewards,
     plot_steps,
 )
+from cluster.tools.report.spending import labelling_section, scheduling_section
 from cluster.tools.status import RunFolder, as_float, dig, open_run
 
 log = logging.getLogger("activedpo")
 
 
 # ---------------------------------------------------------------- text
-
-
-def _e(text: Any) -> str:
-    return html.escape(str(text))
-
-
-def _num(value: Value, key: str, round_index: int | None = None, *, digits: int = 4, signed: bool = False) -> str:
-    """A number in the page, tagged so readers (and tests) can find which metric it states."""
-    where = "" if round_index is None else f' data-round="{round_index}"'
-    css = "num" if not value.missing and value.number is not None else "num missing"
-    mark = "*" if value.source == "derived" else ""
-    return (f'<span class="{css}" data-key="{_e(key)}"{where}>{_e(value.text(digits, signed))}</span>'
-            + (f'<sup title="derived from recorded start/end means">{mark}</sup>' if mark else ""))
 
 
 def _rounds_list(indices: list[int]) -> str:
@@ -91,10 +77,10 @@ def verdict_html(rounds: list[RoundData]) -> str:
     else:
         i, latest = known_disp[-1]
         if latest.delta_chosen.number >= 0:
-            stated = _num(latest.delta_chosen, "delta_chosen_logps", i, signed=True)
+            stated = stated_number(latest.delta_chosen, "delta_chosen_logps", i, signed=True)
             value = f"Δ log pi(y_w) = {stated} in round {i}, ≥ 0"
         else:
-            value = f"Δ margin = {_num(latest.delta_margin, 'delta_margin', i, signed=True)} in round {i}, ≤ 0"
+            value = f"Δ margin = {stated_number(latest.delta_margin, 'delta_margin', i, signed=True)} in round {i}, ≤ 0"
         rose = sum(d.delta_chosen.number >= 0 for _, d in known_disp)
         grew = sum(d.delta_margin.number > 0 for _, d in known_disp)
         text = (f"<b>not observed</b> (value {value}). The chosen log-prob rose in {rose} of {len(known_disp)} "
@@ -102,11 +88,11 @@ def verdict_html(rounds: list[RoundData]) -> str:
         state = "not-observed"
     if known_disp:
         i, latest = known_disp[-1]
-        text += (f" Round {i}: Δ log pi(y_w) = {_num(latest.delta_chosen, 'delta_chosen_logps', i, signed=True)}, "
-                 f"Δ log pi(y_l) = {_num(latest.delta_rejected, 'delta_rejected_logps', i, signed=True)}, "
-                 f"Δ margin = {_num(latest.delta_margin, 'delta_margin', i, signed=True)}, fraction of "
+        text += (f" Round {i}: Δ log pi(y_w) = {stated_number(latest.delta_chosen, 'delta_chosen_logps', i, signed=True)}, "
+                 f"Δ log pi(y_l) = {stated_number(latest.delta_rejected, 'delta_rejected_logps', i, signed=True)}, "
+                 f"Δ margin = {stated_number(latest.delta_margin, 'delta_margin', i, signed=True)}, fraction of "
                  f"pairs whose log pi(y_w) fell = "
-                 f"{_num(latest.displacement_fraction, 'displacement_fraction', i, digits=3)}.")
+                 f"{stated_number(latest.displacement_fraction, 'displacement_fraction', i, digits=3)}.")
     parts.append(f'<p class="claim {state}" id="displacement-verdict"><b>Log-likelihood displacement</b> '
                  f"(chosen log-prob falling while the margin grows, docs/training-dynamics.md): {text}</p>")
 
@@ -116,7 +102,7 @@ def verdict_html(rounds: list[RoundData]) -> str:
         state = "unknown"
     else:
         i, latest = known_asym[-1]
-        values = ", ".join(f"round {j}: {_num(d.asymmetry, 'asymmetry', j, digits=3)}" for j, d in known_asym)
+        values = ", ".join(f"round {j}: {stated_number(d.asymmetry, 'asymmetry', j, digits=3)}" for j, d in known_asym)
         if asym:
             text = (f"<b>observed</b> in {len(asym)} of {len(known_asym)} rounds (rounds {_rounds_list(asym)}): "
                     f"the rejected log-prob moved more than the chosen one. |Δ rej| / |Δ ch| by round: {values}.")
@@ -124,7 +110,7 @@ def verdict_html(rounds: list[RoundData]) -> str:
                 text += f" Not observed in rounds {_rounds_list([j for j, d in known_asym if not d.asymmetric])}."
             state = "observed"
         else:
-            stated = _num(latest.asymmetry, "asymmetry", i, digits=3)
+            stated = stated_number(latest.asymmetry, "asymmetry", i, digits=3)
             text = (f"<b>not observed</b> (value |Δ rej| / |Δ ch| = {stated} "
                     f"in round {i}, ≤ 1). By round: {values}.")
             state = "not-observed"
@@ -139,17 +125,17 @@ def verdict_html(rounds: list[RoundData]) -> str:
     for i, d in dyn:
         mark = {True: "yes", False: "no", None: NOT_RECORDED}
         rows.append([
-            str(i), _num(d.delta_chosen, "delta_chosen_logps", i, signed=True),
-            _num(d.delta_rejected, "delta_rejected_logps", i, signed=True),
-            _num(d.delta_margin, "delta_margin", i, signed=True),
-            _num(d.displacement_fraction, "displacement_fraction", i, digits=3),
-            mark[d.displacement], _num(d.asymmetry, "asymmetry", i, digits=3),
-            _num(d.realised_ratio, "realised_ratio", i, digits=3),
-            _num(d.log_rate_ratio_start, "log_rate_ratio_start", i, digits=3),
-            _num(d.log_rate_ratio_end, "log_rate_ratio_end", i, digits=3),
-            _num(d.dpo_weight, "dpo_weight", i, digits=3), _num(d.dpo_weight_end, "dpo_weight_end", i, digits=3),
+            str(i), stated_number(d.delta_chosen, "delta_chosen_logps", i, signed=True),
+            stated_number(d.delta_rejected, "delta_rejected_logps", i, signed=True),
+            stated_number(d.delta_margin, "delta_margin", i, signed=True),
+            stated_number(d.displacement_fraction, "displacement_fraction", i, digits=3),
+            mark[d.displacement], stated_number(d.asymmetry, "asymmetry", i, digits=3),
+            stated_number(d.realised_ratio, "realised_ratio", i, digits=3),
+            stated_number(d.log_rate_ratio_start, "log_rate_ratio_start", i, digits=3),
+            stated_number(d.log_rate_ratio_end, "log_rate_ratio_end", i, digits=3),
+            stated_number(d.dpo_weight, "dpo_weight", i, digits=3), stated_number(d.dpo_weight_end, "dpo_weight_end", i, digits=3),
         ])
-    parts.append(_table(head, rows, "dynamics-table"))
+    parts.append(html_table(head, rows, "dynamics-table"))
     derived = any(v.source == "derived" for _, d in dyn for v in (d.delta_chosen, d.asymmetry))
     parts.append(
         "<p class=\"note\">Δ is end of round minus start of round, means over the round's pairs, in the policy's "
@@ -163,13 +149,6 @@ def verdict_html(rounds: list[RoundData]) -> str:
     return "\n".join(parts)
 
 
-def _table(head: list[str], rows: list[list[str]], table_id: str) -> str:
-    out = [f'<table id="{table_id}"><thead><tr>' + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr></thead><tbody>"]
-    out += ["<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows]
-    out.append("</tbody></table>")
-    return "\n".join(out)
-
-
 def rounds_table(rounds: list[RoundData]) -> str:
     head = ["round", "held-out reward", "train reward", "pairs", "tied prompts", "loss", "loss (end)",
             "accuracy (end)", "PVar all / selected", "DID entropy", "seconds"]
@@ -179,23 +158,23 @@ def rounds_table(rounds: list[RoundData]) -> str:
 
         def pm(mean_key, std_key):
             mean, std = r.value(mean_key), r.value(std_key)
-            return _num(mean, mean_key, i) + ("" if std.number is None else f" ± {std.number:.4f}")
+            return stated_number(mean, mean_key, i) + ("" if std.number is None else f" ± {std.number:.4f}")
 
         pairs = r.metrics.get("pairs_trained")
         phases = r.metrics.get("phase_seconds")
         seconds = (sum(as_float(v) or 0.0 for v in phases.values()) if isinstance(phases, dict) and phases else None)
         rows.append([
             str(i), pm("heldout_reward_mean", "heldout_reward_std"), pm("train_reward_mean", "train_reward_std"),
-            _e(pairs) if isinstance(pairs, int) else f'<span class="num missing">{NOT_RECORDED}</span>',
-            _num(r.value(ZERO_VARIANCE_SHARE), ZERO_VARIANCE_SHARE, i, digits=3),
-            _num(recorded(r.learner, "loss"), "loss", i), _num(recorded(r.learner, "loss_end"), "loss_end", i),
-            _num(recorded(r.learner, "reward_accuracy_end"), "reward_accuracy_end", i, digits=3),
-            _num(recorded(r.metrics.get("selection"), "pvar_mean_all"), "pvar_mean_all", i, digits=5) + " / "
-            + _num(recorded(r.metrics.get("selection"), "pvar_mean_selected"), "pvar_mean_selected", i, digits=5),
-            _num(r.value("did_entropy"), "did_entropy", i, digits=3),
-            _num(Value(seconds) if seconds is not None else MISSING, "round_seconds", i, digits=1),
+            esc(pairs) if isinstance(pairs, int) else f'<span class="num missing">{NOT_RECORDED}</span>',
+            stated_number(r.value(ZERO_VARIANCE_SHARE), ZERO_VARIANCE_SHARE, i, digits=3),
+            stated_number(recorded(r.learner, "loss"), "loss", i), stated_number(recorded(r.learner, "loss_end"), "loss_end", i),
+            stated_number(recorded(r.learner, "reward_accuracy_end"), "reward_accuracy_end", i, digits=3),
+            stated_number(recorded(r.metrics.get("selection"), "pvar_mean_all"), "pvar_mean_all", i, digits=5) + " / "
+            + stated_number(recorded(r.metrics.get("selection"), "pvar_mean_selected"), "pvar_mean_selected", i, digits=5),
+            stated_number(r.value("did_entropy"), "did_entropy", i, digits=3),
+            stated_number(Value(seconds) if seconds is not None else MISSING, "round_seconds", i, digits=1),
         ])
-    return _table(head, rows, "rounds-table")
+    return html_table(head, rows, "rounds-table")
 
 
 def ifeval_section(rounds: list[RoundData]) -> str | None:
@@ -209,57 +188,25 @@ def ifeval_section(rounds: list[RoundData]) -> str | None:
     if not rows:
         return None
     titles = [key.replace("_", " ") for key in IFEVAL_ACCURACIES]
-    overall = [[_e(label), *(_num(recorded(values, key), f"ifeval_{key}", index, digits=3) for key in IFEVAL_ACCURACIES),
-                _e(values.get("responses", NOT_RECORDED))] for label, index, values in rows]
+    overall = [[esc(label), *(stated_number(recorded(values, key), f"ifeval_{key}", index, digits=3) for key in IFEVAL_ACCURACIES),
+                esc(values.get("responses", NOT_RECORDED))] for label, index, values in rows]
     families = sorted({name for _, _, values in rows for name in (values.get(IFEVAL_FAMILIES) or {})})
     strict, loose = IFEVAL_ACCURACIES[1], IFEVAL_ACCURACIES[3]
     per_family = []
     for label, index, values in rows:
         found = values.get(IFEVAL_FAMILIES) or {}
-        per_family.append([_e(label), *(
-            _num(recorded(found.get(name), strict), f"ifeval_{name}_strict", index, digits=3) + " / "
-            + _num(recorded(found.get(name), loose), f"ifeval_{name}_loose", index, digits=3) for name in families)])
+        per_family.append([esc(label), *(
+            stated_number(recorded(found.get(name), strict), f"ifeval_{name}_strict", index, digits=3) + " / "
+            + stated_number(recorded(found.get(name), loose), f"ifeval_{name}_loose", index, digits=3) for name in families)])
     return ('<section id="ifeval"><h2>IFEval held-out accuracy</h2>'
-            + _table(["round", *titles, "responses"], overall, "ifeval-table")
+            + html_table(["round", *titles, "responses"], overall, "ifeval-table")
             + '<p class="note">Held-out responses after each round\'s training (fresh samples, fixed seed). Prompt '
               "level: every instruction of the response followed; instruction level: the share of all instructions "
               "followed. Loose also accepts the response with its first or last line, or its asterisks, removed "
               "(docs/ifeval.md).</p>"
-            + _table(["round", *(f"{name} strict / loose" for name in families)], per_family, "ifeval-families-table")
+            + html_table(["round", *(f"{name} strict / loose" for name in families)], per_family, "ifeval-families-table")
             + '<p class="note">Instruction-level accuracy per constraint family (the part of the instruction id '
               "before ':').</p></section>")
-
-
-def labelling_section(rounds: list[RoundData]) -> str | None:
-    """What each round sent to the labellers and why: the query selector, what it ranked by, the mean of that
-    score over the labelled responses and over the rest, labels spent; None when no round labelled
-    selectively (every response labelled, as before query selection existed)."""
-    rows = []
-    for r in rounds:
-        found = r.metrics.get(LABELLING)
-        if not isinstance(found, dict) or found.get("responses_labelled") == found.get("responses") \
-                and not found.get("selector"):
-            continue
-        chosen = found.get("selector") or {}
-        why = chosen.get("ranked_by") or ("ties filtered" if "groups_kept" in chosen else found.get("query", ""))
-        if "groups_kept" in chosen:
-            why += f" ({chosen['groups_kept']} groups kept, {chosen.get('groups_tied', 0)} tied)"
-        seconds = found.get("seconds") or {}
-        rows.append([str(r.index), _e(found.get("query", NOT_RECORDED)), _e(why),
-                     _num(recorded(chosen, "score_labelled"), "score_labelled", r.index, digits=3),
-                     _num(recorded(chosen, "score_unlabelled"), "score_unlabelled", r.index, digits=3),
-                     _e(f"{found.get('responses_labelled', NOT_RECORDED)} / {found.get('responses', NOT_RECORDED)}"),
-                     _num(recorded(r.metrics.get("costs") or {}, "labels"), "labels", r.index, digits=6),
-                     _e(f"{seconds.get('query', 0.0):.3f}")])
-    if not rows:
-        return None
-    return ('<section id="labelling"><h2>What was labelled, and why</h2>'
-            + _table(["round", "query selector", "ranked by", "score of labelled", "score of the rest",
-                      "responses labelled", "labels", "choosing (s)"], rows, "labelling-table")
-            + '<p class="note">The score is what the selector ranked by (a prompt\'s PVar of the proxy or implicit '
-              "reward, the ensemble's disagreement), per response in rollouts.parquet's query_score column; a "
-              "selector that ranks well labels responses whose score is above the rest's. Labels: responses "
-              "labelled x label rewards (docs/labels.md).</p></section>")
 
 
 _CSS = """
@@ -276,9 +223,9 @@ dl{display:grid;grid-template-columns:max-content auto;gap:.1em 1em;font-size:.9
 
 
 def _plot_section(section_id: str, title: str, png: str | None, caption: str, missing: str) -> str:
-    body = (f'<img id="plot-{section_id}" alt="{_e(title)}" src="data:image/png;base64,{png}">'
+    body = (f'<img id="plot-{section_id}" alt="{esc(title)}" src="data:image/png;base64,{png}">'
             f'<p class="note">{caption}</p>') if png else f'<p class="placeholder">{missing}</p>'
-    return f'<section id="{section_id}"><h2>{_e(title)}</h2>{body}</section>'
+    return f'<section id="{section_id}"><h2>{esc(title)}</h2>{body}</section>'
 
 
 def build_html(run: RunFolder, rounds: list[RoundData], started: float | None = None) -> tuple[str, list[str]]:
@@ -306,7 +253,7 @@ def build_html(run: RunFolder, rounds: list[RoundData], started: float | None = 
         if png:
             plots.append(section_id)
         elif section_id in failed:
-            missing = f"This plot could not be drawn ({_e(failed[section_id])})."
+            missing = f"This plot could not be drawn ({esc(failed[section_id])})."
         sections.append(_plot_section(section_id, title, png, caption, missing))
 
     add("rewards", "Reward per round", render("rewards", plot_rewards, rounds) if rounds else None,
@@ -318,8 +265,7 @@ def build_html(run: RunFolder, rounds: list[RoundData], started: float | None = 
         "and cumulative generated tokens (right), from metrics.json's costs (docs/labels.md); the first point, "
         "at zero, is the starting policy when it was evaluated.",
         f"Costs: {NOT_RECORDED} (a run from before costs were counted).")
-    if (labelled := labelling_section(rounds)) is not None:
-        sections.append(labelled)
+    sections += [section for section in (labelling_section(rounds), scheduling_section(rounds)) if section]
 
     pvar_rounds = [r for r in rounds if r.pvar is not None and r.pvar.size]
     if pvar_rounds:
@@ -327,7 +273,7 @@ def build_html(run: RunFolder, rounds: list[RoundData], started: float | None = 
         value, meaning = pvar_threshold(config, last)
         caption = (f"Round {last.index}: {int(np.sum(last.selected)) if last.selected is not None else 0} of "
                    f"{last.pvar.size} prompts selected; cut-off "
-                   + (f"{value:.6g} ({_e(meaning)})" if value is not None else _e(meaning)) + ".")
+                   + (f"{value:.6g} ({esc(meaning)})" if value is not None else esc(meaning)) + ".")
         add("pvar-latest", "PVar distribution, latest round", render("pvar-latest", plot_pvar_latest, config, last),
             caption, "")
     else:
@@ -371,7 +317,7 @@ def build_html(run: RunFolder, rounds: list[RoundData], started: float | None = 
             rho_text = (f"Spearman over the {int(ok.sum())} measured prompts (computed here): "
                         + ("undefined" if rho is None else f"{rho:.3f}"))
         else:
-            rho_text = f"Recorded Spearman (selected prompts): {_num(rho_recorded, 'pvar_gradnorm_spearman', digits=3)}"
+            rho_text = f"Recorded Spearman (selected prompts): {stated_number(rho_recorded, 'pvar_gradnorm_spearman', digits=3)}"
         add("gradnorm-pvar", "Gradient norm against PVar, latest round", grad_png,
             f"Per-prompt DPO gradient norm against PVar; the PVar paper bounds it by a constant times sqrt(PVar). "
             f"{rho_text}.", "")
@@ -383,28 +329,28 @@ def build_html(run: RunFolder, rounds: list[RoundData], started: float | None = 
 
     name = dig(config, "run", "name", default=NOT_RECORDED)
     info = [
-        ("run", _e(name)), ("folder", _e(run.run_dir)),
+        ("run", esc(name)), ("folder", esc(run.run_dir)),
         ("rounds", f"{len(rounds)} completed of {planned if planned is not None else NOT_RECORDED} planned"
          + (f"; round {', '.join(map(str, run.partial))} in progress or interrupted" if run.partial else "")),
-        ("selection", _e(", ".join(f"{k} {dig(config, 'selection', k)}" for k in ("policy", "pair_budget", "pvar_mode",
+        ("selection", esc(", ".join(f"{k} {dig(config, 'selection', k)}" for k in ("policy", "pair_budget", "pvar_mode",
                                                                                   "top_fraction", "pair_builder",
                                                                                   "query", "labels_per_round")
                                    if dig(config, "selection", k) is not None) or NOT_RECORDED)),
-        ("learner", _e(", ".join(f"{k} {dig(config, 'learner', k)}" for k in ("loss", "beta", "learning_rate", "epochs",
+        ("learner", esc(", ".join(f"{k} {dig(config, 'learner', k)}" for k in ("loss", "beta", "learning_rate", "epochs",
                                                                               "reference")
                                  if dig(config, "learner", k) is not None) or NOT_RECORDED)),
     ]
     for r in rounds:
         for note in r.notes:
-            info.append((f"round {r.index}", _e(note)))
+            info.append((f"round {r.index}", esc(note)))
     if rounds:
         before = rounds[0].value("heldout_before_mean")
         after = rounds[-1].value("heldout_reward_mean")
-        info.append(("held-out reward", f"{_num(before, 'heldout_before_mean')} before training → "
-                                        f"{_num(after, 'heldout_reward_mean', rounds[-1].index)} after round "
+        info.append(("held-out reward", f"{stated_number(before, 'heldout_before_mean')} before training → "
+                                        f"{stated_number(after, 'heldout_reward_mean', rounds[-1].index)} after round "
                                         f"{rounds[-1].index}"))
     body = [
-        f"<h1>activedpo run report: {_e(name)}</h1>",
+        f"<h1>activedpo run report: {esc(name)}</h1>",
         "<dl>" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in info) + "</dl>",
         verdict_html(rounds) if rounds else '<p class="placeholder">No completed round yet.</p>',
         '<section id="rounds"><h2>Per round</h2>' + (rounds_table(rounds) if rounds else "")
@@ -418,7 +364,7 @@ def build_html(run: RunFolder, rounds: list[RoundData], started: float | None = 
     body.append(f'<p class="note" id="generated">Generated {stamp} from the run folder\'s files in '
                 f'<span id="generation-seconds">{elapsed:.2f}</span> s ({len(plots)} plots).</p>')
     page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>activedpo report: {_e(name)}</title><style>{_CSS}</style></head><body>\n"
+            f"<title>activedpo report: {esc(name)}</title><style>{_CSS}</style></head><body>\n"
             + "\n".join(body) + "\n</body></html>\n")
     return page, plots
 

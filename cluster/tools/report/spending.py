@@ -1,0 +1,66 @@
+"""The report's tables of what each round spent its budgets on, and why: labels (query selection) and
+rollouts (prompt scheduling), from metrics.json's `labelling` and `scheduling`."""
+
+from __future__ import annotations
+
+from actors.contracts import LABELLING, SCHEDULING
+from cluster.tools.report.data import NOT_RECORDED, RoundData, recorded
+from cluster.tools.report.markup import esc, html_table, stated_number
+
+
+def labelling_section(rounds: list[RoundData]) -> str | None:
+    """What each round sent to the labellers and why: the query selector, what it ranked by, the mean of that
+    score over the labelled responses and over the rest, labels spent; None when no round labelled
+    selectively (every response labelled, as before query selection existed)."""
+    rows = []
+    for r in rounds:
+        found = r.metrics.get(LABELLING)
+        if not isinstance(found, dict) or found.get("responses_labelled") == found.get("responses") \
+                and not found.get("selector"):
+            continue
+        chosen = found.get("selector") or {}
+        why = chosen.get("ranked_by") or ("ties filtered" if "groups_kept" in chosen else found.get("query", ""))
+        if "groups_kept" in chosen:
+            why += f" ({chosen['groups_kept']} groups kept, {chosen.get('groups_tied', 0)} tied)"
+        seconds = found.get("seconds") or {}
+        rows.append([str(r.index), esc(found.get("query", NOT_RECORDED)), esc(why),
+                     stated_number(recorded(chosen, "score_labelled"), "score_labelled", r.index, digits=3),
+                     stated_number(recorded(chosen, "score_unlabelled"), "score_unlabelled", r.index, digits=3),
+                     esc(f"{found.get('responses_labelled', NOT_RECORDED)} / {found.get('responses', NOT_RECORDED)}"),
+                     stated_number(recorded(r.metrics.get("costs") or {}, "labels"), "labels", r.index, digits=6),
+                     esc(f"{seconds.get('query', 0.0):.3f}")])
+    if not rows:
+        return None
+    return ('<section id="labelling"><h2>What was labelled, and why</h2>'
+            + html_table(["round", "query selector", "ranked by", "score of labelled", "score of the rest",
+                      "responses labelled", "labels", "choosing (s)"], rows, "labelling-table")
+            + '<p class="note">The score is what the selector ranked by (a prompt\'s PVar of the proxy or implicit '
+              "reward, the ensemble's disagreement), per response in rollouts.parquet's query_score column; a "
+              "selector that ranks well labels responses whose score is above the rest's. Labels: responses "
+              "labelled x label rewards (docs/labels.md).</p></section>")
+
+
+def scheduling_section(rounds: list[RoundData]) -> str | None:
+    """Which prompts the scheduler skipped before generation, and how often a skipped prompt rolled out
+    anyway (the audit) proved informative; None when no round skipped or audited anything."""
+    rows = []
+    for r in rounds:
+        found = r.metrics.get(SCHEDULING)
+        if not isinstance(found, dict) or not (found.get("skipped") or found.get("audited")):
+            continue
+        audit = (f"{found['audit_informative']} of {found['audit_judged']}" if found.get("audit_judged")
+                 else "none judged")
+        rows.append([str(r.index), esc(found.get("scheduler", NOT_RECORDED)),
+                     esc(found.get("examined", NOT_RECORDED)), esc(found.get("skipped", NOT_RECORDED)),
+                     esc(found.get("audited", 0)), esc(audit),
+                     stated_number(recorded(found, "tied_share"), "scheduled_tied_share", r.index, digits=3),
+                     stated_number(recorded(found, "p"), "scheduler_p", r.index, digits=3)])
+    if not rows:
+        return None
+    return ('<section id="scheduling"><h2>Prompts skipped before generation</h2>'
+            + html_table(["round", "scheduler", "offered", "skipped", "audited", "audited and informative",
+                          "tied share of the rolled out", "p"], rows, "scheduling-table")
+            + '<p class="note">A skipped prompt is not rolled out: its recent visits all tied. Audited prompts are '
+              "skipped ones rolled out anyway; the share of them that did not tie is how often a skip threw away a "
+              "prompt that would have taught something. p: the skip rule's base, 1 - max(p^streak, floor) "
+              "(docs/scheduling.md).</p></section>")
