@@ -97,6 +97,8 @@ def summarise(runs: list[dict]) -> dict:
             "generator_idle_share": mean_interval([r["generator_idle_share"] for r in arm]),
             "wall_seconds": mean_interval([r["wall_seconds"] for r in arm]),
             "heldout_per_round": [mean_interval([r["per_round"][i] for r in arm]) for i in range(rounds)],
+            "heldout_before": (mean_interval([r["before"] for r in arm])
+                               if all(r["before"] is not None for r in arm) else None),
         }
     pairs = [(a, b) for a in by_lag[0] for b in by_lag[1] if a["seed"] == b["seed"]]
     return {
@@ -128,6 +130,10 @@ def plot(report: dict, path: Path) -> None:
         reward.plot(xs, means, marker="o", color=color, label=f"max_lag {lag}")
         if all(c["half_width"] is not None for c in curve):
             reward.fill_between(xs, [c["low"] for c in curve], [c["high"] for c in curve], color=color, alpha=0.2)
+    before = arms[str(LAGS[0])]["heldout_before"]
+    if before is not None:
+        reward.axhline(before["mean"], color="#9a9a9a", linestyle="--", label="before training")
+    reward.set_xticks(xs)
     reward.set_xlabel("round")
     reward.set_title("held-out reward after each round (95% interval)", fontsize=10)
     reward.legend()
