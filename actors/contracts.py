@@ -269,6 +269,11 @@ PAIRS_SCHEMA = pa.schema(
 # The only columns the learner receives and reads (also what pair gradient features read).
 PAIR_TOKEN_COLUMNS = ("prompt_token_ids", "chosen_token_ids", "rejected_token_ids")
 PAIR_TOKENS_SCHEMA = pa.schema([PAIRS_SCHEMA.field(name) for name in PAIR_TOKEN_COLUMNS])
+# The driver appends to selected.parquet, after the prompt statistics, each pair's lag: the learner's
+# weights version when it trains the pair (the round index: rounds trained before it) minus the
+# `weights_version` that sampled the pair's responses. 0 in the synchronous loop; 1 after round 0 with
+# `run.max_lag: 1` (docs/overlap.md).
+LAG_FIELD = pa.field("lag", pa.int32())
 
 # --- prompt_stats -------------------------------------------------------------------------------
 

@@ -7,9 +7,13 @@ through a mailbox actor (actors/learner_mailbox.py) and waits for rank 0's resul
 returns at once; the first `train_round` (or `wait_until_ready`) waits for the workers, so the
 driver can generate and score round 0 while the learner starts.
 
+`train_round` is `submit` (hand the round over, return at once) then `collect` (wait for its
+result). The driver calls them apart with `run.max_lag: 1`, preparing the next round while this
+one trains (docs/overlap.md); at most one round is in flight, and rounds are collected in order.
+
 Failures surface, never hang: the run is configured with no Ray Train retries (a retried loop would
 restart from the initial model and silently lose rounds), every wait is short and re-checks that
-the fit thread is alive, and an error from `fit()` is raised from `train_round` as LearnerError.
+the fit thread is alive, and an error from `fit()` is raised from `collect` as LearnerError.
 Resuming is the driver's job: start a new DPOLearner with initial_model_path = the last complete
 round's checkpoint (and reference_model_path = the original model when reference is 'initial').
 
@@ -24,6 +28,8 @@ import logging
 import os
 import threading
 import time
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -117,6 +123,18 @@ def _build_trainer(learner_cfg, loop_config: dict[str, Any], storage_dir: str, r
     )
 
 
+@dataclass
+class _Submitted:
+    """A round handed to the workers and not yet collected."""
+
+    round_index: int
+    sequence: int            # its mailbox message number
+    started: float           # time.monotonic() when submit began
+    sent: float              # time.monotonic() once the mailbox had it
+    result: Any              # concurrent.futures.Future of the mailbox's get_result
+    arrived: float | None = None  # time.monotonic() when rank 0's result reached the driver
+
+
 class DPOLearner:
     """Driver-side handle around one long-lived Ray Train DPO run (see the module docstring)."""
 
@@ -155,6 +173,7 @@ class DPOLearner:
         self._vocab_size = _vocab_size(initial_model_path)
         self._mailbox = create_mailbox(learner_cfg.num_workers)
         self._last_round: int | None = None
+        self._in_flight: _Submitted | None = None
         self._workers: dict[int, dict[str, Any]] = {}
         self._fit_error: BaseException | None = None
         self._stopping = False
@@ -206,8 +225,20 @@ class DPOLearner:
 
     def train_round(self, round_index: int, pairs: pa.Table, checkpoint_dir: str) -> tuple[dict, WeightsHandle]:
         """Train on the round's pairs, write the HF checkpoint, publish the weights (version round_index + 1)."""
+        self.submit(round_index, pairs, checkpoint_dir)
+        return self.collect(round_index)
+
+    def submit(self, round_index: int, pairs: pa.Table, checkpoint_dir: str) -> None:
+        """Hand the round to the workers through the mailbox and return at once (also while they still start).
+
+        One round at a time: the previous one must have been collected. Each round index is sent once,
+        in increasing order, even if it fails.
+        """
         if self._stopping:
             raise LearnerError("the learner was shut down")
+        if self._in_flight is not None:
+            raise ValueError(f"round {round_index} cannot be submitted: round {self._in_flight.round_index} "
+                             "is still in flight (collect it first)")
         if self._last_round is not None and round_index <= self._last_round:
             raise ValueError(
                 f"round {round_index} cannot be trained: this learner already ran round {self._last_round} "
@@ -215,16 +246,35 @@ class DPOLearner:
             )
         validate_pairs(pairs, self._vocab_size)
         started = time.monotonic()
-        self.wait_until_ready()
+        # No wait for the workers: they read the mailbox's messages in order once they have started.
         pairs_ref = ray.put(pairs.select(list(PAIR_TOKEN_COLUMNS)))
         sequence = ray.get(
             self._mailbox.put_round.remote(round_index, [pairs_ref], os.path.abspath(checkpoint_dir))
         )
         self._last_round = round_index  # even if the round fails, it is never sent twice
-        result = self._wait_for_result(round_index)
-        self._mailbox.forget.remote(sequence)
+        # One call that returns when rank 0 posts the result; its arrival is stamped as it comes, so the
+        # round's time is known even when the driver collects it later.
+        result = self._mailbox.get_result.remote(round_index, None).future()
+        submitted = self._in_flight = _Submitted(round_index, sequence, started, time.monotonic(), result)
+        result.add_done_callback(lambda _: setattr(submitted, "arrived", time.monotonic()))
+
+    def collect(self, round_index: int) -> tuple[dict, WeightsHandle]:
+        """Wait for the submitted round's result: its metrics and the published weights' handle.
+
+        metrics["driver_round_seconds"]: from submit until the result reached the driver (not until this
+        call took it). Raises LearnerError if the workers do not start within learner.startup_timeout_s,
+        if the Ray Train run ends, or if learner.round_timeout_s passes once they have the round.
+        """
+        submitted = self._in_flight
+        if submitted is None or submitted.round_index != round_index:
+            raise ValueError(f"round {round_index} was not submitted to this learner (in flight: "
+                             f"{None if submitted is None else submitted.round_index})")
+        self.wait_until_ready()  # the first round: the workers may still be starting
+        result = self._wait_for_result(submitted)
+        self._in_flight = None
+        self._mailbox.forget.remote(submitted.sequence)
         metrics = dict(result["metrics"])
-        metrics["driver_round_seconds"] = time.monotonic() - started
+        metrics["driver_round_seconds"] = (submitted.arrived or time.monotonic()) - submitted.started
         return metrics, result["handle"]
 
     def worker_info(self) -> list[dict[str, Any]]:
@@ -257,13 +307,16 @@ class DPOLearner:
 
     # ---- waiting --------------------------------------------------------------------------
 
-    def _wait_for_result(self, round_index: int) -> dict[str, Any]:
-        timeout_s = self.cfg.round_timeout_s
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    def _wait_for_result(self, submitted: _Submitted) -> dict[str, Any]:
+        round_index, timeout_s = submitted.round_index, self.cfg.round_timeout_s
+        # The round's time counts once the workers are up and the round is in the mailbox.
+        ready_at = self._created + (self.ready_seconds or 0.0)
+        deadline = None if timeout_s is None else max(submitted.sent, ready_at) + timeout_s
         while True:
-            result = ray.get(self._mailbox.get_result.remote(round_index, POLL_S))
-            if result is not None:
-                return result
+            try:
+                return submitted.result.result(timeout=POLL_S)
+            except FutureTimeout:
+                pass
             self._raise_if_run_ended(f"during round {round_index}")
             if deadline is not None and time.monotonic() > deadline:
                 raise LearnerError(f"round {round_index} did not finish within learner.round_timeout_s={timeout_s}")

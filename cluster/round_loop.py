@@ -1,7 +1,9 @@
 """The round loop: generate -> score -> select -> train -> sync weights -> evaluate, then commit.
 
 The driver holds no model. It moves Arrow tables between actor groups, keeps every round's
-artifacts in the run store and resumes after the last complete round.
+artifacts in the run store and resumes after the last complete round. A round is two stages,
+`prepare_round` (up to the selected pairs) and `finish_round` (train to commit); with `run.max_lag: 1`
+the next round is prepared while this one trains (cluster/round_stages.py, docs/overlap.md).
 """
 
 from __future__ import annotations
@@ -20,27 +22,19 @@ import pyarrow.parquet as pq
 
 from actors.contracts import (
     COSTS,
-    EVAL_JSON,
     HELDOUT_BEFORE_IFEVAL,
     HELDOUT_IFEVAL,
     LABELLING,
     PROMPT_HISTORY_FILE,
-    PROMPT_HISTORY_TABLE,
     SCHEDULER_FILE,
-    SCHEDULER_JSON,
     SCHEDULING,
     EVAL_ROLE,
     HELDOUT_COLUMNS,
     LABEL_ROLE,
-    METRICS_JSON,
-    PROMPT_STATS_TABLE,
     PROXY_ROLE,
     RAY_TRAIN_DIR,
-    ROLLOUTS_TABLE,
     SCORED_FILE,
-    SCORED_TABLE,
     SCORER_SKIPPED_COLUMNS,
-    SELECTED_TABLE,
     InputError,
     Phase,
 )
@@ -58,8 +52,8 @@ from cluster.diagnostics import (
 )
 from cluster.labelling import LabelPlan, label_round
 from cluster.observers import RunObservers
+from cluster.round_stages import PreparedRound, round_lag, rounds_in_order
 from cluster.run_store import RunStore
-from policies.base import with_prompt_stats
 
 log = logging.getLogger("activedpo")
 
@@ -238,7 +232,9 @@ class RoundRunner:
         norms = self.features.prompt_gradient_norms(rows, beta=self.config.learner.beta, tau=self.config.selection.tau)
         return with_gradient_norms(prompt_stats, norms)
 
-    def run_round(self, index: int, observers: RunObservers) -> dict:
+    def prepare_round(self, index: int, observers: RunObservers) -> PreparedRound:
+        """Schedule, generate, score and label, select: round `index` up to its pairs, on the generators'
+        weights (cluster/round_stages.py)."""
         cfg = self.config
         writer = self.store.begin_round(index)
         metrics: dict = {"round": index}
@@ -276,8 +272,26 @@ class RoundRunner:
             selection = self.policy.select(scored, cfg.selection.pair_budget, rng, self.features)
         with phase(Phase.GRADIENT_NORMS):
             prompt_stats = self.gradient_norms(scored, selection.prompt_stats)
-        with phase(Phase.TRAIN):
-            learner_metrics, self.weights = self.learner.train_round(index, selection.pairs, str(writer.checkpoint_dir))
+        return PreparedRound(index, writer, metrics, schedule, prompts, rollouts, scored, invalid, labelling, selection,
+                             prompt_stats, self.scheduler.state())
+
+    def submit_training(self, prepared: PreparedRound) -> None:
+        """Hand the round's pairs to the learner and return at once (run.max_lag 1); finish_round collects."""
+        prepared.submitted = time.perf_counter()
+        self.learner.submit(prepared.index, prepared.selection.pairs, str(prepared.writer.checkpoint_dir))
+
+    def finish_round(self, prepared: PreparedRound, observers: RunObservers) -> dict:
+        """Train on the prepared round (or collect its submitted training), sync the weights, evaluate, commit."""
+        cfg, index, writer, metrics = self.config, prepared.index, prepared.writer, prepared.metrics
+        rollouts, scored, selection, prompt_stats = prepared.rollouts, prepared.scored, prepared.selection, prepared.prompt_stats
+        phase = partial(observers.phase, index)
+        with phase(Phase.TRAIN, since=prepared.submitted) as training:
+            if prepared.submitted is None:
+                learner_metrics, self.weights = self.learner.train_round(index, selection.pairs, str(writer.checkpoint_dir))
+            else:  # submitted before the next round was prepared: it ended when its result arrived
+                learner_metrics, self.weights = self.learner.collect(index)
+                if "driver_round_seconds" in learner_metrics:
+                    training.end_at(prepared.submitted + learner_metrics["driver_round_seconds"])
         with phase(Phase.SYNC):
             self.generators.load_weights(self.weights)
         with phase(Phase.EVAL):
@@ -288,12 +302,12 @@ class RoundRunner:
         metrics.update(evaluation)
         metrics.update({
             "pairs_trained": int(learner_metrics.get("pairs_trained", selection.pairs.num_rows)),
-            "prompts": prompts.num_rows,
+            "prompts": prepared.prompts.num_rows,
             "rollouts": rollouts.num_rows,
             "train_reward_mean": train_mean,
             "train_reward_std": train_std,
             **zero_variance_metrics(scored),
-            "invalid_rewards": invalid,
+            "invalid_rewards": prepared.invalid,
             "selected_prompts": int(pc.sum(selection.prompt_stats.column("selected")).as_py() or 0),
             "selection": selection_summary(cfg.selection.policy, selection),
             "pvar_gradnorm_spearman": pvar_gradient_spearman(prompt_stats),
@@ -301,26 +315,25 @@ class RoundRunner:
             "learner": learner_metrics,
             "learner_overhead_fraction": learner_metrics.get("overhead_fraction"),
             "phase_seconds": observers.seconds_of(index),
-            LABELLING: labelling,
-            SCHEDULING: {"scheduler": cfg.data.scheduler, **schedule.details},
+            "phase_timeline": observers.timeline_of(index),
+            "phase_timeline_origin": observers.started_at,
+            "max_lag": cfg.run.max_lag,
+            "lag": round_lag(rollouts, index),  # the learner trains round n from weights version n
+            LABELLING: prepared.labelling,
+            SCHEDULING: {"scheduler": cfg.data.scheduler, **prepared.schedule.details},
             COSTS: round_costs(rollouts, selection.pairs, self.labels.label_rewards, self.labels.proxy_rewards,
                                cfg.learner.epochs, observers.seconds_of(index)),
             "weight_transport": self.transport,
             "nodes": self.nodes(),
         })
-        writer.write_table(ROLLOUTS_TABLE, rollouts)
-        writer.write_table(SCORED_TABLE, with_prompt_stats(scored, prompt_stats))
-        writer.write_table(SELECTED_TABLE, with_prompt_stats(selection.pairs, prompt_stats))
-        writer.write_table(PROMPT_STATS_TABLE, prompt_stats)
-        history, scalars = self.scheduler.state()
-        writer.write_table(PROMPT_HISTORY_TABLE, history)
-        writer.write_json(SCHEDULER_JSON, scalars)
-        writer.write_json(EVAL_JSON, evaluation)
-        writer.write_json(METRICS_JSON, metrics)
-        final = writer.commit()
+        final = prepared.commit(evaluation, metrics)
         # A generator Ray restarts later reloads from the handle: point it at the committed folder.
         self.weights = self.weights.relocated(str(writer.path), str(final))
         return metrics
+
+    def run_round(self, index: int, observers: RunObservers) -> dict:
+        """One whole round, synchronously (run.max_lag 0): prepare, train, sync, evaluate, commit."""
+        return self.finish_round(self.prepare_round(index, observers), observers)
 
 
 def score_columns(rewards: tuple[RewardSettings, ...], role: str = LABEL_ROLE) -> list[str]:
@@ -451,9 +464,8 @@ def run(config: RunConfig) -> dict:
         start_ray(config.ray)
         runner = RoundRunner(config, store, prompts, heldout, model_path, start_path, policy, rewards, start_round=start)
         try:
-            for index in range(start, config.run.rounds):
-                started = time.perf_counter()
-                metrics = runner.run_round(index, observers)
+            started = time.perf_counter()
+            for index, metrics in rounds_in_order(runner, observers, start, config.run.rounds, config.run.max_lag):
                 summary = store.write_summary()
                 observers.round_end(index, metrics)
                 if config.diagnostics.report:
@@ -464,6 +476,7 @@ def run(config: RunConfig) -> dict:
                     metrics["train_reward_mean"], metrics["pairs_trained"], metrics["learner"].get("loss", float("nan")),
                     time.perf_counter() - started,
                 )
+                started = time.perf_counter()
             failed = False
         finally:
             runner.shutdown()

@@ -68,8 +68,9 @@ class KilledAndResumed:
 
 @pytest.fixture(scope="session")
 def killed_and_resumed_run(quickstart_run, tmp_path_factory):
-    """A copy of the shared two-round run continued to three rounds with implicit PVar, its driver
-    SIGKILLed during round 2, then the same command run again.
+    """A copy of the shared two-round run continued to four rounds with implicit PVar and `run.max_lag: 1`
+    (round 3 prepared while round 2 trains), its driver SIGKILLed during round 2, then the same command
+    run again.
 
     Shared by the kill-and-resume test and the implicit-PVar-in-the-loop test: round 2 is the first
     round whose policy has moved from the initial model, which is what the implicit form needs, and
@@ -81,8 +82,8 @@ def killed_and_resumed_run(quickstart_run, tmp_path_factory):
     run_dir = copy_run(quickstart_run[0], tmp_path_factory.mktemp("resumed") / "run")
     digests = lambda: {i: tree_digest(run_dir / f"round_{i:04d}") for i in (0, 1)}  # noqa: E731
     before = digests()
-    args = ["run", str(QUICKSTART), "--run-dir", str(run_dir), "run.rounds=3", *SMALL_RUN,
-            "selection.pvar_source=implicit"]
+    args = ["run", str(QUICKSTART), "--run-dir", str(run_dir), "run.rounds=4", *SMALL_RUN,
+            "selection.pvar_source=implicit", "run.max_lag=1"]
     proc = subprocess.Popen(cli_command(*args), cwd=REPO, env=cli_env(), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 400

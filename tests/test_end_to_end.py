@@ -68,9 +68,10 @@ def test_checkpoint_loads_with_from_pretrained(two_round_run):
 
 
 def test_sigkill_mid_round_then_same_command_resumes(killed_and_resumed_run):
-    """A copy of the shared two-round run is continued to three rounds, its driver SIGKILLed during
-    round 2, and the same command run again (tests/conftest.py): it resumes after round 1, rounds 0
-    and 1 byte-identical, and round 2 samples from round 1's weights."""
+    """A copy of the shared two-round run is continued to four rounds with run.max_lag 1, its driver
+    SIGKILLed during round 2, and the same command run again (tests/conftest.py): it resumes after
+    round 1, rounds 0 and 1 byte-identical, round 2 samples from round 1's weights, and round 3 is
+    prepared on those same weights while round 2 trains (docs/overlap.md)."""
     run = killed_and_resumed_run
     assert not run.round_2_after_kill
     assert run.after_kill == run.before
@@ -79,10 +80,16 @@ def test_sigkill_mid_round_then_same_command_resumes(killed_and_resumed_run):
     assert run.after_resume == run.before
     assert not list(run.run_dir.glob(".round_*.partial"))
     summary = json.loads((run.run_dir / "summary.json").read_text())
-    assert [row["round"] for row in summary["rounds"]] == [0, 1, 2]
-    # Round 2 sampled from round 1's weights, not from the initial model.
-    rollouts = pq.read_table(run.run_dir / "round_0002" / "rollouts.parquet")
-    assert set(rollouts.column("weights_version").to_pylist()) == {2}
+    assert [row["round"] for row in summary["rounds"]] == [0, 1, 2, 3]
+    # Round 2 sampled from round 1's weights, not from the initial model; so did round 3, one version behind
+    # the learner that trained it.
+    for index, lag in ((2, 0), (3, 1)):
+        folder = run.run_dir / f"round_{index:04d}"
+        rollouts = pq.read_table(folder / "rollouts.parquet")
+        assert set(rollouts.column("weights_version").to_pylist()) == {2}
+        assert set(pq.read_table(folder / "selected.parquet").column("lag").to_pylist()) == {lag}
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert (metrics["max_lag"], metrics["lag"]) == (1, lag)
 
 
 def test_nan_rewards_are_dropped_counted_and_the_run_continues(bpo_run_with_nan_rewards):

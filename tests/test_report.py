@@ -98,6 +98,8 @@ def expected_plots(run_dir: Path) -> set[str]:
             plots.add("gradnorm-pvar")
     if any(m.get("phase_seconds") for m in metrics):
         plots.add("phases")
+    if any(m.get("phase_timeline") for m in metrics):
+        plots.add("timeline")
     return plots
 
 

@@ -18,6 +18,17 @@ class RunSection(StrictModel):
     )
     rounds: int = Field(4, ge=1, description="Total number of rounds the run should have completed.")
     seed: int = Field(0, description="Master seed: prompt sampling, generation, selection, training.")
+    max_lag: int = Field(
+        0,
+        ge=0,
+        le=1,
+        description="How many policy versions the generators may run behind the learner. 0: each round "
+        "generates, scores and selects after the previous round's training and weight sync. 1: while the "
+        "learner trains round n, round n+1 is generated, scored, labelled and selected on the weights the "
+        "generators hold (those after round n-1), so every pair after round 0 is one version old (the `lag` "
+        "column of selected.parquet); rounds are still committed whole and in order, and a resume redoes the "
+        "round that was prepared but not committed. docs/overlap.md.",
+    )
 
 
 class RaySection(StrictModel):

@@ -6,8 +6,15 @@ The round loop reports to one `RunObservers`; each sink is switched on by `diagn
     with observers.phase(round_index, "generate", total=rows) as phase:
         ...; phase.advance(n)
     metrics["phase_seconds"] = observers.seconds_of(round_index)
+    metrics["phase_timeline"] = observers.timeline_of(round_index)
     observers.round_end(round_index, metrics)     # after the round's folder is committed
     observers.close()                             # in a finally: idempotent
+
+Phase timeline: besides its seconds, each phase's start and end in seconds since the observers were
+created (the driver's start; `started_at` is that moment in Unix time), so rounds that overlap
+(`run.max_lag: 1`) can be drawn on one time axis. A phase may be said to have begun earlier than its
+`with` block (`since=`: work submitted before, waited on now) and to have ended before the block
+does (`PhaseHandle.end_at`: the time a result arrived, not when the driver took it).
 
 Progress (`diagnostics.progress`): 'lines' logs "[round N] phase ..." and "[round N] phase done in X.Xs"
 on the `activedpo` logger (the job-log progress lines); 'bars' draws one rich progress bar per phase
@@ -87,6 +94,9 @@ class RunObservers:
         self._ray_metrics: RayMetrics | None = None
         self._wandb = wandb_run
         self._seconds: dict[int, dict[str, float]] = {}
+        self._timeline: dict[int, list[dict[str, Any]]] = {}
+        self._origin = time.perf_counter()  # the zero of the phase timeline
+        self.started_at = time.time()        # the same moment in Unix time
         self._step_counts: dict[int, int] | None = None  # round -> optimizer steps, read lazily from disk
         self._active: list[PhaseHandle] = []
         self._closed = False
@@ -111,10 +121,13 @@ class RunObservers:
     # -- phases ------------------------------------------------------------------------------------
 
     @contextmanager
-    def phase(self, round_index: int, name: str, total: float | None = None) -> Iterator[PhaseHandle]:
+    def phase(self, round_index: int, name: str, total: float | None = None,
+              since: float | None = None) -> Iterator[PhaseHandle]:  # fmt: skip
         """Time one phase of a round; yields a PhaseHandle for progress. A phase that raises is not timed.
 
         `name`: a `Phase` (actors/contracts.py) or any string; recorded as its plain string value.
+        `since`: a time.perf_counter() reading when the phase really began (work submitted earlier and
+        waited on in this block); default: now. `handle.end_at(t)` inside the block moves its end back to t.
         """
         name = str(name)
         if self._bars is not None:
@@ -126,7 +139,7 @@ class RunObservers:
             log.info("[round %d] %s ...", round_index, name)
             handle = PhaseHandle(round_index, name)
         self._active.append(handle)
-        start = time.perf_counter()
+        start = time.perf_counter() if since is None else since
         try:
             yield handle
         except BaseException:
@@ -135,8 +148,11 @@ class RunObservers:
             raise
         finally:
             self._active.remove(handle)
-        handle.seconds = round(time.perf_counter() - start, 3)
+        end = time.perf_counter() if handle.ended is None else max(handle.ended, start)
+        handle.seconds = round(end - start, 3)
         self._seconds.setdefault(round_index, {})[name] = handle.seconds
+        self._timeline.setdefault(round_index, []).append(
+            {"phase": name, "start": round(start - self._origin, 3), "end": round(end - self._origin, 3)})
         if self._bars is not None:
             self._bars.finish_task(handle._task_id, failed=False)
         log.log(logging.DEBUG if self._bars is not None else logging.INFO,
@@ -153,6 +169,11 @@ class RunObservers:
     def seconds_of(self, round_index: int) -> dict[str, float]:
         """Seconds per completed phase of the round (rounded to ms): the round's metrics["phase_seconds"]."""
         return dict(self._seconds.get(round_index, {}))
+
+    def timeline_of(self, round_index: int) -> list[dict[str, Any]]:
+        """The round's completed phases in the order they ended: {phase, start, end}, seconds since the
+        observers were created (rounded to ms): the round's metrics["phase_timeline"]."""
+        return [dict(entry) for entry in self._timeline.get(round_index, [])]
 
     # -- rounds ------------------------------------------------------------------------------------
 

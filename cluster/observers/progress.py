@@ -26,7 +26,12 @@ class PhaseHandle:
     def __init__(self, round_index: int, name: str, progress=None, task_id=None):
         self.round_index, self.name = round_index, name
         self.seconds: float | None = None
+        self.ended: float | None = None  # set by end_at
         self._progress, self._task_id = progress, task_id
+
+    def end_at(self, when: float) -> None:
+        """The phase's work ended at `when` (a time.perf_counter() reading), before its block exits."""
+        self.ended = when
 
     def advance(self, n: float = 1) -> None:
         if self._progress is not None:
@@ -39,7 +44,12 @@ class PhaseHandle:
 
 
 class PhaseBars:
-    """One rich Progress per round (a task per phase); it stays on screen when the round ends."""
+    """One rich Progress per round (a task per phase); it stays on screen when the round ends.
+
+    A block ends at `stop` (the observers' round_end, after each committed round), not when a phase of
+    another round starts: with `run.max_lag: 1` the next round's first phases run before this round's
+    last ones, and they share its block (each bar names its round).
+    """
 
     def __init__(self, console: Console):
         self.console = console
@@ -50,8 +60,6 @@ class PhaseBars:
     def start_task(self, round_index: int, name: str, total: float | None):
         from rich.markup import escape
 
-        if self.progress is not None and self.round_index != round_index:
-            self.stop()
         if self.progress is None:
             self._start(round_index)
         return self.progress, self.progress.add_task(escape(f"[round {round_index}] {name}"), total=total)

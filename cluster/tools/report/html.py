@@ -41,6 +41,7 @@ from cluster.tools.report.plots import (
     plot_pvar_rounds,
     plot_rewards,
     plot_steps,
+    plot_timeline,
 )
 from cluster.tools.report.spending import labelling_section, scheduling_section
 from cluster.tools.status import RunFolder, as_float, dig, open_run
@@ -326,6 +327,13 @@ def build_html(run: RunFolder, rounds: list[RoundData], started: float | None = 
             f"Per-prompt gradient norms: {NOT_RECORDED} in the latest round.")
     add("phases", "Phase timings", render("phases", plot_phases, rounds) if rounds else None,
         "Seconds per phase of each round, stacked.", f"Phase timings: {NOT_RECORDED}.")
+    overlapped = any(isinstance(r.metrics.get("max_lag"), int) and r.metrics["max_lag"] > 0 for r in rounds)
+    add("timeline", "Phase timeline", render("timeline", plot_timeline, rounds) if rounds else None,
+        "When each phase of each round ran, in seconds since the run started (a resumed run's later driver "
+        "continues the axis). The train bar runs from handing the pairs to the learner to its result."
+        + (" With run.max_lag 1 the next round generates, scores and selects while this one trains: its bars "
+           "start under this round's train bar (docs/overlap.md)." if overlapped else ""),
+        f"Phase timeline: {NOT_RECORDED} (a run from before phases were placed in time).")
 
     name = dig(config, "run", "name", default=NOT_RECORDED)
     info = [

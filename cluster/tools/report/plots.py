@@ -12,11 +12,14 @@ import math
 
 import numpy as np
 
+from actors.contracts import PHASE_ORDER
 from cluster.tools.report.data import NOT_RECORDED, RoundData, pvar_threshold, spending_curve
 from cluster.tools.status import as_float, ordered_phases
 
 DPI = 80
 CHOSEN, REJECTED, MARGIN, GREY = "#1f77b4", "#d62728", "#2ca02c", "#9a9a9a"
+# The phase timeline: the latest rounds only, so a long run's figure stays readable.
+MAX_TIMELINE_ROUNDS = 30
 
 
 # ---------------------------------------------------------------- plots
@@ -330,4 +333,53 @@ def plot_phases(rounds: list[RoundData]) -> str | None:
     _round_ticks(ax, xs)
     ax.legend(fontsize=7, ncol=min(len(phases), 4))
     ax.grid(alpha=0.3, axis="y")
+    return _png(fig)
+
+
+def timeline_bars(rounds: list[RoundData]) -> dict[int, list[tuple[str, float, float]]]:
+    """Per round, its recorded phases as (phase, start, end) on one time axis: seconds since the earliest
+    driver start among the rounds (`phase_timeline_origin`), so the rounds of a resumed run follow each
+    other; a round without an origin keeps its own times. Rounds without `phase_timeline` are left out."""
+    origins = [as_float(r.metrics.get("phase_timeline_origin")) for r in rounds]
+    first = min((o for o in origins if o is not None), default=None)
+    bars = {}
+    for r, origin in zip(rounds, origins):
+        timeline = r.metrics.get("phase_timeline")
+        if not isinstance(timeline, list):
+            continue
+        shift = origin - first if origin is not None and first is not None else 0.0
+        rows = []
+        for entry in timeline:
+            start, end = (as_float(entry.get(k)) if isinstance(entry, dict) else None for k in ("start", "end"))
+            if start is not None and end is not None and isinstance(entry.get("phase"), str):
+                rows.append((entry["phase"], start + shift, end + shift))
+        if rows:
+            bars[r.index] = rows
+    return bars
+
+
+def plot_timeline(rounds: list[RoundData]) -> str | None:
+    """A Gantt chart: one row per round, one bar per phase from its start to its end."""
+    bars = timeline_bars(rounds)
+    if not bars:
+        return None
+    shown = sorted(bars)[-MAX_TIMELINE_ROUNDS:]
+    phases = ordered_phases({name for index in shown for name, _, _ in bars[index]})
+    colors = ["#8c564b", "#1f77b4", "#ff7f0e", "#2ca02c", "#bcbd22", "#d62728", "#9467bd", "#17becf", "#e377c2"]
+    color = {name: colors[(PHASE_ORDER.index(name) if name in PHASE_ORDER else len(PHASE_ORDER) + i) % len(colors)]
+             for i, name in enumerate(phases)}
+    fig = _figure(8, 1.6 + 0.32 * len(shown))
+    ax = fig.add_subplot()
+    for row, index in enumerate(shown):
+        for name, start, end in bars[index]:
+            ax.barh(row, max(end - start, 0.0), left=start, height=0.6, color=color[name], edgecolor="white",
+                    linewidth=0.4)
+    for name in phases:  # one legend entry per phase
+        ax.barh(0, 0, left=0, height=0, color=color[name], label=name)
+    ax.set_yticks(range(len(shown)), [str(i) for i in shown])
+    ax.invert_yaxis()
+    ax.set_ylabel("round")
+    ax.set_xlabel("seconds since the run started")
+    fig.legend(fontsize=7, ncol=min(len(phases), 9), loc="outside upper center")
+    ax.grid(alpha=0.3, axis="x")
     return _png(fig)
