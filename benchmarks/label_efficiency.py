@@ -263,7 +263,7 @@ def headline(runs: list[dict], seed: int = 0) -> dict:
 
 def print_table(pool: str, summary: dict) -> None:
     print(f"\n{pool} pool")
-    print(f"{'arm':>15} {'labels':>6} {'tokens':>7} {'held-out final':>15} {'exact final':>12} "
+    print(f"{'arm':>20} {'labels':>6} {'tokens':>7} {'held-out final':>15} {'exact final':>12} "
           f"{'labels to reach passive [95%]':>32} {'share':>6} {'minus random':>13} {'tied':>5} {'s/run':>6}")
     for arm, s in summary["arms"].items():
         reach = s.get("reach_passive") or {}
@@ -275,7 +275,7 @@ def print_table(pool: str, summary: dict) -> None:
             reach_text = f"{reach['labels']:.0f} [{low}, {high}]"
         share = "-" if reach.get("share_of_passive") is None else f"{reach['share_of_passive']:.2f}"
         versus = s.get("minus_random")
-        print(f"{arm:>15} {s['labels'][-1]:>6.0f} {s['tokens'][-1]:>7.0f} {fmt(s['final']):>15} "
+        print(f"{arm:>20} {s['labels'][-1]:>6.0f} {s['tokens'][-1]:>7.0f} {fmt(s['final']):>15} "
               f"{fmt(s['final_exact']) if s['final_exact'] else '-':>12} {reach_text:>32} {share:>6} "
               f"{fmt(versus, signed=True) if versus else '-':>13} "
               f"{'-' if s['tied_share_mean'] is None else format(s['tied_share_mean'], '.2f'):>5} "
