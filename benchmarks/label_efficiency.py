@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import statistics
 import sys
 import tempfile
@@ -59,6 +60,7 @@ PROXY = {"kind": "programmatic", "name": "builtin_task_proxy", "role": "proxy"}
 EXACT = {"kind": "programmatic", "name": "builtin_task_exact"}
 SHARED = ["selection.top_fraction=1.0", "diagnostics.did_prompts=0", "diagnostics.gradient_norms=false"]
 BOOTSTRAP = 2000
+RUN_RECORD = "label_efficiency_run.json"  # in each kept run folder: its overrides and wall seconds
 
 
 # --- arms ----------------------------------------------------------------------------------------
@@ -138,9 +140,26 @@ def read_run(run_dir: Path, summary: dict, exact_column: str, labeller_is_exact:
         "reward": reward,
         "exact": exact if any(v is not None for v in exact[1:]) else None,
         "pairs_trained": [row["pairs_trained"] for row in rows],
+        # The labelled prompts' PVar under their labels: how informative the groups the selector chose were.
+        "labelled_pvar": [m["selection"]["pvar_mean_all"] for m in metrics],
         "tied_share": [row.get("zero_variance_share") for row in rows],
         "selector": [(row.get("labelling") or {}).get("selector") for row in rows],
     }
+
+
+def finished_or_new(arms, run_dir: Path, overrides: list[str], config_path: Path) -> tuple[Path, dict, float, bool]:
+    """(run folder, summary.json, wall seconds, reused): a run finished earlier in `--runs-dir` with the same
+    overrides is read back (an interrupted benchmark continues), anything else there is run again."""
+    from actors.contracts import SUMMARY_FILE
+
+    record = run_dir / RUN_RECORD
+    if record.exists() and json.loads(record.read_text())["overrides"] == overrides:
+        return run_dir, json.loads((run_dir / SUMMARY_FILE).read_text()), json.loads(record.read_text())["wall_seconds"], True
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # unfinished, or other settings: the harness starts runs afresh only
+    run = arms.run(run_dir, overrides, config_path)
+    record.write_text(json.dumps({"overrides": overrides, "wall_seconds": run.wall_seconds}) + "\n")
+    return run.run_dir, run.summary, run.wall_seconds, False
 
 
 # --- statistics ----------------------------------------------------------------------------------
@@ -149,7 +168,7 @@ def read_run(run_dir: Path, summary: dict, exact_column: str, labeller_is_exact:
 def first_reach(xs: list[float], ys: list[float], target: float) -> float | None:
     """The x where the curve first reaches `target`, linear between points; None if it never does."""
     for i, y in enumerate(ys):
-        if y >= target:
+        if y >= target - 1e-12:  # a mean of the same numbers summed in another order still reaches it
             if i == 0:
                 return float(xs[0])
             x0, x1, y0 = xs[i - 1], xs[i], ys[i - 1]
@@ -194,17 +213,33 @@ def labels_to_reach(arm_runs: list[dict], passive_runs: list[dict], rng: np.rand
             "share_of_passive": None if point is None else point / passive_labels}
 
 
+def labels_to_match(arm_runs: list[dict], passive_runs: list[dict]) -> list[dict]:
+    """For each round of passive that ends above the start: the labels the arm's mean curve needs to reach
+    passive's mean reward there, and their share of passive's labels (the final round is the headline)."""
+    labels, reward = mean_curve(passive_runs)
+    arm_labels, arm_reward = mean_curve(arm_runs)
+    matches = []
+    for passive_labels, target in zip(labels[1:], reward[1:]):
+        if target <= reward[0]:
+            continue  # not above the starting policy: every arm "reaches" it with no label
+        needed = first_reach(arm_labels, arm_reward, target)
+        matches.append({"passive_labels": passive_labels, "passive_reward": target, "labels": needed,
+                        "share_of_passive": None if needed is None else needed / passive_labels})
+    return matches
+
+
 def versus_random(arm_runs: list[dict], random_runs: list[dict]) -> dict | None:
-    """Per seed: the arm's held-out reward at random's final label count minus random's final reward."""
+    """Per seed: the arm's held-out reward minus random's at equal labels: at random's final label count, or
+    at the arm's own when it spent fewer (dynamic_filter_early stops early), both curves interpolated."""
     random_by_seed = {r["seed"]: r for r in random_runs}
-    at = statistics.fmean(r["labels"][-1] for r in random_runs)
-    differences = []
+    differences, points = [], []
     for run in arm_runs:
-        if run["seed"] in random_by_seed:
-            value = value_at(run["labels"], run["reward"], at)
-            if value is not None:
-                differences.append(value - random_by_seed[run["seed"]]["reward"][-1])
-    return {"labels": at, **mean_interval(differences)} if differences else None
+        other = random_by_seed.get(run["seed"])
+        if other is not None:
+            at = min(run["labels"][-1], other["labels"][-1])
+            differences.append(value_at(run["labels"], run["reward"], at) - value_at(other["labels"], other["reward"], at))
+            points.append(at)
+    return {"labels": statistics.fmean(points), **mean_interval(differences)} if differences else None
 
 
 def summarise_arm(runs: list[dict]) -> dict:
@@ -218,10 +253,16 @@ def summarise_arm(runs: list[dict]) -> dict:
         "reward_low": [b["low"] for b in bands], "reward_high": [b["high"] for b in bands],
         "final": bands[-1], "final_exact": mean_interval(exact) if exact else None,
         "tied_share_mean": statistics.fmean(tied) if tied else None,
+        "labelled_pvar_mean": finite_mean([v for r in runs for v in r.get("labelled_pvar", [])]),
         "pairs_per_round": statistics.fmean(p for r in runs for p in r["pairs_trained"]),
         "selector": selector_means(runs),
         "wall_seconds_mean": statistics.fmean(r["wall_seconds"] for r in runs),
     }
+
+
+def finite_mean(values: list) -> float | None:
+    finite = [float(v) for v in values if v is not None and math.isfinite(v)]
+    return statistics.fmean(finite) if finite else None
 
 
 def selector_means(runs: list[dict]) -> dict:
@@ -244,18 +285,35 @@ def headline(runs: list[dict], seed: int = 0) -> dict:
     for arm, arm_runs in arms.items():
         if "passive" in arms:
             result[arm]["reach_passive"] = labels_to_reach(arm_runs, arms["passive"], rng)
+            result[arm]["match_passive"] = labels_to_match(arm_runs, arms["passive"])
         if "random" in arms and arm not in ("passive", "random"):
             result[arm]["minus_random"] = versus_random(arm_runs, arms["random"])
-    active = {arm: s for arm, s in result.items() if arm not in ("passive", "random") and "reach_passive" in s}
-    reached = {arm: s["reach_passive"]["share_of_passive"] for arm, s in active.items()
-               if s["reach_passive"]["share_of_passive"] is not None}
-    best = min(reached, key=reached.get) if reached else None
-    target = None
-    if best is not None:
-        versus = result[best].get("minus_random")
-        target = {"best_arm": best, "share_of_passive": reached[best], "at_most_a_third": reached[best] <= 1 / 3,
-                  "beats_random_beyond_interval": bool(versus and versus["low"] is not None and versus["low"] > 0)}
-    return {"arms": result, "target": target}
+    return {"arms": result, "target": target_verdict(result)}
+
+
+def target_verdict(result: dict) -> dict | None:
+    """The issue's target, reported, never tuned to: the best active arm needs at most a third of passive's
+    labels to reach passive's final held-out reward, and beats random at equal labels beyond the interval.
+    The best arm is the one that reaches it with the fewest labels, else the one furthest above random."""
+    if "passive" not in result:
+        return None
+    passive = result["passive"]
+    gain = passive["reward"][-1] - passive["reward"][0]
+    if gain <= 0:
+        return {"passive_gain": gain, "defined": False}  # nothing to reach: training did not help passive
+    active = {arm: s for arm, s in result.items() if arm not in ("passive", "random")}
+    if not active:
+        return None
+    shares = {arm: s["reach_passive"]["share_of_passive"] for arm, s in active.items()
+              if s["reach_passive"]["share_of_passive"] is not None}
+    if shares:
+        best = min(shares, key=shares.get)
+    else:
+        best = max(active, key=lambda arm: (active[arm].get("minus_random") or {}).get("mean", -math.inf))
+    versus = result[best].get("minus_random")
+    return {"passive_gain": gain, "defined": True, "best_arm": best, "share_of_passive": shares.get(best),
+            "at_most_a_third": best in shares and shares[best] <= 1 / 3,
+            "beats_random_beyond_interval": bool(versus and versus["low"] is not None and versus["low"] > 0)}
 
 
 # --- output --------------------------------------------------------------------------------------
@@ -264,29 +322,43 @@ def headline(runs: list[dict], seed: int = 0) -> dict:
 def print_table(pool: str, summary: dict) -> None:
     print(f"\n{pool} pool")
     print(f"{'arm':>20} {'labels':>6} {'tokens':>7} {'held-out final':>15} {'exact final':>12} "
-          f"{'labels to reach passive [95%]':>32} {'share':>6} {'minus random':>13} {'tied':>5} {'s/run':>6}")
+          f"{'labels to reach passive [95%]':>32} {'share':>6} {'minus random':>13} {'tied':>5} {'PVar':>5} {'s/run':>6}")
+    defined = (summary["target"] or {}).get("defined", True)
     for arm, s in summary["arms"].items():
         reach = s.get("reach_passive") or {}
-        if reach.get("labels") is None:
+        if not defined:
+            reach_text = "no target"
+        elif reach.get("labels") is None:
             reach_text = f"not reached ({reach.get('reached_share', 0):.0%} of resamples)" if reach else "-"
         else:
             high = "not reached" if reach["high"] is None else f"{reach['high']:.0f}"
             low = "-" if reach["low"] is None else f"{reach['low']:.0f}"
             reach_text = f"{reach['labels']:.0f} [{low}, {high}]"
-        share = "-" if reach.get("share_of_passive") is None else f"{reach['share_of_passive']:.2f}"
+        share = "-" if reach.get("share_of_passive") is None or not defined else f"{reach['share_of_passive']:.2f}"
         versus = s.get("minus_random")
         print(f"{arm:>20} {s['labels'][-1]:>6.0f} {s['tokens'][-1]:>7.0f} {fmt(s['final']):>15} "
               f"{fmt(s['final_exact']) if s['final_exact'] else '-':>12} {reach_text:>32} {share:>6} "
               f"{fmt(versus, signed=True) if versus else '-':>13} "
               f"{'-' if s['tied_share_mean'] is None else format(s['tied_share_mean'], '.2f'):>5} "
+              f"{'-' if s['labelled_pvar_mean'] is None else format(s['labelled_pvar_mean'], '.3f'):>5} "
               f"{s['wall_seconds_mean']:>6.1f}")
+    passive = summary["arms"].get("passive", {})
+    if passive.get("match_passive"):
+        print("labels to reach passive's held-out reward after each of its rounds (share of passive's labels):")
+        for arm, s in summary["arms"].items():
+            cells = [f"{m['passive_labels']:.0f}: " + ("not reached" if m["labels"] is None else
+                     f"{m['labels']:.0f} ({m['share_of_passive']:.2f})") for m in s["match_passive"]]
+            print(f"{arm:>20}  " + " | ".join(cells))
     target = summary["target"]
-    if target:
-        print(f"best active arm: {target['best_arm']} at {target['share_of_passive']:.2f} of passive's labels "
-              f"(target <= 0.33: {'met' if target['at_most_a_third'] else 'missed'}); beats random beyond the "
-              f"interval: {'yes' if target['beats_random_beyond_interval'] else 'no'}")
-    else:
-        print("no active arm reaches passive's final held-out reward")
+    if target is None:
+        return
+    if not target["defined"]:
+        print(f"passive ends {target['passive_gain'] * 100:+.1f} points from the starting policy: no label target")
+        return
+    share = "not reached" if target["share_of_passive"] is None else f"{target['share_of_passive']:.2f}"
+    print(f"best active arm: {target['best_arm']}, share of passive's labels to reach its final: {share} "
+          f"(target <= 0.33: {'met' if target['at_most_a_third'] else 'missed'}); beats random beyond the "
+          f"interval: {'yes' if target['beats_random_beyond_interval'] else 'no'}")
 
 
 def plot(report: dict, path: Path) -> None:
@@ -302,9 +374,11 @@ def plot(report: dict, path: Path) -> None:
         for row, key in enumerate(("labels", "tokens")):
             axis = axes[row][column]
             for arm, s in arms.items():
-                line, = axis.plot(s[key], s["reward"], marker="o", markersize=3, label=arm)
+                # Dashed for the dynamic filters: at its default target dynamic_filter's curve is random's.
+                style = "--" if arm.startswith("dynamic_filter") else "-"
+                line, = axis.plot(s[key], s["reward"], style, marker="o", markersize=3, label=arm)
                 if s["reward_low"][0] is not None:
-                    axis.fill_between(s[key], s["reward_low"], s["reward_high"], color=line.get_color(), alpha=0.15)
+                    axis.fill_between(s[key], s["reward_low"], s["reward_high"], color=line.get_color(), alpha=0.08)
             if "passive" in arms:
                 axis.axhline(arms["passive"]["reward"][-1], color="grey", linestyle="--", linewidth=0.8)
             axis.set_xlabel("cumulative labels" if key == "labels" else "cumulative generated tokens")
@@ -367,13 +441,15 @@ def main() -> None:
             for pool in args.pools:
                 info = pools[pool]
                 for arm in arm_names:
-                    run_dir = root / f"{pool}-{arm}-{seed}"
-                    run = arms.run(run_dir, arm_overrides(arm, seed, info, args), POOLS[pool])
-                    record = {"pool": pool, "arm": arm, "seed": seed, "wall_seconds": run.wall_seconds,
-                              **read_run(run.run_dir, run.summary, info["exact_column"], info["labeller_is_exact"])}
+                    overrides = arm_overrides(arm, seed, info, args)
+                    run_dir, summary, wall, reused = finished_or_new(arms, root / f"{pool}-{arm}-{seed}", overrides,
+                                                                     POOLS[pool])
+                    record = {"pool": pool, "arm": arm, "seed": seed, "wall_seconds": wall,
+                              **read_run(run_dir, summary, info["exact_column"], info["labeller_is_exact"])}
                     runs.append(record)
-                    print(f"{pool:>9} {arm:>15} seed {seed}: {run.wall_seconds:5.1f}s, labels {record['labels'][-1]:>5}, "
-                          f"held-out {record['reward'][0]:.4f} -> {record['reward'][-1]:.4f}", flush=True)
+                    print(f"{pool:>9} {arm:>20} seed {seed}: {wall:5.1f}s{' (reused)' if reused else ''}, labels "
+                          f"{record['labels'][-1]:>5}, held-out {record['reward'][0]:.4f} -> {record['reward'][-1]:.4f}",
+                          flush=True)
 
     report = {"command": " ".join(["python", *sys.argv]), "machine": machine(), "startup_seconds": startup,
               "settings": settings, "pools": {}, "runs": runs}

@@ -150,3 +150,16 @@ def test_labels_to_reach_and_the_difference_from_random():
     versus = versus_random(fast, slow)
     assert versus["labels"] == 50 and versus["n"] == 3
     assert versus["mean"] == pytest.approx(0.51 - 0.22) and versus["low"] > 0
+    # An arm that spent fewer labels is compared where it stopped, random's curve interpolated there.
+    early = [curve(s, [0, 20, 40], [0.2, 0.3, 0.4]) for s in range(3)]
+    versus = versus_random(early, slow)
+    assert versus["labels"] == 40 and versus["mean"] == pytest.approx(0.4 - (0.21 + 0.01 * 15 / 25))
+
+
+def test_no_label_target_when_passive_does_not_improve():
+    from label_efficiency import headline
+
+    runs = [{**curve(s, [0, 100, 200], [0.3, 0.29, 0.28]), "arm": "passive"} for s in range(3)]
+    runs += [{**curve(s, [0, 25, 50], [0.3, 0.31, 0.32]), "arm": arm} for s in range(3) for arm in ("random", "pvar_proxy")]
+    verdict = headline(runs)["target"]
+    assert verdict["defined"] is False and verdict["passive_gain"] == pytest.approx(-0.02)
