@@ -265,7 +265,7 @@ def test_the_driver_keeps_the_extra_columns_and_evaluates_ifevals_accuracies():
     runner.config, runner.weights = config, None
     runner.heldout = rows.drop_columns(["response"])
     runner.reward_columns = [spec.column for spec in config.scoring.rewards]
-    runner.score_columns = score_columns(rewards)
+    runner.score_columns, runner.eval_columns = score_columns(rewards), []
     runner.generators, runner.scorers = _Generators(rows.column("response").to_pylist()), _Scorers(scorer)
     result = runner.evaluate()
     # The row without instructions has a NaN reward: dropped and counted, as any invalid reward.

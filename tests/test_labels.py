@@ -178,6 +178,10 @@ def test_label_round_rejects_a_selector_that_overspends():
     (["scoring.rewards=[{kind: programmatic, name: builtin_task}, "
       "{kind: programmatic, name: builtin_task_proxy, role: proxy, weight: 0.5}]"], r"scoring.rewards\[1\].*weight"),
     (["selection.query=randm"], r"selection.query.*Did you mean 'random'"),
+    (["selection.query=pvar_proxy"], r"pvar_proxy.*role: proxy"),
+    (["data.scheduler=histroy"], r"data.scheduler.*Did you mean 'history'"),
+    (["data.scheduling.pool_weights=[1.0]"], r"data.scheduling.*one weight per pool"),
+    (["selection.query_options.ensemble.heads=1"], r"selection.query_options.ensemble.heads"),
     (["scoring.rewards=[{kind: programmatic, name: builtin_task}, {kind: programmatic, name: builtin_task_exact}]",
       "selection.labels_per_round=3", "selection.query=random"], r"selection.labels_per_round = 3 .*at least 4"),
 ])

@@ -36,7 +36,7 @@ def run_rounds(scheduler, table: pa.Table, rounds: int, tied, start: int = 0, co
 
 
 def test_registered_and_uniform_is_todays_draw():
-    assert set(registered_schedulers()) == {"uniform", "history", "pools"}
+    assert set(registered_schedulers()) == {"uniform", "epochs", "history", "pools"}
     rng = np.random.default_rng([3, 2])
     assert uniform_draw(40, 8, 3, 2).tolist() == np.sort(rng.choice(40, size=8, replace=False)).tolist()
     assert make_scheduler("uniform", SchedulerSettings(seed=3)).schedule(pool(40), 8, 2).rows.tolist() == \
@@ -82,7 +82,16 @@ def test_history_never_starves_a_prompt():
     assert all(len(set(s.rows.tolist())) == s.rows.size for s in schedules)
 
 
-@pytest.mark.parametrize("name", ["uniform", "history", "pools"])
+def test_epochs_rolls_out_every_prompt_once_per_epoch():
+    table = pool(20)
+    scheduler = make_scheduler("epochs", SchedulerSettings(seed=4))
+    schedules = run_rounds(scheduler, table, 5, lambda pid: False, count=8)
+    # 5 rounds x 8 = two epochs of 20: every prompt exactly twice, where a uniform draw repeats some and misses others.
+    assert np.bincount(np.concatenate([s.rows for s in schedules]), minlength=20).tolist() == [2] * 20
+    assert scheduler.state()[1] == {"epoch": 1, "position": 20}
+
+
+@pytest.mark.parametrize("name", ["uniform", "epochs", "history", "pools"])
 def test_state_after_restore_is_identical_to_an_uninterrupted_run(name):
     table = pool(25)
     settings = SchedulerSettings(seed=2, audit_fraction=0.2)

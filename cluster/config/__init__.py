@@ -116,3 +116,11 @@ class RunConfig(StrictModel):
                 f"per label reward ({labellers} in scoring.rewards); give at least {2 * labellers}"
             )
         return self
+
+    @model_validator(mode="after")
+    def _ranking_by_proxies_needs_a_proxy(self) -> "RunConfig":
+        if self.selection.query == "pvar_proxy" and not any(spec.role == "proxy" for spec in self.scoring.rewards):
+            raise ValueError("selection.query = 'pvar_proxy' ranks prompt groups by proxy scores, but no "
+                             "scoring.rewards entry has role: proxy (add one, e.g. {kind: programmatic, name: "
+                             "builtin_task_proxy, role: proxy})")
+        return self

@@ -210,7 +210,8 @@ class DataSection(StrictModel):
     scheduler: str = Field(
         "uniform",
         description="Which prompts are rolled out, chosen before generation (policies/schedulers/, "
-        "docs/scheduling.md): 'uniform' (a fresh random draw each round), 'history' (walks the pool in epochs "
+        "docs/scheduling.md): 'uniform' (a fresh random draw each round), 'epochs' (walks the pool in epochs, "
+        "every prompt once per epoch), 'history' (walks the pool in epochs "
         "and skips prompts whose recent visits all tied, GRESO's rule) or 'pools' (draws by difficulty pool of "
         "the last mean reward, prime-rl's rule).",
     )

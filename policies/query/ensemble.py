@@ -42,7 +42,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -53,10 +52,6 @@ from sklearn.linear_model import Ridge
 
 from actors.contracts import REWARD_COLUMN
 from policies.query.groups import prompt_groups
-
-if TYPE_CHECKING:
-    # Only a type here, so policies/query/base.py may import EnsembleSettings for its QuerySettings field.
-    from policies.query.base import QuerySettings
 
 ENSEMBLE_RULES = ("max_disagreement", "thompson")
 PROMPT_TEXT_COLUMN = "prompt_text"
@@ -277,7 +272,8 @@ class EnsembleQuery:
 
     name = "ensemble"
 
-    def __init__(self, settings: QuerySettings):
+    def __init__(self, settings):
+        # settings: the package's QuerySettings (not imported: base.py imports this module's EnsembleSettings).
         self.settings = settings
         self.ensemble = getattr(settings, "ensemble", None) or EnsembleSettings()
         if not isinstance(self.ensemble, EnsembleSettings):

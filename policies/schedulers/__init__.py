@@ -8,7 +8,8 @@ and after labelling tells it what the labelled responses showed, `record(round_i
 Its whole state is one Arrow table (per-prompt history) and a small dict, committed with every round and
 restored on resume (`state()` / `restore()`), so a resumed run schedules exactly as an uninterrupted one.
 
-Registered here: `uniform` (today's independent draw each round), `history` (GRESO-style skipping of
+Registered here: `uniform` (today's independent draw each round), `epochs` (the pool walked in epochs),
+`history` (GRESO-style skipping of
 prompts whose recent visits all tied) and `pools` (prime-rl's difficulty pools); docs/scheduling.md.
 """
 

@@ -1,5 +1,6 @@
 """`uniform`: a fresh random draw of prompts each round, without replacement within the round (the schedule
-every run had before scheduling existed). It keeps the per-prompt history too, for the report."""
+every run had before scheduling existed), and `epochs`: the pool walked in epochs. Both keep the per-prompt
+history too, for the report."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 
 from policies.schedulers.base import Schedule, SchedulerSettings, register_scheduler
-from policies.schedulers.prompt_history import PromptHistory
+from policies.schedulers.prompt_history import EpochWalk, PromptHistory
 
 
 def uniform_draw(pool_size: int, count: int, seed: int, round_index: int) -> np.ndarray:
@@ -35,3 +36,28 @@ class UniformScheduler:
 
     def restore(self, history: pa.Table, scalars: dict) -> None:
         self.history = PromptHistory.from_table(history)
+
+
+@register_scheduler("epochs")
+class EpochScheduler(UniformScheduler):
+    """`epochs`: walks the pool in epochs (a seeded permutation each, the position in the committed state), so
+    every prompt is rolled out once per epoch; `history` without its skipping, the control it is measured
+    against."""
+
+    def __init__(self, settings: SchedulerSettings):
+        super().__init__(settings)
+        self.walk = EpochWalk(settings.seed)
+
+    def schedule(self, pool: pa.Table, count: int, round_index: int) -> Schedule:
+        rows: dict[int, None] = {}
+        while len(rows) < min(count, pool.num_rows):
+            rows[self.walk.next(pool.num_rows)] = None
+        return Schedule(np.sort(np.fromiter(rows, dtype=np.int64)),
+                        details={"examined": len(rows), "skipped": 0, **self.walk.state()})
+
+    def state(self) -> tuple[pa.Table, dict]:
+        return self.history.to_table(), self.walk.state()
+
+    def restore(self, history: pa.Table, scalars: dict) -> None:
+        super().restore(history, scalars)
+        self.walk = EpochWalk(self.settings.seed, int(scalars["epoch"]), int(scalars["position"]))
