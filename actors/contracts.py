@@ -222,6 +222,8 @@ LABEL_ROLE, PROXY_ROLE, EVAL_ROLE = "label", "proxy", "eval"
 REWARD_ROLES = (LABEL_ROLE, PROXY_ROLE, EVAL_ROLE)
 # metrics.json: the held-out mean of every label and eval reward column, {column: mean}.
 HELDOUT_COLUMNS = "heldout_columns"
+# Round 0's metrics.json: the same means for the starting policy (eval.before_training).
+HELDOUT_BEFORE_COLUMNS = "heldout_before_columns"
 # rollouts.parquet gains this column when labelling is selective (a proxy, a label budget or a query
 # selector other than passive): True for the responses the labellers scored.
 LABELLED_COLUMN = "labelled"

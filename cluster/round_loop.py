@@ -29,6 +29,7 @@ from actors.contracts import (
     SCHEDULER_FILE,
     SCHEDULING,
     EVAL_ROLE,
+    HELDOUT_BEFORE_COLUMNS,
     HELDOUT_COLUMNS,
     LABEL_ROLE,
     PROXY_ROLE,
@@ -246,6 +247,7 @@ class RoundRunner:
             metrics["heldout_before_std"] = before["heldout_reward_std"]
             if HELDOUT_IFEVAL in before:
                 metrics[HELDOUT_BEFORE_IFEVAL] = before[HELDOUT_IFEVAL]
+            metrics[HELDOUT_BEFORE_COLUMNS] = before[HELDOUT_COLUMNS]
         schedule = self.scheduler.schedule(self.prompts, cfg.data.prompts_per_round, index)
         prompts = self.prompts.take(pa.array(schedule.rows))
         with phase(Phase.GENERATE, total=prompts.num_rows) as progress:
