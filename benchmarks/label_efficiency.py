@@ -188,26 +188,28 @@ def mean_curve(runs: list[dict], key: str = "labels", value: str = "reward") -> 
     return list(np.mean([r[key] for r in runs], axis=0)), list(np.mean([r[value] for r in runs], axis=0))
 
 
-def labels_to_reach(arm_runs: list[dict], passive_runs: list[dict], rng: np.random.Generator) -> dict:
-    """Labels the arm's mean curve needs to reach passive's mean final reward, with a bootstrap over seeds
-    (the same resampled seeds for both: runs of one seed share prompts draws and evaluation seeds)."""
+def labels_to_reach(arm_runs: list[dict], passive_runs: list[dict], rng: np.random.Generator,
+                    key: str = "labels") -> dict:
+    """Labels (or another cost: `key`, e.g. "tokens") the arm's mean curve needs to reach passive's mean final
+    reward, with a bootstrap over seeds (the same resampled seeds for both: runs of one seed share prompt
+    draws and evaluation seeds)."""
     by_seed = {r["seed"]: r for r in arm_runs}
     passive = {r["seed"]: r for r in passive_runs}
     seeds = sorted(set(by_seed) & set(passive))
     target = statistics.fmean(passive[s]["reward"][-1] for s in seeds)
-    point = first_reach(*mean_curve([by_seed[s] for s in seeds]), target)
+    point = first_reach(*mean_curve([by_seed[s] for s in seeds], key), target)
     draws = []
     for _ in range(BOOTSTRAP):
         sample = rng.choice(seeds, size=len(seeds), replace=True)
         goal = statistics.fmean(passive[s]["reward"][-1] for s in sample)
-        draws.append(first_reach(*mean_curve([by_seed[s] for s in sample]), goal))
+        draws.append(first_reach(*mean_curve([by_seed[s] for s in sample], key), goal))
     share = sum(d is not None for d in draws) / len(draws)
     # "Not reached" counts as infinitely many labels, so the interval's top is finite only when at least
     # 97.5% of the resamples reach the target (percentiles without interpolation: no inf - inf).
     ordered = np.array([math.inf if d is None else d for d in draws])
     low, high = (float(np.percentile(ordered, q, method="inverted_cdf")) for q in (2.5, 97.5))
     low = None if math.isinf(low) else low
-    passive_labels = statistics.fmean(passive[s]["labels"][-1] for s in seeds)
+    passive_labels = statistics.fmean(passive[s][key][-1] for s in seeds)
     return {"target": target, "labels": point, "low": low, "high": None if math.isinf(high) else high,
             "reached_share": share, "passive_labels": passive_labels,
             "share_of_passive": None if point is None else point / passive_labels}
@@ -228,7 +230,7 @@ def labels_to_match(arm_runs: list[dict], passive_runs: list[dict]) -> list[dict
     return matches
 
 
-def versus_random(arm_runs: list[dict], random_runs: list[dict]) -> dict | None:
+def versus_random(arm_runs: list[dict], random_runs: list[dict], key: str = "labels") -> dict | None:
     """Per seed: the arm's held-out reward minus random's at equal labels: at random's final label count, or
     at the arm's own when it spent fewer (dynamic_filter_early stops early), both curves interpolated."""
     random_by_seed = {r["seed"]: r for r in random_runs}
@@ -236,8 +238,8 @@ def versus_random(arm_runs: list[dict], random_runs: list[dict]) -> dict | None:
     for run in arm_runs:
         other = random_by_seed.get(run["seed"])
         if other is not None:
-            at = min(run["labels"][-1], other["labels"][-1])
-            differences.append(value_at(run["labels"], run["reward"], at) - value_at(other["labels"], other["reward"], at))
+            at = min(run[key][-1], other[key][-1])
+            differences.append(value_at(run[key], run["reward"], at) - value_at(other[key], other["reward"], at))
             points.append(at)
     return {"labels": statistics.fmean(points), **mean_interval(differences)} if differences else None
 
