@@ -363,6 +363,22 @@ def print_table(pool: str, summary: dict) -> None:
           f"interval: {'yes' if target['beats_random_beyond_interval'] else 'no'}")
 
 
+def draw_arms(axis, arms: dict, key: str, baseline: str, title: str, dashed: str = "") -> None:
+    """Every arm's mean held-out reward against cumulative `key` with its 95% band, and the baseline arm's final
+    as a grey line; arms whose name starts with `dashed` are drawn dashed."""
+    for arm, s in arms.items():
+        style = "--" if dashed and arm.startswith(dashed) else "-"
+        line, = axis.plot(s[key], s["reward"], style, marker="o", markersize=3, label=arm)
+        if s["reward_low"][0] is not None:
+            axis.fill_between(s[key], s["reward_low"], s["reward_high"], color=line.get_color(), alpha=0.08)
+    if baseline in arms:
+        axis.axhline(arms[baseline]["reward"][-1], color="grey", linestyle="--", linewidth=0.8)
+    axis.set_xlabel("cumulative labels" if key == "labels" else "cumulative generated tokens")
+    axis.set_ylabel("held-out reward")
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+
+
 def plot(report: dict, path: Path) -> None:
     import matplotlib
 
@@ -372,21 +388,10 @@ def plot(report: dict, path: Path) -> None:
     pools = list(report["pools"])
     figure, axes = plt.subplots(2, len(pools), figsize=(6.5 * len(pools), 9), squeeze=False)
     for column, pool in enumerate(pools):
-        arms = report["pools"][pool]["arms"]
+        title = f"{pool} pool ({len(report['settings']['seeds'])} seeds, mean and 95% interval)"
         for row, key in enumerate(("labels", "tokens")):
-            axis = axes[row][column]
-            for arm, s in arms.items():
-                # Dashed for the dynamic filters: at its default target dynamic_filter's curve is random's.
-                style = "--" if arm.startswith("dynamic_filter") else "-"
-                line, = axis.plot(s[key], s["reward"], style, marker="o", markersize=3, label=arm)
-                if s["reward_low"][0] is not None:
-                    axis.fill_between(s[key], s["reward_low"], s["reward_high"], color=line.get_color(), alpha=0.08)
-            if "passive" in arms:
-                axis.axhline(arms["passive"]["reward"][-1], color="grey", linestyle="--", linewidth=0.8)
-            axis.set_xlabel("cumulative labels" if key == "labels" else "cumulative generated tokens")
-            axis.set_ylabel("held-out reward")
-            axis.set_title(f"{pool} pool ({len(report['settings']['seeds'])} seeds, mean and 95% interval)")
-            axis.grid(alpha=0.3)
+            # Dashed for the dynamic filters: at its default target dynamic_filter's curve is random's.
+            draw_arms(axes[row][column], report["pools"][pool]["arms"], key, "passive", title, dashed="dynamic_filter")
         axes[0][column].legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)

@@ -41,6 +41,7 @@ from cli_runs import REPO, machine, write_results
 from label_efficiency import (
     POOLS,
     PROXY,
+    draw_arms,
     finished_or_new,
     labels_to_reach,
     pool_info,
@@ -137,19 +138,9 @@ def plot(report: dict, path: Path) -> None:
     pools = list(report["pools"])
     figure, axes = plt.subplots(1, len(pools), figsize=(6.5 * len(pools), 4.8), squeeze=False)
     for column, pool in enumerate(pools):
-        axis = axes[0][column]
-        arms = report["pools"][pool]["arms"]
-        for arm, s in arms.items():
-            line, = axis.plot(s[TOKENS], s["reward"], marker="o", markersize=3, label=arm)
-            if s["reward_low"][0] is not None:
-                axis.fill_between(s[TOKENS], s["reward_low"], s["reward_high"], color=line.get_color(), alpha=0.08)
-        if "uniform" in arms:
-            axis.axhline(arms["uniform"]["reward"][-1], color="grey", linestyle="--", linewidth=0.8)
-        axis.set_xlabel("cumulative generated tokens")
-        axis.set_ylabel("held-out reward")
-        axis.set_title(f"{pool} pool ({len(report['settings']['seeds'])} seeds, mean and 95% interval)")
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
+        draw_arms(axes[0][column], report["pools"][pool]["arms"], TOKENS, "uniform",
+                  f"{pool} pool ({len(report['settings']['seeds'])} seeds, mean and 95% interval)")
+        axes[0][column].legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 

@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from policies.schedulers.base import Schedule, SchedulerSettings, register_scheduler
-from policies.schedulers.prompt_history import EpochWalk, PromptHistory
+from policies.schedulers.prompt_history import EpochWalk, HistoryKeeper
 
 
 def skip_probability(streak: np.ndarray, p: float, floor: float) -> np.ndarray:
@@ -44,10 +44,9 @@ def adapted_p(p: float, tied_share: float | None, settings: SchedulerSettings) -
 
 
 @register_scheduler("history")
-class HistoryScheduler:
+class HistoryScheduler(HistoryKeeper):
     def __init__(self, settings: SchedulerSettings):
-        self.settings = settings
-        self.history = PromptHistory()
+        super().__init__(settings)
         self.walk = EpochWalk(settings.seed)
         self.p = settings.p_start
 
@@ -102,6 +101,6 @@ class HistoryScheduler:
         return self.history.to_table(), {"p": self.p, **self.walk.state()}
 
     def restore(self, history: pa.Table, scalars: dict) -> None:
-        self.history = PromptHistory.from_table(history)
+        super().restore(history, scalars)
         self.p = float(scalars["p"])
         self.walk = EpochWalk(self.settings.seed, int(scalars["epoch"]), int(scalars["position"]))

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from policies.schedulers.base import Schedule, SchedulerSettings, register_scheduler
-from policies.schedulers.prompt_history import PromptHistory
+from policies.schedulers.prompt_history import HistoryKeeper
 
 
 def pool_of(last_mean: np.ndarray, visits: np.ndarray, bounds) -> np.ndarray:
@@ -26,13 +26,12 @@ def pool_weights(pools: np.ndarray, weights) -> np.ndarray:
 
 
 @register_scheduler("pools")
-class PoolsScheduler:
+class PoolsScheduler(HistoryKeeper):
     def __init__(self, settings: SchedulerSettings):
         if len(settings.pool_bounds) != len(settings.pool_weights):
             raise ValueError(f"pool_bounds ({len(settings.pool_bounds)}) and pool_weights "
                              f"({len(settings.pool_weights)}) must have one entry per pool")
-        self.settings = settings
-        self.history = PromptHistory()
+        super().__init__(settings)
 
     def schedule(self, pool: pa.Table, count: int, round_index: int) -> Schedule:
         rng = np.random.default_rng([self.settings.seed, round_index, 41])
@@ -50,13 +49,3 @@ class PoolsScheduler:
         counts = {"unjudged": int(np.sum(pools[rows] < 0)),
                   **{f"pool_{i}": int(np.sum(pools[rows] == i)) for i in range(len(self.settings.pool_bounds))}}
         return Schedule(np.sort(rows.astype(np.int64)), details={"examined": pool.num_rows, "skipped": 0, **counts})
-
-    def record(self, round_index: int, scored: pa.Table, schedule: Schedule, pool: pa.Table) -> None:
-        tied = self.history.record(round_index, scored, self.settings.tie_tolerance)
-        schedule.details["tied_share"] = float(np.mean(list(tied.values()))) if tied else None
-
-    def state(self) -> tuple[pa.Table, dict]:
-        return self.history.to_table(), {}
-
-    def restore(self, history: pa.Table, scalars: dict) -> None:
-        self.history = PromptHistory.from_table(history)

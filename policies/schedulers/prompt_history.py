@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from policies.schedulers.base import HISTORY_SCHEMA
+from policies.schedulers.base import HISTORY_SCHEMA, Schedule, SchedulerSettings
 
 
 class PromptHistory:
@@ -95,3 +95,22 @@ class EpochWalk:
 
     def state(self) -> dict:
         return {"epoch": self.epoch, "position": self.position}
+
+
+class HistoryKeeper:
+    """What the schedulers share: the per-prompt history, recorded after labelling, and that history as the
+    whole state (a scheduler with more state extends `state` and `restore`)."""
+
+    def __init__(self, settings: SchedulerSettings):
+        self.settings = settings
+        self.history = PromptHistory()
+
+    def record(self, round_index: int, scored: pa.Table, schedule: Schedule, pool: pa.Table) -> None:
+        tied = self.history.record(round_index, scored, self.settings.tie_tolerance)
+        schedule.details["tied_share"] = float(np.mean(list(tied.values()))) if tied else None
+
+    def state(self) -> tuple[pa.Table, dict]:
+        return self.history.to_table(), {}
+
+    def restore(self, history: pa.Table, scalars: dict) -> None:
+        self.history = PromptHistory.from_table(history)

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 
 from policies.schedulers.base import Schedule, SchedulerSettings, register_scheduler
-from policies.schedulers.prompt_history import EpochWalk, PromptHistory
+from policies.schedulers.prompt_history import EpochWalk, HistoryKeeper
 
 
 def uniform_draw(pool_size: int, count: int, seed: int, round_index: int) -> np.ndarray:
@@ -18,24 +18,10 @@ def uniform_draw(pool_size: int, count: int, seed: int, round_index: int) -> np.
 
 
 @register_scheduler("uniform")
-class UniformScheduler:
-    def __init__(self, settings: SchedulerSettings):
-        self.settings = settings
-        self.history = PromptHistory()
-
+class UniformScheduler(HistoryKeeper):
     def schedule(self, pool: pa.Table, count: int, round_index: int) -> Schedule:
         rows = uniform_draw(pool.num_rows, count, self.settings.seed, round_index)
         return Schedule(rows, details={"examined": int(rows.size), "skipped": 0})
-
-    def record(self, round_index: int, scored: pa.Table, schedule: Schedule, pool: pa.Table) -> None:
-        tied = self.history.record(round_index, scored, self.settings.tie_tolerance)
-        schedule.details["tied_share"] = float(np.mean(list(tied.values()))) if tied else None
-
-    def state(self) -> tuple[pa.Table, dict]:
-        return self.history.to_table(), {}
-
-    def restore(self, history: pa.Table, scalars: dict) -> None:
-        self.history = PromptHistory.from_table(history)
 
 
 @register_scheduler("epochs")
