@@ -14,6 +14,9 @@ query selector (docs/labels.md):
   dynamic_filter  random groups until target_groups of them do not tie (DAPO's dynamic sampling)
   dynamic_filter_early
                   the same with target_groups at half the groups the budget labels, so it may stop early
+  dynamic_filter_unbudgeted
+                  DAPO as its authors run it: no label budget, random groups until target_groups (the pair
+                  budget, 32) of them do not tie; it spends what the filter needs
   pvar_proxy      groups by the PVar of the proxy's scores
   pvar_implicit   groups by the PVar of the implicit reward log pi - log pi_init
   ensemble        one pair per prompt where an ensemble reward model disagrees most
@@ -54,7 +57,7 @@ POOLS = {"natural": REPO / "configs" / "quickstart.yaml", "realistic": REPO / "c
 # spent (target_groups: half the groups the budget labels); at its default target (the pair budget, 32
 # groups) the budget binds first and it labels exactly random's groups (docs/label-efficiency.md).
 ARMS = {"passive": "passive", "random": "random", "dynamic_filter": "dynamic_filter",
-        "dynamic_filter_early": "dynamic_filter", "pvar_proxy": "pvar_proxy", "pvar_implicit": "pvar_implicit",
+        "dynamic_filter_early": "dynamic_filter", "dynamic_filter_unbudgeted": "dynamic_filter", "pvar_proxy": "pvar_proxy", "pvar_implicit": "pvar_implicit",
         "ensemble": "ensemble"}
 PROXY = {"kind": "programmatic", "name": "builtin_task_proxy", "role": "proxy"}
 EXACT = {"kind": "programmatic", "name": "builtin_task_exact"}
@@ -96,8 +99,9 @@ def arm_overrides(arm: str, seed: int, pool: dict, args) -> list[str]:
     common = [rewards_override(pool["rewards"]), *SHARED, f"run.seed={seed}", *args.overrides]
     if arm == "passive":
         return [*common, f"run.rounds={args.rounds}"]
-    overrides = [*common, f"selection.query={ARMS[arm]}", f"selection.labels_per_round={args.labels}",
-                 f"run.rounds={args.active_rounds}"]
+    overrides = [*common, f"selection.query={ARMS[arm]}", f"run.rounds={args.active_rounds}"]
+    if arm != "dynamic_filter_unbudgeted":
+        overrides.append(f"selection.labels_per_round={args.labels}")
     if arm == "dynamic_filter_early":
         groups = args.labels // pool["labels_per_response"] // pool["samples_per_prompt"]
         overrides.append(f"selection.query_options.target_groups={max(1, groups // 2)}")

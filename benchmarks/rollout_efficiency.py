@@ -10,7 +10,8 @@ natural: configs/quickstart.yaml) with one prompt scheduler (docs/scheduling.md)
   history      GRESO's rule: prompts whose recent visits all tied are skipped before rollout
   pools        prime-rl's difficulty pools by last mean reward
   history_pvar history with the label-efficiency benchmark's best query selector on top (pvar_proxy at a
-               quarter of the labels, the built-in proxy added): rollouts and labels both chosen
+               quarter of the labels): rollouts and labels both chosen
+Every arm scores the built-in proxy too (free; only history_pvar reads it), as in label_efficiency.py.
 The training pool is shrunk to --pool-size prompts (builtin_task.num_train_prompts; default 128, two
 rounds of 64) so that history has visits to learn from within --rounds rounds: GRESO's setting is a finite
 pool walked for many epochs. The pool size is part of the built-in task's build, so its model and held-out
@@ -40,7 +41,6 @@ import numpy as np
 from cli_runs import REPO, machine, write_results
 from label_efficiency import (
     POOLS,
-    PROXY,
     draw_arms,
     finished_or_new,
     labels_to_reach,
@@ -64,8 +64,9 @@ TOKENS = "tokens"
 
 
 def arm_overrides(arm: str, seed: int, info: dict, args) -> list[str]:
-    rewards = info["rewards"] if arm != "history_pvar" else [*info["rewards"], PROXY]
-    overrides = [rewards_override(rewards), *SHARED, *ARMS[arm], f"run.seed={seed}", f"run.rounds={args.rounds}",
+    # The pool's labeller and the built-in proxy (label_efficiency's pool_info): free for the arms that do not
+    # choose by it, read by history_pvar's query selector.
+    overrides = [rewards_override(info["rewards"]), *SHARED, *ARMS[arm], f"run.seed={seed}", f"run.rounds={args.rounds}",
                  f"builtin_task.num_train_prompts={args.pool_size}", *args.overrides]
     if arm == "history_pvar":
         overrides.append(f"selection.labels_per_round={info['passive_labels_per_round'] // 4}")
