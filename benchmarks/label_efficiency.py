@@ -148,7 +148,15 @@ def read_run(run_dir: Path, summary: dict, exact_column: str, labeller_is_exact:
         "labelled_pvar": [m["selection"]["pvar_mean_all"] for m in metrics],
         "tied_share": [row.get("zero_variance_share") for row in rows],
         "selector": [(row.get("labelling") or {}).get("selector") for row in rows],
+        # Choosing what to label (the selector, and an ensemble's refit) as a share of the round's seconds.
+        "selection_share": [selection_seconds(row) / row["costs"]["seconds"] for row in rows
+                            if (row.get("costs") or {}).get("seconds")],
     }
+
+
+def selection_seconds(row: dict) -> float:
+    seconds = (row.get("labelling") or {}).get("seconds") or {}
+    return float(seconds.get("query", 0.0) + seconds.get("observe", 0.0))
 
 
 def finished_or_new(arms, run_dir: Path, overrides: list[str], config_path: Path) -> tuple[Path, dict, float, bool]:
@@ -261,6 +269,8 @@ def summarise_arm(runs: list[dict]) -> dict:
         "tied_share_mean": statistics.fmean(tied) if tied else None,
         "labelled_pvar_mean": finite_mean([v for r in runs for v in r.get("labelled_pvar", [])]),
         "pairs_per_round": statistics.fmean(p for r in runs for p in r["pairs_trained"]),
+        "selection_share": finite_mean([v for r in runs for v in r.get("selection_share", [])]),
+        "selection_share_last_round": finite_mean([r["selection_share"][-1] for r in runs if r.get("selection_share")]),
         "selector": selector_means(runs),
         "wall_seconds_mean": statistics.fmean(r["wall_seconds"] for r in runs),
     }
@@ -328,7 +338,8 @@ def target_verdict(result: dict) -> dict | None:
 def print_table(pool: str, summary: dict) -> None:
     print(f"\n{pool} pool")
     print(f"{'arm':>20} {'labels':>6} {'tokens':>7} {'held-out final':>15} {'exact final':>12} "
-          f"{'labels to reach passive [95%]':>32} {'share':>6} {'minus random':>13} {'tied':>5} {'PVar':>5} {'s/run':>6}")
+          f"{'labels to reach passive [95%]':>32} {'share':>6} {'minus random':>13} {'tied':>5} {'PVar':>5} {'s/run':>6} "
+          f"{'choose %':>9}")
     defined = (summary["target"] or {}).get("defined", True)
     for arm, s in summary["arms"].items():
         reach = s.get("reach_passive") or {}
@@ -347,7 +358,8 @@ def print_table(pool: str, summary: dict) -> None:
               f"{fmt(versus, signed=True) if versus else '-':>13} "
               f"{'-' if s['tied_share_mean'] is None else format(s['tied_share_mean'], '.2f'):>5} "
               f"{'-' if s['labelled_pvar_mean'] is None else format(s['labelled_pvar_mean'], '.3f'):>5} "
-              f"{s['wall_seconds_mean']:>6.1f}")
+              f"{s['wall_seconds_mean']:>6.1f} "
+              f"{'-' if s.get('selection_share') is None else format(100 * s['selection_share'], '.1f'):>9}")
     passive = summary["arms"].get("passive", {})
     if passive.get("match_passive"):
         print("labels to reach passive's held-out reward after each of its rounds (share of passive's labels):")
