@@ -154,6 +154,27 @@ def read_run(run_dir: Path, summary: dict, exact_column: str, labeller_is_exact:
     }
 
 
+def run_arms(harness, root: Path, seeds, pools: dict, arm_names, overrides_of, cost_key: str = "labels",
+             extra=None) -> list[dict]:
+    """Every (seed, pool, arm) run through `finished_or_new`, seeds outermost so an interrupted benchmark still
+    covers every arm; one record each: its curves (`read_run`) plus `extra(run_dir)` when given.
+    `overrides_of(arm, seed, pool_info)` gives a run's overrides; `pools` maps a pool's name to its info."""
+    runs = []
+    for seed in seeds:
+        for pool, info in pools.items():
+            for arm in arm_names:
+                run_dir, summary, wall, reused = finished_or_new(harness, root / f"{pool}-{arm}-{seed}",
+                                                                 overrides_of(arm, seed, info), POOLS[pool])
+                record = {"pool": pool, "arm": arm, "seed": seed, "wall_seconds": wall,
+                          **read_run(run_dir, summary, info["exact_column"], info["labeller_is_exact"]),
+                          **(extra(run_dir) if extra else {})}
+                runs.append(record)
+                print(f"{pool:>9} {arm:>20} seed {seed}: {wall:5.1f}s{' (reused)' if reused else ''}, {cost_key} "
+                      f"{record[cost_key][-1]:>6}, held-out {record['reward'][0]:.4f} -> {record['reward'][-1]:.4f}",
+                      flush=True)
+    return runs
+
+
 def selection_seconds(row: dict) -> float:
     seconds = (row.get("labelling") or {}).get("seconds") or {}
     return float(seconds.get("query", 0.0) + seconds.get("observe", 0.0))
@@ -459,20 +480,8 @@ def main() -> None:
             raise SystemExit(f"--merge: {out} has settings {previous['settings']}, not {settings}")
         runs = [r for r in previous["runs"] if r["arm"] not in arm_names or r["pool"] not in args.pools]
     with tempfile.TemporaryDirectory(prefix="activedpo-label-efficiency-") as tmp:
-        root = Path(args.runs_dir or tmp)
-        for seed in args.seeds:  # seeds outermost: an interrupted benchmark still covers every arm
-            for pool in args.pools:
-                info = pools[pool]
-                for arm in arm_names:
-                    overrides = arm_overrides(arm, seed, info, args)
-                    run_dir, summary, wall, reused = finished_or_new(arms, root / f"{pool}-{arm}-{seed}", overrides,
-                                                                     POOLS[pool])
-                    record = {"pool": pool, "arm": arm, "seed": seed, "wall_seconds": wall,
-                              **read_run(run_dir, summary, info["exact_column"], info["labeller_is_exact"])}
-                    runs.append(record)
-                    print(f"{pool:>9} {arm:>20} seed {seed}: {wall:5.1f}s{' (reused)' if reused else ''}, labels "
-                          f"{record['labels'][-1]:>5}, held-out {record['reward'][0]:.4f} -> {record['reward'][-1]:.4f}",
-                          flush=True)
+        runs += run_arms(arms, Path(args.runs_dir or tmp), args.seeds, {pool: pools[pool] for pool in args.pools},
+                         arm_names, lambda arm, seed, info: arm_overrides(arm, seed, info, args))
 
     report = {"command": " ".join(["python", *sys.argv]), "machine": machine(), "startup_seconds": startup,
               "settings": settings, "pools": {}, "runs": runs}

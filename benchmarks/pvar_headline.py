@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cli_runs import REPO, machine, write_results
@@ -84,18 +85,21 @@ def config_value(config, dotted: str):
 def new_runner(config, work_dir: Path, name: str, inputs):
     from cluster.round_loop import RoundRunner, build_policy
     from cluster.run_store import RunStore
+    from cluster.settings import scorer_rewards
 
     model_path, prompts, heldout = inputs
     store = RunStore(work_dir / name)
-    return RoundRunner(config, store, prompts, heldout, model_path, model_path, build_policy(config), start_round=0)
+    return RoundRunner(config, store, prompts, heldout, model_path, model_path, build_policy(config),
+                       scorer_rewards(config.scoring), start_round=0)
 
 
 def make_pool(runner, prompts_per_round: int, pool_seed: int, path: Path) -> dict:
     """Round 0's rollouts of a run with run.seed = pool_seed, scored, invalid rewards dropped: the arms' samples."""
-    from cluster.round_loop import drop_invalid_rewards, sample_round_prompts
+    from cluster.round_loop import drop_invalid_rewards
+    from policies.schedulers.uniform import uniform_draw
 
     started = time.perf_counter()
-    prompts = sample_round_prompts(runner.prompts, prompts_per_round, pool_seed, 0)
+    prompts = runner.prompts.take(pa.array(uniform_draw(runner.prompts.num_rows, prompts_per_round, pool_seed, 0)))
     sampling = runner.generators.sampling(seed=pool_seed * 1_000_003)  # round 0's sampling seed in the round loop
     rollouts = runner.generators.generate(prompts, sampling, None)
     generated = time.perf_counter()
@@ -145,10 +149,12 @@ def measure(args, overrides: list[str], work_dir: Path) -> tuple[dict, dict, dic
     """Pool (made or reused), then every seed: the starting model's evaluation and each arm."""
     from cluster.ray_runtime import start_ray
     from cluster.round_loop import check_rewards, prepare_inputs
+    from cluster.settings import scorer_rewards
 
     base = load(overrides)
-    check_rewards(base)
-    inputs = prepare_inputs(base)
+    rewards = scorer_rewards(base.scoring)
+    check_rewards(base, rewards)
+    inputs = prepare_inputs(base, rewards)
     pool_path, pool_meta = work_dir / "pool.parquet", work_dir / "pool.json"
     settings = {key: config_value(base, key) for key in POOL_KEYS} | {"pool_seed": args.pool_seed}
     reuse = pool_path.exists() and pool_meta.exists() and json.loads(pool_meta.read_text())["settings"] == settings

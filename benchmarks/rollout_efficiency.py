@@ -42,11 +42,10 @@ from cli_runs import REPO, machine, write_results
 from label_efficiency import (
     POOLS,
     draw_arms,
-    finished_or_new,
     labels_to_reach,
     pool_info,
-    read_run,
     rewards_override,
+    run_arms,
     summarise_arm,
     versus_random,
 )
@@ -168,23 +167,10 @@ def main() -> None:
     pools = {pool: pool_info(pool) for pool in args.pools}  # rewards and budgets: the pool size changes neither
     settings = {"seeds": args.seeds, "rounds": args.rounds, "pool_size": args.pool_size, "shared_overrides": SHARED,
                 "overrides": args.overrides}
-    runs: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="activedpo-rollout-efficiency-") as tmp:
-        root = Path(args.runs_dir or tmp)
-        for seed in args.seeds:
-            for pool in args.pools:
-                info = pools[pool]
-                for arm in args.arms:
-                    overrides = arm_overrides(arm, seed, info, args)
-                    run_dir, summary, wall, reused = finished_or_new(harness, root / f"{pool}-{arm}-{seed}",
-                                                                     overrides, POOLS[pool])
-                    record = {"pool": pool, "arm": arm, "seed": seed, "wall_seconds": wall,
-                              **read_run(run_dir, summary, info["exact_column"], info["labeller_is_exact"]),
-                              "scheduling": read_scheduling(run_dir, args.rounds)}
-                    runs.append(record)
-                    print(f"{pool:>9} {arm:>13} seed {seed}: {wall:5.1f}s{' (reused)' if reused else ''}, tokens "
-                          f"{record[TOKENS][-1]:>6}, held-out {record['reward'][0]:.4f} -> {record['reward'][-1]:.4f}",
-                          flush=True)
+        runs = run_arms(harness, Path(args.runs_dir or tmp), args.seeds, pools, args.arms,
+                        lambda arm, seed, info: arm_overrides(arm, seed, info, args), cost_key=TOKENS,
+                        extra=lambda run_dir: {"scheduling": read_scheduling(run_dir, args.rounds)})
     report = {"command": " ".join(["python", *sys.argv]), "machine": machine(), "startup_seconds": startup,
               "settings": settings, "pools": {}, "runs": runs}
     for pool in args.pools:

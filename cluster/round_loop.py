@@ -71,13 +71,6 @@ def drop_invalid_rewards(scored: pa.Table, reward_columns: list[str]) -> tuple[p
     return scored.filter(pa.array(keep)), counts
 
 
-def sample_round_prompts(pool: pa.Table, count: int, seed: int, round_index: int) -> pa.Table:
-    """The `uniform` scheduler's draw of a round's prompts (without replacement within a round)."""
-    from policies.schedulers.uniform import uniform_draw
-
-    return pool.take(pa.array(uniform_draw(pool.num_rows, count, seed, round_index)))
-
-
 def reward_stats(scored: pa.Table) -> tuple[float, float]:
     values = scored.column("reward").to_numpy(zero_copy_only=False)
     if values.size == 0:

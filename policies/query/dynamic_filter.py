@@ -41,10 +41,6 @@ class DynamicFilterQuery:
         self.kept_groups = 0
         self.tied_groups = 0
 
-    def select(self, rollouts: pa.Table, max_responses: int | None, rng: np.random.Generator,
-               features=None) -> np.ndarray:
-        raise TypeError("dynamic_filter labels in batches: call label_batches (cluster/labelling.py does)")
-
     def label_batches(self, rollouts: pa.Table, max_responses: int | None, rng: np.random.Generator,
                       features=None) -> Generator[np.ndarray, pa.Table, None]:
         """Yields row indices to label; is sent the scored rows of each batch (with `reward`), in row order."""
