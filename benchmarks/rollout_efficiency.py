@@ -11,13 +11,18 @@ natural: configs/quickstart.yaml) with one prompt scheduler (docs/scheduling.md)
   pools        prime-rl's difficulty pools by last mean reward
   history_pvar history with the label-efficiency benchmark's best query selector on top (pvar_proxy at a
                quarter of the labels): rollouts and labels both chosen
+  history_nn   history where a never-visited prompt borrows the tie streak of its 5 nearest visited prompts
+               (MiniLM embeddings; data.scheduling.neighbours), so it can be skipped before its first rollout
+  uniform_lean, history_nn_lean
+               40 prompts a round instead of 64, the top 80% by PVar kept: as many prompts trained a round as
+               the others' top half, on 5/8 of the rollouts; uniform_lean says what fewer rollouts alone cost
 Every arm scores the built-in proxy too (free; only history_pvar reads it), as in label_efficiency.py.
 The training pool is shrunk to --pool-size prompts (builtin_task.num_train_prompts; default 128, two
 rounds of 64) so that history has visits to learn from within --rounds rounds: GRESO's setting is a finite
 pool walked for many epochs. The pool size is part of the built-in task's build, so its model and held-out
 prompts are those of a task with that pool (not the quickstart's: numbers do not carry over between the
-two benchmarks). Every arm rolls out data.prompts_per_round prompts a round, so the arms spend
-about the same tokens a round and differ in what those tokens buy: the headline is the tokens each arm
+two benchmarks). Every arm but the lean ones rolls out data.prompts_per_round prompts a round, so those arms
+spend about the same tokens a round and differ in what those tokens buy: the headline is the tokens each arm
 needs to reach uniform's final held-out reward (mean curve, linear between rounds, 95% bootstrap interval
 over seeds; target: at most 0.6x uniform's), and each arm minus uniform at equal tokens (per-seed, Student-t
 95% interval). Capability beside the reward: the held-out exact-match rate (`builtin_task_exact`, as the
@@ -51,12 +56,19 @@ from label_efficiency import (
 )
 from seed_stats import fmt
 
+NEIGHBOURS = ["data.scheduling.neighbours=5", "data.scheduling.neighbour_source=minilm"]
+LEAN = ["data.prompts_per_round=40", "selection.top_fraction=0.8"]
 ARMS = {
     "uniform": ["data.scheduler=uniform"],
     "epochs": ["data.scheduler=epochs"],
     "history": ["data.scheduler=history", "data.scheduling.audit_fraction=0.1"],
     "pools": ["data.scheduler=pools"],
     "history_pvar": ["data.scheduler=history", "data.scheduling.audit_fraction=0.1", "selection.query=pvar_proxy"],
+    "history_nn": ["data.scheduler=history", "data.scheduling.audit_fraction=0.1", *NEIGHBOURS],
+    # Lean: 40 prompts a round instead of 64, keeping 80% of them by PVar: the same 32 prompts trained a round as
+    # the 64-prompt arms' top half, on 5/8 of the rollouts. uniform_lean is the control: fewer rollouts alone.
+    "uniform_lean": ["data.scheduler=uniform", *LEAN],
+    "history_nn_lean": ["data.scheduler=history", "data.scheduling.audit_fraction=0.1", *NEIGHBOURS, *LEAN],
 }
 SHARED = ["diagnostics.did_prompts=0", "diagnostics.gradient_norms=false"]
 TOKENS = "tokens"
@@ -91,7 +103,8 @@ def headline(runs: list[dict], seed: int = 0) -> dict:
 
 def scheduling_means(runs: list[dict]) -> dict:
     """What the scheduler did, averaged over rounds and seeds: prompts skipped, tied share, audit result."""
-    keys = ("skipped", "audited", "audit_informative", "audit_judged", "tied_share")
+    keys = ("skipped", "skipped_unvisited", "audited", "audit_informative", "audit_judged",
+            "audit_unvisited_informative", "audit_unvisited_judged", "tied_share")
     values = {key: [v for r in runs for s in r["scheduling"] if (v := (s or {}).get(key)) is not None] for key in keys}
     return {key: (float(np.mean(v)) if v else None) for key, v in values.items()}
 
@@ -107,7 +120,7 @@ def read_scheduling(run_dir: Path, rounds: int) -> list[dict]:
 def print_table(pool: str, summary: dict) -> None:
     print(f"\n{pool} pool (uniform's gain over the start: "
           f"{'-' if summary['uniform_gain'] is None else format(summary['uniform_gain'] * 100, '+.1f')} points)")
-    print(f"{'arm':>13} {'tokens':>7} {'held-out final':>15} {'exact final':>12} {'tokens to reach uniform [95%]':>34} "
+    print(f"{'arm':>15} {'tokens':>7} {'held-out final':>15} {'exact final':>12} {'tokens to reach uniform [95%]':>34} "
           f"{'share':>6} {'minus uniform':>14} {'skipped':>8} {'tied':>5} {'audit inf.':>10}")
     for arm, s in summary["arms"].items():
         reach = s.get("reach_uniform") or {}
@@ -122,7 +135,7 @@ def print_table(pool: str, summary: dict) -> None:
         sched = s["scheduling"]
         audit = ("-" if not sched["audit_judged"] else
                  f"{sched['audit_informative'] / sched['audit_judged']:.2f}")
-        print(f"{arm:>13} {s['tokens'][-1]:>7.0f} {fmt(s['final']):>15} "
+        print(f"{arm:>15} {s['tokens'][-1]:>7.0f} {fmt(s['final']):>15} "
               f"{fmt(s['final_exact']) if s['final_exact'] else '-':>12} {reach_text:>34} {share:>6} "
               f"{fmt(versus, signed=True) if versus else '-':>14} "
               f"{'-' if sched['skipped'] is None else format(sched['skipped'], '.1f'):>8} "

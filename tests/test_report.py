@@ -408,12 +408,14 @@ def test_what_was_labelled_and_why_is_tabled_per_selective_round(tmp_path):
 
 
 def test_skipped_prompts_and_the_audit_are_tabled_per_round(tmp_path):
-    scheduling = {"scheduler": "history", "examined": 80, "skipped": 16, "audited": 2, "audit_informative": 1,
+    scheduling = {"scheduler": "history", "examined": 80, "skipped": 16, "skipped_unvisited": 7, "audited": 2,
+                  "audit_informative": 1,
                   "audit_judged": 2, "tied_share": 0.3125, "p": 0.49}
     rounds = [round_metrics(0, None, scheduling={"scheduler": "history", "examined": 64, "skipped": 0}),
               round_metrics(1, None, scheduling=scheduling)]
     page = read_page(write_report(write_run(tmp_path / "run", rounds)).parent)
     assert 'id="scheduling"' in page.text and "1 of 2" in page.text
+    assert "<td>16</td><td>7</td>" in page.text.replace(" ", "")  # skipped, of them never visited
     check_number(page, "scheduled_tied_share", 1, 0.3125, 3)
     check_number(page, "scheduler_p", 1, 0.49, 3)
     assert page.stated("scheduler_p", 0) == []  # round 0 skipped nothing: no row

@@ -132,7 +132,8 @@ def test_a_resumed_driver_commits_byte_identical_scheduler_state(tmp_path):
 
     config = config_with(f"scoring.rewards=[{LABELLER}]", "data.scheduler=history",
                          "data.scheduling.audit_fraction=0.5", "data.scheduling.tie_tolerance=1.0",
-                         "data.scheduling.p_start=0.1", "data.scheduling.p_min=0.05")
+                         "data.scheduling.p_start=0.1", "data.scheduling.p_min=0.05",
+                         "data.scheduling.neighbours=2", "data.scheduling.neighbour_source=ngrams")
     straight = runner_for(config, tmp_path / "a")
     for index in range(3):
         straight.run_round(index, RunObservers("t", tmp_path, bars=False))

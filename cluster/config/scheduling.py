@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from cluster.config.base import StrictModel
@@ -25,6 +27,15 @@ class SchedulingSection(StrictModel):
     audit_fraction: float = Field(
         0.0, ge=0, le=1, description="history: share of the round's skipped prompts rolled out anyway (at least "
         "one when any is skipped), to measure how often a skip was wrong; they cost rollouts and labels.")
+    neighbours: int = Field(
+        0, ge=0, description="history: a prompt never rolled out borrows the smallest tie streak of this many "
+        "nearest visited prompts (in embedding space) and may be skipped on it; 0 turns the prediction off.")
+    neighbour_min_similarity: float = Field(
+        0.8, ge=-1, le=1, description="history: borrow only when all the nearest visited prompts are at least this "
+        "alike (cosine similarity of their embeddings).")
+    neighbour_source: Literal["minilm", "ngrams"] = Field(
+        "minilm", description="history: the prompt embeddings neighbours are found in: 'minilm' (all-MiniLM-L6-v2 "
+        "sentence embeddings, offline) or 'ngrams' (hashed character 2-4 grams, no model).")
     pool_bounds: list[float] = Field(
         default_factory=lambda: [0.25, 0.75, 1.0],
         description="pools: ascending upper bounds of a prompt's last mean reward, one per pool.")

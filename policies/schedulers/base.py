@@ -43,6 +43,11 @@ class SchedulerSettings:
     # pools: ascending upper bounds of last mean reward and the weight of each pool; unseen prompts weigh 1.
     pool_bounds: tuple[float, ...] = (0.25, 0.75, 1.0)
     pool_weights: tuple[float, ...] = (0.2, 1.0, 0.2)
+    # history: a prompt never visited borrows the smallest tied streak of its `neighbours` nearest visited
+    # prompts when all are at least `neighbour_min_similarity` alike (0: off; policies/schedulers/neighbours.py).
+    neighbours: int = 0
+    neighbour_min_similarity: float = 0.8
+    neighbour_source: str = "minilm"
 
 
 @dataclass
@@ -53,6 +58,8 @@ class Schedule:
     skipped: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))   # examined and not rolled out
     audited: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))   # subset of rows: skipped, rolled out anyway
     details: dict = field(default_factory=dict)                                   # metrics.json `scheduling`
+    borrowed: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # subset of skipped: never visited,
+                                                                                  # skipped on a borrowed streak
 
 
 class PromptScheduler(Protocol):

@@ -16,6 +16,10 @@ since what makes a prompt useless to DPO is the tie, not which side it falls on.
 An audit: `audit_fraction` of the round's skipped prompts (at least one when any is skipped) are rolled out
 anyway; how many of them turn out not to tie measures how often a skip threw away an informative prompt.
 Skipped prompts get no new evidence, so their streak stays as it was (as in GRESO).
+
+With `neighbours > 0` a prompt never visited borrows a streak from its nearest visited prompts in embedding
+space (policies/schedulers/neighbours.py), so it can be skipped before its first rollout; the prompt
+vectors are computed once per pool and are not state (a function of the prompt texts).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from policies.schedulers.base import Schedule, SchedulerSettings, register_scheduler
+from policies.schedulers.neighbours import borrowed_streaks, prompt_vectors
 from policies.schedulers.prompt_history import EpochWalk, HistoryKeeper
 
 
@@ -49,11 +54,27 @@ class HistoryScheduler(HistoryKeeper):
         super().__init__(settings)
         self.walk = EpochWalk(settings.seed)
         self.p = settings.p_start
+        self._vectors: tuple[tuple, np.ndarray] | None = None  # (the pool's prompt ids, their vectors)
+
+    def _streaks(self, pool: pa.Table, ids: list) -> tuple[np.ndarray, np.ndarray]:
+        """Per pool row: the streak the skip rule reads (own, or borrowed when never visited), and whether it
+        was borrowed."""
+        own = self.history.peek("tied_streak", ids, 0)
+        visited = self.history.peek("visits", ids, 0) > 0
+        if self.settings.neighbours <= 0:
+            return own, np.zeros(len(ids), dtype=bool)
+        if self._vectors is None or self._vectors[0] != tuple(ids):
+            self._vectors = (tuple(ids), prompt_vectors(pool.column("prompt").to_pylist(),
+                                                        self.settings.neighbour_source))
+        borrowed = borrowed_streaks(self._vectors[1], visited, own, self.settings.neighbours,
+                                    self.settings.neighbour_min_similarity)
+        return np.where(visited, own, borrowed), ~visited & (borrowed > 0)
 
     def schedule(self, pool: pa.Table, count: int, round_index: int) -> Schedule:
         rng = np.random.default_rng([self.settings.seed, round_index, 37])
         ids = pool.column("prompt_id").to_pylist()
         wanted = min(count, pool.num_rows)
+        streaks, borrowed = self._streaks(pool, ids)
         accepted: dict[int, None] = {}
         skipped: dict[int, None] = {}
         examined = 0
@@ -63,8 +84,7 @@ class HistoryScheduler(HistoryKeeper):
             examined += 1
             if row in accepted:
                 continue
-            streak = self.history.get("tied_streak", [ids[row]])
-            if rng.random() < skip_probability(streak, self.p, self.settings.floor)[0]:
+            if rng.random() < skip_probability(streaks[row : row + 1], self.p, self.settings.floor)[0]:
                 skipped[row] = None
             else:
                 accepted[row] = None
@@ -73,9 +93,10 @@ class HistoryScheduler(HistoryKeeper):
         self.history.add_skips([ids[row] for row in skipped_rows])
         audited = self._audit(skipped_rows, rng)
         rows = np.sort(np.concatenate([np.fromiter(accepted, dtype=np.int64), audited]))
-        return Schedule(rows, skipped_rows, audited, {"examined": examined, "skipped": int(skipped_rows.size),
-                                                      "audited": int(audited.size), "p": self.p,
-                                                      **self.walk.state()})
+        details = {"examined": examined, "skipped": int(skipped_rows.size),
+                   "skipped_unvisited": int(borrowed[skipped_rows].sum()), "audited": int(audited.size),
+                   "p": self.p, **self.walk.state()}
+        return Schedule(rows, skipped_rows, audited, details, borrowed=skipped_rows[borrowed[skipped_rows]])
 
     def _audit(self, skipped: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if not skipped.size or self.settings.audit_fraction <= 0:
@@ -90,10 +111,15 @@ class HistoryScheduler(HistoryKeeper):
         scheduled = [value for pid, value in tied.items() if pid not in audited]
         tied_share = float(np.mean(scheduled)) if scheduled else None
         audit_judged = [not tied[pid] for pid in audited if pid in tied]
+        borrowed = {ids[row] for row in schedule.borrowed} & audited
+        borrowed_judged = [not tied[pid] for pid in borrowed if pid in tied]
         schedule.details.update({
             "tied_share": tied_share,
             "audit_informative": int(sum(audit_judged)),
             "audit_judged": len(audit_judged),
+            # the same, for the audited prompts that were skipped on a neighbour's streak
+            "audit_unvisited_informative": int(sum(borrowed_judged)),
+            "audit_unvisited_judged": len(borrowed_judged),
         })
         self.p = adapted_p(self.p, tied_share, self.settings)
 

@@ -35,6 +35,12 @@ class PromptHistory:
         rows = self.rows(prompt_ids)  # first: it may grow the columns
         return self.columns[name][rows]
 
+    def peek(self, name: str, prompt_ids, missing) -> np.ndarray:
+        """Like `get`, without adding rows: `missing` for prompts not seen yet."""
+        column = self.columns[name]
+        rows = np.asarray([self.row_of.get(pid, -1) for pid in prompt_ids], dtype=np.int64)
+        return np.where(rows >= 0, column[np.maximum(rows, 0)] if column.size else missing, missing)
+
     def add_skips(self, prompt_ids) -> None:
         rows = self.rows(prompt_ids)
         np.add.at(self.columns["skips"], rows, 1)

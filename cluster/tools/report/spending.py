@@ -52,15 +52,17 @@ def scheduling_section(rounds: list[RoundData]) -> str | None:
                  else "none judged")
         rows.append([str(r.index), esc(found.get("scheduler", NOT_RECORDED)),
                      esc(found.get("examined", NOT_RECORDED)), esc(found.get("skipped", NOT_RECORDED)),
-                     esc(found.get("audited", 0)), esc(audit),
+                     esc(found.get("skipped_unvisited", 0)), esc(found.get("audited", 0)), esc(audit),
                      stated_number(recorded(found, "tied_share"), "scheduled_tied_share", r.index, digits=3),
                      stated_number(recorded(found, "p"), "scheduler_p", r.index, digits=3)])
     if not rows:
         return None
     return ('<section id="scheduling"><h2>Prompts skipped before generation</h2>'
-            + html_table(["round", "scheduler", "offered", "skipped", "audited", "audited and informative",
+            + html_table(["round", "scheduler", "offered", "skipped", "of them never visited", "audited",
+                          "audited and informative",
                           "tied share of the rolled out", "p"], rows, "scheduling-table")
             + '<p class="note">A skipped prompt is not rolled out: its recent visits all tied. Audited prompts are '
               "skipped ones rolled out anyway; the share of them that did not tie is how often a skip threw away a "
-              "prompt that would have taught something. p: the skip rule's base, 1 - max(p^streak, floor) "
+              "prompt that would have taught something. A never-visited prompt is skipped on the streak its nearest "
+              "visited neighbours lend it (data.scheduling.neighbours). p: the skip rule's base, 1 - max(p^streak, floor) "
               "(docs/scheduling.md).</p></section>")
