@@ -208,6 +208,15 @@ def test_roles_reach_the_scorer_settings_and_the_query_settings():
     assert query_settings(config).proxy_columns == ("reward_builtin_task_proxy",)
 
 
+def test_the_ensemble_options_reach_the_query_settings_seeded_by_the_run():
+    from cluster.settings import query_settings
+
+    config = config_with("selection.query_options.ensemble.refit_every=3",
+                         "selection.query_options.ensemble.features=512", "run.seed=7")
+    ensemble = query_settings(config).ensemble
+    assert (ensemble.refit_every, ensemble.features, ensemble.seed) == (3, 512, 7)
+
+
 # ------------------------------------------------------------------ the scorer by role, the proxies
 
 

@@ -119,6 +119,27 @@ def test_observing_rounds_in_order_equals_observing_them_at_once():
     assert np.array_equal(by_round.model.predict(table), at_once.model.predict(table))
 
 
+def test_refit_every_keeps_the_last_fit_until_its_turn_and_then_fits_the_whole_buffer():
+    labelled = labelled_table(90)
+    rounds = [labelled.slice(0, 30), labelled.slice(30, 30), labelled.slice(60)]
+    lagging = EnsembleQuery(QuerySettings(ensemble=EnsembleSettings(refit_every=2)))
+    every_round = EnsembleQuery(QuerySettings())
+    table = rollouts(in_distribution_groups(2, seed=6))
+    every_round.observe(rounds[0])
+    lagging.observe(rounds[0])  # the first round that adds labels always fits
+    assert np.array_equal(lagging.model.predict(table), every_round.model.predict(table))
+    first_fit = lagging.model.predict(table)
+    every_round.observe(rounds[1])
+    lagging.observe(rounds[1])  # not its turn: the buffer grows, the model stays
+    assert lagging.model.rows == 60 and lagging.model.fitted_rows == 30 and lagging.summary()["fitted_rows"] == 30
+    assert np.array_equal(lagging.model.predict(table), first_fit)
+    assert not np.allclose(every_round.model.predict(table), first_fit)
+    every_round.observe(rounds[2])
+    lagging.observe(rounds[2])  # its turn: a fit of all 90 rows, the same as refitting every round
+    assert lagging.model.fitted_rows == 90
+    assert np.array_equal(lagging.model.predict(table), every_round.model.predict(table))
+
+
 def test_non_finite_rewards_are_skipped():
     labelled = labelled_table(40)
     rewards = labelled.column("reward").to_numpy().copy()
@@ -143,7 +164,7 @@ def test_observing_only_non_finite_rewards_leaves_no_model():
 @pytest.mark.parametrize("field, value", [
     ("heads", 1), ("heads", True), ("hidden", -1), ("features", 0),
     ("anchor", 0.0), ("anchor", -1e-3), ("anchor", float("inf")), ("rule", "greedy"),
-    ("seed", -1),
+    ("refit_every", 0), ("seed", -1),
 ])
 def test_settings_errors_name_the_field(field, value):
     with pytest.raises(ValueError, match=f"ensemble.{field}"):

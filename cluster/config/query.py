@@ -15,7 +15,10 @@ class EnsembleQuerySection(StrictModel):
 
     heads: int = Field(8, ge=2, description="Ensemble members; their disagreement is the uncertainty.")
     hidden: int = Field(64, ge=0, description="Hidden units of each head's one-layer MLP (0: a linear head).")
-    features: int = Field(4096, ge=16, description="Hashed word 1-2-gram features per text block (prompt, response).")
+    features: int = Field(
+        4096, ge=16, description="Hashed word 1-2-gram features per text block (prompt, response). Fewer cap the "
+        "refit's cost on a large buffer (at 1024: ~4 s from about 3,300 labels on) at more hash collisions, so "
+        "less disagreement on unseen text (docs/labels.md).")
     anchor: float = Field(
         0.1, gt=0, description="Pull of each head towards its own initialisation (anchored ensembles; the ridge "
         "penalty of its closed-form refit on every label so far): keeps the heads apart where no label has "
@@ -24,6 +27,10 @@ class EnsembleQuerySection(StrictModel):
         "max_disagreement",
         description="Which pair of a prompt is labelled: the pair the heads disagree on most, or (SEA's "
         "exploration) the best response by one randomly drawn head against its most disputed rival.")
+    refit_every: int = Field(
+        1, ge=1, description="Refit the heads on the first round that adds labels and every refit_every-th after "
+        "it, selecting with the last refit in between (the buffer still takes every label). 1 refits every round; "
+        "raise it when a large buffer's refit (seconds at thousands of labels) weighs on short rounds.")
 
 
 class QueryOptionsSection(StrictModel):

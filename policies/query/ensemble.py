@@ -16,12 +16,20 @@ The model (`EpistemicRewardModel`) is E heads on one frozen text featuriser:
   Pearce et al. 2020) over every labelled row seen so far, y the rewards standardised by the replay
   buffer's mean and std and c_ie how often row i is in head e's bootstrap resample. Writing
   theta_e = theta_e_init + delta, that is a ridge regression of the residual y - r_e_init(x) on the
-  head's design [x, relu(x U_e + b_e), 1], solved by scikit-learn's `Ridge` (alpha = anchor, the
-  resample counts as sample weights). Its solution lies in the span of the labelled rows, so a
-  feature no labelled row has keeps each head's own prior weight, and the heads disagree on responses
-  made of such features; on features the labels cover they agree. Each refit starts from the draw, so
-  the model is a function of the buffer alone: a resumed run that observes each completed round's
-  labels in order gets the same model as the run it resumes.
+  head's design [x, relu(x U_e + b_e), 1] (alpha = anchor, the resample counts as sample weights),
+  solved exactly by `AnchoredRidge` (policies/query/anchored_ridge.py: a Cholesky solve over the
+  resampled rows or over the design's columns, whichever are fewer). Its solution lies in the span of
+  the labelled rows, so a feature no labelled row has keeps each head's own prior weight, and the heads
+  disagree on responses made of such features; on features the labels cover they agree. Each refit
+  starts from the draw, so the model is a function of the buffer alone: a resumed run that observes
+  each completed round's labels in order gets the same model as the run it resumes.
+- cost: the buffer's rows are hashed once, when observed. Scikit-learn's `Ridge` (an iterative sparse
+  CG, one per head) took ~90% of a refit; the exact solve took a 512-row refit from ~0.6 s to ~0.08 s
+  (docs/labels.md). A dual solve grows as the cube of the buffer (~8 s a refit at 4096 rows on the
+  2-core build machine); the primal caps it at 2 x `features` + `hidden` + 1 columns (at 1024 buckets,
+  ~4 s from about 3,300 rows on). `refit_every` > 1 refits on the first round that adds labels and
+  every refit_every-th after (counted in observe calls, so a resumed run refits at the same ones) and
+  selects with the last refit in between.
 - seeding: the initial draw from `torch.Generator`s, the resamples from numpy `default_rng`s, each
   seeded from `seed` and the head's index; the global torch and numpy generators are neither read
   nor moved.
@@ -48,9 +56,10 @@ import pyarrow as pa
 import scipy.sparse as sp
 import torch
 from sklearn.feature_extraction.text import HashingVectorizer
-from sklearn.linear_model import Ridge
+from threadpoolctl import threadpool_limits
 
 from actors.contracts import REWARD_COLUMN
+from policies.query.anchored_ridge import AnchoredRidge
 from policies.query.groups import prompt_groups
 
 ENSEMBLE_RULES = ("max_disagreement", "thompson")
@@ -73,10 +82,11 @@ class EnsembleSettings:
     features: int = 4096
     anchor: float = 0.1
     rule: str = "max_disagreement"
+    refit_every: int = 1
     seed: int = 0
 
     def __post_init__(self):
-        minimums = {"heads": 2, "hidden": 0, "features": 1, "seed": 0}
+        minimums = {"heads": 2, "hidden": 0, "features": 1, "refit_every": 1, "seed": 0}
         for field, minimum in minimums.items():
             value = getattr(self, field)
             if not _is_int(value) or value < minimum:
@@ -137,6 +147,8 @@ class EpistemicRewardModel:
         self.settings = settings
         self.featuriser = TextFeaturiser(settings.features)
         self.fit_seconds = 0.0
+        self.fitted_rows = 0  # the buffer's size at the last refit (refit_every > 1: may lag `rows`)
+        self._observed = 0  # observe calls that added rows: which of them refit is counted on these
         self._rows = sp.csr_matrix((0, self.featuriser.width), dtype=np.float32)
         self._rewards = np.zeros(0, dtype=np.float64)
         self._reward_mean, self._reward_scale = 0.0, 1.0
@@ -181,7 +193,8 @@ class EpistemicRewardModel:
         return features @ params.linear + (hidden * params.readout).sum(axis=2) + params.bias
 
     def observe(self, labelled: pa.Table) -> int:
-        """Adds the rows with a finite `reward` to the buffer and refits; returns how many were added."""
+        """Adds the rows with a finite `reward` to the buffer and refits on the first call that adds rows and
+        every `refit_every`-th after it; returns how many were added."""
         if REWARD_COLUMN not in labelled.column_names:
             raise ValueError(f"the ensemble reward model needs the labelled table's {REWARD_COLUMN!r} column "
                              f"(columns: {labelled.column_names})")
@@ -195,7 +208,10 @@ class EpistemicRewardModel:
         new_rows = self.featuriser.transform([prompts[i] for i in keep], [responses[i] for i in keep])
         self._rows = sp.vstack([self._rows, new_rows], format="csr", dtype=np.float32)
         self._rewards = np.concatenate([self._rewards, rewards[keep]])
-        self._fit()
+        # Counted in calls, not rows: a resumed run replays the same calls, so it refits at the same ones.
+        if self._observed % self.settings.refit_every == 0:
+            self._fit()
+        self._observed += 1
         self.fit_seconds = time.perf_counter() - started
         return int(keep.size)
 
@@ -210,16 +226,19 @@ class EpistemicRewardModel:
         counts = self._bootstrap_counts(n)
         params, anchors = self._anchors.copy(), self._anchors
         residual = target - self._outputs(features, hidden, anchors)  # (n, E): what each head's prior misses
-        ones = np.ones((n, 1), dtype=np.float32)
-        for head in range(s.heads):
-            design = sp.hstack([features, sp.csr_matrix(hidden[:, head, :]), ones], format="csr")
-            ridge = Ridge(alpha=s.anchor, fit_intercept=False).fit(design, residual[:, head], sample_weight=counts[head])
-            delta = ridge.coef_.astype(np.float32)
-            width = features.shape[1]
-            params.linear[:, head] += delta[:width]
-            params.readout[head] += delta[width: width + s.hidden]
-            params.bias[head] += delta[-1]
+        solver = AnchoredRidge(features, s.anchor)
+        width = features.shape[1]
+        # One BLAS thread: the systems are a few hundred rows, where OpenBLAS's threads only wait on each
+        # other (on a loaded 2-core machine a 320 x 320 solve took 0.2 s threaded, about 4 ms on one), and
+        # one thread sums in one order, whatever the machine's core count.
+        with threadpool_limits(1, user_api="blas"):
+            for head in range(s.heads):
+                delta = solver.solve(hidden[:, head, :], counts[head], residual[:, head]).astype(np.float32)
+                params.linear[:, head] += delta[:width]
+                params.readout[head] += delta[width: width + s.hidden]
+                params.bias[head] += delta[-1]
         self._trained = params
+        self.fitted_rows = n
 
     def _bootstrap_counts(self, n: int) -> np.ndarray:
         """(E, n) how often each row is in each head's resample; seeded by the buffer size, so a replay
@@ -285,12 +304,12 @@ class EnsembleQuery:
 
     @property
     def fit_seconds(self) -> float:
-        """Seconds the last `observe` spent featurising and refitting (0.0 when it added no row)."""
+        """Seconds the last `observe` spent featurising and refitting, if it did (0.0 when it added no row)."""
         return self.model.fit_seconds
 
     def observe(self, labelled: pa.Table) -> None:
         """Adds a round's labelled rows (`prompt_text`, `response`, `reward`; non-finite rewards are
-        skipped) to the replay buffer and refits."""
+        skipped) to the replay buffer and refits (every `refit_every`-th round that adds rows)."""
         self.model.observe(labelled)
 
     def disagreement(self, rollouts: pa.Table) -> np.ndarray:
@@ -337,13 +356,14 @@ class EnsembleQuery:
 
     def summary(self) -> dict:
         """metrics.json `labelling.selector`: what it ranked by, the mean disagreement of the labelled responses
-        and of the rest (None before a model exists), the buffer, and the last select's seconds (the refit's
-        are the driver's `labelling.seconds.observe`)."""
+        and of the rest (None before a model exists), the buffer and its size at the last refit, and the last
+        select's seconds (the refit's are the driver's `labelling.seconds.observe`)."""
         return {
             "ranked_by": "ensemble disagreement" if self.model.rows else "random (no label yet)",
             "score_labelled": self._last_selection.get("chosen"),
             "score_unlabelled": self._last_selection.get("not_chosen"),
             "rows": self.model.rows,
+            "fitted_rows": self.model.fitted_rows,
             "heads": self.ensemble.heads,
             "rule": self.ensemble.rule,
             "score_seconds": self.score_seconds,
