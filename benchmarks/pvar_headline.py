@@ -22,7 +22,9 @@ are those of `selection.policy`; `RoundRunner.evaluate` gives IFEval's accuracie
 
 The pool is reused when --work-dir already holds one made with the same settings (pool.json records
 them), so arms or seeds can be added later on the same samples (--merge keeps the arms and seeds
-already in --out). Prints mean and 95% t-interval over seeds of each arm's held-out accuracies, their
+already in --out). Each (arm, seed) result and each seed's starting evaluation is also saved in the work
+directory as it completes (ARM-SEED/arm_result.json, start-SEED.json) and reused by a later invocation on
+the same pool, so an interrupted benchmark resumes at the arm it was in; a new pool deletes them. Prints mean and 95% t-interval over seeds of each arm's held-out accuracies, their
 change over the starting model and the paired differences (top10 - random10, top10 - all, random10 - all); writes
 benchmarks/results/pvar_headline.json and a PNG. Checkpoints are deleted after their evaluation.
 --quick: a 16-prompt x 4-sample pool of 16 tokens, 4 held-out prompts, to check the script end to end
@@ -161,19 +163,32 @@ def measure(args, overrides: list[str], work_dir: Path) -> tuple[dict, dict, dic
     pool_info = json.loads(pool_meta.read_text()) if reuse else None
     if pool_info is None and pool_path.exists():
         log.info("%s was made with other settings: generating a new pool", pool_path)
+    if pool_info is None:  # results measured on another pool say nothing about this one
+        for stale in [*work_dir.glob("start-*.json"), *work_dir.glob("*/arm_result.json")]:
+            stale.unlink()
     start_ray(base.ray)
     starts, arms = {}, {arm: [] for arm in args.arms}
     for seed in args.seeds:
-        for index, arm in enumerate(args.arms):
+        start_path = work_dir / f"start-{seed}.json"
+        if start_path.exists():
+            starts[seed] = json.loads(start_path.read_text())
+        for arm in args.arms:
+            result_path = work_dir / f"{arm}-{seed}" / "arm_result.json"
+            if result_path.exists():  # measured by an earlier, interrupted invocation on this same pool
+                arms[arm].append(json.loads(result_path.read_text()))
+                log.info("%s seed %d: reusing %s", arm, seed, result_path)
+                continue
             # A fresh runner per arm (generator, scorer, learner from the starting model); a name of its own,
             # so no actor name is still held by the previous arm's killed actors.
             config = load([*overrides, *ARMS[arm], NO_BUDGET, f"run.name=pvar-{arm}-{seed}", f"run.seed={seed}"])
             runner = new_runner(config, work_dir, f"{arm}-{seed}", inputs)
             try:
-                if index == 0:  # the starting model, sampled with this seed's held-out seed
+                if seed not in starts:  # the starting model, sampled with this seed's held-out seed
                     began = time.perf_counter()
                     starts[seed] = {"heldout": runner.evaluate()[HELDOUT_IFEVAL],
                                     "eval_seconds": time.perf_counter() - began}  # with the generator's start
+                    work_dir.mkdir(parents=True, exist_ok=True)
+                    start_path.write_text(json.dumps(starts[seed], indent=2) + "\n")
                 if pool_info is None:
                     log.info("generating the pool: %d prompts x %d samples", base.data.prompts_per_round,
                              base.generation.samples_per_prompt)
@@ -186,6 +201,7 @@ def measure(args, overrides: list[str], work_dir: Path) -> tuple[dict, dict, dic
             finally:
                 runner.shutdown()
             result["start"] = starts[seed]["heldout"]
+            result_path.write_text(json.dumps(result, indent=2) + "\n")
             arms[arm].append(result)
             log.info("%s seed %d: %d pairs, %s %.1f -> %.1f (%.0f s training)", arm, seed, result["pairs"], HEADLINE,
                      result["start"][HEADLINE] * 100, result["heldout"][HEADLINE] * 100, result["train_seconds"])
