@@ -11,6 +11,7 @@ checks again.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -126,8 +127,13 @@ def scheduler_settings(config: RunConfig) -> SchedulerSettings:
     from policies.schedulers import SchedulerSettings
 
     section = config.data.scheduling
+    embed = None
+    if section.neighbours:
+        from actors.kernels.prompt_embeddings import text_vectors
+
+        embed = functools.partial(text_vectors, source=section.neighbour_source)
     return from_section(SchedulerSettings, section, seed=config.run.seed, pool_bounds=tuple(section.pool_bounds),
-                        pool_weights=tuple(section.pool_weights))
+                        pool_weights=tuple(section.pool_weights), embed=embed)
 
 
 def sampling_params(section: GenerationSection, seed: int, samples_per_prompt: int | None = None,

@@ -8,7 +8,8 @@ import pyarrow as pa
 import pytest
 
 from policies.schedulers import SchedulerSettings, make_scheduler
-from policies.schedulers.neighbours import borrowed_streaks, prompt_vectors
+from actors.kernels.prompt_embeddings import text_vectors
+from policies.schedulers.neighbours import borrowed_streaks
 from test_schedulers import run_rounds
 
 
@@ -34,6 +35,10 @@ def family_pool(size: int) -> pa.Table:
     return pa.table({"prompt_id": [f"p{i}" for i in range(size)], "prompt": prompts})
 
 
+def NGRAMS(texts):  # noqa: N802  the settings' embed, as the driver builds it for neighbour_source: ngrams
+    return text_vectors(texts, "ngrams")
+
+
 def ties(pid: str) -> bool:
     return int(pid[1:]) % 2 == 0
 
@@ -42,7 +47,7 @@ def ties(pid: str) -> bool:
 def test_history_skips_unvisited_prompts_whose_neighbours_tie(neighbours):
     table = family_pool(80)
     settings = SchedulerSettings(seed=3, p_start=0.1, audit_fraction=0.5, neighbours=neighbours,
-                                 neighbour_min_similarity=0.5, neighbour_source="ngrams")
+                                 neighbour_min_similarity=0.5, embed=NGRAMS)
     scheduler = make_scheduler("history", settings)
     # 16 of 80 a round: the first epoch takes five rounds, so most prompts are unvisited when offered.
     schedules = run_rounds(scheduler, table, 4, ties, count=16)
@@ -64,15 +69,27 @@ def test_history_skips_unvisited_prompts_whose_neighbours_tie(neighbours):
 
 def test_the_history_table_holds_only_prompts_offered_so_far():
     table = family_pool(80)
-    scheduler = make_scheduler("history", SchedulerSettings(seed=1, neighbours=3, neighbour_source="ngrams"))
+    scheduler = make_scheduler("history", SchedulerSettings(seed=1, neighbours=3, embed=NGRAMS))
     run_rounds(scheduler, table, 1, ties, count=16)
     assert scheduler.state()[0].num_rows == 16
 
 
 @pytest.mark.parametrize("source", ["ngrams", "minilm"])
-def test_prompt_vectors_are_unit_length_and_put_alike_prompts_closer(source):
-    vectors = prompt_vectors(["Write a poem about the sea in lowercase.",
+def test_text_vectors_are_unit_length_and_put_alike_prompts_closer(source):
+    vectors = text_vectors(["Write a poem about the sea in lowercase.",
                               "Write a poem about the ocean, all in lowercase letters.",
                               "List three prime numbers greater than 100."], source)
     assert np.linalg.norm(vectors, axis=1) == pytest.approx(np.ones(3), abs=1e-5)
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.1
+
+
+def test_the_driver_gives_the_scheduler_the_configured_vectors_only_when_neighbours_are_on():
+    from cluster.settings import scheduler_settings
+    from round_standins import config_with
+
+    assert scheduler_settings(config_with("data.scheduling.neighbours=0")).embed is None
+    settings = scheduler_settings(config_with("data.scheduling.neighbours=4", "data.scheduling.neighbour_source=ngrams"))
+    assert settings.neighbours == 4
+    assert np.array_equal(settings.embed(["copy: 1 2"]), text_vectors(["copy: 1 2"], "ngrams"))
+    with pytest.raises(ValueError, match="embed is None"):
+        make_scheduler("history", SchedulerSettings(neighbours=2)).schedule(family_pool(8), 4, 0)

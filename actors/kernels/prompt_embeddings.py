@@ -23,6 +23,9 @@ import torch
 from torch import nn
 
 EMBEDDING_SOURCES = ("minilm", "policy")
+# What text_vectors compares prompts by (the history scheduler's neighbours, docs/scheduling.md).
+TEXT_VECTOR_SOURCES = ("minilm", "ngrams")
+_NGRAM_FEATURES = 2**12
 
 
 @functools.lru_cache(maxsize=1)
@@ -42,6 +45,21 @@ def minilm_embeddings(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         list(texts), batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False
     )
     return np.asarray(encoded, dtype=np.float32)
+
+
+def text_vectors(texts: Sequence[str], source: str) -> np.ndarray:
+    """float32 (n, d), unit length (an empty text gives a zero row), by `source`: "minilm" (the sentence
+    encoder above) or "ngrams" (scikit-learn's HashingVectorizer over character 2-4 grams, l2-normed: no
+    model, and enough for prompts that differ by their words and numbers)."""
+    if source == "minilm":
+        return minilm_embeddings(list(texts))
+    if source == "ngrams":
+        from sklearn.feature_extraction.text import HashingVectorizer
+
+        hasher = HashingVectorizer(analyzer="char_wb", ngram_range=(2, 4), n_features=_NGRAM_FEATURES,
+                                   alternate_sign=False, norm="l2")
+        return hasher.transform(list(texts)).toarray().astype(np.float32)
+    raise ValueError(f"unknown text vector source {source!r}; choose from {TEXT_VECTOR_SOURCES}")
 
 
 @torch.inference_mode()

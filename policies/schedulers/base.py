@@ -44,10 +44,11 @@ class SchedulerSettings:
     pool_bounds: tuple[float, ...] = (0.25, 0.75, 1.0)
     pool_weights: tuple[float, ...] = (0.2, 1.0, 0.2)
     # history: a prompt never visited borrows the smallest tied streak of its `neighbours` nearest visited
-    # prompts when all are at least `neighbour_min_similarity` alike (0: off; policies/schedulers/neighbours.py).
+    # prompts when all are at least `neighbour_min_similarity` alike (0: off; policies/schedulers/neighbours.py),
+    # in the space of `embed(prompt texts) -> (n, d) unit vectors`, which the driver supplies.
     neighbours: int = 0
     neighbour_min_similarity: float = 0.8
-    neighbour_source: str = "minilm"
+    embed: Callable[[list[str]], np.ndarray] | None = None
 
 
 @dataclass

@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from policies.schedulers.base import Schedule, SchedulerSettings, register_scheduler
-from policies.schedulers.neighbours import borrowed_streaks, prompt_vectors
+from policies.schedulers.neighbours import borrowed_streaks
 from policies.schedulers.prompt_history import EpochWalk, HistoryKeeper
 
 
@@ -63,9 +63,10 @@ class HistoryScheduler(HistoryKeeper):
         visited = self.history.peek("visits", ids, 0) > 0
         if self.settings.neighbours <= 0:
             return own, np.zeros(len(ids), dtype=bool)
+        if self.settings.embed is None:
+            raise ValueError("the history scheduler's neighbours need prompt vectors: SchedulerSettings.embed is None")
         if self._vectors is None or self._vectors[0] != tuple(ids):
-            self._vectors = (tuple(ids), prompt_vectors(pool.column("prompt").to_pylist(),
-                                                        self.settings.neighbour_source))
+            self._vectors = (tuple(ids), self.settings.embed(pool.column("prompt").to_pylist()))
         borrowed = borrowed_streaks(self._vectors[1], visited, own, self.settings.neighbours,
                                     self.settings.neighbour_min_similarity)
         return np.where(visited, own, borrowed), ~visited & (borrowed > 0)

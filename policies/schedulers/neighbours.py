@@ -10,36 +10,14 @@ The minimum is the cautious choice: one neighbour that taught something at its l
 the prompt out. The borrowed streak is used only to decide the skip; the prompt's own history starts at its
 first visit.
 
-Vectors, by `source`:
-- "minilm": all-MiniLM-L6-v2 sentence embeddings of the prompt's user text (actors/kernels/prompt_embeddings.py,
-  offline, loaded once per process);
-- "ngrams": scikit-learn's HashingVectorizer over character 2-4 grams, l2-normed: free, no model, and enough
-  for prompts that differ by their words and numbers.
+The vectors come from the driver (`SchedulerSettings.embed`, built from `data.scheduling.neighbour_source`:
+MiniLM sentence embeddings or hashed character n-grams, actors/kernels/prompt_embeddings.py `text_vectors`);
+this module only compares them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
-
-NEIGHBOUR_SOURCES = ("minilm", "ngrams")
-_NGRAM_FEATURES = 2**12
-
-
-def prompt_vectors(texts: Sequence[str], source: str) -> np.ndarray:
-    """float32 (n, d), unit length (an empty text gives a zero row): what `borrowed_streaks` compares."""
-    if source == "minilm":
-        from actors.kernels.prompt_embeddings import minilm_embeddings
-
-        return minilm_embeddings(list(texts))
-    if source == "ngrams":
-        from sklearn.feature_extraction.text import HashingVectorizer
-
-        hasher = HashingVectorizer(analyzer="char_wb", ngram_range=(2, 4), n_features=_NGRAM_FEATURES,
-                                   alternate_sign=False, norm="l2")
-        return hasher.transform(list(texts)).toarray().astype(np.float32)
-    raise ValueError(f"unknown neighbour source {source!r}; choose from {NEIGHBOUR_SOURCES}")
 
 
 def borrowed_streaks(vectors: np.ndarray, visited: np.ndarray, streaks: np.ndarray, k: int,
