@@ -222,20 +222,20 @@ def mean_curve(runs: list[dict], key: str = "labels", value: str = "reward") -> 
 
 
 def labels_to_reach(arm_runs: list[dict], passive_runs: list[dict], rng: np.random.Generator,
-                    key: str = "labels") -> dict:
+                    key: str = "labels", value: str = "reward") -> dict:
     """Labels (or another cost: `key`, e.g. "tokens") the arm's mean curve needs to reach passive's mean final
-    reward, with a bootstrap over seeds (the same resampled seeds for both: runs of one seed share prompt
-    draws and evaluation seeds)."""
+    reward (or another curve: `value`), with a bootstrap over seeds (the same resampled seeds for both: runs of
+    one seed share prompt draws and evaluation seeds)."""
     by_seed = {r["seed"]: r for r in arm_runs}
     passive = {r["seed"]: r for r in passive_runs}
     seeds = sorted(set(by_seed) & set(passive))
-    target = statistics.fmean(passive[s]["reward"][-1] for s in seeds)
-    point = first_reach(*mean_curve([by_seed[s] for s in seeds], key), target)
+    target = statistics.fmean(passive[s][value][-1] for s in seeds)
+    point = first_reach(*mean_curve([by_seed[s] for s in seeds], key, value), target)
     draws = []
     for _ in range(BOOTSTRAP):
         sample = rng.choice(seeds, size=len(seeds), replace=True)
-        goal = statistics.fmean(passive[s]["reward"][-1] for s in sample)
-        draws.append(first_reach(*mean_curve([by_seed[s] for s in sample], key), goal))
+        goal = statistics.fmean(passive[s][value][-1] for s in sample)
+        draws.append(first_reach(*mean_curve([by_seed[s] for s in sample], key, value), goal))
     share = sum(d is not None for d in draws) / len(draws)
     # "Not reached" counts as infinitely many labels, so the interval's top is finite only when at least
     # 97.5% of the resamples reach the target (percentiles without interpolation: no inf - inf).
@@ -263,8 +263,9 @@ def labels_to_match(arm_runs: list[dict], passive_runs: list[dict]) -> list[dict
     return matches
 
 
-def versus_random(arm_runs: list[dict], random_runs: list[dict], key: str = "labels") -> dict | None:
-    """Per seed: the arm's held-out reward minus random's at equal labels: at random's final label count, or
+def versus_random(arm_runs: list[dict], random_runs: list[dict], key: str = "labels",
+                  value: str = "reward") -> dict | None:
+    """Per seed: the arm's held-out reward (`value`) minus random's at equal labels: at random's final count, or
     at the arm's own when it spent fewer (dynamic_filter_early stops early), both curves interpolated."""
     random_by_seed = {r["seed"]: r for r in random_runs}
     differences, points = [], []
@@ -272,7 +273,7 @@ def versus_random(arm_runs: list[dict], random_runs: list[dict], key: str = "lab
         other = random_by_seed.get(run["seed"])
         if other is not None:
             at = min(run[key][-1], other[key][-1])
-            differences.append(value_at(run[key], run["reward"], at) - value_at(other[key], other["reward"], at))
+            differences.append(value_at(run[key], run[value], at) - value_at(other[key], other[value], at))
             points.append(at)
     return {"labels": statistics.fmean(points), **mean_interval(differences)} if differences else None
 
@@ -400,18 +401,19 @@ def print_table(pool: str, summary: dict) -> None:
           f"interval: {'yes' if target['beats_random_beyond_interval'] else 'no'}")
 
 
-def draw_arms(axis, arms: dict, key: str, baseline: str, title: str, dashed: str = "") -> None:
-    """Every arm's mean held-out reward against cumulative `key` with its 95% band, and the baseline arm's final
-    as a grey line; arms whose name starts with `dashed` are drawn dashed."""
+def draw_arms(axis, arms: dict, key: str, baseline: str, title: str, dashed: str = "", value: str = "reward",
+              ylabel: str = "held-out reward") -> None:
+    """Every arm's mean held-out reward (`value`, band `value`_low/_high) against cumulative `key` with its 95%
+    band, and the baseline arm's final as a grey line; arms whose name starts with `dashed` are drawn dashed."""
     for arm, s in arms.items():
         style = "--" if dashed and arm.startswith(dashed) else "-"
-        line, = axis.plot(s[key], s["reward"], style, marker="o", markersize=3, label=arm)
-        if s["reward_low"][0] is not None:
-            axis.fill_between(s[key], s["reward_low"], s["reward_high"], color=line.get_color(), alpha=0.08)
+        line, = axis.plot(s[key], s[value], style, marker="o", markersize=3, label=arm)
+        if s[f"{value}_low"][0] is not None:
+            axis.fill_between(s[key], s[f"{value}_low"], s[f"{value}_high"], color=line.get_color(), alpha=0.08)
     if baseline in arms:
-        axis.axhline(arms[baseline]["reward"][-1], color="grey", linestyle="--", linewidth=0.8)
+        axis.axhline(arms[baseline][value][-1], color="grey", linestyle="--", linewidth=0.8)
     axis.set_xlabel("cumulative labels" if key == "labels" else "cumulative generated tokens")
-    axis.set_ylabel("held-out reward")
+    axis.set_ylabel(ylabel)
     axis.set_title(title)
     axis.grid(alpha=0.3)
 

@@ -163,3 +163,52 @@ def test_no_label_target_when_passive_does_not_improve():
     runs += [{**curve(s, [0, 25, 50], [0.3, 0.31, 0.32]), "arm": arm} for s in range(3) for arm in ("random", "pvar_proxy")]
     verdict = headline(runs)["target"]
     assert verdict["defined"] is False and verdict["passive_gain"] == pytest.approx(-0.02)
+
+
+def test_statistics_read_another_curve_by_value():
+    # benchmarks/ifeval_arms.py reads IFEval accuracies, not "reward": the same numbers under another key agree.
+    from label_efficiency import labels_to_reach, versus_random
+
+    passive = [curve(s, [0, 100, 200], [0.2, 0.3, 0.4 + 0.01 * s]) for s in range(3)]
+    fast = [curve(s, [0, 25, 50], [0.2, 0.35, 0.5 + 0.01 * s]) for s in range(3)]
+    slow = [curve(s, [0, 25, 50], [0.2, 0.21, 0.22]) for s in range(3)]
+    renamed = lambda runs: [{**r, "accuracy": r["reward"], "reward": [0.0] * len(r["reward"])} for r in runs]  # noqa: E731
+    reach = labels_to_reach(fast, passive, np.random.default_rng(0))
+    again = labels_to_reach(renamed(fast), renamed(passive), np.random.default_rng(0), value="accuracy")
+    assert again == reach
+    assert versus_random(renamed(fast), renamed(slow), value="accuracy") == versus_random(fast, slow)
+
+
+def test_ifeval_arms_keep_as_many_prompts_and_compare_each_arm_with_its_baseline():
+    from ifeval_arms import CONFIG, QUICK, headline, sizes
+
+    from policies.candidates import kept_prompt_count
+
+    for quick in ([], QUICK):
+        info = sizes(CONFIG, quick)
+        assert kept_prompt_count(info["lean_prompts"], info["lean_top_fraction"]) == info["kept_prompts"]
+    assert sizes(CONFIG, [])["passive_labels_per_round"] == 128 and sizes(CONFIG, [])["lean_prompts"] == 24
+
+    def run(arm: str, seed: int, labels: list[float], tokens: list[float], loose: list[float]) -> dict:
+        return {"arm": arm, "seed": seed, "labels": labels, "tokens": tokens, "instruction_loose": loose,
+                "prompt_strict": [v / 2 for v in loose], "pairs_trained": [16] * (len(loose) - 1),
+                "phase_seconds_total": 1.0, "scheduling": [{"skipped": 1, "skipped_unvisited": 1}] * (len(loose) - 1)}
+
+    runs = []
+    for s in range(2):
+        runs += [run("passive", s, [0, 128, 256], [0, 100, 200], [0.3, 0.35, 0.4 + 0.01 * s]),
+                 run("random", s, [0, 64, 128], [0, 100, 200], [0.3, 0.32, 0.34]),
+                 run("pvar_proxy", s, [0, 64, 128], [0, 100, 200], [0.3, 0.36, 0.42]),
+                 run("history_nn_lean", s, [0, 96, 192], [0, 75, 150], [0.3, 0.35, 0.41])]
+    result = headline(runs)
+    assert result["pvar_proxy"]["minus_baseline"]["baseline"] == "random"
+    assert result["pvar_proxy"]["minus_baseline"]["instruction_loose"]["mean"] == pytest.approx(0.42 - 0.34)
+    assert result["pvar_proxy"]["reach_passive"]["cost"] == "labels"
+    assert result["pvar_proxy"]["reach_passive"]["labels"] < 128  # passive's final 0.405 is reached before the end
+    lean = result["history_nn_lean"]
+    assert lean["minus_baseline"]["baseline"] == "passive" and lean["reach_passive"]["cost"] == "tokens"
+    # Compared at lean's final 150 tokens, where passive's curves are halfway from 0.35 to their finals (mean 0.405).
+    assert lean["minus_baseline"]["instruction_loose"]["mean"] == pytest.approx(0.41 - (0.35 + (0.405 - 0.35) / 2))
+    assert "minus_baseline" not in result["random"] and "minus_baseline" not in result["passive"]
+    assert lean["instruction_loose_change"]["mean"] == pytest.approx(0.11)
+    assert lean["scheduling"]["skipped_unvisited"] == 1
