@@ -250,3 +250,33 @@ def test_thompson_pairs_a_heads_favourite_with_its_most_disputed_partner():
     assert not np.array_equal(greedy, thompson)
     budgeted = thompson_selector.select(table, 5, np.random.default_rng(0))
     assert budgeted.sum() == 4 and sorted(chosen_per_group(table, budgeted)) == [0, 2, 2]
+
+
+def test_eets_pairs_one_heads_favourite_with_the_next_dissenting_heads():
+    from policies.query.ensemble import _eets_pair, pair_disagreement
+
+    # Three responses, four heads: heads 0 and 1 prefer response 0, head 2 prefers 1, head 3 prefers 2.
+    predictions = np.array([[3.0, 3.0, 0.0, 0.0],
+                            [1.0, 1.0, 3.0, 1.0],
+                            [0.0, 0.0, 1.0, 3.0]])
+    disagreement = pair_disagreement(predictions)
+    seen = set()
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        order = np.random.default_rng(seed).permutation(4)
+        i, j, value = _eets_pair(predictions, disagreement, rng)
+        first = int(np.argmax(predictions[:, order[0]]))
+        dissent = next(int(np.argmax(predictions[:, h])) for h in order[1:] if np.argmax(predictions[:, h]) != first)
+        assert (i, j) == (first, dissent) and value == disagreement[i, j]
+        seen.add((i, j))
+    assert len(seen) >= 4  # the head order is drawn: different seeds pair different responses
+    # All heads agree on response 1: its partner is drawn among the others, never itself.
+    agreeing = np.array([[0.0, 0.0], [2.0, 3.0], [1.0, 0.5]])
+    partners = {_eets_pair(agreeing, pair_disagreement(agreeing), np.random.default_rng(s))[1] for s in range(20)}
+    assert partners == {0, 2}
+
+
+def test_the_eets_rule_is_selectable_and_labels_one_pair_per_prompt():
+    table = rollouts(in_distribution_groups(6, seed=21))
+    mask = trained(rule="eets").select(table, 8, np.random.default_rng(3))
+    assert mask.sum() == 8 and sorted(set(chosen_per_group(table, mask))) == [0, 2]

@@ -23,10 +23,12 @@ class EnsembleQuerySection(StrictModel):
         0.1, gt=0, description="Pull of each head towards its own initialisation (anchored ensembles; the ridge "
         "penalty of its closed-form refit on every label so far): keeps the heads apart where no label has "
         "been seen.")
-    rule: Literal["max_disagreement", "thompson"] = Field(
+    rule: Literal["max_disagreement", "thompson", "eets"] = Field(
         "max_disagreement",
-        description="Which pair of a prompt is labelled: the pair the heads disagree on most, or (SEA's "
-        "exploration) the best response by one randomly drawn head against its most disputed rival.")
+        description="Which pair of a prompt is labelled: the pair the heads disagree on most (SEA's "
+        "uncertainty rule); 'thompson' (SEA's BAITS) the best response by one randomly drawn head against its "
+        "most disputed rival; 'eets' (SEA's EETS) one random head's best against the best of the next head, in "
+        "random order, that prefers another response.")
     refit_every: int = Field(
         1, ge=1, description="Refit the heads on the first round that adds labels and every refit_every-th after "
         "it, selecting with the last refit in between (the buffer still takes every label). 1 refits every round; "

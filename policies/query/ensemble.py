@@ -37,10 +37,13 @@ The model (`EpistemicRewardModel`) is E heads on one frozen text featuriser:
 Selection (`EnsembleQuery`): SEA labels a pair per prompt, not the whole group, so a budget of B
 responses labels floor(B / 2) prompts, two responses each (never one: a pair needs two), and
 `max_responses=None` labels a pair of every prompt with at least two responses. Rules:
-- `max_disagreement`: a prompt's pair is the (i, j) of highest std over heads of r_i - r_j, and
-  prompts are taken in order of that std, highest first (ties in the round's rng order);
-- `thompson`: per prompt one head drawn from the rng picks its best response i, its partner is the
-  j != i of highest disagreement on r_i - r_j, and prompts go in order of that pair's disagreement.
+- `max_disagreement` (SEA's uncertainty rule): a prompt's pair is the (i, j) of highest std over heads
+  of r_i - r_j, and prompts are taken in order of that std, highest first (ties in the round's rng order);
+- `thompson` (SEA's BAITS, its default): per prompt one head drawn from the rng picks its best response
+  i, its partner is the j != i of highest disagreement on r_i - r_j;
+- `eets` (SEA's EETS): the heads in a random order, the first picks i, the next whose best is not i
+  picks j (a random other response when all agree on i);
+for the last two, prompts go in order of their pair's disagreement.
 Before any label was observed (round 0) there is no model: each prompt's pair is drawn uniformly from
 the rng and so is the prompt order, which spends the same number of labels.
 """
@@ -62,7 +65,7 @@ from actors.contracts import REWARD_COLUMN
 from policies.query.anchored_ridge import AnchoredRidge
 from policies.query.groups import prompt_groups
 
-ENSEMBLE_RULES = ("max_disagreement", "thompson")
+ENSEMBLE_RULES = ("max_disagreement", "thompson", "eets")
 PROMPT_TEXT_COLUMN = "prompt_text"
 RESPONSE_TEXT_COLUMN = "response"
 # Seed-sequence tags, so the init draw and the bootstrap of one head never share a stream.
@@ -273,10 +276,26 @@ def _best_pair(disagreement: np.ndarray) -> tuple[int, int, float]:
     return i, j, float(disagreement[i, j])
 
 
+def _eets_pair(predictions: np.ndarray, disagreement: np.ndarray,
+               rng: np.random.Generator) -> tuple[int, int, float]:
+    """SEA's EETS: the heads in an order drawn at random; the first names its best response i, the next
+    head whose best is not i names j; when every head's best is i, j is another response drawn at random
+    (SEA's `exp_rnd_sample`)."""
+    order = rng.permutation(predictions.shape[1])
+    i = int(np.argmax(predictions[:, order[0]]))
+    for head in order[1:]:
+        j = int(np.argmax(predictions[:, head]))
+        if j != i:
+            return i, j, float(disagreement[i, j])
+    others = np.delete(np.arange(predictions.shape[0]), i)
+    j = int(rng.choice(others))
+    return i, j, float(disagreement[i, j])
+
+
 def _thompson_pair(predictions: np.ndarray, disagreement: np.ndarray,
                    rng: np.random.Generator) -> tuple[int, int, float]:
-    """SEA's exploration: a head drawn at random names its best response, paired with the response
-    the heads disagree most with it on."""
+    """SEA's BAITS: a head drawn at random names its best response, paired with the response the heads
+    disagree most with it on."""
     head = int(rng.integers(predictions.shape[1]))
     i = int(np.argmax(predictions[:, head]))
     partners = disagreement[i].copy()
@@ -341,6 +360,8 @@ class EnsembleQuery:
                 disagreement = pair_disagreement(group_predictions)
                 if self.ensemble.rule == "thompson":
                     i, j, values[g] = _thompson_pair(group_predictions, disagreement, rng)
+                elif self.ensemble.rule == "eets":
+                    i, j, values[g] = _eets_pair(group_predictions, disagreement, rng)
                 else:
                     i, j, values[g] = _best_pair(disagreement)
                 pairs.append(rows[[i, j]])
