@@ -64,7 +64,14 @@ from pathlib import Path
 import numpy as np
 
 from cli_runs import REPO, machine, run_summary, write_results
-from label_efficiency import draw_arms, labels_to_reach, mean_curve, rewards_override, versus_random
+from label_efficiency import (
+    draw_arms,
+    labeller_entries,
+    labels_to_reach,
+    mean_curve,
+    rewards_override,
+    versus_random,
+)
 from real_model import CONFIG, HEADLINE, QUICK, SECOND
 from rollout_efficiency import NEIGHBOURS, read_scheduling, scheduling_means
 from seed_stats import fmt, mean_interval
@@ -95,8 +102,7 @@ def sizes(config_path: Path, base: list[str]) -> dict:
     from policies.candidates import kept_prompt_count
 
     config = load_config(config_path, base)
-    labellers = [spec.model_dump(mode="json", exclude_defaults=True, include={"kind", "name", "path", "weight"})
-                 for spec in config.scoring.rewards if spec.role == "label"]
+    labellers = labeller_entries(config)
     prompts = config.data.prompts_per_round
     kept = kept_prompt_count(prompts, config.selection.top_fraction)
     lean = max(1, round(LEAN_SHARE * prompts))

@@ -69,6 +69,11 @@ RUN_RECORD = "label_efficiency_run.json"  # in each kept run folder: its overrid
 # --- arms ----------------------------------------------------------------------------------------
 
 
+def labeller_entries(config) -> list[dict]:  # the label-role rewards as `scoring.rewards` override entries
+    return [spec.model_dump(mode="json", exclude_defaults=True, include={"kind", "name", "path", "weight"})
+            for spec in config.scoring.rewards if spec.role == "label"]
+
+
 def reward_entries(config_path: Path) -> tuple[list[dict], str, bool]:
     """The pool's labellers plus the proxy (and the eval-only exact reward when the config takes it); the
     exact reward's column; whether that column is the labeller's own (then the held-out reward is it)."""
@@ -77,11 +82,9 @@ def reward_entries(config_path: Path) -> tuple[list[dict], str, bool]:
     from cluster.config_loading import load_config
 
     config = load_config(config_path)
-    labellers = [spec.model_dump(mode="json", exclude_defaults=True, include={"kind", "name", "path", "weight"})
-                 for spec in config.scoring.rewards if spec.role == "label"]
     exact_column = RewardSpec(**EXACT).column
     labeller_is_exact = any(spec.column == exact_column for spec in config.scoring.rewards if spec.role == "label")
-    entries = [*labellers, PROXY]
+    entries = [*labeller_entries(config), PROXY]
     if not labeller_is_exact:
         try:  # the eval-only role: absent from older checkouts, where the exact rate is simply not measured
             load_config(config_path, [rewards_override([*entries, {**EXACT, "role": "eval"}])])
