@@ -53,6 +53,7 @@ from cluster.diagnostics import (
 )
 from cluster.labelling import LabelPlan, label_round
 from cluster.observers import RunObservers
+from cluster.report_refresher import ReportRefresher
 from cluster.round_stages import PreparedRound, round_lag, rounds_in_order
 from cluster.run_store import RunStore
 
@@ -454,6 +455,7 @@ def run(config: RunConfig) -> dict:
     model_path, prompts, heldout = prepare_inputs(config, rewards)
     start_path = str(store.last_checkpoint() or model_path)
     observers = RunObservers.create(config, store.run_dir)  # before Ray: a missing wandb fails in a second
+    report = ReportRefresher(store.run_dir) if config.diagnostics.report else None
     failed = True
     try:
         start_ray(config.ray)
@@ -463,8 +465,8 @@ def run(config: RunConfig) -> dict:
             for index, metrics in rounds_in_order(runner, observers, start, config.run.rounds, config.run.max_lag):
                 summary = store.write_summary()
                 observers.round_end(index, metrics)
-                if config.diagnostics.report:
-                    refresh_report(store.run_dir)
+                if report is not None:
+                    report.request()  # rebuilt in the background: the next round does not wait for the plots
                 log.info(
                     "round %d/%d: heldout reward %.4f ± %.4f | train reward %.4f | pairs %d | learner loss %.4f | %.1fs",
                     index + 1, config.run.rounds, metrics["heldout_reward_mean"], metrics["heldout_reward_std"],
@@ -476,16 +478,8 @@ def run(config: RunConfig) -> dict:
         finally:
             runner.shutdown()
     finally:
+        if report is not None:
+            report.close()
         observers.close(failed=failed)
     return summary
 
-
-def refresh_report(run_dir: Path) -> None:
-    """Rewrite RUN_DIR/report.html; a report that fails to build never costs the run or its rounds."""
-    try:
-        from cluster.tools.report import write_report
-
-        path = write_report(run_dir)
-        log.info("report: %s", path)
-    except Exception as exc:  # noqa: BLE001 - the committed round matters more than its plots
-        log.warning("could not write the report for %s: %s (run `activedpo report %s` to retry)", run_dir, exc, run_dir)

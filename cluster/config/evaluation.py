@@ -33,7 +33,8 @@ class DiagnosticsSection(StrictModel):
         True, description="Measure the per-prompt DPO gradient norm of the selected prompts (at pi = pi_ref, over "
         "selection.features.gradient_modules) to set against their PVar: prompt_stats.grad_norm.",
     )
-    report: bool = Field(True, description="Regenerate RUN_DIR/report.html after every round.")
+    report: bool = Field(True, description="Regenerate RUN_DIR/report.html after every round, in a background "
+                        "process the rounds do not wait for; the run returns once the report holds its last round.")
     tensorboard: bool = Field(True, description="Write TensorBoard event files to RUN_DIR/tensorboard.")
     wandb_project: str | None = Field(
         None, description="Also log to this Weights & Biases project (needs `pip install wandb` and a login). "
