@@ -84,6 +84,21 @@ def config_value(config, dotted: str):
         [v.model_dump() for v in value] if isinstance(value, list) else value)
 
 
+def pool_settings(config, pool_seed: int) -> dict:
+    """What pool.json records of the pool's making, in its JSON form: compared with a saved pool.json, a
+    tuple in the config must equal the list JSON gave back, or the pool and every finished arm are redone."""
+    return json.loads(json.dumps({key: config_value(config, key) for key in POOL_KEYS} | {"pool_seed": pool_seed}))
+
+
+def saved_pool(work_dir: Path, settings: dict) -> dict | None:
+    """pool.json of the pool in work_dir when it was made with these settings (None: there is none to reuse)."""
+    pool_path, pool_meta = work_dir / "pool.parquet", work_dir / "pool.json"
+    if not (pool_path.exists() and pool_meta.exists()):
+        return None
+    info = json.loads(pool_meta.read_text())
+    return info if info["settings"] == settings else None
+
+
 def new_runner(config, work_dir: Path, name: str, inputs):
     from cluster.round_loop import RoundRunner, build_policy
     from cluster.run_store import RunStore
@@ -158,9 +173,8 @@ def measure(args, overrides: list[str], work_dir: Path) -> tuple[dict, dict, dic
     check_rewards(base, rewards)
     inputs = prepare_inputs(base, rewards)
     pool_path, pool_meta = work_dir / "pool.parquet", work_dir / "pool.json"
-    settings = {key: config_value(base, key) for key in POOL_KEYS} | {"pool_seed": args.pool_seed}
-    reuse = pool_path.exists() and pool_meta.exists() and json.loads(pool_meta.read_text())["settings"] == settings
-    pool_info = json.loads(pool_meta.read_text()) if reuse else None
+    settings = pool_settings(base, args.pool_seed)
+    pool_info = saved_pool(work_dir, settings)
     if pool_info is None and pool_path.exists():
         log.info("%s was made with other settings: generating a new pool", pool_path)
     if pool_info is None:  # results measured on another pool say nothing about this one
