@@ -278,16 +278,25 @@ class RoundRunner:
 
     def finish_round(self, prepared: PreparedRound, observers: RunObservers) -> dict:
         """Train on the prepared round (or collect its submitted training), sync the weights, evaluate, commit."""
+        return self.complete_round(prepared, self.collect_training(prepared, observers), observers)
+
+    def collect_training(self, prepared: PreparedRound, observers: RunObservers) -> dict:
+        """Train on the prepared round, or wait for the training submitted earlier; the learner's metrics."""
+        with observers.phase(prepared.index, Phase.TRAIN, since=prepared.submitted) as training:
+            if prepared.submitted is None:
+                learner_metrics, self.weights = self.learner.train_round(
+                    prepared.index, prepared.selection.pairs, str(prepared.writer.checkpoint_dir))
+            else:  # submitted before the next round was prepared: it ended when its result arrived
+                learner_metrics, self.weights = self.learner.collect(prepared.index)
+                if "driver_round_seconds" in learner_metrics:
+                    training.end_at(prepared.submitted + learner_metrics["driver_round_seconds"])
+        return learner_metrics
+
+    def complete_round(self, prepared: PreparedRound, learner_metrics: dict, observers: RunObservers) -> dict:
+        """After the round's training: sync its weights to the generators, evaluate, measure and commit."""
         cfg, index, writer, metrics = self.config, prepared.index, prepared.writer, prepared.metrics
         rollouts, scored, selection, prompt_stats = prepared.rollouts, prepared.scored, prepared.selection, prepared.prompt_stats
         phase = partial(observers.phase, index)
-        with phase(Phase.TRAIN, since=prepared.submitted) as training:
-            if prepared.submitted is None:
-                learner_metrics, self.weights = self.learner.train_round(index, selection.pairs, str(writer.checkpoint_dir))
-            else:  # submitted before the next round was prepared: it ended when its result arrived
-                learner_metrics, self.weights = self.learner.collect(index)
-                if "driver_round_seconds" in learner_metrics:
-                    training.end_at(prepared.submitted + learner_metrics["driver_round_seconds"])
         with phase(Phase.SYNC):
             self.generators.load_weights(self.weights)
         with phase(Phase.EVAL):

@@ -6,11 +6,12 @@ on the weights the generators hold, and returns a `PreparedRound` (in memory; it
 earlier), syncs the weights, evaluates, measures and commits. `rounds_in_order` runs them:
 
     max_lag 0:  prepare(n)  train(n)  sync  eval  commit(n)  prepare(n+1) ...
-    max_lag 1:  prepare(n)  submit(n)  prepare(n+1)  collect(n)  sync  eval  commit(n)  submit(n+1)
+    max_lag 1:  prepare(n)  submit(n)  prepare(n+1)  collect(n)  submit(n+1)  sync  eval  commit(n)
                 prepare(n+2)  collect(n+1) ...
 
 so with `run.max_lag: 1` the generators, scorers and selection work on round n+1 while the learner
-trains round n, on weights one version older than the learner's. Rounds are committed whole and in
+trains round n, on weights one version older than the learner's, and round n's sync and evaluation
+run while the learner trains round n+1. Rounds are committed whole and in
 order either way; docs/overlap.md.
 """
 
@@ -89,8 +90,8 @@ def rounds_in_order(runner, observers: RunObservers, start: int, stop: int,
     """Run rounds start..stop-1 on `runner` (a RoundRunner); yield (index, metrics) after each commit, in order.
 
     max_lag 0: each round whole (`run_round`). max_lag 1: the next round is prepared while this one
-    trains, and its training is submitted as soon as this one has committed (before the caller's
-    summary and report). If preparing the next round raises, the round in training is still
+    trains, and its training is submitted as soon as this one's has been collected, before this one is
+    synced, evaluated and committed (a driver that dies in between leaves both partial: both are redone). If preparing the next round raises, the round in training is still
     finished and committed before the error propagates. A round prepared but not committed when the
     driver dies leaves only a partial folder: a resumed run redoes it.
     """
@@ -107,10 +108,11 @@ def rounds_in_order(runner, observers: RunObservers, start: int, stop: int,
             # The next round failed (a remote labeller, bad input): commit the one training now, then stop.
             yield prepared.index, runner.finish_round(prepared, observers)
             raise
-        metrics = runner.finish_round(prepared, observers)
+        learner_metrics = runner.collect_training(prepared, observers)
         if upcoming is not None:
+            # The learner trains round n+1 while the generators sync, evaluate and prepare round n+2.
             runner.submit_training(upcoming)
-        yield prepared.index, metrics
+        yield prepared.index, runner.complete_round(prepared, learner_metrics, observers)
         prepared = upcoming
 
 

@@ -131,10 +131,12 @@ def test_max_lag_1_prepares_the_next_round_while_this_one_trains(tmp_path):
     assert [e[1] for e in events if e[0] == "committed"] == list(range(ROUNDS))
     for n in range(ROUNDS - 1):
         # Round n+1 is generated (on the weights before round n's training) after round n was handed to the
-        # learner and before its result is collected; it is submitted once round n has committed.
+        # learner and before its result is collected; it is submitted as soon as round n's training is
+        # collected, so it trains while round n's weights are synced and evaluated and round n commits.
         assert position(events, "submit", n) < position(events, "generate", n + 1) < position(events, "collect", n)
-        assert position(events, "collect", n) < position(events, "sync", n + 1) < position(events, "committed", n)
-        assert events[position(events, "submit", n + 1)][2] == tuple(range(n + 1))
+        assert (position(events, "collect", n) < position(events, "submit", n + 1) < position(events, "sync", n + 1)
+                < position(events, "committed", n))
+        assert events[position(events, "submit", n + 1)][2] == tuple(range(n))
         assert events[position(events, "generate", n + 1)][2] == n  # the generators' version: n rounds trained
         if n + 2 < ROUNDS:
             assert position(events, "submit", n + 1) < position(events, "generate", n + 2)
