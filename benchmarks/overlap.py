@@ -1,15 +1,17 @@
 """Overlapping rounds: `run.max_lag` 0 (synchronous) against 1 (round n+1 prepared while round n trains).
 
-    python benchmarks/overlap.py [--seeds 0 1 2] [--rounds 6] [--out benchmarks/results/overlap.json]
+    python benchmarks/overlap.py [--config C] [--seeds 0 1 2] [--rounds 6] [--out benchmarks/results/overlap.json]
                                  [--keep-runs DIR] [key=value ...]
 
-Runs the quickstart config through the real CLI once per seed and lag (each a fresh run directory
+Runs the quickstart config (or --config) through the real CLI once per seed and lag (each a fresh run directory
 and a fresh embedded Ray cluster; the same seeds for both lags), reads every round's
 `phase_timeline` (metrics.json) and prints, per lag, with a 95% Student-t interval over seeds
 (benchmarks/seed_stats.py):
   - seconds per round in the steady state: from the end of round 0 (which carries the learner's
     start-up in both arms) to the end of the second-to-last round (with max_lag 1 the last round has
     nothing left to prepare), divided by the rounds in between; the command's whole wall time too,
+  - that against the bound a perfect overlap reaches, max(generate + score, train) of a steady round
+    (`over_bound`; the issue's target is at most 1.1),
   - the generators' idle share over the same window: the share of time in which none of the phases that
     run on the generators (generate, gradient_norms, sync, eval, did) was running,
   - the held-out reward after each round, and the last round's difference (1 minus 0) per seed: what
@@ -61,16 +63,29 @@ def timeline_numbers(timelines: list[list[dict]]) -> dict:
     start, end = ends[0], ends[last]
     generator = [(e["start"], e["end"]) for timeline in timelines for e in timeline if e["phase"] in GENERATOR_PHASES]
     steady = end - start
+    per_round = steady / last if last > 0 else None
+    # The issue's bound: a round that overlaps perfectly takes as long as the longer of rolling out
+    # (generate + score) and training, averaged over the rounds the window counts.
+    counted = timelines[1:last + 1] or timelines[-1:]
+    rollout = statistics.fmean(phase_total(t, {Phase.GENERATE, Phase.SCORE}) for t in counted)
+    train = statistics.fmean(phase_total(t, {Phase.TRAIN}) for t in counted)
     return {
         "round_ends": ends,
-        "seconds_per_round": steady / last if last > 0 else None,
+        "seconds_per_round": per_round,
         "generator_idle_share": 1.0 - busy_seconds(generator, start, end) / steady if steady > 0 else None,
         "round0_seconds": ends[0] - min(entry["start"] for entry in timelines[0]),
+        "rollout_seconds": rollout,
+        "train_seconds_mean": train,
+        "over_bound": per_round / max(rollout, train) if per_round and max(rollout, train) > 0 else None,
     }
 
 
-def run_arm(seed: int, lag: int, rounds: int, run_dir: Path, overrides: list[str]) -> dict:
-    rows, wall = run_summary(REPO / "configs" / "quickstart.yaml", seed, run_dir,
+def phase_total(timeline: list[dict], phases: set[str]) -> float:
+    return sum(e["end"] - e["start"] for e in timeline if e["phase"] in phases)
+
+
+def run_arm(config: Path, seed: int, lag: int, rounds: int, run_dir: Path, overrides: list[str]) -> dict:
+    rows, wall = run_summary(config, seed, run_dir,
                              [f"run.max_lag={lag}", f"run.rounds={rounds}", "ray.include_dashboard=false", *overrides])
     metrics = [json.loads((run_dir / round_dir_name(row["round"]) / METRICS_FILE).read_text()) for row in rows]
     return {
@@ -95,6 +110,7 @@ def summarise(runs: list[dict]) -> dict:
         arms[str(lag)] = {
             "seconds_per_round": mean_interval([r["seconds_per_round"] for r in arm]),
             "generator_idle_share": mean_interval([r["generator_idle_share"] for r in arm]),
+            "over_bound": mean_interval([r["over_bound"] for r in arm]),
             "wall_seconds": mean_interval([r["wall_seconds"] for r in arm]),
             "heldout_per_round": [mean_interval([r["per_round"][i] for r in arm]) for i in range(rounds)],
             "heldout_before": (mean_interval([r["before"] for r in arm])
@@ -145,6 +161,8 @@ def plot(report: dict, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(REPO / "configs" / "quickstart.yaml"),
+                        help="the run config (default: the quickstart; configs/smollm2-ifeval.yaml for SmolLM2)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--rounds", type=int, default=6, help="rounds per run (quickstart: 4; 6 gives 4 steady rounds)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "overlap.json"))
@@ -159,7 +177,8 @@ def main() -> None:
         tmp = args.keep_runs or tmp
         for seed in args.seeds:
             for lag in LAGS:
-                runs.append(run_arm(seed, lag, args.rounds, Path(tmp) / f"seed{seed}-lag{lag}", args.overrides))
+                runs.append(run_arm(Path(args.config), seed, lag, args.rounds, Path(tmp) / f"seed{seed}-lag{lag}",
+                                    args.overrides))
                 r = runs[-1]
                 print(f"seed {seed} max_lag {lag}: {r['wall_seconds']:.0f}s, {r['seconds_per_round']:.1f}s/round, "
                       f"generators idle {r['generator_idle_share']:.0%}, held-out {r['per_round'][-1]:.4f}", flush=True)
@@ -167,17 +186,19 @@ def main() -> None:
     arms = summary["arms"]
     print()
     rounds = len(runs[0]["per_round"])
-    print(f"{'max_lag':>7} {'s/round':>13} {'idle %':>13} {'wall s':>13} "
+    print(f"{'max_lag':>7} {'s/round':>13} {'/ bound':>13} {'idle %':>13} {'wall s':>13} "
           + " ".join(f"{'r' + str(i):>15}" for i in range(rounds)))
     for lag in LAGS:
         arm = arms[str(lag)]
-        print(f"{lag:>7} {fmt(arm['seconds_per_round'], 1.0):>13} {fmt(arm['generator_idle_share']):>13} "
+        print(f"{lag:>7} {fmt(arm['seconds_per_round'], 1.0):>13} {_ratio(arm['over_bound']):>13} "
+              f"{fmt(arm['generator_idle_share']):>13} "
               f"{fmt(arm['wall_seconds'], 1.0):>13} "
               + " ".join(f"{_reward(c):>15}" for c in arm["heldout_per_round"]))
     print()
     print(f"speed-up per round (max_lag 0 / max_lag 1, per seed): {_ratio(summary['speedup'])}")
     print(f"held-out reward after the last round, max_lag 1 minus 0: {_reward(summary['last_round_difference'], True)}")
-    report = {"config": "configs/quickstart.yaml", "rounds": args.rounds, "seeds": args.seeds,
+    report = {"config": str(Path(args.config).resolve().relative_to(REPO)) if Path(args.config).resolve().is_relative_to(REPO)
+              else args.config, "rounds": args.rounds, "seeds": args.seeds,
               "overrides": args.overrides, "machine": machine(), "summary": summary, "runs": runs}
     write_results(report, Path(args.out), plot)
 
