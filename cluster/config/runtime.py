@@ -26,8 +26,9 @@ class RunSection(StrictModel):
         "generates, scores and selects after the previous round's training and weight sync. 1: while the "
         "learner trains round n, round n+1 is generated, scored, labelled and selected on the weights the "
         "generators hold (those after round n-1), so every pair after round 0 is one version old (the `lag` "
-        "column of selected.parquet); rounds are still committed whole and in order, and a resume redoes the "
-        "round that was prepared but not committed. docs/overlap.md.",
+        "column of selected.parquet), and round n is synced, evaluated and committed while round n+1 trains; "
+        "rounds are still committed whole and in order, and a resume redoes the rounds not committed. "
+        "docs/overlap.md.",
     )
 
 
