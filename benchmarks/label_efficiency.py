@@ -17,6 +17,9 @@ query selector (docs/labels.md):
   dynamic_filter_unbudgeted
                   DAPO as its authors run it: no label budget, random groups until target_groups (the pair
                   budget, 32) of them do not tie; it spends what the filter needs
+  dynamic_sampling
+                  the same, rolling out up to 4 more batches of prompts when a round's groups run out
+                  (`data.refill_batches`, DAPO's refill from the pool): more rollouts and labels
   pvar_proxy      groups by the PVar of the proxy's scores
   pvar_implicit   groups by the PVar of the implicit reward log pi - log pi_init
   ensemble        one pair per prompt where an ensemble reward model disagrees most
@@ -40,7 +43,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
 import statistics
 import sys
 import tempfile
@@ -57,13 +59,14 @@ POOLS = {"natural": REPO / "configs" / "quickstart.yaml", "realistic": REPO / "c
 # spent (target_groups: half the groups the budget labels); at its default target (the pair budget, 32
 # groups) the budget binds first and it labels exactly random's groups (docs/label-efficiency.md).
 ARMS = {"passive": "passive", "random": "random", "dynamic_filter": "dynamic_filter",
-        "dynamic_filter_early": "dynamic_filter", "dynamic_filter_unbudgeted": "dynamic_filter", "pvar_proxy": "pvar_proxy", "pvar_implicit": "pvar_implicit",
+        "dynamic_filter_early": "dynamic_filter", "dynamic_filter_unbudgeted": "dynamic_filter",
+        "dynamic_sampling": "dynamic_filter", "pvar_proxy": "pvar_proxy", "pvar_implicit": "pvar_implicit",
         "ensemble": "ensemble"}
+UNBUDGETED = ("dynamic_filter_unbudgeted", "dynamic_sampling")
 PROXY = {"kind": "programmatic", "name": "builtin_task_proxy", "role": "proxy"}
 EXACT = {"kind": "programmatic", "name": "builtin_task_exact"}
 SHARED = ["selection.top_fraction=1.0", "diagnostics.did_prompts=0", "diagnostics.gradient_norms=false"]
 BOOTSTRAP = 2000
-RUN_RECORD = "label_efficiency_run.json"  # in each kept run folder: its overrides and wall seconds
 
 
 # --- arms ----------------------------------------------------------------------------------------
@@ -103,8 +106,8 @@ def arm_overrides(arm: str, seed: int, pool: dict, args) -> list[str]:
     if arm == "passive":
         return [*common, f"run.rounds={args.rounds}"]
     overrides = [*common, f"selection.query={ARMS[arm]}", f"run.rounds={args.active_rounds}"]
-    if arm != "dynamic_filter_unbudgeted":
-        overrides.append(f"selection.labels_per_round={args.labels}")
+    overrides += ["data.refill_batches=4"] if arm == "dynamic_sampling" else []
+    overrides += [] if arm in UNBUDGETED else [f"selection.labels_per_round={args.labels}"]
     if arm == "dynamic_filter_early":
         groups = args.labels // pool["labels_per_response"] // pool["samples_per_prompt"]
         overrides.append(f"selection.query_options.target_groups={max(1, groups // 2)}")
@@ -159,15 +162,15 @@ def read_run(run_dir: Path, summary: dict, exact_column: str, labeller_is_exact:
 
 def run_arms(harness, root: Path, seeds, pools: dict, arm_names, overrides_of, cost_key: str = "labels",
              extra=None) -> list[dict]:
-    """Every (seed, pool, arm) run through `finished_or_new`, seeds outermost so an interrupted benchmark still
-    covers every arm; one record each: its curves (`read_run`) plus `extra(run_dir)` when given.
+    """Every (seed, pool, arm) run through the harness's `finished_or_new`, seeds outermost so an interrupted
+    benchmark still covers every arm; one record each: its curves (`read_run`) plus `extra(run_dir)` when given.
     `overrides_of(arm, seed, pool_info)` gives a run's overrides; `pools` maps a pool's name to its info."""
     runs = []
     for seed in seeds:
         for pool, info in pools.items():
             for arm in arm_names:
-                run_dir, summary, wall, reused = finished_or_new(harness, root / f"{pool}-{arm}-{seed}",
-                                                                 overrides_of(arm, seed, info), POOLS[pool])
+                run_dir, summary, wall, reused = harness.finished_or_new(root / f"{pool}-{arm}-{seed}",
+                                                                         overrides_of(arm, seed, info), POOLS[pool])
                 record = {"pool": pool, "arm": arm, "seed": seed, "wall_seconds": wall,
                           **read_run(run_dir, summary, info["exact_column"], info["labeller_is_exact"]),
                           **(extra(run_dir) if extra else {})}
@@ -181,21 +184,6 @@ def run_arms(harness, root: Path, seeds, pools: dict, arm_names, overrides_of, c
 def selection_seconds(row: dict) -> float:
     seconds = (row.get("labelling") or {}).get("seconds") or {}
     return float(seconds.get("query", 0.0) + seconds.get("observe", 0.0))
-
-
-def finished_or_new(arms, run_dir: Path, overrides: list[str], config_path: Path) -> tuple[Path, dict, float, bool]:
-    """(run folder, summary.json, wall seconds, reused): a run finished earlier in `--runs-dir` with the same
-    overrides is read back (an interrupted benchmark continues), anything else there is run again."""
-    from actors.contracts import SUMMARY_FILE
-
-    record = run_dir / RUN_RECORD
-    if record.exists() and json.loads(record.read_text())["overrides"] == overrides:
-        return run_dir, json.loads((run_dir / SUMMARY_FILE).read_text()), json.loads(record.read_text())["wall_seconds"], True
-    if run_dir.exists():
-        shutil.rmtree(run_dir)  # unfinished, or other settings: the harness starts runs afresh only
-    run = arms.run(run_dir, overrides, config_path)
-    record.write_text(json.dumps({"overrides": overrides, "wall_seconds": run.wall_seconds}) + "\n")
-    return run.run_dir, run.summary, run.wall_seconds, False
 
 
 # --- statistics ----------------------------------------------------------------------------------

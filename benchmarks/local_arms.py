@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -44,7 +46,7 @@ from pathlib import Path
 import pyarrow as pa
 import torch
 
-from actors.contracts import LABEL_ROLE, PAIR_TOKEN_COLUMNS, InputError
+from actors.contracts import LABEL_ROLE, PAIR_TOKEN_COLUMNS, SUMMARY_FILE, InputError
 from actors.generator import Generator
 from actors.kernels.dpo_trainer import PairTokens, RoundTrainer
 from actors.kernels.hf_model import load_model, pad_token_id
@@ -55,11 +57,14 @@ from cluster.config_loading import dump_config, load_config
 from cluster.learner_client import validate_pairs
 from cluster.model_features import RemoteModelProbe
 from cluster.observers import RunObservers
-from cluster.round_loop import RoundRunner, build_policy, check_rewards, prepare_inputs
+from cluster.round_loop import RoundRunner
+from cluster.run_setup import build_policy, check_rewards, prepare_inputs
 from cluster.run_store import RunStore
 from cluster.settings import feature_options, generator_settings, learner_settings, sampling_params, scorer_rewards
 
 IN_PROCESS = "in_process"  # metrics.json's `weight_transport` and `nodes` of these runs
+# In each run folder `finished_or_new` keeps: the run's overrides and wall seconds (the name predates this module).
+RUN_RECORD = "label_efficiency_run.json"
 
 
 @contextlib.contextmanager
@@ -248,6 +253,19 @@ class LocalArms:
             store.write_summary()
         summary = store.write_summary()
         return LocalRun(store.run_dir, summary, time.perf_counter() - started)
+
+    def finished_or_new(self, run_dir: Path, overrides: list[str], config_path: Path) -> tuple[Path, dict, float, bool]:
+        """(run folder, summary.json, wall seconds, reused): a run this harness finished earlier in `run_dir` with
+        the same overrides is read back (an interrupted benchmark continues), anything else there is run again."""
+        record = run_dir / RUN_RECORD
+        if record.exists() and json.loads(record.read_text())["overrides"] == overrides:
+            wall = json.loads(record.read_text())["wall_seconds"]
+            return run_dir, json.loads((run_dir / SUMMARY_FILE).read_text()), wall, True
+        if run_dir.exists():
+            shutil.rmtree(run_dir)  # unfinished, or other settings: the harness starts runs afresh only
+        run = self.run(run_dir, overrides, config_path)
+        record.write_text(json.dumps({"overrides": overrides, "wall_seconds": run.wall_seconds}) + "\n")
+        return run.run_dir, run.summary, run.wall_seconds, False
 
     def runner(self, config: RunConfig, store: RunStore) -> RoundRunner:
         """The driver's RoundRunner over the in-process groups, from the initial weights."""

@@ -100,7 +100,8 @@ def saved_pool(work_dir: Path, settings: dict) -> dict | None:
 
 
 def new_runner(config, work_dir: Path, name: str, inputs):
-    from cluster.round_loop import RoundRunner, build_policy
+    from cluster.round_loop import RoundRunner
+    from cluster.run_setup import build_policy
     from cluster.run_store import RunStore
     from cluster.settings import scorer_rewards
 
@@ -165,7 +166,7 @@ def run_arm(runner, config, arm: str, pool, checkpoint_dir: Path) -> dict:
 def measure(args, overrides: list[str], work_dir: Path) -> tuple[dict, dict, dict]:
     """Pool (made or reused), then every seed: the starting model's evaluation and each arm."""
     from cluster.ray_runtime import start_ray
-    from cluster.round_loop import check_rewards, prepare_inputs
+    from cluster.run_setup import check_rewards, prepare_inputs
     from cluster.settings import scorer_rewards
 
     base = load(overrides)

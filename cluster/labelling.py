@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
@@ -52,10 +52,25 @@ class LabelPlan:
         """Responses the budget can label: each costs one label per label reward."""
         return None if self.labels_per_round is None else self.labels_per_round // max(1, self.label_rewards)
 
+    def after(self, responses_labelled: int) -> "LabelPlan":
+        """The plan for a refill batch of the same round: the budget less what was spent on earlier batches."""
+        if self.labels_per_round is None:
+            return self
+        spent = responses_labelled * max(1, self.label_rewards)
+        return replace(self, labels_per_round=max(0, self.labels_per_round - spent))
+
+    @property
+    def can_pair(self) -> bool:
+        """Whether the budget still pays for two responses of a prompt: the least a pair needs."""
+        return self.max_responses is None or self.max_responses >= 2
+
 
 def label_round(rollouts: pa.Table, score: ScoreFn, selector, plan: LabelPlan, rng: np.random.Generator,
-                features=None) -> tuple[pa.Table, pa.Table, dict]:
-    """(rollouts as written to rollouts.parquet, the labelled and scored rows, metrics.json's `labelling`)."""
+                features=None, target_groups: int | None = None) -> tuple[pa.Table, pa.Table, dict]:
+    """(rollouts as written to rollouts.parquet, the labelled and scored rows, metrics.json's `labelling`).
+
+    `target_groups`: for an interactive selector (dynamic_filter), the groups that do not tie still wanted
+    (a refill batch's); None: its own setting."""
     if not plan.selective:
         started = time.perf_counter()
         scored = score(rollouts, LABEL_ROLE)
@@ -67,7 +82,7 @@ def label_round(rollouts: pa.Table, score: ScoreFn, selector, plan: LabelPlan, r
     seconds["proxy"] = time.perf_counter() - started
     if hasattr(selector, "label_batches"):
         mask, scored, seconds["query"], seconds["label"] = _label_in_batches(proxied, score, selector, plan, rng,
-                                                                             features)
+                                                                             features, target_groups)
     else:
         started = time.perf_counter()
         mask = _checked_mask(selector.select(proxied, plan.max_responses, rng, features), proxied, plan)
@@ -88,6 +103,19 @@ def label_round(rollouts: pa.Table, score: ScoreFn, selector, plan: LabelPlan, r
     return written, scored, metrics
 
 
+def merge_labelling(first: dict, later: dict) -> dict:
+    """metrics.json's `labelling` for a round labelled in refill batches: responses and seconds summed, the
+    budget the round's, the selector's summary per batch (`selector` stays the first batch's)."""
+    merged = {**first,
+              "responses": first["responses"] + later["responses"],
+              "responses_labelled": first["responses_labelled"] + later["responses_labelled"],
+              "seconds": {key: first["seconds"].get(key, 0.0) + later["seconds"].get(key, 0.0)
+                          for key in {**first["seconds"], **later["seconds"]}}}
+    if "selector" in later:
+        merged["batch_selectors"] = [*first.get("batch_selectors", [first.get("selector")]), later["selector"]]
+    return merged
+
+
 def _checked_mask(mask, rollouts: pa.Table, plan: LabelPlan) -> np.ndarray:
     mask = np.asarray(mask, dtype=bool)
     if mask.shape != (rollouts.num_rows,):
@@ -100,12 +128,13 @@ def _checked_mask(mask, rollouts: pa.Table, plan: LabelPlan) -> np.ndarray:
 
 
 def _label_in_batches(rollouts: pa.Table, score: ScoreFn, selector, plan: LabelPlan, rng: np.random.Generator,
-                      features) -> tuple[np.ndarray, pa.Table, float, float]:
+                      features, target_groups: int | None) -> tuple[np.ndarray, pa.Table, float, float]:
     """Drives an interactive selector: label each batch it asks for, send the scored rows back, until it stops.
     Returns the label mask, the scored rows (in row order), and the seconds spent choosing and labelling."""
     mask = np.zeros(rollouts.num_rows, dtype=bool)
     pieces, query_seconds, label_seconds = [], 0.0, 0.0
-    batches = selector.label_batches(rollouts, plan.max_responses, rng, features)
+    target = {} if target_groups is None else {"target": target_groups}
+    batches = selector.label_batches(rollouts, plan.max_responses, rng, features, **target)
     answer = None
     while True:
         started = time.perf_counter()

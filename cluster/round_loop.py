@@ -8,12 +8,10 @@ the next round is prepared while this one trains (cluster/round_stages.py, docs/
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import replace
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -25,8 +23,6 @@ from actors.contracts import (
     HELDOUT_BEFORE_IFEVAL,
     HELDOUT_IFEVAL,
     LABELLING,
-    PROMPT_HISTORY_FILE,
-    SCHEDULER_FILE,
     SCHEDULING,
     EVAL_ROLE,
     HELDOUT_BEFORE_COLUMNS,
@@ -36,7 +32,6 @@ from actors.contracts import (
     RAY_TRAIN_DIR,
     SCORED_FILE,
     SCORER_SKIPPED_COLUMNS,
-    InputError,
     Phase,
 )
 from actors.rewards.ifeval import ifeval_accuracies
@@ -51,13 +46,26 @@ from cluster.diagnostics import (
     with_gradient_norms,
     zero_variance_metrics,
 )
-from cluster.labelling import LabelPlan, label_round
+from cluster.labelling import LabelPlan, label_round, merge_labelling
 from cluster.observers import RunObservers
 from cluster.report_refresher import ReportRefresher
 from cluster.round_stages import PreparedRound, round_lag, rounds_in_order
+from cluster.run_setup import (
+    build_policy,
+    build_query,
+    build_scheduler,
+    check_rewards,
+    prepare_inputs,
+    score_columns,
+)
 from cluster.run_store import RunStore
+from policies.query.groups import informative_prompts
+from policies.schedulers.base import Schedule, merge_schedules
 
 log = logging.getLogger("activedpo")
+
+# A refill batch b samples on the round's seed + b * this: far from every other round's seed.
+REFILL_SEED_STRIDE = 100_003
 
 
 def drop_invalid_rewards(scored: pa.Table, reward_columns: list[str]) -> tuple[pa.Table, dict[str, int]]:
@@ -227,6 +235,67 @@ class RoundRunner:
         norms = self.features.prompt_gradient_norms(rows, beta=self.config.learner.beta, tau=self.config.selection.tau)
         return with_gradient_norms(prompt_stats, norms)
 
+    def roll_out_batch(self, index: int, batch: int, schedule: Schedule, plan: LabelPlan, phase,
+                       target_groups: int | None = None, then=None) -> tuple:
+        """Generate the scheduled prompts and label them (cluster/labelling.py): (prompts, rollouts with proxy
+        columns, labelled rows with `reward`, metrics.json's `labelling`, `then(labelled, labelling)` run in the
+        same score phase, or None). Batch 0 is the round's draw; later ones are refills, on seeds of their own."""
+        cfg = self.config
+        prompts = self.prompts.take(pa.array(schedule.rows))
+        with phase(Phase.GENERATE, total=prompts.num_rows) as progress:
+            seed = cfg.run.seed * 1_000_003 + index + REFILL_SEED_STRIDE * batch
+            rollouts = self.generators.generate(prompts, self.generators.sampling(seed=seed), self.weights,
+                                                progress.advance)
+        with phase(Phase.SCORE, total=rollouts.num_rows) as progress:
+            def score(table: pa.Table, role: str) -> pa.Table:
+                return self._score(table, progress.advance if role == LABEL_ROLE else None, role)
+
+            query_rng = np.random.default_rng([cfg.run.seed, index, 29, *([batch] if batch else [])])
+            rollouts, labelled, labelling = label_round(rollouts, score, self.query, plan, query_rng, self.features,
+                                                        target_groups)
+            finished = None if then is None else then(labelled, labelling)
+        return prompts, rollouts, labelled, labelling, finished
+
+    def finish_labelling(self, index: int, schedule: Schedule, labelled: pa.Table,
+                         labelling: dict) -> tuple[pa.Table, dict]:
+        """The round's labelled rows without non-finite rewards (and their counts), after the query selector has
+        learnt from them and the scheduler recorded them."""
+        scored, invalid = drop_invalid_rewards(labelled, self.reward_columns)
+        if hasattr(self.query, "observe"):
+            started = time.perf_counter()
+            self.query.observe(scored)
+            labelling["seconds"]["observe"] = time.perf_counter() - started
+        self.scheduler.record(index, scored, schedule, self.prompts)
+        if invalid["total"]:
+            log.warning("[round %d] dropped %d responses with NaN/inf rewards: %s", index, invalid["total"], invalid)
+        return scored, invalid
+
+    def refill(self, index: int, phase, schedule: Schedule, batch: tuple) -> tuple:
+        """DAPO's dynamic sampling across the pool (`data.refill_batches`): more batches, drawn by the scheduler
+        from the prompts the round has not rolled out, while too few labelled prompts do not tie and the label
+        budget allows. Returns the round's merged (schedule, prompts, rollouts, labelled, labelling)."""
+        options = self.config.selection.query_options
+        target = options.target_groups or self.config.selection.pair_budget
+        prompts, rollouts, labelled, labelling = batch
+        informative = informative_prompts(labelled, options.tie_tolerance)
+        for number in range(1, self.config.data.refill_batches + 1):
+            plan = self.labels.after(labelling["responses_labelled"])
+            if informative >= target or not plan.can_pair:
+                break
+            extra = self.scheduler.schedule(self.prompts, self.config.data.prompts_per_round, index,
+                                            exclude=schedule.rows)
+            if extra.rows.size == 0:
+                break  # the pool has no prompt the round has not rolled out
+            schedule = merge_schedules(schedule, extra)
+            more = self.roll_out_batch(index, number, extra, plan, phase, target - informative)
+            prompts, rollouts, labelled = (pa.concat_tables([a, b]) for a, b in zip((prompts, rollouts, labelled),
+                                                                                   more[:3]))
+            labelling = merge_labelling(labelling, more[3])
+            informative = informative_prompts(labelled, options.tie_tolerance)
+        schedule.details.update({"batches": schedule.details.get("batches", 1), "refill_target": target,
+                                 "informative_prompts": informative})
+        return schedule, prompts, rollouts, labelled, labelling
+
     def prepare_round(self, index: int, observers: RunObservers) -> PreparedRound:
         """Schedule, generate, score and label, select: round `index` up to its pairs, on the generators'
         weights (cluster/round_stages.py)."""
@@ -243,26 +312,16 @@ class RoundRunner:
                 metrics[HELDOUT_BEFORE_IFEVAL] = before[HELDOUT_IFEVAL]
             metrics[HELDOUT_BEFORE_COLUMNS] = before[HELDOUT_COLUMNS]
         schedule = self.scheduler.schedule(self.prompts, cfg.data.prompts_per_round, index)
-        prompts = self.prompts.take(pa.array(schedule.rows))
-        with phase(Phase.GENERATE, total=prompts.num_rows) as progress:
-            sampling = self.generators.sampling(seed=cfg.run.seed * 1_000_003 + index)
-            rollouts = self.generators.generate(prompts, sampling, self.weights, progress.advance)
-        with phase(Phase.SCORE, total=rollouts.num_rows) as progress:
-            # Proxies on every response, the query selector, the labellers on the chosen ones (cluster/labelling.py).
-            def score(table: pa.Table, role: str) -> pa.Table:
-                return self._score(table, progress.advance if role == LABEL_ROLE else None, role)
-
-            query_rng = np.random.default_rng([cfg.run.seed, index, 29])
-            rollouts, labelled, labelling = label_round(rollouts, score, self.query, self.labels, query_rng,
-                                                        self.features)
-            scored, invalid = drop_invalid_rewards(labelled, self.reward_columns)
-            if hasattr(self.query, "observe"):
-                started = time.perf_counter()
-                self.query.observe(scored)
-                labelling["seconds"]["observe"] = time.perf_counter() - started
-            self.scheduler.record(index, scored, schedule, self.prompts)
-            if invalid["total"]:
-                log.warning("[round %d] dropped %d responses with NaN/inf rewards: %s", index, invalid["total"], invalid)
+        refills = cfg.data.refill_batches > 0
+        finish = None if refills else partial(self.finish_labelling, index, schedule)
+        prompts, rollouts, labelled, labelling, finished = self.roll_out_batch(index, 0, schedule, self.labels, phase,
+                                                                               then=finish)
+        if refills:
+            schedule, prompts, rollouts, labelled, labelling = self.refill(
+                index, phase, schedule, (prompts, rollouts, labelled, labelling))
+            with phase(Phase.SCORE):
+                finished = self.finish_labelling(index, schedule, labelled, labelling)
+        scored, invalid = finished
         with phase(Phase.SELECT):
             rng = np.random.default_rng([cfg.run.seed, index, 17])
             selection = self.policy.select(scored, cfg.selection.pair_budget, rng, self.features)
@@ -339,108 +398,6 @@ class RoundRunner:
     def run_round(self, index: int, observers: RunObservers) -> dict:
         """One whole round, synchronously (run.max_lag 0): prepare, train, sync, evaluate, commit."""
         return self.finish_round(self.prepare_round(index, observers), observers)
-
-
-def score_columns(rewards: tuple[RewardSettings, ...], role: str = LABEL_ROLE) -> list[str]:
-    """What the scorers add for the rewards of `role`, in order: each reward's column and its extra
-    columns, then, for the labellers, `reward`.
-
-    Call after `check_rewards`, which imports the user reward modules the extra columns are declared in.
-    """
-    from actors.rewards.kinds import output_fields
-
-    return [field.name for index, reward in enumerate(rewards) if reward.role == role
-            for field in output_fields(reward, f"scoring.rewards[{index}]")] + (["reward"] if role == LABEL_ROLE else [])
-
-
-def build_scheduler(config: RunConfig, store: RunStore):
-    """The prompt scheduler (`data.scheduler`), restored from the last completed round's state on resume."""
-    from cluster.settings import scheduler_settings
-    from policies.schedulers import make_scheduler
-
-    scheduler = make_scheduler(config.data.scheduler, scheduler_settings(config))
-    completed = store.completed_rounds()
-    if completed:
-        folder = store.round_path(completed[-1])
-        if (folder / PROMPT_HISTORY_FILE).exists():
-            scalars = json.loads((folder / SCHEDULER_FILE).read_text())
-            scheduler.restore(pq.read_table(folder / PROMPT_HISTORY_FILE), scalars)
-        else:
-            log.info("round %d has no scheduler state (written before scheduling existed): the scheduler starts "
-                     "afresh", completed[-1])
-    return scheduler
-
-
-def build_query(config: RunConfig):
-    """The query selector (`selection.query`), with the proxy columns it may rank by."""
-    from cluster.settings import query_settings
-    from policies.query import make_query
-
-    return make_query(config.selection.query, query_settings(config))
-
-
-def check_rewards(config: RunConfig, rewards: tuple[RewardSettings, ...]) -> None:
-    """Fail before Ray starts, with the config key in the message, on a reward that cannot load."""
-    from actors.rewards.kinds import reward_kind
-    from actors.rewards.programmatic import import_reward_modules
-
-    import_reward_modules(config.scoring.reward_modules)
-    for index, reward in enumerate(rewards):
-        key = f"scoring.rewards[{index}]"
-        reward_kind(reward.kind, key).check(reward, key)
-
-
-def prepare_inputs(config: RunConfig, rewards: tuple[RewardSettings, ...]) -> tuple[str, pa.Table, pa.Table]:
-    """Resolve the policy path and load both prompt sets (building the built-in task or model if needed)."""
-    from transformers import AutoTokenizer
-
-    from cluster.tools.prepare import MODEL_NAME as PREPARED_MODEL
-    from cluster.data.prompts import load_prompts
-
-    task = None
-    if "builtin" in (config.model.path, config.data.train.path, config.data.heldout.path):
-        from cluster.data.builtin_task import ensure_builtin_task
-
-        log.info("preparing the built-in task (cached after the first run) ...")
-        task = ensure_builtin_task(config.builtin_task)
-    model_path = str(task.model_dir) if config.model.path == "builtin" else config.model.path
-    if config.model.path == PREPARED_MODEL:
-        from cluster.tools.prepare import ensure_smollm2
-
-        model_path = str(ensure_smollm2(config.model.cache_dir))
-    if not Path(model_path).is_dir():
-        raise InputError(f"model.path: {model_path} is not a folder; give a local Hugging Face model folder, "
-                         f"'builtin' or '{PREPARED_MODEL}'")
-    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=config.model.trust_remote_code)
-    splits = []
-    for name, source in (("train", config.data.train), ("heldout", config.data.heldout)):
-        split_path = None if task is None else str(getattr(task, f"{name}_path"))
-        splits.append(load_prompts(source, tokenizer, config.data.apply_chat_template,
-                                   builtin_split_path=split_path, key_prefix=f"data.{name}", split=name))
-        check_reward_columns(rewards, splits[-1], f"data.{name}", source.path)
-    return model_path, splits[0], splits[1]
-
-
-def check_reward_columns(rewards: tuple[RewardSettings, ...], prompts: pa.Table, key_prefix: str, path: str) -> None:
-    """A reward that reads a prompt column must find it: say so now, naming the file, not inside a scorer."""
-    from actors.rewards.kinds import reward_kind
-
-    for index, reward in enumerate(rewards):
-        key = f"scoring.rewards[{index}]"
-        check_prompts = reward_kind(reward.kind, key).check_prompts
-        if check_prompts is not None:
-            check_prompts(prompts, reward, key, f"{key_prefix}.path ({path})")
-
-
-def build_policy(config: RunConfig):
-    """The selection policy, built before Ray starts so a bad name or option fails at once."""
-    from cluster.settings import selection_settings
-    from policies import make_policy
-
-    try:
-        return make_policy(config.selection.policy, selection_settings(config.selection, config.learner.beta))
-    except ValueError as exc:
-        raise InputError(f"selection: {exc}") from None
 
 
 def run(config: RunConfig) -> dict:

@@ -92,7 +92,8 @@ class Learner:
 
 def runner_for(config, tmp_path):
     """The driver's RoundRunner with its actors replaced by the stand-ins above."""
-    from cluster.round_loop import RoundRunner, build_policy
+    from cluster.round_loop import RoundRunner
+    from cluster.run_setup import build_policy
     from cluster.run_store import RunStore
 
     rewards = scorer_rewards(config.scoring)

@@ -78,7 +78,7 @@ def test_messages_without_role_or_content_fields_and_no_chat_template_are_input_
 
 def test_conversations_carry_ifeval_columns_to_the_ifeval_reward(tmp_path):
     from cluster.config import RunConfig
-    from cluster.round_loop import check_reward_columns
+    from cluster.run_setup import check_reward_columns
     from cluster.settings import scorer_rewards
 
     config = RunConfig.model_validate({"scoring": {"rewards": [{"kind": "programmatic", "name": "ifeval"}]}})

@@ -17,7 +17,7 @@ from actors.rewards.ifeval import parse_kwargs
 from actors.rewards.programmatic import get_reward
 from cluster.config import PromptSourceSection, RunConfig
 from cluster.data.prompts import load_prompts
-from cluster.round_loop import check_reward_columns
+from cluster.run_setup import check_reward_columns
 from cluster.settings import scorer_rewards
 
 IDS, KWARGS = IFEVAL_PROMPT_COLUMNS

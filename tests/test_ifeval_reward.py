@@ -251,7 +251,8 @@ class _Scorers:
 
 def test_the_driver_keeps_the_extra_columns_and_evaluates_ifevals_accuracies():
     from cluster.config import RunConfig
-    from cluster.round_loop import RoundRunner, score_columns
+    from cluster.round_loop import RoundRunner
+    from cluster.run_setup import score_columns
     from cluster.settings import scorer_rewards
 
     config = RunConfig.model_validate({"scoring": {"rewards": [

@@ -11,7 +11,7 @@ import pytest
 from actors.contracts import LABELLED_COLUMN, QUERY_SCORE_COLUMN
 from cluster.labelling import LabelPlan, label_round
 from policies.query import QuerySettings, make_query
-from policies.query.dynamic_filter import spread_exceeds
+from policies.query.groups import spread_exceeds
 from round_standins import LABELLER, PROXY, SEEN, config_with, run_one_round
 
 PROXY_COLUMN = "reward_proxy"

@@ -19,7 +19,7 @@ from actors.settings import VllmSettings, WeightSyncSettings
 from cluster.config import GenerationSection, LearnerSection, ModelSection, RewardSpec, SelectionFeaturesSection
 from cluster.config import SelectionSection, VllmSection, WeightSyncSection
 from cluster.config_loading import load_config
-from cluster.round_loop import build_policy
+from cluster.run_setup import build_policy
 from cluster.settings import (
     feature_options,
     from_section,

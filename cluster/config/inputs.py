@@ -217,6 +217,12 @@ class DataSection(StrictModel):
     )
     scheduling: SchedulingSection = Field(
         default_factory=SchedulingSection, description="Options of the prompt schedulers.")
+    refill_batches: int = Field(
+        0, ge=0, description="DAPO's dynamic sampling across the pool: while fewer of the round's labelled prompts "
+        "than selection.query_options.target_groups (default selection.pair_budget) have rewards that do not tie "
+        "(spread above selection.query_options.tie_tolerance) and the label budget allows, roll out up to this "
+        "many more batches of prompts_per_round prompts, drawn by the scheduler from the prompts the round has "
+        "not rolled out. Every batch costs rollouts and labels. 0: one batch a round (docs/scheduling.md).")
 
     @field_validator("scheduler")
     @classmethod

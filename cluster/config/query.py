@@ -39,10 +39,11 @@ class QueryOptionsSection(StrictModel):
     """Options of the query selectors (selection.query); each names the selector that reads it."""
 
     tie_tolerance: float = Field(
-        0.0, ge=0, description="dynamic_filter: a prompt group ties when its labelled rewards spread (max - min) "
-        "by no more than this; raise it for continuous rewards.")
+        0.0, ge=0, description="dynamic_filter and data.refill_batches: a prompt group ties when its labelled "
+        "rewards spread (max - min) by no more than this; raise it for continuous rewards.")
     target_groups: int | None = Field(
-        None, ge=1, description="dynamic_filter: stop labelling once this many prompt groups do not tie "
-        "(None: selection.pair_budget, one pair per kept prompt at least).")
+        None, ge=1, description="dynamic_filter: stop labelling once this many prompt groups do not tie; "
+        "data.refill_batches: roll out more prompts until this many do not tie (None: selection.pair_budget, "
+        "one pair per kept prompt at least).")
     ensemble: EnsembleQuerySection = Field(
         default_factory=EnsembleQuerySection, description="ensemble: the epistemic reward model.")

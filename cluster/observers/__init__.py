@@ -150,7 +150,9 @@ class RunObservers:
             self._active.remove(handle)
         end = time.perf_counter() if handle.ended is None else max(handle.ended, start)
         handle.seconds = round(end - start, 3)
-        self._seconds.setdefault(round_index, {})[name] = handle.seconds
+        seconds = self._seconds.setdefault(round_index, {})
+        # A phase entered more than once in a round (a refill batch's generate and score) adds up.
+        seconds[name] = round(seconds.get(name, 0.0) + handle.seconds, 3)
         self._timeline.setdefault(round_index, []).append(
             {"phase": name, "start": round(start - self._origin, 3), "end": round(end - self._origin, 3)})
         if self._bars is not None:

@@ -8,7 +8,8 @@ spread by more than `tie_tolerance` (max - min, so a continuous reward's near-ti
 stops when `target_groups` groups are kept, when the label budget is spent, or when the round has no
 groups left. A tied group's labels are spent all the same: that is what the filter costs, and the round's
 `labelling` metrics count them. Generating more prompts when the round runs out is the scheduler's part
-(not done here).
+(`data.refill_batches`: the round rolls out more prompts while too few groups are kept, and asks this selector
+for only the groups still missing, its `target`).
 
 The selector is interactive: `label_batches` is a generator that yields the rows to label next and is
 sent back their scored rows (`cluster/labelling.py` drives it). Budget rule: `take_groups`, as every
@@ -23,13 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from policies.query.base import QuerySettings, register_query
-from policies.query.groups import prompt_groups, take_groups
-
-
-def spread_exceeds(rewards: np.ndarray, tolerance: float) -> bool:
-    """True when at least two finite rewards differ by more than `tolerance`: the group can make a pair."""
-    finite = rewards[np.isfinite(rewards)]
-    return finite.size >= 2 and float(finite.max() - finite.min()) > tolerance
+from policies.query.groups import prompt_groups, spread_exceeds, take_groups
 
 
 @register_query("dynamic_filter")
@@ -42,11 +37,12 @@ class DynamicFilterQuery:
         self.tied_groups = 0
 
     def label_batches(self, rollouts: pa.Table, max_responses: int | None, rng: np.random.Generator,
-                      features=None) -> Generator[np.ndarray, pa.Table, None]:
-        """Yields row indices to label; is sent the scored rows of each batch (with `reward`), in row order."""
+                      features=None, target: int | None = None) -> Generator[np.ndarray, pa.Table, None]:
+        """Yields row indices to label; is sent the scored rows of each batch (with `reward`), in row order.
+        `target`: the groups to keep here (a refill batch's missing ones); default `target_groups`."""
         groups = [rows for rows in prompt_groups(rollouts) if rows.size >= 2]
         order = list(rng.permutation(len(groups)))
-        target = self.settings.target_groups
+        target = self.settings.target_groups if target is None else target
         left = np.inf if max_responses is None else int(max_responses)
         self.kept_groups = self.tied_groups = 0
         while order and left >= 2 and (target is None or self.kept_groups < target):

@@ -42,3 +42,17 @@ def take_groups(groups: list[np.ndarray], order, num_rows: int, max_responses: i
         if left < 2:
             break
     return mask
+
+
+def spread_exceeds(rewards: np.ndarray, tolerance: float) -> bool:
+    """True when at least two finite rewards differ by more than `tolerance`: the group can make a pair."""
+    finite = rewards[np.isfinite(rewards)]
+    return finite.size >= 2 and float(finite.max() - finite.min()) > tolerance
+
+
+def informative_prompts(scored: pa.Table, tolerance: float) -> int:
+    """Prompts of `scored` (labelled rows with `reward`) whose rewards do not tie: those a pair can be made of."""
+    if scored.num_rows == 0:
+        return 0
+    rewards = scored.column("reward").to_numpy(zero_copy_only=False).astype(np.float64)
+    return sum(spread_exceeds(rewards[rows], tolerance) for rows in prompt_groups(scored))

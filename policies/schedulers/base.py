@@ -66,8 +66,9 @@ class Schedule:
 class PromptScheduler(Protocol):
     name: str
 
-    def schedule(self, pool: pa.Table, count: int, round_index: int) -> Schedule:
-        """About `count` prompts of `pool` (prompt_id column) to roll out in round `round_index`."""
+    def schedule(self, pool: pa.Table, count: int, round_index: int, exclude: np.ndarray | None = None) -> Schedule:
+        """About `count` prompts of `pool` (prompt_id column) to roll out in round `round_index`, none of the rows
+        in `exclude` (the round's earlier batches, when it refills: `data.refill_batches`)."""
 
     def record(self, round_index: int, scored: pa.Table, schedule: Schedule, pool: pa.Table) -> None:
         """Update the history from the round's labelled rows (prompt_id, reward)."""
@@ -77,6 +78,38 @@ class PromptScheduler(Protocol):
 
     def restore(self, history: pa.Table, scalars: dict) -> None:
         """Back to a state `state()` returned."""
+
+
+def excluded_mask(pool_size: int, exclude: np.ndarray | None) -> np.ndarray:
+    """Boolean per pool row: True for the rows a refill batch may not draw again."""
+    mask = np.zeros(pool_size, dtype=bool)
+    if exclude is not None and len(exclude):
+        mask[np.asarray(exclude, dtype=np.int64)] = True
+    return mask
+
+
+def refill_seed(exclude: np.ndarray | None) -> list[int]:
+    """What a refill batch adds to its scheduler's rng seed: nothing for a round's first batch (so runs without
+    refill draw exactly as before), the number of rows already taken for a later one."""
+    return [] if exclude is None or not len(exclude) else [int(len(exclude))]
+
+
+# Summed when a round's batches' schedules are merged; every other detail is the last batch's.
+COUNTED_DETAILS = ("examined", "skipped", "skipped_unvisited", "audited", "unjudged")
+
+
+def merge_schedules(first: Schedule, later: Schedule) -> Schedule:
+    """One round's schedule from two of its batches (a refill drew `later` excluding `first.rows`)."""
+    rows = np.sort(np.concatenate([first.rows, later.rows]))
+    # A prompt skipped in one batch and rolled out in the other was rolled out.
+    skipped = np.setdiff1d(np.union1d(first.skipped, later.skipped), rows)
+    details = {**first.details, **later.details}
+    for key, value in first.details.items():
+        if key in later.details and (key in COUNTED_DETAILS or key.startswith("pool_")):
+            details[key] = value + later.details[key]
+    details["batches"] = first.details.get("batches", 1) + 1
+    return Schedule(rows, skipped, np.union1d(first.audited, later.audited).astype(np.int64), details,
+                    borrowed=np.intersect1d(np.union1d(first.borrowed, later.borrowed), skipped).astype(np.int64))
 
 
 SchedulerFactory = Callable[[SchedulerSettings], PromptScheduler]

@@ -29,7 +29,7 @@ import math
 import numpy as np
 import pyarrow as pa
 
-from policies.schedulers.base import Schedule, SchedulerSettings, register_scheduler
+from policies.schedulers.base import Schedule, SchedulerSettings, excluded_mask, refill_seed, register_scheduler
 from policies.schedulers.neighbours import borrowed_streaks
 from policies.schedulers.prompt_history import EpochWalk, HistoryKeeper
 
@@ -71,10 +71,11 @@ class HistoryScheduler(HistoryKeeper):
                                     self.settings.neighbour_min_similarity)
         return np.where(visited, own, borrowed), ~visited & (borrowed > 0)
 
-    def schedule(self, pool: pa.Table, count: int, round_index: int) -> Schedule:
-        rng = np.random.default_rng([self.settings.seed, round_index, 37])
+    def schedule(self, pool: pa.Table, count: int, round_index: int, exclude: np.ndarray | None = None) -> Schedule:
+        rng = np.random.default_rng([self.settings.seed, round_index, 37, *refill_seed(exclude)])
         ids = pool.column("prompt_id").to_pylist()
-        wanted = min(count, pool.num_rows)
+        excluded = excluded_mask(pool.num_rows, exclude)
+        wanted = min(count, pool.num_rows - int(excluded.sum()))
         streaks, borrowed = self._streaks(pool, ids)
         accepted: dict[int, None] = {}
         skipped: dict[int, None] = {}
@@ -83,7 +84,7 @@ class HistoryScheduler(HistoryKeeper):
         while len(accepted) < wanted and examined < 3 * pool.num_rows:
             row = self.walk.next(pool.num_rows)
             examined += 1
-            if row in accepted:
+            if row in accepted or excluded[row]:
                 continue
             if rng.random() < skip_probability(streaks[row : row + 1], self.p, self.settings.floor)[0]:
                 skipped[row] = None

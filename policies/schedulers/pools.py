@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from policies.schedulers.base import Schedule, SchedulerSettings, register_scheduler
+from policies.schedulers.base import Schedule, SchedulerSettings, excluded_mask, refill_seed, register_scheduler
 from policies.schedulers.prompt_history import HistoryKeeper
 
 
@@ -33,18 +33,19 @@ class PoolsScheduler(HistoryKeeper):
                              f"({len(settings.pool_weights)}) must have one entry per pool")
         super().__init__(settings)
 
-    def schedule(self, pool: pa.Table, count: int, round_index: int) -> Schedule:
-        rng = np.random.default_rng([self.settings.seed, round_index, 41])
+    def schedule(self, pool: pa.Table, count: int, round_index: int, exclude: np.ndarray | None = None) -> Schedule:
+        rng = np.random.default_rng([self.settings.seed, round_index, 41, *refill_seed(exclude)])
         ids = pool.column("prompt_id").to_pylist()
         pools = pool_of(self.history.get("last_mean", ids), self.history.get("visits", ids), self.settings.pool_bounds)
         weights = pool_weights(pools, self.settings.pool_weights)
-        wanted = min(count, pool.num_rows)
-        positive = np.flatnonzero(weights > 0)
+        excluded = excluded_mask(pool.num_rows, exclude)
+        wanted = min(count, pool.num_rows - int(excluded.sum()))
+        positive = np.flatnonzero((weights > 0) & ~excluded)
         take = min(wanted, positive.size)
         rows = rng.choice(positive, size=take, replace=False, p=weights[positive] / weights[positive].sum()) \
             if take else np.zeros(0, np.int64)
         if take < wanted:  # only weight-0 prompts are left
-            rest = np.flatnonzero(weights <= 0)
+            rest = np.flatnonzero((weights <= 0) & ~excluded)
             rows = np.concatenate([rows, rng.choice(rest, size=wanted - take, replace=False)])
         counts = {"unjudged": int(np.sum(pools[rows] < 0)),
                   **{f"pool_{i}": int(np.sum(pools[rows] == i)) for i in range(len(self.settings.pool_bounds))}}

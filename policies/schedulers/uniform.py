@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from policies.schedulers.base import Schedule, SchedulerSettings, register_scheduler
+from policies.schedulers.base import Schedule, SchedulerSettings, excluded_mask, refill_seed, register_scheduler
 from policies.schedulers.prompt_history import EpochWalk, HistoryKeeper
 
 
@@ -19,8 +19,13 @@ def uniform_draw(pool_size: int, count: int, seed: int, round_index: int) -> np.
 
 @register_scheduler("uniform")
 class UniformScheduler(HistoryKeeper):
-    def schedule(self, pool: pa.Table, count: int, round_index: int) -> Schedule:
-        rows = uniform_draw(pool.num_rows, count, self.settings.seed, round_index)
+    def schedule(self, pool: pa.Table, count: int, round_index: int, exclude: np.ndarray | None = None) -> Schedule:
+        if exclude is None or not len(exclude):
+            rows = uniform_draw(pool.num_rows, count, self.settings.seed, round_index)
+        else:  # a refill batch: a draw from the prompts the round has not rolled out
+            available = np.flatnonzero(~excluded_mask(pool.num_rows, exclude))
+            rng = np.random.default_rng([self.settings.seed, round_index, *refill_seed(exclude)])
+            rows = np.sort(rng.choice(available, size=min(count, available.size), replace=False))
         return Schedule(rows, details={"examined": int(rows.size), "skipped": 0})
 
 
@@ -34,10 +39,13 @@ class EpochScheduler(UniformScheduler):
         super().__init__(settings)
         self.walk = EpochWalk(settings.seed)
 
-    def schedule(self, pool: pa.Table, count: int, round_index: int) -> Schedule:
+    def schedule(self, pool: pa.Table, count: int, round_index: int, exclude: np.ndarray | None = None) -> Schedule:
+        excluded = excluded_mask(pool.num_rows, exclude)
         rows: dict[int, None] = {}
-        while len(rows) < min(count, pool.num_rows):
-            rows[self.walk.next(pool.num_rows)] = None
+        while len(rows) < min(count, pool.num_rows - int(excluded.sum())):
+            row = self.walk.next(pool.num_rows)
+            if not excluded[row]:
+                rows[row] = None
         return Schedule(np.sort(np.fromiter(rows, dtype=np.int64)),
                         details={"examined": len(rows), "skipped": 0, **self.walk.state()})
 
