@@ -407,6 +407,23 @@ def test_what_was_labelled_and_why_is_tabled_per_selective_round(tmp_path):
     assert 'id="labelling"' not in plain.text
 
 
+def test_refilled_rounds_are_tabled_with_their_batches_and_kept_groups(tmp_path):
+    scheduling = {"scheduler": "uniform", "examined": 24, "skipped": 0, "batches": 3, "refill_target": 12,
+                  "informative_prompts": 13}
+    labelling = {"query": "dynamic_filter", "responses": 96, "responses_labelled": 80, "seconds": {},
+                 "selector": {"groups_kept": 5, "groups_tied": 3},
+                 "batch_selectors": [{"groups_kept": 5, "groups_tied": 3}, {"groups_kept": 4, "groups_tied": 4},
+                                     {"groups_kept": 4, "groups_tied": 0}]}
+    rounds = [round_metrics(0, None, scheduling={"scheduler": "uniform", "examined": 12, "skipped": 0}),
+              round_metrics(1, None, scheduling=scheduling, labelling=labelling,
+                            costs={"prompts_rolled_out": 36, "labels": 80})]
+    page = read_page(write_report(write_run(tmp_path / "run", rounds)).parent)
+    assert 'id="refill"' in page.text and "13 / 12" in page.text
+    check_number(page, "prompts_rolled_out", 1, 36, 6)
+    assert page.stated("prompts_rolled_out", 0) == []  # round 0 did not refill: no row
+    assert "(13 groups kept, 7 tied)" in page.text  # summed over the round's three batches
+
+
 def test_skipped_prompts_and_the_audit_are_tabled_per_round(tmp_path):
     scheduling = {"scheduler": "history", "examined": 80, "skipped": 16, "skipped_unvisited": 7, "audited": 2,
                   "audit_informative": 1,

@@ -18,7 +18,10 @@ def labelling_section(rounds: list[RoundData]) -> str | None:
         if not isinstance(found, dict) or found.get("responses_labelled") == found.get("responses") \
                 and not found.get("selector"):
             continue
-        chosen = found.get("selector") or {}
+        chosen = dict(found.get("selector") or {})
+        if "groups_kept" in chosen:  # a refilled round: the kept and tied groups of all its batches
+            for key in ("groups_kept", "groups_tied"):
+                chosen[key] = sum(b.get(key, 0) for b in found.get("batch_selectors") or [chosen])
         why = chosen.get("ranked_by") or ("ties filtered" if "groups_kept" in chosen else found.get("query", ""))
         if "groups_kept" in chosen:
             why += f" ({chosen['groups_kept']} groups kept, {chosen.get('groups_tied', 0)} tied)"
@@ -66,3 +69,26 @@ def scheduling_section(rounds: list[RoundData]) -> str | None:
               "prompt that would have taught something. A never-visited prompt is skipped on the streak its nearest "
               "visited neighbours lend it (data.scheduling.neighbours). p: the skip rule's base, 1 - max(p^streak, floor) "
               "(docs/scheduling.md).</p></section>")
+
+
+def refill_section(rounds: list[RoundData]) -> str | None:
+    """Rounds that rolled out more batches of prompts because too few of the first did not tie
+    (data.refill_batches); None when no round refilled."""
+    rows = []
+    for r in rounds:
+        found = r.metrics.get(SCHEDULING)
+        if not isinstance(found, dict) or "refill_target" not in found:
+            continue
+        costs = r.metrics.get("costs") or {}
+        rows.append([str(r.index), esc(found.get("batches", 1)),
+                     stated_number(recorded(costs, "prompts_rolled_out"), "prompts_rolled_out", r.index, digits=6),
+                     esc(f"{found.get('informative_prompts', NOT_RECORDED)} / {found['refill_target']}"),
+                     stated_number(recorded(costs, "labels"), "labels", r.index, digits=6)])
+    if not rows:
+        return None
+    return ('<section id="refill"><h2>Batches rolled out to find prompts that do not tie</h2>'
+            + html_table(["round", "batches", "prompts rolled out", "prompts that do not tie / target", "labels"],
+                         rows, "refill-table")
+            + '<p class="note">A round rolls out another batch of prompts while fewer of its labelled prompts than '
+              "the target have rewards that do not tie, up to data.refill_batches more (DAPO's dynamic sampling, "
+              "docs/scheduling.md); every batch's rollouts and labels are counted.</p></section>")
