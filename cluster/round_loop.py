@@ -288,8 +288,9 @@ class RoundRunner:
                 break  # the pool has no prompt the round has not rolled out
             schedule = merge_schedules(schedule, extra)
             more = self.roll_out_batch(index, number, extra, plan, phase, target - informative)
-            prompts, rollouts, labelled = (pa.concat_tables([a, b]) for a, b in zip((prompts, rollouts, labelled),
-                                                                                   more[:3]))
+            # Promoted: a batch whose selector labelled nothing lacks the label rewards' columns.
+            prompts, rollouts, labelled = (pa.concat_tables([a, b], promote_options="default")
+                                           for a, b in zip((prompts, rollouts, labelled), more[:3]))
             labelling = merge_labelling(labelling, more[3])
             informative = informative_prompts(labelled, options.tie_tolerance)
         schedule.details.update({"batches": schedule.details.get("batches", 1), "refill_target": target,
