@@ -12,6 +12,7 @@ import pytest
 from actors.rewards.builtin_task import builtin_task_reward
 from actors.rewards.programmatic import register_reward
 from cluster.labelling import LabelPlan
+from policies.query import register_query
 from policies.query.groups import informative_prompts
 from policies.schedulers import make_scheduler
 from policies.schedulers.base import Schedule, SchedulerSettings, merge_schedules
@@ -32,6 +33,18 @@ def tying_labeller(batch: pa.Table) -> np.ndarray:
 
 
 TYING = "scoring.rewards=[{kind: programmatic, name: test_tying_labeller}]"
+
+
+@register_query("test_first_batch_only")
+class FirstBatchOnly:
+    """Labels every response of a round's first batch and none of a refill batch's."""
+
+    def __init__(self, settings):
+        self.calls = 0
+
+    def select(self, rollouts, max_responses, rng, features=None):
+        self.calls += 1
+        return np.full(rollouts.num_rows, self.calls == 1)
 
 
 # ------------------------------------------------------------------ pure parts
@@ -149,3 +162,12 @@ def test_dynamic_filter_asks_a_refill_batch_for_the_missing_groups_only(tmp_path
     assert sum(kept) == metrics["scheduling"]["informative_prompts"] == 12
     labelled_groups = [s["groups_kept"] + s["groups_tied"] for s in per_batch]
     assert metrics["labelling"]["responses_labelled"] == K * sum(labelled_groups)
+
+
+def test_a_refill_batch_that_labels_nothing_is_rolled_out_and_counted(tmp_path):
+    _, metrics, folder = refill_round(tmp_path, "data.refill_batches=1", "selection.query=test_first_batch_only")
+    rollouts = pq.read_table(folder / "rollouts.parquet")
+    scored = pq.read_table(folder / "scored.parquet")
+    assert metrics["scheduling"]["batches"] == 2 and rollouts.num_rows == 24 * K
+    assert scored.num_rows == 12 * K == metrics["costs"]["labels"]  # only the first batch's
+    assert "reward_test_tying_labeller" in scored.column_names
