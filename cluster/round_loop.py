@@ -292,7 +292,7 @@ class RoundRunner:
             prompts, rollouts, labelled = (pa.concat_tables([a, b], promote_options="default")
                                            for a, b in zip((prompts, rollouts, labelled), more[:3]))
             labelling = merge_labelling(labelling, more[3])
-            informative = informative_prompts(labelled, options.tie_tolerance)
+            informative += informative_prompts(more[2], options.tie_tolerance)  # batches share no prompt
         schedule.details.update({"batches": schedule.details.get("batches", 1), "refill_target": target,
                                  "informative_prompts": informative})
         return schedule, prompts, rollouts, labelled, labelling
