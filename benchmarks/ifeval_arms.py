@@ -1,7 +1,7 @@
 """Label and rollout arms on the real task: SmolLM2-135M-Instruct on builtin-ifeval, through the real CLI.
 
     python benchmarks/ifeval_arms.py [--arms ...] [--seeds 0 1] [--rounds 6] [--label-rounds N] [--labels N]
-        [--passive-dir DIR] [--work-dir DIR] [--quick] [key=value ...]
+        [--passive-dir DIR] [--work-dir DIR] [--local] [--quick] [key=value ...]
 
 Issues 13 and 14 ask, on the real model, what label selection and prompt scheduling buy: the first in
 held-out accuracy against cumulative labels, the second against cumulative generated tokens. Every arm is
@@ -48,6 +48,15 @@ and .png (accuracy against labels, accuracy against tokens).
 Resumable: one run folder per (arm, seed), `--work-dir`/<arm>-seed<S> (default runs/benchmarks/ifeval_arms);
 running the same command again reads complete runs back and resumes an interrupted one after its last
 complete round (the CLI's resume). A folder run with other overrides is an error, never deleted.
+**--local: the one-hour scale.** Through the CLI a run costs about 75 minutes (6 rounds of 32 prompts, the
+whole held-out split, on vLLM), too much for arms x seeds in one sitting. `--local` runs every arm, passive
+included (not reused), in ONE process through benchmarks/local_arms.py (the driver's real round, in-process
+HF generator, scorer and one learner rank; the model and the frozen reference loaded once), at the sizes of
+`LOCAL`: 16 prompts a round (passive keeps 8 and labels 64 responses, the label arms label 32), 48 held-out
+prompts, 4 rounds by default. Measured on an idle 2-core machine: a round about 110 s (generate 45, train
+30, evaluate 36), so passive, random, pvar_proxy and history_nn at 2 seeds take about an hour. Its run
+folders are `--work-dir`/<arm>-seed<S> too (a finished one with the same overrides is read back).
+
 --quick shrinks everything (real_model.py's tiny sizes, 2 rounds) to check the script end to end; its numbers
 mean nothing, so its JSON, PNG and passive runs stay in the work directory.
 """
@@ -90,6 +99,9 @@ DEFAULT_ARMS = ["passive", "random", "pvar_proxy", "history_nn", "history_nn_lea
 LABEL_ARMS = ("random", "pvar_proxy")  # compared at equal labels, against random
 TOKEN_ARMS = ("history_nn", "history_nn_lean", "passive_proxy")  # compared at equal tokens, against passive
 LEAN_SHARE = 0.75  # of passive's prompts a round: 24 of 32
+# --local's sizes (module docstring): the HF backend (the harness's), half of the config's prompts a round, 48 held-out prompts.
+LOCAL = ["generation.backend=hf", "data.prompts_per_round=16", "eval.num_prompts=48"]
+LOCAL_ROUNDS = 4
 RECORD = "ifeval_arms_run.json"  # in each run folder this script starts: the overrides it was run with
 
 
@@ -151,6 +163,13 @@ def run_arm(config: Path, seed: int, run_dir: Path, overrides: list[str], rounds
     record.write_text(json.dumps({"overrides": overrides}) + "\n")
     rows, _ = run_summary(config, seed, run_dir, overrides)
     return rows[:rounds], "resumed" if started else "run"
+
+
+def run_arm_local(harness, config: Path, seed: int, run_dir: Path, overrides: list[str]) -> tuple[list[dict], str]:
+    """--local: the run in this process (benchmarks/local_arms.py); a finished one with the same overrides is read back."""
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    _, summary, _, reused = harness.finished_or_new(run_dir, [*overrides, f"run.seed={seed}"], config)
+    return summary["rounds"], "reused" if reused else "run"
 
 
 def read_run(arm: str, seed: int, rows: list[dict], status: str, run_dir: Path) -> dict:
@@ -290,6 +309,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, help="run.rounds (default 6; 2 with --quick)")
     parser.add_argument("--label-rounds", type=int, help="run.rounds of random and pvar_proxy (default: --rounds)")
     parser.add_argument("--labels", type=int, help="labels a round of the label arms (default: half of passive's)")
+    parser.add_argument("--local", action="store_true", help="every arm (passive too) in this process at the one-hour "
+                        "scale (module docstring)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script, measures nothing")
     parser.add_argument("--config", default=str(CONFIG))
     parser.add_argument("--work-dir", help="run folders <arm>-seed<S> (default runs/benchmarks/ifeval_arms, "
@@ -300,17 +321,22 @@ def main() -> None:
                         "work dir); the PNG goes beside it")
     parser.add_argument("overrides", nargs="*", help="key=value overrides for every arm, after --quick's")
     args = parser.parse_args()
-    args.rounds = args.rounds or (2 if args.quick else 6)
+    args.rounds = args.rounds or (2 if args.quick else LOCAL_ROUNDS if args.local else 6)
     args.label_rounds = args.label_rounds or args.rounds
 
     suffix = "-quick" if args.quick else ""
     work_dir = Path(args.work_dir or REPO / "runs" / "benchmarks" / f"ifeval_arms{suffix}")
-    passive_dir = Path(args.passive_dir or (work_dir / "passive" if args.quick else
+    passive_dir = Path(args.passive_dir or (work_dir / "passive" if args.quick or args.local else
                                             REPO / "runs" / "benchmarks" / "real_model"))
     out = Path(args.out or (work_dir if args.quick else REPO / "benchmarks" / "results") / "ifeval_arms.json")
     config = Path(args.config)
-    quick = QUICK if args.quick else []
+    quick = [*(LOCAL if args.local else []), *(QUICK if args.quick else [])]
     info = sizes(config, [*quick, *args.overrides])
+    harness = None
+    if args.local:
+        from local_arms import LocalArms
+
+        harness = LocalArms(config, quick)  # every arm's generation settings are the same: one generator
     args.labels = args.labels or info["passive_labels_per_round"] // 2
 
     runs = []
@@ -318,14 +344,18 @@ def main() -> None:
         for arm in args.arms:
             run_dir = passive_dir / f"seed{seed}" if arm == "passive" else work_dir / f"{arm}-seed{seed}"
             rounds = args.label_rounds if arm in LABEL_ARMS else args.rounds
-            rows, status = run_arm(config, seed, run_dir, arm_overrides(arm, info, quick, args), rounds)
+            overrides = arm_overrides(arm, info, quick, args)
+            if harness is None:
+                rows, status = run_arm(config, seed, run_dir, overrides, rounds)
+            else:  # the harness's base overrides are `quick` already; the run's rounds are run.rounds
+                rows, status = run_arm_local(harness, config, seed, run_dir, overrides[len(quick):])
             runs.append(read_run(arm, seed, rows, status, run_dir))
             run = runs[-1]
             print(f"{arm:>16} seed {seed}: {status}, labels {run['labels'][-1]}, tokens {run['tokens'][-1]}, "
                   f"{HEADLINE} {run[HEADLINE][0] * 100:.1f} -> {run[HEADLINE][-1] * 100:.1f}", flush=True)
 
     settings = {"seeds": args.seeds, "arms": args.arms, "rounds": args.rounds, "label_rounds": args.label_rounds,
-                "labels_per_round": args.labels, "quick": args.quick, "overrides": args.overrides,
+                "labels_per_round": args.labels, "quick": args.quick, "local": args.local, "overrides": args.overrides,
                 "passive_dir": str(passive_dir), "work_dir": str(work_dir), **info,
                 "arm_overrides": {arm: arm_overrides(arm, info, quick, args) for arm in args.arms}}
     report = {"command": " ".join(["python", *sys.argv]), "config": args.config, "machine": machine(),
