@@ -53,8 +53,9 @@ whole held-out split, on vLLM), too much for arms x seeds in one sitting. `--loc
 included (not reused), in ONE process through benchmarks/local_arms.py (the driver's real round, in-process
 HF generator, scorer and one learner rank; the model and the frozen reference loaded once), at the sizes of
 `LOCAL`: 16 prompts a round (passive keeps 8 and labels 64 responses, the label arms label 32), 48 held-out
-prompts, 4 rounds by default. Measured on an idle 2-core machine: a round about 110 s (generate 45, train
-30, evaluate 36), so passive, random, pvar_proxy and history_nn at 2 seeds take about an hour. Its run
+prompts, 3 rounds by default. Measured on an idle 2-core machine: a round about 110 s (generate 45, train
+30, evaluate 36) after a 40 s evaluation of the starting model, so 8 runs (passive, random, pvar_proxy and
+history_nn_lean at 2 seeds) take about an hour. Its run
 folders are `--work-dir`/<arm>-seed<S> too (a finished one with the same overrides is read back).
 
 --quick shrinks everything (real_model.py's tiny sizes, 2 rounds) to check the script end to end; its numbers
@@ -99,9 +100,10 @@ DEFAULT_ARMS = ["passive", "random", "pvar_proxy", "history_nn", "history_nn_lea
 LABEL_ARMS = ("random", "pvar_proxy")  # compared at equal labels, against random
 TOKEN_ARMS = ("history_nn", "history_nn_lean", "passive_proxy")  # compared at equal tokens, against passive
 LEAN_SHARE = 0.75  # of passive's prompts a round: 24 of 32
-# --local's sizes (module docstring): the HF backend (the harness's), half of the config's prompts a round, 48 held-out prompts.
-LOCAL = ["generation.backend=hf", "data.prompts_per_round=16", "eval.num_prompts=48"]
-LOCAL_ROUNDS = 4
+# --local's sizes (module docstring): the HF backend (the harness's), half of the config's prompts a round, 48 held-out
+# prompts, a round's 64 responses in one HF generate call (batches of 32 made generation and evaluation 1.5x slower).
+LOCAL = ["generation.backend=hf", "data.prompts_per_round=16", "eval.num_prompts=48", "generation.batch_size=64"]
+LOCAL_ROUNDS = 3
 RECORD = "ifeval_arms_run.json"  # in each run folder this script starts: the overrides it was run with
 
 
