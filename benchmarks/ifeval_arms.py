@@ -1,4 +1,4 @@
-"""Label and rollout arms on the real task: SmolLM2-135M-Instruct on builtin-ifeval, through the real CLI.
+"""Label and rollout arms on the real task: SmolLM2-135M-Instruct on builtin-ifeval, through the CLI or --local.
 
     python benchmarks/ifeval_arms.py [--arms ...] [--seeds 0 1] [--rounds 6] [--label-rounds N] [--labels N]
         [--passive-dir DIR] [--work-dir DIR] [--local] [--quick] [key=value ...]
@@ -48,15 +48,15 @@ and .png (accuracy against labels, accuracy against tokens).
 Resumable: one run folder per (arm, seed), `--work-dir`/<arm>-seed<S> (default runs/benchmarks/ifeval_arms);
 running the same command again reads complete runs back and resumes an interrupted one after its last
 complete round (the CLI's resume). A folder run with other overrides is an error, never deleted.
+
 **--local: the one-hour scale.** Through the CLI a run costs about 75 minutes (6 rounds of 32 prompts, the
 whole held-out split, on vLLM), too much for arms x seeds in one sitting. `--local` runs every arm, passive
 included (not reused), in ONE process through benchmarks/local_arms.py (the driver's real round, in-process
 HF generator, scorer and one learner rank; the model and the frozen reference loaded once), at the sizes of
 `LOCAL`: 16 prompts a round (passive keeps 8 and labels 64 responses, the label arms label 32), 48 held-out
-prompts, 3 rounds by default. Measured on an idle 2-core machine: a round about 110 s (generate 45, train
-30, evaluate 36) after a 40 s evaluation of the starting model, so 8 runs (passive, random, pvar_proxy and
-history_nn_lean at 2 seeds) take about an hour. Its run
-folders are `--work-dir`/<arm>-seed<S> too (a finished one with the same overrides is read back).
+prompts, 3 rounds by default. Measured on the idle 2-core machine: a round 110-160 s (generate 45-65, train
+25-45, evaluate 36-55) after a 40-60 s evaluation of the starting model; 8 runs (passive, random, pvar_proxy
+and history_nn_lean at 2 seeds) took 412-537 s each, 66 minutes in all. Its run folders are `--work-dir`/<arm>-seed<S> too (a finished one with the same overrides is read back).
 
 --quick shrinks everything (real_model.py's tiny sizes, 2 rounds) to check the script end to end; its numbers
 mean nothing, so its JSON, PNG and passive runs stay in the work directory.
@@ -308,7 +308,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arms", nargs="+", default=DEFAULT_ARMS, choices=list(ARMS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--rounds", type=int, help="run.rounds (default 6; 2 with --quick)")
+    parser.add_argument("--rounds", type=int, help="run.rounds (default 6; 3 with --local, 2 with --quick)")
     parser.add_argument("--label-rounds", type=int, help="run.rounds of random and pvar_proxy (default: --rounds)")
     parser.add_argument("--labels", type=int, help="labels a round of the label arms (default: half of passive's)")
     parser.add_argument("--local", action="store_true", help="every arm (passive too) in this process at the one-hour "
