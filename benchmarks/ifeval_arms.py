@@ -129,13 +129,13 @@ def sizes(config_path: Path, base: list[str]) -> dict:
             "lean_top_fraction": fraction}
 
 
-def arm_overrides(arm: str, info: dict, quick: list[str], args) -> list[str]:
+def arm_overrides(arm: str, info: dict, scale: list[str], args) -> list[str]:
     """The CLI overrides of an arm's run (run.seed is added by cli_runs.run_summary); passive's are real_model.py's:
-    --quick's, run.rounds, the user's."""
+    the shared sizes (--local's, --quick's), run.rounds, the user's."""
     rounds = args.label_rounds if arm in LABEL_ARMS else args.rounds
     if arm == "passive":
-        return [*quick, f"run.rounds={rounds}", *args.overrides]
-    overrides = [*quick, f"run.rounds={rounds}", rewards_override(info["rewards"]), *ARMS[arm]]
+        return [*scale, f"run.rounds={rounds}", *args.overrides]
+    overrides = [*scale, f"run.rounds={rounds}", rewards_override(info["rewards"]), *ARMS[arm]]
     if arm in LABEL_ARMS:
         overrides.append(f"selection.labels_per_round={args.labels}")
     if arm == "history_nn_lean":
@@ -332,13 +332,13 @@ def main() -> None:
                                             REPO / "runs" / "benchmarks" / "real_model"))
     out = Path(args.out or (work_dir if args.quick else REPO / "benchmarks" / "results") / "ifeval_arms.json")
     config = Path(args.config)
-    quick = [*(LOCAL if args.local else []), *(QUICK if args.quick else [])]
-    info = sizes(config, [*quick, *args.overrides])
+    scale = [*(LOCAL if args.local else []), *(QUICK if args.quick else [])]  # the sizes every arm shares
+    info = sizes(config, [*scale, *args.overrides])
     harness = None
     if args.local:
         from local_arms import LocalArms
 
-        harness = LocalArms(config, quick)  # every arm's generation settings are the same: one generator
+        harness = LocalArms(config, scale)  # every arm's generation settings are the same: one generator
     args.labels = args.labels or info["passive_labels_per_round"] // 2
 
     runs = []
@@ -346,11 +346,11 @@ def main() -> None:
         for arm in args.arms:
             run_dir = passive_dir / f"seed{seed}" if arm == "passive" else work_dir / f"{arm}-seed{seed}"
             rounds = args.label_rounds if arm in LABEL_ARMS else args.rounds
-            overrides = arm_overrides(arm, info, quick, args)
+            overrides = arm_overrides(arm, info, scale, args)
             if harness is None:
                 rows, status = run_arm(config, seed, run_dir, overrides, rounds)
-            else:  # the harness's base overrides are `quick` already; the run's rounds are run.rounds
-                rows, status = run_arm_local(harness, config, seed, run_dir, overrides[len(quick):])
+            else:  # the harness's base overrides are `scale` already; the run's rounds are run.rounds
+                rows, status = run_arm_local(harness, config, seed, run_dir, overrides[len(scale):])
             runs.append(read_run(arm, seed, rows, status, run_dir))
             run = runs[-1]
             print(f"{arm:>16} seed {seed}: {status}, labels {run['labels'][-1]}, tokens {run['tokens'][-1]}, "
@@ -359,7 +359,7 @@ def main() -> None:
     settings = {"seeds": args.seeds, "arms": args.arms, "rounds": args.rounds, "label_rounds": args.label_rounds,
                 "labels_per_round": args.labels, "quick": args.quick, "local": args.local, "overrides": args.overrides,
                 "passive_dir": str(passive_dir), "work_dir": str(work_dir), **info,
-                "arm_overrides": {arm: arm_overrides(arm, info, quick, args) for arm in args.arms}}
+                "arm_overrides": {arm: arm_overrides(arm, info, scale, args) for arm in args.arms}}
     report = {"command": " ".join(["python", *sys.argv]), "config": args.config, "machine": machine(),
               "settings": settings, "summary": headline(runs), "runs": runs}
     print_report(report)
