@@ -23,6 +23,9 @@ query selector (docs/labels.md):
   pvar_proxy      groups by the PVar of the proxy's scores
   pvar_implicit   groups by the PVar of the implicit reward log pi - log pi_init
   ensemble        one pair per prompt where an ensemble reward model disagrees most
+  random_pairs, pvar_proxy_pairs, pvar_implicit_pairs
+                  the same selectors labelling 2 responses of each chosen group (responses_per_group=2):
+                  a random two, or the extremes of the proxy's score or of the log-ratio
 Shared by every arm: `selection.top_fraction=1.0` (the learner trains on every labelled prompt that makes
 a pair, up to the pair budget: what is compared is which responses get labels), and no DID or gradient-norm
 diagnostics (measurements only: they change no sample, label or update). When the scorer knows the
@@ -61,7 +64,8 @@ POOLS = {"natural": REPO / "configs" / "quickstart.yaml", "realistic": REPO / "c
 ARMS = {"passive": "passive", "random": "random", "dynamic_filter": "dynamic_filter",
         "dynamic_filter_early": "dynamic_filter", "dynamic_filter_unbudgeted": "dynamic_filter",
         "dynamic_sampling": "dynamic_filter", "pvar_proxy": "pvar_proxy", "pvar_implicit": "pvar_implicit",
-        "ensemble": "ensemble"}
+        "ensemble": "ensemble", "random_pairs": "random", "pvar_proxy_pairs": "pvar_proxy",
+        "pvar_implicit_pairs": "pvar_implicit"}
 UNBUDGETED = ("dynamic_filter_unbudgeted", "dynamic_sampling")
 PROXY = {"kind": "programmatic", "name": "builtin_task_proxy", "role": "proxy"}
 EXACT = {"kind": "programmatic", "name": "builtin_task_exact"}
@@ -108,6 +112,7 @@ def arm_overrides(arm: str, seed: int, pool: dict, args) -> list[str]:
     overrides = [*common, f"selection.query={ARMS[arm]}", f"run.rounds={args.active_rounds}"]
     overrides += ["data.refill_batches=4"] if arm == "dynamic_sampling" else []
     overrides += [] if arm in UNBUDGETED else [f"selection.labels_per_round={args.labels}"]
+    overrides += ["selection.query_options.responses_per_group=2"] if arm.endswith("_pairs") else []
     if arm == "dynamic_filter_early":
         groups = args.labels // pool["labels_per_response"] // pool["samples_per_prompt"]
         overrides.append(f"selection.query_options.target_groups={max(1, groups // 2)}")
@@ -317,6 +322,8 @@ def headline(runs: list[dict], seed: int = 0) -> dict:
             result[arm]["match_passive"] = labels_to_match(arm_runs, arms["passive"])
         if "random" in arms and arm not in ("passive", "random"):
             result[arm]["minus_random"] = versus_random(arm_runs, arms["random"])
+        if "random_pairs" in arms and arm.endswith("_pairs") and arm != "random_pairs":
+            result[arm]["minus_random_pairs"] = versus_random(arm_runs, arms["random_pairs"])
     return {"arms": result, "target": target_verdict(result)}
 
 
@@ -330,7 +337,7 @@ def target_verdict(result: dict) -> dict | None:
     gain = passive["reward"][-1] - passive["reward"][0]
     if gain <= 0:
         return {"passive_gain": gain, "defined": False}  # nothing to reach: training did not help passive
-    active = {arm: s for arm, s in result.items() if arm not in ("passive", "random")}
+    active = {arm: s for arm, s in result.items() if arm not in ("passive", "random", "random_pairs")}
     if not active:
         return None
     shares = {arm: s["reach_passive"]["share_of_passive"] for arm, s in active.items()
@@ -373,6 +380,9 @@ def print_table(pool: str, summary: dict) -> None:
               f"{'-' if s['labelled_pvar_mean'] is None else format(s['labelled_pvar_mean'], '.3f'):>5} "
               f"{s['wall_seconds_mean']:>6.1f} "
               f"{'-' if s.get('selection_share') is None else format(100 * s['selection_share'], '.1f'):>9}")
+    for arm, s in summary["arms"].items():
+        if s.get("minus_random_pairs"):
+            print(f"{arm} minus random_pairs at equal labels: {fmt(s['minus_random_pairs'], signed=True)}")
     passive = summary["arms"].get("passive", {})
     if passive.get("match_passive"):
         print("labels to reach passive's held-out reward after each of its rounds (share of passive's labels):")

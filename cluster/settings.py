@@ -119,6 +119,7 @@ def query_settings(config: RunConfig) -> QuerySettings:
         tie_tolerance=options.tie_tolerance,
         target_groups=selection.pair_budget if options.target_groups is None else options.target_groups,
         ensemble=from_section(EnsembleSettings, options.ensemble, seed=config.run.seed),
+        responses_per_group=options.responses_per_group,
     )
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from actors.contracts import LABELLED_COLUMN, QUERY_SCORE_COLUMN
 from cluster.labelling import LabelPlan, label_round
+from cluster.settings import query_settings
 from policies.query import QuerySettings, make_query
 from policies.query.groups import spread_exceeds
 from round_standins import LABELLER, PROXY, SEEN, config_with, run_one_round
@@ -80,6 +81,56 @@ def test_pvar_implicit_ranks_by_the_implicit_reward_and_falls_back_while_it_is_z
     assert picks == {("a",), ("b",)} and plain.source == "random"
     with pytest.raises(ValueError, match="model probe"):
         plain.select(rows, 4, np.random.default_rng(0))
+
+
+def labelled_rows(rows: pa.Table, mask: np.ndarray) -> dict[str, list[int]]:
+    """Prompt -> the sample indices labelled."""
+    out: dict[str, list[int]] = {}
+    for pid, j, chosen in zip(rows.column("prompt_id").to_pylist(), rows.column("sample_index").to_pylist(), mask):
+        if chosen:
+            out.setdefault(pid, []).append(j)
+    return out
+
+
+def test_responses_per_group_labels_the_proxys_extremes_of_the_highest_pvar_groups():
+    rows = table({"tied": [1, 1, 1, 1], "split": [0.2, 0.9, 0.5, 0.1], "one_off": [0, 0, 0.8, 0]})
+    settings = QuerySettings(proxy_columns=(PROXY_COLUMN,), tau=0.25, responses_per_group=2)
+    # A budget of 4 buys 2 groups of 2: the best and the worst response by the proxy of each.
+    mask = make_query("pvar_proxy", settings).select(rows, 4, np.random.default_rng(0))
+    picked = labelled_rows(rows, mask)
+    assert sorted(picked) == ["one_off", "split"] and picked["split"] == [1, 3]
+    assert 2 in picked["one_off"] and len(picked["one_off"]) == 2
+    # Three: the top two and the bottom one.
+    split = table({"split": [0.2, 0.9, 0.5, 0.1]})
+    three = make_query("pvar_proxy", QuerySettings(proxy_columns=(PROXY_COLUMN,), responses_per_group=3))
+    assert labelled_rows(split, three.select(split, None, np.random.default_rng(0))) == {"split": [1, 2, 3]}
+
+
+def test_responses_per_group_follows_the_implicit_reward_and_random_draws_a_subset():
+    rows = table({"a": [0, 0, 0, 0], "b": [0, 0, 0, 0]})
+    probe = LogRatios([3, -1, 0, 0.5, 0, 0, 0, 0.1])
+    implicit = make_query("pvar_implicit", QuerySettings(implicit_beta=1.0, responses_per_group=2))
+    assert labelled_rows(rows, implicit.select(rows, 2, np.random.default_rng(0), probe)) == {"a": [0, 1]}
+    # random: 2 of each group, different ones under different seeds; the budget buys whole trimmed groups.
+    random_pairs = make_query("random", QuerySettings(responses_per_group=2))
+    draws = [labelled_rows(rows, random_pairs.select(rows, 4, np.random.default_rng(s))) for s in range(12)]
+    assert all(sorted(d) == ["a", "b"] and all(len(v) == 2 for v in d.values()) for d in draws)
+    assert len({tuple(d["a"]) for d in draws}) > 2
+    # Unset, random labels whole groups as before.
+    whole = make_query("random", QuerySettings()).select(rows, 4, np.random.default_rng(0))
+    assert [len(v) for v in labelled_rows(rows, whole).values()] == [4]
+
+
+def test_responses_per_group_is_refused_by_selectors_that_do_not_read_it():
+    from actors.contracts import InputError
+
+    for query in ("ensemble", "dynamic_filter"):
+        with pytest.raises(InputError, match="responses_per_group = 2 is not read by query selector"):
+            config_with(f"selection.query={query}", "selection.labels_per_round=8",
+                        "selection.query_options.responses_per_group=2")
+    config = config_with("selection.query=random", "selection.labels_per_round=8",
+                         "selection.query_options.responses_per_group=2")
+    assert query_settings(config).responses_per_group == 2
 
 
 def test_spread_exceeds_counts_finite_rewards_only():

@@ -45,5 +45,10 @@ class QueryOptionsSection(StrictModel):
         None, ge=1, description="dynamic_filter: stop labelling once this many prompt groups do not tie; "
         "data.refill_batches: roll out more prompts until this many do not tie (None: selection.pair_budget, "
         "one pair per kept prompt at least).")
+    responses_per_group: int | None = Field(
+        None, ge=2, description="random, pvar_proxy, pvar_implicit: label at most this many responses of each "
+        "chosen prompt group, the extremes of the selector's per-response score (pvar_proxy: the proxies' mean; "
+        "pvar_implicit: log pi - log pi_init) or a random subset (random), so a budget pays for more groups "
+        "(2: one likely pair per prompt). None: whole groups.")
     ensemble: EnsembleQuerySection = Field(
         default_factory=EnsembleQuerySection, description="ensemble: the epistemic reward model.")

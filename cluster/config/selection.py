@@ -129,6 +129,16 @@ class SelectionSection(StrictModel):
                              "same labels)")
         return self
 
+    @model_validator(mode="after")
+    def _responses_per_group_is_read(self) -> "SelectionSection":
+        from policies.query import query_trims_groups
+
+        if self.query_options.responses_per_group is not None and not query_trims_groups(self.query):
+            raise ValueError(f"query_options.responses_per_group = {self.query_options.responses_per_group} is not "
+                             f"read by query selector '{self.query}'; it applies to random, pvar_proxy and "
+                             "pvar_implicit (remove it, or choose one of those)")
+        return self
+
     @field_validator("query")
     @classmethod
     def _query_is_registered(cls, query: str) -> str:

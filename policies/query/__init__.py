@@ -17,6 +17,7 @@ from policies.query.base import (
     QuerySettings,
     check_query_name,
     make_query,
+    query_trims_groups,
     register_query,
     registered_queries,
 )
@@ -28,5 +29,5 @@ from policies.query.ensemble import EnsembleQuery  # noqa: E402  isort: skip
 
 register_query("ensemble")(EnsembleQuery)
 
-__all__ = ["QuerySelector", "QuerySettings", "check_query_name", "make_query", "prompt_groups", "register_query",
-           "registered_queries", "take_groups"]
+__all__ = ["QuerySelector", "QuerySettings", "check_query_name", "make_query", "prompt_groups", "query_trims_groups",
+           "register_query", "registered_queries", "take_groups"]

@@ -30,6 +30,9 @@ class QuerySettings:
     target_groups: int | None = None
     # ensemble: its settings (None: EnsembleSettings' defaults).
     ensemble: EnsembleSettings | None = None
+    # random, pvar_proxy, pvar_implicit: label at most this many responses of each chosen prompt group (the
+    # extremes of the selector's per-response score, or a random subset); None: whole groups.
+    responses_per_group: int | None = None
 
 
 class QuerySelector(Protocol):
@@ -39,6 +42,9 @@ class QuerySelector(Protocol):
     called with every round's labelled rows (on resume, with each completed round's, in order)."""
 
     name: str
+    # True for a selector that reads QuerySettings.responses_per_group; the config refuses the option for
+    # the others (passive labels everything, ensemble labels pairs already, dynamic_filter judges groups whole).
+    trims_groups: bool = False
 
     def select(self, rollouts: pa.Table, max_responses: int | None, rng: np.random.Generator,
                features=None) -> np.ndarray:
@@ -61,6 +67,11 @@ def registered_queries() -> tuple[str, ...]:
 def check_query_name(name: str) -> None:
     """ValueError naming the nearest registered selector unless `name` is registered."""
     _QUERIES.get(name)
+
+
+def query_trims_groups(name: str) -> bool:
+    """Whether the registered selector `name` reads `responses_per_group` (its class's `trims_groups`)."""
+    return bool(getattr(_QUERIES.get(name), "trims_groups", False))
 
 
 def make_query(name: str, settings: QuerySettings | None = None) -> QuerySelector:

@@ -9,6 +9,8 @@
 
 Both spend the budget with `take_groups` (whole prompt groups, highest PVar first; ties in a seeded random
 order), so the budget rule is the same as `random`'s and the arms differ only in which groups they label.
+With `responses_per_group` (n) each chosen group is cut to the n responses at the extremes of the score its
+PVar came from (the proxies' mean, or the log-ratio), so a group's labels go to its likeliest pair.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import pyarrow as pa
 
 from policies.pvar import grouped_ensemble_preference_variance
 from policies.query.base import QuerySettings, register_query
-from policies.query.groups import prompt_groups, take_groups
+from policies.query.groups import prompt_groups, take_groups, trim_groups
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +67,16 @@ class RankedQuery:
 
     row_scores: np.ndarray | None = None
     source = ""
+    trims_groups = True
+    settings: QuerySettings
 
-    def ranked_mask(self, groups, codes, scores, rng, num_rows, max_responses) -> np.ndarray:
-        mask = take_groups(groups, ranked_order(scores, rng), num_rows, max_responses)
+    def ranked_mask(self, groups, codes, scores, rng, num_rows, max_responses,
+                    response_scores: np.ndarray | None) -> np.ndarray:
+        """Groups by `scores` (one per group), each cut to `responses_per_group` at the extremes of
+        `response_scores` (one per row; None: a random subset)."""
+        order = ranked_order(scores, rng)
+        groups = trim_groups(groups, self.settings.responses_per_group, rng, response_scores)
+        mask = take_groups(groups, order, num_rows, max_responses)
         self.row_scores = scores[codes]
         self._chosen = chosen_vs_rest(self.row_scores, mask)
         return mask
@@ -76,13 +85,17 @@ class RankedQuery:
         return {"ranked_by": self.source, **self._chosen}
 
 
-def proxy_pvar(rollouts: pa.Table, settings: QuerySettings, codes: np.ndarray, n_groups: int) -> np.ndarray:
-    """PVar per group of the proxy columns, with the Bradley-Terry temperature `settings.tau`."""
+def proxy_matrix(rollouts: pa.Table, settings: QuerySettings) -> np.ndarray:
+    """(n_rows, n_proxies) of the proxy columns' scores."""
     missing = [c for c in settings.proxy_columns if c not in rollouts.column_names]
     if missing:
         raise ValueError(f"query selection: the rollouts lack proxy column(s) {missing}")
-    matrix = np.column_stack([rollouts.column(c).to_numpy(zero_copy_only=False).astype(np.float64)
-                              for c in settings.proxy_columns])
+    return np.column_stack([rollouts.column(c).to_numpy(zero_copy_only=False).astype(np.float64)
+                            for c in settings.proxy_columns])
+
+
+def proxy_pvar(matrix: np.ndarray, settings: QuerySettings, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """PVar per group of the proxy scores `matrix`, with the Bradley-Terry temperature `settings.tau`."""
     return grouped_pvar_or_last(codes, matrix, settings.tau, n_groups)
 
 
@@ -102,8 +115,9 @@ class ProxyPVarQuery(RankedQuery):
                features=None) -> np.ndarray:
         groups = prompt_groups(rollouts)
         codes = group_codes(groups, rollouts.num_rows)
-        scores = proxy_pvar(rollouts, self.settings, codes, len(groups))
-        return self.ranked_mask(groups, codes, scores, rng, rollouts.num_rows, max_responses)
+        matrix = proxy_matrix(rollouts, self.settings)
+        scores = proxy_pvar(matrix, self.settings, codes, len(groups))
+        return self.ranked_mask(groups, codes, scores, rng, rollouts.num_rows, max_responses, matrix.mean(axis=1))
 
 
 @register_query("pvar_implicit")
@@ -127,10 +141,13 @@ class ImplicitPVarQuery(RankedQuery):
             self.source = "proxy" if self.settings.proxy_columns else "random"
             log.info("pvar_implicit: every log-ratio is 0 (the policy is its initial model); ranking by %s",
                      "the proxies' PVar" if self.settings.proxy_columns else "a random order")
-            scores = (proxy_pvar(rollouts, self.settings, codes, len(groups)) if self.settings.proxy_columns
-                      else np.zeros(len(groups)))
+            matrix = proxy_matrix(rollouts, self.settings) if self.settings.proxy_columns else None
+            scores = (np.zeros(len(groups)) if matrix is None
+                      else proxy_pvar(matrix, self.settings, codes, len(groups)))
+            response_scores = None if matrix is None else matrix.mean(axis=1)
         else:
             self.source = "implicit"
             scores = grouped_pvar_or_last(codes, logratios[:, None], 1.0 / self.settings.implicit_beta,
                                           len(groups))
-        return self.ranked_mask(groups, codes, scores, rng, rollouts.num_rows, max_responses)
+            response_scores = logratios
+        return self.ranked_mask(groups, codes, scores, rng, rollouts.num_rows, max_responses, response_scores)

@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 
 from policies.query.base import QuerySettings, register_query
-from policies.query.groups import prompt_groups, take_groups
+from policies.query.groups import prompt_groups, take_groups, trim_groups
 
 
 @register_query("passive")
@@ -28,7 +28,10 @@ class PassiveQuery:
 @register_query("random")
 class RandomQuery:
     """Prompt groups in an order drawn from the round's rng: the baseline every ranked selector is
-    compared with at the same number of labels."""
+    compared with at the same number of labels. With `responses_per_group`, a random subset of each group:
+    the baseline of the ranked selectors that label a group's extremes."""
+
+    trims_groups = True
 
     def __init__(self, settings: QuerySettings):
         self.settings = settings
@@ -36,4 +39,6 @@ class RandomQuery:
     def select(self, rollouts: pa.Table, max_responses: int | None, rng: np.random.Generator,
                features=None) -> np.ndarray:
         groups = prompt_groups(rollouts)
-        return take_groups(groups, rng.permutation(len(groups)), rollouts.num_rows, max_responses)
+        order = rng.permutation(len(groups))
+        groups = trim_groups(groups, self.settings.responses_per_group, rng)
+        return take_groups(groups, order, rollouts.num_rows, max_responses)
