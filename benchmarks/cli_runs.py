@@ -49,9 +49,24 @@ def run_config(config: Path, seed: int, run_dir: Path, overrides: list[str]) -> 
     }
 
 
+# The libraries a run's numbers depend on seed for seed: the same code and seed sampled other responses under
+# another transformers (the 20-seed label benchmark did not reproduce across build machines; docs/label-efficiency.md).
+LIBRARIES = ("torch", "transformers", "vllm", "ray", "numpy")
+
+
 def machine() -> dict:
-    """Where a measurement ran: platform, CPUs and the load average (a loaded machine explains slow numbers)."""
-    return {"platform": platform.platform(), "cpus": os.cpu_count(), "load_average": os.getloadavg()}
+    """Where a measurement ran: platform, CPUs, the load average (a loaded machine explains slow numbers) and
+    the versions of LIBRARIES installed (None: not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    return {"platform": platform.platform(), "cpus": os.cpu_count(), "load_average": os.getloadavg(),
+            "python": platform.python_version(), "libraries": {name: installed(name) for name in LIBRARIES}}
 
 
 def write_results(report: dict, out: Path, plot: Callable[[dict, Path], None]) -> None:

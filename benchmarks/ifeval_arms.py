@@ -1,7 +1,7 @@
 """Label and rollout arms on the real task: SmolLM2-135M-Instruct on builtin-ifeval, through the CLI or --local.
 
     python benchmarks/ifeval_arms.py [--arms ...] [--seeds 0 1] [--rounds 6] [--label-rounds N] [--labels N]
-        [--passive-dir DIR] [--work-dir DIR] [--local] [--quick] [key=value ...]
+        [--passive-dir DIR] [--work-dir DIR] [--local] [--quick] [--merge] [key=value ...]
 
 Issues 13 and 14 ask, on the real model, what label selection and prompt scheduling buy: the first in
 held-out accuracy against cumulative labels, the second against cumulative generated tokens. Every arm is
@@ -14,6 +14,8 @@ the key=value overrides):
   random           `selection.query=random`, `--labels` labels a round (default half of passive's 128: 16
                    prompt groups of 4), `--label-rounds` rounds (default `--rounds`)
   pvar_proxy       the same with `selection.query=pvar_proxy` (groups by the PVar of the proxy's scores)
+  pvar_proxy_pairs the same labelling 2 responses of each chosen group, the proxy's best and worst
+                   (`responses_per_group=2`), at half the labels: as many groups, so as many pairs at most
   history_nn       `data.scheduler=history` (GRESO), audit_fraction 0.1, a never-visited prompt borrowing the
                    tie streak of its 5 nearest visited prompts (MiniLM; rollout_efficiency.py's NEIGHBOURS)
   history_nn_lean  the same on 3/4 of the prompts a round (24) with `selection.top_fraction` set so that as many
@@ -92,12 +94,14 @@ ARMS = {  # arm -> its overrides beside the proxy (budgets and the lean sizes ar
     "passive": [],
     "random": ["selection.query=random", "selection.top_fraction=1.0"],
     "pvar_proxy": ["selection.query=pvar_proxy", "selection.top_fraction=1.0"],
+    "pvar_proxy_pairs": ["selection.query=pvar_proxy", "selection.top_fraction=1.0",
+                         "selection.query_options.responses_per_group=2"],
     "history_nn": HISTORY,
     "history_nn_lean": HISTORY,
     "passive_proxy": [],
 }
 DEFAULT_ARMS = ["passive", "random", "pvar_proxy", "history_nn", "history_nn_lean"]
-LABEL_ARMS = ("random", "pvar_proxy")  # compared at equal labels, against random
+LABEL_ARMS = ("random", "pvar_proxy", "pvar_proxy_pairs")  # compared at equal labels, against random
 TOKEN_ARMS = ("history_nn", "history_nn_lean", "passive_proxy")  # compared at equal tokens, against passive
 LEAN_SHARE = 0.75  # of passive's prompts a round: 24 of 32
 # --local's sizes (module docstring): the HF backend (the harness's), half of the config's prompts a round, 48 held-out
@@ -136,8 +140,8 @@ def arm_overrides(arm: str, info: dict, scale: list[str], args) -> list[str]:
     if arm == "passive":
         return [*scale, f"run.rounds={rounds}", *args.overrides]
     overrides = [*scale, f"run.rounds={rounds}", rewards_override(info["rewards"]), *ARMS[arm]]
-    if arm in LABEL_ARMS:
-        overrides.append(f"selection.labels_per_round={args.labels}")
+    if arm in LABEL_ARMS:  # 2 labels a group instead of 4: half the labels buy as many groups (and pairs at most)
+        overrides.append(f"selection.labels_per_round={args.labels // 2 if arm == 'pvar_proxy_pairs' else args.labels}")
     if arm == "history_nn_lean":
         overrides += [f"data.prompts_per_round={info['lean_prompts']}",
                       f"selection.top_fraction={info['lean_top_fraction']}"]
@@ -321,6 +325,8 @@ def main() -> None:
                         "benchmarks/real_model.py's; with --quick <work dir>/passive)")
     parser.add_argument("--out", help="JSON path (default benchmarks/results/ifeval_arms.json; with --quick in the "
                         "work dir); the PNG goes beside it")
+    parser.add_argument("--merge", action="store_true", help="keep the runs of --out's other (arm, seed)s: its "
+                        "settings but seeds and arms must be this command's")
     parser.add_argument("overrides", nargs="*", help="key=value overrides for every arm, after --quick's")
     args = parser.parse_args()
     args.rounds = args.rounds or (2 if args.quick else LOCAL_ROUNDS if args.local else 6)
@@ -356,12 +362,26 @@ def main() -> None:
             print(f"{arm:>16} seed {seed}: {status}, labels {run['labels'][-1]}, tokens {run['tokens'][-1]}, "
                   f"{HEADLINE} {run[HEADLINE][0] * 100:.1f} -> {run[HEADLINE][-1] * 100:.1f}", flush=True)
 
+    if args.merge and out.exists():  # the runs of the other (arm, seed)s, ahead of this command's
+        previous = json.loads(out.read_text())
+        done = {(r["arm"], r["seed"]) for r in runs}
+        runs = [r for r in previous["runs"] if (r["arm"], r["seed"]) not in done] + runs
+        args.seeds = sorted({*previous["settings"]["seeds"], *args.seeds})
+        args.arms = [*previous["settings"]["arms"], *(a for a in args.arms if a not in previous["settings"]["arms"])]
     settings = {"seeds": args.seeds, "arms": args.arms, "rounds": args.rounds, "label_rounds": args.label_rounds,
                 "labels_per_round": args.labels, "quick": args.quick, "local": args.local, "overrides": args.overrides,
                 "passive_dir": str(passive_dir), "work_dir": str(work_dir), **info,
                 "arm_overrides": {arm: arm_overrides(arm, info, scale, args) for arm in args.arms}}
+    if args.merge and out.exists():
+        differ = sorted(k for k in settings if k not in ("seeds", "arms", "arm_overrides", "passive_dir", "work_dir")
+                        and settings[k] != previous["settings"].get(k))
+        if differ or any(previous["settings"]["arm_overrides"].get(a, o) != o for a, o in settings["arm_overrides"].items()):
+            raise SystemExit(f"--merge: {out} was run with other settings ({differ or 'arm overrides'})")
+        settings["arm_overrides"] = {**previous["settings"]["arm_overrides"], **settings["arm_overrides"]}
     report = {"command": " ".join(["python", *sys.argv]), "config": args.config, "machine": machine(),
               "settings": settings, "summary": headline(runs), "runs": runs}
+    if args.merge and out.exists():
+        report["earlier_commands"] = [*previous.get("earlier_commands", []), previous["command"]]
     print_report(report)
     write_results(report, out, plot)
 
