@@ -49,8 +49,8 @@ def run_config(config: Path, seed: int, run_dir: Path, overrides: list[str]) -> 
     }
 
 
-# The libraries a run's numbers depend on seed for seed: the same code and seed sampled other responses under
-# another transformers (the 20-seed label benchmark did not reproduce across build machines; docs/label-efficiency.md).
+# The libraries a run's numbers depend on seed for seed: the 20-seed label benchmark did not reproduce on another
+# build machine with the same code (docs/label-efficiency.md), and the earlier run had not recorded its versions.
 LIBRARIES = ("torch", "transformers", "vllm", "ray", "numpy")
 
 
