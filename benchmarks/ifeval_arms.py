@@ -196,6 +196,27 @@ def read_run(arm: str, seed: int, rows: list[dict], status: str, run_dir: Path) 
     }
 
 
+def mergeable(out: Path, config: Path, info: dict, scale: list[str], args) -> dict | None:
+    """--merge: the report at `out` (None if there is none), checked before anything runs: the same sizes, and
+    every arm it shares with this command resolving to the same config (an override list may be spelled
+    otherwise, e.g. a size that became a --local default and is still passed)."""
+    from cluster.config_loading import load_config
+
+    if not out.exists():
+        return None
+    previous = json.loads(out.read_text())
+    mine = {"rounds": args.rounds, "label_rounds": args.label_rounds, "labels_per_round": args.labels,
+            "quick": args.quick, "local": args.local, **info}
+    differ = sorted(key for key, value in mine.items() if previous["settings"].get(key) != value)
+    for arm, theirs in previous["settings"]["arm_overrides"].items():
+        if arm in args.arms and (load_config(config, theirs).model_dump()
+                                 != load_config(config, arm_overrides(arm, info, scale, args)).model_dump()):
+            differ.append(f"{arm}'s config")
+    if differ:
+        raise SystemExit(f"--merge: {out} was run with other settings: {', '.join(differ)}")
+    return previous
+
+
 # --- statistics ----------------------------------------------------------------------------------
 
 
@@ -347,6 +368,7 @@ def main() -> None:
         harness = LocalArms(config, scale)  # every arm's generation settings are the same: one generator
     args.labels = args.labels or info["passive_labels_per_round"] // 2
 
+    previous = mergeable(out, config, info, scale, args) if args.merge else None
     runs = []
     for seed in args.seeds:  # seeds outermost: an interrupted benchmark still has every arm of the first seed
         for arm in args.arms:
@@ -362,8 +384,7 @@ def main() -> None:
             print(f"{arm:>16} seed {seed}: {status}, labels {run['labels'][-1]}, tokens {run['tokens'][-1]}, "
                   f"{HEADLINE} {run[HEADLINE][0] * 100:.1f} -> {run[HEADLINE][-1] * 100:.1f}", flush=True)
 
-    if args.merge and out.exists():  # the runs of the other (arm, seed)s, ahead of this command's
-        previous = json.loads(out.read_text())
+    if previous:  # the runs of the other (arm, seed)s, ahead of this command's
         done = {(r["arm"], r["seed"]) for r in runs}
         runs = [r for r in previous["runs"] if (r["arm"], r["seed"]) not in done] + runs
         args.seeds = sorted({*previous["settings"]["seeds"], *args.seeds})
@@ -372,15 +393,11 @@ def main() -> None:
                 "labels_per_round": args.labels, "quick": args.quick, "local": args.local, "overrides": args.overrides,
                 "passive_dir": str(passive_dir), "work_dir": str(work_dir), **info,
                 "arm_overrides": {arm: arm_overrides(arm, info, scale, args) for arm in args.arms}}
-    if args.merge and out.exists():
-        differ = sorted(k for k in settings if k not in ("seeds", "arms", "arm_overrides", "passive_dir", "work_dir")
-                        and settings[k] != previous["settings"].get(k))
-        if differ or any(previous["settings"]["arm_overrides"].get(a, o) != o for a, o in settings["arm_overrides"].items()):
-            raise SystemExit(f"--merge: {out} was run with other settings ({differ or 'arm overrides'})")
+    if previous:
         settings["arm_overrides"] = {**previous["settings"]["arm_overrides"], **settings["arm_overrides"]}
     report = {"command": " ".join(["python", *sys.argv]), "config": args.config, "machine": machine(),
               "settings": settings, "summary": headline(runs), "runs": runs}
-    if args.merge and out.exists():
+    if previous:
         report["earlier_commands"] = [*previous.get("earlier_commands", []), previous["command"]]
     print_report(report)
     write_results(report, out, plot)

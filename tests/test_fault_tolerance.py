@@ -36,12 +36,32 @@ def prompts_table(count: int) -> pa.Table:
     })
 
 
-def call_while_killing(call, actor) -> pa.Table:
-    """Run `call` in a thread and SIGKILL `actor` once it is busy; returns what `call` returned."""
+# A warm call (the model loaded) must last this long, so that the kill lands in its middle on a fast machine
+# too: sizes that took seconds on one build machine took 0.48 s on another.
+WARM_SECONDS = 2.0
+
+
+def sized_for_a_kill(call, size: int) -> tuple[int, pa.Table, float]:
+    """Warm `call(size)` up (its first call loads the model), then double `size` until a warm call lasts
+    WARM_SECONDS; returns the size, that call's result and its seconds."""
+    call(size)
+    for _ in range(8):
+        started = time.perf_counter()
+        result = call(size)
+        seconds = time.perf_counter() - started
+        if seconds >= WARM_SECONDS:
+            return size, result, seconds
+        size *= 2
+    raise AssertionError(f"a call of {size // 2} rows still took {seconds:.2f} s, under {WARM_SECONDS} s")
+
+
+def call_while_killing(call, actor, seconds: float) -> pa.Table:
+    """Run `call` (about `seconds` long) in a thread and SIGKILL `actor` a quarter of the way in, while it is
+    busy; returns what `call` returned."""
     result: dict = {}
     worker = threading.Thread(target=lambda: result.setdefault("table", call()))
     worker.start()
-    time.sleep(0.5)
+    time.sleep(seconds / 4)
     assert worker.is_alive(), "the call ended before the kill: make it longer"
     ray.kill(actor, no_restart=False)
     worker.join(timeout=300)
@@ -55,15 +75,14 @@ def test_generator_killed_mid_round_is_restarted_and_every_prompt_returns(tmp_pa
                             batch_size=8, chunks_per_actor=4)
     group = GeneratorGroup.create("ft-gen", cfg, ModelSection(), model_path)
     try:
-        prompts = prompts_table(192)
         sampling = group.sampling(seed=11)
-        started = time.perf_counter()
-        expected = group.generate(prompts, sampling, None)
-        assert time.perf_counter() - started > 1.0, "the call is too short to be killed in the middle"
+        count, expected, seconds = sized_for_a_kill(
+            lambda n: group.generate(prompts_table(n), sampling, None), 192)
+        prompts = prompts_table(count)
         victim = group.actors[0]
         pid_before = actor_pid(victim)
 
-        after_kill = call_while_killing(lambda: group.generate(prompts, sampling, None), victim)
+        after_kill = call_while_killing(lambda: group.generate(prompts, sampling, None), victim, seconds)
 
         assert actor_pid(victim) != pid_before, "the actor was not restarted"
         assert after_kill.num_rows == prompts.num_rows * 4
@@ -79,14 +98,14 @@ def test_scorer_killed_mid_call_is_restarted_and_scores_every_row(tmp_path):
                          rewards=[RewardSpec(kind="hf_classifier", path=str(classifier), batch_size=8)])
     group = ScorerGroup.create("ft-score", cfg, scorer_rewards(cfg))
     try:
-        count = 3000
-        rollouts = prompts_table(count).append_column("response", pa.array([f"{i % 17} good" for i in range(count)]))
-        started = time.perf_counter()
-        expected = group.score(rollouts)
-        assert time.perf_counter() - started > 1.0, "the call is too short to be killed in the middle"
+        def rollouts_of(count: int) -> pa.Table:
+            return prompts_table(count).append_column("response", pa.array([f"{i % 17} good" for i in range(count)]))
+
+        count, expected, seconds = sized_for_a_kill(lambda n: group.score(rollouts_of(n)), 3000)
+        rollouts = rollouts_of(count)
         victim = group.actors[0]
         pid_before = actor_pid(victim)
-        after_kill = call_while_killing(lambda: group.score(rollouts), victim)
+        after_kill = call_while_killing(lambda: group.score(rollouts), victim, seconds)
         assert actor_pid(victim) != pid_before
         assert after_kill.num_rows == count
         assert after_kill.column("reward").to_pylist() == expected.column("reward").to_pylist()
