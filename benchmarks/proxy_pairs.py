@@ -12,6 +12,8 @@ compares three ways of spending labels on it with the labeller's rewards (`rewar
               labels differ; its label gap as a share of the group's best-minus-worst; whether the proxy
               orders the two as the labels do
   random 2    two responses drawn at random (exact, averaged over every pair of the group)
+and the extremes again on the groups whose proxy scores do not all tie: the ones a selector ranking by the
+proxy's PVar labels first.
 Pure numpy and pyarrow: no model, no Ray. Prints a table; --out writes the numbers as JSON.
 """
 
@@ -35,6 +37,7 @@ def group_stats(rewards: np.ndarray, proxy: np.ndarray) -> dict:
     pairs = list(combinations(range(rewards.size), 2))
     random_gaps = [abs(float(rewards[i] - rewards[j])) for i, j in pairs]
     return {
+        "proxy_differs": bool(proxy.max() > proxy.min()),
         "all_pair": spread > 0,
         "extremes_pair": gap > 0,
         "extremes_gap_share": gap / spread if spread > 0 else None,
@@ -69,14 +72,17 @@ def run_groups(run_dir: Path, proxy_column: str) -> list[dict]:
 
 
 def summarise(groups: list[dict]) -> dict:
-    def mean(key: str, where: str | None = None) -> float | None:
+    def mean(key: str, where: str | None = None) -> float | None:  # over the groups where `where` holds
         values = [g[key] for g in groups if g[key] is not None and (where is None or g[where])]
         return statistics.fmean(values) if values else None
 
     return {"groups": len(groups), "all_pair_share": mean("all_pair"), "extremes_pair_share": mean("extremes_pair"),
             "random_pair_share": mean("random_pair"),
             "extremes_gap_share": mean("extremes_gap_share"), "random_gap_share": mean("random_gap_share"),
-            "extremes_agree_share": mean("extremes_agree")}
+            "extremes_agree_share": mean("extremes_agree"), "proxy_differs_share": mean("proxy_differs"),
+            "proxy_differs_all_pair_share": mean("all_pair", "proxy_differs"),
+            "proxy_differs_extremes_pair_share": mean("extremes_pair", "proxy_differs"),
+            "proxy_differs_extremes_gap_share": mean("extremes_gap_share", "proxy_differs")}
 
 
 def main() -> None:
@@ -103,6 +109,11 @@ def main() -> None:
     print(f"{'extremes (2)':>14} {summary['extremes_pair_share']:>13.2f} {summary['extremes_gap_share']:>23.2f} "
           f"{summary['extremes_agree_share']:>22.2f}")
     print(f"{'random 2':>14} {summary['random_pair_share']:>13.2f} {summary['random_gap_share']:>23.2f} {'-':>22}")
+    if summary["proxy_differs_share"]:
+        print(f"where the proxy does not tie ({summary['proxy_differs_share']:.0%} of groups): all k make a pair in "
+              f"{summary['proxy_differs_all_pair_share']:.2f}, the extremes in "
+              f"{summary['proxy_differs_extremes_pair_share']:.2f} with {summary['proxy_differs_extremes_gap_share']:.2f} "
+              "of the gap")
     if args.out:
         args.out.write_text(json.dumps({"runs": [str(d) for d in args.run_dirs], **summary}, indent=2) + "\n")
 

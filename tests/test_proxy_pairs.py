@@ -34,6 +34,12 @@ def test_a_proxy_that_picks_tied_or_reversed_responses_is_seen():
     assert not same["extremes_pair"] and same["extremes_agree"] is None and same["extremes_gap_share"] == 0.0
     summary = summarise([tied, reversed_, same])
     assert summary["extremes_pair_share"] == pytest.approx(2 / 3) and summary["extremes_agree_share"] == 0.5
+    # A proxy that ties on a group says nothing there: it is counted apart.
+    blind = group_stats(np.array([0.0, 1.0]), np.array([0.5, 0.5]))
+    assert not blind["proxy_differs"]
+    summary = summarise([tied, reversed_, same, blind])
+    assert summary["proxy_differs_share"] == 0.75 and summary["proxy_differs_all_pair_share"] == 1.0
+    assert summary["proxy_differs_extremes_pair_share"] == pytest.approx(2 / 3)
 
 
 def test_only_whole_groups_with_finite_scores_are_read(tmp_path):
