@@ -195,6 +195,23 @@ def test_ranked_query_in_the_driver_round_writes_what_it_ranked_by(tmp_path):
     assert metrics["labelling"]["selector"]["ranked_by"] == "proxy"
 
 
+def test_responses_per_group_in_the_driver_round_labels_each_groups_proxy_extremes(tmp_path):
+    config = config_with(f"scoring.rewards=[{LABELLER}, {PROXY}]", "selection.query=pvar_proxy",
+                         "selection.labels_per_round=16", "selection.query_options.responses_per_group=2",
+                         "selection.top_fraction=1.0")
+    runner, metrics, folder = run_one_round(config, tmp_path)
+    rollouts = pq.read_table(folder / "rollouts.parquet")
+    mask = rollouts.column(LABELLED_COLUMN).to_numpy()
+    ids = np.asarray(rollouts.column("prompt_id").to_pylist())
+    proxy = rollouts.column("reward_builtin_task_proxy").to_numpy()
+    labelled = sorted(set(ids[mask]))
+    assert len(labelled) == 8 and metrics["costs"]["labels"] == 16
+    for pid in labelled:
+        rows = ids == pid
+        chosen = np.sort(proxy[rows & mask])
+        assert chosen.tolist() == [proxy[rows].min(), proxy[rows].max()]
+
+
 def test_dynamic_filter_in_the_driver_round(tmp_path):
     config = config_with(f"scoring.rewards=[{LABELLER}]", "selection.query=dynamic_filter", "selection.pair_budget=3")
     runner, metrics, folder = run_one_round(config, tmp_path)
