@@ -100,7 +100,7 @@ ARMS = {  # arm -> its overrides beside the proxy (budgets and the lean sizes ar
     "history_nn_lean": HISTORY,
     "passive_proxy": [],
 }
-DEFAULT_ARMS = ["passive", "random", "pvar_proxy", "history_nn", "history_nn_lean"]
+DEFAULT_ARMS = ["passive", "random", "pvar_proxy", "pvar_proxy_pairs", "history_nn", "history_nn_lean"]
 LABEL_ARMS = ("random", "pvar_proxy", "pvar_proxy_pairs")  # compared at equal labels, against random
 TOKEN_ARMS = ("history_nn", "history_nn_lean", "passive_proxy")  # compared at equal tokens, against passive
 LEAN_SHARE = 0.75  # of passive's prompts a round: 24 of 32
