@@ -55,10 +55,12 @@ complete round (the CLI's resume). A folder run with other overrides is an error
 whole held-out split, on vLLM), too much for arms x seeds in one sitting. `--local` runs every arm, passive
 included (not reused), in ONE process through benchmarks/local_arms.py (the driver's real round, in-process
 HF generator, scorer and one learner rank; the model and the frozen reference loaded once), at the sizes of
-`LOCAL`: 16 prompts a round (passive keeps 8 and labels 64 responses, the label arms label 32), 48 held-out
-prompts, 3 rounds by default. Measured on the idle 2-core machine: a round 110-160 s (generate 45-65, train
-25-45, evaluate 36-55) after a 40-60 s evaluation of the starting model; 8 runs (passive, random, pvar_proxy
-and history_nn_lean at 2 seeds) took 412-537 s each, 66 minutes in all. Its run folders are `--work-dir`/<arm>-seed<S> too (a finished one with the same overrides is read back).
+`LOCAL`: 16 prompts a round (passive keeps 8 and labels 64 responses, the label arms label 32, pvar_proxy_pairs
+16), 48 held-out prompts, 3 rounds by default. Measured on the idle 2-core machine: a round 110-160 s (generate
+45-65, train 25-45, evaluate 36-55) after a 40-60 s evaluation of the starting model; 8 runs (passive, random,
+pvar_proxy and history_nn_lean at 2 seeds) took 412-537 s each, 66 minutes in all; on a later build machine a
+run took 250-470 s. Its run folders are `--work-dir`/<arm>-seed<S> too (a finished one with the same overrides
+is read back); `--merge` adds this command's (arm, seed)s to --out's runs.
 
 --quick shrinks everything (real_model.py's tiny sizes, 2 rounds) to check the script end to end; its numbers
 mean nothing, so its JSON, PNG and passive runs stay in the work directory.
