@@ -348,8 +348,8 @@ def main() -> None:
                         "benchmarks/real_model.py's; with --quick <work dir>/passive)")
     parser.add_argument("--out", help="JSON path (default benchmarks/results/ifeval_arms.json; with --quick in the "
                         "work dir); the PNG goes beside it")
-    parser.add_argument("--merge", action="store_true", help="keep the runs of --out's other (arm, seed)s: its "
-                        "settings but seeds and arms must be this command's")
+    parser.add_argument("--merge", action="store_true", help="add this command's (arm, seed)s to the runs already "
+                        "in --out; its sizes must be this command's and its arms' configs the same")
     parser.add_argument("overrides", nargs="*", help="key=value overrides for every arm, after --quick's")
     args = parser.parse_args()
     args.rounds = args.rounds or (2 if args.quick else LOCAL_ROUNDS if args.local else 6)
