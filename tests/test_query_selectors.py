@@ -106,6 +106,17 @@ def test_responses_per_group_labels_the_proxys_extremes_of_the_highest_pvar_grou
     assert labelled_rows(split, three.select(split, None, np.random.default_rng(0))) == {"split": [1, 2, 3]}
 
 
+def test_a_non_finite_score_is_never_an_extreme():
+    from policies.query.groups import extremes
+
+    # NaN and inf count as the finite scores' mean (0.475): the extremes are the 1.0 and the 0.0.
+    for bad in (np.nan, np.inf, -np.inf):
+        picked = extremes(np.array([bad, 1.0, 0.0, 0.5, 0.4]), 2, np.random.default_rng(0))
+        assert picked.tolist() == [1, 2]
+    # No finite score at all: any two, drawn at random.
+    assert extremes(np.full(4, np.nan), 2, np.random.default_rng(0)).size == 2
+
+
 def test_responses_per_group_follows_the_implicit_reward_and_random_draws_a_subset():
     rows = table({"a": [0, 0, 0, 0], "b": [0, 0, 0, 0]})
     probe = LogRatios([3, -1, 0, 0.5, 0, 0, 0, 0.1])
