@@ -67,6 +67,7 @@ ARMS = {"passive": "passive", "random": "random", "dynamic_filter": "dynamic_fil
         "ensemble": "ensemble", "random_pairs": "random", "pvar_proxy_pairs": "pvar_proxy",
         "pvar_implicit_pairs": "pvar_implicit"}
 UNBUDGETED = ("dynamic_filter_unbudgeted", "dynamic_sampling")
+PAIR_ARMS = tuple(arm for arm in ARMS if arm.endswith("_pairs"))  # responses_per_group=2
 PROXY = {"kind": "programmatic", "name": "builtin_task_proxy", "role": "proxy"}
 EXACT = {"kind": "programmatic", "name": "builtin_task_exact"}
 SHARED = ["selection.top_fraction=1.0", "diagnostics.did_prompts=0", "diagnostics.gradient_norms=false"]
@@ -112,7 +113,7 @@ def arm_overrides(arm: str, seed: int, pool: dict, args) -> list[str]:
     overrides = [*common, f"selection.query={ARMS[arm]}", f"run.rounds={args.active_rounds}"]
     overrides += ["data.refill_batches=4"] if arm == "dynamic_sampling" else []
     overrides += [] if arm in UNBUDGETED else [f"selection.labels_per_round={args.labels}"]
-    overrides += ["selection.query_options.responses_per_group=2"] if arm.endswith("_pairs") else []
+    overrides += ["selection.query_options.responses_per_group=2"] if arm in PAIR_ARMS else []
     if arm == "dynamic_filter_early":
         groups = args.labels // pool["labels_per_response"] // pool["samples_per_prompt"]
         overrides.append(f"selection.query_options.target_groups={max(1, groups // 2)}")
@@ -322,7 +323,7 @@ def headline(runs: list[dict], seed: int = 0) -> dict:
             result[arm]["match_passive"] = labels_to_match(arm_runs, arms["passive"])
         if "random" in arms and arm not in ("passive", "random"):
             result[arm]["minus_random"] = versus_random(arm_runs, arms["random"])
-        if "random_pairs" in arms and arm.endswith("_pairs") and arm != "random_pairs":
+        if "random_pairs" in arms and arm in PAIR_ARMS and arm != "random_pairs":
             result[arm]["minus_random_pairs"] = versus_random(arm_runs, arms["random_pairs"])
     return {"arms": result, "target": target_verdict(result)}
 

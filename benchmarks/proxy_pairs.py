@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from policies.query.groups import prompt_groups
+
 
 def group_stats(rewards: np.ndarray, proxy: np.ndarray) -> dict:
     """The three ways of labelling one fully labelled group (module docstring)."""
@@ -54,17 +56,13 @@ def run_groups(run_dir: Path, proxy_column: str) -> list[dict]:
     for scored_path in sorted(run_dir.glob("round_*/scored.parquet")):
         scored = pq.read_table(scored_path, columns=["prompt_id", "reward", proxy_column])
         rollouts = pq.read_table(scored_path.with_name("rollouts.parquet"), columns=["prompt_id"])
-        k_of = {}
-        for pid in rollouts.column("prompt_id").to_pylist():
-            k_of[pid] = k_of.get(pid, 0) + 1
-        rows: dict[str, list[int]] = {}
-        for row, pid in enumerate(scored.column("prompt_id").to_pylist()):
-            rows.setdefault(pid, []).append(row)
+        rolled_ids = rollouts.column("prompt_id").to_pylist()
+        k_of = {rolled_ids[rows[0]]: rows.size for rows in prompt_groups(rollouts)}
+        ids = scored.column("prompt_id").to_pylist()
         rewards = scored.column("reward").to_numpy(zero_copy_only=False).astype(np.float64)
         proxy = scored.column(proxy_column).to_numpy(zero_copy_only=False).astype(np.float64)
-        for pid, group in rows.items():
-            group = np.asarray(group)
-            if group.size < 2 or group.size != k_of[pid]:
+        for group in prompt_groups(scored):
+            if group.size < 2 or group.size != k_of[ids[group[0]]]:
                 continue  # not labelled whole (a partial group, or a pair of the ensemble's)
             if np.isfinite(rewards[group]).all() and np.isfinite(proxy[group]).all():
                 out.append(group_stats(rewards[group], proxy[group]))
