@@ -8,7 +8,8 @@ groups (passive, random: their labelled groups are a fair sample of the round's)
 compares three ways of spending labels on it with the labeller's rewards (`reward` of scored.parquet):
   all k       the group's best against its worst by label (max_min, what passive trains on): a pair when
               the labels do not all tie
-  extremes    the proxy's highest- and lowest-scored response (ties broken by row order): a pair when their
+  extremes    the 2 responses the selector labels: the proxy's highest and lowest (`extremes` of
+              policies/query/groups.py, ties broken at random, seeded), a pair when their
               labels differ; its label gap as a share of the group's best-minus-worst; whether the proxy
               orders the two as the labels do
   random 2    two responses drawn at random (exact, averaged over every pair of the group)
@@ -28,13 +29,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from policies.query.groups import prompt_groups
+from policies.query.groups import extremes, prompt_groups
 
 
-def group_stats(rewards: np.ndarray, proxy: np.ndarray) -> dict:
+def group_stats(rewards: np.ndarray, proxy: np.ndarray, rng: np.random.Generator) -> dict:
     """The three ways of labelling one fully labelled group (module docstring)."""
     spread = float(rewards.max() - rewards.min())
-    best, worst = int(np.argmax(proxy)), int(np.argmin(proxy))
+    # The selector's own rule: on a proxy that ties throughout it labels two distinct responses, not one twice.
+    first, second = extremes(proxy, 2, rng)  # row positions, in row order
+    best, worst = (first, second) if proxy[first] >= proxy[second] else (second, first)
     gap = abs(float(rewards[best] - rewards[worst]))
     pairs = list(combinations(range(rewards.size), 2))
     random_gaps = [abs(float(rewards[i] - rewards[j])) for i, j in pairs]
@@ -44,7 +47,7 @@ def group_stats(rewards: np.ndarray, proxy: np.ndarray) -> dict:
         "extremes_pair": gap > 0,
         "extremes_gap_share": gap / spread if spread > 0 else None,
         "extremes_agree": bool(np.sign(rewards[best] - rewards[worst]) == np.sign(proxy[best] - proxy[worst]))
-        if gap > 0 else None,
+        if gap > 0 and proxy[best] != proxy[worst] else None,  # a tied proxy orders nothing
         "random_pair": statistics.fmean(g > 0 for g in random_gaps),
         "random_gap_share": statistics.fmean(random_gaps) / spread if spread > 0 else None,
     }
@@ -52,7 +55,7 @@ def group_stats(rewards: np.ndarray, proxy: np.ndarray) -> dict:
 
 def run_groups(run_dir: Path, proxy_column: str) -> list[dict]:
     """group_stats of every fully labelled group with finite rewards and proxy scores, over the run's rounds."""
-    out = []
+    out, rng = [], np.random.default_rng(0)
     for scored_path in sorted(run_dir.glob("round_*/scored.parquet")):
         scored = pq.read_table(scored_path, columns=["prompt_id", "reward", proxy_column])
         rollouts = pq.read_table(scored_path.with_name("rollouts.parquet"), columns=["prompt_id"])
@@ -65,7 +68,7 @@ def run_groups(run_dir: Path, proxy_column: str) -> list[dict]:
             if group.size < 2 or group.size != k_of[ids[group[0]]]:
                 continue  # not labelled whole (a partial group, or a pair of the ensemble's)
             if np.isfinite(rewards[group]).all() and np.isfinite(proxy[group]).all():
-                out.append(group_stats(rewards[group], proxy[group]))
+                out.append(group_stats(rewards[group], proxy[group], rng))
     return out
 
 

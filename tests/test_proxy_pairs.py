@@ -14,7 +14,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))  # the benchmarks import each other as scripts do
 
-from proxy_pairs import group_stats, run_groups, summarise  # noqa: E402
+from proxy_pairs import group_stats as stats_of, run_groups, summarise  # noqa: E402
+
+
+def group_stats(rewards, proxy):
+    return stats_of(rewards, proxy, np.random.default_rng(0))
 
 
 def test_a_proxy_that_finds_the_extremes_buys_the_whole_groups_pair():
@@ -37,6 +41,8 @@ def test_a_proxy_that_picks_tied_or_reversed_responses_is_seen():
     # A proxy that ties on a group says nothing there: it is counted apart.
     blind = group_stats(np.array([0.0, 1.0]), np.array([0.5, 0.5]))
     assert not blind["proxy_differs"]
+    # The selector labels two distinct responses there, so a pair can still come of it; it orders nothing.
+    assert blind["extremes_pair"] and blind["extremes_agree"] is None
     summary = summarise([tied, reversed_, same, blind])
     assert summary["proxy_differs_share"] == 0.75 and summary["proxy_differs_all_pair_share"] == 1.0
     assert summary["proxy_differs_extremes_pair_share"] == pytest.approx(2 / 3)
