@@ -1,15 +1,15 @@
 """Render the config reference (every section and field with type, default and description) as Markdown.
 
-    python -m cluster.config_reference                  # print it
-    python -m cluster.config_reference --write-readme   # refresh README.md
+    python -m cluster.config_reference           # print the page
+    python -m cluster.config_reference --write   # rewrite docs/config-reference.md
 
-README.md embeds this output between markers; a test keeps the two identical, so the reference
-can never drift from the schema.
+docs/config-reference.md is this module's output, whole; a test (tests/test_config.py) keeps the
+file identical to it, so the reference can never drift from the schema.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 import typing
 from pathlib import Path
 
@@ -17,8 +17,17 @@ from pydantic import BaseModel
 
 from cluster.config import RunConfig
 
-BEGIN = "<!-- config-reference:begin -->"
-END = "<!-- config-reference:end -->"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "config-reference.md"
+REFRESH = "python -m cluster.config_reference --write"
+
+HEADER = f"""# Config reference
+
+Every section of a run's config and every key in it, with its type, default and meaning. Generated
+from the schema in `cluster/config/` by `{REFRESH}`: do not edit by
+hand (tests/test_config.py fails when this page differs from the schema). Keys are written
+`section.key`; any of them can be set in the YAML file or on the command line as
+`section.key=value` ([usage.md](usage.md)).
+"""
 
 
 def _type_name(annotation) -> str:
@@ -38,7 +47,7 @@ def render(model: type[BaseModel] = RunConfig) -> str:
     lines: list[str] = []
     for section, field in model.model_fields.items():
         section_model = _section_model(field.annotation)
-        lines += [f"### `{section}`", "", field.description or "", "", "| key | type | default | meaning |",
+        lines += [f"## `{section}`", "", field.description or "", "", "| key | type | default | meaning |",
                   "|---|---|---|---|"]
         for name, sub in section_model.model_fields.items():
             nested = _section_model(sub.annotation)
@@ -55,15 +64,19 @@ def render(model: type[BaseModel] = RunConfig) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_readme(path: Path) -> None:
-    text = path.read_text()
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    path.write_text(f"{head}{BEGIN}\n{render()}{END}{tail}")
+def page() -> str:
+    """docs/config-reference.md as it must read: the header, then every section."""
+    return f"{HEADER}\n{render()}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m cluster.config_reference", description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help=f"rewrite {PAGE.relative_to(PAGE.parents[1])}")
+    if parser.parse_args(argv).write:
+        PAGE.write_text(page())
+    else:
+        print(page(), end="")
 
 
 if __name__ == "__main__":
-    if "--write-readme" in sys.argv:
-        write_readme(Path(__file__).resolve().parents[1] / "README.md")
-    else:
-        print(render(), end="")
+    main()
