@@ -437,10 +437,10 @@ class ModelProbe(Protocol):
 
     Computed where the model lives. Every method takes an Arrow table with the round's columns
     first and answers one row per input row, in input order (prompt_gradient_norms: one per prompt).
-    Implementations: the in-process one over a loaded model (actors/kernels/model_features.py),
-    used by tests, benchmarks and every generator actor, and the driver's generic proxy that asks
-    the generator actors (cluster/model_features.py). Adding a feature: see the docstring of
-    actors/kernels/model_features.py. Policies know it as `SelectionFeatures`.
+    Implementations: `LocalModelProbe` over a loaded model (actors/kernels/model_probe.py), used by
+    tests, benchmarks and every generator actor, and the driver's `RemoteModelProbe` that asks the
+    generator actors (cluster/remote_model_probe.py). Adding a feature: see the docstring of
+    actors/kernels/model_probe.py. Policies take it as their `probe` argument.
     """
 
     def response_logratios(self, scored: pa.Table) -> np.ndarray:

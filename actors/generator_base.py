@@ -9,9 +9,9 @@ tokens are sampled:
 - weights: `load_weights` applies a handle through the backend and keeps the version;
   `weights_version`, `node_id`;
 - model features: `model_feature(table, name, options, ...)` answers any `ModelProbe` method
-  (policies/base.py) with the in-process implementation (actors/kernels/model_features.py) over an
+  (actors/contracts.py) with the in-process model probe (actors/kernels/model_probe.py) over an
   HF copy of the policy (`_feature_lm`), and sends the answer back as an Arrow table
-  (`feature_table`); the driver's proxy (cluster/model_features.py) turns it back.
+  (`feature_table`); the driver's remote model probe (cluster/remote_model_probe.py) turns it back.
 
 Every backend is built from one `GeneratorSettings` (actors/settings.py: model folder, dtype, remote
 code, threads, initial weights version), taken by the one constructor here; a backend's `__init__`
@@ -35,7 +35,7 @@ import pyarrow as pa
 
 from actors.contracts import GENERATOR_PROMPT_COLUMNS, MODEL_PROBE_METHODS, ROLLOUT_FIELDS, InputError, Registry
 from actors.kernels.hf_sampling import BatchSamples, CausalLM, load_causal_lm
-from actors.kernels.model_features import FeatureOptions, ModelSelectionFeatures
+from actors.kernels.model_probe import FeatureOptions, LocalModelProbe
 from actors.settings import GeneratorSettings
 from actors.weight_sync import WeightsHandle
 
@@ -78,7 +78,7 @@ class GeneratorBase:
         self._settings = settings
         # A resumed run starts from round N's checkpoint: its weights are version N, not 0.
         self._version = settings.initial_version
-        self._features: ModelSelectionFeatures | None = None
+        self._local_probe: LocalModelProbe | None = None
 
     # --- what a backend implements ------------------------------------------------------------------------
 
@@ -144,13 +144,13 @@ class GeneratorBase:
         method = getattr(self._probe(options), name)
         return feature_table(method(table, *args, **kwargs), getattr(method, "result_columns", None))
 
-    def _probe(self, options: FeatureOptions) -> ModelSelectionFeatures:
+    def _probe(self, options: FeatureOptions) -> LocalModelProbe:
         # The reference defaults to this actor's model folder: the run's initial model.
         options = options if options.reference_model_path else replace(options, reference_model_path=self._settings.model_path)
         # Kept across calls (it holds the loaded reference model); it reads the live weights at every call.
-        if self._features is None or self._features.options != options:
-            self._features = ModelSelectionFeatures.from_causal_lm(self._feature_lm(), options, previous=self._features)
-        return self._features
+        if self._local_probe is None or self._local_probe.options != options:
+            self._local_probe = LocalModelProbe.from_causal_lm(self._feature_lm(), options, previous=self._local_probe)
+        return self._local_probe
 
     def _decode(self, token_ids: list[list[int]]) -> list[str]:
         # batch_decode([]) returns [''] with some tokenizers.

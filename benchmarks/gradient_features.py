@@ -7,7 +7,7 @@ On the built-in task's policy (cluster/data/builtin_task.py, default config), fo
 round (64 prompts x 4 sampled responses; pairs: each prompt's best response against each of the
 other three, 192 pairs):
   1. seconds to compute the sketched per-pair gradient features (dim 128) with
-     actors/kernels/model_features.pair_gradient_features (one forward+backward per batch), against a
+     actors/kernels/model_probe.pair_gradient_features (one forward+backward per batch), against a
      loop of one autograd backward per pair (the gradient of log pi(y_w) - log pi(y_l) with respect
      to the same parameters, then the same sketch), for "lm_head" and "last_block" and a few batch
      sizes; the speedup (target >= 10x) and the largest difference between the two results (they
@@ -37,7 +37,7 @@ from actors.generator import Generator, GeneratorSettings, SamplingParams
 from actors.kernels.logprobs import sequence_logprobs
 from actors.kernels.per_sample_gradients import resolve_gradient_modules
 from actors.rewards.programmatic import get_reward
-from actors.kernels.model_features import FeatureOptions, ModelSelectionFeatures, pair_gradient_features
+from actors.kernels.model_probe import FeatureOptions, LocalModelProbe, pair_gradient_features
 from cluster.data.builtin_task import ensure_builtin_task
 from cluster.config import BuiltinTaskSection
 from cluster.data.prompts import prompt_texts
@@ -117,13 +117,13 @@ def speed(generator: Generator, scored: pa.Table, batch_sizes: list[int], repeat
     results = []
     for subset in SUBSETS:
         baseline_targets = resolve_gradient_modules(baseline_model, subset)
-        sketch = ModelSelectionFeatures(model, pad_id, FeatureOptions(gradient_modules=subset)).sketch
+        sketch = LocalModelProbe(model, pad_id, FeatureOptions(gradient_modules=subset)).sketch
         loop_s, looped = timed(
             lambda: loop_features(baseline_model, baseline_targets, sketch, prompts, chosen, rejected, pad_id), repeats
         )
         for batch_size in batch_sizes:
             options = FeatureOptions(gradient_modules=subset, batch_size=batch_size)
-            targets = ModelSelectionFeatures(model, pad_id, options).targets
+            targets = LocalModelProbe(model, pad_id, options).targets
             batched_s, batched = timed(
                 lambda: pair_gradient_features(model, targets, sketch, prompts, chosen, rejected, pad_id, batch_size),
                 repeats,
@@ -153,9 +153,9 @@ def correlation(generator: Generator, train: pa.Table, prompts: int, seeds: list
         row = {"seed": seed, "prompts": grouped.n_prompts, "prompts_with_pvar": int((pvar > 0).sum())}
         for subset in SUBSETS:
             options = FeatureOptions(gradient_modules=subset, batch_size=batch_size)
-            features = ModelSelectionFeatures.from_causal_lm(generator._lm, options)
+            probe = LocalModelProbe.from_causal_lm(generator._lm, options)
             started = time.perf_counter()
-            norms = features.prompt_gradient_norms(scored, beta=1.0).column("gradient_norm").to_numpy()
+            norms = probe.prompt_gradient_norms(scored, beta=1.0).column("gradient_norm").to_numpy()
             row[f"{subset}_seconds"] = time.perf_counter() - started
             row[f"{subset}_spearman"] = float(spearmanr(norms, np.sqrt(pvar)).statistic)
             varied = pvar > 0

@@ -38,7 +38,7 @@ from cluster.config import (
 
 if TYPE_CHECKING:  # imported where used: they import torch, and the reward pre-flight checks stay light
     from actors.generator_base import SamplingParams
-    from actors.kernels.model_features import FeatureOptions
+    from actors.kernels.model_probe import FeatureOptions
     from policies.query import QuerySettings
     from policies.schedulers import SchedulerSettings
     from policies.settings import SelectionSettings
@@ -149,6 +149,6 @@ def sampling_params(section: GenerationSection, seed: int, samples_per_prompt: i
 
 def feature_options(section: SelectionFeaturesSection, reference_model_path: str) -> FeatureOptions:
     """How the generators compute model-side selection features (`selection.features`)."""
-    from actors.kernels.model_features import FeatureOptions
+    from actors.kernels.model_probe import FeatureOptions
 
     return from_section(FeatureOptions, section, reference_model_path=reference_model_path)

@@ -2,7 +2,7 @@
 
 `make_policy(name, settings)` builds a registered policy from a `SelectionSettings` (or from single
 keyword options: `make_policy(name, top_fraction=0.3)`); `policy.select(scored, pair_budget, rng,
-features=None)` returns a `Selection` (pairs for the learner, per-prompt statistics for the report).
+probe=None)` returns a `Selection` (pairs for the learner, per-prompt statistics for the report).
 Importing this package registers every built-in policy (pvar, bottom_pvar, random, full, bpo,
 uniform_balance) and pair builder.
 """

@@ -2,9 +2,10 @@
 
 A selection policy turns a round's scored table (one row per sampled response, see the contracts)
 into the pairs the learner trains on plus one row of statistics per prompt for the round report.
-Policies that need the model (implicit-reward PVar, BPO's embeddings and gradient features) ask a
-`SelectionFeatures` for them; the driver's implementation computes them in the generator actors,
-tests and benchmarks use an in-process one. This package never imports torch or Ray.
+Policies that need the model (implicit-reward PVar, BPO's embeddings and gradient features) ask the
+model probe (`ModelProbe`, actors/contracts.py) they are given as `probe`; the driver's remote model
+probe computes the answers in the generator actors, tests and benchmarks use an in-process one. This
+package never imports torch or Ray.
 """
 
 from __future__ import annotations
@@ -19,10 +20,6 @@ import pyarrow as pa
 from actors.contracts import PAIRS_SCHEMA, PROMPT_STAT_COLUMNS, PROMPT_STATS_SCHEMA, ModelProbe
 
 # The schemas (PAIRS_SCHEMA, PROMPT_STATS_SCHEMA) and PROMPT_STAT_COLUMNS are contracts: actors/contracts.py.
-
-
-# The name the policies use: they ask the model through the same protocol.
-SelectionFeatures = ModelProbe
 
 
 @dataclass(frozen=True)
@@ -51,11 +48,12 @@ class SelectionPolicy(ABC):
 
     @abstractmethod
     def select(
-        self, scored: pa.Table, pair_budget: int, rng: np.random.Generator, features: SelectionFeatures | None = None
+        self, scored: pa.Table, pair_budget: int, rng: np.random.Generator, probe: ModelProbe | None = None
     ) -> Selection:
         """Return at most `pair_budget` pairs from `scored` and statistics for every prompt in it.
 
-        `features` is only needed by policies that use the model; they raise ValueError without it.
+        `probe` (the model probe) is only needed by policies that use the model; they raise ValueError
+        without it.
         """
 
 

@@ -36,7 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from policies.base import Selection, SelectionFeatures
+from actors.contracts import ModelProbe
+from policies.base import Selection
 from policies.candidates import PoolPolicy, check_budget, select_in_order, selection_from_pairs
 from policies.pair_builders import get_pair_builder
 from policies.registry import register_policy
@@ -48,12 +49,12 @@ class FullPolicy(PoolPolicy):
     """Every candidate pair of every prompt; pair_budget is validated but not applied."""
 
     def select(
-        self, scored: pa.Table, pair_budget: int, rng: np.random.Generator, features: SelectionFeatures | None = None
+        self, scored: pa.Table, pair_budget: int, rng: np.random.Generator, probe: ModelProbe | None = None
     ) -> Selection:
         check_budget(pair_budget)
         if scored.num_rows == 0:
             return Selection.empty()
-        pool = self.build_pool(scored, rng, features)
+        pool = self.build_pool(scored, rng, probe)
         return selection_from_pairs(pool, np.arange(pool.pairs.size))
 
 
@@ -85,12 +86,12 @@ class UniformBalancePolicy(DepthPolicy):
     """ceil(pair_budget / pairs_per_prompt) random prompts, pairs_per_prompt pairs each."""
 
     def select(
-        self, scored: pa.Table, pair_budget: int, rng: np.random.Generator, features: SelectionFeatures | None = None
+        self, scored: pa.Table, pair_budget: int, rng: np.random.Generator, probe: ModelProbe | None = None
     ) -> Selection:
         check_budget(pair_budget)
         if scored.num_rows == 0:
             return Selection.empty()
-        pool = self.build_pool(scored, rng, features, pair_builder=self.depth_pair_builder)
+        pool = self.build_pool(scored, rng, probe, pair_builder=self.depth_pair_builder)
         available = pool.pairs_per_prompt()
         can_pair = np.flatnonzero(available > 0)
         # Full-depth prompts first, each group in random order.

@@ -3,10 +3,10 @@ pairs chosen by how much new optimisation direction they bring.
 
 One round, at a budget of B pairs:
 1. Breadth: every prompt that can make a pair (with the depth pair builder, all pairs above the
-   margin by default) is embedded (`features.prompt_embeddings`), and k-means keeps
+   margin by default) is embedded (`probe.prompt_embeddings`), and k-means keeps
    ceil(B / pairs_per_prompt) representatives (policies/breadth.py).
 2. Depth: every candidate pair of the representatives gets a gradient feature
-   (`features.pair_gradient_features`, the projected DPO gradient), k-means over the normalised
+   (`probe.pair_gradient_features`, the projected DPO gradient), k-means over the normalised
    features scores each pair's informativeness (policies/gradient_clustering.py).
 3. The B pairs are allotted to the representatives in proportion to their summed informativeness
    and taken most informative first within each prompt.
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from actors.contracts import EMBEDDING_PROMPT_COLUMNS
-from policies.base import Selection, SelectionFeatures
+from actors.contracts import EMBEDDING_PROMPT_COLUMNS, ModelProbe
+from policies.base import Selection
 from policies.breadth import breadth_representatives
 from policies.baselines import DepthPolicy
 from policies.candidates import check_budget, selection_from_pairs
@@ -59,21 +59,21 @@ class BPOPolicy(DepthPolicy):
             raise ValueError(f"within_prompt must be 'top' or 'sample', got {self.within_prompt!r}")
 
     def select(
-        self, scored: pa.Table, pair_budget: int, rng: np.random.Generator, features: SelectionFeatures | None = None
+        self, scored: pa.Table, pair_budget: int, rng: np.random.Generator, probe: ModelProbe | None = None
     ) -> Selection:
         check_budget(pair_budget)
         if scored.num_rows == 0:
             return Selection.empty()
-        if features is None:
-            raise ValueError("the bpo policy needs model features (prompt embeddings and pair gradients); none were given")
-        pool = self.build_pool(scored, rng, features, pair_builder=self.depth_pair_builder)
+        if probe is None:
+            raise ValueError("the bpo policy needs the model probe (prompt embeddings and pair gradients); none was given")
+        pool = self.build_pool(scored, rng, probe, pair_builder=self.depth_pair_builder)
         available = pool.pairs_per_prompt()
         n_prompts = pool.grouped.n_prompts
         seed = int(rng.integers(2**31))
 
         first_rows = np.unique(pool.grouped.codes, return_index=True)[1]  # codes are 0..n-1 in order
         columns = [*EMBEDDING_PROMPT_COLUMNS, *(["prompt"] if "prompt" in scored.column_names else [])]
-        embeddings = features.prompt_embeddings(scored.select(columns).take(pa.array(first_rows)))
+        embeddings = probe.prompt_embeddings(scored.select(columns).take(pa.array(first_rows)))
         n_keep = self.kept_prompt_count(pair_budget)
         breadth = breadth_representatives(embeddings, available > 0, n_keep, seed)
 
@@ -86,7 +86,7 @@ class BPOPolicy(DepthPolicy):
         candidate_pairs = pairs_table(
             scored, pool.pairs.chosen_rows[candidates], pool.pairs.rejected_rows[candidates], pool.pvar[pool.pairs.prompt_codes[candidates]]
         )
-        depth = pair_informativeness(features.pair_gradient_features(candidate_pairs), self.depth_clusters, seed)
+        depth = pair_informativeness(probe.pair_gradient_features(candidate_pairs), self.depth_clusters, seed)
         codes = pool.pairs.prompt_codes[candidates]
         prompt_score = np.bincount(codes, weights=depth.score, minlength=n_prompts)
         informativeness[breadth.representatives] = prompt_score[breadth.representatives]

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from actors.contracts import PROMPT_STATS_SCHEMA, SELECTION_COLUMNS
-from policies.base import Selection, SelectionFeatures, SelectionPolicy
+from actors.contracts import PROMPT_STATS_SCHEMA, SELECTION_COLUMNS, ModelProbe
+from policies.base import Selection, SelectionPolicy
 from policies.grouping import GroupedRewards, group_rewards
 from policies.pair_builders import CandidatePairs, PairBuilderOptions, get_pair_builder, pairs_table
 from policies.pvar import PVarSpec, prompt_pvar
@@ -51,7 +51,7 @@ class PoolPolicy(SelectionPolicy):
     PVar statistic (every policy fills the `pvar` statistic with it; pvar, bottom_pvar and random
     rank or count by it):
       pvar_source: "reward" (Bradley-Terry on reward columns) or "implicit" (DPO implicit reward,
-        needs `features`; falls back to the reward form while every log-ratio is 0).
+        needs the model `probe`; falls back to the reward form while every log-ratio is 0).
       pvar_rewards: scored-table columns of the reward form; several make an ensemble.
       pvar_ensemble: "mean_probability" or "mean_variance", how several columns combine.
       tau: Bradley-Terry temperature of the reward form. implicit_beta: beta of the implicit form.
@@ -101,7 +101,7 @@ class PoolPolicy(SelectionPolicy):
         self,
         scored: pa.Table,
         rng: np.random.Generator,
-        features: SelectionFeatures | None = None,
+        probe: ModelProbe | None = None,
         pair_builder: str | None = None,
     ) -> CandidatePool:
         """Statistics and candidate pairs of a non-empty scored table (`pair_builder` overrides the option)."""
@@ -109,7 +109,7 @@ class PoolPolicy(SelectionPolicy):
         if missing:
             raise ValueError(f"scored table lacks column(s) {missing} needed for selection; it has {scored.column_names}")
         grouped = group_rewards(scored)
-        pvar = prompt_pvar(scored, grouped, self.pvar_spec(), features)
+        pvar = prompt_pvar(scored, grouped, self.pvar_spec(), probe)
         builder = get_pair_builder(pair_builder or self.pair_builder)
         pairs = builder(grouped, self.builder_options(), rng)
         return CandidatePool(scored, grouped, pvar.values, pairs, pvar.source)

@@ -12,7 +12,7 @@ Three forms, chosen by a `PVarSpec`:
   (the ensemble as one preference model; still p_ij + p_ji = 1, so the same formula holds);
   `mean_variance` averages the columns' PVars. With one column both are the plain PVar.
 - implicit: p_ij = sigma(implicit_beta * (lr_i - lr_j)) with lr = log pi(y|x) - log pi_init(y|x),
-  the DPO implicit reward, from `SelectionFeatures.response_logratios`. While pi == pi_init (round
+  the DPO implicit reward, from the model probe's `response_logratios`. While pi == pi_init (round
   0) every log-ratio is exactly 0 and so is every PVar; the ranking would then be pure tie-breaking,
   so the reward form (with the configured columns and ensemble) is used instead. The result's
   `source` says which form was used, and the fallback is logged at INFO level.
@@ -38,8 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from actors.contracts import is_reward_column
-from policies.base import SelectionFeatures
+from actors.contracts import ModelProbe, is_reward_column
 from policies.grouping import GroupedRewards, check_finite, group_rewards, within_group_pairs
 
 log = logging.getLogger(__name__)
@@ -267,22 +266,22 @@ def reward_pvar(scored: pa.Table, grouped: GroupedRewards, spec: PVarSpec) -> np
 
 
 def prompt_pvar(
-    scored: pa.Table, grouped: GroupedRewards, spec: PVarSpec, features: SelectionFeatures | None = None
+    scored: pa.Table, grouped: GroupedRewards, spec: PVarSpec, probe: ModelProbe | None = None
 ) -> PromptPVar:
-    """Per-prompt PVar of `scored` as `spec` says, asking `features` for log-ratios when implicit.
+    """Per-prompt PVar of `scored` as `spec` says, asking the model `probe` for log-ratios when implicit.
 
-    Raises ValueError when the implicit form is asked for without features, or when the features
-    return the wrong number of log-ratios.
+    Raises ValueError when the implicit form is asked for without a probe, or when the probe
+    returns the wrong number of log-ratios.
     """
     spec.check_columns(scored)  # also in the implicit form, so a bad column fails in the first round
     if spec.source == "reward":
         return PromptPVar(reward_pvar(scored, grouped, spec), "reward")
-    if features is None:
+    if probe is None:
         raise ValueError(
-            "pvar_source='implicit' needs the model features (a SelectionFeatures for the log-ratios "
-            "log pi - log pi_init), but select() was called with features=None"
+            "pvar_source='implicit' needs the model probe (a ModelProbe for the log-ratios "
+            "log pi - log pi_init), but select() was called with probe=None"
         )
-    logratios = np.asarray(features.response_logratios(scored), dtype=np.float64)
+    logratios = np.asarray(probe.response_logratios(scored), dtype=np.float64)
     if logratios.shape != (scored.num_rows,):
         raise ValueError(
             f"response_logratios returned shape {logratios.shape} for {scored.num_rows} scored rows; "

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from policies.base import Selection, SelectionFeatures
+from actors.contracts import ModelProbe
+from policies.base import Selection
 from policies.candidates import PoolPolicy, check_budget, select_in_order
 from policies.registry import register_policy
 
@@ -36,12 +37,12 @@ class PVarPolicy(PoolPolicy):
     """Prompts kept by `pvar_mode` (top, bottom or threshold on PVar), at most `pair_budget` pairs."""
 
     def select(
-        self, scored: pa.Table, pair_budget: int, rng: np.random.Generator, features: SelectionFeatures | None = None
+        self, scored: pa.Table, pair_budget: int, rng: np.random.Generator, probe: ModelProbe | None = None
     ) -> Selection:
         check_budget(pair_budget)
         if scored.num_rows == 0:
             return Selection.empty()
-        pool = self.build_pool(scored, rng, features)
+        pool = self.build_pool(scored, rng, probe)
         return select_in_order(pool, self.pvar_kept_prompts(pool, rng), pair_budget)
 
 

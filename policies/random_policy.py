@@ -6,7 +6,7 @@ What makes the pvar-vs-random ablation fair (the only difference must be WHICH p
   pvar_threshold and the PVar form), so both train on the same number of pairs (and the same number
   of optimizer steps). Otherwise pvar, which never pads, could lose simply by training less, or
   random could win by training more. Computing that count needs pvar's statistic, so with
-  pvar_source "implicit" random needs the model features too.
+  pvar_source "implicit" random needs the model probe too.
 - Same pair builder and min_reward_gap, so pairs are made the same way in both arms.
 - Drawn among prompts that can make a pair. A prompt whose responses all tie gives no pair under
   either policy; drawing it would waste a draw and leave random short of pairs, which would measure
@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from policies.base import Selection, SelectionFeatures
+from actors.contracts import ModelProbe
+from policies.base import Selection
 from policies.candidates import PoolPolicy, check_budget, select_in_order
 from policies.registry import register_policy
 
@@ -34,12 +35,12 @@ class RandomPolicy(PoolPolicy):
     """Random pair-making prompts, as many pairs as `pvar` with the same options would select."""
 
     def select(
-        self, scored: pa.Table, pair_budget: int, rng: np.random.Generator, features: SelectionFeatures | None = None
+        self, scored: pa.Table, pair_budget: int, rng: np.random.Generator, probe: ModelProbe | None = None
     ) -> Selection:
         check_budget(pair_budget)
         if scored.num_rows == 0:
             return Selection.empty()
-        pool = self.build_pool(scored, rng, features)
+        pool = self.build_pool(scored, rng, probe)
         pairs_per_prompt = pool.pairs_per_prompt()
         pvar_pair_count = int(pairs_per_prompt[self.pvar_kept_prompts(pool, rng)].sum())
         prompt_order = rng.permutation(np.flatnonzero(pairs_per_prompt > 0))

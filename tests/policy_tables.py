@@ -78,7 +78,7 @@ def stats_by_prompt(selection: Selection) -> dict[str, dict]:
 
 
 class GivenLogratios:
-    """A SelectionFeatures that returns given log-ratios per (prompt_id, sample_index) (a pure unit test).
+    """A model probe that returns given log-ratios per (prompt_id, sample_index) (a pure unit test).
 
     Only response_logratios is implemented; a policy asking for anything else fails the test.
     """

@@ -143,10 +143,10 @@ def test_policy_accepts_the_whole_config_section(name):
 @pytest.mark.parametrize("source", ["reward", "implicit"])
 def test_policy_output_follows_the_contract(name, source):
     scored = many_prompts(n=12)
-    features = GivenLogratios({pid: list(np.linspace(-1, 1, 4) * (k + 1)) for k, pid in enumerate(f"x{i:02d}" for i in range(12))})
+    probe = GivenLogratios({pid: list(np.linspace(-1, 1, 4) * (k + 1)) for k, pid in enumerate(f"x{i:02d}" for i in range(12))})
     policy = make_policy(name, **{**CONFIG_SECTION, "pvar_source": source})
-    positional = policy.select(scored, 7, np.random.default_rng(0), features)
-    keyword = policy.select(scored, 7, np.random.default_rng(0), features=features)
+    positional = policy.select(scored, 7, np.random.default_rng(0), probe)
+    keyword = policy.select(scored, 7, np.random.default_rng(0), probe=probe)
     assert positional.pairs.equals(keyword.pairs)
     if source == "reward":
         assert policy.select(scored, 7, np.random.default_rng(0)).pairs.equals(positional.pairs)

@@ -100,8 +100,8 @@ def test_pick_within_prompts_takes_the_most_informative_first():
     assert counts[2] / counts.sum() == pytest.approx(2.0 / 2.2, abs=0.05)
 
 
-class FixedFeatures:
-    """A SelectionFeatures with given embeddings and a pair feature per (prompt, chosen, rejected) rewards."""
+class FixedProbe:
+    """A model probe with given embeddings and a pair feature per (prompt, chosen, rejected) rewards."""
 
     def __init__(self, embeddings: dict[str, np.ndarray], pair_feature):
         self.embeddings, self.pair_feature, self.calls = embeddings, pair_feature, []
@@ -141,8 +141,8 @@ def test_bpo_keeps_representatives_and_spends_the_budget_by_informativeness():
         direction[1 + int(row["chosen_reward"] + row["rejected_reward"]) % 3] = 1.0
         return direction + 0.1 * row["chosen_reward"]
 
-    features = FixedFeatures(embeddings, feature)
-    selection = make_policy("bpo", pairs_per_prompt=4, depth_clusters=3).select(scored_table(rewards), 8, np.random.default_rng(0), features)
+    probe = FixedProbe(embeddings, feature)
+    selection = make_policy("bpo", pairs_per_prompt=4, depth_clusters=3).select(scored_table(rewards), 8, np.random.default_rng(0), probe)
     stats = {row["prompt_id"]: row for row in selection.prompt_stats.to_pylist()}
     assert selection.prompt_stats.schema == PROMPT_STATS_SCHEMA
     assert selection.pairs.num_rows == 8
@@ -155,14 +155,14 @@ def test_bpo_keeps_representatives_and_spends_the_budget_by_informativeness():
     assert all(row["cluster"] is not None for row in stats.values())
     assert all(row["informativeness"] is None for p, row in stats.items() if p not in kept)
     # Features were asked once each: all prompts embedded, only the representatives' pairs differentiated.
-    assert features.calls == [("prompt_embeddings", 8), ("pair_gradient_features", 12)]
+    assert probe.calls == [("prompt_embeddings", 8), ("pair_gradient_features", 12)]
 
 
-def test_bpo_needs_features_and_handles_empty_rounds():
-    with pytest.raises(ValueError, match="needs model features"):
+def test_bpo_needs_the_model_probe_and_handles_empty_rounds():
+    with pytest.raises(ValueError, match="needs the model probe"):
         make_policy("bpo").select(scored_table({"a": [0.0, 1.0]}), 4, np.random.default_rng(0))
     empty = make_policy("bpo").select(scored_table({"a": [0.0, 1.0]}).slice(0, 0), 4, np.random.default_rng(0))
     assert empty.pairs.num_rows == 0
     ties = make_policy("bpo").select(scored_table({"a": [1.0, 1.0]}), 4, np.random.default_rng(0),
-                                     FixedFeatures({"a": np.ones(2)}, lambda row: np.ones(4)))
+                                     FixedProbe({"a": np.ones(2)}, lambda row: np.ones(4)))
     assert ties.pairs.num_rows == 0 and ties.prompt_stats.num_rows == 1

@@ -23,7 +23,7 @@ SCANNED = ("cluster", "actors", "policies", "benchmarks")
 CONTRACTS = "actors/contracts.py"
 # The one import from actors into policies left in place: the rows-by-prompt grouping (numpy, not a
 # contract) that the in-process gradient norms share with the policies.
-KNOWN_ACTORS_TO_POLICIES = {("actors/kernels/model_features.py", "policies.grouping")}
+KNOWN_ACTORS_TO_POLICIES = {("actors/kernels/model_probe.py", "policies.grouping")}
 
 
 def _value(kind: pa.DataType):

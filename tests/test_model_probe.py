@@ -1,10 +1,11 @@
-"""The three layers of model features: the `ModelProbe` protocol, its in-process implementation and
-the driver's generic proxy, here over an in-process Generator standing in for the actor group (no
-Ray). The proxy must answer every protocol method with what the in-process implementation answers,
-in the protocol's types; the generator backends come from one registry."""
+"""The model probe in its three layers: the `ModelProbe` protocol, the in-process `LocalModelProbe` and
+the driver's `RemoteModelProbe`, here over an in-process Generator standing in for the actor group (no
+Ray). The remote probe must answer every protocol method with what the local one answers, in the
+protocol's types; the policies take it under one name; the generator backends come from one registry."""
 
 from __future__ import annotations
 
+import inspect
 import typing
 from dataclasses import replace
 
@@ -15,13 +16,14 @@ from tiny_model import build_tiny_model
 
 from actors.generator import Generator, GeneratorSettings
 from actors.generator_base import GENERATOR_BACKENDS, GeneratorBase, feature_table
-from actors.kernels.model_features import FeatureOptions, ModelSelectionFeatures
+from actors.kernels.model_probe import FeatureOptions, LocalModelProbe
 from actors.vllm_generator import VLLMGenerator
 from cluster.actor_groups import _backend
 from cluster.config import GenerationSection
-from cluster.model_features import FEATURES, RemoteModelProbe
+from cluster.remote_model_probe import FEATURES, RemoteModelProbe
 from actors.contracts import MODEL_PROBE_METHODS, ModelProbe
-from policies.base import SelectionFeatures
+from policies import registry
+from policies.base import SelectionPolicy
 
 pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 
@@ -83,21 +85,25 @@ def round_tables(n_prompts: int = 3, k: int = 3, seed: int = 0) -> tuple[pa.Tabl
     return scored, prompt_table, pairs
 
 
-def test_the_protocol_is_every_model_question_and_the_policies_name_is_the_same_protocol():
-    assert SelectionFeatures is ModelProbe
+def test_the_protocol_is_every_model_question_and_the_policies_take_it_as_probe():
     assert set(MODEL_PROBE_METHODS) == {"response_logratios", "response_logprobs", "prompt_embeddings",
                                         "pair_gradient_features", "prompt_gradient_norms"}
     for name in MODEL_PROBE_METHODS:
-        assert callable(getattr(ModelSelectionFeatures, name)), name
+        assert callable(getattr(LocalModelProbe, name)), name
     assert set(FEATURES) <= set(MODEL_PROBE_METHODS)
+    for name in registry.registered_policies():
+        select = registry.make_policy(name).select
+        assert list(inspect.signature(select).parameters)[3] == "probe", name
+        assert typing.get_type_hints(select)["probe"] == ModelProbe | None, name
+    assert typing.get_type_hints(SelectionPolicy.select)["probe"] == ModelProbe | None
 
 
-def test_the_remote_proxy_answers_every_method_like_the_in_process_implementation(generator, model_dir):
+def test_the_remote_probe_answers_every_method_like_the_local_one(generator, model_dir):
     scored, prompt_table, pairs = round_tables()
     group = InProcessGroup(generator)
     probe = RemoteModelProbe(group, OPTIONS)
     assert isinstance(probe, ModelProbe)
-    local = ModelSelectionFeatures.from_causal_lm(generator._lm, replace(OPTIONS, reference_model_path=model_dir))
+    local = LocalModelProbe.from_causal_lm(generator._lm, replace(OPTIONS, reference_model_path=model_dir))
 
     logratios = probe.response_logratios(scored)
     assert logratios.dtype == np.float64 and logratios.shape == (scored.num_rows,)

@@ -152,21 +152,21 @@ def test_grouped_implicit_pvar_equals_brute_force(groups, beta):
 def implicit_case() -> tuple[pa.Table, GivenLogratios]:
     # Rewards rank "r" first; the log-ratios rank "l" first. "one" has a single response.
     scored = make_scored({"r": [0.0, 5.0, 10.0], "l": [0.0, 0.1, 0.2], "one": [1.0]})
-    features = GivenLogratios({"r": [0.0, 0.1, -0.1], "l": [-20.0, 0.0, 30.0], "one": [4.0]})
-    return scored, features
+    probe = GivenLogratios({"r": [0.0, 0.1, -0.1], "l": [-20.0, 0.0, 30.0], "one": [4.0]})
+    return scored, probe
 
 
 def test_implicit_policy_statistic_matches_brute_force_and_ranks_by_it():
-    scored, features = implicit_case()
+    scored, probe = implicit_case()
     policy = make_policy("pvar", top_fraction=0.3, pvar_source="implicit", implicit_beta=0.3)
-    selection = policy.select(scored, 8, np.random.default_rng(0), features=features)
+    selection = policy.select(scored, 8, np.random.default_rng(0), probe=probe)
     stats = stats_by_prompt(selection)
-    for prompt_id, logratios in features.logratios_by_prompt.items():
+    for prompt_id, logratios in probe.logratios_by_prompt.items():
         assert stats[prompt_id]["pvar"] == pytest.approx(brute_force_implicit_pvar(logratios, 0.3), rel=1e-9, abs=1e-15)
     assert stats["one"]["pvar"] == 0.0
     assert selected_ids(selection) == {"l"}
     assert make_policy("pvar", top_fraction=0.3).select(scored, 8, np.random.default_rng(0)).pairs.column("prompt_id").to_pylist() == ["r"]
-    assert features.calls == 1
+    assert probe.calls == 1
 
 
 def test_implicit_pvar_falls_back_to_the_reward_form_while_every_logratio_is_zero(caplog):
@@ -189,10 +189,10 @@ def test_implicit_pvar_falls_back_to_the_reward_form_while_every_logratio_is_zer
     assert implicit.source == "implicit" and np.all(implicit.values == 0.0)
 
 
-def test_implicit_pvar_needs_the_model_features():
+def test_implicit_pvar_needs_the_model_probe():
     scored, _ = implicit_case()
     for name in ("pvar", "random", "bottom_pvar", "full", "uniform_balance"):
-        with pytest.raises(ValueError, match="implicit.*needs the model features"):
+        with pytest.raises(ValueError, match="implicit.*needs the model probe"):
             make_policy(name, pvar_source="implicit").select(scored, 4, np.random.default_rng(0))
 
 

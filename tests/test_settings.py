@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from actors.generator_base import SamplingParams
-from actors.kernels.model_features import FeatureOptions
+from actors.kernels.model_probe import FeatureOptions
 from actors.settings import DPOSettings, GeneratorSettings, LearnerSettings, ModelSettings, RewardSettings
 from actors.settings import VllmSettings, WeightSyncSettings
 from cluster.config import GenerationSection, LearnerSection, ModelSection, RewardSpec, SelectionFeaturesSection

@@ -28,7 +28,7 @@ from actors.contracts import InputError
 from actors.generator import Generator, GeneratorSettings, SamplingParams
 from cluster.learner_client import DPOLearner
 from actors.kernels.logprobs import sequence_logprobs
-from actors.kernels.model_features import FeatureOptions
+from actors.kernels.model_probe import FeatureOptions
 from actors.settings import VllmSettings
 from actors.vllm_generator import VLLMGenerator
 from actors.weight_sync import make_transport

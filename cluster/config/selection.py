@@ -12,7 +12,7 @@ from cluster.config.query import QueryOptionsSection
 
 class SelectionFeaturesSection(StrictModel):
     """Model-side features for the policies that need them (implicit PVar, bpo), computed in the
-    generator actors on the current policy (actors/kernels/model_features.py)."""
+    generator actors on the current policy by the model probe (actors/kernels/model_probe.py)."""
 
     embedding: Literal["minilm", "policy"] = Field(
         "minilm",

@@ -1,4 +1,4 @@
-"""Model features: the `ModelProbe` protocol (actors/contracts.py) over an in-process model.
+"""The in-process model probe: the `ModelProbe` protocol (actors/contracts.py) over a loaded model.
 
 What the driver asks the policy model for (policies/base.py, docs/pvar.md and docs/bpo.md):
 - response log-ratios log pi(y|x) - log pi_init(y|x) (implicit-reward PVar);
@@ -9,10 +9,10 @@ What the driver asks the policy model for (policies/base.py, docs/pvar.md and do
 and, for diagnostics, response log-probs under pi and pi_init (DID entropy) and, to check PVar's
 theory, the per-prompt DPO gradient norm at pi = pi_ref.
 
-`ModelSelectionFeatures` is the one implementation of the protocol, over a loaded model; tests and
+`LocalModelProbe` is the one implementation of the protocol over a loaded model; tests and
 benchmarks use it directly, and every generator actor answers `model_feature(table, name, options)`
-with it (actors/generator_base.py), which the driver reaches through its generic proxy
-(cluster/model_features.py). Options travel as a `FeatureOptions`. Nothing is cached that depends
+with it (actors/generator_base.py), which the driver reaches through its remote model probe
+(cluster/remote_model_probe.py). Options travel as a `FeatureOptions`. Nothing is cached that depends
 on the weights: every call reads the model as it is now, so results follow `load_weights`. Pure
 torch, no Ray.
 
@@ -21,7 +21,7 @@ here, taking the input table first (further arguments as keywords) and returning
 a float32 (rows, dim) matrix, a tuple of vectors or an Arrow table. `@result_columns(...)` names
 the columns an array answer travels back under (default `value_0`, ...). If the driver must send
 only some columns, shard by prompt, answer an empty table without asking, or turn the table back
-into arrays, that is one line in cluster/model_features.py's `FEATURES`.
+into arrays, that is one line in cluster/remote_model_probe.py's `FEATURES`.
 """
 
 from __future__ import annotations
@@ -225,7 +225,7 @@ def result_columns(*names: str):
 # --- the protocol over an in-process model ------------------------------------------------------------
 
 
-class ModelSelectionFeatures:
+class LocalModelProbe:
     """`ModelProbe` (actors/contracts.py) over a loaded policy: every method of the protocol.
 
     `model` is the current policy (read at every call, so weight updates are seen); `reference` the
@@ -240,7 +240,7 @@ class ModelSelectionFeatures:
         pad_id: int,
         options: FeatureOptions = FeatureOptions(),
         reference: nn.Module | None = None,
-        previous: ModelSelectionFeatures | None = None,
+        previous: LocalModelProbe | None = None,
     ):
         self.model = model
         self.pad_id = int(pad_id)
@@ -255,7 +255,7 @@ class ModelSelectionFeatures:
     @classmethod
     def from_causal_lm(
         cls, lm: CausalLM, options: FeatureOptions = FeatureOptions(), **kwargs
-    ) -> ModelSelectionFeatures:
+    ) -> LocalModelProbe:
         return cls(lm.model, lm.pad_id, options, **kwargs)
 
     # Structure only (module shapes and the seed), never weights: safe to keep across weight updates.

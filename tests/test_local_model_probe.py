@@ -1,7 +1,8 @@
-"""Model-side selection features on tiny real Llamas: batched per-response gradients against one
-backward pass per response, the CountSketch, pair features, per-prompt DPO gradient norms against
-autograd of the explicit loss, log-ratios, embeddings, the generator's tables, and on the built-in
-task the rise of the per-prompt gradient norm with sqrt(PVar) (docs/pvar.md)."""
+"""The in-process model probe (`LocalModelProbe`, actors/kernels/model_probe.py) on tiny real Llamas:
+batched per-response gradients against one backward pass per response, the CountSketch, pair
+features, per-prompt DPO gradient norms against autograd of the explicit loss, log-ratios,
+embeddings, the generator's tables, and on the built-in task the rise of the per-prompt gradient
+norm with sqrt(PVar) (docs/pvar.md)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from actors.kernels.gradient_sketch import GradientSketch
 from actors.kernels.logprobs import sequence_logprobs
 from actors.kernels.per_sample_gradients import per_response_gradients, projected_response_gradients, resolve_gradient_modules
 from actors.rewards.programmatic import get_reward
-from actors.kernels.model_features import FeatureOptions, ModelSelectionFeatures, bradley_terry_coefficients
+from actors.kernels.model_probe import FeatureOptions, LocalModelProbe, bradley_terry_coefficients
 from actors.weight_sync import DiskTransport
 from policies.grouping import group_rewards
 from policies.pvar import grouped_preference_variance
@@ -170,9 +171,9 @@ def test_pair_features_are_the_difference_of_projected_gradients(model):
     _, rejected = random_rows(6, seed=5)
     pairs = pa.table({"prompt_token_ids": prompts, "chosen_token_ids": chosen, "rejected_token_ids": rejected})
     options = FeatureOptions(gradient_modules="last_block", projection_dim=48, batch_size=4)
-    features = ModelSelectionFeatures(model, PAD, options)
-    got = features.pair_gradient_features(pairs)
-    sketch, targets = features.sketch, features.targets
+    probe = LocalModelProbe(model, PAD, options)
+    got = probe.pair_gradient_features(pairs)
+    sketch, targets = probe.sketch, probe.targets
     winners = sketch.project(brute_force_gradients(model, targets, prompts, chosen))
     losers = sketch.project(brute_force_gradients(model, targets, prompts, rejected))
     assert got.dtype == np.float32 and got.shape == (6, 48)
@@ -219,20 +220,20 @@ def test_prompt_gradient_norms_match_autograd_of_the_explicit_loss(model, spec):
         }
     )
     beta, tau = 0.5, 0.7
-    features = ModelSelectionFeatures(model, PAD, FeatureOptions(gradient_modules=spec, batch_size=3))
-    table = features.prompt_gradient_norms(scored, beta=beta, tau=tau, exact=True)
+    probe = LocalModelProbe(model, PAD, FeatureOptions(gradient_modules=spec, batch_size=3))
+    table = probe.prompt_gradient_norms(scored, beta=beta, tau=tau, exact=True)
     got = dict(zip(table.column("prompt_id").to_pylist(), table.column("gradient_norm").to_pylist()))
     assert got["d"] == 0.0
     for pid in "abc":
         rows = [i for i, p in enumerate(prompt_of_row) if p == pid]
         group_prompts, group_responses = [rows_prompts[i] for i in rows], [responses[i] for i in rows]
         expected = explicit_prompt_loss_gradient_norm(
-            model, features.targets, group_prompts, group_responses, rewards[rows], beta, tau
+            model, probe.targets, group_prompts, group_responses, rewards[rows], beta, tau
         )
         assert expected > 1e-4
         assert got[pid] == pytest.approx(expected, rel=1e-4)
     # The sketched norm is the norm of the projected gradient: close to the exact one, not equal.
-    sketched = features.prompt_gradient_norms(scored, beta=beta, tau=tau, exact=False)
+    sketched = probe.prompt_gradient_norms(scored, beta=beta, tau=tau, exact=False)
     sketched = sketched.column("gradient_norm").to_numpy()
     exact = table.column("gradient_norm").to_numpy()
     assert np.all(np.abs(sketched[:3] / exact[:3] - 1) < 0.6)
@@ -255,7 +256,7 @@ def test_bradley_terry_coefficients_sum_preferences_over_the_prompt():
 def test_logratios_are_zero_against_itself_and_follow_a_weight_change(model, model_dir):
     prompts, responses = random_rows(7, seed=9)
     scored = pa.table({"prompt_token_ids": prompts, "response_token_ids": responses})
-    same = ModelSelectionFeatures(model, PAD, FeatureOptions(batch_size=3), reference=model).response_logratios(scored)
+    same = LocalModelProbe(model, PAD, FeatureOptions(batch_size=3), reference=model).response_logratios(scored)
     assert same.dtype == np.float64 and np.array_equal(same, np.zeros(7))
 
     moved = copy.deepcopy(model)
@@ -263,8 +264,8 @@ def test_logratios_are_zero_against_itself_and_follow_a_weight_change(model, mod
         for parameter in moved.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
     # The reference is loaded from the folder on first use.
-    features = ModelSelectionFeatures(moved, PAD, FeatureOptions(batch_size=3, reference_model_path=model_dir))
-    got = features.response_logratios(scored)
+    probe = LocalModelProbe(moved, PAD, FeatureOptions(batch_size=3, reference_model_path=model_dir))
+    got = probe.response_logratios(scored)
     with torch.no_grad():
         expected = sequence_logprobs(moved, prompts, responses, PAD) - sequence_logprobs(model, prompts, responses, PAD)
     assert np.abs(got).max() > 1e-2
@@ -280,7 +281,7 @@ def test_minilm_embeddings_put_similar_prompts_closer(model):
             "prompt_token_ids": [[4, 6], [4, 7], [4, 8]],
         }
     )
-    embeddings = ModelSelectionFeatures(model, PAD, FeatureOptions(embedding="minilm")).prompt_embeddings(prompts)
+    embeddings = LocalModelProbe(model, PAD, FeatureOptions(embedding="minilm")).prompt_embeddings(prompts)
     assert embeddings.shape == (3, 384) and embeddings.dtype == np.float32
     similarity = embeddings @ embeddings.T
     assert similarity[0, 1] > similarity[0, 2] + 0.2
@@ -290,9 +291,9 @@ def test_policy_embeddings_are_mean_pooled_hidden_states_independent_of_padding(
     prompts = pa.table(
         {"prompt_id": ["a", "b"], "prompt_text": ["", ""], "prompt_token_ids": [[1, 6, 7], [1, 8, 9, 10, 11, 12]]}
     )
-    features = ModelSelectionFeatures(model, PAD, FeatureOptions(embedding="policy"))
-    together = features.prompt_embeddings(prompts)
-    alone = features.prompt_embeddings(prompts.slice(0, 1))
+    probe = LocalModelProbe(model, PAD, FeatureOptions(embedding="policy"))
+    together = probe.prompt_embeddings(prompts)
+    alone = probe.prompt_embeddings(prompts.slice(0, 1))
     assert together.shape == (2, model.config.hidden_size) and together.dtype == np.float32
     np.testing.assert_allclose(together[0], alone[0], atol=1e-5)
     with torch.no_grad():
@@ -324,7 +325,7 @@ def test_generator_returns_the_feature_tables_on_its_current_weights(model_dir, 
     assert len(features.column("feature")[0].as_py()) == 16
 
     # New weights: every table follows them (nothing computed is cached), the options object is kept.
-    cached = generator._features
+    cached = generator._local_probe
     trained = AutoModelForCausalLM.from_pretrained(model_dir)
     with torch.no_grad():
         for parameter in trained.parameters():
@@ -335,9 +336,9 @@ def test_generator_returns_the_feature_tables_on_its_current_weights(model_dir, 
     assert np.abs(generator.model_feature(scored, "response_logratios", options).column("logratio").to_numpy()).min() > 0
     assert not generator.model_feature(prompt_table, "prompt_embeddings", options).equals(embeddings)
     assert not generator.model_feature(pairs, "pair_gradient_features", options).equals(features)
-    assert generator._features is cached
+    assert generator._local_probe is cached
     generator.model_feature(pairs, "pair_gradient_features", FeatureOptions(projection_dim=8, embedding="policy"))
-    assert generator._features is not cached and generator._features._reference is cached._reference
+    assert generator._local_probe is not cached and generator._local_probe._reference is cached._reference
 
 
 # --- PVar and the gradient norm on the built-in task -------------------------------------------------------
@@ -360,9 +361,9 @@ def test_per_prompt_gradient_norm_rises_with_sqrt_pvar_on_the_builtin_task():
     pvar = grouped_preference_variance(grouped.codes, grouped.rewards, 1.0, grouped.n_prompts)
     assert (pvar > 0).sum() >= 32  # the task gives mixed prompts
 
-    features = ModelSelectionFeatures.from_causal_lm(generator._lm, FeatureOptions(gradient_modules="lm_head"))
+    probe = LocalModelProbe.from_causal_lm(generator._lm, FeatureOptions(gradient_modules="lm_head"))
     beta = 1.0
-    norms = features.prompt_gradient_norms(scored, beta=beta).column("gradient_norm").to_numpy()
+    norms = probe.prompt_gradient_norms(scored, beta=beta).column("gradient_norm").to_numpy()
     # Measured over 8 sampling seeds on these prompts: 0.91-0.97 (0.86-0.94 among prompts with PVar > 0).
     assert spearmanr(norms, np.sqrt(pvar)).statistic > 0.7
     assert spearmanr(norms[pvar > 0], np.sqrt(pvar[pvar > 0])).statistic > 0.6
@@ -370,7 +371,7 @@ def test_per_prompt_gradient_norm_rises_with_sqrt_pvar_on_the_builtin_task():
     # The bound itself, with G the largest per-response gradient norm of the prompt:
     # ||grad L(x)|| <= beta * G * sqrt(PVar) (docs/pvar.md: a factor 2 tighter than bounding the DPO weight by 1).
     gradients = per_response_gradients(
-        generator._lm.model, features.targets, scored.column("prompt_token_ids").to_pylist(),
+        generator._lm.model, probe.targets, scored.column("prompt_token_ids").to_pylist(),
         scored.column("response_token_ids").to_pylist(), generator._lm.pad_id,
     )
     largest = np.zeros(grouped.n_prompts)
