@@ -1,17 +1,21 @@
 """The contracts between the driver, the actors and the policies: the one place of each shared fact.
 
 - the Arrow schemas of every table that crosses an actor boundary or lands on disk (prompts,
-  rollouts, scored, pairs, prompt_stats, the model-feature tables) and the column lists read from
-  them (docs/tables.md says what each column means);
-- the names in a run folder (round folders, the partial folder, the COMPLETE marker, the files;
-  docs/round-as-data.md);
-- the phases of a round, in order (`Phase`; their seconds are `metrics.json` -> `phase_seconds`);
+  rollouts, scored, pairs, prompt_stats, prompt_history, the model-feature tables) and the column
+  lists read from them (docs/tables.md says what each column means);
+- the names in a run folder, one per file (round folders, the partial folder, the COMPLETE marker,
+  the files; docs/round-as-data.md);
+- the phases of a round, in order (`Phase`; their seconds are `metrics.json` -> `phase_seconds`), and
+  the metrics keys several modules share;
 - `InputError`, the one exception type for bad user input, and `LabellerError`, its kind for a
   remote labeller that failed (both end the run with one message and exit code 2);
 - `ModelProbe`, the protocol of everything the driver asks the policy model (answered in the
   generator actors, or in-process in tests and benchmarks);
-- `Registry`, the small registry of named pieces (policies, pair builders, DPO losses, rewards);
 - `RewardOutput`, what a reward returns when it writes extra columns besides its `reward_<name>` one.
+
+What is not a contract between the packages has a module of its own: the registry utility in
+actors/registry.py, the ifeval reward's columns and accuracy names in actors/rewards/ifeval_fields.py,
+the built-in pool's columns in cluster/data/pool_fields.py.
 
 Pure: pyarrow and the standard library only, so the driver, every actor and `policies` (no Ray,
 no torch) can import it.
@@ -19,12 +23,10 @@ no torch) can import it.
 
 from __future__ import annotations
 
-import difflib
 import enum
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import pyarrow as pa
 
@@ -49,53 +51,6 @@ class LabellerError(InputError):
     they are, and running the same command again resumes once the service is fixed. Messages name
     the reward's config key, the service's URL, the batch and its prompt ids.
     """
-
-
-# --- registry -----------------------------------------------------------------------------------
-
-Item = TypeVar("Item")
-
-
-class Registry(Generic[Item]):
-    """A registry of named pieces (policies, pair builders, DPO losses, rewards).
-
-        LOSSES = Registry("DPO loss")
-        @LOSSES.register("sigmoid")
-        def sigmoid_loss(...): ...
-        LOSSES.get("sigmod")  # ValueError: unknown DPO loss 'sigmod'. Did you mean 'sigmoid'? Registered: ...
-    """
-
-    def __init__(self, kind: str, error: type[Exception] = ValueError):
-        self.kind = kind
-        self._error = error
-        self._items: dict[str, Item] = {}
-
-    def register(self, name: str) -> Callable[[Item], Item]:
-        """Decorator registering `item` under `name`; registering another item under a taken name fails."""
-
-        def decorate(item: Item) -> Item:
-            # Equal, not identical: a re-imported module re-registers an equal entry (a dataclass
-            # wrapping the same function), which is no clash.
-            if name in self._items and self._items[name] != item:
-                raise ValueError(f"{self.kind} {name!r} is already registered")
-            self._items[name] = item
-            return item
-
-        return decorate
-
-    def names(self) -> tuple[str, ...]:
-        return tuple(sorted(self._items))
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._items
-
-    def get(self, name: str) -> Item:
-        """The item registered as `name`; otherwise an error naming the nearest registered name."""
-        if name not in self._items:
-            nearest = difflib.get_close_matches(name, self.names(), n=1)
-            hint = f" Did you mean {nearest[0]!r}?" if nearest else ""
-            raise self._error(f"unknown {self.kind} {name!r}.{hint} Registered: {', '.join(self.names())}.")
-        return self._items[name]
 
 
 # --- prompts ------------------------------------------------------------------------------------
@@ -156,10 +111,10 @@ def is_reward_column(name: str) -> bool:
 
 
 def is_pipeline_column(name: str) -> bool:
-    """True for names the generator or scorer writes: rollout columns, `reward`, `reward_*` and the
-    built-in rewards' extra columns (REWARD_EXTRA_FIELDS)."""
-    return (name in {f.name for f in ROLLOUT_FIELDS} or is_reward_column(name)
-            or name in {f.name for f in REWARD_EXTRA_FIELDS})
+    """True for names the generator or scorer writes whatever the rewards: rollout columns, `reward` and
+    `reward_*` (the extra columns the built-in rewards declare are theirs: BUILTIN_EXTRA_COLUMNS in
+    actors/rewards/programmatic.py)."""
+    return name in {f.name for f in ROLLOUT_FIELDS} or is_reward_column(name)
 
 
 @dataclass(frozen=True)
@@ -176,40 +131,13 @@ class RewardOutput:
     columns: pa.Table
 
 
-# --- the ifeval reward (actors/rewards/ifeval.py; docs/ifeval.md) ---------------------------------
-
-# What a prompt must carry for the ifeval reward, as in IFEval's own files: per prompt the
-# instruction ids and one kwargs object per instruction. The built-in set (cluster/data/ifeval_prompts.py)
-# writes `kwargs` as one JSON object string per instruction, so its type is the same whichever
-# checkers appear; IFEval's list<struct> form (unused keys null) is read as well.
-IFEVAL_PROMPT_FIELDS = (
-    pa.field("instruction_id_list", pa.list_(pa.string())),
-    pa.field("kwargs", pa.list_(pa.string())),
-)
-IFEVAL_PROMPT_COLUMNS = tuple(f.name for f in IFEVAL_PROMPT_FIELDS)
-# What the ifeval reward writes besides reward_ifeval (= ifeval_instruction_strict): the four IFEval
-# measures of one response, and per instruction (aligned with instruction_id_list) whether it passed.
-IFEVAL_SCORE_FIELDS = (
-    pa.field("ifeval_instruction_strict", pa.float64()),
-    pa.field("ifeval_instruction_loose", pa.float64()),
-    pa.field("ifeval_prompt_strict", pa.float64()),
-    pa.field("ifeval_prompt_loose", pa.float64()),
-    pa.field("ifeval_strict_pass", pa.list_(pa.bool_())),
-    pa.field("ifeval_loose_pass", pa.list_(pa.bool_())),
-)
-IFEVAL_STRICT_PASS, IFEVAL_LOOSE_PASS = IFEVAL_SCORE_FIELDS[-2].name, IFEVAL_SCORE_FIELDS[-1].name
-# Every extra column a built-in reward writes: prompt loading rejects source columns of these names.
-REWARD_EXTRA_FIELDS = IFEVAL_SCORE_FIELDS
-# eval.json / metrics.json keys of the held-out IFEval numbers (present when the ifeval reward scores),
-# and IFEval's four accuracies in them, in the order tables show them (docs/ifeval.md).
-HELDOUT_IFEVAL, HELDOUT_BEFORE_IFEVAL = "heldout_ifeval", "heldout_before_ifeval"
-IFEVAL_ACCURACIES = ("prompt_strict", "instruction_strict", "prompt_loose", "instruction_loose")
-IFEVAL_FAMILIES = "families"  # per constraint family: instruction_strict, instruction_loose, instructions
 # metrics.json / summary.json keys: the share of a round's prompts whose responses all tie (no pair,
-# zero reward variance), and the same per class of a built-in pool that has classes (POOL_CLASS_COLUMN).
+# zero reward variance), and the same per class of a built-in pool that has classes (POOL_CLASS_COLUMN
+# in cluster/data/pool_fields.py).
 ZERO_VARIANCE_SHARE, ZERO_VARIANCE_BY_CLASS = "zero_variance_share", "zero_variance_share_by_pool_class"
-# The prompt column a non-natural built-in pool carries: solved, unsolved or mixed (docs/builtin-task.md).
-POOL_CLASS_COLUMN = "pool_class"
+# eval.json / metrics.json keys of the held-out IFEval numbers, present when the ifeval reward scores
+# (what they hold: IFEVAL_ACCURACIES and IFEVAL_FAMILIES in actors/rewards/ifeval_fields.py).
+HELDOUT_IFEVAL, HELDOUT_BEFORE_IFEVAL = "heldout_ifeval", "heldout_before_ifeval"
 
 
 # --- labelling: reward roles, query selection and the round's costs (docs/labels.md) ------------
@@ -309,6 +237,20 @@ PROMPT_STATS_FILE_SCHEMA = PROMPT_STATS_SCHEMA.append(pa.field(GRAD_NORM_COLUMN,
 # What the report reads per prompt (from prompt_stats.parquet, else scored.parquet).
 REPORT_PROMPT_COLUMNS = ("prompt_id", "pvar", "selected", GRAD_NORM_COLUMN)
 
+# --- prompt_history -----------------------------------------------------------------------------
+
+# The prompt scheduler's per-prompt history (policies/schedulers/), committed with every round as
+# prompt_history.parquet and restored on resume: one row per prompt the run has rolled out or skipped.
+PROMPT_HISTORY_SCHEMA = pa.schema([
+    ("prompt_id", pa.string()),
+    ("visits", pa.int64()),            # rounds in which its responses were labelled and judged
+    ("last_round", pa.int64()),        # the last such round (-1: never)
+    ("last_mean", pa.float64()),       # mean labelled reward at that visit (NaN: never)
+    ("last_spread", pa.float64()),     # max - min of the labelled rewards at that visit
+    ("tied_streak", pa.int64()),       # consecutive most recent visits whose responses all tied
+    ("skips", pa.int64()),             # times the scheduler skipped it
+])
+
 # --- model-feature tables (driver <-> generators) -----------------------------------------------
 
 # Sent: RESPONSE_TOKEN_COLUMNS. Returned by response_logratios / response_logprobs:
@@ -339,8 +281,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "embeddings": EMBEDDINGS_SCHEMA,
     "pair_features": PAIR_FEATURES_SCHEMA,
     "prompt_gradient_norms": PROMPT_GRADIENT_NORMS_SCHEMA,
-    "ifeval_prompts": pa.schema(IFEVAL_PROMPT_FIELDS),
-    "ifeval_scores": pa.schema(IFEVAL_SCORE_FIELDS),
+    "prompt_history": PROMPT_HISTORY_SCHEMA,
 }
 
 # --- the run folder -----------------------------------------------------------------------------
@@ -353,32 +294,26 @@ RAY_TRAIN_DIR = "ray_train"
 
 COMPLETE_MARKER = "COMPLETE"
 CHECKPOINT_DIR = "checkpoint"
-# A round folder's tables (`<name>.parquet`) and JSON files (`<name>.json`), by name.
-ROLLOUTS_TABLE, SCORED_TABLE, SELECTED_TABLE, PROMPT_STATS_TABLE = "rollouts", "scored", "selected", "prompt_stats"
-# The prompt scheduler's state after the round (policies/schedulers/): its per-prompt history and its scalars
-# (skip p, pool position); a resumed run restores both from the last completed round.
-PROMPT_HISTORY_TABLE, SCHEDULER_JSON = "prompt_history", "scheduler"
+# A round folder's files, one name each (RoundWriter.write_table / write_json in cluster/run_store.py
+# take them): the round's tables (schemas above; docs/tables.md) and its JSON files.
+ROLLOUTS_FILE = "rollouts.parquet"
+SCORED_FILE = "scored.parquet"
+SELECTED_FILE = "selected.parquet"
+PROMPT_STATS_FILE = "prompt_stats.parquet"
+# The prompt scheduler's state after the round (policies/schedulers/): its per-prompt history
+# (PROMPT_HISTORY_SCHEMA) and its scalars (skip p, pool position); a resumed run restores both from
+# the last completed round.
+PROMPT_HISTORY_FILE = "prompt_history.parquet"
+SCHEDULER_FILE = "scheduler.json"
+METRICS_FILE = "metrics.json"
+EVAL_FILE = "eval.json"
 # metrics.json: what the scheduler did this round (the scheduler's name, prompts examined, skipped, audited...).
 SCHEDULING = "scheduling"
-METRICS_JSON, EVAL_JSON = "metrics", "eval"
-
-
-def parquet_file(name: str) -> str:
-    return f"{name}.parquet"
-
-
-def json_file(name: str) -> str:
-    return f"{name}.json"
-
-
-ROLLOUTS_FILE = parquet_file(ROLLOUTS_TABLE)
-SCORED_FILE = parquet_file(SCORED_TABLE)
-SELECTED_FILE = parquet_file(SELECTED_TABLE)
-PROMPT_STATS_FILE = parquet_file(PROMPT_STATS_TABLE)
-PROMPT_HISTORY_FILE = parquet_file(PROMPT_HISTORY_TABLE)
-SCHEDULER_FILE = json_file(SCHEDULER_JSON)
-METRICS_FILE = json_file(METRICS_JSON)
-EVAL_FILE = json_file(EVAL_JSON)
+# TODO(issue 24): alias for round_loop/round_stages, removed when they move (each names the file now;
+# cluster/round_records.py imports them too).
+ROLLOUTS_TABLE, SCORED_TABLE, SELECTED_TABLE = ROLLOUTS_FILE, SCORED_FILE, SELECTED_FILE
+PROMPT_STATS_TABLE, PROMPT_HISTORY_TABLE = PROMPT_STATS_FILE, PROMPT_HISTORY_FILE
+SCHEDULER_JSON, METRICS_JSON, EVAL_JSON = SCHEDULER_FILE, METRICS_FILE, EVAL_FILE
 
 ROUND_GLOB = "round_*"
 PARTIAL_GLOB = ".round_*.partial"

@@ -33,9 +33,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pyarrow as pa
 
-from actors.contracts import GENERATOR_PROMPT_COLUMNS, MODEL_PROBE_METHODS, ROLLOUT_FIELDS, InputError, Registry
+from actors.contracts import GENERATOR_PROMPT_COLUMNS, MODEL_PROBE_METHODS, ROLLOUT_FIELDS, InputError
 from actors.kernels.hf_sampling import BatchSamples, CausalLM, load_causal_lm
 from actors.kernels.model_probe import FeatureOptions, LocalModelProbe
+from actors.registry import Registry
 from actors.settings import GeneratorSettings
 from actors.weight_sync import WeightsHandle
 

@@ -182,7 +182,8 @@ def run_arm_local(harness, config: Path, seed: int, run_dir: Path, overrides: li
 
 def read_run(arm: str, seed: int, rows: list[dict], status: str, run_dir: Path) -> dict:
     """Per point (the start, then after each round): cumulative labels and tokens, IFEval's four accuracies."""
-    from actors.contracts import HELDOUT_BEFORE_IFEVAL, HELDOUT_IFEVAL, IFEVAL_ACCURACIES
+    from actors.contracts import HELDOUT_BEFORE_IFEVAL, HELDOUT_IFEVAL
+    from actors.rewards.ifeval_fields import IFEVAL_ACCURACIES
 
     if HELDOUT_BEFORE_IFEVAL not in rows[0]:
         raise SystemExit(f"{run_dir}: round 0 has no {HELDOUT_BEFORE_IFEVAL} (eval.before_training off?)")

@@ -48,7 +48,8 @@ import pyarrow.parquet as pq
 from cli_runs import REPO, machine, write_results
 from seed_stats import above_zero, fmt, mean_interval
 
-from actors.contracts import HELDOUT_IFEVAL, IFEVAL_ACCURACIES
+from actors.contracts import HELDOUT_IFEVAL
+from actors.rewards.ifeval_fields import IFEVAL_ACCURACIES
 
 CONFIG = REPO / "configs" / "smollm2-ifeval.yaml"
 ARMS: dict[str, list[str]] = {

@@ -31,7 +31,8 @@ from pathlib import Path
 from cli_runs import REPO, machine, run_summary, write_results
 from seed_stats import above_zero, fmt, mean_interval
 
-from actors.contracts import HELDOUT_BEFORE_IFEVAL, HELDOUT_IFEVAL, IFEVAL_ACCURACIES, IFEVAL_FAMILIES
+from actors.contracts import HELDOUT_BEFORE_IFEVAL, HELDOUT_IFEVAL
+from actors.rewards.ifeval_fields import IFEVAL_ACCURACIES, IFEVAL_FAMILIES
 
 CONFIG = REPO / "configs" / "smollm2-ifeval.yaml"
 HEADLINE, SECOND = "instruction_loose", "prompt_strict"

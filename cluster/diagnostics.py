@@ -14,7 +14,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from actors.contracts import GRAD_NORM_COLUMN, POOL_CLASS_COLUMN, ZERO_VARIANCE_BY_CLASS, ZERO_VARIANCE_SHARE
+from actors.contracts import GRAD_NORM_COLUMN, ZERO_VARIANCE_BY_CLASS, ZERO_VARIANCE_SHARE
+from cluster.data.pool_fields import POOL_CLASS_COLUMN
 
 
 def heldout_did_entropy(prompt_ids: list[str], logps: np.ndarray, ref_logps: np.ndarray) -> dict:

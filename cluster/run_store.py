@@ -40,8 +40,6 @@ from actors.contracts import (
     ZERO_VARIANCE_BY_CLASS,
     ZERO_VARIANCE_SHARE,
     incomplete_dir_name,
-    json_file,
-    parquet_file,
     partial_dir_name,
     round_dir_name,
 )
@@ -77,6 +75,13 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     write_atomic(path, (json.dumps(obj, indent=2, sort_keys=True, allow_nan=True) + "\n").encode())
 
 
+def _round_file(file_name: str, suffix: str) -> str:
+    # A bare name ("scored") would land as a file the readers never look for; fail where it is written.
+    if not file_name.endswith(suffix) or "/" in file_name:
+        raise ValueError(f"a round's {suffix} file is named by its file name (actors/contracts.py), got {file_name!r}")
+    return file_name
+
+
 class RoundWriter:
     """Collects one round's artifacts in a partial folder; `commit` makes the round complete."""
 
@@ -92,11 +97,13 @@ class RoundWriter:
     def checkpoint_dir(self) -> Path:
         return self.path / CHECKPOINT_DIR
 
-    def write_table(self, name: str, table: pa.Table) -> None:
-        pq.write_table(table, self.path / parquet_file(name))
+    def write_table(self, file_name: str, table: pa.Table) -> None:
+        """Write `table` as the round's `file_name` (a `*_FILE` name of actors/contracts.py)."""
+        pq.write_table(table, self.path / _round_file(file_name, ".parquet"))
 
-    def write_json(self, name: str, obj: Any) -> None:
-        write_json_atomic(self.path / json_file(name), obj)
+    def write_json(self, file_name: str, obj: Any) -> None:
+        """Write `obj` as the round's `file_name` (a `*_FILE` name of actors/contracts.py)."""
+        write_json_atomic(self.path / _round_file(file_name, ".json"), obj)
 
     def commit(self) -> Path:
         if self.final_path.exists():

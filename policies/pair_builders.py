@@ -33,7 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from actors.contracts import PAIRS_SCHEMA, Registry
+from actors.contracts import PAIRS_SCHEMA
+from actors.registry import Registry
 from policies.grouping import GroupedRewards, within_group_pairs
 
 

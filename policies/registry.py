@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 from typing import Callable, TypeVar
 
-from actors.contracts import Registry
+from actors.registry import Registry
 from policies.base import SelectionPolicy
 from policies.settings import SelectionSettings
 

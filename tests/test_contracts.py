@@ -17,10 +17,14 @@ import pytest
 
 from actors import contracts
 from actors.contracts import PHASE_ORDER, SCHEMAS, Phase, scored_schema
+from actors.rewards.ifeval_fields import IFEVAL_PROMPT_FIELDS, IFEVAL_SCORE_FIELDS
 
 REPO = Path(__file__).resolve().parents[1]
 SCANNED = ("cluster", "actors", "policies", "benchmarks")
 CONTRACTS = "actors/contracts.py"
+# The pure leaf modules (nothing of the project imported) that policies/ may import from actors besides
+# the contracts.
+POLICIES_MAY_IMPORT = {"actors.contracts", "actors.registry"}
 # The one import from actors into policies left in place: the rows-by-prompt grouping (numpy, not a
 # contract) that the in-process gradient norms share with the policies.
 KNOWN_ACTORS_TO_POLICIES = {("actors/kernels/model_probe.py", "policies.grouping")}
@@ -40,7 +44,9 @@ def _value(kind: pa.DataType):
     raise AssertionError(f"no sample value for {kind}")
 
 
-ALL_SCHEMAS = {**SCHEMAS, "scored_with_rewards": scored_schema(["reward_a", "reward_b"])}
+# The ifeval reward's columns are not contracts between the packages, but land on disk all the same.
+ALL_SCHEMAS = {**SCHEMAS, "scored_with_rewards": scored_schema(["reward_a", "reward_b"]),
+               "ifeval_prompts": pa.schema(IFEVAL_PROMPT_FIELDS), "ifeval_scores": pa.schema(IFEVAL_SCORE_FIELDS)}
 
 
 @pytest.mark.parametrize("name", sorted(ALL_SCHEMAS))
@@ -75,6 +81,14 @@ def test_run_folder_names():
     assert contracts.PARTIAL_DIR_PATTERN.match(contracts.partial_dir_name(12)).group(1) == "0012"
     assert (contracts.ROLLOUTS_FILE, contracts.PROMPT_STATS_FILE, contracts.METRICS_FILE) == (
         "rollouts.parquet", "prompt_stats.parquet", "metrics.json")
+
+
+def test_every_run_file_has_one_name_which_is_the_file_name():
+    files = {name: value for name, value in vars(contracts).items() if name.endswith("_FILE")}
+    assert {"ROLLOUTS_FILE", "SCORED_FILE", "PROMPT_HISTORY_FILE", "SCHEDULER_FILE", "EVAL_FILE"} <= set(files)
+    assert all(isinstance(v, str) and "." in v for v in files.values()), files
+    assert len(set(files.values())) == len(files), f"two *_FILE names for one file: {files}"
+    assert not any(callable(getattr(contracts, name, None)) for name in ("parquet_file", "json_file"))
 
 
 # --- no restated column lists ---------------------------------------------------------------------
@@ -200,10 +214,10 @@ def test_imported_modules_resolves_submodules(tmp_path):
 def test_policies_import_only_the_contracts_from_actors():
     wrong = {}
     for path in (REPO / "policies").rglob("*.py"):
-        bad = {m for m in imported_modules(path) if _in_package(m, "actors") and m != "actors.contracts"}
+        bad = {m for m in imported_modules(path) if _in_package(m, "actors") and m not in POLICIES_MAY_IMPORT}
         if bad:
             wrong[path.relative_to(REPO).as_posix()] = sorted(bad)
-    assert not wrong, f"policies/ may import only actors.contracts from actors: {wrong}"
+    assert not wrong, f"policies/ may import only {sorted(POLICIES_MAY_IMPORT)} from actors: {wrong}"
 
 
 def test_actors_never_import_policies():
@@ -216,3 +230,10 @@ def test_actors_never_import_policies():
 def test_the_contracts_import_only_pyarrow_and_the_standard_library():
     tops = {name.split(".")[0] for name in imported_modules(REPO / CONTRACTS)}
     assert tops - set(sys.stdlib_module_names) == {"pyarrow"}
+
+
+@pytest.mark.parametrize("module", ["actors/registry.py", "actors/rewards/ifeval_fields.py",
+                                    "cluster/data/pool_fields.py"])
+def test_the_leaf_modules_import_nothing_of_the_project(module):
+    tops = {name.split(".")[0] for name in imported_modules(REPO / module)}
+    assert tops - set(sys.stdlib_module_names) <= {"pyarrow"}

@@ -12,8 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from tiny_model import build_tiny_tokenizer
 
-from actors.contracts import IFEVAL_PROMPT_COLUMNS, InputError
+from actors.contracts import InputError
 from actors.rewards.ifeval import parse_kwargs
+from actors.rewards.ifeval_fields import IFEVAL_PROMPT_COLUMNS
 from actors.rewards.programmatic import get_reward
 from cluster.config import PromptSourceSection, RunConfig
 from cluster.data.prompts import load_prompts

@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 from tiny_model import build_tiny_tokenizer
 
-from actors.contracts import IFEVAL_PROMPT_COLUMNS
 from actors.rewards.ifeval import check_ifeval_prompts, checker_classes
+from actors.rewards.ifeval_fields import IFEVAL_PROMPT_COLUMNS
 from cluster.config import PromptSourceSection
 from cluster.config_loading import load_config
 from cluster.data.ifeval_prompts import (

@@ -12,8 +12,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from actors.contracts import IFEVAL_PROMPT_COLUMNS, IFEVAL_SCORE_FIELDS, InputError, RewardOutput
+from actors.contracts import InputError, RewardOutput
 from actors.rewards.ifeval import InstructionError, build_checker, follows, ifeval_accuracies, loose_variants
+from actors.rewards.ifeval_fields import IFEVAL_PROMPT_COLUMNS, IFEVAL_SCORE_FIELDS
 from actors.rewards.programmatic import get_reward, register_reward
 from actors.scorer import Scorer
 from actors.settings import RewardSettings

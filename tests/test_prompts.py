@@ -158,6 +158,10 @@ def test_columns_the_pipeline_writes_are_rejected(tmp_path):
     path = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "a", "response": "b", "reward_judge": 1.0}])
     with pytest.raises(InputError, match=r"\['response', 'reward_judge'\] have names the pipeline writes"):
         load(path)
+    # A built-in reward's extra column (the ifeval reward's, declared at its registration) too.
+    path = write_jsonl(tmp_path / "q.jsonl", [{"prompt": "a", "ifeval_strict_pass": [True], "notes": "kept"}])
+    with pytest.raises(InputError, match=r"\['ifeval_strict_pass'\] have names the pipeline writes"):
+        load(path)
 
 
 def test_a_non_text_prompt_column_and_mixed_types_are_reported(tmp_path):

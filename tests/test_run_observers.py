@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from actors.contracts import InputError
+from actors.contracts import METRICS_FILE, InputError
 from cluster.config_loading import load_config
 from cluster.observers import RunObservers
 from cluster.observers.sinks import round_step_count, scalar_leaves, step_scalars
@@ -48,7 +48,7 @@ def round_metrics(index: int, steps: int, loss0: float = 0.7) -> dict:
 
 def commit_round(run_dir, index: int, metrics: dict) -> None:
     writer = RunStore(run_dir).begin_round(index)
-    writer.write_json("metrics", metrics)
+    writer.write_json(METRICS_FILE, metrics)
     writer.commit()
 
 

@@ -5,23 +5,35 @@ from __future__ import annotations
 import json
 
 import pyarrow as pa
+import pytest
 
 from actors.contracts import COMPLETE_MARKER as MARKER
+from actors.contracts import METRICS_FILE, SCORED_FILE
 from cluster.run_store import RunStore
 
 
 def finish_round(store: RunStore, index: int, reward: float):
     writer = store.begin_round(index)
-    writer.write_table("scored", pa.table({"reward": [reward, reward + 1]}))
-    writer.write_json("metrics", {"heldout_reward_mean": reward, "heldout_reward_std": 0.1, "pairs_trained": 4,
+    writer.write_table(SCORED_FILE, pa.table({"reward": [reward, reward + 1]}))
+    writer.write_json(METRICS_FILE, {"heldout_reward_mean": reward, "heldout_reward_std": 0.1, "pairs_trained": 4,
                                   "phase_seconds": {"train": 1.0}})
     return writer.commit()
+
+
+def test_a_round_file_is_named_by_its_file_name(tmp_path):
+    writer = RunStore(tmp_path).begin_round(0)
+    writer.write_json(METRICS_FILE, {})
+    assert (writer.path / "metrics.json").exists()
+    with pytest.raises(ValueError, match="file name"):
+        writer.write_json("metrics", {})  # a bare name would be a file no reader looks for
+    with pytest.raises(ValueError, match="file name"):
+        writer.write_table(METRICS_FILE, pa.table({"reward": [1.0]}))
 
 
 def test_round_is_complete_only_after_commit(tmp_path):
     store = RunStore(tmp_path)
     writer = store.begin_round(0)
-    writer.write_json("metrics", {"heldout_reward_mean": 1.0})
+    writer.write_json(METRICS_FILE, {"heldout_reward_mean": 1.0})
     assert store.completed_rounds() == []
     path = writer.commit()
     assert (path / MARKER).exists()
@@ -34,7 +46,7 @@ def test_partial_rounds_are_cleaned_and_completed_ones_kept_byte_for_byte(tmp_pa
     done = finish_round(store, 0, 0.5)
     before = {p.name: p.read_bytes() for p in done.iterdir()}
     half = store.begin_round(1)
-    half.write_json("metrics", {"heldout_reward_mean": 9.0})
+    half.write_json(METRICS_FILE, {"heldout_reward_mean": 9.0})
     # A driver killed here leaves the partial folder behind.
     store = RunStore(tmp_path)
     removed = store.clean_partial()
@@ -56,8 +68,6 @@ def test_summary_lists_every_completed_round_in_order(tmp_path):
 
 
 def test_commit_refuses_to_overwrite_a_completed_round(tmp_path):
-    import pytest
-
     store = RunStore(tmp_path)
     finish_round(store, 0, 0.1)
     with pytest.raises(FileExistsError):
@@ -83,7 +93,7 @@ def test_summary_copies_the_held_out_ifeval_accuracies_when_recorded(tmp_path):
     ifeval = {"prompt_strict": 0.25, "instruction_strict": 0.5, "prompt_loose": 0.5, "instruction_loose": 0.75,
               "responses": 4, "instructions": 8, "families": {"punctuation": {"instruction_strict": 0.5}}}
     writer = store.begin_round(0)
-    writer.write_json("metrics", {"heldout_reward_mean": 0.5, "heldout_ifeval": ifeval,
+    writer.write_json(METRICS_FILE, {"heldout_reward_mean": 0.5, "heldout_ifeval": ifeval,
                                   "heldout_before_ifeval": {**ifeval, "prompt_strict": 0.0}})
     writer.commit()
     finish_round(store, 1, 0.6)
@@ -96,7 +106,7 @@ def test_summary_copies_the_zero_variance_share_when_recorded(tmp_path):
     store = RunStore(tmp_path)
     finish_round(store, 0, 0.5)  # a round from before the metric existed
     writer = store.begin_round(1)
-    writer.write_json("metrics", {"heldout_reward_mean": 0.6, "zero_variance_share": 0.375,
+    writer.write_json(METRICS_FILE, {"heldout_reward_mean": 0.6, "zero_variance_share": 0.375,
                                   "zero_variance_share_by_pool_class": {"solved": 0.75, "mixed": 0.0}})
     writer.commit()
     first, second = store.write_summary()["rounds"]

@@ -6,7 +6,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from policies.schedulers import HISTORY_SCHEMA, SchedulerSettings, make_scheduler, registered_schedulers
+from actors.contracts import PROMPT_HISTORY_SCHEMA
+from policies.schedulers import SchedulerSettings, make_scheduler, registered_schedulers
 from policies.schedulers.history import adapted_p, skip_probability
 from policies.schedulers.pools import pool_of, pool_weights
 from policies.schedulers.uniform import uniform_draw
@@ -101,7 +102,7 @@ def test_state_after_restore_is_identical_to_an_uninterrupted_run(name):
     first = make_scheduler(name, settings)
     run_rounds(first, table, 6, tied)
     history, scalars = first.state()
-    assert history.schema == HISTORY_SCHEMA
+    assert history.schema == PROMPT_HISTORY_SCHEMA
     resumed = make_scheduler(name, settings)
     resumed.restore(history, scalars)
     rest = run_rounds(resumed, table, 4, tied, start=6)

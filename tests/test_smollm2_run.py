@@ -18,7 +18,8 @@ import pyarrow.parquet as pq
 import pytest
 from cli_helpers import REPO, run_cli
 
-from actors.contracts import HELDOUT_BEFORE_IFEVAL, HELDOUT_IFEVAL, IFEVAL_ACCURACIES
+from actors.contracts import HELDOUT_BEFORE_IFEVAL, HELDOUT_IFEVAL
+from actors.rewards.ifeval_fields import IFEVAL_ACCURACIES
 
 CONFIG = REPO / "configs" / "smollm2-ifeval.yaml"
 ROWS = [  # a user's prompts in IFEval's format, with the columns the other two rewards read

@@ -24,7 +24,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from actors.contracts import Registry
+from actors.registry import Registry
 
 # (logits, beta, label_smoothing) -> per-pair losses
 LossFn = Callable[[torch.Tensor, float, float], torch.Tensor]

@@ -1,6 +1,6 @@
 """The `ifeval` reward: does a response follow its prompt's verifiable instructions (IFEval)?
 
-Each prompt carries IFEval's two columns (IFEVAL_PROMPT_COLUMNS in actors/contracts.py):
+Each prompt carries IFEval's two columns (IFEVAL_PROMPT_COLUMNS in actors/rewards/ifeval_fields.py):
 `instruction_id_list` (e.g. ["punctuation:no_comma", "length_constraints:number_words"]) and `kwargs`,
 one keyword-argument object per instruction, either a JSON object string (the built-in set) or a
 struct whose unused keys are null (IFEval's own files). Every instruction is checked by its checker
@@ -30,15 +30,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from actors.contracts import (
+from actors.contracts import InputError, RewardOutput
+from actors.rewards.ifeval_fields import (
     IFEVAL_ACCURACIES,
     IFEVAL_FAMILIES,
     IFEVAL_LOOSE_PASS,
     IFEVAL_PROMPT_COLUMNS,
     IFEVAL_SCORE_FIELDS,
     IFEVAL_STRICT_PASS,
-    InputError,
-    RewardOutput,
 )
 
 IDS_COLUMN, KWARGS_COLUMN = IFEVAL_PROMPT_COLUMNS

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from actors.contracts import IFEVAL_SCORE_FIELDS, InputError, Registry, RewardOutput
+from actors.contracts import InputError, RewardOutput
+from actors.registry import Registry
+from actors.rewards.ifeval_fields import IFEVAL_SCORE_FIELDS
 
 RewardFn = Callable[[pa.Table], "np.ndarray | RewardOutput"]
 PromptCheck = Callable[[pa.Table, str, str], None]
@@ -92,3 +94,9 @@ from actors.rewards.proxies import builtin_task_proxy_reward, ifeval_proxy_rewar
 # Proxies (role: proxy in scoring.rewards): cheap, noisier stand-ins for the labeller (docs/labels.md).
 register_reward("builtin_task_proxy")(builtin_task_proxy_reward)
 register_reward("ifeval_proxy", check_prompts=check_ifeval_prompts)(ifeval_proxy_reward)
+
+# Every extra column a built-in reward writes, taken before any user module registers: prompt loading
+# rejects source columns of these names (cluster/data/prompts.py), as it rejects the rollout and reward
+# columns (`is_pipeline_column` in actors/contracts.py), so a new built-in reward needs no edit there.
+BUILTIN_EXTRA_COLUMNS = frozenset(field.name for name in registered_rewards()
+                                  for field in reward_entry(name).extra_fields)

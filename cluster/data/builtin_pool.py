@@ -28,16 +28,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-import pyarrow as pa
 import torch
 
-from actors.contracts import POOL_CLASS_COLUMN, InputError
+from actors.contracts import InputError
 from actors.kernels.logprobs import pack_prompt_response, token_logprobs
 from cluster.config import BuiltinPoolSection
+from cluster.data.pool_fields import PASS_RATE_COLUMN, POOL_CLASS_COLUMN
 
 POOL_CLASSES = ("solved", "unsolved", "mixed")
-# The columns a non-natural pool adds to the training split (the natural split keeps its schema).
-POOL_FIELDS = [pa.field(POOL_CLASS_COLUMN, pa.string()), pa.field("start_pass_rate", pa.float64())]
 # Chunks of candidates drawn before giving up on a class: 40 chunks of 512 prompts take about 40 s.
 MAX_CANDIDATE_CHUNKS = 40
 
@@ -113,7 +111,7 @@ def draw_pool(
         for row, rate, name in zip(rows, rates, classify(rates, pool)):
             seen_classes[name] += 1
             if name and len(picked[name]) < counts[name]:
-                picked[name].append({**row, POOL_CLASS_COLUMN: name, "start_pass_rate": float(rate)})
+                picked[name].append({**row, POOL_CLASS_COLUMN: name, PASS_RATE_COLUMN: float(rate)})
         drawn += len(rows)
     short = [name for name in POOL_CLASSES if len(picked[name]) < counts[name]]
     if short:

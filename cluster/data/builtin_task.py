@@ -46,7 +46,8 @@ from filelock import FileLock
 
 from actors.contracts import InputError
 from cluster.config import BuiltinTaskSection
-from cluster.data.builtin_pool import POOL_FIELDS, answer_pass_rates, draw_pool
+from cluster.data.builtin_pool import answer_pass_rates, draw_pool
+from cluster.data.pool_fields import POOL_FIELDS
 
 # Bump whenever a change here alters what gets built, so stale caches are never reused.
 CODE_VERSION = "2"

@@ -27,8 +27,8 @@ from collections.abc import Callable
 import numpy as np
 import pyarrow as pa
 
-from actors.contracts import IFEVAL_PROMPT_COLUMNS, IFEVAL_PROMPT_FIELDS
 from actors.rewards.ifeval import checker_classes, instruction_conflicts
+from actors.rewards.ifeval_fields import IFEVAL_PROMPT_COLUMNS, IFEVAL_PROMPT_FIELDS
 
 SOURCE_NAME = "builtin-ifeval"  # what data.*.path names
 SPLITS = ("train", "heldout")

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from actors.contracts import LOADER_WRITTEN_COLUMNS, InputError, is_pipeline_column
+from actors.rewards.programmatic import BUILTIN_EXTRA_COLUMNS
 from cluster.config import PromptSourceSection
 from cluster.data.conversations import conversation_prompts, conversation_texts, is_conversation_type
 from cluster.data.ifeval_prompts import SOURCE_NAME as IFEVAL_SOURCE
@@ -250,11 +251,13 @@ def _prompt_strings(column: pa.ChunkedArray, name: str, path: str) -> pa.Chunked
 
 
 def _check_column_names(columns: list[str], path: str, key_prefix: str) -> None:
-    clashing = [c for c in columns if c in LOADER_WRITTEN_COLUMNS or is_pipeline_column(c)]
+    clashing = [c for c in columns
+                if c in LOADER_WRITTEN_COLUMNS or is_pipeline_column(c) or c in BUILTIN_EXTRA_COLUMNS]
     if clashing:
         raise InputError(
-            f"{path}: columns {clashing} have names the pipeline writes itself (prompt, prompt_text, rollout "
-            f"and reward_* columns); rename them, or set {key_prefix}.prompt_column if one holds the prompt"
+            f"{path}: columns {clashing} have names the pipeline writes itself (prompt, prompt_text, rollout, "
+            f"reward_* and built-in reward columns); rename them, or set {key_prefix}.prompt_column if one "
+            "holds the prompt"
         )
 
 

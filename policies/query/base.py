@@ -8,7 +8,7 @@ from typing import Callable, Protocol
 import numpy as np
 import pyarrow as pa
 
-from actors.contracts import Registry
+from actors.registry import Registry
 from policies.query.ensemble import EnsembleSettings
 
 

@@ -14,7 +14,6 @@ prompts whose recent visits all tied) and `pools` (prime-rl's difficulty pools);
 """
 
 from policies.schedulers.base import (
-    HISTORY_SCHEMA,
     PromptScheduler,
     Schedule,
     SchedulerSettings,
@@ -27,5 +26,5 @@ from policies.schedulers.base import (
 # Imported for their registration side effect.
 from policies.schedulers import history, pools, uniform  # noqa: E402,F401  isort: skip
 
-__all__ = ["HISTORY_SCHEMA", "PromptScheduler", "Schedule", "SchedulerSettings", "check_scheduler_name",
-           "make_scheduler", "register_scheduler", "registered_schedulers"]
+__all__ = ["PromptScheduler", "Schedule", "SchedulerSettings", "check_scheduler_name", "make_scheduler",
+           "register_scheduler", "registered_schedulers"]

@@ -1,4 +1,5 @@
-"""The scheduler interface, its settings, the per-prompt history every scheduler keeps, and the registry."""
+"""The scheduler interface, its settings and the registry (the history table's schema is a contract:
+PROMPT_HISTORY_SCHEMA in actors/contracts.py, since it is written to every round folder)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,7 @@ from typing import Callable, Protocol
 import numpy as np
 import pyarrow as pa
 
-from actors.contracts import Registry
-
-# One row per prompt the run has rolled out or skipped: what a scheduler knows about it.
-HISTORY_SCHEMA = pa.schema([
-    ("prompt_id", pa.string()),
-    ("visits", pa.int64()),            # rounds in which its responses were labelled and judged
-    ("last_round", pa.int64()),        # the last such round (-1: never)
-    ("last_mean", pa.float64()),       # mean labelled reward at that visit (NaN: never)
-    ("last_spread", pa.float64()),     # max - min of the labelled rewards at that visit
-    ("tied_streak", pa.int64()),       # consecutive most recent visits whose responses all tied
-    ("skips", pa.int64()),             # times the scheduler skipped it
-])
+from actors.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -74,7 +64,7 @@ class PromptScheduler(Protocol):
         """Update the history from the round's labelled rows (prompt_id, reward)."""
 
     def state(self) -> tuple[pa.Table, dict]:
-        """The whole state: the history table (HISTORY_SCHEMA) and a JSON-able dict."""
+        """The whole state: the history table (PROMPT_HISTORY_SCHEMA, actors/contracts.py) and a JSON-able dict."""
 
     def restore(self, history: pa.Table, scalars: dict) -> None:
         """Back to a state `state()` returned."""

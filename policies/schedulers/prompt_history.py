@@ -1,21 +1,22 @@
-"""The per-prompt history schedulers keep (HISTORY_SCHEMA), and the walk over the pool in epochs."""
+"""The per-prompt history schedulers keep (PROMPT_HISTORY_SCHEMA), and the walk over the pool in epochs."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
 
-from policies.schedulers.base import HISTORY_SCHEMA, Schedule, SchedulerSettings
+from actors.contracts import PROMPT_HISTORY_SCHEMA
+from policies.schedulers.base import Schedule, SchedulerSettings
 
 
 class PromptHistory:
-    """HISTORY_SCHEMA's columns as numpy arrays, one row per prompt id seen, in order of first sight."""
+    """PROMPT_HISTORY_SCHEMA's columns as numpy arrays, one row per prompt id seen, in order of first sight."""
 
     def __init__(self) -> None:
         self.row_of: dict[str, int] = {}
         self.columns = {f.name: np.zeros(0, dtype=object if f.name == "prompt_id" else
                                          np.float64 if pa.types.is_floating(f.type) else np.int64)
-                        for f in HISTORY_SCHEMA}
+                        for f in PROMPT_HISTORY_SCHEMA}
 
     def rows(self, prompt_ids) -> np.ndarray:
         """History rows of `prompt_ids`, adding a fresh row (never visited) for each one not seen yet."""
@@ -68,13 +69,13 @@ class PromptHistory:
 
     def to_table(self) -> pa.Table:
         return pa.Table.from_pydict({name: values.tolist() for name, values in self.columns.items()},
-                                    schema=HISTORY_SCHEMA)
+                                    schema=PROMPT_HISTORY_SCHEMA)
 
     @classmethod
     def from_table(cls, table: pa.Table) -> "PromptHistory":
         history = cls()
-        table = table.select(HISTORY_SCHEMA.names).cast(HISTORY_SCHEMA)
-        for name in HISTORY_SCHEMA.names:
+        table = table.select(PROMPT_HISTORY_SCHEMA.names).cast(PROMPT_HISTORY_SCHEMA)
+        for name in PROMPT_HISTORY_SCHEMA.names:
             values = table.column(name).to_numpy(zero_copy_only=False)
             history.columns[name] = values.astype(history.columns[name].dtype)
         history.row_of = {pid: i for i, pid in enumerate(history.columns["prompt_id"].tolist())}

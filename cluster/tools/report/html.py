@@ -9,14 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from actors.contracts import (
-    HELDOUT_BEFORE_IFEVAL,
-    HELDOUT_IFEVAL,
-    IFEVAL_ACCURACIES,
-    IFEVAL_FAMILIES,
-    REPORT_FILE,
-    ZERO_VARIANCE_SHARE,
-)
+from actors.contracts import HELDOUT_BEFORE_IFEVAL, HELDOUT_IFEVAL, REPORT_FILE, ZERO_VARIANCE_SHARE
+from actors.rewards.ifeval_fields import IFEVAL_ACCURACIES, IFEVAL_FAMILIES
 from cluster.diagnostics import spearman
 from cluster.run_store import write_atomic
 from cluster.tools.report.data import (
