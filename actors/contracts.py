@@ -6,7 +6,7 @@
 - the names in a run folder, one per file (round folders, the partial folder, the COMPLETE marker,
   the files; docs/round-as-data.md);
 - the phases of a round, in order (`Phase`; their seconds are `metrics.json` -> `phase_seconds`), and
-  the metrics keys several modules share;
+  every top-level key of a round's metrics.json and eval.json (`Metric`, `EVAL_METRICS`);
 - `InputError`, the one exception type for bad user input, and `LabellerError`, its kind for a
   remote labeller that failed (both end the run with one message and exit code 2);
 - `ModelProbe`, the protocol of everything the driver asks the policy model (answered in the
@@ -131,36 +131,23 @@ class RewardOutput:
     columns: pa.Table
 
 
-# metrics.json / summary.json keys: the share of a round's prompts whose responses all tie (no pair,
-# zero reward variance), and the same per class of a built-in pool that has classes (POOL_CLASS_COLUMN
-# in cluster/data/pool_fields.py).
-ZERO_VARIANCE_SHARE, ZERO_VARIANCE_BY_CLASS = "zero_variance_share", "zero_variance_share_by_pool_class"
-# eval.json / metrics.json keys of the held-out IFEval numbers, present when the ifeval reward scores
-# (what they hold: IFEVAL_ACCURACIES and IFEVAL_FAMILIES in actors/rewards/ifeval_fields.py).
-HELDOUT_IFEVAL, HELDOUT_BEFORE_IFEVAL = "heldout_ifeval", "heldout_before_ifeval"
-
-
 # --- labelling: reward roles, query selection and the round's costs (docs/labels.md) ------------
 
 # A `scoring.rewards` entry's role: `label` (the costly labeller: its scores form `reward`, build the
 # pairs and cost one label per response it scores) or `proxy` (cheap: scored for every response, used
 # only to choose which responses the labellers see; never part of `reward`) or `eval` (a capability
-# measure: scored on held-out samples only, reported as metrics.json `heldout_columns`, never trained on).
+# measure: scored on held-out samples only, reported as `Metric.HELDOUT_COLUMNS`, never trained on).
 LABEL_ROLE, PROXY_ROLE, EVAL_ROLE = "label", "proxy", "eval"
 REWARD_ROLES = (LABEL_ROLE, PROXY_ROLE, EVAL_ROLE)
-# metrics.json: the held-out mean of every label and eval reward column, {column: mean}.
-HELDOUT_COLUMNS = "heldout_columns"
-# Round 0's metrics.json: the same means for the starting policy (eval.before_training).
-HELDOUT_BEFORE_COLUMNS = "heldout_before_columns"
 # rollouts.parquet gains this column when labelling is selective (a proxy, a label budget or a query
 # selector other than passive): True for the responses the labellers scored.
 LABELLED_COLUMN = "labelled"
 # rollouts.parquet, when the query selector ranks: the score it ranked each response by (its prompt's PVar,
 # the ensemble's disagreement), so the report can show what was chosen and why (docs/labels.md).
 QUERY_SCORE_COLUMN = "query_score"
-# metrics.json -> `costs`: what one round spent, computed from the round's tables (cluster/costs.py).
-# summary.json rows repeat them and add `cumulative_<key>` for each, summed over the rounds so far.
-COSTS = "costs"
+# metrics.json -> `costs` (Metric.COSTS): what one round spent, computed from the round's tables
+# (cluster/costs.py). summary.json rows repeat them and add `cumulative_<key>` for each, summed over the
+# rounds so far.
 COST_KEYS = (
     "prompts_rolled_out",   # distinct prompts the generators sampled for
     "generated_tokens",     # response tokens sampled (sum of len(response_token_ids))
@@ -171,8 +158,6 @@ COST_KEYS = (
     "seconds",              # the round's phase seconds, summed
 )
 CUMULATIVE_PREFIX = "cumulative_"
-# metrics.json -> `labelling`: how the round chose what to label.
-LABELLING = "labelling"
 
 # What every selection policy reads of the scored table (besides `selection.pvar_rewards`).
 SELECTION_COLUMNS = ("prompt_id", "sample_index", "prompt_token_ids", "response_token_ids", "response", "reward")
@@ -307,8 +292,6 @@ PROMPT_HISTORY_FILE = "prompt_history.parquet"
 SCHEDULER_FILE = "scheduler.json"
 METRICS_FILE = "metrics.json"
 EVAL_FILE = "eval.json"
-# metrics.json: what the scheduler did this round (the scheduler's name, prompts examined, skipped, audited...).
-SCHEDULING = "scheduling"
 # TODO(issue 24): alias for round_loop/round_stages, removed when they move (each names the file now;
 # cluster/round_records.py imports them too).
 ROLLOUTS_TABLE, SCORED_TABLE, SELECTED_TABLE = ROLLOUTS_FILE, SCORED_FILE, SELECTED_FILE
@@ -360,6 +343,79 @@ class Phase(str, enum.Enum):
 
 
 PHASE_ORDER = tuple(phase.value for phase in Phase)
+
+
+# --- metrics.json: the keys of a round's metrics --------------------------------------------------
+
+
+class Metric(enum.StrEnum):
+    """Every top-level key of a round's metrics.json, each defined here once (docs/round-as-data.md).
+
+    The driver writes them when a round commits; the report, `activedpo status`, the observers, the
+    benchmarks and summary.json read them by these names. A member is its key (a str), so
+    `metrics[Metric.PAIRS_TRAINED]` reads what `json.load` gave. Keys may be absent (older runs, a
+    diagnostic turned off); the comments say when. summary.json's rows repeat some of them under the
+    same keys (cluster/run_store.py) and add `cumulative_<cost>` per COST_KEYS.
+    """
+
+    ROUND = "round"                                  # the round's index, from 0
+    # The held-out evaluation after the round's training: EVAL_METRICS, also the round's eval.json.
+    HELDOUT_REWARD_MEAN = "heldout_reward_mean"      # mean combined `reward` of fresh held-out samples
+    HELDOUT_REWARD_STD = "heldout_reward_std"        # its population std
+    HELDOUT_SAMPLES = "heldout_samples"              # held-out responses with a finite reward (the mean's count)
+    HELDOUT_INVALID = "heldout_invalid"              # held-out responses dropped for a non-finite reward
+    HELDOUT_COLUMNS = "heldout_columns"              # {column: held-out mean} of every label and eval reward
+    HELDOUT_IFEVAL = "heldout_ifeval"                # IFEval's accuracies and `families` (only with the ifeval reward)
+    # Round 0 with eval.before_training: the same evaluation of the starting policy (absent otherwise).
+    HELDOUT_BEFORE_MEAN = "heldout_before_mean"
+    HELDOUT_BEFORE_STD = "heldout_before_std"
+    HELDOUT_BEFORE_COLUMNS = "heldout_before_columns"
+    HELDOUT_BEFORE_IFEVAL = "heldout_before_ifeval"
+    # The round's own data.
+    PROMPTS = "prompts"                              # prompts rolled out, refill batches included
+    ROLLOUTS = "rollouts"                            # responses sampled
+    TRAIN_REWARD_MEAN = "train_reward_mean"          # mean `reward` of the labelled responses with a finite one
+    TRAIN_REWARD_STD = "train_reward_std"            # its population std
+    INVALID_REWARDS = "invalid_rewards"              # {reward column: non-finite count, "total": rows dropped}
+    ZERO_VARIANCE_SHARE = "zero_variance_share"      # share of the prompts whose responses all tie (no pair)
+    # The same share per pool class (cluster/data/pool_fields.py); only when the prompts carry a class.
+    ZERO_VARIANCE_BY_CLASS = "zero_variance_share_by_pool_class"
+    LABELLING = "labelling"                          # how the round chose what to label (docs/labels.md)
+    SCHEDULING = "scheduling"                        # what the scheduler did: its name, prompts examined, skipped...
+    # Selection and training.
+    SELECTION = "selection"                          # the policy's summary: policy, pvar_source, mean PVar all/selected
+    SELECTED_PROMPTS = "selected_prompts"            # prompts with at least one selected pair
+    PAIRS_TRAINED = "pairs_trained"                  # pairs the learner trained on
+    LEARNER = "learner"                              # the learner's own metrics: losses, log-probs, steps...
+    LEARNER_OVERHEAD_FRACTION = "learner_overhead_fraction"  # share of the learner's time not in its steps
+    PVAR_GRADNORM_SPEARMAN = "pvar_gradnorm_spearman"  # Spearman of PVar and DPO gradient norm (None: not measured)
+    # DID entropy of the policy against the initial model (diagnostics.did_prompts > 0; cluster/diagnostics.py).
+    DID_ENTROPY = "did_entropy"                      # mean over held-out prompts of the per-prompt estimate
+    DID_ENTROPY_STD = "did_entropy_std"              # its std over prompts
+    DID_PROMPTS = "did_prompts"                      # prompts with a finite estimate
+    DID_ENTROPY_SAMPLES = "did_entropy_samples"      # samples drawn for it
+    DID_MEAN_LOGRATIO = "did_mean_logratio"          # mean log pi - log pi_init of those samples
+    # Time, lag and placement.
+    PHASE_SECONDS = "phase_seconds"                  # {Phase value: seconds}
+    PHASE_TIMELINE = "phase_timeline"                # [{phase, start, end}], seconds since PHASE_TIMELINE_ORIGIN
+    PHASE_TIMELINE_ORIGIN = "phase_timeline_origin"  # Unix time of the driver's start (the timeline's zero)
+    MAX_LAG = "max_lag"                              # run.max_lag of the run that wrote the round
+    LAG = "lag"                                      # learner's weights version minus the oldest that sampled the round
+    COSTS = "costs"                                  # what the round spent: {COST_KEYS member: amount}
+    WEIGHT_TRANSPORT = "weight_transport"            # how the weights reached the generators
+    NODES = "nodes"                                  # Ray node ids of the generators, scorers and learner ranks
+
+
+# What the held-out evaluation returns: the round's eval.json, merged into its metrics.json.
+EVAL_METRICS = (Metric.HELDOUT_REWARD_MEAN, Metric.HELDOUT_REWARD_STD, Metric.HELDOUT_SAMPLES,
+                Metric.HELDOUT_INVALID, Metric.HELDOUT_COLUMNS, Metric.HELDOUT_IFEVAL)
+
+# TODO(issue 24): alias for cluster/round_runner.py (and the round loop it replaces), removed when it names
+# the Metric members.
+ZERO_VARIANCE_SHARE, LABELLING, SCHEDULING, COSTS = (
+    Metric.ZERO_VARIANCE_SHARE, Metric.LABELLING, Metric.SCHEDULING, Metric.COSTS)
+HELDOUT_COLUMNS, HELDOUT_BEFORE_COLUMNS = Metric.HELDOUT_COLUMNS, Metric.HELDOUT_BEFORE_COLUMNS
+HELDOUT_IFEVAL, HELDOUT_BEFORE_IFEVAL = Metric.HELDOUT_IFEVAL, Metric.HELDOUT_BEFORE_IFEVAL
 
 
 # --- the model probe: what the driver (and the policies) ask the policy model -------------------

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from actors.contracts import SUMMARY_FILE
+from actors.contracts import SUMMARY_FILE, Metric
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,15 +37,16 @@ def run_summary(config: Path, seed: int, run_dir: Path, overrides: list[str]) ->
 def run_config(config: Path, seed: int, run_dir: Path, overrides: list[str]) -> dict:
     """One run; returns wall seconds, held-out reward before training and per round, phase seconds."""
     rows, wall = run_summary(config, seed, run_dir, overrides)
-    overheads = [row.get("learner_overhead_fraction") for row in rows if row.get("learner_overhead_fraction") is not None]
+    overheads = [row.get(Metric.LEARNER_OVERHEAD_FRACTION) for row in rows
+                 if row.get(Metric.LEARNER_OVERHEAD_FRACTION) is not None]
     return {
         "seed": seed,
         "wall_seconds": wall,
-        "before": rows[0].get("heldout_before_mean"),
-        "per_round": [row["heldout_reward_mean"] for row in rows],
-        "pairs_trained": [row["pairs_trained"] for row in rows],
+        "before": rows[0].get(Metric.HELDOUT_BEFORE_MEAN),
+        "per_round": [row[Metric.HELDOUT_REWARD_MEAN] for row in rows],
+        "pairs_trained": [row[Metric.PAIRS_TRAINED] for row in rows],
         "learner_overhead_fraction": statistics.mean(overheads[1:] or overheads) if overheads else None,
-        "phase_seconds": [row["phase_seconds"] for row in rows],
+        "phase_seconds": [row[Metric.PHASE_SECONDS] for row in rows],
     }
 
 

@@ -182,19 +182,19 @@ def run_arm_local(harness, config: Path, seed: int, run_dir: Path, overrides: li
 
 def read_run(arm: str, seed: int, rows: list[dict], status: str, run_dir: Path) -> dict:
     """Per point (the start, then after each round): cumulative labels and tokens, IFEval's four accuracies."""
-    from actors.contracts import HELDOUT_BEFORE_IFEVAL, HELDOUT_IFEVAL
+    from actors.contracts import Metric
     from actors.rewards.ifeval_fields import IFEVAL_ACCURACIES
 
-    if HELDOUT_BEFORE_IFEVAL not in rows[0]:
-        raise SystemExit(f"{run_dir}: round 0 has no {HELDOUT_BEFORE_IFEVAL} (eval.before_training off?)")
-    points = [rows[0][HELDOUT_BEFORE_IFEVAL], *(row[HELDOUT_IFEVAL] for row in rows)]
+    if Metric.HELDOUT_BEFORE_IFEVAL not in rows[0]:
+        raise SystemExit(f"{run_dir}: round 0 has no {Metric.HELDOUT_BEFORE_IFEVAL} (eval.before_training off?)")
+    points = [rows[0][Metric.HELDOUT_BEFORE_IFEVAL], *(row[Metric.HELDOUT_IFEVAL] for row in rows)]
     return {
         "arm": arm, "seed": seed, "run_dir": str(run_dir), "status": status,
-        "phase_seconds_total": sum(sum(row["phase_seconds"].values()) for row in rows),
+        "phase_seconds_total": sum(sum(row[Metric.PHASE_SECONDS].values()) for row in rows),
         "labels": [0, *(row["cumulative_labels"] for row in rows)],
         "tokens": [0, *(row["cumulative_generated_tokens"] for row in rows)],
         **{name: [point[name] for point in points] for name in IFEVAL_ACCURACIES},
-        "pairs_trained": [row["pairs_trained"] for row in rows],
+        "pairs_trained": [row[Metric.PAIRS_TRAINED] for row in rows],
         "scheduling": read_scheduling(run_dir, len(rows)),
     }
 

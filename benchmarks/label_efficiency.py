@@ -57,6 +57,8 @@ import numpy as np
 from cli_runs import REPO, machine, write_results
 from seed_stats import fmt, mean_interval
 
+from actors.contracts import METRICS_FILE, Metric
+
 POOLS = {"natural": REPO / "configs" / "quickstart.yaml", "realistic": REPO / "configs" / "builtin-realistic.yaml"}
 # Arm -> its query selector. `dynamic_filter_early` is dynamic_filter allowed to stop before the budget is
 # spent (target_groups: half the groups the budget labels); at its default target (the pair budget, 32
@@ -140,29 +142,27 @@ def pool_info(pool: str) -> dict:
 def read_run(run_dir: Path, summary: dict, exact_column: str, labeller_is_exact: bool) -> dict:
     """Per point (the start, then after each round): cumulative labels and generated tokens, held-out
     reward and exact-match rate; per round: tied share of labelled prompts and the selector's summary."""
-    from actors.contracts import METRICS_FILE
-
     rows = summary["rounds"]
-    metrics = [json.loads((run_dir / f"round_{row['round']:04d}" / METRICS_FILE).read_text()) for row in rows]
-    reward = [rows[0]["heldout_before_mean"], *(row["heldout_reward_mean"] for row in rows)]
+    metrics = [json.loads((run_dir / f"round_{row[Metric.ROUND]:04d}" / METRICS_FILE).read_text()) for row in rows]
+    reward = [rows[0][Metric.HELDOUT_BEFORE_MEAN], *(row[Metric.HELDOUT_REWARD_MEAN] for row in rows)]
     if labeller_is_exact:
         exact = reward
     else:
-        before = (metrics[0].get("heldout_before_columns") or {}).get(exact_column)
-        exact = [before, *((m.get("heldout_columns") or {}).get(exact_column) for m in metrics)]
+        before = (metrics[0].get(Metric.HELDOUT_BEFORE_COLUMNS) or {}).get(exact_column)
+        exact = [before, *((m.get(Metric.HELDOUT_COLUMNS) or {}).get(exact_column) for m in metrics)]
     return {
         "labels": [0, *(row["cumulative_labels"] for row in rows)],
         "tokens": [0, *(row["cumulative_generated_tokens"] for row in rows)],
         "reward": reward,
         "exact": exact if any(v is not None for v in exact[1:]) else None,
-        "pairs_trained": [row["pairs_trained"] for row in rows],
+        "pairs_trained": [row[Metric.PAIRS_TRAINED] for row in rows],
         # The labelled prompts' PVar under their labels: how informative the groups the selector chose were.
-        "labelled_pvar": [m["selection"]["pvar_mean_all"] for m in metrics],
-        "tied_share": [row.get("zero_variance_share") for row in rows],
-        "selector": [(row.get("labelling") or {}).get("selector") for row in rows],
+        "labelled_pvar": [m[Metric.SELECTION]["pvar_mean_all"] for m in metrics],
+        "tied_share": [row.get(Metric.ZERO_VARIANCE_SHARE) for row in rows],
+        "selector": [(row.get(Metric.LABELLING) or {}).get("selector") for row in rows],
         # Choosing what to label (the selector, and an ensemble's refit) as a share of the round's seconds.
-        "selection_share": [selection_seconds(row) / row["costs"]["seconds"] for row in rows
-                            if (row.get("costs") or {}).get("seconds")],
+        "selection_share": [selection_seconds(row) / row[Metric.COSTS]["seconds"] for row in rows
+                            if (row.get(Metric.COSTS) or {}).get("seconds")],
     }
 
 
@@ -188,7 +188,7 @@ def run_arms(harness, root: Path, seeds, pools: dict, arm_names, overrides_of, c
 
 
 def selection_seconds(row: dict) -> float:
-    seconds = (row.get("labelling") or {}).get("seconds") or {}
+    seconds = (row.get(Metric.LABELLING) or {}).get("seconds") or {}
     return float(seconds.get("query", 0.0) + seconds.get("observe", 0.0))
 
 

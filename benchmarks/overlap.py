@@ -32,7 +32,7 @@ from pathlib import Path
 from cli_runs import REPO, machine, run_summary, write_results
 from seed_stats import fmt, mean_interval
 
-from actors.contracts import METRICS_FILE, Phase, round_dir_name
+from actors.contracts import METRICS_FILE, Metric, Phase, round_dir_name
 
 LAGS = (0, 1)
 # The phases whose work runs on the generator actors (model features for the pvar policy do not).
@@ -87,17 +87,17 @@ def phase_total(timeline: list[dict], phases: set[str]) -> float:
 def run_arm(config: Path, seed: int, lag: int, rounds: int, run_dir: Path, overrides: list[str]) -> dict:
     rows, wall = run_summary(config, seed, run_dir,
                              [f"run.max_lag={lag}", f"run.rounds={rounds}", "ray.include_dashboard=false", *overrides])
-    metrics = [json.loads((run_dir / round_dir_name(row["round"]) / METRICS_FILE).read_text()) for row in rows]
+    metrics = [json.loads((run_dir / round_dir_name(row[Metric.ROUND]) / METRICS_FILE).read_text()) for row in rows]
     return {
         "seed": seed,
         "max_lag": lag,
         "wall_seconds": wall,
-        "before": rows[0].get("heldout_before_mean"),
-        "per_round": [row["heldout_reward_mean"] for row in rows],
-        "lag": [m.get("lag") for m in metrics],
-        "train_seconds": [m["phase_seconds"].get(Phase.TRAIN) for m in metrics],
-        "phase_timeline": [m["phase_timeline"] for m in metrics],
-        **timeline_numbers([m["phase_timeline"] for m in metrics]),
+        "before": rows[0].get(Metric.HELDOUT_BEFORE_MEAN),
+        "per_round": [row[Metric.HELDOUT_REWARD_MEAN] for row in rows],
+        "lag": [m.get(Metric.LAG) for m in metrics],
+        "train_seconds": [m[Metric.PHASE_SECONDS].get(Phase.TRAIN) for m in metrics],
+        "phase_timeline": [m[Metric.PHASE_TIMELINE] for m in metrics],
+        **timeline_numbers([m[Metric.PHASE_TIMELINE] for m in metrics]),
     }
 
 

@@ -48,7 +48,7 @@ import pyarrow.parquet as pq
 from cli_runs import REPO, machine, write_results
 from seed_stats import above_zero, fmt, mean_interval
 
-from actors.contracts import HELDOUT_IFEVAL
+from actors.contracts import Metric
 from actors.rewards.ifeval_fields import IFEVAL_ACCURACIES
 
 CONFIG = REPO / "configs" / "smollm2-ifeval.yaml"
@@ -159,8 +159,8 @@ def run_arm(runner, config, arm: str, pool, checkpoint_dir: Path) -> dict:
         "select_seconds": selected - started,
         "train_seconds": trained - selected,
         "eval_seconds": time.perf_counter() - trained,
-        "heldout": evaluation[HELDOUT_IFEVAL],
-        "heldout_reward_mean": evaluation["heldout_reward_mean"],
+        "heldout": evaluation[Metric.HELDOUT_IFEVAL],
+        "heldout_reward_mean": evaluation[Metric.HELDOUT_REWARD_MEAN],
     }
 
 
@@ -201,7 +201,7 @@ def measure(args, overrides: list[str], work_dir: Path) -> tuple[dict, dict, dic
             try:
                 if seed not in starts:  # the starting model, sampled with this seed's held-out seed
                     began = time.perf_counter()
-                    starts[seed] = {"heldout": runner.evaluate()[HELDOUT_IFEVAL],
+                    starts[seed] = {"heldout": runner.evaluate()[Metric.HELDOUT_IFEVAL],
                                     "eval_seconds": time.perf_counter() - began}  # with the generator's start
                     work_dir.mkdir(parents=True, exist_ok=True)
                     start_path.write_text(json.dumps(starts[seed], indent=2) + "\n")

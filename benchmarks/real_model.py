@@ -31,7 +31,7 @@ from pathlib import Path
 from cli_runs import REPO, machine, run_summary, write_results
 from seed_stats import above_zero, fmt, mean_interval
 
-from actors.contracts import HELDOUT_BEFORE_IFEVAL, HELDOUT_IFEVAL
+from actors.contracts import Metric
 from actors.rewards.ifeval_fields import IFEVAL_ACCURACIES, IFEVAL_FAMILIES
 
 CONFIG = REPO / "configs" / "smollm2-ifeval.yaml"
@@ -52,18 +52,18 @@ QUICK = [
 
 def read_run(rows: list[dict], wall: float, seed: int, resumed: bool, run_dir: Path) -> dict:
     """One seed's accuracies per point (index 0: the starting model, then after each round)."""
-    if HELDOUT_BEFORE_IFEVAL not in rows[0]:
-        raise SystemExit(f"{run_dir}: round 0 has no {HELDOUT_BEFORE_IFEVAL} (is eval.before_training on and the "
-                         "ifeval reward among scoring.rewards?)")
-    points = [rows[0][HELDOUT_BEFORE_IFEVAL], *(row[HELDOUT_IFEVAL] for row in rows)]
+    if Metric.HELDOUT_BEFORE_IFEVAL not in rows[0]:
+        raise SystemExit(f"{run_dir}: round 0 has no {Metric.HELDOUT_BEFORE_IFEVAL} (is eval.before_training on "
+                         "and the ifeval reward among scoring.rewards?)")
+    points = [rows[0][Metric.HELDOUT_BEFORE_IFEVAL], *(row[Metric.HELDOUT_IFEVAL] for row in rows)]
     return {
         "seed": seed,
         "run_dir": str(run_dir),
         "wall_seconds": wall,
         "resumed": resumed,
-        "phase_seconds_total": sum(sum(row["phase_seconds"].values()) for row in rows),
-        "round_seconds": [sum(row["phase_seconds"].values()) for row in rows],
-        "pairs_trained": [row["pairs_trained"] for row in rows],
+        "phase_seconds_total": sum(sum(row[Metric.PHASE_SECONDS].values()) for row in rows),
+        "round_seconds": [sum(row[Metric.PHASE_SECONDS].values()) for row in rows],
+        "pairs_trained": [row[Metric.PAIRS_TRAINED] for row in rows],
         "accuracy": {name: [point[name] for point in points] for name in IFEVAL_ACCURACIES},
         "families": [point[IFEVAL_FAMILIES] for point in points],
         "instructions": [point["instructions"] for point in points],

@@ -112,9 +112,9 @@ def scheduling_means(runs: list[dict]) -> dict:
 def read_scheduling(run_dir: Path, rounds: int) -> list[dict]:
     import json
 
-    from actors.contracts import METRICS_FILE, SCHEDULING
+    from actors.contracts import METRICS_FILE, Metric
 
-    return [json.loads((run_dir / f"round_{i:04d}" / METRICS_FILE).read_text()).get(SCHEDULING) for i in range(rounds)]
+    return [json.loads((run_dir / f"round_{i:04d}" / METRICS_FILE).read_text()).get(Metric.SCHEDULING) for i in range(rounds)]
 
 
 def print_table(pool: str, summary: dict) -> None:

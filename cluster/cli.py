@@ -53,6 +53,7 @@ def _configure_logging(verbose: bool) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from actors.contracts import Metric
     from cluster.config_loading import load_config
     from cluster.round_loop import run
 
@@ -61,10 +62,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     rounds = summary.get("rounds", [])
     if rounds:
         first, last = rounds[0], rounds[-1]
-        start = first.get("heldout_before_mean", first["heldout_reward_mean"])
+        start = first.get(Metric.HELDOUT_BEFORE_MEAN, first[Metric.HELDOUT_REWARD_MEAN])
         print(
             f"run complete: {len(rounds)} rounds in {summary['run_dir']}; held-out reward "
-            f"{start:.4f} -> {last['heldout_reward_mean']:.4f}"
+            f"{start:.4f} -> {last[Metric.HELDOUT_REWARD_MEAN]:.4f}"
         )
     return 0
 

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from actors.contracts import GRAD_NORM_COLUMN, ZERO_VARIANCE_BY_CLASS, ZERO_VARIANCE_SHARE
+from actors.contracts import GRAD_NORM_COLUMN, Metric
 from cluster.data.pool_fields import POOL_CLASS_COLUMN
 
 
@@ -32,14 +32,15 @@ def heldout_did_entropy(prompt_ids: list[str], logps: np.ndarray, ref_logps: np.
     values = [did_entropy(logps[rows], ref_logps[rows]) for rows in by_prompt.values() if len(rows) >= 2]
     finite = [v for v in values if math.isfinite(v)]
     if not finite:
-        return {"did_entropy": None, "did_entropy_std": None, "did_prompts": 0, "did_entropy_samples": 0}
+        return {Metric.DID_ENTROPY: None, Metric.DID_ENTROPY_STD: None, Metric.DID_PROMPTS: 0,
+                Metric.DID_ENTROPY_SAMPLES: 0}
     return {
-        "did_entropy": float(np.mean(finite)),
-        "did_entropy_std": float(np.std(finite)),
-        "did_prompts": len(finite),
-        "did_entropy_samples": int(len(prompt_ids)),
+        Metric.DID_ENTROPY: float(np.mean(finite)),
+        Metric.DID_ENTROPY_STD: float(np.std(finite)),
+        Metric.DID_PROMPTS: len(finite),
+        Metric.DID_ENTROPY_SAMPLES: int(len(prompt_ids)),
         # Mean log pi(y) - log pi_init(y) of the policy's own samples: how far it moved from the start.
-        "did_mean_logratio": float(np.mean(logps - ref_logps)),
+        Metric.DID_MEAN_LOGRATIO: float(np.mean(logps - ref_logps)),
     }
 
 
@@ -53,15 +54,15 @@ def zero_variance_metrics(scored: pa.Table) -> dict:
     `pool_class` column (a built-in pool with classes), the share per class too. None without prompts.
     """
     if scored.num_rows == 0:
-        return {ZERO_VARIANCE_SHARE: None}
+        return {Metric.ZERO_VARIANCE_SHARE: None}
     keys = ["prompt_id"] + ([POOL_CLASS_COLUMN] if POOL_CLASS_COLUMN in scored.column_names else [])
     spread = scored.select([*keys, "reward"]).group_by(keys).aggregate([("reward", "min"), ("reward", "max")])
     tied = np.asarray(pc.equal(spread.column("reward_min"), spread.column("reward_max")).to_numpy(
         zero_copy_only=False), dtype=bool)
-    result: dict = {ZERO_VARIANCE_SHARE: float(tied.mean())}
+    result: dict = {Metric.ZERO_VARIANCE_SHARE: float(tied.mean())}
     if POOL_CLASS_COLUMN in keys:
         classes = np.asarray(spread.column(POOL_CLASS_COLUMN).to_pylist(), dtype=object)
-        result[ZERO_VARIANCE_BY_CLASS] = {str(name): float(tied[classes == name].mean())
+        result[Metric.ZERO_VARIANCE_BY_CLASS] = {str(name): float(tied[classes == name].mean())
                                           for name in sorted(set(classes.tolist()), key=str)}
     return result
 

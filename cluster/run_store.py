@@ -29,23 +29,25 @@ from actors.contracts import (
     CHECKPOINT_DIR,
     COMPLETE_MARKER,
     CONFIG_FILE,
-    COSTS,
-    HELDOUT_BEFORE_IFEVAL,
-    HELDOUT_IFEVAL,
-    LABELLING,
     METRICS_FILE,
     PARTIAL_GLOB,
     ROUND_GLOB,
     SUMMARY_FILE,
-    ZERO_VARIANCE_BY_CLASS,
-    ZERO_VARIANCE_SHARE,
+    Metric,
     incomplete_dir_name,
     partial_dir_name,
     round_dir_name,
 )
 from cluster.costs import with_cumulative
 
-SUMMARY_KEYS = ("heldout_reward_mean", "heldout_reward_std", "pairs_trained")
+# What every summary.json row repeats of its round's metrics.json (null when the round lacks it) ...
+SUMMARY_KEYS = (Metric.ROUND, Metric.HELDOUT_REWARD_MEAN, Metric.HELDOUT_REWARD_STD, Metric.PAIRS_TRAINED)
+# ... and what it repeats only when the round has it (rounds of older runs, diagnostics turned off).
+SUMMARY_KEYS_IF_PRESENT = (
+    Metric.HELDOUT_BEFORE_MEAN, Metric.HELDOUT_BEFORE_STD, Metric.INVALID_REWARDS, Metric.LEARNER_OVERHEAD_FRACTION,
+    Metric.HELDOUT_BEFORE_IFEVAL, Metric.HELDOUT_IFEVAL, Metric.ZERO_VARIANCE_SHARE, Metric.ZERO_VARIANCE_BY_CLASS,
+    Metric.LABELLING, Metric.COSTS,
+)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -167,15 +169,12 @@ class RunStore:
         rows = []
         for index in self.completed_rounds():
             metrics = self.read_metrics(index)
-            row = {"round": index, **{k: metrics.get(k) for k in SUMMARY_KEYS}}
-            row["phase_seconds"] = metrics.get("phase_seconds", {})
-            for key in ("heldout_before_mean", "heldout_before_std", "invalid_rewards", "learner_overhead_fraction",
-                        HELDOUT_BEFORE_IFEVAL, HELDOUT_IFEVAL, ZERO_VARIANCE_SHARE, ZERO_VARIANCE_BY_CLASS,
-                        LABELLING, COSTS):
-                if key in metrics:
-                    row[key] = metrics[key]
+            row = {key: metrics.get(key) for key in SUMMARY_KEYS}
+            row[Metric.ROUND] = index
+            row[Metric.PHASE_SECONDS] = metrics.get(Metric.PHASE_SECONDS, {})
+            row.update((key, metrics[key]) for key in SUMMARY_KEYS_IF_PRESENT if key in metrics)
             rows.append(row)
-        with_cumulative(rows, COSTS)  # cumulative_<counter>: the run's spending up to each round
+        with_cumulative(rows, Metric.COSTS)  # cumulative_<counter>: the run's spending up to each round
         summary = {"run_dir": str(self.run_dir), "completed_rounds": len(rows), "rounds": rows, **(extra or {})}
         write_json_atomic(self.run_dir / SUMMARY_FILE, summary)
         return summary

@@ -14,6 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from actors.contracts import EVAL_METRICS, Metric
+
 
 def learner_metrics(start_c: float, end_c: float, start_r: float, end_r: float, **extra) -> dict:
     """The learner keys every run records (start/end/ref means), plus any newer keys in `extra`."""
@@ -26,14 +28,14 @@ def learner_metrics(start_c: float, end_c: float, start_r: float, end_r: float, 
 
 def round_metrics(index: int, learner: dict | None, **extra) -> dict:
     metrics = {
-        "round": index, "heldout_reward_mean": 0.4 + 0.05 * index, "heldout_reward_std": 0.2,
-        "train_reward_mean": 0.35 + 0.05 * index, "train_reward_std": 0.25, "pairs_trained": 8,
-        "phase_seconds": {"generate": 1.0, "score": 0.2, "select": 0.01, "train": 2.0, "sync": 0.1, "eval": 0.5},
-        "selection": {"policy": "pvar", "pvar_source": "reward", "pvar_mean_all": 0.01, "pvar_mean_selected": 0.02},
+        Metric.ROUND: index, Metric.HELDOUT_REWARD_MEAN: 0.4 + 0.05 * index, Metric.HELDOUT_REWARD_STD: 0.2,
+        Metric.TRAIN_REWARD_MEAN: 0.35 + 0.05 * index, Metric.TRAIN_REWARD_STD: 0.25, Metric.PAIRS_TRAINED: 8,
+        Metric.PHASE_SECONDS: {"generate": 1.0, "score": 0.2, "select": 0.01, "train": 2.0, "sync": 0.1, "eval": 0.5},
+        Metric.SELECTION: {"policy": "pvar", "pvar_source": "reward", "pvar_mean_all": 0.01, "pvar_mean_selected": 0.02},
         **extra,
     }
     if learner is not None:
-        metrics["learner"] = learner
+        metrics[Metric.LEARNER] = learner
     return metrics
 
 
@@ -72,8 +74,9 @@ def write_run(run_dir: Path, rounds: list[dict], planned: int | None = None, tab
             pq.write_table(table, folder / "prompt_stats.parquet")
         if metrics is not None:
             (folder / "metrics.json").write_text(json.dumps(metrics))
-            (folder / "eval.json").write_text(json.dumps({k: metrics[k] for k in metrics if k.startswith("heldout")}))
-            rows.append({"round": index, **{k: metrics.get(k) for k in ("heldout_reward_mean", "pairs_trained")}})
+            (folder / "eval.json").write_text(json.dumps({k: metrics[k] for k in EVAL_METRICS if k in metrics}))
+            rows.append({Metric.ROUND: index, **{k: metrics.get(k) for k in (Metric.HELDOUT_REWARD_MEAN,
+                                                                             Metric.PAIRS_TRAINED)}})
         (folder / "COMPLETE").write_text("complete\n")
     (run_dir / "summary.json").write_text(json.dumps({"run_dir": str(run_dir), "completed_rounds": len(rows),
                                                       "rounds": rows}))

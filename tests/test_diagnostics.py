@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from actors.contracts import Metric
 from actors.kernels.training_dynamics import did_entropy
 from cluster.diagnostics import (
     heldout_did_entropy,
@@ -25,15 +26,15 @@ def test_did_is_estimated_per_prompt_then_averaged():
     result = heldout_did_entropy(ids, logps, ref)
     rows = {p: [i for i, q in enumerate(ids) if q == p] for p in "abc"}
     per_prompt = [did_entropy(logps[r], ref[r]) for r in rows.values()]
-    assert result["did_entropy"] == pytest.approx(np.mean(per_prompt))
-    assert result["did_entropy_std"] == pytest.approx(np.std(per_prompt))
-    assert result["did_prompts"] == 3 and result["did_entropy_samples"] == 8
+    assert result[Metric.DID_ENTROPY] == pytest.approx(np.mean(per_prompt))
+    assert result[Metric.DID_ENTROPY_STD] == pytest.approx(np.std(per_prompt))
+    assert result[Metric.DID_PROMPTS] == 3 and result[Metric.DID_ENTROPY_SAMPLES] == 8
     # Pooling all samples into one estimate would be a different number: the grouping matters.
-    assert result["did_entropy"] != pytest.approx(did_entropy(logps, ref))
+    assert result[Metric.DID_ENTROPY] != pytest.approx(did_entropy(logps, ref))
 
 
 def test_did_needs_two_samples_of_a_prompt():
-    assert heldout_did_entropy(["a", "b"], np.zeros(2), np.zeros(2))["did_entropy"] is None
+    assert heldout_did_entropy(["a", "b"], np.zeros(2), np.zeros(2))[Metric.DID_ENTROPY] is None
 
 
 def stats_table() -> pa.Table:
@@ -76,15 +77,15 @@ def test_zero_variance_share_counts_prompts_whose_responses_all_tie():
         "reward": [1.0, 0.0, 1.0, 0.25, 0.0, 0.5, 0.5, 1.0],
     })
     # a: all 1 (solved), b: all 0 (unsolved), c: 0.25 vs 0.5 (a pair), d: one response left (no pair).
-    assert zero_variance_metrics(scored) == {"zero_variance_share": 0.75}
+    assert zero_variance_metrics(scored) == {Metric.ZERO_VARIANCE_SHARE: 0.75}
     assert zero_variance_metrics(scored.filter(pa.array([p != "d" for p in "abacbdca"]))) == {
-        "zero_variance_share": pytest.approx(2 / 3)}
+        Metric.ZERO_VARIANCE_SHARE: pytest.approx(2 / 3)}
 
 
 def test_zero_variance_ties_are_exact_and_read_the_combined_reward():
     scored = pa.table({"prompt_id": ["a", "a", "b", "b"], "reward": [0.5, 0.5 + 1e-12, 0.3, 0.3],
                        "reward_other": [0.0, 1.0, 0.0, 1.0]})
-    assert zero_variance_metrics(scored)["zero_variance_share"] == 0.5
+    assert zero_variance_metrics(scored)[Metric.ZERO_VARIANCE_SHARE] == 0.5
 
 
 def test_zero_variance_share_per_pool_class_when_the_pool_has_classes():
@@ -94,10 +95,10 @@ def test_zero_variance_share_per_pool_class_when_the_pool_has_classes():
         "reward": [1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0],
     })
     result = zero_variance_metrics(scored)
-    assert result["zero_variance_share"] == pytest.approx(3 / 5)
-    assert result["zero_variance_share_by_pool_class"] == {"mixed": 0.5, "solved": 0.5, "unsolved": 1.0}
+    assert result[Metric.ZERO_VARIANCE_SHARE] == pytest.approx(3 / 5)
+    assert result[Metric.ZERO_VARIANCE_BY_CLASS] == {"mixed": 0.5, "solved": 0.5, "unsolved": 1.0}
 
 
 def test_zero_variance_share_of_an_empty_round_is_none():
     assert zero_variance_metrics(pa.table({"prompt_id": pa.array([], pa.string()),
-                                           "reward": pa.array([], pa.float64())})) == {"zero_variance_share": None}
+                                           "reward": pa.array([], pa.float64())})) == {Metric.ZERO_VARIANCE_SHARE: None}

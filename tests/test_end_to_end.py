@@ -7,6 +7,8 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
+from actors.contracts import Metric
+
 pytestmark = pytest.mark.slow
 
 
@@ -18,12 +20,12 @@ def two_round_run(quickstart_run):
 def test_every_round_leaves_its_artifacts_and_a_summary(two_round_run):
     run_dir, result = two_round_run
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert [row["round"] for row in summary["rounds"]] == [0, 1]
+    assert [row[Metric.ROUND] for row in summary["rounds"]] == [0, 1]
     for row in summary["rounds"]:
-        assert row["pairs_trained"] > 0
-        assert 0.0 <= row["heldout_reward_mean"] <= 1.0
-        assert row["heldout_reward_std"] >= 0.0
-        assert {"generate", "score", "select", "train", "sync", "eval"} <= set(row["phase_seconds"])
+        assert row[Metric.PAIRS_TRAINED] > 0
+        assert 0.0 <= row[Metric.HELDOUT_REWARD_MEAN] <= 1.0
+        assert row[Metric.HELDOUT_REWARD_STD] >= 0.0
+        assert {"generate", "score", "select", "train", "sync", "eval"} <= set(row[Metric.PHASE_SECONDS])
     for index in (0, 1):
         folder = run_dir / f"round_{index:04d}"
         assert (folder / "COMPLETE").exists()
@@ -46,16 +48,16 @@ def test_rounds_record_the_training_dynamics(two_round_run):
         folder = run_dir / f"round_{index:04d}"
         metrics = json.loads((folder / "metrics.json").read_text())
         # DID entropy of the policy against the initial model on held-out prompts (16 x 8 samples).
-        assert metrics["did_prompts"] == 16 and metrics["did_entropy_samples"] == 16 * 8
-        assert metrics["did_entropy"] > 0
-        learner = metrics["learner"]
+        assert metrics[Metric.DID_PROMPTS] == 16 and metrics[Metric.DID_ENTROPY_SAMPLES] == 16 * 8
+        assert metrics[Metric.DID_ENTROPY] > 0
+        learner = metrics[Metric.LEARNER]
         assert len(learner["step_history"]) == learner["steps"]
         assert learner["delta_chosen_logps"] == pytest.approx(learner["chosen_logps_end"] - learner["chosen_logps_start"])
         # Gradient norms exist exactly for the selected prompts, and rise with PVar.
         stats = pq.read_table(folder / "prompt_stats.parquet").to_pandas()
         measured = stats["grad_norm"].notna()
         assert (measured == stats["selected"]).all() and (stats.loc[measured, "grad_norm"] > 0).all()
-        assert metrics["pvar_gradnorm_spearman"] > 0.5
+        assert metrics[Metric.PVAR_GRADNORM_SPEARMAN] > 0.5
 
 
 def test_checkpoint_loads_with_from_pretrained(two_round_run):
@@ -80,7 +82,7 @@ def test_sigkill_mid_round_then_same_command_resumes(killed_and_resumed_run):
     assert run.after_resume == run.before
     assert not list(run.run_dir.glob(".round_*.partial"))
     summary = json.loads((run.run_dir / "summary.json").read_text())
-    assert [row["round"] for row in summary["rounds"]] == [0, 1, 2, 3]
+    assert [row[Metric.ROUND] for row in summary["rounds"]] == [0, 1, 2, 3]
     # Round 2 sampled from round 1's weights, not from the initial model; so did round 3, one version behind
     # the learner that trained it.
     for index, lag in ((2, 0), (3, 1)):
@@ -89,7 +91,7 @@ def test_sigkill_mid_round_then_same_command_resumes(killed_and_resumed_run):
         assert set(rollouts.column("weights_version").to_pylist()) == {2}
         assert set(pq.read_table(folder / "selected.parquet").column("lag").to_pylist()) == {lag}
         metrics = json.loads((folder / "metrics.json").read_text())
-        assert (metrics["max_lag"], metrics["lag"]) == (1, lag)
+        assert (metrics[Metric.MAX_LAG], metrics[Metric.LAG]) == (1, lag)
 
 
 def test_nan_rewards_are_dropped_counted_and_the_run_continues(bpo_run_with_nan_rewards):
@@ -99,7 +101,7 @@ def test_nan_rewards_are_dropped_counted_and_the_run_continues(bpo_run_with_nan_
     scored = pq.read_table(run_dir / "round_0000" / "scored.parquet")
     dropped = rollouts.num_rows - scored.num_rows
     assert dropped > 0
-    assert metrics["invalid_rewards"]["total"] == dropped
-    assert metrics["invalid_rewards"]["reward_builtin_task_with_nans"] == dropped
+    assert metrics[Metric.INVALID_REWARDS]["total"] == dropped
+    assert metrics[Metric.INVALID_REWARDS]["reward_builtin_task_with_nans"] == dropped
     assert all(v == v for v in scored.column("reward").to_pylist())  # no NaN reached selection
     assert "dropped" in result.stderr and "NaN" in result.stderr

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from actors.contracts import InputError, LabellerError
+from actors.contracts import InputError, LabellerError, Metric
 from actors.rewards.kinds import reward_kind
 from actors.scorer import Scorer
 from actors.settings import RewardSettings
@@ -319,5 +319,5 @@ def test_a_run_stopped_by_a_broken_service_keeps_its_completed_rounds(tmp_path):
             assert fragment in message, (fragment, message)
         assert (run_dir / "round_0000" / "COMPLETE").exists() and not (run_dir / "round_0001").exists()
         summary = json.loads((run_dir / "summary.json").read_text())
-        assert [row["round"] for row in summary["rounds"]] == [0]
+        assert [row[Metric.ROUND] for row in summary["rounds"]] == [0]
         assert not any(TOKEN.encode() in path.read_bytes() for path in run_dir.rglob("*") if path.is_file())

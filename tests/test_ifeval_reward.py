@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from actors.contracts import InputError, RewardOutput
+from actors.contracts import InputError, Metric, RewardOutput
 from actors.rewards.ifeval import InstructionError, build_checker, follows, ifeval_accuracies, loose_variants
 from actors.rewards.ifeval_fields import IFEVAL_PROMPT_COLUMNS, IFEVAL_SCORE_FIELDS
 from actors.rewards.programmatic import get_reward, register_reward
@@ -271,8 +271,8 @@ def test_the_driver_keeps_the_extra_columns_and_evaluates_ifevals_accuracies():
     runner.generators, runner.scorers = _Generators(rows.column("response").to_pylist()), _Scorers(scorer)
     result = runner.evaluate()
     # The row without instructions has a NaN reward: dropped and counted, as any invalid reward.
-    assert (result["heldout_samples"], result["heldout_invalid"]) == (5, 1)
-    assert result["heldout_ifeval"]["instruction_strict"] == pytest.approx(3 / 7)
-    assert result["heldout_ifeval"]["prompt_loose"] == pytest.approx(3 / 5)
+    assert (result[Metric.HELDOUT_SAMPLES], result[Metric.HELDOUT_INVALID]) == (5, 1)
+    assert result[Metric.HELDOUT_IFEVAL]["instruction_strict"] == pytest.approx(3 / 7)
+    assert result[Metric.HELDOUT_IFEVAL]["prompt_loose"] == pytest.approx(3 / 5)
     assert runner._score(rows.drop_columns(["response"]).append_column("response", rows.column("response"))) \
         .column_names[-len(runner.score_columns):] == runner.score_columns

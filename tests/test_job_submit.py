@@ -16,6 +16,8 @@ import pytest
 
 from cli_helpers import REPO, SMALL_RUN, cli_env
 
+from actors.contracts import Metric
+
 pytestmark = pytest.mark.slow
 
 
@@ -78,7 +80,7 @@ def test_quickstart_submitted_as_a_ray_job_succeeds(tmp_path):
             pytest.fail(f"job did not succeed.\nsubmit stdout:\n{result.stdout[-3000:]}\nsubmit stderr:\n"
                         f"{result.stderr[-3000:]}\nhead log:\n{(tmp_path / 'head.log').read_text()[-1500:]}")
         summary = json.loads((run_dir / "summary.json").read_text())
-        assert [row["round"] for row in summary["rounds"]] == [0]
+        assert [row[Metric.ROUND] for row in summary["rounds"]] == [0]
         # Without the token the same cluster refuses to list jobs.
         denied = subprocess.run([str(bin_dir / "ray"), "job", "list", "--address", address],
                                 env={**env, "RAY_AUTH_TOKEN": "wrong"}, capture_output=True, text=True, timeout=60)

@@ -16,6 +16,7 @@ from actors.contracts import (
     LABELLED_COLUMN,
     ROLLOUTS_SCHEMA,
     InputError,
+    Metric,
 )
 from actors.rewards.builtin_task import builtin_task_reward
 from actors.rewards.proxies import PROXY_NOISE, builtin_task_proxy_reward, ifeval_proxy_reward
@@ -42,11 +43,11 @@ def test_the_labeller_never_sees_unselected_responses_and_labels_stay_within_bud
     training_seen = [item for item in SEEN if not item[0].startswith("h")]
     assert set(training_seen) == chosen and len(training_seen) == len(chosen)
     # 18 responses: 4 whole groups of 4 and 2 responses of a fifth prompt.
-    assert len(chosen) == 18 and metrics["costs"]["labels"] == 18 <= config.selection.labels_per_round
+    assert len(chosen) == 18 and metrics[Metric.COSTS]["labels"] == 18 <= config.selection.labels_per_round
     assert sorted(np.unique(labelled.column("prompt_id").to_pylist(), return_counts=True)[1]) == [2, 4, 4, 4, 4]
     # Every response got the proxy, free; scored.parquet holds the labelled rows only.
     assert rollouts.num_rows == 48 and "reward_builtin_task_proxy" in rollouts.column_names
-    assert scored.num_rows == 18 and metrics["costs"]["proxy_scores"] == 48
+    assert scored.num_rows == 18 and metrics[Metric.COSTS]["proxy_scores"] == 48
     # `reward` is the labeller's alone: the proxy never enters it.
     np.testing.assert_allclose(scored.column("reward").to_numpy(), scored.column("reward_test_counting_labeller").to_numpy())
     assert set(runner.learner.pairs.column("prompt_id").to_pylist()) <= {pid for pid, _ in chosen}
@@ -59,22 +60,22 @@ def test_cost_counters_equal_what_the_rounds_parquet_files_hold(tmp_path):
     rollouts = pq.read_table(folder / "rollouts.parquet")
     selected = pq.read_table(folder / "selected.parquet")
     on_disk = json.loads((folder / "metrics.json").read_text())
-    costs = on_disk["costs"]
-    assert set(costs) == set(COST_KEYS) and costs == metrics["costs"]
+    costs = on_disk[Metric.COSTS]
+    assert set(costs) == set(COST_KEYS) and costs == metrics[Metric.COSTS]
     assert costs["prompts_rolled_out"] == len(set(rollouts.column("prompt_id").to_pylist())) == 12
     assert costs["generated_tokens"] == sum(len(t) for t in rollouts.column("response_token_ids").to_pylist())
     assert costs["labels"] == sum(rollouts.column(LABELLED_COLUMN).to_pylist()) * 1 == 24
     assert costs["proxy_scores"] == rollouts.num_rows * 1
-    assert costs["pairs_trained"] == selected.num_rows == on_disk["pairs_trained"]
+    assert costs["pairs_trained"] == selected.num_rows == on_disk[Metric.PAIRS_TRAINED]
     tokens = sum(len(p) + len(c) + len(r) for p, c, r in zip(*(selected.column(name).to_pylist() for name in
                                                                 ("prompt_token_ids", "chosen_token_ids",
                                                                  "rejected_token_ids"))))
     assert costs["learner_tokens"] == 3 * tokens
-    assert costs["seconds"] == pytest.approx(sum(on_disk["phase_seconds"].values()))
-    assert on_disk["labelling"]["responses_labelled"] == 24 and on_disk["labelling"]["query"] == "random"
+    assert costs["seconds"] == pytest.approx(sum(on_disk[Metric.PHASE_SECONDS].values()))
+    assert on_disk[Metric.LABELLING]["responses_labelled"] == 24 and on_disk[Metric.LABELLING]["query"] == "random"
     # summary.json: the round's costs and the running totals.
     summary = runner_summary(tmp_path)
-    assert summary["rounds"][0]["costs"] == costs
+    assert summary["rounds"][0][Metric.COSTS] == costs
     assert all(summary["rounds"][0][f"cumulative_{key}"] == costs[key] for key in COST_KEYS)
     from cluster.tools.status import status_lines
 
@@ -96,8 +97,8 @@ def test_passive_without_a_budget_writes_todays_tables(tmp_path):
     # The generators' table unchanged: no proxy column, no `labelled` column; every response labelled.
     assert rollouts.schema.equals(ROLLOUTS_SCHEMA.insert(3, pa.field("answer", pa.string())))
     assert scored.num_rows == rollouts.num_rows == 48 and len(SEEN) == 48 + 4 * K  # + the held-out
-    assert metrics["costs"]["labels"] == 48 and metrics["costs"]["proxy_scores"] == 0
-    assert metrics["labelling"]["responses_labelled"] == 48
+    assert metrics[Metric.COSTS]["labels"] == 48 and metrics[Metric.COSTS]["proxy_scores"] == 0
+    assert metrics[Metric.LABELLING]["responses_labelled"] == 48
 
 
 def test_round_costs_count_every_row_as_labelled_without_the_labelled_column():
@@ -111,8 +112,8 @@ def test_round_costs_count_every_row_as_labelled_without_the_labelled_column():
 
 
 def test_cumulative_costs_sum_the_rounds_and_skip_rounds_without_costs():
-    rows = [{"costs": dict.fromkeys(COST_KEYS, 2)}, {}, {"costs": dict.fromkeys(COST_KEYS, 3)}]
-    with_cumulative(rows, "costs")
+    rows = [{Metric.COSTS: dict.fromkeys(COST_KEYS, 2)}, {}, {Metric.COSTS: dict.fromkeys(COST_KEYS, 3)}]
+    with_cumulative(rows, Metric.COSTS)
     assert rows[0]["cumulative_labels"] == 2 and "cumulative_labels" not in rows[1]
     assert rows[2]["cumulative_labels"] == 5 and rows[2]["cumulative_learner_tokens"] == 5
 
@@ -256,14 +257,14 @@ def test_an_eval_reward_scores_held_out_samples_only_and_costs_no_label(tmp_path
     exact = "{kind: programmatic, name: builtin_task_exact, role: eval}"
     config = config_with(f"scoring.rewards=[{LABELLER}, {exact}]")
     runner, metrics, folder = run_one_round(config, tmp_path)
-    held_out = metrics["heldout_columns"]
+    held_out = metrics[Metric.HELDOUT_COLUMNS]
     assert set(held_out) == {"reward_test_counting_labeller", "reward_builtin_task_exact"}
     # The stand-in generator's sample 0 is the exact answer, the others are not: exact match is 1 in 4.
     assert held_out["reward_builtin_task_exact"] == pytest.approx(0.25)
-    assert held_out["reward_test_counting_labeller"] == pytest.approx(metrics["heldout_reward_mean"])
+    assert held_out["reward_test_counting_labeller"] == pytest.approx(metrics[Metric.HELDOUT_REWARD_MEAN])
     # Never on the training rollouts, never in `reward`, never a label.
     scored = pq.read_table(folder / "scored.parquet")
     assert "reward_builtin_task_exact" not in scored.column_names
-    assert metrics["costs"]["labels"] == scored.num_rows
+    assert metrics[Metric.COSTS]["labels"] == scored.num_rows
     with pytest.raises(Exception, match="weight"):
         config_with(f"scoring.rewards=[{LABELLER}, {{kind: programmatic, name: builtin_task_exact, role: eval, weight: 2}}]")

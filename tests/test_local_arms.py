@@ -16,6 +16,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))  # the benchmarks import each other
 
 from cli_helpers import QUICKSTART, SMALL_RUN  # noqa: E402
 
+from actors.contracts import Metric  # noqa: E402
+
 TABLES = ("rollouts", "scored", "selected", "prompt_stats")
 # Model features the CLI computes on sharded tables and the harness on one table: the same up to float order.
 FEATURE_COLUMNS = {"grad_norm"}
@@ -72,21 +74,22 @@ def test_round_0_in_process_is_the_cli_round(quickstart_run, tmp_path, restore_t
     assert pq.read_table(local_round / "rollouts.parquet").num_rows == 16 * 4
 
     cli, local = (json.loads((folder / "metrics.json").read_text()) for folder in (cli_round, local_round))
-    assert local["heldout_before_mean"] == cli["heldout_before_mean"]
-    for key in ("prompts", "rollouts", "train_reward_mean", "zero_variance_share", "selected_prompts", "selection",
-                "invalid_rewards"):
+    assert local[Metric.HELDOUT_BEFORE_MEAN] == cli[Metric.HELDOUT_BEFORE_MEAN]
+    for key in (Metric.PROMPTS, Metric.ROLLOUTS, Metric.TRAIN_REWARD_MEAN, Metric.ZERO_VARIANCE_SHARE,
+                Metric.SELECTED_PROMPTS, Metric.SELECTION, Metric.INVALID_REWARDS):
         assert local[key] == cli[key], key
-    assert without_seconds(local["costs"]) == without_seconds(cli["costs"])
-    assert without_seconds(local["labelling"]) == without_seconds(cli["labelling"])
+    assert without_seconds(local[Metric.COSTS]) == without_seconds(cli[Metric.COSTS])
+    assert without_seconds(local[Metric.LABELLING]) == without_seconds(cli[Metric.LABELLING])
 
-    assert cli["learner"]["pairs_trained"] <= 8 and cli["learner"]["world_size"] == 2  # the premise above
-    assert local["learner"]["world_size"] == 1
-    assert local["learner"]["steps"] == cli["learner"]["steps"]
-    assert local["learner"]["pairs_trained"] == cli["learner"]["pairs_trained"]
+    cli_learner, local_learner = cli[Metric.LEARNER], local[Metric.LEARNER]
+    assert cli_learner["pairs_trained"] <= 8 and cli_learner["world_size"] == 2  # the premise above
+    assert local_learner["world_size"] == 1
+    assert local_learner["steps"] == cli_learner["steps"]
+    assert local_learner["pairs_trained"] == cli_learner["pairs_trained"]
     for key in LEARNER_KEYS:
-        assert local["learner"][key] == pytest.approx(cli["learner"][key], rel=1e-5), key
-    (checksum,) = local["learner"]["param_checksum_per_rank"]
-    assert checksum == pytest.approx(cli["learner"]["param_checksum_per_rank"][0], rel=1e-6)
+        assert local_learner[key] == pytest.approx(cli_learner[key], rel=1e-5), key
+    (checksum,) = local_learner["param_checksum_per_rank"]
+    assert checksum == pytest.approx(cli_learner["param_checksum_per_rank"][0], rel=1e-6)
 
 
 def test_every_run_starts_from_the_initial_model(tmp_path, restore_torch_threads):
@@ -106,8 +109,8 @@ def test_every_run_starts_from_the_initial_model(tmp_path, restore_torch_threads
         for name in TABLES:
             assert_same_table(*(pq.read_table(folder / f"{name}.parquet") for folder in folders), name)
         metrics = [json.loads((folder / "metrics.json").read_text()) for folder in folders]
-        assert metrics[0]["heldout_reward_mean"] == metrics[1]["heldout_reward_mean"]
-        assert metrics[0]["learner"]["loss"] == metrics[1]["learner"]["loss"]
+        assert metrics[0][Metric.HELDOUT_REWARD_MEAN] == metrics[1][Metric.HELDOUT_REWARD_MEAN]
+        assert metrics[0][Metric.LEARNER]["loss"] == metrics[1][Metric.LEARNER]["loss"]
     rows = [row["cumulative_labels"] for row in again.summary["rounds"]]
     assert rows == [16 * 4, 2 * 16 * 4]  # summary.json with the costs, as the CLI writes it
 

@@ -19,6 +19,8 @@ import pytest
 
 from round_standins import LABELLER, Generators, config_with, runner_for
 
+from actors.contracts import Metric
+
 ROUNDS = 4
 EVAL_SEED = 7919  # RoundRunner.evaluate: run.seed + 7919 (run.seed is 0 here)
 HISTORY = [f"scoring.rewards=[{LABELLER}]", "data.scheduler=history", "data.scheduling.audit_fraction=0.5",
@@ -144,7 +146,7 @@ def test_max_lag_1_prepares_the_next_round_while_this_one_trains(tmp_path):
         expected = 0 if n == 0 else 1
         assert set(read(tmp_path, n, "selected.parquet").column("lag").to_pylist()) == {expected}
         assert set(read(tmp_path, n, "rollouts.parquet").column("weights_version").to_pylist()) == {max(n - 1, 0)}
-        assert (metrics[n]["lag"], metrics[n]["max_lag"]) == (expected, 1)
+        assert (metrics[n][Metric.LAG], metrics[n][Metric.MAX_LAG]) == (expected, 1)
         trained = runner.learner.given[n].select(["prompt_id", "chosen_token_ids", "rejected_token_ids"])
         assert read(tmp_path, n, "selected.parquet").select(trained.column_names).equals(trained)
     assert runner.learner.collected == list(range(ROUNDS))
@@ -155,16 +157,16 @@ def test_the_timeline_shows_the_overlap(tmp_path):
     events: list = []
     runner, start = driver(config_with("run.max_lag=1"), tmp_path, events)
     metrics = run_rounds(runner, start, 1, events, tmp_path, stop=3)
-    spans = [{entry["phase"]: (entry["start"], entry["end"]) for entry in m["phase_timeline"]} for m in metrics]
+    spans = [{entry["phase"]: (entry["start"], entry["end"]) for entry in m[Metric.PHASE_TIMELINE]} for m in metrics]
     for n in range(2):
         train_start, train_end = spans[n]["train"]
         generate_start, generate_end = spans[n + 1]["generate"]
         assert train_start <= generate_start <= generate_end <= train_end
         assert spans[n]["sync"][0] >= train_end and spans[n]["eval"][0] >= spans[n]["sync"][1]
     for m in metrics:
-        assert set(m["phase_seconds"]) == {entry["phase"] for entry in m["phase_timeline"]}
-        assert all(entry["end"] >= entry["start"] >= 0 for entry in m["phase_timeline"])
-        assert isinstance(m["phase_timeline_origin"], float)
+        assert set(m[Metric.PHASE_SECONDS]) == {entry["phase"] for entry in m[Metric.PHASE_TIMELINE]}
+        assert all(entry["end"] >= entry["start"] >= 0 for entry in m[Metric.PHASE_TIMELINE])
+        assert isinstance(m[Metric.PHASE_TIMELINE_ORIGIN], float)
 
 
 # ---------------------------------------------------------------- same computation, other timing
@@ -184,7 +186,7 @@ def timeless(obj):
     """A round's JSON without what depends on timing or on the lag."""
     if isinstance(obj, dict):
         return {k: timeless(v) for k, v in obj.items()
-                if not k.endswith("seconds") and k not in ("phase_timeline", "phase_timeline_origin", "max_lag", "lag")}
+                if not k.endswith("seconds") and k not in (Metric.PHASE_TIMELINE, Metric.PHASE_TIMELINE_ORIGIN, Metric.MAX_LAG, Metric.LAG)}
     if isinstance(obj, list):
         return [timeless(v) for v in obj]
     return obj

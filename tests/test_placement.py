@@ -16,6 +16,8 @@ from ray.cluster_utils import Cluster
 
 from cli_helpers import QUICKSTART, SMALL_RUN, cli_env, cli_output, run_cli
 
+from actors.contracts import Metric
+
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 POOL = "activedpo/pool"
@@ -56,10 +58,10 @@ def test_roles_land_on_the_labelled_nodes_and_a_round_completes(two_nodes, tmp_p
                      f"run.run_dir={run_dir}", "learner.num_cpus_per_worker=0.5", env=cli_env())
     assert result.returncode == 0, result.stderr[-4000:]
     metrics = json.loads((run_dir / "round_0000" / "metrics.json").read_text())
-    assert metrics["nodes"]["generators"] == [node["rollout"]] * 2
-    assert metrics["nodes"]["scorers"] == [node["train"]]
-    assert metrics["nodes"]["learner"] == [node["train"]] * 2
-    assert metrics["pairs_trained"] > 0 and (run_dir / "round_0000" / "COMPLETE").exists()
+    assert metrics[Metric.NODES]["generators"] == [node["rollout"]] * 2
+    assert metrics[Metric.NODES]["scorers"] == [node["train"]]
+    assert metrics[Metric.NODES]["learner"] == [node["train"]] * 2
+    assert metrics[Metric.PAIRS_TRAINED] > 0 and (run_dir / "round_0000" / "COMPLETE").exists()
 
 
 def test_colocated_scorers_share_their_generators_node(two_nodes, tmp_path):
@@ -73,9 +75,9 @@ def test_colocated_scorers_share_their_generators_node(two_nodes, tmp_path):
                      "learner.num_cpus_per_worker=1", env=cli_env())
     assert result.returncode == 0, result.stderr[-4000:]
     metrics = json.loads((run_dir / "round_0000" / "metrics.json").read_text())
-    assert metrics["nodes"]["generators"] == [node["train"]]
-    assert metrics["nodes"]["scorers"] == [node["train"]]
-    assert metrics["nodes"]["learner"] == [node["rollout"]] * 2
+    assert metrics[Metric.NODES]["generators"] == [node["train"]]
+    assert metrics[Metric.NODES]["scorers"] == [node["train"]]
+    assert metrics[Metric.NODES]["learner"] == [node["rollout"]] * 2
 
 
 def test_a_placement_the_cluster_cannot_fit_fails_with_a_clear_error(two_nodes, tmp_path):

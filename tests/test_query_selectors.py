@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from actors.contracts import LABELLED_COLUMN, QUERY_SCORE_COLUMN
+from actors.contracts import LABELLED_COLUMN, QUERY_SCORE_COLUMN, Metric
 from cluster.labelling import LabelPlan, label_round
 from cluster.settings import query_settings
 from policies.query import QuerySettings, make_query
@@ -203,7 +203,7 @@ def test_ranked_query_in_the_driver_round_writes_what_it_ranked_by(tmp_path):
     assert mask.sum() == 16 == len([s for s in SEEN if not s[0].startswith("h")])
     # Whole groups of the highest proxy PVar were labelled.
     assert scores[mask].min() >= scores[~mask].max()
-    assert metrics["labelling"]["selector"]["ranked_by"] == "proxy"
+    assert metrics[Metric.LABELLING]["selector"]["ranked_by"] == "proxy"
 
 
 def test_responses_per_group_in_the_driver_round_labels_each_groups_proxy_extremes(tmp_path):
@@ -216,7 +216,7 @@ def test_responses_per_group_in_the_driver_round_labels_each_groups_proxy_extrem
     ids = np.asarray(rollouts.column("prompt_id").to_pylist())
     proxy = rollouts.column("reward_builtin_task_proxy").to_numpy()
     labelled = sorted(set(ids[mask]))
-    assert len(labelled) == 8 and metrics["costs"]["labels"] == 16
+    assert len(labelled) == 8 and metrics[Metric.COSTS]["labels"] == 16
     for pid in labelled:
         rows = ids == pid
         chosen = np.sort(proxy[rows & mask])
@@ -227,7 +227,7 @@ def test_dynamic_filter_in_the_driver_round(tmp_path):
     config = config_with(f"scoring.rewards=[{LABELLER}]", "selection.query=dynamic_filter", "selection.pair_budget=3")
     runner, metrics, folder = run_one_round(config, tmp_path)
     # target_groups defaults to the pair budget; the stand-in generator never ties, so 3 groups suffice.
-    assert metrics["labelling"]["selector"]["groups_kept"] == 3 and metrics["costs"]["labels"] == 12
+    assert metrics[Metric.LABELLING]["selector"]["groups_kept"] == 3 and metrics[Metric.COSTS]["labels"] == 12
 
 
 def test_ensemble_in_the_driver_round_labels_pairs_and_learns_from_every_round(tmp_path):
@@ -240,9 +240,9 @@ def test_ensemble_in_the_driver_round_labels_pairs_and_learns_from_every_round(t
     first = runner.run_round(0, observers)
     second = runner.run_round(1, observers)
     # Round 0 has no model: random pairs; round 1 ranks by the heads fitted on round 0's 10 labels.
-    assert first["labelling"]["selector"]["ranked_by"] == "random (no label yet)"
-    assert second["labelling"]["selector"]["ranked_by"] == "ensemble disagreement"
-    assert second["labelling"]["selector"]["rows"] == 10 and "observe" in second["labelling"]["seconds"]
+    assert first[Metric.LABELLING]["selector"]["ranked_by"] == "random (no label yet)"
+    assert second[Metric.LABELLING]["selector"]["ranked_by"] == "ensemble disagreement"
+    assert second[Metric.LABELLING]["selector"]["rows"] == 10 and "observe" in second[Metric.LABELLING]["seconds"]
     rollouts = pq.read_table(tmp_path / "run" / "round_0001" / "rollouts.parquet")
     counts = np.unique(np.asarray(rollouts.column("prompt_id").to_pylist())[rollouts.column(LABELLED_COLUMN).to_numpy()],
                        return_counts=True)[1]

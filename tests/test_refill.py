@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from actors.contracts import Metric
 from actors.rewards.builtin_task import builtin_task_reward
 from actors.rewards.programmatic import register_reward
 from cluster.labelling import LabelPlan
@@ -115,7 +116,7 @@ def refill_round(tmp_path, *overrides):
 
 def test_without_refill_a_round_rolls_out_one_batch(tmp_path):
     _, metrics, folder = refill_round(tmp_path)
-    assert metrics["costs"]["prompts_rolled_out"] == 12 and "batches" not in metrics["scheduling"]
+    assert metrics[Metric.COSTS]["prompts_rolled_out"] == 12 and "batches" not in metrics[Metric.SCHEDULING]
 
 
 def test_a_round_rolls_out_more_prompts_until_enough_of_them_do_not_tie(tmp_path):
@@ -123,7 +124,7 @@ def test_a_round_rolls_out_more_prompts_until_enough_of_them_do_not_tie(tmp_path
     rollouts = pq.read_table(folder / "rollouts.parquet")
     scored = pq.read_table(folder / "scored.parquet")
     ids = rollouts.column("prompt_id").to_pylist()
-    batches = metrics["scheduling"]["batches"]
+    batches = metrics[Metric.SCHEDULING]["batches"]
     # About half of each batch of 12 ties: the first batch cannot reach 12 prompts that make a pair.
     assert 2 <= batches <= 6 and len(set(ids)) == 12 * batches
     keys = list(zip(ids, rollouts.column("sample_index").to_pylist()))
@@ -131,13 +132,13 @@ def test_a_round_rolls_out_more_prompts_until_enough_of_them_do_not_tie(tmp_path
     training_seen = [item for item in SEEN if not item[0].startswith("h")]
     assert sorted(training_seen) == sorted(keys)  # every response labelled once (passive)
     informative = informative_prompts(scored, 0.0)
-    assert informative == metrics["scheduling"]["informative_prompts"] >= 12
+    assert informative == metrics[Metric.SCHEDULING]["informative_prompts"] >= 12
     # It stopped at the first batch that reached the target: without the last batch's 12 prompts it was short.
     last_batch = list(dict.fromkeys(ids))[-12:]
     earlier = scored.filter(pa.array([pid not in last_batch for pid in scored.column("prompt_id").to_pylist()]))
     assert informative_prompts(earlier, 0.0) < 12
-    assert metrics["costs"]["prompts_rolled_out"] == metrics["prompts"] == 12 * batches
-    assert metrics["costs"]["labels"] == rollouts.num_rows == metrics["labelling"]["responses_labelled"]
+    assert metrics[Metric.COSTS]["prompts_rolled_out"] == metrics[Metric.PROMPTS] == 12 * batches
+    assert metrics[Metric.COSTS]["labels"] == rollouts.num_rows == metrics[Metric.LABELLING]["responses_labelled"]
     assert runner.learner.pairs.num_rows == 12
 
 
@@ -147,27 +148,27 @@ def test_a_refill_stops_when_the_label_budget_is_spent(tmp_path):
     rollouts = pq.read_table(folder / "rollouts.parquet")
     training_seen = [item for item in SEEN if not item[0].startswith("h")]
     # 12 groups of 4 in the first batch (48 labels), 4 groups in the second: then the budget is spent.
-    assert len(training_seen) == 64 == metrics["costs"]["labels"] == metrics["labelling"]["responses_labelled"]
-    assert metrics["scheduling"]["batches"] == 2 and rollouts.num_rows == 24 * K
-    assert metrics["labelling"]["labels_per_round"] == 64
+    assert len(training_seen) == 64 == metrics[Metric.COSTS]["labels"] == metrics[Metric.LABELLING]["responses_labelled"]
+    assert metrics[Metric.SCHEDULING]["batches"] == 2 and rollouts.num_rows == 24 * K
+    assert metrics[Metric.LABELLING]["labels_per_round"] == 64
 
 
 def test_dynamic_filter_asks_a_refill_batch_for_the_missing_groups_only(tmp_path):
     _, metrics, _ = refill_round(tmp_path, "data.refill_batches=5", "selection.query=dynamic_filter",
                                  "selection.top_fraction=1.0")
-    per_batch = metrics["labelling"]["batch_selectors"]
-    assert len(per_batch) == metrics["scheduling"]["batches"] >= 2
+    per_batch = metrics[Metric.LABELLING]["batch_selectors"]
+    assert len(per_batch) == metrics[Metric.SCHEDULING]["batches"] >= 2
     kept = [summary["groups_kept"] for summary in per_batch]
     # Each batch keeps what it can of the groups still missing; together they reach the target and stop there.
-    assert sum(kept) == metrics["scheduling"]["informative_prompts"] == 12
+    assert sum(kept) == metrics[Metric.SCHEDULING]["informative_prompts"] == 12
     labelled_groups = [s["groups_kept"] + s["groups_tied"] for s in per_batch]
-    assert metrics["labelling"]["responses_labelled"] == K * sum(labelled_groups)
+    assert metrics[Metric.LABELLING]["responses_labelled"] == K * sum(labelled_groups)
 
 
 def test_a_refill_batch_that_labels_nothing_is_rolled_out_and_counted(tmp_path):
     _, metrics, folder = refill_round(tmp_path, "data.refill_batches=1", "selection.query=test_first_batch_only")
     rollouts = pq.read_table(folder / "rollouts.parquet")
     scored = pq.read_table(folder / "scored.parquet")
-    assert metrics["scheduling"]["batches"] == 2 and rollouts.num_rows == 24 * K
-    assert scored.num_rows == 12 * K == metrics["costs"]["labels"]  # only the first batch's
+    assert metrics[Metric.SCHEDULING]["batches"] == 2 and rollouts.num_rows == 24 * K
+    assert scored.num_rows == 12 * K == metrics[Metric.COSTS]["labels"]  # only the first batch's
     assert "reward_test_tying_labeller" in scored.column_names

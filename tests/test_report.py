@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from actors.contracts import Metric
 from cli_helpers import copy_run, run_cli
 from cluster.tools.report import NOT_RECORDED, write_report
 from cluster.tools.status import RunFolderError
@@ -70,11 +71,12 @@ def expected_plots(run_dir: Path) -> set[str]:
     metrics = [json.loads((f / "metrics.json").read_text()) if (f / "metrics.json").exists() else {} for f in folders]
     tables = [pq.read_table(f / "prompt_stats.parquet") if (f / "prompt_stats.parquet").exists() else None
               for f in folders]
-    learners = [m.get("learner") or {} for m in metrics]
+    learners = [m.get(Metric.LEARNER) or {} for m in metrics]
     plots = set()
-    if any(finite(m.get("heldout_reward_mean")) or finite(m.get("train_reward_mean")) for m in metrics):
+    if any(finite(m.get(Metric.HELDOUT_REWARD_MEAN)) or finite(m.get(Metric.TRAIN_REWARD_MEAN)) for m in metrics):
         plots.add("rewards")
-    if any(finite((m.get("costs") or {}).get("labels")) and finite(m.get("heldout_reward_mean")) for m in metrics):
+    if any(finite((m.get(Metric.COSTS) or {}).get("labels")) and finite(m.get(Metric.HELDOUT_REWARD_MEAN))
+           for m in metrics):
         plots.add("costs")
     with_pvar = [t for t in tables if t is not None and "pvar" in t.column_names and t.num_rows]
     if with_pvar:
@@ -90,15 +92,15 @@ def expected_plots(run_dir: Path) -> set[str]:
     step_keys = ("loss", "dpo_weight", "chosen_logps", "rejected_logps")
     if any(finite(row.get(k)) for learner in learners for row in learner.get("step_history") or [] for k in step_keys):
         plots.add("steps")
-    if any(finite(m.get("did_entropy")) for m in metrics):
+    if any(finite(m.get(Metric.DID_ENTROPY)) for m in metrics):
         plots.add("did-entropy")
     last = tables[-1] if tables else None
     if last is not None and "grad_norm" in last.column_names:
         if np.isfinite(last.column("grad_norm").to_numpy(zero_copy_only=False).astype(float)).any():
             plots.add("gradnorm-pvar")
-    if any(m.get("phase_seconds") for m in metrics):
+    if any(m.get(Metric.PHASE_SECONDS) for m in metrics):
         plots.add("phases")
-    if any(m.get("phase_timeline") for m in metrics):
+    if any(m.get(Metric.PHASE_TIMELINE) for m in metrics):
         plots.add("timeline")
     return plots
 
@@ -152,14 +154,14 @@ def test_numbers_stated_match_the_metrics(reported_run):
     shown = []
     for folder in rounds_of(reported_run):
         metrics = json.loads((folder / "metrics.json").read_text())
-        index, learner = metrics["round"], metrics["learner"]
+        index, learner = metrics[Metric.ROUND], metrics[Metric.LEARNER]
         dc = learner.get("delta_chosen_logps", learner["chosen_logps_end"] - learner["chosen_logps_start"])
         dr = learner.get("delta_rejected_logps", learner["rejected_logps_end"] - learner["rejected_logps_start"])
         check_number(page, "delta_chosen_logps", index, dc, 4)
         check_number(page, "delta_rejected_logps", index, dr, 4)
         check_number(page, "delta_margin", index, dc - dr, 4)
         check_number(page, "asymmetry", index, learner.get("asymmetry", abs(dr) / abs(dc)), 3)
-        check_number(page, "heldout_reward_mean", index, metrics["heldout_reward_mean"], 4)
+        check_number(page, Metric.HELDOUT_REWARD_MEAN, index, metrics[Metric.HELDOUT_REWARD_MEAN], 4)
         check_number(page, "loss", index, learner["loss"], 4)
         if "displacement_fraction" in learner:
             check_number(page, "displacement_fraction", index, learner["displacement_fraction"], 3)
@@ -171,8 +173,8 @@ def test_numbers_stated_match_the_metrics(reported_run):
         assert f"observed in {sum(shown)} of {len(shown)} rounds" in verdict
     else:
         assert "not observed (value" in verdict
-    before = json.loads((reported_run / "round_0000" / "metrics.json").read_text())["heldout_before_mean"]
-    check_number(page, "heldout_before_mean", None, before, 4)
+    before = json.loads((reported_run / "round_0000" / "metrics.json").read_text())[Metric.HELDOUT_BEFORE_MEAN]
+    check_number(page, Metric.HELDOUT_BEFORE_MEAN, None, before, 4)
 
 
 @pytest.mark.slow
@@ -260,14 +262,14 @@ def test_recorded_dynamics_are_stated_and_the_papers_verdicts_follow(tmp_path):
         check_number(page, "asymmetry", index, abs(dr) / abs(dc), 3)
         check_number(page, "realised_ratio", index, dr / dc, 3)
         check_number(page, "dpo_weight", index, 0.45, 3)
-        check_number(page, "did_entropy", index, 3.0 - 0.2 * index, 3)
+        check_number(page, Metric.DID_ENTROPY, index, 3.0 - 0.2 * index, 3)
     displacement = page.paragraph("displacement-verdict")
     assert "observed in 2 of 3 rounds (rounds 0, 2)" in displacement and "Not observed in rounds 1" in displacement
     assert "fraction of pairs whose log pi(y_w) fell = 0.800" in displacement
     asymmetry = page.paragraph("asymmetry-verdict")
     assert "observed in 3 of 3 rounds" in asymmetry and "round 1: 6.000" in asymmetry
     assert "Recorded Spearman (selected prompts)" in page.text
-    check_number(page, "pvar_gradnorm_spearman", None, 0.83, 3)
+    check_number(page, Metric.PVAR_GRADNORM_SPEARMAN, None, 0.83, 3)
     # Nothing was derived: no "derived from the recorded start/end means" marks.
     assert "<sup" not in page.text
     # The PVar cut-off is the lowest PVar among the selected prompts (top mode).
@@ -289,7 +291,7 @@ def test_old_runs_render_placeholders_and_derived_numbers(tmp_path):
     old = learner_metrics(-5.0, -5.3, -7.0, -8.0)              # start/end means only: an older run
     no_end = {"loss": 0.69, "steps": 4}                        # measure_round_end off: no start/end at all
     rounds = [round_metrics(0, old), round_metrics(1, no_end), None, round_metrics(3, None)]
-    del rounds[3]["phase_seconds"], rounds[3]["selection"]
+    del rounds[3][Metric.PHASE_SECONDS], rounds[3][Metric.SELECTION]
     run_dir = write_run(tmp_path / "run", rounds, planned=6, tables=[prompt_stats(16, 0), None, None, None])
     write_report(run_dir)
     page = read_page(run_dir)
@@ -351,7 +353,7 @@ def test_the_ifeval_accuracies_are_tabled_per_round_when_recorded(tmp_path):
 
     rounds = [round_metrics(i, learner_metrics(-5.0, -5.3, -7.0, -8.0), heldout_ifeval=accuracies(0.2 + 0.1 * i))
               for i in range(2)]
-    rounds[0]["heldout_before_ifeval"] = accuracies(0.1)
+    rounds[0][Metric.HELDOUT_BEFORE_IFEVAL] = accuracies(0.1)
     page = read_page(write_report(write_run(tmp_path / "run", rounds)).parent)
     assert 'id="ifeval-table"' in page.text and 'id="ifeval-families-table"' in page.text
     for index in range(2):
@@ -368,8 +370,8 @@ def test_the_ifeval_accuracies_are_tabled_per_round_when_recorded(tmp_path):
 def test_the_share_of_tied_prompts_is_tabled_per_round(tmp_path):
     rounds = [round_metrics(0, None), round_metrics(1, None, zero_variance_share=0.625)]  # round 0 predates it
     page = read_page(write_report(write_run(tmp_path / "run", rounds)).parent)
-    check_number(page, "zero_variance_share", 1, 0.625, 3)
-    assert page.stated("zero_variance_share", 0) == [NOT_RECORDED]
+    check_number(page, Metric.ZERO_VARIANCE_SHARE, 1, 0.625, 3)
+    assert page.stated(Metric.ZERO_VARIANCE_SHARE, 0) == [NOT_RECORDED]
     assert "Tied prompts: the share of the round's prompts" in page.text
 
 
@@ -378,7 +380,7 @@ def test_reward_against_cumulative_labels_and_tokens_is_plotted_when_costs_are_r
     from cluster.tools.status import open_run
 
     costs = [{"labels": 64, "generated_tokens": 1000}, None, {"labels": 32, "generated_tokens": 900}]
-    rounds = [round_metrics(i, None, **({"costs": c} if c else {})) for i, c in enumerate(costs)]
+    rounds = [round_metrics(i, None, **({Metric.COSTS: c} if c else {})) for i, c in enumerate(costs)]
     run_dir = write_run(tmp_path / "run", rounds)
     write_report(run_dir)
     page = read_page(run_dir)

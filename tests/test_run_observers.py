@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from actors.contracts import METRICS_FILE, InputError
+from actors.contracts import METRICS_FILE, InputError, Metric
 from cluster.config_loading import load_config
 from cluster.observers import RunObservers
 from cluster.observers.sinks import round_step_count, scalar_leaves, step_scalars
@@ -31,17 +31,17 @@ def round_metrics(index: int, steps: int, loss0: float = 0.7) -> dict:
     history = [{"step": s, "loss": loss0 - 0.01 * s, "grad_norm": 10.0 + s, "dpo_weight": 0.5, "reward_accuracy": 1.0}
                for s in range(steps)]  # fmt: skip
     return {
-        "round": index,
-        "heldout_reward_mean": 0.5 + index / 10,
-        "train_reward_mean": 0.25,
-        "pairs_trained": 8,
-        "did_entropy": None,
-        "pvar_gradnorm_spearman": float("nan"),
-        "weight_transport": "object_store",
-        "phase_seconds": {"generate": 1.5, "train": 2.0 + index},
-        "selection": {"policy": "pvar", "pvar_mean_all": 0.01},
-        "nodes": {"learner": ["abc", "abc"]},
-        "learner": {"loss": 0.6 - index / 10, "steps": steps, "param_checksum_per_rank": [1.0, 1.0],
+        Metric.ROUND: index,
+        Metric.HELDOUT_REWARD_MEAN: 0.5 + index / 10,
+        Metric.TRAIN_REWARD_MEAN: 0.25,
+        Metric.PAIRS_TRAINED: 8,
+        Metric.DID_ENTROPY: None,
+        Metric.PVAR_GRADNORM_SPEARMAN: float("nan"),
+        Metric.WEIGHT_TRANSPORT: "object_store",
+        Metric.PHASE_SECONDS: {"generate": 1.5, "train": 2.0 + index},
+        Metric.SELECTION: {"policy": "pvar", "pvar_mean_all": 0.01},
+        Metric.NODES: {"learner": ["abc", "abc"]},
+        Metric.LEARNER: {"loss": 0.6 - index / 10, "steps": steps, "param_checksum_per_rank": [1.0, 1.0],
                     "realised_ratio": None, "grad_norm": float("inf"), "step_history": history},
     }
 
@@ -68,10 +68,10 @@ def test_scalar_leaves_keeps_finite_numbers_only():
     assert leaves["learner/loss"] == pytest.approx(0.4)
     assert leaves["phase_seconds/train"] == 4.0
     assert leaves["selection/pvar_mean_all"] == 0.01
-    assert leaves["round"] == 2.0
+    assert leaves[Metric.ROUND] == 2.0
     # None, NaN, inf, strings and lists (step_history, per-rank values) are not scalars.
-    for absent in ("did_entropy", "pvar_gradnorm_spearman", "learner/grad_norm", "learner/realised_ratio",
-                   "weight_transport", "selection/policy", "learner/param_checksum_per_rank",
+    for absent in (Metric.DID_ENTROPY, Metric.PVAR_GRADNORM_SPEARMAN, "learner/grad_norm", "learner/realised_ratio",
+                   Metric.WEIGHT_TRANSPORT, "selection/policy", "learner/param_checksum_per_rank",
                    "learner/step_history", "nodes/learner"):  # fmt: skip
         assert absent not in leaves
     assert scalar_leaves({"flag": True, "n": 3}) == {"flag": 1.0, "n": 3.0}
@@ -85,9 +85,9 @@ def test_step_scalars_offset_and_count():
                           "step/reward_accuracy": 1.0}  # fmt: skip
     assert round_step_count(metrics) == 3
     # An old round without the int `steps` counts its history; a round without a learner, nothing.
-    del metrics["learner"]["steps"]
+    del metrics[Metric.LEARNER]["steps"]
     assert round_step_count(metrics) == 3
-    assert round_step_count({"round": 0}) == 0 and step_scalars({"round": 0}, 5) == []
+    assert round_step_count({Metric.ROUND: 0}) == 0 and step_scalars({Metric.ROUND: 0}, 5) == []
 
 
 # -- TensorBoard -----------------------------------------------------------------------------------------
@@ -107,8 +107,8 @@ def test_tensorboard_round_and_step_scalars_read_back(tmp_path):
     assert [s for s, _ in scalars["learner/loss"]] == [0, 1]
     assert [v for _, v in scalars["learner/loss"]] == pytest.approx([0.6, 0.5])
     assert scalars["phase_seconds/train"] == [(0, 2.0), (1, 3.0)]
-    assert [v for _, v in scalars["heldout_reward_mean"]] == pytest.approx([0.5, 0.6])
-    for absent in ("did_entropy", "learner/grad_norm", "learner/param_checksum_per_rank", "weight_transport"):
+    assert [v for _, v in scalars[Metric.HELDOUT_REWARD_MEAN]] == pytest.approx([0.5, 0.6])
+    for absent in (Metric.DID_ENTROPY, "learner/grad_norm", "learner/param_checksum_per_rank", Metric.WEIGHT_TRANSPORT):
         assert absent not in scalars
     # Optimizer steps continue across rounds: round 0 has steps 0-2, round 1 steps 3-7.
     assert [s for s, _ in scalars["step/loss"]] == list(range(8))
@@ -277,7 +277,7 @@ def test_ray_metrics_reach_the_metrics_export(tmp_path, ray_cluster):
     with observers.phase(7, "train"):
         time.sleep(0.02)
     metrics = round_metrics(7, steps=2)
-    metrics["pairs_trained"] = 12
+    metrics[Metric.PAIRS_TRAINED] = 12
     observers.round_end(7, metrics)
     observers.close()
 

@@ -11,6 +11,7 @@ import shutil
 import pytest
 import yaml
 
+from actors.contracts import Metric
 from cli_helpers import copy_run, run_cli
 from cluster.tools.status import RunFolderError, print_status, status_lines
 from run_folders import learner_metrics, round_metrics, write_run
@@ -31,12 +32,12 @@ def test_status_of_a_finished_run(fresh_run):
     assert "rounds completed: 2 of 2 (rounds 0..1)" in out
     assert "no round in progress" in out
     assert "state: finished; summary.json: 2 completed round(s) recorded" in out
-    assert f"held-out reward: {metrics['heldout_reward_mean']:.4f} ± {metrics['heldout_reward_std']:.4f}" in out
+    assert f"held-out reward: {metrics[Metric.HELDOUT_REWARD_MEAN]:.4f} ± {metrics[Metric.HELDOUT_REWARD_STD]:.4f}" in out
     first = json.loads((fresh_run / "round_0000" / "metrics.json").read_text())
-    assert f"held-out reward before training: {first['heldout_before_mean']:.4f}" in out
-    assert f"pairs trained: {metrics['pairs_trained']}" in out
-    assert f"learner loss: {metrics['learner']['loss']:.4f} during the round" in out
-    for phase, seconds in metrics["phase_seconds"].items():
+    assert f"held-out reward before training: {first[Metric.HELDOUT_BEFORE_MEAN]:.4f}" in out
+    assert f"pairs trained: {metrics[Metric.PAIRS_TRAINED]}" in out
+    assert f"learner loss: {metrics[Metric.LEARNER]['loss']:.4f} during the round" in out
+    for phase, seconds in metrics[Metric.PHASE_SECONDS].items():
         assert f"{phase} {seconds:.2f}s" in out
     # Status points at the report, or says how to make it when it is not there (with diagnostics.report
     # on, the run itself writes it after every round).
@@ -100,7 +101,7 @@ def test_status_from_files_alone(tmp_path):
     assert "phases: generate 1.00s, score 0.20s, select 0.01s, train 2.00s, sync 0.10s, eval 0.50s (total 3.81s)" in text
     # An old round without learner metrics or phases: placeholders, no crash.
     metrics = json.loads((run_dir / "round_0001" / "metrics.json").read_text())
-    del metrics["learner"], metrics["phase_seconds"], metrics["pairs_trained"]
+    del metrics[Metric.LEARNER], metrics[Metric.PHASE_SECONDS], metrics[Metric.PAIRS_TRAINED]
     (run_dir / "round_0001" / "metrics.json").write_text(json.dumps(metrics))
     text = "\n".join(status_lines(run_dir))
     assert "learner loss: not recorded during the round, not recorded at its end" in text

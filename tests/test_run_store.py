@@ -8,15 +8,15 @@ import pyarrow as pa
 import pytest
 
 from actors.contracts import COMPLETE_MARKER as MARKER
-from actors.contracts import METRICS_FILE, SCORED_FILE
+from actors.contracts import METRICS_FILE, SCORED_FILE, Metric
 from cluster.run_store import RunStore
 
 
 def finish_round(store: RunStore, index: int, reward: float):
     writer = store.begin_round(index)
     writer.write_table(SCORED_FILE, pa.table({"reward": [reward, reward + 1]}))
-    writer.write_json(METRICS_FILE, {"heldout_reward_mean": reward, "heldout_reward_std": 0.1, "pairs_trained": 4,
-                                  "phase_seconds": {"train": 1.0}})
+    writer.write_json(METRICS_FILE, {Metric.HELDOUT_REWARD_MEAN: reward, Metric.HELDOUT_REWARD_STD: 0.1,
+                                     Metric.PAIRS_TRAINED: 4, Metric.PHASE_SECONDS: {"train": 1.0}})
     return writer.commit()
 
 
@@ -33,7 +33,7 @@ def test_a_round_file_is_named_by_its_file_name(tmp_path):
 def test_round_is_complete_only_after_commit(tmp_path):
     store = RunStore(tmp_path)
     writer = store.begin_round(0)
-    writer.write_json(METRICS_FILE, {"heldout_reward_mean": 1.0})
+    writer.write_json(METRICS_FILE, {Metric.HELDOUT_REWARD_MEAN: 1.0})
     assert store.completed_rounds() == []
     path = writer.commit()
     assert (path / MARKER).exists()
@@ -46,7 +46,7 @@ def test_partial_rounds_are_cleaned_and_completed_ones_kept_byte_for_byte(tmp_pa
     done = finish_round(store, 0, 0.5)
     before = {p.name: p.read_bytes() for p in done.iterdir()}
     half = store.begin_round(1)
-    half.write_json(METRICS_FILE, {"heldout_reward_mean": 9.0})
+    half.write_json(METRICS_FILE, {Metric.HELDOUT_REWARD_MEAN: 9.0})
     # A driver killed here leaves the partial folder behind.
     store = RunStore(tmp_path)
     removed = store.clean_partial()
@@ -62,9 +62,10 @@ def test_summary_lists_every_completed_round_in_order(tmp_path):
     summary = store.write_summary()
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk == summary
-    assert [row["round"] for row in summary["rounds"]] == [0, 1, 2]
-    assert [row["heldout_reward_mean"] for row in summary["rounds"]] == [0.2, 0.3, 0.45]
-    assert all(row["pairs_trained"] == 4 and row["phase_seconds"] == {"train": 1.0} for row in summary["rounds"])
+    assert [row[Metric.ROUND] for row in summary["rounds"]] == [0, 1, 2]
+    assert [row[Metric.HELDOUT_REWARD_MEAN] for row in summary["rounds"]] == [0.2, 0.3, 0.45]
+    assert all(row[Metric.PAIRS_TRAINED] == 4 and row[Metric.PHASE_SECONDS] == {"train": 1.0}
+               for row in summary["rounds"])
 
 
 def test_commit_refuses_to_overwrite_a_completed_round(tmp_path):
@@ -72,7 +73,7 @@ def test_commit_refuses_to_overwrite_a_completed_round(tmp_path):
     finish_round(store, 0, 0.1)
     with pytest.raises(FileExistsError):
         finish_round(store, 0, 0.2)
-    assert store.read_metrics(0)["heldout_reward_mean"] == 0.1
+    assert store.read_metrics(0)[Metric.HELDOUT_REWARD_MEAN] == 0.1
 
 
 def test_disk_weights_handle_follows_the_committed_round(tmp_path):
@@ -93,23 +94,23 @@ def test_summary_copies_the_held_out_ifeval_accuracies_when_recorded(tmp_path):
     ifeval = {"prompt_strict": 0.25, "instruction_strict": 0.5, "prompt_loose": 0.5, "instruction_loose": 0.75,
               "responses": 4, "instructions": 8, "families": {"punctuation": {"instruction_strict": 0.5}}}
     writer = store.begin_round(0)
-    writer.write_json(METRICS_FILE, {"heldout_reward_mean": 0.5, "heldout_ifeval": ifeval,
-                                  "heldout_before_ifeval": {**ifeval, "prompt_strict": 0.0}})
+    writer.write_json(METRICS_FILE, {Metric.HELDOUT_REWARD_MEAN: 0.5, Metric.HELDOUT_IFEVAL: ifeval,
+                                     Metric.HELDOUT_BEFORE_IFEVAL: {**ifeval, "prompt_strict": 0.0}})
     writer.commit()
     finish_round(store, 1, 0.6)
     first, second = store.write_summary()["rounds"]
-    assert first["heldout_ifeval"] == ifeval and first["heldout_before_ifeval"]["prompt_strict"] == 0.0
-    assert "heldout_ifeval" not in second  # a round without the ifeval reward records none
+    assert first[Metric.HELDOUT_IFEVAL] == ifeval and first[Metric.HELDOUT_BEFORE_IFEVAL]["prompt_strict"] == 0.0
+    assert Metric.HELDOUT_IFEVAL not in second  # a round without the ifeval reward records none
 
 
 def test_summary_copies_the_zero_variance_share_when_recorded(tmp_path):
     store = RunStore(tmp_path)
     finish_round(store, 0, 0.5)  # a round from before the metric existed
     writer = store.begin_round(1)
-    writer.write_json(METRICS_FILE, {"heldout_reward_mean": 0.6, "zero_variance_share": 0.375,
-                                  "zero_variance_share_by_pool_class": {"solved": 0.75, "mixed": 0.0}})
+    writer.write_json(METRICS_FILE, {Metric.HELDOUT_REWARD_MEAN: 0.6, Metric.ZERO_VARIANCE_SHARE: 0.375,
+                                     Metric.ZERO_VARIANCE_BY_CLASS: {"solved": 0.75, "mixed": 0.0}})
     writer.commit()
     first, second = store.write_summary()["rounds"]
-    assert "zero_variance_share" not in first
-    assert second["zero_variance_share"] == 0.375
-    assert second["zero_variance_share_by_pool_class"] == {"solved": 0.75, "mixed": 0.0}
+    assert Metric.ZERO_VARIANCE_SHARE not in first
+    assert second[Metric.ZERO_VARIANCE_SHARE] == 0.375
+    assert second[Metric.ZERO_VARIANCE_BY_CLASS] == {"solved": 0.75, "mixed": 0.0}

@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from actors.contracts import PROMPT_HISTORY_SCHEMA
+from actors.contracts import PROMPT_HISTORY_SCHEMA, Metric
 from policies.schedulers import SchedulerSettings, make_scheduler, registered_schedulers
 from policies.schedulers.history import adapted_p, skip_probability
 from policies.schedulers.pools import pool_of, pool_weights
@@ -147,4 +147,4 @@ def test_a_resumed_driver_commits_byte_identical_scheduler_state(tmp_path):
         a = (tmp_path / "a" / "run" / "round_0002" / name).read_bytes()
         assert a == (tmp_path / "b" / "run" / "round_0002" / name).read_bytes(), name
     # Every visit ties (tolerance 1 on a reward in [0, 1]), so by round 2 the rule skips, and audits some.
-    assert metrics["scheduling"]["skipped"] > 0 and metrics["scheduling"]["audited"] > 0
+    assert metrics[Metric.SCHEDULING]["skipped"] > 0 and metrics[Metric.SCHEDULING]["audited"] > 0

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from actors.contracts import Metric
 from policies.pvar import grouped_preference_variance
 from policies.grouping import group_rewards
 
@@ -37,8 +38,8 @@ def test_bpo_round_records_why_each_prompt_was_chosen(bpo_run_with_nan_rewards):
             assert {"pvar", "selected", "cluster", "informativeness", "pairs_selected"} <= set(table.column_names)
         assert set(selected.column("prompt_id").to_pylist()) == {row["prompt_id"] for row in kept}
         metrics = json.loads((round_dir / "metrics.json").read_text())
-        assert metrics["selection"]["policy"] == "bpo"
-        assert metrics["phase_seconds"]["select"] > 0
+        assert metrics[Metric.SELECTION]["policy"] == "bpo"
+        assert metrics[Metric.PHASE_SECONDS]["select"] > 0
 
 
 def test_implicit_pvar_uses_the_trained_policy_once_it_has_moved(killed_and_resumed_run, quickstart_run):
@@ -52,7 +53,7 @@ def test_implicit_pvar_uses_the_trained_policy_once_it_has_moved(killed_and_resu
     reward_pvar = grouped_preference_variance(grouped.codes, grouped.rewards, 1.0, grouped.n_prompts)
     order = [grouped.prompt_ids.index(p) for p in stats.column("prompt_id").to_pylist()]
     implicit, from_rewards = stats.column("pvar").to_numpy(), reward_pvar[order]
-    sources = [json.loads((run_dir / f"round_{i:04d}" / "metrics.json").read_text())["selection"]["pvar_source"]
+    sources = [json.loads((run_dir / f"round_{i:04d}" / "metrics.json").read_text())[Metric.SELECTION]["pvar_source"]
                for i in (0, 1, 2)]
     assert sources == ["reward", "reward", "implicit"]
     # The policy has moved; PVar now comes from its log-ratios, not from the rewards.

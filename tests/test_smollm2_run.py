@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from cli_helpers import REPO, run_cli
 
-from actors.contracts import HELDOUT_BEFORE_IFEVAL, HELDOUT_IFEVAL
+from actors.contracts import Metric
 from actors.rewards.ifeval_fields import IFEVAL_ACCURACIES
 
 CONFIG = REPO / "configs" / "smollm2-ifeval.yaml"
@@ -73,7 +73,7 @@ def test_two_rounds_of_smollm2_with_the_ifeval_similarity_and_answer_rewards(tmp
     assert "run complete: 2 rounds" in result.stdout
 
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert [row["round"] for row in summary["rounds"]] == [0, 1]
+    assert [row[Metric.ROUND] for row in summary["rounds"]] == [0, 1]
     for index in (0, 1):
         round_dir = run_dir / f"round_{index:04d}"
         assert (round_dir / "COMPLETE").exists()
@@ -94,10 +94,10 @@ def test_two_rounds_of_smollm2_with_the_ifeval_similarity_and_answer_rewards(tmp
             ifeval + similarity + 0.5 * scored.column("reward_contains_answer").to_numpy(),
         )
         metrics = json.loads((round_dir / "metrics.json").read_text())
-        assert metrics["pairs_trained"] > 0 and np.isfinite(metrics["learner"]["loss"])
-        assert np.isfinite(metrics["heldout_reward_mean"])
+        assert metrics[Metric.PAIRS_TRAINED] > 0 and np.isfinite(metrics[Metric.LEARNER]["loss"])
+        assert np.isfinite(metrics[Metric.HELDOUT_REWARD_MEAN])
         # IFEval's four accuracies on the held-out prompts, before and after round 0.
-        for key in ([HELDOUT_BEFORE_IFEVAL, HELDOUT_IFEVAL] if index == 0 else [HELDOUT_IFEVAL]):
+        for key in ([Metric.HELDOUT_BEFORE_IFEVAL, Metric.HELDOUT_IFEVAL] if index == 0 else [Metric.HELDOUT_IFEVAL]):
             assert all(0.0 <= metrics[key][name] <= 1.0 for name in IFEVAL_ACCURACIES), metrics[key]
         checkpoint = AutoConfig.from_pretrained(round_dir / "checkpoint")
         assert checkpoint.hidden_size == 576 and checkpoint.num_hidden_layers == 30  # SmolLM2-135M

@@ -5,8 +5,8 @@ The round loop reports to one `RunObservers`; each sink is switched on by `diagn
     observers = RunObservers.create(config, run_dir)
     with observers.phase(round_index, "generate", total=rows) as phase:
         ...; phase.advance(n)
-    metrics["phase_seconds"] = observers.seconds_of(round_index)
-    metrics["phase_timeline"] = observers.timeline_of(round_index)
+    metrics[Metric.PHASE_SECONDS] = observers.seconds_of(round_index)
+    metrics[Metric.PHASE_TIMELINE] = observers.timeline_of(round_index)
     observers.round_end(round_index, metrics)     # after the round's folder is committed
     observers.close()                             # in a finally: idempotent
 
@@ -46,7 +46,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from actors.contracts import TENSORBOARD_DIR
+from actors.contracts import TENSORBOARD_DIR, Metric
 from cluster.observers.progress import PhaseBars, PhaseHandle
 from cluster.observers.sinks import (
     RayMetrics,
@@ -169,12 +169,12 @@ class RunObservers:
             self._active[-1].advance(n)
 
     def seconds_of(self, round_index: int) -> dict[str, float]:
-        """Seconds per completed phase of the round (rounded to ms): the round's metrics["phase_seconds"]."""
+        """Seconds per completed phase of the round (rounded to ms): the round's metrics[Metric.PHASE_SECONDS]."""
         return dict(self._seconds.get(round_index, {}))
 
     def timeline_of(self, round_index: int) -> list[dict[str, Any]]:
         """The round's completed phases in the order they ended: {phase, start, end}, seconds since the
-        observers were created (rounded to ms): the round's metrics["phase_timeline"]."""
+        observers were created (rounded to ms): the round's metrics[Metric.PHASE_TIMELINE]."""
         return [dict(entry) for entry in self._timeline.get(round_index, [])]
 
     # -- rounds ------------------------------------------------------------------------------------
@@ -200,9 +200,9 @@ class RunObservers:
             self._writer.flush()
         if self._wandb is not None:
             for key in scalars:
-                if key != "round":
-                    self._wandb.define_metric(key, step_metric="round")
-            self._wandb.log({**scalars, "round": round_index})
+                if key != Metric.ROUND:
+                    self._wandb.define_metric(key, step_metric=Metric.ROUND)
+            self._wandb.log({**scalars, Metric.ROUND: round_index})
             for global_step, values in steps:
                 self._wandb.log({**values, "optimizer_step": global_step})
         ray_metrics = self._ray()

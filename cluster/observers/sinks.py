@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from actors.contracts import InputError
+from actors.contracts import InputError, Metric
 
 if TYPE_CHECKING:
     from cluster.config import RunConfig
@@ -42,7 +42,7 @@ def scalar_leaves(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, flo
 
 def round_step_count(metrics: Mapping[str, Any]) -> int:
     """Optimizer steps the round took: learner.steps, else the length of learner.step_history."""
-    learner = metrics.get("learner")
+    learner = metrics.get(Metric.LEARNER)
     if not isinstance(learner, Mapping):
         return 0
     steps = learner.get("steps")
@@ -58,7 +58,7 @@ def step_scalars(metrics: Mapping[str, Any], first_step: int) -> list[tuple[int,
     An entry's global step is `first_step` (optimizer steps of all earlier rounds) plus its own
     0-based `step` within the round (its position when it has none).
     """
-    learner = metrics.get("learner")
+    learner = metrics.get(Metric.LEARNER)
     history = learner.get("step_history") if isinstance(learner, Mapping) else None
     if not isinstance(history, list):
         return []
@@ -116,14 +116,14 @@ class RayMetrics:
 
     def record_round(self, round_index: int, metrics: Mapping[str, Any]) -> None:
         self.round.set(float(round_index))
-        for gauge, key in ((self.heldout_reward, "heldout_reward_mean"), (self.train_reward, "train_reward_mean")):
+        for gauge, key in ((self.heldout_reward, Metric.HELDOUT_REWARD_MEAN), (self.train_reward, Metric.TRAIN_REWARD_MEAN)):
             value = metrics.get(key)
             if isinstance(value, numbers.Real) and math.isfinite(value):
                 gauge.set(float(value))
-        pairs = metrics.get("pairs_trained")
+        pairs = metrics.get(Metric.PAIRS_TRAINED)
         if isinstance(pairs, numbers.Real) and pairs > 0:  # a Counter only takes positive increments
             self.pairs_trained.inc(float(pairs))
-        costs = metrics.get("costs")
+        costs = metrics.get(Metric.COSTS)
         labels = costs.get("labels") if isinstance(costs, Mapping) else None
         if isinstance(labels, numbers.Real) and labels > 0:
             self.labels.inc(float(labels))
@@ -141,7 +141,7 @@ def start_wandb(config: RunConfig, run_dir: Path):
     run = wandb.init(project=cfg.wandb_project, entity=cfg.wandb_entity, name=config.run.name,
                      config=config.model_dump(mode="json"), dir=str(run_dir))  # fmt: skip
     # Two x-axes, as in TensorBoard: rounds for round metrics, optimizer steps for step/*.
-    run.define_metric("round")
+    run.define_metric(Metric.ROUND)
     run.define_metric("optimizer_step")
     run.define_metric("step/*", step_metric="optimizer_step")
     return run

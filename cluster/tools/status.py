@@ -27,6 +27,7 @@ from actors.contracts import (
     ROUND_DIR_PATTERN,
     SUMMARY_FILE,
     InputError,
+    Metric,
 )
 
 # PHASE_ORDER: the order phases happen in a round (`Phase`); any other phase a run records is listed after these.
@@ -175,7 +176,7 @@ def _age(path: Path) -> str:
 def _spent_so_far(summary: Any, last: int) -> str | None:
     """The run's cumulative costs up to round `last`, from its summary.json row (None for older runs)."""
     rows = dig(summary, "rounds", default=[])
-    row = next((r for r in rows if isinstance(r, dict) and r.get("round") == last), None) if isinstance(rows, list) else None
+    row = next((r for r in rows if isinstance(r, dict) and r.get(Metric.ROUND) == last), None) if isinstance(rows, list) else None
     if not row or f"{CUMULATIVE_PREFIX}labels" not in row:
         return None
     names = {"labels": "labels", "generated_tokens": "generated tokens", "pairs_trained": "pairs",
@@ -215,24 +216,24 @@ def status_lines(run_dir: str | Path) -> list[str]:
     if done:
         last = max(run.completed)
         metrics = run.metrics(last) or {}
-        learner = dig(metrics, "learner", default={})
+        learner = dig(metrics, Metric.LEARNER, default={})
         lines.append(f"last round ({last}):")
-        heldout = as_float(metrics.get("heldout_reward_mean"))
-        std = as_float(metrics.get("heldout_reward_std"))
+        heldout = as_float(metrics.get(Metric.HELDOUT_REWARD_MEAN))
+        std = as_float(metrics.get(Metric.HELDOUT_REWARD_STD))
         lines.append("  held-out reward: " + ("not recorded" if heldout is None else
                      f"{heldout:.4f}" + ("" if std is None else f" ± {std:.4f}")))
-        before = as_float(dig(run.metrics(min(run.completed)) or {}, "heldout_before_mean"))
+        before = as_float(dig(run.metrics(min(run.completed)) or {}, Metric.HELDOUT_BEFORE_MEAN))
         if before is not None:
             lines.append(f"  held-out reward before training: {before:.4f}")
-        lines.append(f"  train reward: {_number(metrics.get('train_reward_mean'))}")
-        pairs = metrics.get("pairs_trained")
+        lines.append(f"  train reward: {_number(metrics.get(Metric.TRAIN_REWARD_MEAN))}")
+        pairs = metrics.get(Metric.PAIRS_TRAINED)
         lines.append(f"  pairs trained: {pairs if isinstance(pairs, int) else 'not recorded'}")
         spent = _spent_so_far(run.summary, last)
         if spent:
             lines.append(f"  spent so far: {spent}")
         lines.append(f"  learner loss: {_number(dig(learner, 'loss'))} during the round, "
                      f"{_number(dig(learner, 'loss_end'))} at its end")
-        phases = metrics.get("phase_seconds")
+        phases = metrics.get(Metric.PHASE_SECONDS)
         if isinstance(phases, dict) and phases:
             parts = [f"{p} {_seconds(as_float(phases[p]))}" for p in ordered_phases(phases)]
             total = sum(v for v in (as_float(x) for x in phases.values()) if v is not None)

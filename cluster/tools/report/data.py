@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from actors.contracts import EVAL_FILE, METRICS_FILE, PROMPT_STATS_FILE, REPORT_PROMPT_COLUMNS, SCORED_FILE
+from actors.contracts import EVAL_FILE, METRICS_FILE, PROMPT_STATS_FILE, REPORT_PROMPT_COLUMNS, SCORED_FILE, Metric
 from cluster.tools.status import RunFolder, RunFolderError, as_float, dig, read_json_object
 
 NOT_RECORDED = "not recorded"
@@ -145,7 +145,7 @@ class RoundData:
 
     @property
     def learner(self) -> dict:
-        value = self.metrics.get("learner")
+        value = self.metrics.get(Metric.LEARNER)
         return value if isinstance(value, dict) else {}
 
     @property
@@ -226,7 +226,7 @@ def load_rounds(run: RunFolder) -> list[RoundData]:
 
 def pvar_threshold(config: dict | None, data: RoundData) -> tuple[float | None, str]:
     """The PVar cut-off the round's selection used, with what it means; None where no cut-off applies."""
-    policy = dig(data.metrics, "selection", "policy") or dig(config, "selection", "policy") or "pvar"
+    policy = dig(data.metrics, Metric.SELECTION, "policy") or dig(config, "selection", "policy") or "pvar"
     mode = dig(config, "selection", "pvar_mode", default="top")
     kept = data.pvar[data.selected] if data.pvar is not None and data.selected is not None else np.array([])
     kept = kept[np.isfinite(kept)]
@@ -245,11 +245,11 @@ def spending_curve(rounds: list[RoundData], counter: str) -> tuple[np.ndarray, n
     it; rounds without costs or without a held-out reward are left out (a round without costs adds nothing)."""
     total, xs, ys = 0.0, [], []
     for data in rounds:
-        spent = data.value("costs", counter)
+        spent = data.value(Metric.COSTS, counter)
         if spent.number is None:
             continue
         total += spent.number
-        held = data.value("heldout_reward_mean").number
+        held = data.value(Metric.HELDOUT_REWARD_MEAN).number
         if held is not None and np.isfinite(held):
             xs.append(total)
             ys.append(held)

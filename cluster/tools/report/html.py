@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from actors.contracts import HELDOUT_BEFORE_IFEVAL, HELDOUT_IFEVAL, REPORT_FILE, ZERO_VARIANCE_SHARE
+from actors.contracts import REPORT_FILE, Metric
 from actors.rewards.ifeval_fields import IFEVAL_ACCURACIES, IFEVAL_FAMILIES
 from cluster.diagnostics import spearman
 from cluster.run_store import write_atomic
@@ -155,18 +155,19 @@ def rounds_table(rounds: list[RoundData]) -> str:
             mean, std = r.value(mean_key), r.value(std_key)
             return stated_number(mean, mean_key, i) + ("" if std.number is None else f" ± {std.number:.4f}")
 
-        pairs = r.metrics.get("pairs_trained")
-        phases = r.metrics.get("phase_seconds")
+        pairs = r.metrics.get(Metric.PAIRS_TRAINED)
+        phases = r.metrics.get(Metric.PHASE_SECONDS)
         seconds = (sum(as_float(v) or 0.0 for v in phases.values()) if isinstance(phases, dict) and phases else None)
         rows.append([
-            str(i), pm("heldout_reward_mean", "heldout_reward_std"), pm("train_reward_mean", "train_reward_std"),
+            str(i), pm(Metric.HELDOUT_REWARD_MEAN, Metric.HELDOUT_REWARD_STD),
+            pm(Metric.TRAIN_REWARD_MEAN, Metric.TRAIN_REWARD_STD),
             esc(pairs) if isinstance(pairs, int) else f'<span class="num missing">{NOT_RECORDED}</span>',
-            stated_number(r.value(ZERO_VARIANCE_SHARE), ZERO_VARIANCE_SHARE, i, digits=3),
+            stated_number(r.value(Metric.ZERO_VARIANCE_SHARE), Metric.ZERO_VARIANCE_SHARE, i, digits=3),
             stated_number(recorded(r.learner, "loss"), "loss", i), stated_number(recorded(r.learner, "loss_end"), "loss_end", i),
             stated_number(recorded(r.learner, "reward_accuracy_end"), "reward_accuracy_end", i, digits=3),
-            stated_number(recorded(r.metrics.get("selection"), "pvar_mean_all"), "pvar_mean_all", i, digits=5) + " / "
-            + stated_number(recorded(r.metrics.get("selection"), "pvar_mean_selected"), "pvar_mean_selected", i, digits=5),
-            stated_number(r.value("did_entropy"), "did_entropy", i, digits=3),
+            stated_number(recorded(r.metrics.get(Metric.SELECTION), "pvar_mean_all"), "pvar_mean_all", i, digits=5) + " / "
+            + stated_number(recorded(r.metrics.get(Metric.SELECTION), "pvar_mean_selected"), "pvar_mean_selected", i, digits=5),
+            stated_number(r.value(Metric.DID_ENTROPY), Metric.DID_ENTROPY, i, digits=3),
             stated_number(Value(seconds) if seconds is not None else MISSING, "round_seconds", i, digits=1),
         ])
     return html_table(head, rows, "rounds-table")
@@ -176,10 +177,10 @@ def ifeval_section(rounds: list[RoundData]) -> str | None:
     """IFEval's four held-out accuracies and the per-family instruction accuracies, per round; None when
     no round recorded them (the run has no ifeval reward)."""
     rows = []  # (label, round index for data-round, the recorded dict)
-    if rounds and isinstance(rounds[0].metrics.get(HELDOUT_BEFORE_IFEVAL), dict):
-        rows.append(("before training", None, rounds[0].metrics[HELDOUT_BEFORE_IFEVAL]))
-    rows += [(str(r.index), r.index, r.metrics[HELDOUT_IFEVAL]) for r in rounds
-             if isinstance(r.metrics.get(HELDOUT_IFEVAL), dict)]
+    if rounds and isinstance(rounds[0].metrics.get(Metric.HELDOUT_BEFORE_IFEVAL), dict):
+        rows.append(("before training", None, rounds[0].metrics[Metric.HELDOUT_BEFORE_IFEVAL]))
+    rows += [(str(r.index), r.index, r.metrics[Metric.HELDOUT_IFEVAL]) for r in rounds
+             if isinstance(r.metrics.get(Metric.HELDOUT_IFEVAL), dict)]
     if not rows:
         return None
     titles = [key.replace("_", " ") for key in IFEVAL_ACCURACIES]
@@ -296,7 +297,7 @@ def build_html(run: RunFolder, rounds: list[RoundData], started: float | None = 
         "(left), its mean chosen and rejected log-probabilities (right).",
         f"Per-step history (learner.step_history): {NOT_RECORDED}.")
     did_caption = "DID entropy of the current policy against the run's initial policy on held-out prompts"
-    samples = latest.metrics.get("did_entropy_samples") if latest else None
+    samples = latest.metrics.get(Metric.DID_ENTROPY_SAMPLES) if latest else None
     if isinstance(samples, int):
         did_caption += f" ({samples} samples in the latest round)"
     add("did-entropy", "DID entropy per round",
@@ -304,7 +305,7 @@ def build_html(run: RunFolder, rounds: list[RoundData], started: float | None = 
         f"DID entropy: {NOT_RECORDED}.")
 
     grad_round = latest
-    rho_recorded = latest.value("pvar_gradnorm_spearman") if latest else MISSING
+    rho_recorded = latest.value(Metric.PVAR_GRADNORM_SPEARMAN) if latest else MISSING
     grad_png = render("gradnorm-pvar", plot_gradnorm, grad_round) if grad_round is not None else None
     if grad_png is not None:
         ok = np.isfinite(grad_round.grad_norm) & np.isfinite(grad_round.pvar)
@@ -313,7 +314,7 @@ def build_html(run: RunFolder, rounds: list[RoundData], started: float | None = 
             rho_text = (f"Spearman over the {int(ok.sum())} measured prompts (computed here): "
                         + ("undefined" if rho is None else f"{rho:.3f}"))
         else:
-            rho_text = f"Recorded Spearman (selected prompts): {stated_number(rho_recorded, 'pvar_gradnorm_spearman', digits=3)}"
+            rho_text = f"Recorded Spearman (selected prompts): {stated_number(rho_recorded, Metric.PVAR_GRADNORM_SPEARMAN, digits=3)}"
         add("gradnorm-pvar", "Gradient norm against PVar, latest round", grad_png,
             f"Per-prompt DPO gradient norm against PVar; the PVar paper bounds it by a constant times sqrt(PVar). "
             f"{rho_text}.", "")
@@ -322,7 +323,7 @@ def build_html(run: RunFolder, rounds: list[RoundData], started: float | None = 
             f"Per-prompt gradient norms: {NOT_RECORDED} in the latest round.")
     add("phases", "Phase timings", render("phases", plot_phases, rounds) if rounds else None,
         "Seconds per phase of each round, stacked.", f"Phase timings: {NOT_RECORDED}.")
-    overlapped = any(isinstance(r.metrics.get("max_lag"), int) and r.metrics["max_lag"] > 0 for r in rounds)
+    overlapped = any(isinstance(r.metrics.get(Metric.MAX_LAG), int) and r.metrics[Metric.MAX_LAG] > 0 for r in rounds)
     add("timeline", "Phase timeline", render("timeline", plot_timeline, rounds) if rounds else None,
         "When each phase of each round ran, in seconds since the run started (a resumed run's later driver "
         "continues the axis). The train bar runs from handing the pairs to the learner to its result."
@@ -347,10 +348,10 @@ def build_html(run: RunFolder, rounds: list[RoundData], started: float | None = 
         for note in r.notes:
             info.append((f"round {r.index}", esc(note)))
     if rounds:
-        before = rounds[0].value("heldout_before_mean")
-        after = rounds[-1].value("heldout_reward_mean")
-        info.append(("held-out reward", f"{stated_number(before, 'heldout_before_mean')} before training → "
-                                        f"{stated_number(after, 'heldout_reward_mean', rounds[-1].index)} after round "
+        before = rounds[0].value(Metric.HELDOUT_BEFORE_MEAN)
+        after = rounds[-1].value(Metric.HELDOUT_REWARD_MEAN)
+        info.append(("held-out reward", f"{stated_number(before, Metric.HELDOUT_BEFORE_MEAN)} before training → "
+                                        f"{stated_number(after, Metric.HELDOUT_REWARD_MEAN, rounds[-1].index)} after round "
                                         f"{rounds[-1].index}"))
     body = [
         f"<h1>activedpo run report: {esc(name)}</h1>",

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from actors.contracts import PHASE_ORDER
+from actors.contracts import PHASE_ORDER, Metric
 from cluster.tools.report.data import NOT_RECORDED, RoundData, pvar_threshold, spending_curve
 from cluster.tools.status import as_float, ordered_phases
 
@@ -67,10 +67,10 @@ def _line(ax, xs, ys, label, color=None, std=None, marker="o", linestyle="-"):
 
 
 def plot_rewards(rounds: list[RoundData]) -> str | None:
-    xs, held = _series(rounds, lambda r: r.value("heldout_reward_mean"))
-    _, held_std = _series(rounds, lambda r: r.value("heldout_reward_std"))
-    _, train = _series(rounds, lambda r: r.value("train_reward_mean"))
-    _, train_std = _series(rounds, lambda r: r.value("train_reward_std"))
+    xs, held = _series(rounds, lambda r: r.value(Metric.HELDOUT_REWARD_MEAN))
+    _, held_std = _series(rounds, lambda r: r.value(Metric.HELDOUT_REWARD_STD))
+    _, train = _series(rounds, lambda r: r.value(Metric.TRAIN_REWARD_MEAN))
+    _, train_std = _series(rounds, lambda r: r.value(Metric.TRAIN_REWARD_STD))
     if not (_any(held) or _any(train)):
         return None
     fig = _figure(7, 3.2)
@@ -79,9 +79,9 @@ def plot_rewards(rounds: list[RoundData]) -> str | None:
         _line(ax, xs, held, "held-out (after the round's training)", CHOSEN, held_std)
     if _any(train):
         _line(ax, xs, train, "training rollouts (sampled before training)", "#ff7f0e", train_std)
-    before = rounds[0].value("heldout_before_mean").number if rounds else None
+    before = rounds[0].value(Metric.HELDOUT_BEFORE_MEAN).number if rounds else None
     if before is not None:
-        std = rounds[0].value("heldout_before_std").number or 0.0
+        std = rounds[0].value(Metric.HELDOUT_BEFORE_STD).number or 0.0
         ax.errorbar([rounds[0].index - 0.5], [before], yerr=[std], fmt="s", color=GREY, capsize=3,
                     label="held-out before training")
     ax.set_xlabel("round (grey: before training)")
@@ -99,7 +99,7 @@ def plot_costs(rounds: list[RoundData]) -> str | None:
     tokens = spending_curve(rounds, "generated_tokens")
     if not (labels[0].size or tokens[0].size):
         return None
-    before = rounds[0].value("heldout_before_mean").number if rounds else None
+    before = rounds[0].value(Metric.HELDOUT_BEFORE_MEAN).number if rounds else None
     fig = _figure(8, 3.0)
     for ax, (xs, ys), label in zip(fig.subplots(1, 2), (labels, tokens), ("labels", "generated tokens")):
         if before is not None:  # the starting policy: nothing spent yet
@@ -280,7 +280,7 @@ def plot_steps(rounds: list[RoundData]) -> str | None:
 
 
 def plot_did_entropy(rounds: list[RoundData]) -> str | None:
-    xs, ys = _series(rounds, lambda r: r.value("did_entropy"))
+    xs, ys = _series(rounds, lambda r: r.value(Metric.DID_ENTROPY))
     if not _any(ys):
         return None
     fig = _figure(7, 2.8)
@@ -314,7 +314,7 @@ def plot_gradnorm(data: RoundData) -> str | None:
 
 
 def plot_phases(rounds: list[RoundData]) -> str | None:
-    tables = [r.metrics.get("phase_seconds") if isinstance(r.metrics.get("phase_seconds"), dict) else {}
+    tables = [r.metrics.get(Metric.PHASE_SECONDS) if isinstance(r.metrics.get(Metric.PHASE_SECONDS), dict) else {}
               for r in rounds]
     phases = ordered_phases({name for table in tables for name in table})
     if not phases:
@@ -340,11 +340,11 @@ def timeline_bars(rounds: list[RoundData]) -> dict[int, list[tuple[str, float, f
     """Per round, its recorded phases as (phase, start, end) on one time axis: seconds since the earliest
     driver start among the rounds (`phase_timeline_origin`), so the rounds of a resumed run follow each
     other; a round without an origin keeps its own times. Rounds without `phase_timeline` are left out."""
-    origins = [as_float(r.metrics.get("phase_timeline_origin")) for r in rounds]
+    origins = [as_float(r.metrics.get(Metric.PHASE_TIMELINE_ORIGIN)) for r in rounds]
     first = min((o for o in origins if o is not None), default=None)
     bars = {}
     for r, origin in zip(rounds, origins):
-        timeline = r.metrics.get("phase_timeline")
+        timeline = r.metrics.get(Metric.PHASE_TIMELINE)
         if not isinstance(timeline, list):
             continue
         shift = origin - first if origin is not None and first is not None else 0.0

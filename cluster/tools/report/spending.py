@@ -3,7 +3,7 @@ rollouts (prompt scheduling), from metrics.json's `labelling` and `scheduling`."
 
 from __future__ import annotations
 
-from actors.contracts import LABELLING, SCHEDULING
+from actors.contracts import Metric
 from cluster.tools.report.data import NOT_RECORDED, RoundData, recorded
 from cluster.tools.report.markup import esc, html_table, stated_number
 
@@ -14,7 +14,7 @@ def labelling_section(rounds: list[RoundData]) -> str | None:
     selectively (every response labelled, as before query selection existed)."""
     rows = []
     for r in rounds:
-        found = r.metrics.get(LABELLING)
+        found = r.metrics.get(Metric.LABELLING)
         if not isinstance(found, dict) or found.get("responses_labelled") == found.get("responses") \
                 and not found.get("selector"):
             continue
@@ -30,7 +30,7 @@ def labelling_section(rounds: list[RoundData]) -> str | None:
                      stated_number(recorded(chosen, "score_labelled"), "score_labelled", r.index, digits=3),
                      stated_number(recorded(chosen, "score_unlabelled"), "score_unlabelled", r.index, digits=3),
                      esc(f"{found.get('responses_labelled', NOT_RECORDED)} / {found.get('responses', NOT_RECORDED)}"),
-                     stated_number(recorded(r.metrics.get("costs") or {}, "labels"), "labels", r.index, digits=6),
+                     stated_number(recorded(r.metrics.get(Metric.COSTS) or {}, "labels"), "labels", r.index, digits=6),
                      esc(f"{seconds.get('query', 0.0):.3f}")])
     if not rows:
         return None
@@ -48,7 +48,7 @@ def scheduling_section(rounds: list[RoundData]) -> str | None:
     anyway (the audit) proved informative; None when no round skipped or audited anything."""
     rows = []
     for r in rounds:
-        found = r.metrics.get(SCHEDULING)
+        found = r.metrics.get(Metric.SCHEDULING)
         if not isinstance(found, dict) or not (found.get("skipped") or found.get("audited")):
             continue
         audit = (f"{found['audit_informative']} of {found['audit_judged']}" if found.get("audit_judged")
@@ -76,10 +76,10 @@ def refill_section(rounds: list[RoundData]) -> str | None:
     (data.refill_batches); None when no round refilled."""
     rows = []
     for r in rounds:
-        found = r.metrics.get(SCHEDULING)
+        found = r.metrics.get(Metric.SCHEDULING)
         if not isinstance(found, dict) or "refill_target" not in found:
             continue
-        costs = r.metrics.get("costs") or {}
+        costs = r.metrics.get(Metric.COSTS) or {}
         rows.append([str(r.index), esc(found.get("batches", 1)),
                      stated_number(recorded(costs, "prompts_rolled_out"), "prompts_rolled_out", r.index, digits=6),
                      esc(f"{found.get('informative_prompts', NOT_RECORDED)} / {found['refill_target']}"),
