@@ -292,11 +292,6 @@ PROMPT_HISTORY_FILE = "prompt_history.parquet"
 SCHEDULER_FILE = "scheduler.json"
 METRICS_FILE = "metrics.json"
 EVAL_FILE = "eval.json"
-# TODO(issue 24): alias for round_loop/round_stages, removed when they move (each names the file now;
-# cluster/round_records.py imports them too).
-ROLLOUTS_TABLE, SCORED_TABLE, SELECTED_TABLE = ROLLOUTS_FILE, SCORED_FILE, SELECTED_FILE
-PROMPT_STATS_TABLE, PROMPT_HISTORY_TABLE = PROMPT_STATS_FILE, PROMPT_HISTORY_FILE
-SCHEDULER_JSON, METRICS_JSON, EVAL_JSON = SCHEDULER_FILE, METRICS_FILE, EVAL_FILE
 
 ROUND_GLOB = "round_*"
 PARTIAL_GLOB = ".round_*.partial"
@@ -410,12 +405,6 @@ class Metric(enum.StrEnum):
 EVAL_METRICS = (Metric.HELDOUT_REWARD_MEAN, Metric.HELDOUT_REWARD_STD, Metric.HELDOUT_SAMPLES,
                 Metric.HELDOUT_INVALID, Metric.HELDOUT_COLUMNS, Metric.HELDOUT_IFEVAL)
 
-# TODO(issue 24): alias for cluster/round_runner.py (and the round loop it replaces), removed when it names
-# the Metric members.
-ZERO_VARIANCE_SHARE, LABELLING, SCHEDULING, COSTS = (
-    Metric.ZERO_VARIANCE_SHARE, Metric.LABELLING, Metric.SCHEDULING, Metric.COSTS)
-HELDOUT_COLUMNS, HELDOUT_BEFORE_COLUMNS = Metric.HELDOUT_COLUMNS, Metric.HELDOUT_BEFORE_COLUMNS
-HELDOUT_IFEVAL, HELDOUT_BEFORE_IFEVAL = Metric.HELDOUT_IFEVAL, Metric.HELDOUT_BEFORE_IFEVAL
 
 
 # --- the model probe: what the driver (and the policies) ask the policy model -------------------

@@ -13,7 +13,7 @@ actor groups that are made of the real components:
 - learner: `RoundTrainer` (actors/kernels/dpo_trainer.py) built as actors/learner_worker.py builds it
   (the seed before loading, AdamW with the learner's rate and weight decay, the frozen initial model
   as reference), at world size 1. Its new weights go to the generator with `load_state_dict`;
-- model probe: the driver's own `RemoteModelProbe` (cluster/model_features.py) over the in-process
+- model probe: the driver's own `RemoteModelProbe` (cluster/remote_model_probe.py) over the in-process
   generator, so implicit PVar, DID and gradient norms are computed exactly as the actors compute them.
 
 Each run gets a fresh `RunConfig` (`load_config(config, overrides)`), a fresh run folder (`RunStore`,
@@ -55,10 +55,11 @@ from cluster.actor_groups import _slices  # the CLI group's slicing: the samples
 from cluster.config import GenerationSection, RunConfig
 from cluster.config_loading import dump_config, load_config
 from cluster.learner_client import validate_pairs
-from cluster.model_features import RemoteModelProbe
+from cluster.collaborators import Collaborators
+from cluster.remote_model_probe import RemoteModelProbe
 from cluster.observers import RunObservers
-from cluster.round_loop import RoundRunner
-from cluster.run_setup import build_policy, check_rewards, prepare_inputs
+from cluster.round_runner import RoundRunner
+from cluster.run_setup import build_choices, check_rewards, prepare_inputs
 from cluster.run_store import RunStore
 from cluster.settings import feature_options, generator_settings, learner_settings, sampling_params, scorer_rewards
 
@@ -125,6 +126,9 @@ class LocalGenerators:
     def load_weights(self, handle: LocalWeights) -> list[int]:
         return [self.generator.load_weights(handle)]
 
+    def node_ids(self) -> list[str]:
+        return [IN_PROCESS]
+
     def call_sharded(self, method: str, table: pa.Table, *args, **kwargs) -> pa.Table:
         # Model features are row-wise: one call over the whole table answers what the shards would.
         with torch_threads(self.cfg.torch_threads):
@@ -146,9 +150,14 @@ class LocalScorers:
             progress(rollouts.num_rows)
         return scored
 
+    def node_ids(self) -> list[str]:
+        return [IN_PROCESS]
+
 
 class LocalLearner:
     """`DPOLearner`'s `train_round` over one `RoundTrainer` rank, built as actors/learner_worker.py builds it."""
+
+    transport = IN_PROCESS
 
     def __init__(self, config: RunConfig, model_path: str, reference: torch.nn.Module | None, tokenizer,
                  save_checkpoints: bool = False):
@@ -183,8 +192,14 @@ class LocalLearner:
         # The generator's load_state_dict copies these tensors: later steps never reach it through the handle.
         return metrics, LocalWeights(index + 1, self.model.state_dict())
 
-    def shutdown(self) -> None:
-        pass
+    def submit(self, index: int, pairs: pa.Table, checkpoint_dir: str) -> None:
+        raise NotImplementedError("the in-process harness runs rounds synchronously (run.max_lag 0)")
+
+    def collect(self, index: int) -> tuple[dict, LocalWeights]:
+        raise NotImplementedError("the in-process harness runs rounds synchronously (run.max_lag 0)")
+
+    def node_ids(self) -> list[str]:
+        return [IN_PROCESS]
 
 
 @dataclass
@@ -213,7 +228,7 @@ class LocalArms:
                              f"{config.generation.backend!r}")
         rewards = scorer_rewards(config.scoring)
         check_rewards(config, rewards)
-        self.model_path, _, _ = prepare_inputs(config, rewards)
+        self.model_path = prepare_inputs(config, rewards).model_path
         self.generator_settings = generator_settings(config.generation, config.model, self.model_path)
         with torch_threads(config.generation.torch_threads):  # Generator.__init__ sets the process's count
             self.generator = InProcessGenerator(self.generator_settings)
@@ -246,10 +261,10 @@ class LocalArms:
         if store.completed_rounds():
             raise InputError(f"{store.run_dir} already has rounds: the in-process harness starts runs afresh only")
         store.write_config(dump_config(config))
-        runner = self.runner(config, store)
         observers = observers or RunObservers(config.run.name, store.run_dir, bars=False)
+        runner = self.runner(config, store, observers)
         for index in range(config.run.rounds if rounds is None else rounds):
-            runner.run_round(index, observers)
+            runner.run_round(index)
             store.write_summary()
         summary = store.write_summary()
         return LocalRun(store.run_dir, summary, time.perf_counter() - started)
@@ -267,28 +282,22 @@ class LocalArms:
         record.write_text(json.dumps({"overrides": overrides, "wall_seconds": run.wall_seconds}) + "\n")
         return run.run_dir, run.summary, run.wall_seconds, False
 
-    def runner(self, config: RunConfig, store: RunStore) -> RoundRunner:
+    def runner(self, config: RunConfig, store: RunStore, observers: RunObservers) -> RoundRunner:
         """The driver's RoundRunner over the in-process groups, from the initial weights."""
-        policy = build_policy(config)
+        choices = build_choices(config, store)
         rewards = scorer_rewards(config.scoring)
         check_rewards(config, rewards)
-        model_path, prompts, heldout = prepare_inputs(config, rewards)
-        settings = generator_settings(config.generation, config.model, model_path)
+        inputs = prepare_inputs(config, rewards)
+        settings = generator_settings(config.generation, config.model, inputs.model_path)
         if settings != self.generator_settings:
             raise InputError(f"this process's generator was built from {self.generator_settings}; a run with "
                              f"{settings} needs its own process")
         generators = LocalGenerators(self.generator, config.generation)
         generators.load_weights(self.initial)
-        # RoundRunner.__init__ starts the actor groups and Ray Train: build it without, as tests/round_standins.py does.
-        runner = RoundRunner.__new__(RoundRunner)
-        runner.config, runner.store, runner.prompts, runner.heldout = config, store, prompts, heldout
-        runner.policy = policy
-        runner.setup_labelling(config, rewards)
-        runner.generators = generators
-        runner.scorers = LocalScorers(Scorer(list(rewards), reward_modules=config.scoring.reward_modules))
-        runner.learner = LocalLearner(config, model_path, self.reference(config), self.tokenizer,
-                                      self.save_checkpoints)
-        runner.transport, runner.weights = IN_PROCESS, None
-        runner.features = RemoteModelProbe(generators, feature_options(config.selection.features, model_path))
-        runner._nodes = {"generators": [IN_PROCESS], "scorers": [IN_PROCESS], "learner": [IN_PROCESS]}
-        return runner
+        learner = LocalLearner(config, inputs.model_path, self.reference(config), self.tokenizer,
+                               self.save_checkpoints)
+        probe = RemoteModelProbe(generators, feature_options(config.selection.features, inputs.model_path))
+        return RoundRunner(config, inputs, Collaborators.of(
+            choices, generators=generators, scorers=LocalScorers(Scorer(list(rewards),
+                                                                        reward_modules=config.scoring.reward_modules)),
+            learner=learner, probe=probe, store=store, observers=observers))

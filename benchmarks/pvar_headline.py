@@ -16,7 +16,7 @@ seed with the same sampling seed as that seed's arms, so every arm's change is p
 
 Everything is the product's own code, in this process, arm by arm as a run's round 0 does it: the
 config is configs/smollm2-ifeval.yaml (plus the pool sizes, then the key=value overrides) loaded by
-the CLI's loader, a `RoundRunner` (cluster/round_loop.py) per arm holds the generator, scorer and a
+the CLI's loader, a `RoundRunner` (cluster/ray_runner.py builds it) per arm holds the generator, scorer and a
 fresh Ray Train learner; the pool is generated and scored by its actor groups; the selection policies
 are those of `selection.policy`; `RoundRunner.evaluate` gives IFEval's accuracies (docs/ifeval.md).
 
@@ -41,7 +41,6 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -50,6 +49,7 @@ from seed_stats import above_zero, fmt, mean_interval
 
 from actors.contracts import Metric
 from actors.rewards.ifeval_fields import IFEVAL_ACCURACIES
+from cluster.seeds import Stream, sampling_seed, stream_rng
 
 CONFIG = REPO / "configs" / "smollm2-ifeval.yaml"
 ARMS: dict[str, list[str]] = {
@@ -101,25 +101,29 @@ def saved_pool(work_dir: Path, settings: dict) -> dict | None:
 
 
 def new_runner(config, work_dir: Path, name: str, inputs):
-    from cluster.round_loop import RoundRunner
-    from cluster.run_setup import build_policy
+    """The driver's Ray-backed RoundRunner for one arm, in its own folder: a context manager that shuts it down."""
+    from dataclasses import replace
+
+    from cluster.observers import RunObservers
+    from cluster.ray_runner import ray_round_runner
+    from cluster.run_setup import build_choices
     from cluster.run_store import RunStore
     from cluster.settings import scorer_rewards
 
-    model_path, prompts, heldout = inputs
     store = RunStore(work_dir / name)
-    return RoundRunner(config, store, prompts, heldout, model_path, model_path, build_policy(config),
-                       scorer_rewards(config.scoring), start_round=0)
+    observers = RunObservers(config.run.name, store.run_dir, bars=False)
+    return ray_round_runner(config, store, replace(inputs, rewards=scorer_rewards(config.scoring)),
+                            build_choices(config, store), observers, start_round=0)
 
 
 def make_pool(runner, prompts_per_round: int, pool_seed: int, path: Path) -> dict:
     """Round 0's rollouts of a run with run.seed = pool_seed, scored, invalid rewards dropped: the arms' samples."""
-    from cluster.round_loop import drop_invalid_rewards
+    from cluster.round_runner import drop_invalid_rewards
     from policies.schedulers.uniform import uniform_draw
 
     started = time.perf_counter()
     prompts = runner.prompts.take(pa.array(uniform_draw(runner.prompts.num_rows, prompts_per_round, pool_seed, 0)))
-    sampling = runner.generators.sampling(seed=pool_seed * 1_000_003)  # round 0's sampling seed in the round loop
+    sampling = runner.generators.sampling(seed=sampling_seed(pool_seed, Stream.GENERATE, 0))  # round 0's
     rollouts = runner.generators.generate(prompts, sampling, None)
     generated = time.perf_counter()
     scored, invalid = drop_invalid_rewards(runner._score(rollouts), runner.reward_columns)
@@ -134,13 +138,13 @@ def make_pool(runner, prompts_per_round: int, pool_seed: int, path: Path) -> dic
 
 def run_arm(runner, config, arm: str, pool, checkpoint_dir: Path) -> dict:
     """Select from the pool with the arm's policy, train one round from the starting model, evaluate."""
-    from cluster.round_loop import selection_summary
+    from cluster.round_runner import selection_summary
 
     began = time.perf_counter()
     runner.learner.wait_until_ready()  # start-up (Ray Train workers, model load) is not training time
     started = time.perf_counter()
-    rng = np.random.default_rng([config.run.seed, 0, 17])  # the round loop's selection rng for round 0
-    selection = runner.policy.select(pool, config.selection.pair_budget, rng, runner.features)
+    rng = stream_rng(config.run.seed, Stream.SELECT, 0)  # the round loop's selection rng for round 0
+    selection = runner.policy.select(pool, config.selection.pair_budget, rng, runner.probe)
     selected = time.perf_counter()
     metrics, weights = runner.learner.train_round(0, selection.pairs, str(checkpoint_dir))
     trained = time.perf_counter()
@@ -197,8 +201,7 @@ def measure(args, overrides: list[str], work_dir: Path) -> tuple[dict, dict, dic
             # A fresh runner per arm (generator, scorer, learner from the starting model); a name of its own,
             # so no actor name is still held by the previous arm's killed actors.
             config = load([*overrides, *ARMS[arm], NO_BUDGET, f"run.name=pvar-{arm}-{seed}", f"run.seed={seed}"])
-            runner = new_runner(config, work_dir, f"{arm}-{seed}", inputs)
-            try:
+            with new_runner(config, work_dir, f"{arm}-{seed}", inputs) as runner:
                 if seed not in starts:  # the starting model, sampled with this seed's held-out seed
                     began = time.perf_counter()
                     starts[seed] = {"heldout": runner.evaluate()[Metric.HELDOUT_IFEVAL],
@@ -214,8 +217,6 @@ def measure(args, overrides: list[str], work_dir: Path) -> tuple[dict, dict, dic
                     pool_meta.write_text(json.dumps(pool_info, indent=2) + "\n")
                 pool = pq.read_table(pool_path)
                 result = run_arm(runner, config, arm, pool, work_dir / f"{arm}-{seed}" / "checkpoint")
-            finally:
-                runner.shutdown()
             result["start"] = starts[seed]["heldout"]
             result_path.write_text(json.dumps(result, indent=2) + "\n")
             arms[arm].append(result)

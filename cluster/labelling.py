@@ -17,12 +17,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
 from actors.contracts import LABEL_ROLE, LABELLED_COLUMN, PROXY_ROLE, QUERY_SCORE_COLUMN
 from actors.settings import RewardSettings
+
+if TYPE_CHECKING:
+    from actors.contracts import ModelProbe
+    from policies.query import QuerySelector
 
 # score(table, role) -> the table with the columns of the rewards of `role` appended (and `reward` for labels).
 ScoreFn = Callable[[pa.Table, str], pa.Table]
@@ -65,8 +70,9 @@ class LabelPlan:
         return self.max_responses is None or self.max_responses >= 2
 
 
-def label_round(rollouts: pa.Table, score: ScoreFn, selector, plan: LabelPlan, rng: np.random.Generator,
-                features=None, target_groups: int | None = None) -> tuple[pa.Table, pa.Table, dict]:
+def label_round(rollouts: pa.Table, score: ScoreFn, selector: QuerySelector, plan: LabelPlan,
+                rng: np.random.Generator, probe: ModelProbe | None = None,
+                target_groups: int | None = None) -> tuple[pa.Table, pa.Table, dict]:
     """(rollouts as written to rollouts.parquet, the labelled and scored rows, metrics.json's `labelling`).
 
     `target_groups`: for an interactive selector (dynamic_filter), the groups that do not tie still wanted
@@ -80,26 +86,27 @@ def label_round(rollouts: pa.Table, score: ScoreFn, selector, plan: LabelPlan, r
     started = time.perf_counter()
     proxied = score(rollouts, PROXY_ROLE) if plan.proxy_rewards else rollouts
     seconds["proxy"] = time.perf_counter() - started
-    if hasattr(selector, "label_batches"):
+    if selector.interactive:
         mask, scored, seconds["query"], seconds["label"] = _label_in_batches(proxied, score, selector, plan, rng,
-                                                                             features, target_groups)
+                                                                             probe, target_groups)
     else:
         started = time.perf_counter()
-        mask = _checked_mask(selector.select(proxied, plan.max_responses, rng, features), proxied, plan)
+        mask = _checked_mask(selector.select(proxied, plan.max_responses, rng, probe), proxied, plan)
         seconds["query"] = time.perf_counter() - started
         started = time.perf_counter()
         chosen = proxied.filter(pa.array(mask))
         scored = score(chosen, LABEL_ROLE) if chosen.num_rows else _empty_scored(chosen)
         seconds["label"] = time.perf_counter() - started
     written = proxied.append_column(pa.field(LABELLED_COLUMN, pa.bool_()), pa.array(mask))
-    row_scores = getattr(selector, "row_scores", None)
+    row_scores = selector.row_scores
     if row_scores is not None and len(row_scores) == rollouts.num_rows:
         # What the selector ranked by, per response: the report compares the labelled rows with the rest.
         written = written.append_column(pa.field(QUERY_SCORE_COLUMN, pa.float64()),
                                         pa.array(np.asarray(row_scores, dtype=np.float64)))
     metrics = _metrics(plan, rollouts.num_rows, int(mask.sum()), seconds)
-    if hasattr(selector, "summary"):
-        metrics["selector"] = selector.summary()
+    summary = selector.summary()
+    if summary is not None:
+        metrics["selector"] = summary
     return written, scored, metrics
 
 
@@ -127,14 +134,14 @@ def _checked_mask(mask, rollouts: pa.Table, plan: LabelPlan) -> np.ndarray:
     return mask
 
 
-def _label_in_batches(rollouts: pa.Table, score: ScoreFn, selector, plan: LabelPlan, rng: np.random.Generator,
-                      features, target_groups: int | None) -> tuple[np.ndarray, pa.Table, float, float]:
+def _label_in_batches(rollouts: pa.Table, score: ScoreFn, selector: QuerySelector, plan: LabelPlan,
+                      rng: np.random.Generator, probe: ModelProbe | None, target_groups: int | None) -> tuple[np.ndarray, pa.Table, float, float]:
     """Drives an interactive selector: label each batch it asks for, send the scored rows back, until it stops.
     Returns the label mask, the scored rows (in row order), and the seconds spent choosing and labelling."""
     mask = np.zeros(rollouts.num_rows, dtype=bool)
     pieces, query_seconds, label_seconds = [], 0.0, 0.0
     target = {} if target_groups is None else {"target": target_groups}
-    batches = selector.label_batches(rollouts, plan.max_responses, rng, features, **target)
+    batches = selector.label_batches(rollouts, plan.max_responses, rng, probe, **target)
     answer = None
     while True:
         started = time.perf_counter()

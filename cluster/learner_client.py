@@ -162,6 +162,7 @@ class DPOLearner:
         store). scaling: extra ScalingConfig arguments (placement strategy, label selector).
         """
         self.cfg = learner_cfg
+        self.transport = weight_sync.transport  # metrics.json `weight_transport`
         # Ray Train v2 feeds its state actor (what the dashboard's Train page shows) only
         # when this is set in the driver; 0 in the environment turns it off.
         os.environ.setdefault("RAY_TRAIN_ENABLE_STATE_TRACKING", "1")
@@ -281,6 +282,10 @@ class DPOLearner:
         """Per rank: pid, node id, actor id, device (after the workers have started)."""
         self.wait_until_ready()
         return [{k: v for k, v in self._workers[rank].items() if k != "actor"} for rank in sorted(self._workers)]
+
+    def node_ids(self) -> list[str]:
+        """The Ray node of every rank, in rank order."""
+        return [info["node_id"] for info in self.worker_info()]
 
     def shutdown(self, timeout_s: float = 60.0) -> None:
         """Stop the workers and end the Ray Train run; safe to call twice."""

@@ -13,8 +13,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from actors.contracts import LABEL_ROLE, PROMPT_HISTORY_FILE, SCHEDULER_FILE, InputError
+from actors.contracts import LABEL_ROLE, PROMPT_HISTORY_FILE, SCHEDULER_FILE, SCORED_FILE, InputError
 from actors.settings import RewardSettings
+from cluster.collaborators import Choices, RunInputs
 from cluster.config import RunConfig
 from cluster.run_store import RunStore
 
@@ -51,12 +52,23 @@ def build_scheduler(config: RunConfig, store: RunStore):
     return scheduler
 
 
-def build_query(config: RunConfig):
-    """The query selector (`selection.query`), with the proxy columns it may rank by."""
+def build_query(config: RunConfig, store: RunStore):
+    """The query selector (`selection.query`), with the proxy columns it may rank by. One that learns from
+    labels (ensemble) relearns, on resume, from every completed round's, in order."""
     from cluster.settings import query_settings
     from policies.query import make_query
 
-    return make_query(config.selection.query, query_settings(config))
+    query = make_query(config.selection.query, query_settings(config))
+    if query.learns_from_labels:
+        for index in store.completed_rounds():
+            query.observe(pq.read_table(store.round_path(index) / SCORED_FILE))
+    return query
+
+
+def build_choices(config: RunConfig, store: RunStore) -> Choices:
+    """The selection policy, query selector and prompt scheduler of a RoundRunner, restored from the run
+    folder on resume: the same for the Ray-backed runner, tests and benchmarks."""
+    return Choices(build_policy(config), build_query(config, store), build_scheduler(config, store))
 
 
 def check_rewards(config: RunConfig, rewards: tuple[RewardSettings, ...]) -> None:
@@ -70,7 +82,7 @@ def check_rewards(config: RunConfig, rewards: tuple[RewardSettings, ...]) -> Non
         reward_kind(reward.kind, key).check(reward, key)
 
 
-def prepare_inputs(config: RunConfig, rewards: tuple[RewardSettings, ...]) -> tuple[str, pa.Table, pa.Table]:
+def prepare_inputs(config: RunConfig, rewards: tuple[RewardSettings, ...]) -> RunInputs:
     """Resolve the policy path and load both prompt sets (building the built-in task or model if needed)."""
     from transformers import AutoTokenizer
 
@@ -98,7 +110,7 @@ def prepare_inputs(config: RunConfig, rewards: tuple[RewardSettings, ...]) -> tu
         splits.append(load_prompts(source, tokenizer, config.data.apply_chat_template,
                                    builtin_split_path=split_path, key_prefix=f"data.{name}", split=name))
         check_reward_columns(rewards, splits[-1], f"data.{name}", source.path)
-    return model_path, splits[0], splits[1]
+    return RunInputs(model_path, splits[0], splits[1], rewards)
 
 
 def check_reward_columns(rewards: tuple[RewardSettings, ...], prompts: pa.Table, key_prefix: str, path: str) -> None:

@@ -109,7 +109,7 @@ def query_settings(config: RunConfig) -> QuerySettings:
     PVar's temperature and implicit beta (as the selection policy resolves them) and `query_options`."""
     from actors.contracts import PROXY_ROLE
     from policies.query import QuerySettings
-    from policies.query.ensemble import EnsembleSettings
+    from policies.query.ensemble_settings import EnsembleSettings
 
     selection, options = config.selection, config.selection.query_options
     return QuerySettings(

@@ -1,6 +1,7 @@
 """Stand-ins for the actors, so the driver's real round (`RoundRunner.run_round`) runs in-process without
 Ray: generators whose k responses per prompt have known rewards, the real Scorer called in-process, and a
-learner that keeps the pairs it was given. Shared by the label and query-selection tests."""
+learner that keeps the pairs it was given. They reach the runner through its one constructor, as the
+Ray-backed ones do (cluster/collaborators.py). Shared by the label, query-selection and overlap tests."""
 
 from __future__ import annotations
 
@@ -68,6 +69,9 @@ class Generators:
     def load_weights(self, weights):
         return [0]
 
+    def node_ids(self) -> list[str]:
+        return []
+
 
 class Scorers:
     """The real Scorer, in-process, called the way the driver calls the scorer group."""
@@ -78,6 +82,9 @@ class Scorers:
     def score(self, rollouts: pa.Table, progress=None, role: str = "label") -> pa.Table:
         return self.scorer.score(rollouts, role)
 
+    def node_ids(self) -> list[str]:
+        return []
+
 
 class Weights:
     def relocated(self, old: str, new: str) -> "Weights":
@@ -85,27 +92,35 @@ class Weights:
 
 
 class Learner:
+    transport = "object_store"
+
     def train_round(self, index, pairs, checkpoint_dir):
         self.pairs = pairs
         return {"pairs_trained": pairs.num_rows}, Weights()
 
+    def node_ids(self) -> list[str]:
+        return []
 
-def runner_for(config, tmp_path):
-    """The driver's RoundRunner with its actors replaced by the stand-ins above."""
-    from cluster.round_loop import RoundRunner
-    from cluster.run_setup import build_policy
+
+def runner_for(config, tmp_path, generators=None, learner=None, prompts: pa.Table | None = None,
+               heldout: pa.Table | None = None):
+    """The driver's RoundRunner over the stand-ins above (or the `generators` and `learner` given), its run
+    folder `tmp_path / "run"` (resumed when it has rounds); its pool `prompts` (default: one round's) and
+    `heldout` prompts (default: 4)."""
+    from cluster.collaborators import Collaborators, RunInputs
+    from cluster.observers import RunObservers
+    from cluster.round_runner import RoundRunner
+    from cluster.run_setup import build_choices
     from cluster.run_store import RunStore
 
     rewards = scorer_rewards(config.scoring)
-    runner = RoundRunner.__new__(RoundRunner)
-    runner.config, runner.weights, runner.transport, runner._nodes = config, None, "object_store", {}
-    runner.store = RunStore(tmp_path / "run")
-    runner.prompts, runner.heldout = prompts_table(config.data.prompts_per_round), prompts_table(4, "h")
-    runner.policy = build_policy(config)
-    runner.setup_labelling(config, rewards)
-    runner.generators, runner.scorers = Generators(), Scorers(Scorer(list(rewards)))
-    runner.learner, runner.features = Learner(), None
-    return runner
+    store = RunStore(tmp_path / "run")
+    pool = prompts_table(config.data.prompts_per_round) if prompts is None else prompts
+    inputs = RunInputs("no-model", pool, prompts_table(4, "h") if heldout is None else heldout, rewards)
+    parts = Collaborators.of(build_choices(config, store), generators=generators or Generators(),
+                             scorers=Scorers(Scorer(list(rewards))), learner=learner or Learner(), probe=None,
+                             store=store, observers=RunObservers("t", tmp_path, bars=False))
+    return RoundRunner(config, inputs, parts)
 
 
 def config_with(*overrides: str):
@@ -118,11 +133,9 @@ PROXY = "{kind: programmatic, name: builtin_task_proxy, role: proxy}"
 
 
 def run_one_round(config, tmp_path):
-    from cluster.observers import RunObservers
-
     runner = runner_for(config, tmp_path)
     SEEN.clear()
-    metrics = runner.run_round(0, RunObservers("t", tmp_path, bars=False))
+    metrics = runner.run_round(0)
     return runner, metrics, tmp_path / "run" / "round_0000"
 
 

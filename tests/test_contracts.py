@@ -149,9 +149,9 @@ def _phase_arguments(path: Path) -> tuple[set[str], list[str]]:
     return members, strings
 
 
-def test_the_round_loop_times_every_phase_and_only_phases():
+def test_the_round_runner_times_every_phase_and_only_phases():
     used, strings = set(), []
-    for name in ("cluster/round_loop.py", "cluster/diagnostics.py"):
+    for name in ("cluster/round_runner.py", "cluster/diagnostics.py"):
         members, found = _phase_arguments(REPO / name)
         used |= members
         strings += found

@@ -19,6 +19,7 @@ from actors.rewards.programmatic import get_reward, register_reward
 from actors.scorer import Scorer
 from actors.settings import RewardSettings
 from cluster.data.ifeval_prompts import EXCLUDED_IDS, INSTRUCTION_IDS
+from round_standins import Generators, runner_for
 
 IDS, KWARGS = IFEVAL_PROMPT_COLUMNS
 
@@ -227,32 +228,18 @@ def test_the_four_accuracies_count_responses_and_instructions():
     assert empty["responses"] == 0 and empty["prompt_strict"] is None and empty["families"] == {}
 
 
-class _Generators:
+class _Generators(Generators):
     """Stands in for the generator actors: the held-out prompts answered with fixed responses."""
 
     def __init__(self, responses: list[str]):
         self.responses = responses
 
-    def sampling(self, **options):
-        return options
-
-    def generate(self, prompts: pa.Table, sampling, weights) -> pa.Table:
+    def generate(self, prompts: pa.Table, sampling, weights, progress=None) -> pa.Table:
         return prompts.append_column("response", pa.array(self.responses))
 
 
-class _Scorers:
-    """Stands in for the scorer actors: the real Scorer, in-process."""
-
-    def __init__(self, scorer: Scorer):
-        self.scorer = scorer
-
-    def score(self, rollouts: pa.Table, progress=None) -> pa.Table:
-        return self.scorer.score(rollouts)
-
-
-def test_the_driver_keeps_the_extra_columns_and_evaluates_ifevals_accuracies():
+def test_the_driver_keeps_the_extra_columns_and_evaluates_ifevals_accuracies(tmp_path):
     from cluster.config import RunConfig
-    from cluster.round_loop import RoundRunner
     from cluster.run_setup import score_columns
     from cluster.settings import scorer_rewards
 
@@ -263,12 +250,8 @@ def test_the_driver_keeps_the_extra_columns_and_evaluates_ifevals_accuracies():
     assert score_columns(rewards) == [*scorer.columns, "reward"]
 
     rows = batch(CRAFTED)
-    runner = RoundRunner.__new__(RoundRunner)  # the driver's methods, without Ray behind them
-    runner.config, runner.weights = config, None
-    runner.heldout = rows.drop_columns(["response"])
-    runner.reward_columns = [spec.column for spec in config.scoring.rewards]
-    runner.score_columns, runner.eval_columns = score_columns(rewards), []
-    runner.generators, runner.scorers = _Generators(rows.column("response").to_pylist()), _Scorers(scorer)
+    runner = runner_for(config, tmp_path, generators=_Generators(rows.column("response").to_pylist()),
+                        heldout=rows.drop_columns(["response"]))  # the driver's RoundRunner, no Ray behind it
     result = runner.evaluate()
     # The row without instructions has a NaN reward: dropped and counted, as any invalid reward.
     assert (result[Metric.HELDOUT_SAMPLES], result[Metric.HELDOUT_INVALID]) == (5, 1)

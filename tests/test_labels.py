@@ -25,7 +25,7 @@ from cluster.config_loading import load_config
 from cluster.costs import round_costs, with_cumulative
 from cluster.labelling import LabelPlan, label_round
 from cluster.settings import scorer_rewards
-from policies.query import make_query, prompt_groups, registered_queries, take_groups
+from policies.query import QuerySelector, QuerySettings, make_query, prompt_groups, registered_queries, take_groups
 from round_standins import K, LABELLER, PROXY, SEEN, Generators, config_with, grouped, prompts_table, run_one_round
 
 # ------------------------------------------------------------------ the round
@@ -159,13 +159,13 @@ def test_random_orders_groups_by_the_seed_and_skips_single_responses():
 
 
 def test_label_round_rejects_a_selector_that_overspends():
-    class Greedy:
-        def select(self, rollouts, max_responses, rng, features=None):
+    class Greedy(QuerySelector):
+        def select(self, rollouts, max_responses, rng, probe=None):
             return np.ones(rollouts.num_rows, dtype=bool)
 
     plan = LabelPlan("greedy", 4, 1, 0)
     with pytest.raises(ValueError, match="over the budget of 4"):
-        label_round(grouped(3), lambda table, role: table, Greedy(), plan, np.random.default_rng(0))
+        label_round(grouped(3), lambda table, role: table, Greedy(QuerySettings()), plan, np.random.default_rng(0))
 
 
 # ------------------------------------------------------------------ config

@@ -231,14 +231,12 @@ def test_dynamic_filter_in_the_driver_round(tmp_path):
 
 
 def test_ensemble_in_the_driver_round_labels_pairs_and_learns_from_every_round(tmp_path):
-    from cluster.observers import RunObservers
     from round_standins import runner_for
 
     config = config_with(f"scoring.rewards=[{LABELLER}]", "selection.query=ensemble", "selection.labels_per_round=10")
     runner = runner_for(config, tmp_path)
-    observers = RunObservers("t", tmp_path, bars=False)
-    first = runner.run_round(0, observers)
-    second = runner.run_round(1, observers)
+    first = runner.run_round(0)
+    second = runner.run_round(1)
     # Round 0 has no model: random pairs; round 1 ranks by the heads fitted on round 0's 10 labels.
     assert first[Metric.LABELLING]["selector"]["ranked_by"] == "random (no label yet)"
     assert second[Metric.LABELLING]["selector"]["ranked_by"] == "ensemble disagreement"

@@ -13,7 +13,7 @@ from actors.contracts import Metric
 from actors.rewards.builtin_task import builtin_task_reward
 from actors.rewards.programmatic import register_reward
 from cluster.labelling import LabelPlan
-from policies.query import register_query
+from policies.query import QuerySelector, register_query
 from policies.query.groups import informative_prompts
 from policies.schedulers import make_scheduler
 from policies.schedulers.base import Schedule, SchedulerSettings, merge_schedules
@@ -37,13 +37,14 @@ TYING = "scoring.rewards=[{kind: programmatic, name: test_tying_labeller}]"
 
 
 @register_query("test_first_batch_only")
-class FirstBatchOnly:
+class FirstBatchOnly(QuerySelector):
     """Labels every response of a round's first batch and none of a refill batch's."""
 
     def __init__(self, settings):
+        super().__init__(settings)
         self.calls = 0
 
-    def select(self, rollouts, max_responses, rng, features=None):
+    def select(self, rollouts, max_responses, rng, probe=None):
         self.calls += 1
         return np.full(rollouts.num_rows, self.calls == 1)
 
@@ -105,12 +106,10 @@ def test_a_refill_batch_gets_what_is_left_of_the_label_budget():
 
 
 def refill_round(tmp_path, *overrides):
-    runner = runner_for(config_with(TYING, "selection.pair_budget=12", *overrides), tmp_path)
-    runner.prompts = prompts_table(POOL)
-    from cluster.observers import RunObservers
-
+    runner = runner_for(config_with(TYING, "selection.pair_budget=12", *overrides), tmp_path,
+                        prompts=prompts_table(POOL))
     SEEN.clear()
-    metrics = runner.run_round(0, RunObservers("t", tmp_path, bars=False))
+    metrics = runner.run_round(0)
     return runner, metrics, tmp_path / "run" / "round_0000"
 
 

@@ -128,7 +128,6 @@ def test_pools_weigh_prompts_by_their_last_mean_reward():
 def test_a_resumed_driver_commits_byte_identical_scheduler_state(tmp_path):
     """The driver's real round (stand-in actors, tests/round_standins.py): three rounds straight, against
     two rounds, a new driver (as after a crash) and the third."""
-    from cluster.observers import RunObservers
     from round_standins import LABELLER, config_with, runner_for
 
     config = config_with(f"scoring.rewards=[{LABELLER}]", "data.scheduler=history",
@@ -137,12 +136,12 @@ def test_a_resumed_driver_commits_byte_identical_scheduler_state(tmp_path):
                          "data.scheduling.neighbours=2", "data.scheduling.neighbour_source=ngrams")
     straight = runner_for(config, tmp_path / "a")
     for index in range(3):
-        straight.run_round(index, RunObservers("t", tmp_path, bars=False))
+        straight.run_round(index)
     interrupted = runner_for(config, tmp_path / "b")
     for index in range(2):
-        interrupted.run_round(index, RunObservers("t", tmp_path, bars=False))
+        interrupted.run_round(index)
     resumed = runner_for(config, tmp_path / "b")
-    metrics = resumed.run_round(2, RunObservers("t", tmp_path, bars=False))
+    metrics = resumed.run_round(2)
     for name in ("prompt_history.parquet", "scheduler.json", "rollouts.parquet"):
         a = (tmp_path / "a" / "run" / "round_0002" / name).read_bytes()
         assert a == (tmp_path / "b" / "run" / "round_0002" / name).read_bytes(), name

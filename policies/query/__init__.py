@@ -1,9 +1,9 @@
 """Query selection: which of a round's responses the labellers see. Pure numpy/pyarrow, no Ray, no torch.
 
 A query selector is registered by name (`@register_query("random")`) and built from a `QuerySettings`
-(`make_query(name, settings)`); `selector.select(rollouts, max_responses, rng, features=None)` returns a
+(`make_query(name, settings)`); `selector.select(rollouts, max_responses, rng, probe=None)` returns a
 boolean mask over the rollouts' rows, True for the responses to label. `rollouts` holds every generated
-response with the proxy rewards' columns (role `proxy`) already scored; `features` is the round's
+response with the proxy rewards' columns (role `proxy`) already scored; `probe` is the round's
 `ModelProbe` (implicit reward, embeddings), free to ask like the proxies. Importing this package
 registers the built-in selectors: `passive` and `random` (selectors.py), `pvar_proxy` and `pvar_implicit`
 (ranked.py), `dynamic_filter` (dynamic_filter.py), `ensemble` (ensemble.py).
@@ -24,10 +24,7 @@ from policies.query.base import (
 from policies.query.groups import prompt_groups, take_groups
 
 # Imported for their registration side effect.
-from policies.query import dynamic_filter, ranked, selectors  # noqa: E402,F401  isort: skip
-from policies.query.ensemble import EnsembleQuery  # noqa: E402  isort: skip
-
-register_query("ensemble")(EnsembleQuery)
+from policies.query import dynamic_filter, ensemble, ranked, selectors  # noqa: E402,F401  isort: skip
 
 __all__ = ["QuerySelector", "QuerySettings", "check_query_name", "make_query", "prompt_groups", "query_trims_groups",
            "register_query", "registered_queries", "take_groups"]

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, ClassVar
 
 import numpy as np
 import pyarrow as pa
 
 from actors.registry import Registry
-from policies.query.ensemble import EnsembleSettings
+
+if TYPE_CHECKING:  # ensemble.py subclasses QuerySelector: a runtime import would be a cycle
+    from actors.contracts import ModelProbe
+    from policies.query.ensemble_settings import EnsembleSettings
 
 
 @dataclass(frozen=True)
@@ -35,29 +39,65 @@ class QuerySettings:
     responses_per_group: int | None = None
 
 
-class QuerySelector(Protocol):
-    """Chooses the responses to label; see the package docstring. A selector that must see labels before
-    choosing more (dynamic_filter) has `label_batches` instead: a generator yielding row indices to label and
-    sent back their scored rows; a selector that learns from labels (ensemble) has `observe(labelled)`,
-    called with every round's labelled rows (on resume, with each completed round's, in order)."""
+class QuerySelector:
+    """Chooses the responses to label; see the package docstring. Every registered selector subclasses this
+    class, and declares here what it can do beyond `select`; the driver reads these declarations, never
+    probes for methods.
 
-    name: str
-    # True for a selector that reads QuerySettings.responses_per_group; the config refuses the option for
-    # the others (passive labels everything, ensemble labels pairs already, dynamic_filter judges groups whole).
-    trims_groups: bool = False
+    - `interactive`: it must see labels before choosing more (dynamic_filter). The driver calls
+      `label_batches` instead of `select`: a generator yielding row indices to label and sent back their
+      scored rows.
+    - `learns_from_labels`: `observe(labelled)` updates it (ensemble). The driver calls it with every
+      round's labelled rows, and on resume with each completed round's, in order.
+    - `trims_groups`: it reads QuerySettings.responses_per_group; the config refuses the option for the
+      others (passive labels everything, ensemble labels pairs already, dynamic_filter judges groups whole).
+    - `row_scores`: after a call, what it ranked each response by (None: it ranks by nothing per response);
+      rollouts.parquet keeps it so the report shows what was chosen and why.
+    """
+
+    name: str = ""
+    interactive: ClassVar[bool] = False
+    learns_from_labels: ClassVar[bool] = False
+    trims_groups: ClassVar[bool] = False
+    row_scores: np.ndarray | None = None
+
+    def __init__(self, settings: QuerySettings):
+        self.settings = settings
 
     def select(self, rollouts: pa.Table, max_responses: int | None, rng: np.random.Generator,
-               features=None) -> np.ndarray:
+               probe: ModelProbe | None = None) -> np.ndarray:
         """bool (rollouts.num_rows,): True for the responses to label; at most `max_responses` (None: no cap)."""
+        raise NotImplementedError(f"query selector {self.name!r} is interactive: the driver calls label_batches")
+
+    def label_batches(self, rollouts: pa.Table, max_responses: int | None, rng: np.random.Generator,
+                      probe: ModelProbe | None = None,
+                      target: int | None = None) -> Generator[np.ndarray, pa.Table, None]:
+        """Interactive selectors only: yields row indices to label, is sent their scored rows. `target`: the
+        groups that do not tie still wanted (a refill batch's); None: the selector's own setting."""
+        raise NotImplementedError(f"query selector {self.name!r} is not interactive: the driver calls select")
+
+    def observe(self, labelled: pa.Table) -> None:
+        """Learning selectors only: take in a round's labelled rows (prompt_text, response, reward)."""
+
+    def summary(self) -> dict | None:
+        """metrics.json `labelling.selector`: what the last call ranked by and chose (None: nothing to say)."""
+        return None
 
 
-QueryFactory = Callable[[QuerySettings], QuerySelector]
+QueryFactory = type[QuerySelector]
 _QUERIES: Registry[QueryFactory] = Registry("query selector")
 
 
 def register_query(name: str) -> Callable[[QueryFactory], QueryFactory]:
-    """Decorator registering a factory (a class taking a QuerySettings, or a function) under `name`."""
-    return _QUERIES.register(name)
+    """Class decorator registering a QuerySelector subclass (built from a QuerySettings) under `name`."""
+
+    def decorate(cls: QueryFactory) -> QueryFactory:
+        if not (isinstance(cls, type) and issubclass(cls, QuerySelector)):
+            raise TypeError(f"@register_query({name!r}) needs a QuerySelector subclass, got {cls!r}")
+        cls.name = name
+        return _QUERIES.register(name)(cls)
+
+    return decorate
 
 
 def registered_queries() -> tuple[str, ...]:
@@ -71,10 +111,8 @@ def check_query_name(name: str) -> None:
 
 def query_trims_groups(name: str) -> bool:
     """Whether the registered selector `name` reads `responses_per_group` (its class's `trims_groups`)."""
-    return bool(getattr(_QUERIES.get(name), "trims_groups", False))
+    return _QUERIES.get(name).trims_groups
 
 
 def make_query(name: str, settings: QuerySettings | None = None) -> QuerySelector:
-    selector = _QUERIES.get(name)(settings or QuerySettings())
-    selector.name = name
-    return selector
+    return _QUERIES.get(name)(settings or QuerySettings())

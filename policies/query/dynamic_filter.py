@@ -23,21 +23,23 @@ from collections.abc import Generator
 import numpy as np
 import pyarrow as pa
 
-from policies.query.base import QuerySettings, register_query
+from policies.query.base import QuerySelector, QuerySettings, register_query
 from policies.query.groups import prompt_groups, spread_exceeds, take_groups
 
 
 @register_query("dynamic_filter")
-class DynamicFilterQuery:
+class DynamicFilterQuery(QuerySelector):
     """Random prompt groups, a batch at a time, until `target_groups` of them do not tie (module docstring)."""
 
+    interactive = True
+
     def __init__(self, settings: QuerySettings):
-        self.settings = settings
+        super().__init__(settings)
         self.kept_groups = 0
         self.tied_groups = 0
 
     def label_batches(self, rollouts: pa.Table, max_responses: int | None, rng: np.random.Generator,
-                      features=None, target: int | None = None) -> Generator[np.ndarray, pa.Table, None]:
+                      probe=None, target: int | None = None) -> Generator[np.ndarray, pa.Table, None]:
         """Yields row indices to label; is sent the scored rows of each batch (with `reward`), in row order.
         `target`: the groups to keep here (a refill batch's missing ones); default `target_groups`."""
         groups = [rows for rows in prompt_groups(rollouts) if rows.size >= 2]

@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -63,41 +62,14 @@ from threadpoolctl import threadpool_limits
 
 from actors.contracts import REWARD_COLUMN
 from policies.query.anchored_ridge import AnchoredRidge
+from policies.query.base import QuerySelector, QuerySettings, register_query
+from policies.query.ensemble_settings import ENSEMBLE_RULES, EnsembleSettings  # noqa: F401  (re-exported)
 from policies.query.groups import prompt_groups
 
-ENSEMBLE_RULES = ("max_disagreement", "thompson", "eets")
 PROMPT_TEXT_COLUMN = "prompt_text"
 RESPONSE_TEXT_COLUMN = "response"
 # Seed-sequence tags, so the init draw and the bootstrap of one head never share a stream.
 _INIT_STREAM, _BOOTSTRAP_STREAM = 0, 1
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-@dataclass(frozen=True)
-class EnsembleSettings:
-    """The `ensemble` selector's options; `QuerySettings.ensemble` when the caller sets it."""
-
-    heads: int = 8
-    hidden: int = 64
-    features: int = 4096
-    anchor: float = 0.1
-    rule: str = "max_disagreement"
-    refit_every: int = 1
-    seed: int = 0
-
-    def __post_init__(self):
-        minimums = {"heads": 2, "hidden": 0, "features": 1, "refit_every": 1, "seed": 0}
-        for field, minimum in minimums.items():
-            value = getattr(self, field)
-            if not _is_int(value) or value < minimum:
-                raise ValueError(f"ensemble.{field} must be an integer >= {minimum}, got {value!r}")
-        if not (isinstance(self.anchor, (int, float)) and math.isfinite(self.anchor) and self.anchor > 0):
-            raise ValueError(f"ensemble.anchor must be a finite number > 0, got {self.anchor!r}")
-        if self.rule not in ENSEMBLE_RULES:
-            raise ValueError(f"ensemble.rule must be one of {ENSEMBLE_RULES}, got {self.rule!r}")
 
 
 class TextFeaturiser:
@@ -304,16 +276,16 @@ def _thompson_pair(predictions: np.ndarray, disagreement: np.ndarray,
     return i, j, float(disagreement[i, j])
 
 
-class EnsembleQuery:
+@register_query("ensemble")
+class EnsembleQuery(QuerySelector):
     """The `ensemble` query selector (module docstring). The driver calls `observe` with each round's
     labelled rows after labelling, and on resume with each completed round's, in order."""
 
-    name = "ensemble"
+    learns_from_labels = True
 
-    def __init__(self, settings):
-        # settings: the package's QuerySettings (not imported: base.py imports this module's EnsembleSettings).
-        self.settings = settings
-        self.ensemble = getattr(settings, "ensemble", None) or EnsembleSettings()
+    def __init__(self, settings: QuerySettings):
+        super().__init__(settings)
+        self.ensemble = settings.ensemble or EnsembleSettings()
         if not isinstance(self.ensemble, EnsembleSettings):
             raise TypeError(f"QuerySettings.ensemble must be an EnsembleSettings, got {type(self.ensemble).__name__}")
         self.model = EpistemicRewardModel(self.ensemble)
@@ -341,9 +313,9 @@ class EnsembleQuery:
         return [pair_disagreement(predictions[rows]) for rows in prompt_groups(rollouts)]
 
     def select(self, rollouts: pa.Table, max_responses: int | None, rng: np.random.Generator,
-               features=None) -> np.ndarray:
+               probe=None) -> np.ndarray:
         """A pair of each of the top floor(max_responses / 2) prompts by the rule (module docstring);
-        `features` (the model probe) is not used: the ensemble is its own reward model."""
+        `probe` (the model probe) is not used: the ensemble is its own reward model."""
         started = time.perf_counter()
         groups = [rows for rows in prompt_groups(rollouts) if rows.size >= 2]
         prompts = len(groups) if max_responses is None else min(len(groups), max(0, int(max_responses)) // 2)

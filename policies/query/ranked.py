@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from policies.pvar import grouped_ensemble_preference_variance
-from policies.query.base import QuerySettings, register_query
+from policies.query.base import QuerySelector, QuerySettings, register_query
 from policies.query.groups import prompt_groups, take_groups, trim_groups
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def chosen_vs_rest(row_scores: np.ndarray, mask: np.ndarray) -> dict:
     return {"score_labelled": mean(row_scores[mask]), "score_unlabelled": mean(row_scores[~mask])}
 
 
-class RankedQuery:
+class RankedQuery(QuerySelector):
     """Shared by the ranked selectors: the last round's per-response scores and their summary."""
 
     row_scores: np.ndarray | None = None
@@ -112,7 +112,7 @@ class ProxyPVarQuery(RankedQuery):
         self.settings = settings
 
     def select(self, rollouts: pa.Table, max_responses: int | None, rng: np.random.Generator,
-               features=None) -> np.ndarray:
+               probe=None) -> np.ndarray:
         groups = prompt_groups(rollouts)
         codes = group_codes(groups, rollouts.num_rows)
         matrix = proxy_matrix(rollouts, self.settings)
@@ -128,13 +128,13 @@ class ImplicitPVarQuery(RankedQuery):
         self.settings = settings
 
     def select(self, rollouts: pa.Table, max_responses: int | None, rng: np.random.Generator,
-               features=None) -> np.ndarray:
-        if features is None:
+               probe=None) -> np.ndarray:
+        if probe is None:
             raise ValueError("query selector 'pvar_implicit' needs the model probe for the log-ratios "
-                             "log pi - log pi_init, but select() was called with features=None")
+                             "log pi - log pi_init, but select() was called with probe=None")
         groups = prompt_groups(rollouts)
         codes = group_codes(groups, rollouts.num_rows)
-        logratios = np.asarray(features.response_logratios(rollouts), dtype=np.float64)
+        logratios = np.asarray(probe.response_logratios(rollouts), dtype=np.float64)
         if logratios.shape != (rollouts.num_rows,):
             raise ValueError(f"response_logratios returned shape {logratios.shape} for {rollouts.num_rows} responses")
         if logratios.size and np.all(logratios == 0):

@@ -1,0 +1,58 @@
+"""The factory of the Ray-backed round runner: placement, actor groups, the Ray Train learner, the model probe.
+
+`ray_round_runner(config, store, inputs, choices, observers, start_round)` builds the Ray-backed
+collaborators of a `RoundRunner` from the config and yields the runner; leaving the `with` block shuts
+the learner and the actor groups down and frees their placement groups. Ray must be running
+(cluster/ray_runtime.py). The choosing collaborators (policy, query selector, scheduler) are built
+before Ray starts by cluster/run_setup.py `build_choices`, which tests and benchmarks use as well.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
+from actors.contracts import RAY_TRAIN_DIR
+from cluster.collaborators import Choices, Collaborators, RoundObservers, RunInputs
+from cluster.config import RunConfig
+from cluster.round_runner import RoundRunner
+from cluster.run_store import RunStore
+
+
+@contextmanager
+def ray_round_runner(config: RunConfig, store: RunStore, inputs: RunInputs, choices: Choices,
+                     observers: RoundObservers, start_round: int) -> Iterator[RoundRunner]:
+    """A RoundRunner over Ray actors, continuing from the last committed round's checkpoint when
+    `start_round` > 0. Its collaborators are shut down when the block ends, however it ends."""
+    from cluster.actor_groups import GeneratorGroup, ScorerGroup
+    from cluster.learner_client import DPOLearner
+    from cluster.placement import create_placement, learner_scaling
+    from cluster.remote_model_probe import RemoteModelProbe
+    from cluster.settings import feature_options, weight_sync_settings
+
+    name = config.run.name
+    start_path = str(store.last_checkpoint() or inputs.model_path)
+    with ExitStack() as cleanup:
+        placement = create_placement(name, config.placement, config.generation, config.scoring)
+        cleanup.callback(placement.remove)
+        generators = GeneratorGroup.create(name, config.generation, config.model, start_path, version=start_round,
+                                           slots=placement.generators)
+        cleanup.callback(generators.shutdown)
+        scorers = ScorerGroup.create(name, config.scoring, inputs.rewards, slots=placement.scorers)
+        cleanup.callback(scorers.shutdown)
+        learner = DPOLearner(
+            config.learner,
+            config.model,
+            initial_model_path=start_path,
+            reference_model_path=inputs.model_path,
+            storage_dir=str(store.run_dir / RAY_TRAIN_DIR),
+            run_name=name,
+            weight_sync=weight_sync_settings(config.weight_sync, config.learner.use_gpu, config.generation),
+            seed=config.run.seed,
+            scaling=learner_scaling(config.placement),
+        )
+        cleanup.callback(learner.shutdown)
+        probe = RemoteModelProbe(generators, feature_options(config.selection.features, inputs.model_path))
+        yield RoundRunner(config, inputs, Collaborators.of(choices, generators=generators, scorers=scorers,
+                                                           learner=learner, probe=probe, store=store,
+                                                           observers=observers))
