@@ -6,7 +6,13 @@ tensors and flat buffers. Importing the package registers every transport.
 """
 
 from actors.weight_sync.base import WeightsHandle, WeightTransport, apply_weights
-from actors.weight_sync.registry import make_transport, resolve_transport_name
+from actors.weight_sync.registry import (
+    check_transport_name,
+    make_transport,
+    register_transport,
+    registered_transports,
+    resolve_transport_name,
+)
 
 # Each module registers its transport class on import.
 from actors.weight_sync.object_store import ObjectStoreTransport  # noqa: E402  isort: skip
@@ -15,5 +21,6 @@ from actors.weight_sync.broadcast import BroadcastTransport  # noqa: E402  isort
 
 __all__ = [
     "BroadcastTransport", "DiskTransport", "ObjectStoreTransport", "WeightTransport", "WeightsHandle",
-    "apply_weights", "load_checkpoint_tensors", "make_transport", "resolve_transport_name",
+    "apply_weights", "check_transport_name", "load_checkpoint_tensors", "make_transport", "register_transport",
+    "registered_transports", "resolve_transport_name",
 ]

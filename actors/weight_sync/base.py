@@ -22,11 +22,12 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from actors.weight_sync.registry import OBJECT_STORE, make_transport
+from actors.settings import WeightSyncSettings
+from actors.weight_sync.registry import make_transport
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,19 @@ def _relocate_path(path: str, old_folder: str, new_folder: str) -> str:
 
 
 class WeightTransport(ABC):
+    """One way for weights to travel. A new transport is one subclass in a module of this package, registered
+    with `@register_transport` and imported by actors/weight_sync/__init__.py (docs/architecture.md)."""
+
     name: str
+    # Whether `receive` returns tensors a generator's model may adopt as its own instead of copying them
+    # (read-only shared views that outlive the call): apply_weights then loads with assign=True.
+    adoptable: ClassVar[bool] = False
+
+    @classmethod
+    def from_settings(cls, settings: WeightSyncSettings) -> WeightTransport:
+        """Build from the `weight_sync` settings (make_transport calls this); each transport reads the
+        fields it uses. The default takes none."""
+        return cls()
 
     @abstractmethod
     def publish(self, state_dict: dict[str, torch.Tensor], version: int, checkpoint_dir: str | None) -> WeightsHandle:
@@ -81,12 +94,14 @@ def _can_adopt(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> bool:
 def apply_weights(model: torch.nn.Module, handle: WeightsHandle) -> None:
     """Load the weights behind `handle` into `model` (tied weights are handled by strict=False).
 
-    From the object store the model adopts the received tensors instead of copying them
-    (load_state_dict(assign=True)): its weights become read-only views of the object, shared by every
-    generator on the node, and a sync costs no copy at all. Generators only read their weights.
+    From an adoptable transport (the object store) the model adopts the received tensors instead of
+    copying them (load_state_dict(assign=True)): its weights become read-only views of the object,
+    shared by every generator on the node, and a sync costs no copy at all. Generators only read their
+    weights.
     """
-    state = make_transport(handle.transport).receive(handle)
-    adopt = handle.transport == OBJECT_STORE and _can_adopt(model, state)
+    transport = make_transport(handle.transport)
+    state = transport.receive(handle)
+    adopt = transport.adoptable and _can_adopt(model, state)
     missing, unexpected = model.load_state_dict(state, strict=False, assign=adopt)
     # Tied embeddings appear once in a saved state dict; anything else missing is a real mismatch.
     tied = {k for k in missing if k.endswith("lm_head.weight")}

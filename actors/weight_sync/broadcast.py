@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from actors.settings import WeightSyncSettings
 from actors.weight_sync.base import WeightsHandle, WeightTransport
 from actors.weight_sync.disk import load_checkpoint_tensors
 from actors.weight_sync.packing import BUFFER_DTYPES, pack_state_dict, unpack_state_dict
@@ -65,6 +66,10 @@ class BroadcastTransport(WeightTransport):
         self._store = None
         self._sender: threading.Thread | None = None
         self.last_send: dict[str, Any] = {}  # what the latest background broadcast did, for metrics and tests
+
+    @classmethod
+    def from_settings(cls, settings: WeightSyncSettings) -> BroadcastTransport:
+        return cls(receivers=settings.receivers, timeout_s=settings.timeout_s)
 
     # ---- learner side -------------------------------------------------------------------------
     def publish(self, state_dict, version, checkpoint_dir=None):

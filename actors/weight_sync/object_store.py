@@ -16,6 +16,7 @@ class ObjectStoreTransport(WeightTransport):
     """Weights as one object in the Ray object store: zero-copy reads on the same node."""
 
     name = OBJECT_STORE
+    adoptable = True  # receive returns read-only views of the shared object: the model may keep them
 
     def publish(self, state_dict, version, checkpoint_dir=None):
         import ray

@@ -84,14 +84,23 @@ class LearnerSection(StrictModel):
 
 
 class WeightSyncSection(StrictModel):
-    transport: Literal["auto", "object_store", "disk", "broadcast"] = Field(
+    transport: str = Field(
         "auto",
         description="How new weights reach the generators: 'object_store' (Ray object store), 'disk' "
         "(reload the round's checkpoint; needs storage every node sees), 'broadcast' (a collective "
         "broadcast from the learner to all generators: NCCL between GPUs, gloo between CPUs; falls back to "
         "the checkpoint for a generator that misses it). 'auto': broadcast when the learner and the "
-        "generators use GPUs, else object_store.",
+        "generators use GPUs, else object_store. Registered in actors/weight_sync/.",
     )
     timeout_s: float = Field(
         600.0, gt=0, description="broadcast: how long the learner and each generator wait for the others to join."
     )
+
+    @field_validator("transport")
+    @classmethod
+    def _transport_is_registered(cls, transport: str) -> str:
+        from actors.weight_sync import check_transport_name
+
+        if transport != "auto":
+            check_transport_name(transport)  # ValueError listing the registered transports
+        return transport
