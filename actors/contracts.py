@@ -159,7 +159,7 @@ COST_KEYS = (
 )
 CUMULATIVE_PREFIX = "cumulative_"
 
-# What every selection policy reads of the scored table (besides `selection.pvar_rewards`).
+# What every selection policy reads of the scored table (besides `selection.policy.pvar_rewards`).
 SELECTION_COLUMNS = ("prompt_id", "sample_index", "prompt_token_ids", "response_token_ids", "response", "reward")
 # What grouping by prompt reads.
 GROUPING_COLUMNS = ("prompt_id", "reward")

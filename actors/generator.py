@@ -1,6 +1,7 @@
 """The HF generator: samples k responses per prompt from the current policy with transformers.
 
-A plain class built from one `GeneratorSettings` (actors/settings.py); the driver wraps it with
+A plain class built from one `GeneratorSettings` (actors/settings.py) and no options of its own
+(`generation.backend: hf`); the driver wraps it with
 `ray.remote` (one model copy per actor). What both backends share (the constructor, the rollouts
 table, tokenizing, weights versioning, model features) is in actors/generator_base.py; this backend
 adds sampling (actors/kernels/hf_sampling.py) and loading weights into its model, which is also the
@@ -17,6 +18,7 @@ import torch
 from actors.generator_base import GENERATOR_BACKENDS, GeneratorBase, SamplingParams, batch_seed
 from actors.kernels.hf_sampling import BatchSamples, CausalLM, sample_batch
 from actors.kernels.logprobs import sequence_logprobs
+from actors.options import KindOptions
 from actors.settings import GeneratorSettings
 from actors.weight_sync import WeightsHandle, apply_weights
 
@@ -29,7 +31,8 @@ SCORING_BATCH = 32  # sequences per forward pass in sequence_logprobs
 class Generator(GeneratorBase):
     """One copy of the policy that samples rollouts with transformers and accepts new weights."""
 
-    def __init__(self, settings: GeneratorSettings):
+    def __init__(self, settings: GeneratorSettings, options: KindOptions | None = None):
+        """`options`: the config's `{kind: hf}`, taken so every backend is built alike; HF has none to read."""
         super().__init__(settings)
         torch.set_num_threads(settings.torch_threads)
         self._lm = self._load_hf_lm()  # samples, takes the new weights and answers the model features

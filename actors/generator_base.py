@@ -13,14 +13,16 @@ tokens are sampled:
   HF copy of the policy (`_feature_lm`), and sends the answer back as an Arrow table
   (`feature_table`); the driver's remote model probe (cluster/remote_model_probe.py) turns it back.
 
-Every backend is built from one `GeneratorSettings` (actors/settings.py: model folder, dtype, remote
-code, threads, initial weights version), taken by the one constructor here; a backend's `__init__`
-calls it, then loads its model or engine, and adds only its own settings (vLLM: `VllmSettings`).
-A backend subclasses it and implements only sampling and its own weight application:
-`_sample(prompt_ids, prompt_tokens, sampling) -> BatchSamples`, `_apply_weights(handle)`,
+Every backend is built as `cls(settings, options)`: one `GeneratorSettings` (actors/settings.py: model
+folder, dtype, remote code, threads, initial weights version), taken by the one constructor here, and its
+own `Options`, the `generation.backend` choice the config validated (`{kind: <name>, ...}`; the HF
+backend has none, vLLM's are actors/vllm_options.py). A backend's `__init__` calls the constructor here,
+then loads its model or engine. A backend subclasses it and implements only sampling and its own weight
+application: `_sample(prompt_ids, prompt_tokens, sampling) -> BatchSamples`, `_apply_weights(handle)`,
 `_feature_lm()`, `sequence_logprobs(...)`, and sets a `_tokenizer`. It registers itself in
 `GENERATOR_BACKENDS` under the name `generation.backend` takes (`@GENERATOR_BACKENDS.register("hf")`);
-cluster/actor_groups.py picks the class from there. Backends: `Generator` (HF transformers,
+cluster/actor_groups.py picks the class from there. The config, which must not import this module
+(torch, transformers), validates against actors/backend_options.py, which names the same Options. Backends: `Generator` (HF transformers,
 actors/generator.py) and `VLLMGenerator` (actors/vllm_generator.py). This module runs in both venvs
 (.venv and .venv-vllm): torch, transformers, numpy and pyarrow only, no vllm.
 """
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -36,6 +39,7 @@ import pyarrow as pa
 from actors.contracts import GENERATOR_PROMPT_COLUMNS, MODEL_PROBE_METHODS, ROLLOUT_FIELDS, InputError
 from actors.kernels.hf_sampling import BatchSamples, CausalLM, load_causal_lm
 from actors.kernels.model_probe import FeatureOptions, LocalModelProbe
+from actors.options import KindOptions
 from actors.registry import Registry
 from actors.settings import GeneratorSettings
 from actors.weight_sync import WeightsHandle
@@ -72,10 +76,13 @@ class GeneratorBase:
     """One copy of the policy that samples rollouts, accepts new weights and answers model features."""
 
     _tokenizer: object  # the model folder's tokenizer; set (or provided as a property) by the backend
+    # Its own options (`generation.backend: {kind: <name>, ...}`), declared once; a backend without any keeps
+    # plain KindOptions. actors/backend_options.py names the same class for the config.
+    Options: ClassVar[type[KindOptions]] = KindOptions
 
     def __init__(self, settings: GeneratorSettings):
-        """The one constructor of every backend: a backend's own `__init__` calls it first, then loads
-        its model or engine from `settings` (and takes its backend-only settings, if any, after it)."""
+        """The one constructor of every backend: a backend's own `__init__(settings, options)` calls it
+        first, then loads its model or engine from `settings` and its `options`."""
         self._settings = settings
         # A resumed run starts from round N's checkpoint: its weights are version N, not 0.
         self._version = settings.initial_version

@@ -1,10 +1,11 @@
 """The loop each Ray Train worker runs for the learner's whole life: load once, then train round after round.
 
 `train_loop_per_worker` loads the policy (and, for reference 'initial', a frozen copy of the
-original model), wraps it in DDP, creates AdamW once, registers with the mailbox and waits for
-messages. Each round: fetch the pairs, train (actors/kernels/dpo_trainer.py), then rank 0 writes the HF
-checkpoint and publishes the weights; every rank reports to Ray Train (so the run, its metrics and
-its checkpoints show in Ray Train's state and the dashboard); rank 0 posts the result.
+original model), wraps it in DDP (the `ddp` learner strategy, the only one yet), creates AdamW once,
+registers with the mailbox and waits for messages. Each round: fetch the pairs, train
+(actors/kernels/dpo_trainer.py), then rank 0 writes the HF checkpoint and publishes the weights; every
+rank reports to Ray Train (so the run, its metrics and its checkpoints show in Ray Train's state and
+the dashboard); rank 0 posts the result.
 
 Any exception ends the loop, which ends the Ray Train run; the driver sees it as an error from
 `train_round` (no silent retry: a restarted loop would start again from the initial model).
@@ -26,7 +27,8 @@ import torch.distributed as dist
 
 from actors.kernels.dpo_trainer import PairTokens, RoundTrainer
 from actors.kernels.hf_model import load_model, load_tokenizer, pad_token_id, unwrap
-from actors.settings import LearnerSettings, ModelSettings, WeightSyncSettings
+from actors.options import KindOptions
+from actors.settings import LearnerSettings, ModelSettings
 from actors.weight_sync import make_transport
 
 # How long one wait on the mailbox lasts before the worker asks again (keeps every call short).
@@ -58,8 +60,11 @@ class LearnerWorker:
         self.mailbox = config["mailbox"]
         self.settings: LearnerSettings = config["learner"]
         self.model_settings: ModelSettings = config["model"]
-        weight_sync: WeightSyncSettings = config["weight_sync"]
-        self.transport = make_transport(weight_sync.transport, weight_sync.receivers, weight_sync.timeout_s)
+        # The options of the resolved transport (never 'auto') and the generator actors it serves.
+        self.transport = make_transport(config["weight_sync"], config["receivers"])
+        # learner.strategy (actors/learner_strategies.py): 'ddp' is the only one registered, so nothing branches
+        # on it yet (prepare_model below wraps the model in DDP); the next issue's 'fsdp' branches here.
+        self.strategy: KindOptions = config["strategy"]
         self.report_mode = self.settings.ray_train_checkpoint
         self.instance_tag = config["instance_tag"]
         torch.set_num_threads(self.settings.torch_threads)

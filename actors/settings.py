@@ -10,7 +10,9 @@ The user-facing checks, with messages naming the config key, live in the config 
 built by hand by tests and benchmarks, keeps its two checks for that direct use (`LearnerSettings`
 inherits them; the loss check is the same `check_dpo_loss_name` the config's validator calls).
 
-Every type here crosses Ray (pickled into Ray Train workers and actors).
+Every type here crosses Ray (pickled into Ray Train workers and actors). The options of a pluggable
+choice (generation backend, weight transport, learner strategy) are not mirrored here: the actors receive
+the Options object the config validated (actors/options.py), pickled as it is.
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ class ModelSettings:
 class GeneratorSettings:
     """What a generator actor of either backend is built from (actors/generator_base.py): the policy
     folder, how to load it (the `model` section) and its torch threads (`generation.torch_threads`).
-    A backend adds its own settings next to it (the vLLM engine: `VllmSettings`)."""
+    A backend's own options come next to it, as the Options the config validated (`generation.backend`;
+    the vLLM engine's: actors/vllm_options.py)."""
 
     # Resolved by the driver: the run's model, or the last complete round's checkpoint when resuming.
     model_path: str
@@ -71,30 +74,6 @@ class GeneratorSettings:
     torch_threads: int = 1
     # The version of the weights in model_path: a resumed run starts from round N's checkpoint, version N.
     initial_version: int = 0
-
-
-@dataclass(frozen=True)
-class VllmSettings:
-    """The vLLM engine of `generation.backend: vllm` (the `generation.vllm` section, without `python`:
-    the interpreter is a Ray actor option the driver sets, not an engine argument)."""
-
-    kv_cache_space_gib: float | None = 1.0
-    enforce_eager: bool = True
-    gpu_memory_utilization: float = 0.9
-    max_model_len: int | None = None
-    block_size: int | None = 32
-
-
-@dataclass(frozen=True)
-class WeightSyncSettings:
-    """How the learner publishes each round's weights to the generators (the `weight_sync` section;
-    actors/learner_worker.py hands it to actors/weight_sync's `make_transport`)."""
-
-    # Resolved by the driver: a concrete transport name, never the config's 'auto'.
-    transport: str = "object_store"
-    timeout_s: float = 600.0
-    # The generator actors a broadcast waits for (generation.num_actors); the other transports ignore it.
-    receivers: int = 0
 
 
 @dataclass(frozen=True)

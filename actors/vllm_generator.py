@@ -1,8 +1,9 @@
 """The vLLM generator: the same interface and rollouts table as `actors/generator.py`, on a vLLM engine.
 
 What both backends share (the constructor and its `GeneratorSettings`, the rollouts table, tokenizing,
-weights versioning, model features) is in actors/generator_base.py; this backend adds its engine's
-`VllmSettings` (actors/settings.py), sampling with vLLM and loading weights into the engine.
+weights versioning, model features) is in actors/generator_base.py; this backend adds its options,
+`VllmOptions` (actors/vllm_options.py: the engine's, and the interpreter the driver starts it on), sampling
+with vLLM and loading weights into the engine.
 A plain class the driver wraps with `ray.remote`, usually on the interpreter of the vLLM venv
 (`cluster/tools/vllm_env.py`). `vllm` is imported inside the actor only, so the driver never needs it.
 
@@ -40,7 +41,8 @@ from actors.contracts import InputError
 from actors.generator_base import GENERATOR_BACKENDS, GeneratorBase, SamplingParams, batch_seed
 from actors.kernels.hf_model import check_model_folder, load_tokenizer
 from actors.kernels.hf_sampling import BatchSamples, CausalLM, stop_token_ids
-from actors.settings import GeneratorSettings, VllmSettings
+from actors.settings import GeneratorSettings
+from actors.vllm_options import VllmOptions
 from actors.weight_sync import WeightsHandle, apply_weights, make_transport
 
 # vLLM's per-request seed must fit a signed 64-bit integer.
@@ -58,8 +60,13 @@ def sample_seed(seed: int, prompt_id: str, sample_index: int) -> int:
 class VLLMGenerator(GeneratorBase):
     """One vLLM engine that samples rollouts and accepts new weights (the Generator interface)."""
 
-    def __init__(self, settings: GeneratorSettings, engine: VllmSettings = VllmSettings()):
+    Options = VllmOptions
+
+    def __init__(self, settings: GeneratorSettings, options: VllmOptions | None = None):
+        """`options`: the config's `generation.backend` (None: every default). Its `python` is read by the
+        driver, which starts this actor on that interpreter; the engine takes the rest."""
         super().__init__(settings)
+        engine = options if options is not None else VllmOptions(kind="vllm")
         model_path, dtype, trust_remote_code = settings.model_path, settings.model.dtype, settings.model.trust_remote_code
         check_model_folder(model_path, dtype=dtype)
         # Before vllm is imported: it reads these at import and engine start.
@@ -86,7 +93,7 @@ class VLLMGenerator(GeneratorBase):
             gpu_memory_utilization=engine.gpu_memory_utilization,
             kv_cache_memory_bytes=None if engine.kv_cache_space_gib is None else int(engine.kv_cache_space_gib * (1 << 30)),
             max_model_len=engine.max_model_len,
-            # Small blocks: the k samples of a prompt share its cached prompt blocks (cluster/config/rollout.py).
+            # Small blocks: the k samples of a prompt share its cached prompt blocks (actors/vllm_options.py).
             **({} if engine.block_size is None else {"block_size": engine.block_size}),
             # A prompt prefilled in pieces has its first sampled token discarded, and vLLM then rewinds
             # that request's seeded generator by an offset that only CUDA generators have: on CPU the

@@ -36,7 +36,7 @@ import pyarrow as pa
 from transformers import AutoTokenizer
 
 from actors.generator import SamplingParams
-from cluster.config import GenerationSection, ModelSection, RaySection, VllmSection
+from cluster.config import GenerationSection, ModelSection, RaySection
 from cluster.data.ifeval_prompts import ifeval_prompts
 from cluster.data.instruction_prompts import instruction_prompts
 from cluster.tools.prepare import ensure_smollm2
@@ -69,8 +69,9 @@ def measure(label: str, backend: str, block_size: int | None, dtype: str, model_
 
     from cluster.actor_groups import GeneratorGroup
 
-    cfg = GenerationSection(backend=backend, num_actors=1, num_cpus_per_actor=1, torch_threads=threads,
-                            chunks_per_actor=1, batch_size=prompts.num_rows, vllm=VllmSection(block_size=block_size))
+    options = {"kind": backend} | ({"block_size": block_size} if backend == "vllm" else {})
+    cfg = GenerationSection(backend=options, num_actors=1, num_cpus_per_actor=1, torch_threads=threads,
+                            chunks_per_actor=1, batch_size=prompts.num_rows)
     started = time.perf_counter()
     group = GeneratorGroup.create(f"bench-{label}", cfg, ModelSection(path=str(model_dir), dtype=dtype), str(model_dir))
     ray.get(group.actors[0].weights_version.remote())  # answers once the model (or engine) is loaded

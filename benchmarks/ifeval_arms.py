@@ -11,14 +11,14 @@ the key=value overrides):
                    prompts by PVar kept (16 prompts, at most 16 pairs). Its runs are benchmarks/real_model.py's
                    (`--passive-dir`, default runs/benchmarks/real_model, folders seed<S>): a complete one is
                    read back, not re-run; an incomplete one is resumed with real_model's own overrides.
-  random           `selection.query=random`, `--labels` labels a round (default half of passive's 128: 16
+  random           `labelling.query=random`, `--labels` labels a round (default half of passive's 128: 16
                    prompt groups of 4), `--label-rounds` rounds (default `--rounds`)
-  pvar_proxy       the same with `selection.query=pvar_proxy` (groups by the PVar of the proxy's scores)
+  pvar_proxy       the same with `labelling.query=pvar_proxy` (groups by the PVar of the proxy's scores)
   pvar_proxy_pairs the same labelling 2 responses of each chosen group, the proxy's best and worst
                    (`responses_per_group=2`), at half the labels: as many groups, so as many pairs at most
   history_nn       `data.scheduler=history` (GRESO), audit_fraction 0.1, a never-visited prompt borrowing the
                    tie streak of its 5 nearest visited prompts (MiniLM; rollout_efficiency.py's NEIGHBOURS)
-  history_nn_lean  the same on 3/4 of the prompts a round (24) with `selection.top_fraction` set so that as many
+  history_nn_lean  the same on 3/4 of the prompts a round (24) with `selection.policy.top_fraction` set so that as many
                    prompts are kept as passive keeps (ceil(0.6666 x 24) = 16)
   passive_proxy    (not run by default) passive scoring the proxy too: the check that the proxy changes nothing
 Every arm but passive scores the `ifeval_proxy` proxy (role proxy, docs/labels.md): only pvar_proxy reads
@@ -30,7 +30,7 @@ tokens, pairs and four accuracies at every point as passive).
 
 Pairs trained a round are kept equal in what they can be: the pair builder (max_min) gives at most one pair
 per prompt, and the pair budget is 16. Passive keeps ceil(0.5 x 32) = 16 prompts; the label arms keep every
-labelled prompt (`selection.top_fraction=1.0`: their 16 labelled groups, as label_efficiency.py does), the
+labelled prompt (`selection.policy.top_fraction=1.0`: their 16 labelled groups, as label_efficiency.py does), the
 lean arm 16 of its 24. Tied prompts have PVar 0, so each arm trains on min(16, its non-tied prompts).
 
 **GRESO's history alone skips nothing here.** builtin-ifeval has 480 training prompts and the history
@@ -87,17 +87,18 @@ from label_efficiency import (
     versus_random,
 )
 from real_model import CONFIG, HEADLINE, QUICK, SECOND
+from rollout_efficiency import HISTORY as GRESO
 from rollout_efficiency import NEIGHBOURS, read_scheduling, scheduling_means
 from seed_stats import fmt, mean_interval
 
 PROXY = {"kind": "programmatic", "name": "ifeval_proxy", "role": "proxy"}
-HISTORY = ["data.scheduler=history", "data.scheduling.audit_fraction=0.1", *NEIGHBOURS]
+HISTORY = [*GRESO, *NEIGHBOURS]
 ARMS = {  # arm -> its overrides beside the proxy (budgets and the lean sizes are added by arm_overrides)
     "passive": [],
-    "random": ["selection.query=random", "selection.top_fraction=1.0"],
-    "pvar_proxy": ["selection.query=pvar_proxy", "selection.top_fraction=1.0"],
-    "pvar_proxy_pairs": ["selection.query=pvar_proxy", "selection.top_fraction=1.0",
-                         "selection.query_options.responses_per_group=2"],
+    "random": ["labelling.query=random", "selection.policy.top_fraction=1.0"],
+    "pvar_proxy": ["labelling.query=pvar_proxy", "selection.policy.top_fraction=1.0"],
+    "pvar_proxy_pairs": ["labelling.query=pvar_proxy", "selection.policy.top_fraction=1.0",
+                         "labelling.query.responses_per_group=2"],
     "history_nn": HISTORY,
     "history_nn_lean": HISTORY,
     "passive_proxy": [],
@@ -124,7 +125,7 @@ def sizes(config_path: Path, base: list[str]) -> dict:
     config = load_config(config_path, base)
     labellers = labeller_entries(config)
     prompts = config.data.prompts_per_round
-    kept = kept_prompt_count(prompts, config.selection.top_fraction)
+    kept = kept_prompt_count(prompts, config.selection.policy.top_fraction)
     lean = max(1, round(LEAN_SHARE * prompts))
     # kept / lean rounded down to 4 decimals: 16/24 written 0.6667 would keep ceil(16.0008) = 17 prompts.
     fraction = min(1.0, math.floor(kept / lean * 1e4) / 1e4)
@@ -143,10 +144,10 @@ def arm_overrides(arm: str, info: dict, scale: list[str], args) -> list[str]:
         return [*scale, f"run.rounds={rounds}", *args.overrides]
     overrides = [*scale, f"run.rounds={rounds}", rewards_override(info["rewards"]), *ARMS[arm]]
     if arm in LABEL_ARMS:  # 2 labels a group instead of 4: half the labels buy as many groups (and pairs at most)
-        overrides.append(f"selection.labels_per_round={args.labels // 2 if arm == 'pvar_proxy_pairs' else args.labels}")
+        overrides.append(f"labelling.labels_per_round={args.labels // 2 if arm == 'pvar_proxy_pairs' else args.labels}")
     if arm == "history_nn_lean":
         overrides += [f"data.prompts_per_round={info['lean_prompts']}",
-                      f"selection.top_fraction={info['lean_top_fraction']}"]
+                      f"selection.policy.top_fraction={info['lean_top_fraction']}"]
     return [*overrides, *args.overrides]
 
 

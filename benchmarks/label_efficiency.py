@@ -19,14 +19,14 @@ query selector (docs/labels.md):
                   budget, 32) of them do not tie; it spends what the filter needs
   dynamic_sampling
                   the same, rolling out up to 4 more batches of prompts when a round's groups run out
-                  (`data.refill_batches`, DAPO's refill from the pool): more rollouts and labels
+                  (`labelling.refill_batches`, DAPO's refill from the pool): more rollouts and labels
   pvar_proxy      groups by the PVar of the proxy's scores
   pvar_implicit   groups by the PVar of the implicit reward log pi - log pi_init
   ensemble        one pair per prompt where an ensemble reward model disagrees most
   random_pairs, pvar_proxy_pairs, pvar_implicit_pairs
                   the same selectors labelling 2 responses of each chosen group (responses_per_group=2):
                   a random two, or the extremes of the proxy's score or of the log-ratio
-Shared by every arm: `selection.top_fraction=1.0` (the learner trains on every labelled prompt that makes
+Shared by every arm: `selection.policy.top_fraction=1.0` (the learner trains on every labelled prompt that makes
 a pair, up to the pair budget: what is compared is which responses get labels), and no DID or gradient-norm
 diagnostics (measurements only: they change no sample, label or update). When the scorer knows the
 eval-only role, `builtin_task_exact` is added with role eval, so metrics.json's `heldout_columns` give
@@ -72,7 +72,7 @@ UNBUDGETED = ("dynamic_filter_unbudgeted", "dynamic_sampling")
 PAIR_ARMS = tuple(arm for arm in ARMS if arm.endswith("_pairs"))  # responses_per_group=2
 PROXY = {"kind": "programmatic", "name": "builtin_task_proxy", "role": "proxy"}
 EXACT = {"kind": "programmatic", "name": "builtin_task_exact"}
-SHARED = ["selection.top_fraction=1.0", "diagnostics.did_prompts=0", "diagnostics.gradient_norms=false"]
+SHARED = ["selection.policy.top_fraction=1.0", "diagnostics.did_prompts=0", "diagnostics.gradient_norms=false"]
 BOOTSTRAP = 2000
 
 
@@ -112,13 +112,13 @@ def arm_overrides(arm: str, seed: int, pool: dict, args) -> list[str]:
     common = [rewards_override(pool["rewards"]), *SHARED, f"run.seed={seed}", *args.overrides]
     if arm == "passive":
         return [*common, f"run.rounds={args.rounds}"]
-    overrides = [*common, f"selection.query={ARMS[arm]}", f"run.rounds={args.active_rounds}"]
-    overrides += ["data.refill_batches=4"] if arm == "dynamic_sampling" else []
-    overrides += [] if arm in UNBUDGETED else [f"selection.labels_per_round={args.labels}"]
-    overrides += ["selection.query_options.responses_per_group=2"] if arm in PAIR_ARMS else []
+    overrides = [*common, f"labelling.query={ARMS[arm]}", f"run.rounds={args.active_rounds}"]
+    overrides += ["labelling.refill_batches=4"] if arm == "dynamic_sampling" else []
+    overrides += [] if arm in UNBUDGETED else [f"labelling.labels_per_round={args.labels}"]
+    overrides += ["labelling.query.responses_per_group=2"] if arm in PAIR_ARMS else []
     if arm == "dynamic_filter_early":
         groups = args.labels // pool["labels_per_response"] // pool["samples_per_prompt"]
-        overrides.append(f"selection.query_options.target_groups={max(1, groups // 2)}")
+        overrides.append(f"labelling.target_groups={max(1, groups // 2)}")
     return overrides
 
 

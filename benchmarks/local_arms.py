@@ -223,9 +223,9 @@ class LocalArms:
         self.config_path, self.base_overrides = Path(config_path), list(overrides)
         self.save_checkpoints = save_checkpoints
         config = load_config(self.config_path, self.base_overrides)
-        if config.generation.backend != "hf":
+        if config.generation.backend.kind != "hf":
             raise InputError(f"generation.backend: the in-process harness runs the HF generator, not "
-                             f"{config.generation.backend!r}")
+                             f"{config.generation.backend.kind!r}")
         rewards = scorer_rewards(config.scoring)
         check_rewards(config, rewards)
         self.model_path = prepare_inputs(config, rewards).model_path
@@ -296,7 +296,7 @@ class LocalArms:
         generators.load_weights(self.initial)
         learner = LocalLearner(config, inputs.model_path, self.reference(config), self.tokenizer,
                                self.save_checkpoints)
-        probe = RemoteModelProbe(generators, feature_options(config.selection.features, inputs.model_path))
+        probe = RemoteModelProbe(generators, feature_options(config.probe, inputs.model_path))
         return RoundRunner(config, inputs, Collaborators.of(
             choices, generators=generators, scorers=LocalScorers(Scorer(list(rewards),
                                                                         reward_modules=config.scoring.reward_modules)),

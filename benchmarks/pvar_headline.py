@@ -48,14 +48,15 @@ from cli_runs import REPO, machine, write_results
 from seed_stats import above_zero, fmt, mean_interval
 
 from actors.contracts import Metric
+from actors.options import KindOptions
 from actors.rewards.ifeval_fields import IFEVAL_ACCURACIES
 from cluster.seeds import Stream, sampling_seed, stream_rng
 
 CONFIG = REPO / "configs" / "smollm2-ifeval.yaml"
 ARMS: dict[str, list[str]] = {
-    "top10": ["selection.policy=pvar", "selection.pvar_mode=top", "selection.top_fraction=0.1"],
+    "top10": ["selection.policy=pvar", "selection.policy.pvar_mode=top", "selection.policy.top_fraction=0.1"],
     # random takes as many pairs as pvar with the same options would: the same top_fraction.
-    "random10": ["selection.policy=random", "selection.pvar_mode=top", "selection.top_fraction=0.1"],
+    "random10": ["selection.policy=random", "selection.policy.pvar_mode=top", "selection.policy.top_fraction=0.1"],
     "all": ["selection.policy=full"],
 }
 # Every pair the kept prompts make: the arms differ by which prompts they keep, never by a budget.
@@ -81,6 +82,8 @@ def config_value(config, dotted: str):
     value = config
     for part in dotted.split("."):
         value = getattr(value, part)
+    if isinstance(value, KindOptions):  # a choice (generation.backend): its kind makes the samples, not its options
+        return value.kind
     return value.model_dump() if hasattr(value, "model_dump") else (
         [v.model_dump() for v in value] if isinstance(value, list) else value)
 
@@ -156,7 +159,7 @@ def run_arm(runner, config, arm: str, pool, checkpoint_dir: Path) -> dict:
         "arm": arm,
         "seed": config.run.seed,
         "pairs": selection.pairs.num_rows,
-        "selection": selection_summary(config.selection.policy, selection),
+        "selection": selection_summary(config.selection.policy.kind, selection),
         "loss": metrics.get("loss"),
         "reward_accuracy": metrics.get("reward_accuracy"),
         "learner_start_wait_seconds": started - began,

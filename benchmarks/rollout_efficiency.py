@@ -12,7 +12,7 @@ natural: configs/quickstart.yaml) with one prompt scheduler (docs/scheduling.md)
   history_pvar history with the label-efficiency benchmark's best query selector on top (pvar_proxy at a
                quarter of the labels): rollouts and labels both chosen
   history_nn   history where a never-visited prompt borrows the tie streak of its 5 nearest visited prompts
-               (MiniLM embeddings; data.scheduling.neighbours), so it can be skipped before its first rollout
+               (MiniLM embeddings; data.scheduler.neighbours), so it can be skipped before its first rollout
   uniform_lean, history_nn_lean
                40 prompts a round instead of 64, the top 80% by PVar kept: as many prompts trained a round as
                the others' top half, on 5/8 of the rollouts; uniform_lean says what fewer rollouts alone cost
@@ -56,19 +56,21 @@ from label_efficiency import (
 )
 from seed_stats import fmt
 
-NEIGHBOURS = ["data.scheduling.neighbours=5", "data.scheduling.neighbour_source=minilm"]
-LEAN = ["data.prompts_per_round=40", "selection.top_fraction=0.8"]
+# The history scheduler's options: set only beside `data.scheduler=history` (another kind refuses them).
+NEIGHBOURS = ["data.scheduler.neighbours=5", "data.scheduler.neighbour_source=minilm"]
+HISTORY = ["data.scheduler=history", "data.scheduler.audit_fraction=0.1"]
+LEAN = ["data.prompts_per_round=40", "selection.policy.top_fraction=0.8"]
 ARMS = {
     "uniform": ["data.scheduler=uniform"],
     "epochs": ["data.scheduler=epochs"],
-    "history": ["data.scheduler=history", "data.scheduling.audit_fraction=0.1"],
+    "history": HISTORY,
     "pools": ["data.scheduler=pools"],
-    "history_pvar": ["data.scheduler=history", "data.scheduling.audit_fraction=0.1", "selection.query=pvar_proxy"],
-    "history_nn": ["data.scheduler=history", "data.scheduling.audit_fraction=0.1", *NEIGHBOURS],
+    "history_pvar": [*HISTORY, "labelling.query=pvar_proxy"],
+    "history_nn": [*HISTORY, *NEIGHBOURS],
     # Lean: 40 prompts a round instead of 64, keeping 80% of them by PVar: the same 32 prompts trained a round as
     # the 64-prompt arms' top half, on 5/8 of the rollouts. uniform_lean is the control: fewer rollouts alone.
     "uniform_lean": ["data.scheduler=uniform", *LEAN],
-    "history_nn_lean": ["data.scheduler=history", "data.scheduling.audit_fraction=0.1", *NEIGHBOURS, *LEAN],
+    "history_nn_lean": [*HISTORY, *NEIGHBOURS, *LEAN],
 }
 SHARED = ["diagnostics.did_prompts=0", "diagnostics.gradient_norms=false"]
 TOKENS = "tokens"
@@ -80,7 +82,7 @@ def arm_overrides(arm: str, seed: int, info: dict, args) -> list[str]:
     overrides = [rewards_override(info["rewards"]), *SHARED, *ARMS[arm], f"run.seed={seed}", f"run.rounds={args.rounds}",
                  f"builtin_task.num_train_prompts={args.pool_size}", *args.overrides]
     if arm == "history_pvar":
-        overrides.append(f"selection.labels_per_round={info['passive_labels_per_round'] // 4}")
+        overrides.append(f"labelling.labels_per_round={info['passive_labels_per_round'] // 4}")
     return overrides
 
 

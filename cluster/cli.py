@@ -78,7 +78,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
         from cluster.tools.vllm_env import ensure_vllm_venv
 
         python = ensure_vllm_venv(args.vllm_venv)
-        print(f"vLLM venv ready: {python} (generation.vllm.python)")
+        print(f"vLLM venv ready: {python} (generation.backend: {{kind: vllm, python: ...}})")
     return 0
 
 

@@ -14,7 +14,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from actors.contracts import InputError
+from actors.options import choice_info
 from cluster.config import RunConfig
+from cluster.config.renamed import check_renamed
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -33,21 +35,34 @@ def apply_override(data: dict, path: list[str], value: Any, origin: str) -> None
     node = data
     for depth, part in enumerate(path[:-1]):
         child = node.setdefault(part, {})
+        if isinstance(child, str):
+            # A choice written as its bare name (`policy: pvar`) given an option: its mapping form.
+            child = node[part] = {"kind": child}
         if not isinstance(child, dict):
             raise InputError(f"{origin}: {'.'.join(path[: depth + 1])} is not a section, cannot set {'.'.join(path)}")
         node = child
     node[path[-1]] = value
 
 
-def _field_names_at(model: type[BaseModel], loc: tuple) -> list[str]:
-    """The valid keys of the section that an error location points into."""
+def _field_names_at(model: type[BaseModel], loc: tuple, data: Any) -> list[str]:
+    """The valid keys of the section that an error location points into (`data`: the config's raw mapping,
+    which says the kind of a choice)."""
     current: Any = model
     for part in loc[:-1]:
+        data = data.get(part) if isinstance(data, dict) else None
         if isinstance(part, int):
             continue
         field = getattr(current, "model_fields", {}).get(part)
         if field is None:
             return []
+        info = choice_info(field)
+        if info is not None:  # a choice's keys are those of the kind it names
+            kind = data if isinstance(data, str) else (data or {}).get("kind", info.default)
+            try:
+                current = info.options_of(kind)
+            except ValueError:
+                return []
+            continue
         annotation = field.annotation
         # Unwrap list[X] and X | None down to the section model.
         for candidate in (annotation, *getattr(annotation, "__args__", ())):
@@ -59,13 +74,13 @@ def _field_names_at(model: type[BaseModel], loc: tuple) -> list[str]:
     return list(getattr(current, "model_fields", {}))
 
 
-def describe_validation_error(exc: ValidationError, source: str) -> str:
+def describe_validation_error(exc: ValidationError, source: str, data: Any = None) -> str:
     lines = [f"invalid config ({source}):"]
     for err in exc.errors():
         loc = tuple(err["loc"])
         key = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
         if err["type"] == "extra_forbidden":
-            valid = _field_names_at(RunConfig, loc)
+            valid = _field_names_at(RunConfig, loc, data)
             close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
             hint = f"did you mean '{close[0]}'?" if close else f"valid keys here: {', '.join(valid)}"
             lines.append(f"  - unknown key '{key}': {hint}")
@@ -99,10 +114,11 @@ def load_config(path: str | Path | None, overrides: list[str] = (), run_dir: str
         apply_override(data, ["run", "run_dir"], run_dir, origin="--run-dir")
     if overrides:
         source += " + command-line overrides"
+    check_renamed(data, source)
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
-        raise InputError(describe_validation_error(exc, source)) from None
+        raise InputError(describe_validation_error(exc, source, data)) from None
 
 
 def dump_config(config: RunConfig) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from actors.options import ChoiceInfo, choice_info
 from cluster.config import RunConfig
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "config-reference.md"
@@ -43,6 +44,25 @@ def _section_model(annotation) -> type[BaseModel] | None:
     return None
 
 
+def _row(key: str, field) -> str:
+    return (f"| `{key}` | `{_type_name(field.annotation)}` | `{field.get_default(call_default_factory=True)!r}` | "
+            f"{field.description} |")
+
+
+def _choice_rows(key: str, info: ChoiceInfo) -> list[str]:
+    """Each kind's options once: an option several kinds read with the same type and default is one row."""
+    rows: dict[tuple, list[str]] = {}
+    for kind in info.kinds():
+        for name, field in info.options_of(kind).model_fields.items():
+            if name != "kind":
+                rows.setdefault((name, _row("", field)), []).append(kind)
+    lines = [f"| `{key}.kind` | `str` | `{info.default!r}` | The {info.what}: {', '.join(f'`{k}`' for k in info.kinds())}. |"]
+    for (name, row), kinds in rows.items():
+        where = "every kind" if len(kinds) == len(tuple(info.kinds())) else ", ".join(kinds)
+        lines.append(row.replace("| ``", f"| `{key}.{name}` ({where})", 1))
+    return lines
+
+
 def render(model: type[BaseModel] = RunConfig) -> str:
     lines: list[str] = []
     for section, field in model.model_fields.items():
@@ -50,16 +70,18 @@ def render(model: type[BaseModel] = RunConfig) -> str:
         lines += [f"## `{section}`", "", field.description or "", "", "| key | type | default | meaning |",
                   "|---|---|---|---|"]
         for name, sub in section_model.model_fields.items():
+            info = choice_info(sub)
+            if info is not None and info.kinds is not None:
+                lines.append(f"| `{section}.{name}` | `{{kind, ...}}` | `{{kind: {info.default}}}` | {sub.description} |")
+                lines += _choice_rows(f"{section}.{name}", info)
+                continue
             nested = _section_model(sub.annotation)
             default = "(see below)" if nested else repr(sub.get_default(call_default_factory=True))
             lines.append(f"| `{section}.{name}` | `{_type_name(sub.annotation)}` | `{default}` | {sub.description} |")
             if nested:
                 for leaf, leaf_field in nested.model_fields.items():
                     key = f"{section}.{name}[].{leaf}" if typing.get_origin(sub.annotation) is list else f"{section}.{name}.{leaf}"
-                    lines.append(
-                        f"| `{key}` | `{_type_name(leaf_field.annotation)}` | "
-                        f"`{leaf_field.get_default(call_default_factory=True)!r}` | {leaf_field.description} |"
-                    )
+                    lines.append(_row(key, leaf_field))
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 

@@ -1,7 +1,7 @@
 """The round's labelling step: proxies on every response, query selection, the labellers on the chosen ones.
 
     rollouts --proxy rewards (role proxy), every row--> rollouts + proxy columns
-             --query selector (selection.query, at most selection.labels_per_round labels)--> label mask
+             --query selector (labelling.query, at most labelling.labels_per_round labels)--> label mask
              --label rewards (role label), chosen rows only--> scored rows (+ `reward`, their weighted sum)
 
 When labelling is not selective (no proxy, no label budget, the `passive` selector: the defaults) the

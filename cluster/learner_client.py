@@ -40,8 +40,9 @@ from actors.contracts import PAIR_TOKEN_COLUMNS, InputError
 from actors.kernels.hf_model import check_model_folder
 from actors.learner_mailbox import create_mailbox
 from actors.learner_worker import train_loop_per_worker
-from actors.settings import WeightSyncSettings
-from actors.weight_sync import WeightsHandle
+from actors.options import KindOptions
+from actors.weight_sync import WeightsHandle, check_transport_name
+from actors.weight_sync.registry import OBJECT_STORE
 from cluster.settings import learner_settings, model_settings
 
 logger = logging.getLogger(__name__)
@@ -145,7 +146,8 @@ class DPOLearner:
         initial_model_path: str,
         storage_dir: str,
         run_name: str,
-        weight_sync: WeightSyncSettings = WeightSyncSettings(),
+        weight_sync: KindOptions | None = None,
+        receivers: int = 0,
         seed: int = 0,
         reference_model_path: str | None = None,
         scaling: dict[str, Any] | None = None,
@@ -157,12 +159,16 @@ class DPOLearner:
         does not import cluster/). initial_model_path: the policy to continue from (the original
         model, or the last complete round's checkpoint when resuming). reference_model_path: the
         frozen reference for reference='initial' (default: initial_model_path, which is wrong after
-        a resume). storage_dir / run_name: Ray Train's RunConfig(storage_path, name). weight_sync: how
-        rank 0 publishes the weights (cluster/settings.py's `weight_sync_settings`; default: the object
-        store). scaling: extra ScalingConfig arguments (placement strategy, label selector).
+        a resume). storage_dir / run_name: Ray Train's RunConfig(storage_path, name). weight_sync: the
+        options of the transport rank 0 publishes the weights with, resolved (cluster/settings.py's
+        `weight_transport`; default: the object store); receivers: the generator actors it serves
+        (generation.num_actors; a broadcast waits for them). scaling: extra ScalingConfig arguments
+        (placement strategy, label selector).
         """
         self.cfg = learner_cfg
-        self.transport = weight_sync.transport  # metrics.json `weight_transport`
+        weight_sync = weight_sync or KindOptions(kind=OBJECT_STORE)
+        check_transport_name(weight_sync.kind)  # 'auto' or an unknown name fails here, not in a worker
+        self.transport = weight_sync.kind  # metrics.json `weight_transport`
         # Ray Train v2 feeds its state actor (what the dashboard's Train page shows) only
         # when this is set in the driver; 0 in the environment turns it off.
         os.environ.setdefault("RAY_TRAIN_ENABLE_STATE_TRACKING", "1")
@@ -187,6 +193,8 @@ class DPOLearner:
             "initial_model_path": initial_model_path,
             "reference_model_path": reference_model_path,
             "weight_sync": weight_sync,
+            "receivers": receivers,
+            "strategy": learner_cfg.strategy,
             "seed": seed,
             "instance_tag": time.strftime("%Y%m%d-%H%M%S"),
         }

@@ -28,7 +28,7 @@ def ray_round_runner(config: RunConfig, store: RunStore, inputs: RunInputs, choi
     from cluster.learner_client import DPOLearner
     from cluster.placement import create_placement, learner_scaling
     from cluster.remote_model_probe import RemoteModelProbe
-    from cluster.settings import feature_options, weight_sync_settings
+    from cluster.settings import feature_options, weight_transport
 
     name = config.run.name
     start_path = str(store.last_checkpoint() or inputs.model_path)
@@ -47,12 +47,13 @@ def ray_round_runner(config: RunConfig, store: RunStore, inputs: RunInputs, choi
             reference_model_path=inputs.model_path,
             storage_dir=str(store.run_dir / RAY_TRAIN_DIR),
             run_name=name,
-            weight_sync=weight_sync_settings(config.weight_sync, config.learner.use_gpu, config.generation),
+            weight_sync=weight_transport(config),
+            receivers=config.generation.num_actors,
             seed=config.run.seed,
             scaling=learner_scaling(config.placement),
         )
         cleanup.callback(learner.shutdown)
-        probe = RemoteModelProbe(generators, feature_options(config.selection.features, inputs.model_path))
+        probe = RemoteModelProbe(generators, feature_options(config.probe, inputs.model_path))
         yield RoundRunner(config, inputs, Collaborators.of(choices, generators=generators, scorers=scorers,
                                                            learner=learner, probe=probe, store=store,
                                                            observers=observers))

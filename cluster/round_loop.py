@@ -86,7 +86,7 @@ def run(config: RunConfig) -> dict:
     check_rewards(config, rewards)
     inputs = prepare_inputs(config, rewards)
     observers = RunObservers.create(config, store.run_dir)  # before Ray: a missing wandb fails in a second
-    report = ReportRefresher(store.run_dir) if config.diagnostics.report else None
+    report = ReportRefresher(store.run_dir) if config.reporting.report else None
     failed = True
     try:
         start_ray(config.ray)

@@ -2,7 +2,7 @@
 
     LabelledBatch   one generate-and-label pass: the prompts, their rollouts, the labelled rows, and
                     after `RoundRunner.finish_labelling` the rows kept for selection; a round with refills
-                    (data.refill_batches) merges several into one
+                    (labelling.refill_batches) merges several into one
     PreparedRound   a round up to its selected pairs: what the finish stage trains on, measures and
                     commits (cluster/round_runner.py)
 

@@ -102,7 +102,7 @@ class RoundRunner:
         self.score_columns = score_columns(inputs.rewards)
         self.proxy_columns = score_columns(inputs.rewards, PROXY_ROLE)
         self.eval_columns = score_columns(inputs.rewards, EVAL_ROLE)
-        self.labels = LabelPlan.of(config.selection.query, config.selection.labels_per_round, inputs.rewards)
+        self.labels = LabelPlan.of(config.labelling.query.kind, config.labelling.labels_per_round, inputs.rewards)
         self.weights: WeightsHandle | None = None  # the last round's; None: the generators' initial ones
         self._nodes: dict | None = None
 
@@ -162,10 +162,10 @@ class RoundRunner:
         """prompt_stats with `grad_norm` of the selected prompts, measured on the weights they were selected on."""
         if not self.config.diagnostics.gradient_norms:
             return with_gradient_norms(prompt_stats, None)
-        rows = selected_rows_by_prompt(scored, prompt_stats, self.config.selection.pvar_rewards[0])
+        rows = selected_rows_by_prompt(scored, prompt_stats, self.policy.pvar_reward)
         if rows.num_rows == 0:
             return with_gradient_norms(prompt_stats, None)
-        norms = self.probe.prompt_gradient_norms(rows, beta=self.config.learner.beta, tau=self.config.selection.tau)
+        norms = self.probe.prompt_gradient_norms(rows, beta=self.config.learner.beta, tau=self.policy.pvar_tau)
         return with_gradient_norms(prompt_stats, norms)
 
     # -- prepare: up to the selected pairs --------------------------------------------------------
@@ -206,13 +206,13 @@ class RoundRunner:
                         batch.invalid)
 
     def refill(self, index: int, schedule: Schedule, batch: LabelledBatch) -> tuple[Schedule, LabelledBatch]:
-        """DAPO's dynamic sampling across the pool (`data.refill_batches`): more batches, drawn by the scheduler
+        """DAPO's dynamic sampling across the pool (`labelling.refill_batches`): more batches, drawn by the scheduler
         from the prompts the round has not rolled out, while too few labelled prompts do not tie and the label
         budget allows. Returns the round's merged schedule and batch."""
-        options = self.config.selection.query_options
-        target = options.target_groups or self.config.selection.pair_budget
-        informative = informative_prompts(batch.labelled, options.tie_tolerance)
-        for number in range(1, self.config.data.refill_batches + 1):
+        labelling = self.config.labelling
+        target = labelling.target_groups or self.config.selection.pair_budget
+        informative = informative_prompts(batch.labelled, labelling.tie_tolerance)
+        for number in range(1, labelling.refill_batches + 1):
             plan = self.labels.after(batch.labelling["responses_labelled"])
             if informative >= target or not plan.can_pair:
                 break
@@ -223,7 +223,7 @@ class RoundRunner:
             schedule = merge_schedules(schedule, extra)
             more = self.roll_out_batch(index, number, extra, plan, target - informative)
             batch = batch.merged(more)
-            informative += informative_prompts(more.labelled, options.tie_tolerance)  # batches share no prompt
+            informative += informative_prompts(more.labelled, labelling.tie_tolerance)  # batches share no prompt
         schedule.details.update({"batches": schedule.details.get("batches", 1), "refill_target": target,
                                  "informative_prompts": informative})
         return schedule, batch
@@ -243,7 +243,7 @@ class RoundRunner:
                 metrics[Metric.HELDOUT_BEFORE_IFEVAL] = before[Metric.HELDOUT_IFEVAL]
             metrics[Metric.HELDOUT_BEFORE_COLUMNS] = before[Metric.HELDOUT_COLUMNS]
         schedule = self.scheduler.schedule(self.prompts, cfg.data.prompts_per_round, index)
-        refills = cfg.data.refill_batches > 0
+        refills = cfg.labelling.refill_batches > 0
         batch = self.roll_out_batch(index, 0, schedule, self.labels, finish=not refills)
         if refills:
             schedule, batch = self.refill(index, schedule, batch)
@@ -301,7 +301,7 @@ class RoundRunner:
             **zero_variance_metrics(scored),
             Metric.INVALID_REWARDS: prepared.batch.invalid,
             Metric.SELECTED_PROMPTS: int(pc.sum(selection.prompt_stats.column("selected")).as_py() or 0),
-            Metric.SELECTION: selection_summary(cfg.selection.policy, selection),
+            Metric.SELECTION: selection_summary(cfg.selection.policy.kind, selection),
             Metric.PVAR_GRADNORM_SPEARMAN: pvar_gradient_spearman(prepared.prompt_stats),
             **did,
             Metric.LEARNER: learner_metrics,
@@ -312,7 +312,7 @@ class RoundRunner:
             Metric.MAX_LAG: cfg.run.max_lag,
             Metric.LAG: round_lag(rollouts, index),  # the learner trains round n from weights version n
             Metric.LABELLING: prepared.batch.labelling,
-            Metric.SCHEDULING: {"scheduler": cfg.data.scheduler, **prepared.schedule.details},
+            Metric.SCHEDULING: {"scheduler": cfg.data.scheduler.kind, **prepared.schedule.details},
             Metric.COSTS: round_costs(rollouts, selection.pairs, self.labels.label_rewards, self.labels.proxy_rewards,
                                       cfg.learner.epochs, observers.seconds_of(index)),
             Metric.WEIGHT_TRANSPORT: self.learner.transport,

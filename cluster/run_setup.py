@@ -35,11 +35,12 @@ def score_columns(rewards: tuple[RewardSettings, ...], role: str = LABEL_ROLE) -
 
 
 def build_scheduler(config: RunConfig, store: RunStore):
-    """The prompt scheduler (`data.scheduler`), restored from the last completed round's state on resume."""
-    from cluster.settings import scheduler_settings
+    """The prompt scheduler (`data.scheduler`: its kind and options), restored from the last completed round's
+    state on resume."""
+    from cluster.settings import scheduler_context
     from policies.schedulers import make_scheduler
 
-    scheduler = make_scheduler(config.data.scheduler, scheduler_settings(config))
+    scheduler = make_scheduler(config.data.scheduler, scheduler_context(config))
     completed = store.completed_rounds()
     if completed:
         folder = store.round_path(completed[-1])
@@ -53,12 +54,12 @@ def build_scheduler(config: RunConfig, store: RunStore):
 
 
 def build_query(config: RunConfig, store: RunStore):
-    """The query selector (`selection.query`), with the proxy columns it may rank by. One that learns from
+    """The query selector (`labelling.query`), with the proxy columns it may rank by. One that learns from
     labels (ensemble) relearns, on resume, from every completed round's, in order."""
     from cluster.settings import query_settings
     from policies.query import make_query
 
-    query = make_query(config.selection.query, query_settings(config))
+    query = make_query(config.labelling.query, query_settings(config))
     if query.learns_from_labels:
         for index in store.completed_rounds():
             query.observe(pq.read_table(store.round_path(index) / SCORED_FILE))
@@ -126,10 +127,9 @@ def check_reward_columns(rewards: tuple[RewardSettings, ...], prompts: pa.Table,
 
 def build_policy(config: RunConfig):
     """The selection policy, built before Ray starts so a bad name or option fails at once."""
-    from cluster.settings import selection_settings
     from policies import make_policy
 
     try:
-        return make_policy(config.selection.policy, selection_settings(config.selection, config.learner.beta))
+        return make_policy(config.selection.policy, learner_beta=config.learner.beta)
     except ValueError as exc:
         raise InputError(f"selection: {exc}") from None

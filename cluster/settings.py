@@ -6,23 +6,18 @@ kernels' own option types and policies/settings.py; actors/ and policies/ do not
 Each copies its fields BY NAME from the config section, so a settings field its section lacks fails
 here, at once, and tests/test_settings.py checks every field against the sections. The options were
 checked when the config was loaded (cluster/config/, messages naming the config key); nothing here
-checks again.
+checks again. A pluggable choice (generation backend, weight transport, learner strategy, ...) has no
+settings type: its component receives the very Options the config validated (`weight_transport` only
+resolves 'auto').
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from actors.settings import (
-    GeneratorSettings,
-    LearnerSettings,
-    ModelSettings,
-    RewardSettings,
-    VllmSettings,
-    WeightSyncSettings,
-)
+from actors.options import KindOptions
+from actors.settings import GeneratorSettings, LearnerSettings, ModelSettings, RewardSettings
 from cluster.config import (
     GenerationSection,
     LearnerSection,
@@ -30,18 +25,14 @@ from cluster.config import (
     RewardSpec,
     RunConfig,
     ScoringSection,
-    SelectionFeaturesSection,
-    SelectionSection,
-    VllmSection,
-    WeightSyncSection,
+    ProbeSection,
 )
 
 if TYPE_CHECKING:  # imported where used: they import torch, and the reward pre-flight checks stay light
     from actors.generator_base import SamplingParams
     from actors.kernels.model_probe import FeatureOptions
     from policies.query import QuerySettings
-    from policies.schedulers import SchedulerSettings
-    from policies.settings import SelectionSettings
+    from policies.schedulers import SchedulerContext
 
 Settings = TypeVar("Settings")
 
@@ -70,18 +61,14 @@ def generator_settings(generation: GenerationSection, model: ModelSection, model
                         initial_version=initial_version)
 
 
-def vllm_settings(section: VllmSection) -> VllmSettings:
-    """The vLLM generators' engine (`generation.vllm`; its `python` is an actor option, not copied)."""
-    return from_section(VllmSettings, section)
+def weight_transport(config: RunConfig) -> KindOptions:
+    """The options of the transport the learner publishes weights with (`weight_sync.transport`), 'auto'
+    resolved from where the learner and the generators run. The learner also takes the generator actors
+    it serves (`generation.num_actors`)."""
+    from actors.weight_sync import resolve_transport  # imports torch
 
-
-def weight_sync_settings(section: WeightSyncSection, learner_gpu: bool, generation: GenerationSection) -> WeightSyncSettings:
-    """How the learner publishes weights (`weight_sync`): 'auto' resolved from where the learner and the
-    generators run, and the generator actors a broadcast waits for (`generation.num_actors`)."""
-    from actors.weight_sync import resolve_transport_name
-
-    transport = resolve_transport_name(section.transport, learner_gpu, generation.num_gpus_per_actor > 0)
-    return from_section(WeightSyncSettings, section, transport=transport, receivers=generation.num_actors)
+    return resolve_transport(config.weight_sync.transport, config.learner.use_gpu,
+                             config.generation.num_gpus_per_actor > 0)
 
 
 def reward_settings(spec: RewardSpec) -> RewardSettings:
@@ -94,47 +81,36 @@ def scorer_rewards(section: ScoringSection) -> tuple[RewardSettings, ...]:
     return tuple(reward_settings(spec) for spec in section.rewards)
 
 
-def selection_settings(section: SelectionSection, learner_beta: float) -> SelectionSettings:
-    """The selection policy's options (the `selection` section but the policy's name, its pair budget and
-    `features`). The frozen settings hold `pvar_rewards` as a tuple, and `implicit_beta` resolved: the
-    section's None means the learner's beta."""
-    from policies.settings import SelectionSettings
-
-    beta = learner_beta if section.implicit_beta is None else section.implicit_beta
-    return from_section(SelectionSettings, section, pvar_rewards=tuple(section.pvar_rewards), implicit_beta=beta)
-
-
 def query_settings(config: RunConfig) -> QuerySettings:
-    """What the query selector (`selection.query`) may read besides the round's table: the proxy columns,
-    PVar's temperature and implicit beta (as the selection policy resolves them) and `query_options`."""
+    """The run's context the query selector reads besides its own options (`labelling.query`): the proxy
+    columns, the one tie tolerance, the target of groups that do not tie, the learner's beta and the seed."""
     from actors.contracts import PROXY_ROLE
     from policies.query import QuerySettings
-    from policies.query.ensemble_settings import EnsembleSettings
 
-    selection, options = config.selection, config.selection.query_options
+    labelling = config.labelling
     return QuerySettings(
         proxy_columns=tuple(spec.column for spec in config.scoring.rewards if spec.role == PROXY_ROLE),
-        tau=selection.tau,
-        implicit_beta=config.learner.beta if selection.implicit_beta is None else selection.implicit_beta,
-        tie_tolerance=options.tie_tolerance,
-        target_groups=selection.pair_budget if options.target_groups is None else options.target_groups,
-        ensemble=from_section(EnsembleSettings, options.ensemble, seed=config.run.seed),
-        responses_per_group=options.responses_per_group,
+        tie_tolerance=labelling.tie_tolerance,
+        target_groups=config.selection.pair_budget if labelling.target_groups is None else labelling.target_groups,
+        learner_beta=config.learner.beta,
+        seed=config.run.seed,
     )
 
 
-def scheduler_settings(config: RunConfig) -> SchedulerSettings:
-    """The prompt scheduler's options (`data.scheduling`), seeded by the run's seed."""
-    from policies.schedulers import SchedulerSettings
+def _text_vectors(texts: list[str], source: str):
+    # Imported at the first call: it imports torch (and the sentence encoder), which only neighbours need.
+    from actors.kernels.prompt_embeddings import text_vectors
 
-    section = config.data.scheduling
-    embed = None
-    if section.neighbours:
-        from actors.kernels.prompt_embeddings import text_vectors
+    return text_vectors(texts, source)
 
-        embed = functools.partial(text_vectors, source=section.neighbour_source)
-    return from_section(SchedulerSettings, section, seed=config.run.seed, pool_bounds=tuple(section.pool_bounds),
-                        pool_weights=tuple(section.pool_weights), embed=embed)
+
+def scheduler_context(config: RunConfig) -> SchedulerContext:
+    """What the prompt scheduler reads besides its own options (`data.scheduler`, validated into its Options):
+    the run's seed, the one tie tolerance (`labelling.tie_tolerance`) and the prompt embeddings."""
+    from policies.schedulers import SchedulerContext
+
+    return SchedulerContext(seed=config.run.seed, tie_tolerance=config.labelling.tie_tolerance,
+                            embed=_text_vectors)
 
 
 def sampling_params(section: GenerationSection, seed: int, samples_per_prompt: int | None = None,
@@ -147,8 +123,8 @@ def sampling_params(section: GenerationSection, seed: int, samples_per_prompt: i
                         temperature=temperature or section.temperature)
 
 
-def feature_options(section: SelectionFeaturesSection, reference_model_path: str) -> FeatureOptions:
-    """How the generators compute model-side selection features (`selection.features`)."""
+def feature_options(section: ProbeSection, reference_model_path: str) -> FeatureOptions:
+    """How the generators' model probe computes what it is asked (the `probe` section)."""
     from actors.kernels.model_probe import FeatureOptions
 
     return from_section(FeatureOptions, section, reference_model_path=reference_model_path)

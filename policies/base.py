@@ -17,7 +17,8 @@ from typing import ClassVar
 import numpy as np
 import pyarrow as pa
 
-from actors.contracts import PAIRS_SCHEMA, PROMPT_STAT_COLUMNS, PROMPT_STATS_SCHEMA, ModelProbe
+from actors.contracts import PAIRS_SCHEMA, PROMPT_STAT_COLUMNS, PROMPT_STATS_SCHEMA, REWARD_COLUMN, ModelProbe
+from actors.options import KindOptions
 
 # The schemas (PAIRS_SCHEMA, PROMPT_STATS_SCHEMA) and PROMPT_STAT_COLUMNS are contracts: actors/contracts.py.
 
@@ -40,11 +41,21 @@ class Selection:
 class SelectionPolicy(ABC):
     """Chooses which prompts and pairs of a scored round the learner trains on.
 
-    Implementations take their options as constructor keyword arguments (no **kwargs: make_policy
-    passes only the options a constructor names) and are registered with @register_policy(name).
+    Implementations declare the options they read as `Options` (a KindOptions subclass: what
+    `selection.policy: {kind: <name>, ...}` may set), are built from an instance of it (`make_policy`)
+    and are registered with @register_policy(name).
     """
 
     name: ClassVar[str] = ""
+    Options: ClassVar[type[KindOptions]] = KindOptions
+
+    # The reward column and Bradley-Terry temperature of the policy's PVar statistic: what the diagnostics'
+    # per-prompt gradient norms are measured with (prompt_stats.grad_norm against PVar).
+    pvar_reward: str = REWARD_COLUMN
+    pvar_tau: float = 1.0
+
+    def __init__(self, options: KindOptions, learner_beta: float = 0.1):
+        self.options = options
 
     @abstractmethod
     def select(

@@ -24,14 +24,13 @@ informative, so bpo vs uniform_balance measures what BPO's clustering adds.
   more than pairs_per_prompt from one prompt).
 
 Both fill the `pvar` statistic (in the configured form, so pvar_source "implicit" needs the model
-features here too) so reports compare every arm on the same columns; the PVar ranking options
-(pvar_mode, top_fraction, ...) are validated but not used.
+probe here too) so reports compare every arm on the same columns; they take no PVar ranking option
+(policies/selection_options.py).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -39,12 +38,11 @@ import pyarrow as pa
 from actors.contracts import ModelProbe
 from policies.base import Selection
 from policies.candidates import PoolPolicy, check_budget, select_in_order, selection_from_pairs
-from policies.pair_builders import get_pair_builder
+from policies.selection_options import DepthOptions
 from policies.registry import register_policy
 
 
 @register_policy("full")
-@dataclass(frozen=True)
 class FullPolicy(PoolPolicy):
     """Every candidate pair of every prompt; pair_budget is validated but not applied."""
 
@@ -58,30 +56,16 @@ class FullPolicy(PoolPolicy):
         return selection_from_pairs(pool, np.arange(pool.pairs.size))
 
 
-@dataclass(frozen=True)
 class DepthPolicy(PoolPolicy):
-    """Options of the "fewer prompts, more pairs each" policies (uniform_balance, bpo).
+    """The "fewer prompts, more pairs each" policies (uniform_balance, bpo): DepthOptions."""
 
-    pairs_per_prompt: pairs per kept prompt, so ceil(pair_budget / pairs_per_prompt) prompts are
-    kept; depth_pair_builder: the pair builder that makes several candidate pairs per prompt.
-    """
-
-    pairs_per_prompt: int = 4
-    depth_pair_builder: str = "all_pairs_above_margin"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        count = self.pairs_per_prompt
-        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
-            raise ValueError(f"pairs_per_prompt must be an integer >= 1, got {count!r}")
-        get_pair_builder(self.depth_pair_builder)
+    Options = DepthOptions
 
     def kept_prompt_count(self, pair_budget: int) -> int:
-        return math.ceil(pair_budget / self.pairs_per_prompt)
+        return math.ceil(pair_budget / self.options.pairs_per_prompt)
 
 
 @register_policy("uniform_balance")
-@dataclass(frozen=True)
 class UniformBalancePolicy(DepthPolicy):
     """ceil(pair_budget / pairs_per_prompt) random prompts, pairs_per_prompt pairs each."""
 
@@ -91,10 +75,10 @@ class UniformBalancePolicy(DepthPolicy):
         check_budget(pair_budget)
         if scored.num_rows == 0:
             return Selection.empty()
-        pool = self.build_pool(scored, rng, probe, pair_builder=self.depth_pair_builder)
+        pool = self.build_pool(scored, rng, probe, pair_builder=self.options.depth_pair_builder)
         available = pool.pairs_per_prompt()
         can_pair = np.flatnonzero(available > 0)
         # Full-depth prompts first, each group in random order.
-        order = can_pair[np.lexsort((rng.random(can_pair.size), available[can_pair] < self.pairs_per_prompt))]
+        order = can_pair[np.lexsort((rng.random(can_pair.size), available[can_pair] < self.options.pairs_per_prompt))]
         kept = order[: self.kept_prompt_count(pair_budget)]
-        return select_in_order(pool, kept, pair_budget, per_prompt=self.pairs_per_prompt)
+        return select_in_order(pool, kept, pair_budget, per_prompt=self.options.pairs_per_prompt)

@@ -17,8 +17,6 @@ pairs per prompt, so bpo vs uniform_balance measures what clustering adds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pyarrow as pa
 
@@ -27,8 +25,9 @@ from policies.base import Selection
 from policies.breadth import breadth_representatives
 from policies.baselines import DepthPolicy
 from policies.candidates import check_budget, selection_from_pairs
-from policies.gradient_clustering import Allocation, WithinPrompt, allot_pairs, pair_informativeness, pick_within_prompts
+from policies.gradient_clustering import allot_pairs, pair_informativeness, pick_within_prompts
 from policies.pair_builders import pairs_table
+from policies.selection_options import BPOOptions
 from policies.registry import register_policy
 
 # prompt_embeddings gets EMBEDDING_PROMPT_COLUMNS, one row per prompt; `prompt` (the text before the
@@ -36,27 +35,11 @@ from policies.registry import register_policy
 
 
 @register_policy("bpo")
-@dataclass(frozen=True)
 class BPOPolicy(DepthPolicy):
-    """Breadth by prompt-embedding k-means, depth by gradient-feature k-means, at `pair_budget` pairs.
+    """Breadth by prompt-embedding k-means, depth by gradient-feature k-means, at `pair_budget` pairs
+    (BPOOptions: pairs_per_prompt, depth_pair_builder, depth_clusters, allocation, within_prompt)."""
 
-    pairs_per_prompt and depth_pair_builder as in DepthPolicy (policies/baselines.py);
-    depth_clusters: k of the gradient-feature k-means; allocation: 'proportional' to
-    informativeness or 'uniform'; within_prompt: 'top' or 'sample' (see gradient_clustering.py).
-    """
-
-    depth_clusters: int = 8
-    allocation: Allocation = "proportional"
-    within_prompt: WithinPrompt = "top"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.depth_clusters < 1:
-            raise ValueError(f"depth_clusters must be >= 1, got {self.depth_clusters}")
-        if self.allocation not in ("proportional", "uniform"):
-            raise ValueError(f"allocation must be 'proportional' or 'uniform', got {self.allocation!r}")
-        if self.within_prompt not in ("top", "sample"):
-            raise ValueError(f"within_prompt must be 'top' or 'sample', got {self.within_prompt!r}")
+    Options = BPOOptions
 
     def select(
         self, scored: pa.Table, pair_budget: int, rng: np.random.Generator, probe: ModelProbe | None = None
@@ -66,7 +49,7 @@ class BPOPolicy(DepthPolicy):
             return Selection.empty()
         if probe is None:
             raise ValueError("the bpo policy needs the model probe (prompt embeddings and pair gradients); none was given")
-        pool = self.build_pool(scored, rng, probe, pair_builder=self.depth_pair_builder)
+        pool = self.build_pool(scored, rng, probe, pair_builder=self.options.depth_pair_builder)
         available = pool.pairs_per_prompt()
         n_prompts = pool.grouped.n_prompts
         seed = int(rng.integers(2**31))
@@ -86,13 +69,13 @@ class BPOPolicy(DepthPolicy):
         candidate_pairs = pairs_table(
             scored, pool.pairs.chosen_rows[candidates], pool.pairs.rejected_rows[candidates], pool.pvar[pool.pairs.prompt_codes[candidates]]
         )
-        depth = pair_informativeness(probe.pair_gradient_features(candidate_pairs), self.depth_clusters, seed)
+        depth = pair_informativeness(probe.pair_gradient_features(candidate_pairs), self.options.depth_clusters, seed)
         codes = pool.pairs.prompt_codes[candidates]
         prompt_score = np.bincount(codes, weights=depth.score, minlength=n_prompts)
         informativeness[breadth.representatives] = prompt_score[breadth.representatives]
         counts = allot_pairs(np.where(is_representative, prompt_score, 0.0), np.where(is_representative, available, 0),
-                             pair_budget, self.allocation)
-        taken = candidates[pick_within_prompts(codes, depth.score, counts, rng, self.within_prompt)]
+                             pair_budget, self.options.allocation)
+        taken = candidates[pick_within_prompts(codes, depth.score, counts, rng, self.options.within_prompt)]
         return selection_from_pairs(pool, taken, breadth.cluster, _nan_to_none(informativeness))
 
 

@@ -18,9 +18,8 @@ from actors.contracts import PROMPT_STATS_SCHEMA, SELECTION_COLUMNS, ModelProbe
 from policies.base import Selection, SelectionPolicy
 from policies.grouping import GroupedRewards, group_rewards
 from policies.pair_builders import CandidatePairs, PairBuilderOptions, get_pair_builder, pairs_table
+from policies.selection_options import PoolOptions
 from policies.pvar import PVarSpec, prompt_pvar
-
-PVAR_MODES = ("top", "bottom", "threshold")
 
 
 @dataclass(frozen=True)
@@ -41,61 +40,25 @@ class CandidatePool:
         return np.bincount(self.pairs.prompt_codes, minlength=self.grouped.n_prompts)
 
 
-@dataclass(frozen=True)
 class PoolPolicy(SelectionPolicy):
-    """Options shared by the built-in policies, validated at construction (bad config fails early).
+    """What the built-in policies share: their options (policies/selection_options.py `PoolOptions`: the PVar
+    statistic every policy fills, the pair builder), the round's candidate pool, and the prompt orders the
+    PVar arms keep (top fraction, bottom fraction, threshold)."""
 
-    One config section serves every policy, so each policy takes all of these and uses those that
-    concern it (the policy docstrings say which); the others are still validated.
+    Options = PoolOptions
 
-    PVar statistic (every policy fills the `pvar` statistic with it; pvar, bottom_pvar and random
-    rank or count by it):
-      pvar_source: "reward" (Bradley-Terry on reward columns) or "implicit" (DPO implicit reward,
-        needs the model `probe`; falls back to the reward form while every log-ratio is 0).
-      pvar_rewards: scored-table columns of the reward form; several make an ensemble.
-      pvar_ensemble: "mean_probability" or "mean_variance", how several columns combine.
-      tau: Bradley-Terry temperature of the reward form. implicit_beta: beta of the implicit form.
-    Which prompts (pvar, random; bottom_pvar fixes the mode to "bottom"):
-      pvar_mode: "top" keeps the top `top_fraction` of the round's prompts by PVar; "bottom" keeps
-        `bottom_fraction` of them (None: top_fraction), lowest PVar first, among prompts that can
-        make a pair; "threshold" keeps every prompt with PVar >= `pvar_threshold`, highest first.
-    Pairs: pair_builder (registered name), min_reward_gap (pairs whose gap is not above it are
-      dropped), did_tau (did_rejected's temperature).
-    """
-
-    top_fraction: float = 0.5
-    tau: float = 1.0
-    pair_builder: str = "max_min"
-    min_reward_gap: float = 0.0
-    did_tau: float = 1.0
-    pvar_source: str = "reward"
-    pvar_rewards: tuple[str, ...] = ("reward",)
-    pvar_ensemble: str = "mean_probability"
-    implicit_beta: float = 0.1
-    pvar_mode: str = "top"
-    bottom_fraction: float | None = None
-    pvar_threshold: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.top_fraction <= 1:
-            raise ValueError(f"top_fraction must be in (0, 1], got {self.top_fraction}")
-        if self.bottom_fraction is not None and not 0 < self.bottom_fraction <= 1:
-            raise ValueError(f"bottom_fraction must be in (0, 1] or None (= top_fraction), got {self.bottom_fraction}")
-        if self.pvar_mode not in PVAR_MODES:
-            raise ValueError(f"pvar_mode must be one of {PVAR_MODES}, got {self.pvar_mode!r}")
-        # PVar is a mean of squares of numbers in (-1/2, 1/2): it lies in [0, 1/4).
-        if not 0 <= self.pvar_threshold <= 0.25:
-            raise ValueError(f"pvar_threshold must be in [0, 0.25] (PVar never exceeds 1/4), got {self.pvar_threshold}")
-        # PVarSpec validates (and stores as a tuple) the PVar options; the config may hand a list.
-        object.__setattr__(self, "pvar_rewards", self.pvar_spec().rewards)
-        self.builder_options()
-        get_pair_builder(self.pair_builder)  # unknown names fail here, not mid-run
+    def __init__(self, options: PoolOptions, learner_beta: float = 0.1):
+        # learner_beta: the implicit reward's beta where the options leave it to the learner (None).
+        self.options, self.learner_beta = options, learner_beta
+        self.spec = self.pvar_spec()  # the PVar kernel's own checks, now rather than mid-run
+        self.pvar_reward, self.pvar_tau = options.pvar_rewards[0], options.tau
 
     def pvar_spec(self) -> PVarSpec:
-        return PVarSpec(self.pvar_source, self.pvar_rewards, self.pvar_ensemble, self.tau, self.implicit_beta)
+        o = self.options
+        return PVarSpec(o.pvar_source, o.pvar_rewards, o.pvar_ensemble, o.tau, o.implicit_beta or self.learner_beta)
 
     def builder_options(self) -> PairBuilderOptions:
-        return PairBuilderOptions(min_reward_gap=self.min_reward_gap, did_tau=self.did_tau)
+        return PairBuilderOptions(min_reward_gap=self.options.min_reward_gap, did_tau=self.options.did_tau)
 
     def build_pool(
         self,
@@ -109,44 +72,44 @@ class PoolPolicy(SelectionPolicy):
         if missing:
             raise ValueError(f"scored table lacks column(s) {missing} needed for selection; it has {scored.column_names}")
         grouped = group_rewards(scored)
-        pvar = prompt_pvar(scored, grouped, self.pvar_spec(), probe)
-        builder = get_pair_builder(pair_builder or self.pair_builder)
+        pvar = prompt_pvar(scored, grouped, self.spec, probe)
+        builder = get_pair_builder(pair_builder or self.options.pair_builder)
         pairs = builder(grouped, self.builder_options(), rng)
         return CandidatePool(scored, grouped, pvar.values, pairs, pvar.source)
 
-    def top_pvar_prompts(self, pool: CandidatePool, rng: np.random.Generator) -> np.ndarray:
-        """Codes of the top `top_fraction` prompts, highest PVar first, equal PVar in random order."""
+    @staticmethod
+    def top_pvar_prompts(pool: CandidatePool, rng: np.random.Generator, fraction: float) -> np.ndarray:
+        """Codes of the top `fraction` of the prompts, highest PVar first, equal PVar in random order."""
         order = np.lexsort((rng.random(pool.grouped.n_prompts), -pool.pvar))
-        return order[: kept_prompt_count(pool.grouped.n_prompts, self.top_fraction)]
+        return order[: kept_prompt_count(pool.grouped.n_prompts, fraction)]
 
-    def bottom_pvar_prompts(self, pool: CandidatePool, rng: np.random.Generator) -> np.ndarray:
+    @staticmethod
+    def bottom_pvar_prompts(pool: CandidatePool, rng: np.random.Generator, fraction: float) -> np.ndarray:
         """Codes of the lowest-PVar prompts among those that can make a pair, lowest first.
 
-        As many as the top mode would keep (ceil(bottom_fraction * all prompts), bottom_fraction
-        defaulting to top_fraction), so the two arms train on equally many prompts; fewer when fewer
-        prompts can make a pair. Why only pair-making prompts: the lowest PVars belong to prompts
+        As many as the top mode keeps at the same fraction (ceil(fraction * all prompts)), so the two arms
+        train on equally many prompts; fewer when fewer prompts can make a pair. Why only pair-making prompts: the lowest PVars belong to prompts
         whose responses all tie (or lie within min_reward_gap); they give no pair, so keeping them
         would make the bottom arm train on almost nothing and the comparison would measure the pair
         count rather than the effect of low PVar. Equal PVar in random order.
         """
         n_prompts = pool.grouped.n_prompts
-        fraction = self.top_fraction if self.bottom_fraction is None else self.bottom_fraction
         can_pair = pool.pairs_per_prompt() > 0
         order = np.lexsort((rng.random(n_prompts), pool.pvar, ~can_pair))
         return order[: min(int(can_pair.sum()), kept_prompt_count(n_prompts, fraction))]
 
-    def threshold_pvar_prompts(self, pool: CandidatePool, rng: np.random.Generator) -> np.ndarray:
+    @staticmethod
+    def threshold_pvar_prompts(pool: CandidatePool, rng: np.random.Generator, threshold: float) -> np.ndarray:
         """Codes of every prompt with PVar >= pvar_threshold, highest first, equal PVar in random order."""
         order = np.lexsort((rng.random(pool.grouped.n_prompts), -pool.pvar))
-        return order[pool.pvar[order] >= self.pvar_threshold]
+        return order[pool.pvar[order] >= threshold]
 
-    def pvar_kept_prompts(self, pool: CandidatePool, rng: np.random.Generator) -> np.ndarray:
-        """The prompts `pvar_mode` keeps, in the order their pairs are taken."""
-        if self.pvar_mode == "top":
-            return self.top_pvar_prompts(pool, rng)
-        if self.pvar_mode == "bottom":
-            return self.bottom_pvar_prompts(pool, rng)
-        return self.threshold_pvar_prompts(pool, rng)
+    def pvar_mode_prompts(self, pool: CandidatePool, rng: np.random.Generator) -> np.ndarray:
+        """The prompts pvar's mode keeps (PVarOptions: top fraction or threshold), in the order their pairs
+        are taken: what pvar trains on, and what random matches the pair count of."""
+        if self.options.pvar_mode == "top":
+            return self.top_pvar_prompts(pool, rng, self.options.top_fraction)
+        return self.threshold_pvar_prompts(pool, rng, self.options.pvar_threshold)
 
 
 def check_budget(pair_budget: int) -> None:

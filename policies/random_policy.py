@@ -2,9 +2,9 @@
 
 What makes the pvar-vs-random ablation fair (the only difference must be WHICH prompts):
 - Same pair count. random takes min(pair_budget, the pairs the prompts pvar would keep can make),
-  computed from the same statistics and the same options (pvar_mode, top_fraction, bottom_fraction,
-  pvar_threshold and the PVar form), so both train on the same number of pairs (and the same number
-  of optimizer steps). Otherwise pvar, which never pads, could lose simply by training less, or
+  computed from the same statistics and the same options (its Options are pvar's: pvar_mode,
+  top_fraction, pvar_threshold and the PVar form), so both train on the same number of pairs (and the
+  same number of optimizer steps). Otherwise pvar, which never pads, could lose simply by training less, or
   random could win by training more. Computing that count needs pvar's statistic, so with
   pvar_source "implicit" random needs the model probe too.
 - Same pair builder and min_reward_gap, so pairs are made the same way in both arms.
@@ -18,7 +18,6 @@ What makes the pvar-vs-random ablation fair (the only difference must be WHICH p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -26,13 +25,15 @@ import pyarrow as pa
 from actors.contracts import ModelProbe
 from policies.base import Selection
 from policies.candidates import PoolPolicy, check_budget, select_in_order
+from policies.selection_options import PVarOptions
 from policies.registry import register_policy
 
 
 @register_policy("random")
-@dataclass(frozen=True)
 class RandomPolicy(PoolPolicy):
     """Random pair-making prompts, as many pairs as `pvar` with the same options would select."""
+
+    Options = PVarOptions
 
     def select(
         self, scored: pa.Table, pair_budget: int, rng: np.random.Generator, probe: ModelProbe | None = None
@@ -42,6 +43,6 @@ class RandomPolicy(PoolPolicy):
             return Selection.empty()
         pool = self.build_pool(scored, rng, probe)
         pairs_per_prompt = pool.pairs_per_prompt()
-        pvar_pair_count = int(pairs_per_prompt[self.pvar_kept_prompts(pool, rng)].sum())
+        pvar_pair_count = int(pairs_per_prompt[self.pvar_mode_prompts(pool, rng)].sum())
         prompt_order = rng.permutation(np.flatnonzero(pairs_per_prompt > 0))
         return select_in_order(pool, prompt_order, min(pair_budget, pvar_pair_count))

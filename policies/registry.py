@@ -1,18 +1,18 @@
-"""Selection policies by name: `@register_policy("pvar")` on a class, `make_policy("pvar", settings)`.
+"""Selection policies by name: `@register_policy("pvar")` on a class, `make_policy("pvar", **options)`.
 
-make_policy passes a constructor only the options it declares, taken by name from one
-`SelectionSettings` (policies/settings.py; the driver builds it once from the `selection` config
-section) or from keyword options (tests, benchmarks), so each policy picks what it uses.
+A policy declares the options it reads (`SelectionPolicy.Options`, policies/selection_options.py for the
+built-in ones); the config validates `selection.policy: {kind: <name>, ...}` into them, and
+`make_policy` builds the policy from that Options object (the driver) or from keyword options (tests,
+benchmarks: `make_policy("pvar", top_fraction=0.3)`), the rest taking their defaults.
 """
 
 from __future__ import annotations
 
-import inspect
 from typing import Callable, TypeVar
 
+from actors.options import KindOptions
 from actors.registry import Registry
 from policies.base import SelectionPolicy
-from policies.settings import SelectionSettings
 
 _POLICIES: Registry[type[SelectionPolicy]] = Registry("selection policy")
 
@@ -25,10 +25,6 @@ def register_policy(name: str) -> Callable[[PolicyClass], PolicyClass]:
     def decorate(cls: PolicyClass) -> PolicyClass:
         if not (isinstance(cls, type) and issubclass(cls, SelectionPolicy)):
             raise TypeError(f"@register_policy({name!r}) needs a SelectionPolicy subclass, got {cls!r}")
-        # make_policy filters options by the constructor's parameters; **kwargs would defeat that.
-        params = inspect.signature(cls).parameters.values()
-        if any(p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) for p in params):
-            raise TypeError(f"selection policy {name!r}: the constructor must name its options, not take *args/**kwargs")
         _POLICIES.register(name)(cls)
         cls.name = name
         return cls
@@ -41,23 +37,17 @@ def registered_policies() -> tuple[str, ...]:
     return _POLICIES.names()
 
 
-def check_policy_name(name: str) -> None:
-    """Raise ValueError (naming the nearest registered policy) unless `name` is registered."""
-    _POLICIES.get(name)
+def policy_options(name: str) -> type[KindOptions]:
+    """The Options class of the registered policy `name` (ValueError naming the nearest name otherwise)."""
+    return _POLICIES.get(name).Options
 
 
-def make_policy(name: str, settings: SelectionSettings | None = None, **options: object) -> SelectionPolicy:
-    """Build the policy registered as `name`.
-
-    Each constructor parameter is taken by name from `settings` (the driver's, built once from the
-    config), then from `options` (tests and benchmarks name single options: `make_policy("pvar",
-    top_fraction=0.3)`; with settings too, they replace its values); one that neither gives keeps the
-    constructor's default, and an option the constructor does not declare is ignored (one settings
-    object serves every policy). Unknown names raise ValueError listing the registered names and the
-    nearest one.
-    """
+def make_policy(name: str | KindOptions, learner_beta: float = 0.1, **options: object) -> SelectionPolicy:
+    """The policy `name` (or the kind of an Options the config validated) with those options, then keyword
+    `options`; the rest keep their defaults. `learner_beta`: the implicit reward's beta where the options
+    leave it to the learner. An option the policy does not read, or a bad value, raises ValueError naming it;
+    an unknown name raises ValueError naming the nearest registered one."""
+    if isinstance(name, KindOptions):
+        name, options = name.kind, {**name.model_dump(exclude={"kind"}), **options}
     cls = _POLICIES.get(name)
-    accepted = inspect.signature(cls).parameters
-    given = {} if settings is None else {key: getattr(settings, key) for key in accepted if hasattr(settings, key)}
-    given.update((key, value) for key, value in options.items() if key in accepted)
-    return cls(**given)
+    return cls(cls.Options(kind=name, **options), learner_beta)

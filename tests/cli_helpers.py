@@ -21,7 +21,7 @@ SMALL_RUN = [
     "eval.samples_per_prompt=1",
     "ray.include_dashboard=false",
     # 17 plots after every round cost seconds of CPU per run; the shared quickstart run keeps them.
-    "diagnostics.report=false",
+    "reporting.report=false",
 ]
 
 

@@ -49,7 +49,7 @@ def quickstart_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("quickstart") / "run"
     # The one run that keeps the per-round report (SMALL_RUN turns it off): the report tests read it.
     result = run_cli("run", str(QUICKSTART), "--run-dir", str(run_dir), "run.rounds=2", *SMALL_RUN,
-                     "diagnostics.report=true")
+                     "reporting.report=true")
     assert result.returncode == 0, result.stderr[-4000:]
     return run_dir, result
 
@@ -83,7 +83,7 @@ def killed_and_resumed_run(quickstart_run, tmp_path_factory):
     digests = lambda: {i: tree_digest(run_dir / f"round_{i:04d}") for i in (0, 1)}  # noqa: E731
     before = digests()
     args = ["run", str(QUICKSTART), "--run-dir", str(run_dir), "run.rounds=4", *SMALL_RUN,
-            "selection.pvar_source=implicit", "run.max_lag=1"]
+            "selection.policy.pvar_source=implicit", "run.max_lag=1"]
     proc = subprocess.Popen(cli_command(*args), cwd=REPO, env=cli_env(), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 400
@@ -132,7 +132,7 @@ def bpo_run_with_nan_rewards(tmp_path_factory):
     run_dir = folder / "run"
     result = run_cli(
         "run", str(QUICKSTART), "--run-dir", str(run_dir), "run.rounds=2", *SMALL_RUN,
-        "selection.policy=bpo", "selection.pairs_per_prompt=2",
+        "selection.policy=bpo", "selection.policy.pairs_per_prompt=2",
         "scoring.reward_modules=[nan_rewards]",
         "scoring.rewards=[{kind: programmatic, name: builtin_task_with_nans}]",
         env=env,

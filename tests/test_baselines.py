@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections import Counter
 
@@ -19,19 +18,19 @@ from policy_tables import (
     stats_by_prompt,
 )
 
-from policies import make_policy, registered_policies
+from policies import make_policy, policy_options, registered_policies
 from actors.contracts import PAIRS_SCHEMA, PROMPT_STATS_SCHEMA
 
 # The policies this file covers (bpo needs prompt embeddings and gradients: tests/test_bpo.py).
 POLICIES = ("pvar", "bottom_pvar", "random", "full", "uniform_balance")
 
 # Every option of the shared config section, as the driver hands them to make_policy.
-CONFIG_SECTION = {
-    "top_fraction": 0.5, "bottom_fraction": None, "pvar_mode": "top", "pvar_threshold": 0.0, "tau": 1.0,
-    "pvar_source": "reward", "implicit_beta": 0.1, "pvar_rewards": ("reward",), "pvar_ensemble": "mean_probability",
-    "pair_builder": "max_min", "did_tau": 1.0, "min_reward_gap": 0.0, "pairs_per_prompt": 3,
-    "depth_pair_builder": "all_pairs_above_margin", "depth_clusters": 8, "allocation": "proportional", "within_prompt": "top",
-}
+def options_of(name: str, **shared) -> dict:
+    """`shared` plus every option of the policy's Options set to a non-default value where it has one."""
+    extra = {"top_fraction": 0.5, "pvar_mode": "top", "bottom_fraction": 0.5, "pairs_per_prompt": 3,
+             "depth_clusters": 8}
+    fields = policy_options(name).model_fields
+    return {**{key: value for key, value in extra.items() if key in fields}, **shared}
 
 
 def many_prompts(n: int = 24, responses: int = 4, seed: int = 123) -> pa.Table:
@@ -131,12 +130,16 @@ def test_every_policy_here_is_registered():
 
 
 @pytest.mark.parametrize("name", POLICIES)
-def test_policy_accepts_the_whole_config_section(name):
-    policy = make_policy(name, **CONFIG_SECTION)
-    accepted = inspect.signature(type(policy)).parameters
-    assert "pvar_rewards" in accepted and "did_tau" in accepted and "tau" in accepted
-    assert ("pairs_per_prompt" in accepted) == (name == "uniform_balance")
-    assert ("pvar_mode" in accepted) == (name in ("pvar", "random", "full", "uniform_balance"))
+def test_each_policy_reads_its_own_options_and_refuses_the_others(name):
+    fields = policy_options(name).model_fields
+    assert {"pvar_rewards", "did_tau", "tau", "pair_builder"} <= set(fields)
+    assert ("pairs_per_prompt" in fields) == (name == "uniform_balance")
+    assert ("pvar_mode" in fields) == (name in ("pvar", "random"))
+    assert ("top_fraction" in fields) == (name in ("pvar", "random"))
+    assert make_policy(name, **options_of(name)).options.kind == name
+    foreign = "pairs_per_prompt" if name != "uniform_balance" else "pvar_mode"
+    with pytest.raises(ValueError, match=foreign):
+        make_policy(name, **{foreign: 3})
 
 
 @pytest.mark.parametrize("name", POLICIES)
@@ -144,7 +147,7 @@ def test_policy_accepts_the_whole_config_section(name):
 def test_policy_output_follows_the_contract(name, source):
     scored = many_prompts(n=12)
     probe = GivenLogratios({pid: list(np.linspace(-1, 1, 4) * (k + 1)) for k, pid in enumerate(f"x{i:02d}" for i in range(12))})
-    policy = make_policy(name, **{**CONFIG_SECTION, "pvar_source": source})
+    policy = make_policy(name, **options_of(name, pvar_source=source, implicit_beta=0.1))
     positional = policy.select(scored, 7, np.random.default_rng(0), probe)
     keyword = policy.select(scored, 7, np.random.default_rng(0), probe=probe)
     assert positional.pairs.equals(keyword.pairs)

@@ -54,13 +54,13 @@ def test_selection_policy_and_pvar_columns_are_checked_before_the_run():
     with pytest.raises(InputError, match=r"selection.policy.*'pvr'.*Did you mean 'pvar'"):
         load_config(None, ["selection.policy=pvr"])
     with pytest.raises(InputError, match=r"reward_judge.*scoring.rewards.*weight 0"):
-        load_config(None, ["selection.pvar_rewards=[reward, reward_judge]"])
+        load_config(None, ["selection.policy.pvar_rewards=[reward, reward_judge]"])
     # A selection-only reward: scored (weight 0 keeps it out of the training reward) and named for PVar.
     config = load_config(None, [
         "scoring.rewards=[{kind: programmatic, name: builtin_task}, {kind: programmatic, name: judge, weight: 0}]",
-        "selection.pvar_rewards=[reward_judge]",
+        "selection.policy.pvar_rewards=[reward_judge]",
     ])
-    assert config.selection.pvar_rewards == ["reward_judge"]
+    assert config.selection.policy.pvar_rewards == ("reward_judge",)
 
 
 def test_malformed_override_and_missing_file(tmp_path):
@@ -112,3 +112,53 @@ def test_config_reference_page_matches_the_schema():
     from cluster.config_reference import PAGE, REFRESH, page
 
     assert PAGE.read_text() == page(), f"docs/config-reference.md differs from the schema: run {REFRESH}"
+
+
+def test_the_backend_the_transport_and_the_learner_strategy_take_their_options_beside_the_kind():
+    config = load_config(None, ["generation.backend=vllm", "generation.backend.block_size=64",
+                                "weight_sync.transport=broadcast", "weight_sync.transport.timeout_s=90",
+                                "learner.strategy=ddp"])
+    assert (config.generation.backend.kind, config.generation.backend.block_size) == ("vllm", 64)
+    assert (config.weight_sync.transport.kind, config.weight_sync.transport.timeout_s) == ("broadcast", 90)
+    assert config.learner.strategy.kind == "ddp"
+    # An option without a kind is the default kind's: 'auto' takes broadcast's options, since it may become it.
+    defaults = load_config(None, ["weight_sync.transport.timeout_s=90"])
+    assert (defaults.weight_sync.transport.kind, defaults.weight_sync.transport.timeout_s) == ("auto", 90)
+    assert (defaults.generation.backend.kind, defaults.learner.strategy.kind) == ("hf", "ddp")
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["generation.backend=hf", "generation.backend.kv_cache_space_gib=2"], "generation.backend.kv_cache_space_gib"),
+    (["weight_sync.transport=disk", "weight_sync.transport.timeout_s=60"], "weight_sync.transport.timeout_s"),
+    (["weight_sync.transport=object_store", "weight_sync.transport.timeout_s=60"], "weight_sync.transport.timeout_s"),
+    (["learner.strategy.bucket_mb=25"], "learner.strategy.bucket_mb"),
+])
+def test_an_option_of_another_kind_is_refused_naming_the_key(overrides, key):
+    with pytest.raises(InputError, match=f"unknown key '{key}'"):
+        load_config(None, overrides)
+
+
+@pytest.mark.parametrize("override, nearest", [
+    ("generation.backend=vlm", "vllm"), ("weight_sync.transport=brodcast", "broadcast"),
+    ("learner.strategy=dpp", "ddp"), ("learner.strategy=fsdp", None),
+])
+def test_an_unknown_kind_is_refused_naming_the_nearest(override, nearest):
+    key, name = override.split("=")
+    with pytest.raises(InputError, match=f"{key}: unknown .*'{name}'") as error:
+        load_config(None, [override])
+    if nearest:
+        assert f"Did you mean '{nearest}'?" in str(error.value)
+
+
+def test_the_old_vllm_and_timeout_keys_fail_with_their_new_names(tmp_path):
+    old = {"generation": {"backend": "vllm", "vllm": {"python": None, "block_size": None}},
+           "weight_sync": {"transport": "broadcast", "timeout_s": 900}}
+    with pytest.raises(InputError) as error:
+        load_config(write(tmp_path, yaml.safe_dump(old)))
+    message = str(error.value)
+    for old_key, new_key in [("generation.vllm.python", "generation.backend.python"),
+                             ("generation.vllm.block_size", "generation.backend.block_size"),
+                             ("weight_sync.timeout_s", "weight_sync.transport.timeout_s")]:
+        assert f"'{old_key}' is now '{new_key}'" in message
+    with pytest.raises(InputError, match="'generation.vllm' is now 'generation.backend'"):
+        load_config(None, ["generation.vllm={}"])

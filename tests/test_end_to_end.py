@@ -37,7 +37,7 @@ def test_every_round_leaves_its_artifacts_and_a_summary(two_round_run):
         assert selected.num_rows > 0
         assert (folder / "checkpoint" / "model.safetensors").exists()
     assert "round 2/2" in result.stderr
-    assert (run_dir / "report.html").exists()  # refreshed after every round (diagnostics.report)
+    assert (run_dir / "report.html").exists()  # refreshed after every round (reporting.report)
     config_text = (run_dir / "config.yaml").read_text()
     assert "pair_budget: 8" in config_text
 

@@ -288,7 +288,7 @@ def test_the_cli_prints_a_labellers_failure_from_inside_ray_with_the_resume_hint
 
 # The cheapest run that still commits a round: one generator, one learner worker, no diagnostics.
 CHEAP_RUN = ["run.rounds=2", "generation.num_actors=1", "learner.num_workers=1", "eval.before_training=false",
-             "diagnostics.did_prompts=0", "diagnostics.gradient_norms=false", "diagnostics.tensorboard=false"]
+             "diagnostics.did_prompts=0", "diagnostics.gradient_norms=false", "reporting.tensorboard=false"]
 
 
 def test_a_run_stopped_by_a_broken_service_keeps_its_completed_rounds(tmp_path):

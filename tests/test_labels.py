@@ -32,8 +32,8 @@ from round_standins import K, LABELLER, PROXY, SEEN, Generators, config_with, gr
 
 
 def test_the_labeller_never_sees_unselected_responses_and_labels_stay_within_budget(tmp_path):
-    config = config_with(f"scoring.rewards=[{LABELLER}, {PROXY}]", "selection.query=random",
-                         "selection.labels_per_round=18", "selection.top_fraction=1.0")
+    config = config_with(f"scoring.rewards=[{LABELLER}, {PROXY}]", "labelling.query=random",
+                         "labelling.labels_per_round=18", "selection.policy.top_fraction=1.0")
     runner, metrics, folder = run_one_round(config, tmp_path)
     rollouts = pq.read_table(folder / "rollouts.parquet")
     scored = pq.read_table(folder / "scored.parquet")
@@ -43,7 +43,7 @@ def test_the_labeller_never_sees_unselected_responses_and_labels_stay_within_bud
     training_seen = [item for item in SEEN if not item[0].startswith("h")]
     assert set(training_seen) == chosen and len(training_seen) == len(chosen)
     # 18 responses: 4 whole groups of 4 and 2 responses of a fifth prompt.
-    assert len(chosen) == 18 and metrics[Metric.COSTS]["labels"] == 18 <= config.selection.labels_per_round
+    assert len(chosen) == 18 and metrics[Metric.COSTS]["labels"] == 18 <= config.labelling.labels_per_round
     assert sorted(np.unique(labelled.column("prompt_id").to_pylist(), return_counts=True)[1]) == [2, 4, 4, 4, 4]
     # Every response got the proxy, free; scored.parquet holds the labelled rows only.
     assert rollouts.num_rows == 48 and "reward_builtin_task_proxy" in rollouts.column_names
@@ -54,8 +54,8 @@ def test_the_labeller_never_sees_unselected_responses_and_labels_stay_within_bud
 
 
 def test_cost_counters_equal_what_the_rounds_parquet_files_hold(tmp_path):
-    config = config_with(f"scoring.rewards=[{LABELLER}, {PROXY}]", "selection.query=random",
-                         "selection.labels_per_round=24", "learner.epochs=3")
+    config = config_with(f"scoring.rewards=[{LABELLER}, {PROXY}]", "labelling.query=random",
+                         "labelling.labels_per_round=24", "learner.epochs=3")
     _, metrics, folder = run_one_round(config, tmp_path)
     rollouts = pq.read_table(folder / "rollouts.parquet")
     selected = pq.read_table(folder / "selected.parquet")
@@ -165,7 +165,8 @@ def test_label_round_rejects_a_selector_that_overspends():
 
     plan = LabelPlan("greedy", 4, 1, 0)
     with pytest.raises(ValueError, match="over the budget of 4"):
-        label_round(grouped(3), lambda table, role: table, Greedy(QuerySettings()), plan, np.random.default_rng(0))
+        label_round(grouped(3), lambda table, role: table, Greedy(Greedy.Options(kind="greedy"), QuerySettings()), plan,
+                    np.random.default_rng(0))
 
 
 # ------------------------------------------------------------------ config
@@ -174,17 +175,17 @@ def test_label_round_rejects_a_selector_that_overspends():
 @pytest.mark.parametrize(("overrides", "message"), [
     (["scoring.rewards=[{kind: programmatic, name: builtin_task, role: proxy}]"], r"scoring.*role 'label'"),
     (["scoring.rewards=[{kind: programmatic, name: builtin_task, role: judge}]"], r"scoring.rewards\[0\].role"),
-    (["selection.labels_per_round=1", "selection.query=random"], r"selection.labels_per_round"),
-    (["selection.labels_per_round=8"], r"selection: .*labels_per_round = 8 .*query 'passive'"),
+    (["labelling.labels_per_round=1", "labelling.query=random"], r"labelling.labels_per_round"),
+    (["labelling.labels_per_round=8"], r"labelling: .*labels_per_round = 8 .*query 'passive'"),
     (["scoring.rewards=[{kind: programmatic, name: builtin_task}, "
       "{kind: programmatic, name: builtin_task_proxy, role: proxy, weight: 0.5}]"], r"scoring.rewards\[1\].*weight"),
-    (["selection.query=randm"], r"selection.query.*Did you mean 'random'"),
-    (["selection.query=pvar_proxy"], r"pvar_proxy.*role: proxy"),
+    (["labelling.query=randm"], r"labelling.query.*Did you mean 'random'"),
+    (["labelling.query=pvar_proxy"], r"pvar_proxy.*role: proxy"),
     (["data.scheduler=histroy"], r"data.scheduler.*Did you mean 'history'"),
-    (["data.scheduling.pool_weights=[1.0]"], r"data.scheduling.*one weight per pool"),
-    (["selection.query_options.ensemble.heads=1"], r"selection.query_options.ensemble.heads"),
+    (["data.scheduler=pools", "data.scheduler.pool_weights=[1.0]"], r"data.scheduler.*one weight per pool"),
+    (["labelling.query.heads=1"], r"labelling.query.heads"),
     (["scoring.rewards=[{kind: programmatic, name: builtin_task}, {kind: programmatic, name: builtin_task_exact}]",
-      "selection.labels_per_round=3", "selection.query=random"], r"selection.labels_per_round = 3 .*at least 4"),
+      "labelling.labels_per_round=3", "labelling.query=random"], r"labelling.labels_per_round = 3 .*at least 4"),
 ])
 def test_config_errors_name_the_key(overrides, message):
     with pytest.raises(InputError, match=message):
@@ -194,8 +195,8 @@ def test_config_errors_name_the_key(overrides, message):
 def test_a_saved_config_with_proxies_and_a_budget_loads_again(tmp_path):
     from cluster.config_loading import dump_config
 
-    config = config_with(f"scoring.rewards=[{LABELLER}, {PROXY}]", "selection.query=random",
-                         "selection.labels_per_round=16")
+    config = config_with(f"scoring.rewards=[{LABELLER}, {PROXY}]", "labelling.query=random",
+                         "labelling.labels_per_round=16")
     saved = tmp_path / "config.yaml"
     saved.write_text(dump_config(config))
     assert load_config(saved, []) == config
@@ -212,10 +213,12 @@ def test_roles_reach_the_scorer_settings_and_the_query_settings():
 def test_the_ensemble_options_reach_the_query_settings_seeded_by_the_run():
     from cluster.settings import query_settings
 
-    config = config_with("selection.query_options.ensemble.refit_every=3",
-                         "selection.query_options.ensemble.features=512", "run.seed=7")
-    ensemble = query_settings(config).ensemble
-    assert (ensemble.refit_every, ensemble.features, ensemble.seed) == (3, 512, 7)
+    from policies.query import make_query
+
+    config = config_with("labelling.query=ensemble", "labelling.query.refit_every=3",
+                         "labelling.query.hashed_features=512", "run.seed=7")
+    selector = make_query(config.labelling.query, query_settings(config))
+    assert (selector.ensemble.refit_every, selector.ensemble.hashed_features, selector.model.seed) == (3, 512, 7)
 
 
 # ------------------------------------------------------------------ the scorer by role, the proxies

@@ -100,7 +100,7 @@ def test_every_run_starts_from_the_initial_model(tmp_path, restore_torch_threads
     small = [*SMALL_RUN, "run.rounds=2", "diagnostics.did_prompts=0", "diagnostics.gradient_norms=false"]
     arms = LocalArms(QUICKSTART, small)
     first = arms.run(tmp_path / "first", ["run.seed=3"])
-    arms.run(tmp_path / "other", ["run.seed=4", "selection.query=random", "selection.labels_per_round=32",
+    arms.run(tmp_path / "other", ["run.seed=4", "labelling.query=random", "labelling.labels_per_round=32",
                                   "scoring.rewards=[{kind: programmatic, name: builtin_task}, "
                                   "{kind: programmatic, name: builtin_task_proxy, role: proxy}]"])
     again = arms.run(tmp_path / "again", ["run.seed=3"])

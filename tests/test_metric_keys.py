@@ -49,8 +49,8 @@ def test_a_round_of_the_drivers_runner_writes_only_metric_keys(tmp_path):
     from cluster.run_store import RunStore
 
     exact = "{kind: programmatic, name: builtin_task_exact, role: eval}"
-    config = config_with(f"scoring.rewards=[{LABELLER}, {PROXY}, {exact}]", "selection.query=random",
-                         "selection.labels_per_round=24", "eval.before_training=true")
+    config = config_with(f"scoring.rewards=[{LABELLER}, {PROXY}, {exact}]", "labelling.query=random",
+                         "labelling.labels_per_round=24", "eval.before_training=true")
     _, metrics, folder = run_one_round(config, tmp_path)
     RunStore(tmp_path / "run").write_summary()
     assert unknown_keys(tmp_path / "run") == {}

@@ -15,6 +15,7 @@ import pytest
 from tiny_model import build_tiny_model
 
 from actors.generator import Generator, GeneratorSettings
+from actors.backend_options import backend_options, registered_backends
 from actors.generator_base import GENERATOR_BACKENDS, GeneratorBase, feature_table
 from actors.kernels.model_probe import FeatureOptions, LocalModelProbe
 from actors.vllm_generator import VLLMGenerator
@@ -157,9 +158,15 @@ def test_feature_tables_carry_vectors_as_float64_and_matrices_as_float32_lists()
 
 
 def test_generator_backends_come_from_one_registry():
-    assert set(GENERATOR_BACKENDS.names()) == set(typing.get_args(GenerationSection.model_fields["backend"].annotation))
+    # The config's light table (no torch) names each backend the generators register, with the very Options
+    # class the generator declares.
+    assert GENERATOR_BACKENDS.names() == registered_backends()
+    for name in GENERATOR_BACKENDS.names():
+        assert GENERATOR_BACKENDS.get(name).Options is backend_options(name)
     assert GENERATOR_BACKENDS.get("hf") is Generator and GENERATOR_BACKENDS.get("vllm") is VLLMGenerator
     assert issubclass(Generator, GeneratorBase) and issubclass(VLLMGenerator, GeneratorBase)
-    assert _backend(GenerationSection(backend="hf")) == (Generator, {}, {})
+    assert _backend(GenerationSection(backend="hf")) == (Generator, {})
+    # vLLM's interpreter is an actor option; the actor gets the whole Options object (GeneratorGroup.create).
+    assert _backend(GenerationSection(backend={"kind": "vllm", "python": None})) == (VLLMGenerator, {})
     with pytest.raises(ValueError, match="unknown generation backend 'vlm'.*'vllm'"):
         GENERATOR_BACKENDS.get("vlm")

@@ -23,9 +23,9 @@ from actors.contracts import Metric
 
 ROUNDS = 4
 EVAL_SEED = 7919  # RoundRunner.evaluate: run.seed + 7919 (run.seed is 0 here)
-HISTORY = [f"scoring.rewards=[{LABELLER}]", "data.scheduler=history", "data.scheduling.audit_fraction=0.5",
-           "data.scheduling.tie_tolerance=1.0", "data.scheduling.p_start=0.1", "data.scheduling.p_min=0.05"]
-ENSEMBLE = [f"scoring.rewards=[{LABELLER}]", "selection.query=ensemble", "selection.labels_per_round=10"]
+HISTORY = [f"scoring.rewards=[{LABELLER}]", "data.scheduler=history", "data.scheduler.audit_fraction=0.5",
+           "labelling.tie_tolerance=1.0", "data.scheduler.p_start=0.1", "data.scheduler.p_min=0.05"]
+ENSEMBLE = [f"scoring.rewards=[{LABELLER}]", "labelling.query=ensemble", "labelling.labels_per_round=10"]
 
 
 class DriverKilled(Exception):

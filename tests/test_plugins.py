@@ -16,7 +16,6 @@ as its statistic, the transport keeps the weights in a shelf of its own.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import ClassVar
 
@@ -25,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from pydantic import Field
 from transformers import AutoModelForCausalLM
 
 import actors.rewards.programmatic as reward_registry
@@ -34,11 +34,12 @@ import policies.registry as policy_registry
 import policies.schedulers.base as scheduler_registry
 from actors.contracts import LABELLED_COLUMN, PROMPT_STATS_SCHEMA, QUERY_SCORE_COLUMN, Metric, ModelProbe
 from actors.generator import Generator
+from actors.options import KindOptions
 from actors.kernels.logprobs import sequence_logprobs
 from actors.rewards.programmatic import register_reward
-from actors.settings import GeneratorSettings, WeightSyncSettings
+from actors.settings import GeneratorSettings
 from actors.weight_sync import WeightsHandle, WeightTransport, make_transport, register_transport
-from cluster.settings import weight_sync_settings
+from cluster.settings import weight_transport
 from policies import Selection, SelectionPolicy, register_policy
 from policies.pair_builders import pairs_table
 from policies.query import QuerySelector, register_query
@@ -55,14 +56,16 @@ POOL, PER_ROUND, PAIR_BUDGET, TAU, GENERATORS = 30, 12, 4, 0.5, 3
 # How a user's config picks each toy, in one place: the config's keys are changing shape (issue 24).
 PICKS = {
     "reward": f"scoring.rewards=[{{kind: programmatic, name: {TOY_REWARD}}}]",
-    "query": f"selection.query={TOY_QUERY}",
+    "query": f"labelling.query={TOY_QUERY}",
     "policy": f"selection.policy={TOY_POLICY}",
-    "policy option": f"selection.tau={TAU}",
+    "policy option": f"selection.policy.tau={TAU}",
     "pair budget": f"selection.pair_budget={PAIR_BUDGET}",
     "scheduler": f"data.scheduler={TOY_SCHEDULER}",
     "prompts per round": f"data.prompts_per_round={PER_ROUND}",
 }
-TRANSPORT_PICKS = (f"weight_sync.transport={TOY_TRANSPORT}", f"generation.num_actors={GENERATORS}")
+SHELVES = 2
+TRANSPORT_PICKS = (f"weight_sync.transport={TOY_TRANSPORT}", f"weight_sync.transport.shelves={SHELVES}",
+                   f"generation.num_actors={GENERATORS}")
 
 
 # -- the toys, each as its own plug-in file would hold it --------------------------------------------------
@@ -82,8 +85,8 @@ class EvenPromptExtremes(QuerySelector):
 
     learns_from_labels = True
 
-    def __init__(self, settings):
-        super().__init__(settings)
+    def __init__(self, options, settings):
+        super().__init__(options, settings)
         self.observed: list[pa.Table] = []
 
     def select(self, rollouts, max_responses, rng, probe=None):
@@ -98,12 +101,17 @@ class EvenPromptExtremes(QuerySelector):
         return {"rule": "even prompts, extreme samples"}
 
 
-@dataclass(frozen=True)
+class DescendingIdOptions(KindOptions):
+    """The toy policy's one option, declared with it as every policy declares its own."""
+
+    tau: float = Field(1.0, gt=0, description="What the toy writes as every prompt's statistic.")
+
+
 class DescendingIdPolicy(SelectionPolicy):
     """Each prompt's best response against its worst, prompts in descending id order up to the budget.
     Every prompt's statistic is its option `tau` (selection.policy.tau): the config's value must reach it."""
 
-    tau: float = 1.0
+    Options = DescendingIdOptions
 
     def select(self, scored: pa.Table, pair_budget: int, rng: np.random.Generator,
                probe: ModelProbe | None = None) -> Selection:
@@ -120,11 +128,11 @@ class DescendingIdPolicy(SelectionPolicy):
                 rejected.append(worst)
         taken = set(ids[chosen])
         pairs = pairs_table(scored, np.array(chosen, np.int64), np.array(rejected, np.int64),
-                            np.full(len(chosen), self.tau))
+                            np.full(len(chosen), self.options.tau))
         mean = [float(rewards[ids == p].mean()) for p in prompts]
         std = [float(rewards[ids == p].std()) for p in prompts]
         nothing = [None] * len(prompts)  # no cluster, no informativeness
-        columns = [prompts, counts, [self.tau] * len(prompts), mean, std, [p in taken for p in prompts],
+        columns = [prompts, counts, [self.options.tau] * len(prompts), mean, std, [p in taken for p in prompts],
                    [1] * len(prompts), [int(p in taken) for p in prompts], nothing, nothing]
         stats = pa.Table.from_arrays([pa.array(c, f.type) for c, f in zip(columns, PROMPT_STATS_SCHEMA)],
                                      schema=PROMPT_STATS_SCHEMA)
@@ -135,8 +143,8 @@ class LastRowsScheduler(HistoryKeeper):
     """The last `count` rows of the pool the round has not taken; keeps the prompt history (HistoryKeeper)
     and, in its state, the rounds it was told about."""
 
-    def __init__(self, settings):
-        super().__init__(settings)
+    def __init__(self, options, context):
+        super().__init__(options, context)
         self.recorded: list[int] = []
 
     def schedule(self, pool, count, round_index, exclude=None):
@@ -156,20 +164,27 @@ class LastRowsScheduler(HistoryKeeper):
         self.recorded = list(scalars["recorded_rounds"])
 
 
+class ShelfOptions(KindOptions):
+    """The toy transport's own option, set by the config like the broadcast's timeout_s."""
+
+    shelves: int = Field(1, ge=1, description="What the toy keeps as its number of shelves.")
+
+
 class ShelfTransport(WeightTransport):
     """Weights kept on a shelf in this process: a transport for one process, enough to drive the interface.
-    It builds itself from the settings like the broadcast does, so the receivers must reach it."""
+    It builds itself from its options and the receivers like the broadcast does, so both must reach it."""
 
     name = TOY_TRANSPORT
+    Options = ShelfOptions
     shelf: ClassVar[dict[int, dict[str, torch.Tensor]]] = {}
     received: ClassVar[list[int]] = []
 
-    def __init__(self, receivers: int):
-        self.receivers = receivers
+    def __init__(self, receivers: int, shelves: int):
+        self.receivers, self.shelves = receivers, shelves
 
     @classmethod
-    def from_settings(cls, settings: WeightSyncSettings) -> ShelfTransport:
-        return cls(settings.receivers)
+    def from_options(cls, options: ShelfOptions, receivers: int) -> ShelfTransport:
+        return cls(receivers, options.shelves)
 
     def publish(self, state_dict, version, checkpoint_dir=None):
         self.shelf[version] = {name: tensor.detach().clone() for name, tensor in state_dict.items()}
@@ -275,9 +290,9 @@ def test_the_toy_transport_carries_a_models_weights_to_a_generator(plugins, tmp_
     """The learner's side as actors/learner_worker.py builds and calls it, the generator's as the generator
     actor does (`load_weights`, in-process here): its log-probs become the published model's."""
     config = config_with(*TRANSPORT_PICKS)
-    settings = weight_sync_settings(config.weight_sync, config.learner.use_gpu, config.generation)
-    transport = make_transport(settings.transport, settings.receivers, settings.timeout_s)
-    assert isinstance(transport, ShelfTransport) and transport.receivers == GENERATORS
+    transport = make_transport(weight_transport(config), config.generation.num_actors)
+    assert isinstance(transport, ShelfTransport)
+    assert (transport.receivers, transport.shelves) == (GENERATORS, SHELVES)
     published = AutoModelForCausalLM.from_pretrained(build_tiny_model(tmp_path / "published", seed=1),
                                                       dtype=torch.float32).eval()
     with torch.no_grad():

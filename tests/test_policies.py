@@ -272,10 +272,13 @@ def test_builtin_policies_are_registered_on_import():
     assert isinstance(policies.make_policy("random"), SelectionPolicy)
 
 
-def test_make_policy_passes_only_the_options_the_policy_takes():
-    section = {"policy": "pvar", "pair_budget": 32, "top_fraction": 0.3, "tau": 2.0, "pair_builder": "max_min", "min_reward_gap": 0.1}
-    policy = make_policy("pvar", **section)
-    assert (policy.top_fraction, policy.tau, policy.min_reward_gap) == (0.3, 2.0, 0.1)
+def test_make_policy_builds_the_policy_from_its_options_and_refuses_others():
+    policy = make_policy("pvar", top_fraction=0.3, tau=2.0, pair_builder="max_min", min_reward_gap=0.1)
+    assert (policy.options.top_fraction, policy.options.tau, policy.options.min_reward_gap) == (0.3, 2.0, 0.1)
+    # The config's validated options build the same policy; an option of another section is refused.
+    assert make_policy(policy.options).options == policy.options
+    with pytest.raises(ValueError, match="pair_budget"):
+        make_policy("pvar", pair_budget=32)
 
 
 def test_unknown_policy_name_lists_policies_and_suggests_the_nearest():
@@ -283,14 +286,11 @@ def test_unknown_policy_name_lists_policies_and_suggests_the_nearest():
         make_policy("pvra")
 
 
-def test_register_policy_refuses_catch_all_constructors():
-    class Loose(SelectionPolicy):
-        def __init__(self, **options):
-            self.options = options
-
+def test_register_policy_refuses_what_is_not_a_selection_policy():
+    class Loose:
         def select(self, scored, pair_budget, rng):
             return Selection.empty()
 
-    with pytest.raises(TypeError, match="name its options"):
+    with pytest.raises(TypeError, match="SelectionPolicy subclass"):
         register_policy("loose")(Loose)
     assert "loose" not in registered_policies()

@@ -239,8 +239,7 @@ def test_ties_and_single_responses_give_zero_in_every_form():
         ({"implicit_beta": 0.0}, "implicit_beta"),
         ({"tau": float("inf")}, "tau"),
         ({"pvar_mode": "middle"}, "pvar_mode"),
-        ({"bottom_fraction": 0.0}, "bottom_fraction"),
-        ({"bottom_fraction": 1.5}, "bottom_fraction"),
+        ({"pvar_mode": "bottom"}, "pvar_mode"),
         ({"pvar_threshold": 0.3}, "pvar_threshold"),
         ({"pvar_threshold": -0.1}, "pvar_threshold"),
         ({"did_tau": 0.0}, "did_tau"),
@@ -252,10 +251,15 @@ def test_bad_pvar_options_fail_when_the_policy_is_built(options, message):
         make_policy("pvar", **options)
 
 
-def test_a_list_of_columns_is_stored_as_a_tuple_so_the_policy_stays_hashable():
+def test_a_list_of_columns_is_stored_as_a_tuple():
     policy = make_policy("pvar", pvar_rewards=["reward", "reward_sel"])
-    assert policy.pvar_rewards == ("reward", "reward_sel")
-    hash(policy)
+    assert policy.options.pvar_rewards == ("reward", "reward_sel")
+
+
+@pytest.mark.parametrize("value", [0.0, 1.5])
+def test_bottom_fraction_is_a_fraction(value):
+    with pytest.raises(ValueError, match="bottom_fraction"):
+        make_policy("bottom_pvar", bottom_fraction=value)
 
 
 # ---------------------------------------------------------------- modes
@@ -269,14 +273,14 @@ def spread_table() -> pa.Table:
 
 
 def test_bottom_mode_keeps_the_lowest_pvar_prompts_that_can_make_a_pair():
-    selection = make_policy("pvar", pvar_mode="bottom", top_fraction=0.5).select(spread_table(), 10, np.random.default_rng(0))
+    selection = make_policy("bottom_pvar", bottom_fraction=0.5).select(spread_table(), 10, np.random.default_rng(0))
     # p0 has the lowest PVar but no pair, so the three kept are the next lowest, lowest first.
     assert selection.pairs.column("prompt_id").to_pylist() == ["p5", "p1", "p3"]
-    smaller = make_policy("pvar", pvar_mode="bottom", top_fraction=0.5, bottom_fraction=0.2).select(
+    smaller = make_policy("bottom_pvar", bottom_fraction=0.2).select(
         spread_table(), 10, np.random.default_rng(0)
     )
     assert smaller.pairs.column("prompt_id").to_pylist() == ["p5", "p1"]
-    capped = make_policy("pvar", pvar_mode="bottom", top_fraction=1.0).select(spread_table(), 2, np.random.default_rng(0))
+    capped = make_policy("bottom_pvar", bottom_fraction=1.0).select(spread_table(), 2, np.random.default_rng(0))
     assert capped.pairs.column("prompt_id").to_pylist() == ["p5", "p1"]
 
 
@@ -286,7 +290,7 @@ def test_bottom_mode_equals_sorting_pair_making_prompts_by_pvar(spread_steps, fr
     # Distinct spreads give distinct PVars, except 0 (a flat prompt, which cannot make a pair).
     rewards = {f"q{i}": [0.0, step * 0.37 + i * 1e-3 if step else 0.0] for i, step in enumerate(spread_steps)}
     scored = make_scored(rewards)
-    selection = make_policy("pvar", pvar_mode="bottom", top_fraction=fraction).select(scored, 100, np.random.default_rng(seed))
+    selection = make_policy("bottom_pvar", bottom_fraction=fraction).select(scored, 100, np.random.default_rng(seed))
     stats = stats_by_prompt(selection)
     pair_making = sorted((row["pvar"], pid) for pid, row in stats.items() if row["pairs_available"] > 0)
     n_keep = min(len(pair_making), int(np.ceil(round(fraction * len(rewards), 9))))
@@ -297,17 +301,16 @@ def test_bottom_keeps_as_many_prompts_as_top_by_default():
     scored = make_scored({f"x{i}": list(np.random.default_rng(i).normal(size=4)) for i in range(20)})
     for fraction in (0.1, 0.25, 0.5):
         top = make_policy("pvar", top_fraction=fraction).select(scored, 100, np.random.default_rng(0))
-        bottom = make_policy("bottom_pvar", top_fraction=fraction).select(scored, 100, np.random.default_rng(0))
+        bottom = make_policy("bottom_pvar", bottom_fraction=fraction).select(scored, 100, np.random.default_rng(0))
         assert len(selected_ids(top)) == len(selected_ids(bottom)) == int(np.ceil(20 * fraction))
         assert not selected_ids(top) & selected_ids(bottom)
 
 
-def test_bottom_pvar_is_pvar_in_bottom_mode_whatever_pvar_mode_the_config_says():
-    scored, options = spread_table(), {"top_fraction": 0.5, "pvar_mode": "top", "pvar_threshold": 0.1}
-    bottom = make_policy("bottom_pvar", **options)
-    assert bottom.pvar_mode == "bottom" and bottom.name == "bottom_pvar"
-    reference = make_policy("pvar", **{**options, "pvar_mode": "bottom"})
-    assert bottom.select(scored, 10, np.random.default_rng(3)).pairs.equals(reference.select(scored, 10, np.random.default_rng(3)).pairs)
+def test_bottom_pvar_takes_no_pvar_mode():
+    # The lowest-PVar arm is a policy of its own: nothing in its options can turn it into the top arm.
+    with pytest.raises(ValueError, match="pvar_mode"):
+        make_policy("bottom_pvar", pvar_mode="top")
+    assert make_policy("bottom_pvar").name == "bottom_pvar"
 
 
 def test_threshold_mode_keeps_every_prompt_at_or_above_the_threshold_highest_first():
@@ -324,7 +327,7 @@ def test_threshold_mode_keeps_every_prompt_at_or_above_the_threshold_highest_fir
     assert make_policy("pvar", pvar_mode="threshold", pvar_threshold=0.25).select(scored, 10, np.random.default_rng(0)).pairs.num_rows == 0
 
 
-@pytest.mark.parametrize("options", [{"pvar_mode": "bottom", "top_fraction": 0.5}, {"pvar_mode": "threshold", "pvar_threshold": 0.02}])
+@pytest.mark.parametrize("options", [{"pvar_mode": "top", "top_fraction": 0.3}, {"pvar_mode": "threshold", "pvar_threshold": 0.02}])
 def test_random_matches_the_pair_count_of_every_pvar_mode(options):
     scored = make_scored({f"x{i:02d}": list(np.random.default_rng(100 + i).normal(size=4)) for i in range(30)})
     for budget in (3, 100):

@@ -4,15 +4,15 @@ prompts first. Pure: texts built here, no Ray."""
 
 from __future__ import annotations
 
-import types
 
 import numpy as np
 import pyarrow as pa
 import pytest
 import torch
 
-from policies.query import QuerySettings, prompt_groups
-from policies.query.ensemble import EnsembleQuery, EnsembleSettings
+from policies.query import QuerySettings, make_query, prompt_groups
+from policies.query.ensemble import EnsembleQuery
+from policies.query.ensemble_options import EnsembleOptions
 
 # Responses are words of SEEN (plus "good" or "bad", the only words the reward depends on), or of
 # UNSEEN, which no labelled row contains.
@@ -50,8 +50,8 @@ def rollouts(responses_by_prompt: list[list[str]]) -> pa.Table:
     return pa.table({"prompt_id": ids, "prompt_text": prompts, "response": texts})
 
 
-def trained(rows: int = 200, **options) -> EnsembleQuery:
-    selector = EnsembleQuery(types.SimpleNamespace(ensemble=EnsembleSettings(**options)))
+def trained(rows: int = 200, seed: int = 0, **options) -> EnsembleQuery:
+    selector = make_query("ensemble", QuerySettings(seed=seed), **options)
     selector.observe(labelled_table(rows))
     return selector
 
@@ -110,10 +110,10 @@ def test_same_settings_and_labels_give_the_same_model_and_leave_global_rngs_alon
 def test_observing_rounds_in_order_equals_observing_them_at_once():
     # What a resumed run does: each completed round's labels, in order, must rebuild the same model.
     labelled = labelled_table(80)
-    by_round = EnsembleQuery(QuerySettings())
+    by_round = make_query("ensemble")
     by_round.observe(labelled.slice(0, 50))
     by_round.observe(labelled.slice(50))
-    at_once = EnsembleQuery(QuerySettings())
+    at_once = make_query("ensemble")
     at_once.observe(labelled)
     table = rollouts(in_distribution_groups(2, seed=5))
     assert np.array_equal(by_round.model.predict(table), at_once.model.predict(table))
@@ -122,8 +122,8 @@ def test_observing_rounds_in_order_equals_observing_them_at_once():
 def test_refit_every_keeps_the_last_fit_until_its_turn_and_then_fits_the_whole_buffer():
     labelled = labelled_table(90)
     rounds = [labelled.slice(0, 30), labelled.slice(30, 30), labelled.slice(60)]
-    lagging = EnsembleQuery(QuerySettings(ensemble=EnsembleSettings(refit_every=2)))
-    every_round = EnsembleQuery(QuerySettings())
+    lagging = make_query("ensemble", refit_every=2)
+    every_round = make_query("ensemble")
     table = rollouts(in_distribution_groups(2, seed=6))
     every_round.observe(rounds[0])
     lagging.observe(rounds[0])  # the first round that adds labels always fits
@@ -146,7 +146,7 @@ def test_non_finite_rewards_are_skipped():
     rewards[[3, 7, 11]] = [np.nan, np.inf, -np.inf]
     noisy = labelled.set_column(labelled.column_names.index("reward"), "reward", pa.array(rewards))
     finite = labelled.filter(pa.array(np.isfinite(rewards)))
-    with_noise, clean = EnsembleQuery(QuerySettings()), EnsembleQuery(QuerySettings())
+    with_noise, clean = make_query("ensemble"), make_query("ensemble")
     with_noise.observe(noisy)
     clean.observe(finite)
     assert with_noise.model.rows == 37
@@ -156,23 +156,25 @@ def test_non_finite_rewards_are_skipped():
 
 
 def test_observing_only_non_finite_rewards_leaves_no_model():
-    selector = EnsembleQuery(QuerySettings())
+    selector = make_query("ensemble")
     selector.observe(pa.table({"prompt_text": ["a"], "response": ["b"], "reward": [np.nan]}))
     assert selector.model.rows == 0 and selector.fit_seconds == 0.0
 
 
 @pytest.mark.parametrize("field, value", [
-    ("heads", 1), ("heads", True), ("hidden", -1), ("features", 0),
-    ("anchor", 0.0), ("anchor", -1e-3), ("anchor", float("inf")), ("rule", "greedy"),
-    ("refit_every", 0), ("seed", -1),
+    ("heads", 1), ("heads", True), ("heads", 2.5), ("hidden", -1), ("hashed_features", 0),
+    ("anchor", 0.0), ("anchor", -1e-3), ("anchor", float("inf")), ("rule", "greedy"), ("refit_every", 0),
 ])
-def test_settings_errors_name_the_field(field, value):
-    with pytest.raises(ValueError, match=f"ensemble.{field}"):
-        EnsembleSettings(**{field: value})
+def test_option_errors_name_the_key(field, value):
+    from actors.contracts import InputError
+    from round_standins import config_with
+
+    with pytest.raises(InputError, match=rf"labelling\.query\.{field}"):
+        config_with("labelling.query=ensemble", f"labelling.query.{field}={value!r}")
 
 
-def test_query_settings_without_ensemble_options_use_the_defaults():
-    assert EnsembleQuery(QuerySettings()).ensemble == EnsembleSettings()
+def test_an_ensemble_without_options_takes_the_defaults():
+    assert make_query("ensemble").ensemble == EnsembleOptions(kind="ensemble")
 
 
 def test_a_linear_ensemble_learns_too():
@@ -226,7 +228,7 @@ def test_no_budget_labels_a_pair_of_every_prompt_and_never_a_lone_response(selec
 
 def test_round_zero_draws_random_pairs_with_the_same_labels():
     table = rollouts(in_distribution_groups(30, seed=9))
-    fresh = EnsembleQuery(QuerySettings())
+    fresh = make_query("ensemble")
     mask = fresh.select(table, 21, np.random.default_rng(5))
     assert mask.sum() == 20
     assert sorted(set(chosen_per_group(table, mask))) == [0, 2]

@@ -30,12 +30,12 @@ def labelled_prompts(rows: pa.Table, mask: np.ndarray) -> list[str]:
     return sorted(set(np.asarray(rows.column("prompt_id").to_pylist())[mask].tolist()))
 
 
-SETTINGS = QuerySettings(proxy_columns=(PROXY_COLUMN,), tau=0.25)
+SETTINGS = QuerySettings(proxy_columns=(PROXY_COLUMN,))
 
 
 def test_pvar_proxy_labels_the_groups_whose_proxy_scores_disagree_most():
     rows = table({"tied": [1, 1, 1, 1], "split": [0, 1, 0, 1], "slight": [0, 0, 0, 0.2], "one_off": [0, 0, 0, 1]})
-    selector = make_query("pvar_proxy", SETTINGS)
+    selector = make_query("pvar_proxy", SETTINGS, tau=0.25)
     mask = selector.select(rows, 8, np.random.default_rng(0))
     # PVar: a 2-2 split beats 3-1, which beats a small gap; a tie has none.
     assert labelled_prompts(rows, mask) == ["one_off", "split"]
@@ -46,7 +46,7 @@ def test_pvar_proxy_labels_the_groups_whose_proxy_scores_disagree_most():
 
 def test_pvar_proxy_ranks_a_group_with_a_non_finite_proxy_last_and_needs_a_proxy():
     rows = table({"nan": [0, np.nan, 1, 0], "tied": [1, 1, 1, 1]})
-    mask = make_query("pvar_proxy", SETTINGS).select(rows, 4, np.random.default_rng(0))
+    mask = make_query("pvar_proxy", SETTINGS, tau=0.25).select(rows, 4, np.random.default_rng(0))
     assert labelled_prompts(rows, mask) == ["tied"]
     with pytest.raises(ValueError, match="role: proxy"):
         make_query("pvar_proxy", QuerySettings())
@@ -66,7 +66,7 @@ class LogRatios:
 
 def test_pvar_implicit_ranks_by_the_implicit_reward_and_falls_back_while_it_is_zero():
     rows = table({"a": [0, 0, 0, 0], "b": [0, 1, 0, 1]})
-    selector = make_query("pvar_implicit", QuerySettings(proxy_columns=(PROXY_COLUMN,), implicit_beta=1.0))
+    selector = make_query("pvar_implicit", QuerySettings(proxy_columns=(PROXY_COLUMN,)), implicit_beta=1.0)
     # The implicit reward disagrees within "a" only: it wins although the proxy ties there.
     probe = LogRatios([0, 5, -5, 0, 0.1, 0.1, 0.1, 0.1])
     assert labelled_prompts(rows, selector.select(rows, 4, np.random.default_rng(0), probe)) == ["a"]
@@ -94,15 +94,14 @@ def labelled_rows(rows: pa.Table, mask: np.ndarray) -> dict[str, list[int]]:
 
 def test_responses_per_group_labels_the_proxys_extremes_of_the_highest_pvar_groups():
     rows = table({"tied": [1, 1, 1, 1], "split": [0.2, 0.9, 0.5, 0.1], "one_off": [0, 0, 0.8, 0]})
-    settings = QuerySettings(proxy_columns=(PROXY_COLUMN,), tau=0.25, responses_per_group=2)
     # A budget of 4 buys 2 groups of 2: the best and the worst response by the proxy of each.
-    mask = make_query("pvar_proxy", settings).select(rows, 4, np.random.default_rng(0))
+    mask = make_query("pvar_proxy", SETTINGS, tau=0.25, responses_per_group=2).select(rows, 4, np.random.default_rng(0))
     picked = labelled_rows(rows, mask)
     assert sorted(picked) == ["one_off", "split"] and picked["split"] == [1, 3]
     assert 2 in picked["one_off"] and len(picked["one_off"]) == 2
     # Three: the top two and the bottom one.
     split = table({"split": [0.2, 0.9, 0.5, 0.1]})
-    three = make_query("pvar_proxy", QuerySettings(proxy_columns=(PROXY_COLUMN,), responses_per_group=3))
+    three = make_query("pvar_proxy", SETTINGS, responses_per_group=3)
     assert labelled_rows(split, three.select(split, None, np.random.default_rng(0))) == {"split": [1, 2, 3]}
 
 
@@ -120,28 +119,27 @@ def test_a_non_finite_score_is_never_an_extreme():
 def test_responses_per_group_follows_the_implicit_reward_and_random_draws_a_subset():
     rows = table({"a": [0, 0, 0, 0], "b": [0, 0, 0, 0]})
     probe = LogRatios([3, -1, 0, 0.5, 0, 0, 0, 0.1])
-    implicit = make_query("pvar_implicit", QuerySettings(implicit_beta=1.0, responses_per_group=2))
+    implicit = make_query("pvar_implicit", implicit_beta=1.0, responses_per_group=2)
     assert labelled_rows(rows, implicit.select(rows, 2, np.random.default_rng(0), probe)) == {"a": [0, 1]}
     # random: 2 of each group, different ones under different seeds; the budget buys whole trimmed groups.
-    random_pairs = make_query("random", QuerySettings(responses_per_group=2))
+    random_pairs = make_query("random", responses_per_group=2)
     draws = [labelled_rows(rows, random_pairs.select(rows, 4, np.random.default_rng(s))) for s in range(12)]
     assert all(sorted(d) == ["a", "b"] and all(len(v) == 2 for v in d.values()) for d in draws)
     assert len({tuple(d["a"]) for d in draws}) > 2
     # Unset, random labels whole groups as before.
-    whole = make_query("random", QuerySettings()).select(rows, 4, np.random.default_rng(0))
+    whole = make_query("random").select(rows, 4, np.random.default_rng(0))
     assert [len(v) for v in labelled_rows(rows, whole).values()] == [4]
 
 
 def test_responses_per_group_is_refused_by_selectors_that_do_not_read_it():
     from actors.contracts import InputError
 
-    for query in ("ensemble", "dynamic_filter"):
-        with pytest.raises(InputError, match="responses_per_group = 2 is not read by query selector"):
-            config_with(f"selection.query={query}", "selection.labels_per_round=8",
-                        "selection.query_options.responses_per_group=2")
-    config = config_with("selection.query=random", "selection.labels_per_round=8",
-                         "selection.query_options.responses_per_group=2")
-    assert query_settings(config).responses_per_group == 2
+    for query in ("ensemble", "dynamic_filter", "passive"):
+        with pytest.raises(InputError, match=r"unknown key 'labelling.query.responses_per_group'"):
+            config_with(f"labelling.query={query}", "labelling.query.responses_per_group=2")
+    config = config_with("labelling.query=random", "labelling.labels_per_round=8",
+                         "labelling.query.responses_per_group=2")
+    assert make_query(config.labelling.query, query_settings(config)).options.responses_per_group == 2
 
 
 def test_spread_exceeds_counts_finite_rewards_only():
@@ -194,8 +192,8 @@ def test_dynamic_filter_stops_at_the_budget_and_treats_near_ties_as_ties():
 
 
 def test_ranked_query_in_the_driver_round_writes_what_it_ranked_by(tmp_path):
-    config = config_with(f"scoring.rewards=[{LABELLER}, {PROXY}]", "selection.query=pvar_proxy",
-                         "selection.labels_per_round=16", "selection.top_fraction=1.0")
+    config = config_with(f"scoring.rewards=[{LABELLER}, {PROXY}]", "labelling.query=pvar_proxy",
+                         "labelling.labels_per_round=16", "selection.policy.top_fraction=1.0")
     runner, metrics, folder = run_one_round(config, tmp_path)
     rollouts = pq.read_table(folder / "rollouts.parquet")
     mask = rollouts.column(LABELLED_COLUMN).to_numpy()
@@ -207,9 +205,9 @@ def test_ranked_query_in_the_driver_round_writes_what_it_ranked_by(tmp_path):
 
 
 def test_responses_per_group_in_the_driver_round_labels_each_groups_proxy_extremes(tmp_path):
-    config = config_with(f"scoring.rewards=[{LABELLER}, {PROXY}]", "selection.query=pvar_proxy",
-                         "selection.labels_per_round=16", "selection.query_options.responses_per_group=2",
-                         "selection.top_fraction=1.0")
+    config = config_with(f"scoring.rewards=[{LABELLER}, {PROXY}]", "labelling.query=pvar_proxy",
+                         "labelling.labels_per_round=16", "labelling.query.responses_per_group=2",
+                         "selection.policy.top_fraction=1.0")
     runner, metrics, folder = run_one_round(config, tmp_path)
     rollouts = pq.read_table(folder / "rollouts.parquet")
     mask = rollouts.column(LABELLED_COLUMN).to_numpy()
@@ -224,7 +222,7 @@ def test_responses_per_group_in_the_driver_round_labels_each_groups_proxy_extrem
 
 
 def test_dynamic_filter_in_the_driver_round(tmp_path):
-    config = config_with(f"scoring.rewards=[{LABELLER}]", "selection.query=dynamic_filter", "selection.pair_budget=3")
+    config = config_with(f"scoring.rewards=[{LABELLER}]", "labelling.query=dynamic_filter", "selection.pair_budget=3")
     runner, metrics, folder = run_one_round(config, tmp_path)
     # target_groups defaults to the pair budget; the stand-in generator never ties, so 3 groups suffice.
     assert metrics[Metric.LABELLING]["selector"]["groups_kept"] == 3 and metrics[Metric.COSTS]["labels"] == 12
@@ -233,7 +231,7 @@ def test_dynamic_filter_in_the_driver_round(tmp_path):
 def test_ensemble_in_the_driver_round_labels_pairs_and_learns_from_every_round(tmp_path):
     from round_standins import runner_for
 
-    config = config_with(f"scoring.rewards=[{LABELLER}]", "selection.query=ensemble", "selection.labels_per_round=10")
+    config = config_with(f"scoring.rewards=[{LABELLER}]", "labelling.query=ensemble", "labelling.labels_per_round=10")
     runner = runner_for(config, tmp_path)
     first = runner.run_round(0)
     second = runner.run_round(1)

@@ -1,4 +1,4 @@
-"""DAPO's dynamic sampling across the pool (`data.refill_batches`): a round rolls out more prompts while too few
+"""DAPO's dynamic sampling across the pool (`labelling.refill_batches`): a round rolls out more prompts while too few
 of its labelled prompts can make a pair. The schedulers' refill draws, the merge of a round's batches, and the
 driver's real round on the in-process stand-ins (tests/round_standins.py; no Ray)."""
 
@@ -16,7 +16,7 @@ from cluster.labelling import LabelPlan
 from policies.query import QuerySelector, register_query
 from policies.query.groups import informative_prompts
 from policies.schedulers import make_scheduler
-from policies.schedulers.base import Schedule, SchedulerSettings, merge_schedules
+from policies.schedulers.base import Schedule, SchedulerContext, merge_schedules
 from round_standins import K, SEEN, config_with, prompts_table, run_one_round, runner_for
 
 POOL = 48
@@ -40,8 +40,8 @@ TYING = "scoring.rewards=[{kind: programmatic, name: test_tying_labeller}]"
 class FirstBatchOnly(QuerySelector):
     """Labels every response of a round's first batch and none of a refill batch's."""
 
-    def __init__(self, settings):
-        super().__init__(settings)
+    def __init__(self, options, settings):
+        super().__init__(options, settings)
         self.calls = 0
 
     def select(self, rollouts, max_responses, rng, probe=None):
@@ -54,7 +54,7 @@ class FirstBatchOnly(QuerySelector):
 
 @pytest.mark.parametrize("name", ["uniform", "epochs", "history", "pools"])
 def test_a_refill_draw_never_repeats_the_rounds_prompts(name):
-    scheduler = make_scheduler(name, SchedulerSettings(seed=3))
+    scheduler = make_scheduler(name, SchedulerContext(seed=3))
     pool = prompts_table(40)
     first = scheduler.schedule(pool, 16, 0)
     second = scheduler.schedule(pool, 16, 0, exclude=first.rows)
@@ -69,8 +69,8 @@ def test_a_refill_draw_never_repeats_the_rounds_prompts(name):
 def test_the_first_batch_of_a_round_draws_as_before():
     # The uniform draw with no exclusion is the pinned draw every run has made (tests/test_overlap.py's digests).
     pool = prompts_table(40)
-    plain = make_scheduler("uniform", SchedulerSettings(seed=1)).schedule(pool, 12, 5)
-    empty = make_scheduler("uniform", SchedulerSettings(seed=1)).schedule(pool, 12, 5, exclude=np.zeros(0, np.int64))
+    plain = make_scheduler("uniform", SchedulerContext(seed=1)).schedule(pool, 12, 5)
+    empty = make_scheduler("uniform", SchedulerContext(seed=1)).schedule(pool, 12, 5, exclude=np.zeros(0, np.int64))
     np.testing.assert_array_equal(plain.rows, empty.rows)
 
 
@@ -119,7 +119,7 @@ def test_without_refill_a_round_rolls_out_one_batch(tmp_path):
 
 
 def test_a_round_rolls_out_more_prompts_until_enough_of_them_do_not_tie(tmp_path):
-    runner, metrics, folder = refill_round(tmp_path, "data.refill_batches=5")
+    runner, metrics, folder = refill_round(tmp_path, "labelling.refill_batches=5")
     rollouts = pq.read_table(folder / "rollouts.parquet")
     scored = pq.read_table(folder / "scored.parquet")
     ids = rollouts.column("prompt_id").to_pylist()
@@ -142,8 +142,8 @@ def test_a_round_rolls_out_more_prompts_until_enough_of_them_do_not_tie(tmp_path
 
 
 def test_a_refill_stops_when_the_label_budget_is_spent(tmp_path):
-    _, metrics, folder = refill_round(tmp_path, "data.refill_batches=5", "selection.query=random",
-                                      "selection.labels_per_round=64", "selection.top_fraction=1.0")
+    _, metrics, folder = refill_round(tmp_path, "labelling.refill_batches=5", "labelling.query=random",
+                                      "labelling.labels_per_round=64", "selection.policy.top_fraction=1.0")
     rollouts = pq.read_table(folder / "rollouts.parquet")
     training_seen = [item for item in SEEN if not item[0].startswith("h")]
     # 12 groups of 4 in the first batch (48 labels), 4 groups in the second: then the budget is spent.
@@ -153,8 +153,8 @@ def test_a_refill_stops_when_the_label_budget_is_spent(tmp_path):
 
 
 def test_dynamic_filter_asks_a_refill_batch_for_the_missing_groups_only(tmp_path):
-    _, metrics, _ = refill_round(tmp_path, "data.refill_batches=5", "selection.query=dynamic_filter",
-                                 "selection.top_fraction=1.0")
+    _, metrics, _ = refill_round(tmp_path, "labelling.refill_batches=5", "labelling.query=dynamic_filter",
+                                 "selection.policy.top_fraction=1.0")
     per_batch = metrics[Metric.LABELLING]["batch_selectors"]
     assert len(per_batch) == metrics[Metric.SCHEDULING]["batches"] >= 2
     kept = [summary["groups_kept"] for summary in per_batch]
@@ -165,7 +165,7 @@ def test_dynamic_filter_asks_a_refill_batch_for_the_missing_groups_only(tmp_path
 
 
 def test_a_refill_batch_that_labels_nothing_is_rolled_out_and_counted(tmp_path):
-    _, metrics, folder = refill_round(tmp_path, "data.refill_batches=1", "selection.query=test_first_batch_only")
+    _, metrics, folder = refill_round(tmp_path, "labelling.refill_batches=1", "labelling.query=test_first_batch_only")
     rollouts = pq.read_table(folder / "rollouts.parquet")
     scored = pq.read_table(folder / "scored.parquet")
     assert metrics[Metric.SCHEDULING]["batches"] == 2 and rollouts.num_rows == 24 * K

@@ -22,7 +22,7 @@ from cluster.run_store import RunStore
 
 
 def make_config(tmp_path, *overrides):
-    return load_config(None, ["run.name=obs-test", "diagnostics.progress=lines", "diagnostics.ray_metrics=false",
+    return load_config(None, ["run.name=obs-test", "reporting.progress=lines", "reporting.ray_metrics=false",
                               *overrides], run_dir=str(tmp_path))  # fmt: skip
 
 
@@ -138,7 +138,7 @@ def test_tensorboard_step_axis_continues_after_resume(tmp_path):
 
 
 def test_tensorboard_off_writes_nothing(tmp_path):
-    observers = RunObservers.create(make_config(tmp_path, "diagnostics.tensorboard=false"), tmp_path)
+    observers = RunObservers.create(make_config(tmp_path, "reporting.tensorboard=false"), tmp_path)
     observers.round_end(0, round_metrics(0, 2))
     observers.close()
     assert not (tmp_path / "tensorboard").exists()
@@ -148,7 +148,7 @@ def test_tensorboard_off_writes_nothing(tmp_path):
 
 
 def test_lines_mode_logs_phase_lines_and_times(tmp_path, caplog):
-    observers = RunObservers.create(make_config(tmp_path, "diagnostics.tensorboard=false"), tmp_path)
+    observers = RunObservers.create(make_config(tmp_path, "reporting.tensorboard=false"), tmp_path)
     caplog.set_level(logging.INFO, logger="activedpo")
     with observers.phase(3, "generate", total=4) as phase:
         phase.advance(4)  # no bar: harmless
@@ -174,7 +174,7 @@ def test_bars_render_to_a_terminal_console_and_logging_prints_above(tmp_path, ca
 
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=100, color_system=None)
-    config = make_config(tmp_path, "diagnostics.progress=bars", "diagnostics.tensorboard=false")
+    config = make_config(tmp_path, "reporting.progress=bars", "reporting.tensorboard=false")
     observers = RunObservers.create(config, tmp_path, console=console)
     caplog.set_level(logging.INFO, logger="activedpo")
     original_stderr = sys.stderr
@@ -208,7 +208,7 @@ def test_bars_mark_a_failed_phase_and_stop(tmp_path):
 
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=100, color_system=None)
-    config = make_config(tmp_path, "diagnostics.progress=bars", "diagnostics.tensorboard=false")
+    config = make_config(tmp_path, "reporting.progress=bars", "reporting.tensorboard=false")
     observers = RunObservers.create(config, tmp_path, console=console)
     with pytest.raises(ValueError), observers.phase(1, "select"):
         raise ValueError("bad")
@@ -220,7 +220,7 @@ def test_bars_mark_a_failed_phase_and_stop(tmp_path):
 def test_auto_follows_the_console(tmp_path, caplog):
     from rich.console import Console
 
-    config = make_config(tmp_path, "diagnostics.progress=auto", "diagnostics.tensorboard=false")
+    config = make_config(tmp_path, "reporting.progress=auto", "reporting.tensorboard=false")
     caplog.set_level(logging.INFO, logger="activedpo")
     plain = io.StringIO()
     observers = RunObservers.create(config, tmp_path, console=Console(file=plain, force_terminal=False))
@@ -245,10 +245,10 @@ def test_auto_follows_the_console(tmp_path, caplog):
 
 def test_wandb_missing_names_the_key_and_the_install_command(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "wandb", None)  # `import wandb` raises ImportError, installed or not
-    config = make_config(tmp_path, "diagnostics.wandb_project=my-project")
+    config = make_config(tmp_path, "reporting.wandb_project=my-project")
     with pytest.raises(InputError) as err:
         RunObservers.create(config, tmp_path)
-    assert "diagnostics.wandb_project" in str(err.value) and "pip install wandb" in str(err.value)
+    assert "reporting.wandb_project" in str(err.value) and "pip install wandb" in str(err.value)
 
 
 # -- Ray metrics -----------------------------------------------------------------------------------------
@@ -272,7 +272,7 @@ def exported(port: int, run: str) -> dict[tuple[str, str], float]:
 def test_ray_metrics_reach_the_metrics_export(tmp_path, ray_cluster):
     port = ray_cluster._private.worker._global_node.metrics_export_port  # the session cluster's export port
     run = f"obs-{uuid.uuid4().hex[:8]}"
-    config = make_config(tmp_path, f"run.name={run}", "diagnostics.ray_metrics=true", "diagnostics.tensorboard=false")
+    config = make_config(tmp_path, f"run.name={run}", "reporting.ray_metrics=true", "reporting.tensorboard=false")
     observers = RunObservers.create(config, tmp_path)
     with observers.phase(7, "train"):
         time.sleep(0.02)

@@ -39,7 +39,7 @@ def test_status_of_a_finished_run(fresh_run):
     assert f"learner loss: {metrics[Metric.LEARNER]['loss']:.4f} during the round" in out
     for phase, seconds in metrics[Metric.PHASE_SECONDS].items():
         assert f"{phase} {seconds:.2f}s" in out
-    # Status points at the report, or says how to make it when it is not there (with diagnostics.report
+    # Status points at the report, or says how to make it when it is not there (with reporting.report
     # on, the run itself writes it after every round).
     report = fresh_run.resolve() / "report.html"
     if report.exists():

@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from policies.schedulers import SchedulerSettings, make_scheduler
+from policies.schedulers import SchedulerContext, make_scheduler
 from actors.kernels.prompt_embeddings import text_vectors
 from policies.schedulers.neighbours import borrowed_streaks
 from test_schedulers import run_rounds
@@ -35,8 +35,9 @@ def family_pool(size: int) -> pa.Table:
     return pa.table({"prompt_id": [f"p{i}" for i in range(size)], "prompt": prompts})
 
 
-def NGRAMS(texts):  # noqa: N802  the settings' embed, as the driver builds it for neighbour_source: ngrams
-    return text_vectors(texts, "ngrams")
+# The run context's embed, as the driver supplies it (cluster/settings.py scheduler_context).
+CONTEXT = dict(embed=text_vectors)
+NGRAMS = dict(neighbour_source="ngrams")
 
 
 def ties(pid: str) -> bool:
@@ -46,9 +47,8 @@ def ties(pid: str) -> bool:
 @pytest.mark.parametrize("neighbours", [0, 3])
 def test_history_skips_unvisited_prompts_whose_neighbours_tie(neighbours):
     table = family_pool(80)
-    settings = SchedulerSettings(seed=3, p_start=0.1, audit_fraction=0.5, neighbours=neighbours,
-                                 neighbour_min_similarity=0.5, embed=NGRAMS)
-    scheduler = make_scheduler("history", settings)
+    scheduler = make_scheduler("history", SchedulerContext(seed=3, **CONTEXT), p_start=0.1, audit_fraction=0.5,
+                               neighbours=neighbours, neighbour_min_similarity=0.5, **NGRAMS)
     # 16 of 80 a round: the first epoch takes five rounds, so most prompts are unvisited when offered.
     schedules = run_rounds(scheduler, table, 4, ties, count=16)
     ids = table.column("prompt_id").to_pylist()
@@ -69,7 +69,7 @@ def test_history_skips_unvisited_prompts_whose_neighbours_tie(neighbours):
 
 def test_the_history_table_holds_only_prompts_offered_so_far():
     table = family_pool(80)
-    scheduler = make_scheduler("history", SchedulerSettings(seed=1, neighbours=3, embed=NGRAMS))
+    scheduler = make_scheduler("history", SchedulerContext(seed=1, **CONTEXT), neighbours=3, **NGRAMS)
     run_rounds(scheduler, table, 1, ties, count=16)
     assert scheduler.state()[0].num_rows == 16
 
@@ -83,13 +83,16 @@ def test_text_vectors_are_unit_length_and_put_alike_prompts_closer(source):
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.1
 
 
-def test_the_driver_gives_the_scheduler_the_configured_vectors_only_when_neighbours_are_on():
-    from cluster.settings import scheduler_settings
+def test_the_driver_gives_the_scheduler_the_vectors_of_the_configured_source():
+    from cluster.settings import scheduler_context
     from round_standins import config_with
 
-    assert scheduler_settings(config_with("data.scheduling.neighbours=0")).embed is None
-    settings = scheduler_settings(config_with("data.scheduling.neighbours=4", "data.scheduling.neighbour_source=ngrams"))
-    assert settings.neighbours == 4
-    assert np.array_equal(settings.embed(["copy: 1 2"]), text_vectors(["copy: 1 2"], "ngrams"))
+    config = config_with("data.scheduler={kind: history, neighbours: 4, neighbour_source: ngrams}")
+    assert config.data.scheduler.neighbours == 4
+    embed = scheduler_context(config).embed
+    assert np.array_equal(embed(["copy: 1 2"], config.data.scheduler.neighbour_source),
+                          text_vectors(["copy: 1 2"], "ngrams"))
+    # Off (the default), neighbours never ask for vectors; on without a way to compute them, a clear error.
+    run_rounds(make_scheduler("history", SchedulerContext()), family_pool(8), 2, ties, count=4)
     with pytest.raises(ValueError, match="embed is None"):
-        make_scheduler("history", SchedulerSettings(neighbours=2)).schedule(family_pool(8), 4, 0)
+        make_scheduler("history", neighbours=2).schedule(family_pool(8), 4, 0)

@@ -43,7 +43,7 @@ def test_bpo_round_records_why_each_prompt_was_chosen(bpo_run_with_nan_rewards):
 
 
 def test_implicit_pvar_uses_the_trained_policy_once_it_has_moved(killed_and_resumed_run, quickstart_run):
-    # Rounds 0-1 are the shared quickstart (reward PVar); round 2 was run with selection.pvar_source=implicit
+    # Rounds 0-1 are the shared quickstart (reward PVar); round 2 was run with selection.policy.pvar_source=implicit
     # (tests/conftest.py). The round-0 fallback to the reward form, while every log-ratio is zero, is
     # checked in tests/test_pvar.py.
     run_dir = killed_and_resumed_run.run_dir

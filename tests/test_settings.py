@@ -1,11 +1,11 @@
-"""The typed settings the driver hands the actors and the selection policy (cluster/settings.py ->
-actors/settings.py, the kernels' option types, policies/settings.py): same values as the config, frozen,
-picklable, and every field a config field."""
+"""The typed settings the driver hands the actors (cluster/settings.py -> actors/settings.py, the kernels'
+option types): same values as the config, frozen, picklable, and every field a config field. The pluggable
+choices (selection policy, query selector, scheduler, generation backend, weight transport, learner strategy)
+need no such check: their components receive the very Options the config validated (actors/options.py)."""
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import pickle
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,10 +14,11 @@ import pytest
 
 from actors.generator_base import SamplingParams
 from actors.kernels.model_probe import FeatureOptions
+from actors.options import KindOptions
 from actors.settings import DPOSettings, GeneratorSettings, LearnerSettings, ModelSettings, RewardSettings
-from actors.settings import VllmSettings, WeightSyncSettings
-from cluster.config import GenerationSection, LearnerSection, ModelSection, RewardSpec, SelectionFeaturesSection
-from cluster.config import SelectionSection, VllmSection, WeightSyncSection
+from actors.vllm_options import VllmOptions
+from actors.weight_sync import BroadcastOptions
+from cluster.config import GenerationSection, LearnerSection, ModelSection, ProbeSection, RewardSpec
 from cluster.config_loading import load_config
 from cluster.run_setup import build_policy
 from cluster.settings import (
@@ -29,11 +30,9 @@ from cluster.settings import (
     reward_settings,
     sampling_params,
     scorer_rewards,
-    selection_settings,
-    vllm_settings,
-    weight_sync_settings,
+    weight_transport,
 )
-from policies import SelectionSettings, make_policy, registered_policies
+from policies import make_policy, registered_policies
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = [REPO / "configs" / name for name in ("quickstart.yaml", "smollm2-cpu.yaml")]
@@ -41,19 +40,16 @@ CONFIGS = [REPO / "configs" / name for name in ("quickstart.yaml", "smollm2-cpu.
 # Each settings type, the config section it is built from, and the fields the driver gives itself
 # (not config fields: a seed per round or phase, a path the driver resolves, the round a generator starts
 # at, another section's settings or value; or a config field the driver resolves: implicit_beta None ->
-# learner.beta, the transport 'auto' -> a concrete one).
+# learner.beta).
 GENERATOR_GIVEN = {"model_path", "model", "initial_version"}
 SETTINGS_SECTIONS = [
     (DPOSettings, LearnerSection, set()),
     (LearnerSettings, LearnerSection, set()),
     (ModelSettings, ModelSection, set()),
     (GeneratorSettings, GenerationSection, GENERATOR_GIVEN),
-    (VllmSettings, VllmSection, set()),
     (RewardSettings, RewardSpec, set()),
     (SamplingParams, GenerationSection, {"seed"}),
-    (FeatureOptions, SelectionFeaturesSection, {"reference_model_path"}),
-    (SelectionSettings, SelectionSection, {"implicit_beta"}),
-    (WeightSyncSettings, WeightSyncSection, {"transport", "receivers"}),
+    (FeatureOptions, ProbeSection, {"reference_model_path"}),
 ]
 
 
@@ -68,13 +64,8 @@ def built(config) -> list[tuple[object, object, set[str]]]:
         (learner_settings(config.learner), config.learner, set()),
         (model_settings(config.model), config.model, set()),
         (sampling_params(config.generation, seed=17), config.generation, {"seed"}),
-        (feature_options(config.selection.features, "/models/initial"), config.selection.features,
-         {"reference_model_path"}),
+        (feature_options(config.probe, "/models/initial"), config.probe, {"reference_model_path"}),
         (generator_settings(config.generation, config.model, "/models/initial", 3), config.generation, GENERATOR_GIVEN),
-        (vllm_settings(config.generation.vllm), config.generation.vllm, set()),
-        (selection_settings(config.selection, config.learner.beta), config.selection, {"implicit_beta"}),
-        (weight_sync_settings(config.weight_sync, config.learner.use_gpu, config.generation), config.weight_sync,
-         {"transport", "receivers"}),
     ]
     pairs += [(reward_settings(spec), spec, set()) for spec in config.scoring.rewards]
     return pairs
@@ -94,7 +85,7 @@ def test_settings_carry_the_config_values(config):
 
 def test_the_driver_given_fields_are_the_callers(config):
     assert sampling_params(config.generation, seed=17).seed == 17
-    assert feature_options(config.selection.features, "/models/initial").reference_model_path == "/models/initial"
+    assert feature_options(config.probe, "/models/initial").reference_model_path == "/models/initial"
     # Overrides of one sampling phase (the held-out evaluation samples at temperature 1, once).
     sampling = sampling_params(config.generation, seed=3, samples_per_prompt=1, temperature=0.5)
     assert (sampling.samples_per_prompt, sampling.temperature) == (1, 0.5)
@@ -162,11 +153,14 @@ def test_generator_settings_carry_the_model_section_and_the_drivers_path_and_rou
     assert generator_settings(config.generation, config.model, "/models/initial").initial_version == 0
 
 
-def test_vllm_settings_leave_the_interpreter_to_the_actor_options():
-    section = VllmSection(python="/opt/vllm/bin/python", kv_cache_space_gib=None, block_size=64)
-    settings = vllm_settings(section)
-    assert not hasattr(settings, "python")
-    assert (settings.kv_cache_space_gib, settings.block_size) == (None, 64)
+def test_the_vllm_generators_receive_the_configs_own_backend_options():
+    """No mirror: the actor gets `generation.backend` itself (pickled into it), its interpreter included."""
+    config = load_config(None, ["generation.backend=vllm", "generation.backend.python=/opt/vllm/bin/python",
+                                "generation.backend.kv_cache_space_gib=null", "generation.backend.block_size=64"])
+    options = config.generation.backend
+    assert type(options) is VllmOptions
+    assert (options.python, options.kv_cache_space_gib, options.block_size) == ("/opt/vllm/bin/python", None, 64)
+    assert pickle.loads(pickle.dumps(options)) == options
 
 
 def test_scorer_rewards_are_every_reward_in_config_order():
@@ -176,40 +170,27 @@ def test_scorer_rewards_are_every_reward_in_config_order():
     assert rewards == tuple(reward_settings(spec) for spec in config.scoring.rewards)
 
 
-def test_selection_settings_resolve_implicit_beta_from_the_learner():
-    assert selection_settings(SelectionSection(), learner_beta=0.3).implicit_beta == 0.3
-    assert selection_settings(SelectionSection(implicit_beta=0.7), learner_beta=0.3).implicit_beta == 0.7
-
-
-def test_every_policy_option_is_a_selection_settings_field():
-    """A built-in policy option the settings lack would silently keep its default when the driver builds it."""
-    names = {field.name for field in dataclasses.fields(SelectionSettings)}
-    for policy in registered_policies():
-        options = set(inspect.signature(type(make_policy(policy))).parameters)
-        assert options <= names, (policy, options - names)
-
-
 @pytest.mark.parametrize("policy", sorted(registered_policies()))
-def test_the_driver_builds_each_policy_from_the_settings_as_from_the_whole_section(config, policy):
-    """The policy built from the typed settings equals the one built from the section's options by keyword."""
-    section = config.selection.model_copy(update={"policy": policy})
-    options = section.model_dump(exclude={"policy", "pair_budget", "features"})
-    options["implicit_beta"] = options["implicit_beta"] or config.learner.beta
-    expected = make_policy(policy, **options)
-    assert build_policy(config.model_copy(update={"selection": section})) == expected
-    assert make_policy(policy, selection_settings(section, config.learner.beta)) == expected
-
-
-def test_single_options_replace_the_settings_values():
-    policy = make_policy("pvar", SelectionSettings(top_fraction=0.2, tau=2.0), top_fraction=0.4)
-    assert (policy.top_fraction, policy.tau) == (0.4, 2.0)
+def test_the_driver_builds_each_policy_from_the_options_the_config_validated(policy):
+    """The driver's policy is built from the config's own Options object, the learner's beta filling in an
+    implicit_beta left to it."""
+    config = load_config(None, [f"selection.policy={policy}", "learner.beta=0.3"])
+    built_policy = build_policy(config)
+    assert built_policy.options == config.selection.policy and built_policy.learner_beta == 0.3
+    assert built_policy.spec.implicit_beta == 0.3
 
 
 @pytest.mark.parametrize("transport, learner_gpu, generator_gpus, resolved", [
-    ("auto", False, 0.0, "object_store"), ("auto", True, 1.0, "broadcast"), ("auto", True, 0.0, "object_store"),
-    ("disk", True, 1.0, "disk"),
+    ("auto", False, 0.0, KindOptions(kind="object_store")), ("auto", True, 0.0, KindOptions(kind="object_store")),
+    ("auto", True, 1.0, BroadcastOptions(kind="broadcast", timeout_s=42.0)),
+    ("broadcast", False, 0.0, BroadcastOptions(kind="broadcast", timeout_s=42.0)),
+    ("disk", True, 1.0, KindOptions(kind="disk")),
 ])
-def test_weight_sync_settings_resolve_auto_and_count_the_generators(transport, learner_gpu, generator_gpus, resolved):
-    generation = GenerationSection(num_actors=3, num_gpus_per_actor=generator_gpus)
-    settings = weight_sync_settings(WeightSyncSection(transport=transport, timeout_s=42.0), learner_gpu, generation)
-    assert (settings.transport, settings.receivers, settings.timeout_s) == (resolved, 3, 42.0)
+def test_the_weight_transport_resolves_auto_keeping_the_options_of_the_transport_it_becomes(
+        transport, learner_gpu, generator_gpus, resolved):
+    timeout = ["weight_sync.transport.timeout_s=42"] if transport in ("auto", "broadcast") else []
+    config = load_config(None, [f"weight_sync.transport={transport}", *timeout, f"learner.use_gpu={learner_gpu}",
+                                f"generation.num_gpus_per_actor={generator_gpus}"])
+    options = weight_transport(config)
+    assert options == resolved and type(options) is type(resolved)
+    assert pickle.loads(pickle.dumps(options)) == options  # it crosses Ray into the learner's workers

@@ -55,7 +55,7 @@ SHRINK = [
     # default, the bulk of a round here. Two of two keep the phase in the run.
     "diagnostics.did_prompts=2",
     "diagnostics.did_samples_per_prompt=2",
-    "diagnostics.report=false",
+    "reporting.report=false",
     "ray.include_dashboard=false",
 ]
 

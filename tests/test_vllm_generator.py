@@ -29,11 +29,11 @@ from actors.generator import Generator, GeneratorSettings, SamplingParams
 from cluster.learner_client import DPOLearner
 from actors.kernels.logprobs import sequence_logprobs
 from actors.kernels.model_probe import FeatureOptions
-from actors.settings import VllmSettings
 from actors.vllm_generator import VLLMGenerator
+from actors.vllm_options import VllmOptions
 from actors.weight_sync import make_transport
 from cluster.actor_groups import GeneratorGroup
-from cluster.config import GenerationSection, LearnerSection, ModelSection, VllmSection
+from cluster.config import GenerationSection, LearnerSection, ModelSection
 from cluster.data.prompts import prompt_texts
 from cluster.tools.vllm_env import is_complete, missing_venv_message, resolve_venv_path, venv_python
 
@@ -95,7 +95,7 @@ def prompts(tokenizer) -> pa.Table:
 @pytest.fixture(scope="module")
 def engine(ray_cluster, vllm_python, model_dir):
     actor = ray.remote(VLLMGenerator).options(num_cpus=0.5, runtime_env={"py_executable": vllm_python}).remote(
-        GeneratorSettings(model_dir), VllmSettings(kv_cache_space_gib=0.25, max_model_len=512)
+        GeneratorSettings(model_dir), VllmOptions(kind="vllm", kv_cache_space_gib=0.25, max_model_len=512)
     )
     yield actor
     ray.kill(actor)
@@ -198,5 +198,5 @@ def test_after_sync_the_engine_scores_like_the_learners_checkpoint(engine, train
 def test_a_missing_vllm_venv_says_how_to_build_it(tmp_path):
     missing = str(tmp_path / "no-venv" / "bin" / "python")
     with pytest.raises(InputError, match="activedpo prepare --vllm"):
-        GeneratorGroup.create("t", GenerationSection(backend="vllm", vllm=VllmSection(python=missing)),
+        GeneratorGroup.create("t", GenerationSection(backend={"kind": "vllm", "python": missing}),
                               ModelSection(), str(tmp_path))

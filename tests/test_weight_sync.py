@@ -15,10 +15,10 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from actors.generator import Generator
-from actors.settings import GeneratorSettings, WeightSyncSettings
+from actors.settings import GeneratorSettings
 from cluster.learner_client import DPOLearner
 from actors.kernels.logprobs import sequence_logprobs
-from actors.weight_sync import WeightsHandle, make_transport
+from actors.weight_sync import BroadcastOptions, WeightsHandle, make_transport
 from cluster.config import LearnerSection, ModelSection
 from tiny_model import PAD_ID, build_tiny_model, random_pairs_table
 
@@ -66,7 +66,7 @@ def test_broadcast_reaches_every_generator_and_a_late_one_falls_back_to_disk(ray
     learner = DPOLearner(
         LearnerSection(num_workers=1, batch_size=4, learning_rate=5e-3), ModelSection(),
         initial_model_path=model_path, storage_dir=str(tmp_path / "ray_train"), run_name="broadcast-test",
-        weight_sync=WeightSyncSettings("broadcast", timeout_s=60, receivers=2),
+        weight_sync=BroadcastOptions(kind="broadcast", timeout_s=60), receivers=2,
     )
     actors = [ray.remote(Generator).options(num_cpus=0.5).remote(GeneratorSettings(model_path)) for _ in range(3)]
     try:

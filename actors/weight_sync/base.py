@@ -2,7 +2,8 @@
 
 One interface, several transports. The learner calls `transport.publish(...)` and hands the
 resulting `WeightsHandle` to the driver; generators call `transport.receive(handle)` (through
-`apply_weights`) and never branch on which transport made it. `make_transport` picks one by name:
+`apply_weights`) and never branch on which transport made it. `make_transport` builds one by name, from
+its options (the config's `weight_sync.transport: {kind: <name>, ...}`, see registry.py):
 
 - object_store: one object in the Ray object store (CPU; zero-copy reads on the learner's node);
 - disk: the round's safetensors checkpoint, reloaded (needs a shared filesystem);
@@ -26,7 +27,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from actors.settings import WeightSyncSettings
+from actors.options import KindOptions
 from actors.weight_sync.registry import make_transport
 
 
@@ -62,14 +63,17 @@ class WeightTransport(ABC):
     with `@register_transport` and imported by actors/weight_sync/__init__.py (docs/architecture.md)."""
 
     name: str
+    # Its own options (`weight_sync.transport: {kind: <name>, ...}`), declared once with their defaults and
+    # descriptions; a transport without any keeps plain KindOptions.
+    Options: ClassVar[type[KindOptions]] = KindOptions
     # Whether `receive` returns tensors a generator's model may adopt as its own instead of copying them
     # (read-only shared views that outlive the call): apply_weights then loads with assign=True.
     adoptable: ClassVar[bool] = False
 
     @classmethod
-    def from_settings(cls, settings: WeightSyncSettings) -> WeightTransport:
-        """Build from the `weight_sync` settings (make_transport calls this); each transport reads the
-        fields it uses. The default takes none."""
+    def from_options(cls, options: KindOptions, receivers: int) -> WeightTransport:
+        """Build from its `Options` and the number of generator actors it serves (make_transport calls this);
+        each transport reads what it uses. The default takes neither."""
         return cls()
 
     @abstractmethod

@@ -26,11 +26,13 @@ from typing import Any
 
 import torch
 
-from actors.settings import WeightSyncSettings
+from pydantic import Field
+
+from actors.options import KindOptions
 from actors.weight_sync.base import WeightsHandle, WeightTransport
 from actors.weight_sync.disk import load_checkpoint_tensors
 from actors.weight_sync.packing import BUFFER_DTYPES, pack_state_dict, unpack_state_dict
-from actors.weight_sync.registry import register_transport
+from actors.weight_sync.registry import BROADCAST, register_transport
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +56,19 @@ def _broadcast(group, tensor: torch.Tensor) -> None:
     group.broadcast([tensor], options).wait()
 
 
+class BroadcastOptions(KindOptions):
+    """`weight_sync.transport: {kind: broadcast, ...}` (and 'auto', which may become broadcast)."""
+
+    timeout_s: float = Field(
+        600.0, gt=0, description="How long the learner and each generator wait for the others to join a broadcast.")
+
+
 @register_transport
 class BroadcastTransport(WeightTransport):
     """Learner-to-generators collective broadcast (NCCL on GPU, gloo on CPU); disk as the fallback."""
 
-    name = "broadcast"
+    name = BROADCAST
+    Options = BroadcastOptions
 
     def __init__(self, receivers: int = 0, timeout_s: float = 600.0):
         self.receivers = receivers
@@ -68,8 +78,8 @@ class BroadcastTransport(WeightTransport):
         self.last_send: dict[str, Any] = {}  # what the latest background broadcast did, for metrics and tests
 
     @classmethod
-    def from_settings(cls, settings: WeightSyncSettings) -> BroadcastTransport:
-        return cls(receivers=settings.receivers, timeout_s=settings.timeout_s)
+    def from_options(cls, options: BroadcastOptions, receivers: int) -> BroadcastTransport:
+        return cls(receivers=receivers, timeout_s=options.timeout_s)
 
     # ---- learner side -------------------------------------------------------------------------
     def publish(self, state_dict, version, checkpoint_dir=None):

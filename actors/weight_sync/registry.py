@@ -1,17 +1,24 @@
-"""The one table of weight transports (name -> class) and how a config value picks one.
+"""The one table of weight transports (name -> class) and how the config's `weight_sync.transport` picks one.
 
 Each transport module registers its class with `@register_transport`; importing the package
 (actors/weight_sync/__init__.py) imports them all, so the table is complete before any lookup.
-A transport builds itself from the `weight_sync` settings (`WeightTransport.from_settings`), so
-this table never branches on a transport's name.
+A transport declares its options as its `Options` (a KindOptions subclass, actors/options.py), which the
+config validates `weight_sync.transport: {kind: <name>, ...}` against (`transport_options`), and builds
+itself from them (`WeightTransport.from_options`), so this table never branches on a transport's name.
+'auto' is the one name that is no class: `resolve_transport` turns it into a concrete transport.
 """
 
 from __future__ import annotations
 
-from actors.settings import WeightSyncSettings
+import difflib
 
-# The name of the object-store transport: 'auto' falls back to it.
+from actors.options import KindOptions
+
+# The config's 'auto': broadcast between GPUs, else the object store (resolve_transport).
+AUTO = "auto"
+# The transports 'auto' resolves to; it takes broadcast's options, since it may become broadcast.
 OBJECT_STORE = "object_store"
+BROADCAST = "broadcast"
 
 TRANSPORTS: dict[str, type] = {}
 
@@ -27,21 +34,39 @@ def registered_transports() -> tuple[str, ...]:
 
 
 def check_transport_name(name: str) -> None:
-    """ValueError listing the registered transports unless `name` is one."""
+    """ValueError naming the nearest registered transport unless `name` is one."""
     if name not in TRANSPORTS:
-        raise ValueError(f"unknown weight_sync.transport {name!r}; choose 'auto' or one of "
-                         f"{list(registered_transports())}")
+        nearest = difflib.get_close_matches(name, [AUTO, *TRANSPORTS], n=1)
+        hint = f" Did you mean {nearest[0]!r}?" if nearest else ""
+        raise ValueError(f"unknown weight-sync transport {name!r}.{hint} Registered: "
+                         f"{', '.join(map(repr, registered_transports()))} (and {AUTO!r}, resolved by the driver).")
 
 
-def resolve_transport_name(name: str, learner_gpu: bool, generator_gpu: bool) -> str:
-    """The concrete transport for a config value: 'auto' broadcasts between GPUs, else uses the object store."""
-    if name != "auto":
-        return name
-    return "broadcast" if learner_gpu and generator_gpu else OBJECT_STORE
-
-
-def make_transport(name: str, receivers: int = 0, timeout_s: float = 600.0):
-    """The transport (a base.WeightTransport) for a concrete name, built by its class from the settings
-    (`receivers`: the generator actors; `timeout_s`: how long to wait for them; each reads what it needs)."""
+def transport_options(name: str) -> type[KindOptions]:
+    """The Options class of the transport `name` ('auto': broadcast's); ValueError for an unknown name."""
+    name = BROADCAST if name == AUTO else name
     check_transport_name(name)
-    return TRANSPORTS[name].from_settings(WeightSyncSettings(name, timeout_s=timeout_s, receivers=receivers))
+    return TRANSPORTS[name].Options
+
+
+def resolve_transport(options: KindOptions, learner_gpu: bool, generator_gpu: bool) -> KindOptions:
+    """The options of the concrete transport the config's choice names: 'auto' broadcasts between GPUs, else
+    uses the object store, keeping those of its options the resolved transport declares."""
+    if options.kind != AUTO:
+        return options
+    name = BROADCAST if learner_gpu and generator_gpu else OBJECT_STORE
+    cls = transport_options(name)
+    kept = {key: value for key, value in options.model_dump(exclude={"kind"}).items() if key in cls.model_fields}
+    return cls(kind=name, **kept)
+
+
+def make_transport(name: str | KindOptions, receivers: int = 0, **options: object):
+    """The transport (a base.WeightTransport) built by its class from its options: a concrete name, or the
+    Options the config validated (resolved: never 'auto'), then keyword `options` (tests, benchmarks:
+    `make_transport("broadcast", receivers=2, timeout_s=60)`). `receivers`: the generator actors it serves;
+    each transport reads what it needs."""
+    if isinstance(name, KindOptions):
+        name, options = name.kind, {**name.model_dump(exclude={"kind"}), **options}
+    check_transport_name(name)
+    cls = TRANSPORTS[name]
+    return cls.from_options(cls.Options(kind=name, **options), receivers)

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
-from cluster.config.base import StrictModel
-from cluster.config.evaluation import DiagnosticsSection, EvalSection
+from actors.contracts import LABEL_ROLE, PROXY_ROLE, REWARD_COLUMN
+
+from actors.options import StrictModel
+from cluster.config.evaluation import DiagnosticsSection, EvalSection, ReportingSection
 from cluster.config.inputs import (
     BuiltinPoolSection,
     BuiltinTaskSection,
@@ -22,16 +24,17 @@ from cluster.config.inputs import (
     ModelSection,
     PromptSourceSection,
 )
-from cluster.config.rollout import GenerationSection, RewardSpec, ScoringSection, VllmSection
+from cluster.config.rollout import GenerationSection, RewardSpec, ScoringSection
 from cluster.config.runtime import PlacementSection, PlacementStrategy, RaySection, RolePlacementSection, RunSection
-from cluster.config.selection import SelectionFeaturesSection, SelectionSection
+from cluster.config.labelling import LabellingSection
+from cluster.config.selection import ProbeSection, SelectionSection
 from cluster.config.training import LearnerSection, WeightSyncSection
 
 __all__ = [
     "BuiltinPoolSection", "BuiltinTaskSection", "DataSection", "DiagnosticsSection", "EvalSection", "GenerationSection",
-    "LearnerSection", "ModelSection", "PlacementSection", "PlacementStrategy", "PromptSourceSection", "RaySection",
-    "RewardSpec", "RolePlacementSection", "RunConfig", "RunSection", "ScoringSection", "SelectionFeaturesSection",
-    "SelectionSection", "StrictModel", "VllmSection", "WeightSyncSection",
+    "LabellingSection", "LearnerSection", "ModelSection", "PlacementSection", "PlacementStrategy", "ProbeSection",
+    "PromptSourceSection", "RaySection", "ReportingSection", "RewardSpec", "RolePlacementSection", "RunConfig",
+    "RunSection", "ScoringSection", "SelectionSection", "StrictModel", "WeightSyncSection",
 ]
 
 
@@ -47,12 +50,23 @@ class RunConfig(StrictModel):
     data: DataSection = Field(default_factory=DataSection, description="Prompt sources.")
     generation: GenerationSection = Field(default_factory=GenerationSection, description="Generator actors.")
     scoring: ScoringSection = Field(default_factory=ScoringSection, description="Scorer actors and rewards.")
-    selection: SelectionSection = Field(default_factory=SelectionSection, description="Selection policy.")
+    labelling: LabellingSection = Field(
+        default_factory=LabellingSection, description="What the labellers see: query selector, label budget, refills."
+    )
+    selection: SelectionSection = Field(
+        default_factory=SelectionSection, description="What the learner trains on: selection policy, pair budget."
+    )
+    probe: ProbeSection = Field(
+        default_factory=ProbeSection, description="What the model probe computes on the policy (bpo, implicit PVar)."
+    )
     learner: LearnerSection = Field(default_factory=LearnerSection, description="Ray Train DPO learner.")
     weight_sync: WeightSyncSection = Field(default_factory=WeightSyncSection, description="Weight transport.")
     placement: PlacementSection = Field(default_factory=PlacementSection, description="Where each role runs.")
     diagnostics: DiagnosticsSection = Field(
-        default_factory=DiagnosticsSection, description="Training-dynamics metrics, report, TensorBoard, progress."
+        default_factory=DiagnosticsSection, description="Training-dynamics measurements (DID, gradient norms)."
+    )
+    reporting: ReportingSection = Field(
+        default_factory=ReportingSection, description="Where the run reports: report, TensorBoard, W&B, progress."
     )
     eval: EvalSection = Field(default_factory=EvalSection, description="Held-out evaluation.")
 
@@ -95,32 +109,34 @@ class RunConfig(StrictModel):
 
     @model_validator(mode="after")
     def _pvar_rewards_are_scored(self) -> "RunConfig":
-        known = ["reward", *(spec.column for spec in self.scoring.rewards)]
-        unknown = [name for name in self.selection.pvar_rewards if name not in known]
+        from policies.selection_options import PoolOptions
+
+        policy = self.selection.policy  # a plug-in policy's options may compute no PVar
+        columns = policy.pvar_rewards if isinstance(policy, PoolOptions) else ()
+        known = [REWARD_COLUMN, *(spec.column for spec in self.scoring.rewards)]
+        unknown = [name for name in columns if name not in known]
         if unknown:
             raise ValueError(
-                f"selection.pvar_rewards names {unknown}, which the scorers do not write; the scored table "
+                f"selection.policy.pvar_rewards names {unknown}, which the scorers do not write; the scored table "
                 f"has {known} (add the reward model to scoring.rewards, with weight 0 for a selection-only one)"
             )
-        if not self.selection.pvar_rewards:
-            raise ValueError("selection.pvar_rewards is empty: name at least one reward column, e.g. ['reward']")
         return self
 
     @model_validator(mode="after")
     def _label_budget_fits_a_pair(self) -> "RunConfig":
-        budget = self.selection.labels_per_round
-        labellers = sum(spec.role == "label" for spec in self.scoring.rewards)
+        budget = self.labelling.labels_per_round
+        labellers = sum(spec.role == LABEL_ROLE for spec in self.scoring.rewards)
         if budget is not None and budget < 2 * labellers:
             raise ValueError(
-                f"selection.labels_per_round = {budget} cannot label two responses: each response costs one label "
+                f"labelling.labels_per_round = {budget} cannot label two responses: each response costs one label "
                 f"per label reward ({labellers} in scoring.rewards); give at least {2 * labellers}"
             )
         return self
 
     @model_validator(mode="after")
     def _ranking_by_proxies_needs_a_proxy(self) -> "RunConfig":
-        if self.selection.query == "pvar_proxy" and not any(spec.role == "proxy" for spec in self.scoring.rewards):
-            raise ValueError("selection.query = 'pvar_proxy' ranks prompt groups by proxy scores, but no "
+        if self.labelling.query.kind == "pvar_proxy" and not any(spec.role == PROXY_ROLE for spec in self.scoring.rewards):
+            raise ValueError("labelling.query 'pvar_proxy' ranks prompt groups by proxy scores, but no "
                              "scoring.rewards entry has role: proxy (add one, e.g. {kind: programmatic, name: "
                              "builtin_task_proxy, role: proxy})")
         return self

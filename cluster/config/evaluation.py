@@ -1,4 +1,5 @@
-"""Config sections for measuring the run: held-out evaluation and the diagnostics (metrics, report, TensorBoard, progress)."""
+"""Config sections for measuring the run and reporting it: held-out evaluation, the diagnostics, and where
+they are reported (report, TensorBoard, W&B, Ray metrics, progress)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from cluster.config.base import StrictModel
+from actors.options import StrictModel
 
 
 class EvalSection(StrictModel):
@@ -19,7 +20,7 @@ class EvalSection(StrictModel):
 
 
 class DiagnosticsSection(StrictModel):
-    """Training-dynamics measurements beyond the learner's own, and where the run reports them."""
+    """Training-dynamics measurements beyond the learner's own (where they are reported: `reporting`)."""
 
     did_prompts: int = Field(
         16, ge=0, description="Held-out prompts on which the DID entropy of the policy against the run's initial "
@@ -31,8 +32,13 @@ class DiagnosticsSection(StrictModel):
     )
     gradient_norms: bool = Field(
         True, description="Measure the per-prompt DPO gradient norm of the selected prompts (at pi = pi_ref, over "
-        "selection.features.gradient_modules) to set against their PVar: prompt_stats.grad_norm.",
+        "probe.gradient_modules) to set against their PVar: prompt_stats.grad_norm.",
     )
+
+
+class ReportingSection(StrictModel):
+    """Where the run reports what it measured: the HTML report, TensorBoard, W&B, Ray metrics, progress."""
+
     report: bool = Field(True, description="Regenerate RUN_DIR/report.html after every round, in a background "
                         "process the rounds do not wait for; the run returns once the report holds its last round.")
     tensorboard: bool = Field(True, description="Write TensorBoard event files to RUN_DIR/tensorboard.")

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from cluster.config.base import StrictModel
-from cluster.config.scheduling import SchedulingSection
+from actors.options import StrictModel, choice, default_choice, lazy
 
 # The `realistic` preset's shares of the pool's classes (docs/builtin-task.md): a documented choice, in the
 # range that math and instruction pools show for a starting policy (many prompts always or never solved).
@@ -197,6 +196,11 @@ class PromptSourceSection(StrictModel):
     )
 
 
+# The registry's lookups, imported when a config is validated, as the query selectors' are.
+_SCHEDULER_OPTIONS = lazy("policies.schedulers", "scheduler_options")
+_SCHEDULERS = lazy("policies.schedulers", "registered_schedulers")
+
+
 class DataSection(StrictModel):
     """The prompt pools and how each round's prompts are chosen from the training pool."""
 
@@ -207,30 +211,14 @@ class DataSection(StrictModel):
     prompts_per_round: int = Field(
         64, ge=1, description="Prompts drawn (without replacement within a round) from the pool each round."
     )
-    scheduler: str = Field(
-        "uniform",
-        description="Which prompts are rolled out, chosen before generation (policies/schedulers/, "
-        "docs/scheduling.md): 'uniform' (a fresh random draw each round), 'epochs' (walks the pool in epochs, "
-        "every prompt once per epoch), 'history' (walks the pool in epochs "
-        "and skips prompts whose recent visits all tied, GRESO's rule) or 'pools' (draws by difficulty pool of "
-        "the last mean reward, prime-rl's rule).",
-    )
-    scheduling: SchedulingSection = Field(
-        default_factory=SchedulingSection, description="Options of the prompt schedulers.")
-    refill_batches: int = Field(
-        0, ge=0, description="DAPO's dynamic sampling across the pool: while fewer of the round's labelled prompts "
-        "than selection.query_options.target_groups (default selection.pair_budget) have rewards that do not tie "
-        "(spread above selection.query_options.tie_tolerance) and the label budget allows, roll out up to this "
-        "many more batches of prompts_per_round prompts, drawn by the scheduler from the prompts the round has "
-        "not rolled out. Every batch costs rollouts and labels. 0: one batch a round (docs/scheduling.md).")
+    scheduler: choice("prompt scheduler", _SCHEDULER_OPTIONS, "uniform", _SCHEDULERS) = default_choice(
+        _SCHEDULER_OPTIONS, "uniform",
+        "Which prompts are rolled out, chosen before generation, and its options, `{kind: <name>, ...}`: "
+        "'uniform' (a fresh random draw each round), 'epochs' (walks the pool in epochs, every prompt once per "
+        "epoch), 'history' (walks the pool in epochs and skips prompts whose recent visits all tied, GRESO's "
+        "rule) or 'pools' (draws by difficulty pool of the last mean reward, prime-rl's rule). Registered in "
+        "policies/schedulers/; each declares its options there (docs/scheduling.md).")
 
-    @field_validator("scheduler")
-    @classmethod
-    def _scheduler_is_registered(cls, scheduler: str) -> str:
-        from policies.schedulers import check_scheduler_name
-
-        check_scheduler_name(scheduler)  # ValueError naming the nearest registered scheduler
-        return scheduler
     apply_chat_template: bool = Field(
         True, description="Format prompts with the tokenizer's chat template when it has one."
     )

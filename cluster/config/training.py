@@ -1,4 +1,5 @@
-"""Config sections for training and weight sync: the Ray Train DPO learner and the weight transport."""
+"""Config sections for training and weight sync: the Ray Train DPO learner (and its strategy) and the weight
+transport (and its options)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from cluster.config.base import StrictModel
+from actors.learner_strategies import DEFAULT_STRATEGY, registered_strategies, strategy_options
+from actors.options import StrictModel, choice, default_choice, lazy
 
 
 class LearnerSection(StrictModel):
@@ -19,6 +21,10 @@ class LearnerSection(StrictModel):
         1.0, gt=0, le=1, description="With use_gpu: GPUs Ray reserves for each worker (below 1 to share a GPU "
         "with a generator on the same node).",
     )
+    strategy: choice("learner strategy", strategy_options, DEFAULT_STRATEGY, registered_strategies) = default_choice(
+        strategy_options, DEFAULT_STRATEGY,
+        "How the workers hold and update the policy, `{kind: <name>, ...}`: 'ddp' (a whole copy per worker, "
+        "gradients all-reduced; no options). Registered in actors/learner_strategies.py.")
     torch_threads: int = Field(1, ge=1, description="torch intra-op threads in each learner worker.")
     loss: str = Field("sigmoid", description="DPO loss variant: 'sigmoid', 'ipo' or 'hinge'.")
     beta: float = Field(0.1, gt=0, description="DPO temperature beta.")
@@ -83,24 +89,24 @@ class LearnerSection(StrictModel):
         return self
 
 
+# The registry's lookups, imported when a config is validated: actors/weight_sync/ imports torch.
+_TRANSPORT_OPTIONS = lazy("actors.weight_sync", "transport_options")
+_REGISTERED_TRANSPORTS = lazy("actors.weight_sync", "registered_transports")
+
+
+def _transports() -> tuple[str, ...]:
+    return ("auto", *_REGISTERED_TRANSPORTS())  # 'auto' picks one of them from the topology
+
+
 class WeightSyncSection(StrictModel):
-    transport: str = Field(
-        "auto",
-        description="How new weights reach the generators: 'object_store' (Ray object store), 'disk' "
-        "(reload the round's checkpoint; needs storage every node sees), 'broadcast' (a collective "
-        "broadcast from the learner to all generators: NCCL between GPUs, gloo between CPUs; falls back to "
-        "the checkpoint for a generator that misses it). 'auto': broadcast when the learner and the "
-        "generators use GPUs, else object_store. Registered in actors/weight_sync/.",
-    )
-    timeout_s: float = Field(
-        600.0, gt=0, description="broadcast: how long the learner and each generator wait for the others to join."
-    )
+    """How each round's weights travel from the learner to the generators (actors/weight_sync/)."""
 
-    @field_validator("transport")
-    @classmethod
-    def _transport_is_registered(cls, transport: str) -> str:
-        from actors.weight_sync import check_transport_name
-
-        if transport != "auto":
-            check_transport_name(transport)  # ValueError listing the registered transports
-        return transport
+    # 'auto' is no transport class: actors/weight_sync/registry.py resolves it (AUTO) from the topology.
+    transport: choice("weight-sync transport", _TRANSPORT_OPTIONS, "auto", _transports) = default_choice(
+        _TRANSPORT_OPTIONS, "auto",
+        "Weight transport and its options, `{kind: <name>, ...}`: 'object_store' (Ray object store), 'disk' "
+        "(reload the round's checkpoint; needs storage every node sees), 'broadcast' (a collective broadcast "
+        "from the learner to all generators: NCCL between GPUs, gloo between CPUs; falls back to the "
+        "checkpoint for a generator that misses it; option timeout_s). 'auto': broadcast when the learner and "
+        "the generators use GPUs, else object_store; it takes broadcast's options. Registered in "
+        "actors/weight_sync/; each transport declares its options there.")

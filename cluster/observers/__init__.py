@@ -16,19 +16,19 @@ created (the driver's start; `started_at` is that moment in Unix time), so round
 `with` block (`since=`: work submitted before, waited on now) and to have ended before the block
 does (`PhaseHandle.end_at`: the time a result arrived, not when the driver took it).
 
-Progress (`diagnostics.progress`): 'lines' logs "[round N] phase ..." and "[round N] phase done in X.Xs"
+Progress (`reporting.progress`): 'lines' logs "[round N] phase ..." and "[round N] phase done in X.Xs"
 on the `activedpo` logger (the job-log progress lines); 'bars' draws one rich progress bar per phase
 (a spinner and a pulsing bar while the total is unknown), one block per round; 'auto' picks bars when
 stderr is a terminal. While bars are drawn, stdout/stderr and every logging handler that writes to
 them go through the same rich Console, so log lines print above the bars instead of through them.
 
-TensorBoard (`diagnostics.tensorboard`, RUN_DIR/tensorboard): every finite numeric leaf of a round's
+TensorBoard (`reporting.tensorboard`, RUN_DIR/tensorboard): every finite numeric leaf of a round's
 metrics at global step = round index (nested keys joined with '/': learner/loss, phase_seconds/train),
 and the learner's per-optimizer-step history under step/<key> at a global step that counts optimizer
 steps over the whole run. A resumed run continues that count from the committed rounds' metrics.json
 files (the `learner.steps` of every earlier round), so a restart neither overlaps nor leaves a gap.
 
-Ray metrics (`diagnostics.ray_metrics`): gauges and a counter from ray.util.metrics recorded by the
+Ray metrics (`reporting.ray_metrics`): gauges and a counter from ray.util.metrics recorded by the
 driver (Ray 2.60 exports a driver's metrics like a worker's), tagged run=<run.name>, visible on the
 node's metrics export port (Prometheus) and so in the dashboard's Metrics view.
 
@@ -108,7 +108,7 @@ class RunObservers:
 
         `console` (tests, embedding) is where bars are drawn; with progress 'auto' its is_terminal decides.
         """
-        cfg = config.diagnostics
+        cfg = config.reporting
         run_dir = Path(run_dir if run_dir is not None else config.run.run_dir)
         if cfg.progress == "auto":
             bars = console.is_terminal if console is not None else bool(getattr(sys.stderr, "isatty", lambda: False)())

@@ -130,13 +130,13 @@ class RayMetrics:
 
 
 def start_wandb(config: RunConfig, run_dir: Path):
-    cfg = config.diagnostics
+    cfg = config.reporting
     try:
         import wandb
     except ImportError:
         raise InputError(
-            f"diagnostics.wandb_project is {cfg.wandb_project!r} but the wandb package is not installed: "
-            "run `pip install wandb` (and `wandb login`), or set diagnostics.wandb_project: null"
+            f"reporting.wandb_project is {cfg.wandb_project!r} but the wandb package is not installed: "
+            "run `pip install wandb` (and `wandb login`), or set reporting.wandb_project: null"
         ) from None
     run = wandb.init(project=cfg.wandb_project, entity=cfg.wandb_entity, name=config.run.name,
                      config=config.model_dump(mode="json"), dir=str(run_dir))  # fmt: skip

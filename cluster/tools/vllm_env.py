@@ -171,8 +171,8 @@ def ensure_vllm_venv(path: str | os.PathLike = DEFAULT_VENV, force: bool = False
 def missing_venv_message(python: str | os.PathLike) -> str:
     """What a user reads when the configured vLLM interpreter is absent or incomplete."""
     return (
-        f"generation.vllm.python: {python} does not exist or its venv is incomplete; create the vLLM venv "
-        "with `activedpo prepare --vllm` (about 3 minutes, 3.5 GB), or set generation.vllm.python: null "
+        f"generation.backend.python: {python} does not exist or its venv is incomplete; create the vLLM venv "
+        "with `activedpo prepare --vllm` (about 3 minutes, 3.5 GB), or set generation.backend.python: null "
         "where vllm is installed in the driver's own environment"
     )
 

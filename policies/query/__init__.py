@@ -1,7 +1,8 @@
 """Query selection: which of a round's responses the labellers see. Pure numpy/pyarrow, no Ray, no torch.
 
-A query selector is registered by name (`@register_query("random")`) and built from a `QuerySettings`
-(`make_query(name, settings)`); `selector.select(rollouts, max_responses, rng, probe=None)` returns a
+A query selector is registered by name (`@register_query("random")`), declares its own options
+(`Options`, what `labelling.query: {kind: random, ...}` may set) and is built from them and the run's
+context (`make_query(name, settings, **options)`); `selector.select(rollouts, max_responses, rng, probe=None)` returns a
 boolean mask over the rollouts' rows, True for the responses to label. `rollouts` holds every generated
 response with the proxy rewards' columns (role `proxy`) already scored; `probe` is the round's
 `ModelProbe` (implicit reward, embeddings), free to ask like the proxies. Importing this package
@@ -17,7 +18,7 @@ from policies.query.base import (
     QuerySettings,
     check_query_name,
     make_query,
-    query_trims_groups,
+    query_options,
     register_query,
     registered_queries,
 )
@@ -26,5 +27,5 @@ from policies.query.groups import prompt_groups, take_groups
 # Imported for their registration side effect.
 from policies.query import dynamic_filter, ensemble, ranked, selectors  # noqa: E402,F401  isort: skip
 
-__all__ = ["QuerySelector", "QuerySettings", "check_query_name", "make_query", "prompt_groups", "query_trims_groups",
+__all__ = ["QuerySelector", "QuerySettings", "check_query_name", "make_query", "prompt_groups", "query_options",
            "register_query", "registered_queries", "take_groups"]

@@ -9,34 +9,42 @@ from typing import TYPE_CHECKING, Callable, ClassVar
 import numpy as np
 import pyarrow as pa
 
+from pydantic import Field
+
+from actors.options import KindOptions
 from actors.registry import Registry
 
-if TYPE_CHECKING:  # ensemble.py subclasses QuerySelector: a runtime import would be a cycle
+if TYPE_CHECKING:
     from actors.contracts import ModelProbe
-    from policies.query.ensemble_settings import EnsembleSettings
 
 
 @dataclass(frozen=True)
 class QuerySettings:
-    """What a query selector may use besides the round's table; built once by the driver
-    (cluster/settings.py `query_settings`) from the `selection` and `scoring` sections."""
+    """The run's context a query selector reads besides its own options: built once by the driver
+    (cluster/settings.py `query_settings`) from `scoring`, `labelling`, `learner` and `run`. No option of a
+    selector is here: each declares its own (`QuerySelector.Options`)."""
 
     # The proxy rewards' columns (`reward_<name>` of every scoring.rewards entry with role proxy), config
     # order: what a selector that ranks by proxy scores reads.
     proxy_columns: tuple[str, ...] = ()
-    # pvar_proxy: the Bradley-Terry temperature of p_ij = sigma((r_i - r_j) / tau) (selection.tau).
-    tau: float = 1.0
-    # pvar_implicit: p_ij = sigma(implicit_beta * (lr_i - lr_j)) (selection.implicit_beta, else learner.beta).
-    implicit_beta: float = 0.1
-    # dynamic_filter: a group ties when its labelled rewards spread by no more than this (max - min) ...
+    # labelling.tie_tolerance: a group ties when its labelled rewards spread by no more than this (max - min).
     tie_tolerance: float = 0.0
-    # ... and labelling stops once this many groups do not tie (None: only the budget stops it).
+    # labelling.target_groups (None: selection.pair_budget): dynamic_filter stops once this many do not tie.
     target_groups: int | None = None
-    # ensemble: its settings (None: EnsembleSettings' defaults).
-    ensemble: EnsembleSettings | None = None
-    # random, pvar_proxy, pvar_implicit: label at most this many responses of each chosen prompt group (the
-    # extremes of the selector's per-response score, or a random subset); None: whole groups.
-    responses_per_group: int | None = None
+    # learner.beta: the implicit reward's beta when a selector's own is None.
+    learner_beta: float = 0.1
+    # run.seed: what a selector with its own random state (ensemble) seeds it from.
+    seed: int = 0
+
+
+class TrimmedGroupsOptions(KindOptions):
+    """The options of a selector that can label only a group's extremes (random, pvar_proxy, pvar_implicit)."""
+
+    responses_per_group: int | None = Field(
+        None, ge=2, description="Label at most this many responses of each chosen prompt group: the extremes of "
+        "the selector's per-response score (pvar_proxy: the proxies' mean; pvar_implicit: log pi - log pi_init) "
+        "or a random subset (random), so a budget pays for more groups (2: one likely pair per prompt). None: "
+        "whole groups.")
 
 
 class QuerySelector:
@@ -49,20 +57,20 @@ class QuerySelector:
       scored rows.
     - `learns_from_labels`: `observe(labelled)` updates it (ensemble). The driver calls it with every
       round's labelled rows, and on resume with each completed round's, in order.
-    - `trims_groups`: it reads QuerySettings.responses_per_group; the config refuses the option for the
-      others (passive labels everything, ensemble labels pairs already, dynamic_filter judges groups whole).
+    - `Options`: its own options (`labelling.query: {kind: <name>, ...}`), declared once with their
+      defaults and descriptions; the config refuses another selector's.
     - `row_scores`: after a call, what it ranked each response by (None: it ranks by nothing per response);
       rollouts.parquet keeps it so the report shows what was chosen and why.
     """
 
     name: str = ""
+    Options: ClassVar[type[KindOptions]] = KindOptions
     interactive: ClassVar[bool] = False
     learns_from_labels: ClassVar[bool] = False
-    trims_groups: ClassVar[bool] = False
     row_scores: np.ndarray | None = None
 
-    def __init__(self, settings: QuerySettings):
-        self.settings = settings
+    def __init__(self, options: KindOptions, settings: QuerySettings):
+        self.options, self.settings = options, settings
 
     def select(self, rollouts: pa.Table, max_responses: int | None, rng: np.random.Generator,
                probe: ModelProbe | None = None) -> np.ndarray:
@@ -109,10 +117,15 @@ def check_query_name(name: str) -> None:
     _QUERIES.get(name)
 
 
-def query_trims_groups(name: str) -> bool:
-    """Whether the registered selector `name` reads `responses_per_group` (its class's `trims_groups`)."""
-    return _QUERIES.get(name).trims_groups
+def query_options(name: str) -> type[KindOptions]:
+    """The Options class of the registered selector `name` (ValueError naming the nearest name otherwise)."""
+    return _QUERIES.get(name).Options
 
 
-def make_query(name: str, settings: QuerySettings | None = None) -> QuerySelector:
-    return _QUERIES.get(name)(settings or QuerySettings())
+def make_query(name: str | KindOptions, settings: QuerySettings | None = None, **options: object) -> QuerySelector:
+    """The selector `name` (or the kind of an Options the config validated), with its options: those given,
+    then keyword `options` (tests: `make_query("random", responses_per_group=2)`); the rest their defaults."""
+    if isinstance(name, KindOptions):
+        name, options = name.kind, {**name.model_dump(exclude={"kind"}), **options}
+    cls = _QUERIES.get(name)
+    return cls(cls.Options(kind=name, **options), settings or QuerySettings())

@@ -8,7 +8,7 @@ spread by more than `tie_tolerance` (max - min, so a continuous reward's near-ti
 stops when `target_groups` groups are kept, when the label budget is spent, or when the round has no
 groups left. A tied group's labels are spent all the same: that is what the filter costs, and the round's
 `labelling` metrics count them. Generating more prompts when the round runs out is the scheduler's part
-(`data.refill_batches`: the round rolls out more prompts while too few groups are kept, and asks this selector
+(`labelling.refill_batches`: the round rolls out more prompts while too few groups are kept, and asks this selector
 for only the groups still missing, its `target`).
 
 The selector is interactive: `label_batches` is a generator that yields the rows to label next and is
@@ -23,6 +23,7 @@ from collections.abc import Generator
 import numpy as np
 import pyarrow as pa
 
+from actors.options import KindOptions
 from policies.query.base import QuerySelector, QuerySettings, register_query
 from policies.query.groups import prompt_groups, spread_exceeds, take_groups
 
@@ -33,8 +34,8 @@ class DynamicFilterQuery(QuerySelector):
 
     interactive = True
 
-    def __init__(self, settings: QuerySettings):
-        super().__init__(settings)
+    def __init__(self, options: KindOptions, settings: QuerySettings):
+        super().__init__(options, settings)
         self.kept_groups = 0
         self.tied_groups = 0
 

@@ -2,7 +2,7 @@
 that sends the labellers, per prompt, the pair of responses its heads disagree on most.
 
 The model (`EpistemicRewardModel`) is E heads on one frozen text featuriser:
-- featuriser: scikit-learn's `HashingVectorizer` (word 1-2 grams, `features` buckets, counts l2-normed)
+- featuriser: scikit-learn's `HashingVectorizer` (word 1-2 grams, `hashed_features` buckets, counts l2-normed)
   over the prompt text and over the response text, side by side as two blocks, so a word in the prompt
   and the same word in the response are different features. Stateless: nothing to fit or download.
 - head e: r_e(x) = x . w_e + relu(x U_e + b_e) . v_e + c_e, a one-hidden-layer MLP with a linear
@@ -26,7 +26,7 @@ The model (`EpistemicRewardModel`) is E heads on one frozen text featuriser:
 - cost: the buffer's rows are hashed once, when observed. Scikit-learn's `Ridge` (an iterative sparse
   CG, one per head) took ~90% of a refit; the exact solve took a 512-row refit from ~0.6 s to ~0.08 s
   (docs/labels.md). A dual solve grows as the cube of the buffer (~8 s a refit at 4096 rows on the
-  2-core build machine); the primal caps it at 2 x `features` + `hidden` + 1 columns (at 1024 buckets,
+  2-core build machine); the primal caps it at 2 x `hashed_features` + `hidden` + 1 columns (at 1024 buckets,
   ~4 s from about 3,300 rows on). `refit_every` > 1 refits on the first round that adds labels and
   every refit_every-th after (counted in observe calls, so a resumed run refits at the same ones) and
   selects with the last refit in between.
@@ -63,7 +63,7 @@ from threadpoolctl import threadpool_limits
 from actors.contracts import REWARD_COLUMN
 from policies.query.anchored_ridge import AnchoredRidge
 from policies.query.base import QuerySelector, QuerySettings, register_query
-from policies.query.ensemble_settings import ENSEMBLE_RULES, EnsembleSettings  # noqa: F401  (re-exported)
+from policies.query.ensemble_options import EnsembleOptions
 from policies.query.groups import prompt_groups
 
 PROMPT_TEXT_COLUMN = "prompt_text"
@@ -118,9 +118,9 @@ class _HeadParameters:
 class EpistemicRewardModel:
     """E anchored heads on hashed text features, refit on a replay buffer of every labelled row."""
 
-    def __init__(self, settings: EnsembleSettings):
-        self.settings = settings
-        self.featuriser = TextFeaturiser(settings.features)
+    def __init__(self, settings: EnsembleOptions, seed: int = 0):
+        self.settings, self.seed = settings, seed
+        self.featuriser = TextFeaturiser(settings.hashed_features)
         self.fit_seconds = 0.0
         self.fitted_rows = 0  # the buffer's size at the last refit (refit_every > 1: may lag `rows`)
         self._observed = 0  # observe calls that added rows: which of them refit is counted on these
@@ -142,7 +142,7 @@ class EpistemicRewardModel:
         projection = np.zeros((width, s.heads * s.hidden), dtype=np.float32)
         projection_bias = np.zeros(s.heads * s.hidden, dtype=np.float32)
         for head in range(s.heads):
-            seed = int(np.random.SeedSequence([s.seed, head, _INIT_STREAM]).generate_state(1)[0])
+            seed = int(np.random.SeedSequence([self.seed, head, _INIT_STREAM]).generate_state(1)[0])
             generator = torch.Generator().manual_seed(seed)
             units = slice(head * s.hidden, (head + 1) * s.hidden)
             # Each block is l2-normed, so ||x||^2 = 2 for a row with both texts: these scales give the
@@ -220,7 +220,7 @@ class EpistemicRewardModel:
         of the same labels draws the same resamples."""
         counts = np.empty((self.settings.heads, n))
         for head in range(self.settings.heads):
-            rng = np.random.default_rng([self.settings.seed, head, _BOOTSTRAP_STREAM, n])
+            rng = np.random.default_rng([self.seed, head, _BOOTSTRAP_STREAM, n])
             counts[head] = np.bincount(rng.integers(0, n, size=n), minlength=n)
         return counts
 
@@ -283,12 +283,12 @@ class EnsembleQuery(QuerySelector):
 
     learns_from_labels = True
 
-    def __init__(self, settings: QuerySettings):
-        super().__init__(settings)
-        self.ensemble = settings.ensemble or EnsembleSettings()
-        if not isinstance(self.ensemble, EnsembleSettings):
-            raise TypeError(f"QuerySettings.ensemble must be an EnsembleSettings, got {type(self.ensemble).__name__}")
-        self.model = EpistemicRewardModel(self.ensemble)
+    Options = EnsembleOptions
+
+    def __init__(self, options: EnsembleOptions, settings: QuerySettings):
+        super().__init__(options, settings)
+        self.ensemble = options
+        self.model = EpistemicRewardModel(options, settings.seed)
         self.score_seconds = 0.0
         self.row_scores: np.ndarray | None = None  # per response, the disagreement ranked by (None in round 0)
         self._last_selection: dict = {}

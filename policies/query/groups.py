@@ -8,7 +8,7 @@ and stops. Groups of a single response (a prompt whose other samples were droppe
 label alone makes no pair. With k responses per prompt and budget B that is floor(B / k) whole groups,
 plus one partial group of B mod k responses when B mod k >= 2.
 
-`trim_groups` cuts each group to at most n responses before that walk (`query_options.responses_per_group`):
+`trim_groups` cuts each group to at most n responses before that walk (`labelling.query.responses_per_group`):
 the extremes of a per-response score (the selector's own: proxy, implicit reward), or a random subset
 when there is none. A pair needs two labels, not k; labelled at the extremes of a good proxy, those two
 are likely the pair the whole group's labels would have made, so the same budget pays for k/2 times the

@@ -21,7 +21,9 @@ import numpy as np
 import pyarrow as pa
 
 from policies.pvar import grouped_ensemble_preference_variance
-from policies.query.base import QuerySelector, QuerySettings, register_query
+from pydantic import Field
+
+from policies.query.base import QuerySelector, QuerySettings, TrimmedGroupsOptions, register_query
 from policies.query.groups import prompt_groups, take_groups, trim_groups
 
 log = logging.getLogger(__name__)
@@ -62,20 +64,33 @@ def chosen_vs_rest(row_scores: np.ndarray, mask: np.ndarray) -> dict:
     return {"score_labelled": mean(row_scores[mask]), "score_unlabelled": mean(row_scores[~mask])}
 
 
+class PVarQueryOptions(TrimmedGroupsOptions):
+    """pvar_proxy's options."""
+
+    tau: float = Field(1.0, gt=0, description="Bradley-Terry temperature of the proxies' PVar: "
+                       "p_ij = sigma((r_i - r_j) / tau).")
+
+
+class ImplicitQueryOptions(PVarQueryOptions):
+    """pvar_implicit's options (tau: the proxies' PVar it ranks by while the policy is its initial model)."""
+
+    implicit_beta: float | None = Field(None, gt=0, description="p_ij = sigma(beta * (lr_i - lr_j)) of the "
+                                        "implicit reward lr = log pi - log pi_init; None: learner.beta.")
+
+
 class RankedQuery(QuerySelector):
     """Shared by the ranked selectors: the last round's per-response scores and their summary."""
 
     row_scores: np.ndarray | None = None
     source = ""
-    trims_groups = True
-    settings: QuerySettings
+    Options = TrimmedGroupsOptions
 
     def ranked_mask(self, groups, codes, scores, rng, num_rows, max_responses,
                     response_scores: np.ndarray | None) -> np.ndarray:
         """Groups by `scores` (one per group), each cut to `responses_per_group` at the extremes of
         `response_scores` (one per row; None: a random subset)."""
         order = ranked_order(scores, rng)
-        groups = trim_groups(groups, self.settings.responses_per_group, rng, response_scores)
+        groups = trim_groups(groups, self.options.responses_per_group, rng, response_scores)
         mask = take_groups(groups, order, num_rows, max_responses)
         self.row_scores = scores[codes]
         self._chosen = chosen_vs_rest(self.row_scores, mask)
@@ -94,9 +109,9 @@ def proxy_matrix(rollouts: pa.Table, settings: QuerySettings) -> np.ndarray:
                             for c in settings.proxy_columns])
 
 
-def proxy_pvar(matrix: np.ndarray, settings: QuerySettings, codes: np.ndarray, n_groups: int) -> np.ndarray:
-    """PVar per group of the proxy scores `matrix`, with the Bradley-Terry temperature `settings.tau`."""
-    return grouped_pvar_or_last(codes, matrix, settings.tau, n_groups)
+def proxy_pvar(matrix: np.ndarray, tau: float, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """PVar per group of the proxy scores `matrix`, with the Bradley-Terry temperature `tau`."""
+    return grouped_pvar_or_last(codes, matrix, tau, n_groups)
 
 
 @register_query("pvar_proxy")
@@ -104,19 +119,20 @@ class ProxyPVarQuery(RankedQuery):
     """Prompt groups by the PVar of their proxy scores, highest first."""
 
     source = "proxy"
+    Options = PVarQueryOptions
 
-    def __init__(self, settings: QuerySettings):
+    def __init__(self, options: PVarQueryOptions, settings: QuerySettings):
         if not settings.proxy_columns:
             raise ValueError("query selector 'pvar_proxy' ranks by proxy scores: add a scoring.rewards entry "
                              "with role: proxy")
-        self.settings = settings
+        super().__init__(options, settings)
 
     def select(self, rollouts: pa.Table, max_responses: int | None, rng: np.random.Generator,
                probe=None) -> np.ndarray:
         groups = prompt_groups(rollouts)
         codes = group_codes(groups, rollouts.num_rows)
         matrix = proxy_matrix(rollouts, self.settings)
-        scores = proxy_pvar(matrix, self.settings, codes, len(groups))
+        scores = proxy_pvar(matrix, self.options.tau, codes, len(groups))
         return self.ranked_mask(groups, codes, scores, rng, rollouts.num_rows, max_responses, matrix.mean(axis=1))
 
 
@@ -124,8 +140,7 @@ class ProxyPVarQuery(RankedQuery):
 class ImplicitPVarQuery(RankedQuery):
     """Prompt groups by the PVar of the policy's implicit reward, highest first (module docstring)."""
 
-    def __init__(self, settings: QuerySettings):
-        self.settings = settings
+    Options = ImplicitQueryOptions
 
     def select(self, rollouts: pa.Table, max_responses: int | None, rng: np.random.Generator,
                probe=None) -> np.ndarray:
@@ -143,11 +158,11 @@ class ImplicitPVarQuery(RankedQuery):
                      "the proxies' PVar" if self.settings.proxy_columns else "a random order")
             matrix = proxy_matrix(rollouts, self.settings) if self.settings.proxy_columns else None
             scores = (np.zeros(len(groups)) if matrix is None
-                      else proxy_pvar(matrix, self.settings, codes, len(groups)))
+                      else proxy_pvar(matrix, self.options.tau, codes, len(groups)))
             response_scores = None if matrix is None else matrix.mean(axis=1)
         else:
             self.source = "implicit"
-            scores = grouped_pvar_or_last(codes, logratios[:, None], 1.0 / self.settings.implicit_beta,
-                                          len(groups))
+            beta = self.options.implicit_beta or self.settings.learner_beta
+            scores = grouped_pvar_or_last(codes, logratios[:, None], 1.0 / beta, len(groups))
             response_scores = logratios
         return self.ranked_mask(groups, codes, scores, rng, rollouts.num_rows, max_responses, response_scores)

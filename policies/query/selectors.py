@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from policies.query.base import QuerySelector, register_query
+from policies.query.base import QuerySelector, TrimmedGroupsOptions, register_query
 from policies.query.groups import prompt_groups, take_groups, trim_groups
 
 
@@ -28,11 +28,11 @@ class RandomQuery(QuerySelector):
     compared with at the same number of labels. With `responses_per_group`, a random subset of each group:
     the baseline of the ranked selectors that label a group's extremes."""
 
-    trims_groups = True
+    Options = TrimmedGroupsOptions
 
     def select(self, rollouts: pa.Table, max_responses: int | None, rng: np.random.Generator,
                probe=None) -> np.ndarray:
         groups = prompt_groups(rollouts)
         order = rng.permutation(len(groups))
-        groups = trim_groups(groups, self.settings.responses_per_group, rng)
+        groups = trim_groups(groups, self.options.responses_per_group, rng)
         return take_groups(groups, order, rollouts.num_rows, max_responses)

@@ -1,10 +1,12 @@
 """Prompt scheduling: which prompts of the pool are rolled out each round, chosen before any generation.
-Pure numpy/pyarrow, no Ray, no torch.
+Pure numpy/pyarrow (pydantic for the options), no Ray, no torch.
 
-A scheduler is registered by name (`@register_scheduler("history")`) and built from a `SchedulerSettings`
-(`make_scheduler(name, settings)`). Each round the driver asks `schedule(pool, count, round_index)` for a
-`Schedule` (the pool rows to roll out, the rows skipped, the skipped rows rolled out anyway as an audit),
-and after labelling tells it what the labelled responses showed, `record(round_index, scored, schedule)`.
+A scheduler is a class registered by name (`@register_scheduler("history")`) that declares its own options
+as its `Options` (`scheduler_options(name)`; the config's `data.scheduler: {kind: history, ...}`) and is
+built from them and the run's `SchedulerContext` (`make_scheduler(name, context, **options)`). Each round
+the driver asks `schedule(pool, count, round_index)` for a `Schedule` (the pool rows to roll out, the rows
+skipped, the skipped rows rolled out anyway as an audit), and after labelling tells it what the labelled
+responses showed, `record(round_index, scored, schedule)`.
 Its whole state is one Arrow table (per-prompt history) and a small dict, committed with every round and
 restored on resume (`state()` / `restore()`), so a resumed run schedules exactly as an uninterrupted one.
 
@@ -16,15 +18,15 @@ prompts whose recent visits all tied) and `pools` (prime-rl's difficulty pools);
 from policies.schedulers.base import (
     PromptScheduler,
     Schedule,
-    SchedulerSettings,
-    check_scheduler_name,
+    SchedulerContext,
     make_scheduler,
     register_scheduler,
     registered_schedulers,
+    scheduler_options,
 )
 
 # Imported for their registration side effect.
 from policies.schedulers import history, pools, uniform  # noqa: E402,F401  isort: skip
 
-__all__ = ["PromptScheduler", "Schedule", "SchedulerSettings", "check_scheduler_name", "make_scheduler",
-           "register_scheduler", "registered_schedulers"]
+__all__ = ["PromptScheduler", "Schedule", "SchedulerContext", "make_scheduler", "register_scheduler",
+           "registered_schedulers", "scheduler_options"]

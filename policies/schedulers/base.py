@@ -1,44 +1,37 @@
-"""The scheduler interface, its settings and the registry (the history table's schema is a contract:
-PROMPT_HISTORY_SCHEMA in actors/contracts.py, since it is written to every round folder)."""
+"""The scheduler interface, its run context and the registry (the history table's schema is a contract:
+PROMPT_HISTORY_SCHEMA in actors/contracts.py, since it is written to every round folder).
+
+A scheduler's options are its own `Options` (a KindOptions subclass declared beside it, each field's type,
+default, bounds and description written once there); the config picks one as `data.scheduler: {kind:
+<name>, <its options>}` (cluster/config/inputs.py). What it reads besides them is the run's context,
+`SchedulerContext`, which holds no option of any scheduler.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Callable, ClassVar, Protocol
 
 import numpy as np
 import pyarrow as pa
 
+from actors.options import KindOptions
 from actors.registry import Registry
 
 
 @dataclass(frozen=True)
-class SchedulerSettings:
-    """Built by the driver (cluster/settings.py `scheduler_settings`) from `data.scheduling`."""
+class SchedulerContext:
+    """The run's context a scheduler reads besides its own options: built once by the driver
+    (cluster/settings.py `scheduler_context`)."""
 
+    # run.seed: every draw and walk is seeded from it.
     seed: int = 0
-    # A visit ties when its labelled rewards spread (max - min) by no more than this.
+    # labelling.tie_tolerance: a visit ties when its labelled rewards spread (max - min) by no more than this.
     tie_tolerance: float = 0.0
-    # history: P(skip) = 1 - max(p ** streak, floor); p starts at p_start and moves by p_step a round towards
-    # a share of tied prompts of target_tied_share among those rolled out, within [p_min, p_max].
-    p_start: float = 0.5
-    p_step: float = 0.01
-    p_min: float = 0.05
-    p_max: float = 0.95
-    floor: float = 0.01
-    target_tied_share: float = 0.25
-    # history and pools: this share of the skipped prompts (at least one when any is skipped) is rolled out
-    # anyway, to measure how often a skip was wrong.
-    audit_fraction: float = 0.0
-    # pools: ascending upper bounds of last mean reward and the weight of each pool; unseen prompts weigh 1.
-    pool_bounds: tuple[float, ...] = (0.25, 0.75, 1.0)
-    pool_weights: tuple[float, ...] = (0.2, 1.0, 0.2)
-    # history: a prompt never visited borrows the smallest tied streak of its `neighbours` nearest visited
-    # prompts when all are at least `neighbour_min_similarity` alike (0: off; policies/schedulers/neighbours.py),
-    # in the space of `embed(prompt texts) -> (n, d) unit vectors`, which the driver supplies.
-    neighbours: int = 0
-    neighbour_min_similarity: float = 0.8
-    embed: Callable[[list[str]], np.ndarray] | None = None
+    # `embed(prompt texts, source) -> (n, d) unit vectors` (actors/kernels/prompt_embeddings.py `text_vectors`):
+    # how the history scheduler's neighbours are found; the driver supplies it, since computing it needs
+    # torch or a sentence encoder, which this package does not import. None: no embeddings available.
+    embed: Callable[[list[str], str], np.ndarray] | None = None
 
 
 @dataclass
@@ -54,11 +47,15 @@ class Schedule:
 
 
 class PromptScheduler(Protocol):
+    """Built as `cls(options, context)`: `options` an instance of its `Options`, `context` the run's."""
+
     name: str
+    # Its own options (`data.scheduler: {kind: <name>, ...}`); a scheduler without any keeps plain KindOptions.
+    Options: ClassVar[type[KindOptions]]
 
     def schedule(self, pool: pa.Table, count: int, round_index: int, exclude: np.ndarray | None = None) -> Schedule:
         """About `count` prompts of `pool` (prompt_id column) to roll out in round `round_index`, none of the rows
-        in `exclude` (the round's earlier batches, when it refills: `data.refill_batches`)."""
+        in `exclude` (the round's earlier batches, when it refills: `labelling.refill_batches`)."""
 
     def record(self, round_index: int, scored: pa.Table, schedule: Schedule, pool: pa.Table) -> None:
         """Update the history from the round's labelled rows (prompt_id, reward)."""
@@ -102,11 +99,11 @@ def merge_schedules(first: Schedule, later: Schedule) -> Schedule:
                     borrowed=np.intersect1d(np.union1d(first.borrowed, later.borrowed), skipped).astype(np.int64))
 
 
-SchedulerFactory = Callable[[SchedulerSettings], PromptScheduler]
-_SCHEDULERS: Registry[SchedulerFactory] = Registry("prompt scheduler")
+_SCHEDULERS: Registry[type] = Registry("prompt scheduler")
 
 
-def register_scheduler(name: str) -> Callable[[SchedulerFactory], SchedulerFactory]:
+def register_scheduler(name: str) -> Callable[[type], type]:
+    """Class decorator registering a scheduler class (built as `cls(options, context)`) under `name`."""
     return _SCHEDULERS.register(name)
 
 
@@ -114,12 +111,18 @@ def registered_schedulers() -> tuple[str, ...]:
     return _SCHEDULERS.names()
 
 
-def check_scheduler_name(name: str) -> None:
-    """ValueError naming the nearest registered scheduler unless `name` is registered."""
-    _SCHEDULERS.get(name)
+def scheduler_options(name: str) -> type[KindOptions]:
+    """The Options class of the registered scheduler `name` (ValueError naming the nearest name otherwise)."""
+    return getattr(_SCHEDULERS.get(name), "Options", KindOptions)
 
 
-def make_scheduler(name: str, settings: SchedulerSettings | None = None) -> PromptScheduler:
-    scheduler = _SCHEDULERS.get(name)(settings or SchedulerSettings())
+def make_scheduler(name: str | KindOptions, context: SchedulerContext | None = None,
+                   **options: object) -> PromptScheduler:
+    """The scheduler `name` (or the kind of an Options the config validated), with its options: those given,
+    then keyword `options` (tests: `make_scheduler("history", audit_fraction=0.25)`); the rest their defaults."""
+    if isinstance(name, KindOptions):
+        name, options = name.kind, {**name.model_dump(exclude={"kind"}), **options}
+    cls = _SCHEDULERS.get(name)
+    scheduler = cls(scheduler_options(name)(kind=name, **options), context or SchedulerContext())
     scheduler.name = name
     return scheduler

@@ -1,8 +1,9 @@
 """`history`: skip, before rollout, prompts whose recent visits all tied (GRESO, arXiv 2506.02177).
 
-A visit ties when the prompt's labelled rewards spread by no more than `tie_tolerance`: the policy always
-solves it or never does, and DPO can make no pair of it. The pool is walked in epochs (a seeded permutation
-per epoch, the position kept in the state), and each prompt offered is skipped with probability
+A visit ties when the prompt's labelled rewards spread by no more than the run's tie tolerance
+(`labelling.tie_tolerance`, SchedulerContext): the policy always solves it or never does, and DPO can make
+no pair of it. The pool is walked in epochs (a seeded permutation per epoch, the position kept in the
+state), and each prompt offered is skipped with probability
     P(skip) = 1 - max(p ** streak, floor),
 streak the number of its most recent visits in a row that tied (0: never skipped), floor the exploration
 floor that keeps every prompt offered a chance each epoch. After each round p moves by p_step towards a
@@ -20,18 +21,57 @@ Skipped prompts get no new evidence, so their streak stays as it was (as in GRES
 With `neighbours > 0` a prompt never visited borrows a streak from its nearest visited prompts in embedding
 space (policies/schedulers/neighbours.py), so it can be skipped before its first rollout; the prompt
 vectors are computed once per pool and are not state (a function of the prompt texts).
+
+Its options (`HistoryOptions`, `data.scheduler: {kind: history, ...}`) are declared below, once.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
+from pydantic import Field, model_validator
 
-from policies.schedulers.base import Schedule, SchedulerSettings, excluded_mask, refill_seed, register_scheduler
+from actors.options import KindOptions
+from policies.schedulers.base import Schedule, SchedulerContext, excluded_mask, refill_seed, register_scheduler
 from policies.schedulers.neighbours import borrowed_streaks
 from policies.schedulers.prompt_history import EpochWalk, HistoryKeeper
+
+
+class HistoryOptions(KindOptions):
+    """`data.scheduler: {kind: history, ...}`: GRESO's skip rule, its audit and the neighbours' prediction."""
+
+    p_start: float = Field(0.5, gt=0, lt=1, description="The initial p of P(skip) = 1 - max(p^streak, floor).")
+    p_step: float = Field(0.01, ge=0, lt=1, description="How far p moves each round towards the target.")
+    p_min: float = Field(0.05, gt=0, lt=1, description="The lowest p (the most skipping).")
+    p_max: float = Field(0.95, gt=0, lt=1, description="The highest p (the least skipping).")
+    floor: float = Field(
+        0.01, gt=0, le=1, description="Exploration floor: a prompt is rolled out with probability at least this "
+        "whenever it is offered, however long its streak of ties.")
+    target_tied_share: float = Field(
+        0.25, ge=0, le=1, description="The share of tied prompts among those rolled out that p adapts to.")
+    audit_fraction: float = Field(
+        0.0, ge=0, le=1, description="Share of the round's skipped prompts rolled out anyway (at least one when "
+        "any is skipped), to measure how often a skip was wrong; they cost rollouts and labels.")
+    neighbours: int = Field(
+        0, ge=0, description="A prompt never rolled out borrows the smallest tie streak of this many nearest "
+        "visited prompts (in embedding space) and may be skipped on it; 0 turns the prediction off.")
+    neighbour_min_similarity: float = Field(
+        0.8, ge=-1, le=1, description="Borrow only when all the nearest visited prompts are at least this alike "
+        "(cosine similarity of their embeddings).")
+    neighbour_source: Literal["minilm", "ngrams"] = Field(
+        "minilm", description="The prompt embeddings neighbours are found in: 'minilm' (all-MiniLM-L6-v2 "
+        "sentence embeddings, offline) or 'ngrams' (hashed character 2-4 grams, no model).")
+
+    @model_validator(mode="after")
+    def _p_within_its_bounds(self) -> HistoryOptions:
+        if self.p_min > self.p_max:
+            raise ValueError(f"p_min {self.p_min} is above p_max {self.p_max}")
+        if not self.p_min <= self.p_start <= self.p_max:
+            raise ValueError(f"p_start {self.p_start} is outside [p_min, p_max] = [{self.p_min}, {self.p_max}]")
+        return self
 
 
 def skip_probability(streak: np.ndarray, p: float, floor: float) -> np.ndarray:
@@ -40,20 +80,23 @@ def skip_probability(streak: np.ndarray, p: float, floor: float) -> np.ndarray:
     return np.where(streak > 0, 1.0 - np.maximum(p ** streak, floor), 0.0)
 
 
-def adapted_p(p: float, tied_share: float | None, settings: SchedulerSettings) -> float:
+def adapted_p(p: float, tied_share: float | None, options: HistoryOptions) -> float:
     """One step of p towards the target tied share (unchanged when nothing was judged)."""
     if tied_share is None:
         return p
-    step = -settings.p_step if tied_share >= settings.target_tied_share else settings.p_step
-    return float(np.clip(p + step, settings.p_min, settings.p_max))
+    step = -options.p_step if tied_share >= options.target_tied_share else options.p_step
+    return float(np.clip(p + step, options.p_min, options.p_max))
 
 
 @register_scheduler("history")
 class HistoryScheduler(HistoryKeeper):
-    def __init__(self, settings: SchedulerSettings):
-        super().__init__(settings)
-        self.walk = EpochWalk(settings.seed)
-        self.p = settings.p_start
+    Options = HistoryOptions
+    options: HistoryOptions
+
+    def __init__(self, options: HistoryOptions, context: SchedulerContext):
+        super().__init__(options, context)
+        self.walk = EpochWalk(context.seed)
+        self.p = options.p_start
         self._vectors: tuple[tuple, np.ndarray] | None = None  # (the pool's prompt ids, their vectors)
 
     def _streaks(self, pool: pa.Table, ids: list) -> tuple[np.ndarray, np.ndarray]:
@@ -61,18 +104,19 @@ class HistoryScheduler(HistoryKeeper):
         was borrowed."""
         own = self.history.peek("tied_streak", ids, 0)
         visited = self.history.peek("visits", ids, 0) > 0
-        if self.settings.neighbours <= 0:
+        if self.options.neighbours <= 0:
             return own, np.zeros(len(ids), dtype=bool)
-        if self.settings.embed is None:
-            raise ValueError("the history scheduler's neighbours need prompt vectors: SchedulerSettings.embed is None")
+        if self.context.embed is None:
+            raise ValueError("the history scheduler's neighbours need prompt vectors: SchedulerContext.embed is None")
         if self._vectors is None or self._vectors[0] != tuple(ids):
-            self._vectors = (tuple(ids), self.settings.embed(pool.column("prompt").to_pylist()))
-        borrowed = borrowed_streaks(self._vectors[1], visited, own, self.settings.neighbours,
-                                    self.settings.neighbour_min_similarity)
+            texts = pool.column("prompt").to_pylist()
+            self._vectors = (tuple(ids), self.context.embed(texts, self.options.neighbour_source))
+        borrowed = borrowed_streaks(self._vectors[1], visited, own, self.options.neighbours,
+                                    self.options.neighbour_min_similarity)
         return np.where(visited, own, borrowed), ~visited & (borrowed > 0)
 
     def schedule(self, pool: pa.Table, count: int, round_index: int, exclude: np.ndarray | None = None) -> Schedule:
-        rng = np.random.default_rng([self.settings.seed, round_index, 37, *refill_seed(exclude)])
+        rng = np.random.default_rng([self.context.seed, round_index, 37, *refill_seed(exclude)])
         ids = pool.column("prompt_id").to_pylist()
         excluded = excluded_mask(pool.num_rows, exclude)
         wanted = min(count, pool.num_rows - int(excluded.sum()))
@@ -86,7 +130,7 @@ class HistoryScheduler(HistoryKeeper):
             examined += 1
             if row in accepted or excluded[row]:
                 continue
-            if rng.random() < skip_probability(streaks[row : row + 1], self.p, self.settings.floor)[0]:
+            if rng.random() < skip_probability(streaks[row : row + 1], self.p, self.options.floor)[0]:
                 skipped[row] = None
             else:
                 accepted[row] = None
@@ -101,13 +145,13 @@ class HistoryScheduler(HistoryKeeper):
         return Schedule(rows, skipped_rows, audited, details, borrowed=skipped_rows[borrowed[skipped_rows]])
 
     def _audit(self, skipped: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        if not skipped.size or self.settings.audit_fraction <= 0:
+        if not skipped.size or self.options.audit_fraction <= 0:
             return np.zeros(0, dtype=np.int64)
-        size = max(1, math.ceil(self.settings.audit_fraction * skipped.size))
+        size = max(1, math.ceil(self.options.audit_fraction * skipped.size))
         return np.sort(rng.choice(skipped, size=min(size, skipped.size), replace=False))
 
     def record(self, round_index: int, scored: pa.Table, schedule: Schedule, pool: pa.Table) -> None:
-        tied = self.history.record(round_index, scored, self.settings.tie_tolerance)
+        tied = self.history.record(round_index, scored, self.context.tie_tolerance)
         ids = pool.column("prompt_id").to_pylist()
         audited = {ids[row] for row in schedule.audited}
         scheduled = [value for pid, value in tied.items() if pid not in audited]
@@ -123,7 +167,7 @@ class HistoryScheduler(HistoryKeeper):
             "audit_unvisited_informative": int(sum(borrowed_judged)),
             "audit_unvisited_judged": len(borrowed_judged),
         })
-        self.p = adapted_p(self.p, tied_share, self.settings)
+        self.p = adapted_p(self.p, tied_share, self.options)
 
     def state(self) -> tuple[pa.Table, dict]:
         return self.history.to_table(), {"p": self.p, **self.walk.state()}
@@ -131,4 +175,4 @@ class HistoryScheduler(HistoryKeeper):
     def restore(self, history: pa.Table, scalars: dict) -> None:
         super().restore(history, scalars)
         self.p = float(scalars["p"])
-        self.walk = EpochWalk(self.settings.seed, int(scalars["epoch"]), int(scalars["position"]))
+        self.walk = EpochWalk(self.context.seed, int(scalars["epoch"]), int(scalars["position"]))

@@ -10,9 +10,9 @@ The minimum is the cautious choice: one neighbour that taught something at its l
 the prompt out. The borrowed streak is used only to decide the skip; the prompt's own history starts at its
 first visit.
 
-The vectors come from the driver (`SchedulerSettings.embed`, built from `data.scheduling.neighbour_source`:
-MiniLM sentence embeddings or hashed character n-grams, actors/kernels/prompt_embeddings.py `text_vectors`);
-this module only compares them.
+The vectors come from the driver (`SchedulerContext.embed`, actors/kernels/prompt_embeddings.py
+`text_vectors`, in the space `data.scheduler.neighbour_source` names: MiniLM sentence embeddings or hashed
+character n-grams); this module only compares them.
 """
 
 from __future__ import annotations

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pyarrow as pa
 
 from actors.contracts import PROMPT_HISTORY_SCHEMA
-from policies.schedulers.base import Schedule, SchedulerSettings
+from actors.options import KindOptions
+from policies.schedulers.base import Schedule, SchedulerContext
 
 
 class PromptHistory:
@@ -106,14 +109,17 @@ class EpochWalk:
 
 class HistoryKeeper:
     """What the schedulers share: the per-prompt history, recorded after labelling, and that history as the
-    whole state (a scheduler with more state extends `state` and `restore`)."""
+    whole state (a scheduler with more state extends `state` and `restore`). A scheduler with options of its
+    own declares them as its `Options`."""
 
-    def __init__(self, settings: SchedulerSettings):
-        self.settings = settings
+    Options: ClassVar[type[KindOptions]] = KindOptions
+
+    def __init__(self, options: KindOptions, context: SchedulerContext):
+        self.options, self.context = options, context
         self.history = PromptHistory()
 
     def record(self, round_index: int, scored: pa.Table, schedule: Schedule, pool: pa.Table) -> None:
-        tied = self.history.record(round_index, scored, self.settings.tie_tolerance)
+        tied = self.history.record(round_index, scored, self.context.tie_tolerance)
         schedule.details["tied_share"] = float(np.mean(list(tied.values()))) if tied else None
 
     def state(self) -> tuple[pa.Table, dict]:

@@ -67,13 +67,13 @@ def scheduling_section(rounds: list[RoundData]) -> str | None:
             + '<p class="note">A skipped prompt is not rolled out: its recent visits all tied. Audited prompts are '
               "skipped ones rolled out anyway; the share of them that did not tie is how often a skip threw away a "
               "prompt that would have taught something. A never-visited prompt is skipped on the streak its nearest "
-              "visited neighbours lend it (data.scheduling.neighbours). p: the skip rule's base, 1 - max(p^streak, floor) "
+              "visited neighbours lend it (data.scheduler.neighbours). p: the skip rule's base, 1 - max(p^streak, floor) "
               "(docs/scheduling.md).</p></section>")
 
 
 def refill_section(rounds: list[RoundData]) -> str | None:
     """Rounds that rolled out more batches of prompts because too few of the first did not tie
-    (data.refill_batches); None when no round refilled."""
+    (labelling.refill_batches); None when no round refilled."""
     rows = []
     for r in rounds:
         found = r.metrics.get(Metric.SCHEDULING)
@@ -90,5 +90,5 @@ def refill_section(rounds: list[RoundData]) -> str | None:
             + html_table(["round", "batches", "prompts rolled out", "prompts that do not tie / target", "labels"],
                          rows, "refill-table")
             + '<p class="note">A round rolls out another batch of prompts while fewer of its labelled prompts than '
-              "the target have rewards that do not tie, up to data.refill_batches more (DAPO's dynamic sampling, "
+              "the target have rewards that do not tie, up to labelling.refill_batches more (DAPO's dynamic sampling, "
               "docs/scheduling.md); every batch's rollouts and labels are counted.</p></section>")
