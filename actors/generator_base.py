@@ -30,7 +30,6 @@ actors/generator.py) and `VLLMGenerator` (actors/vllm_generator.py). This module
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
@@ -41,29 +40,11 @@ from actors.kernels.hf_sampling import BatchSamples, CausalLM, load_causal_lm
 from actors.kernels.model_probe import FeatureOptions, LocalModelProbe
 from actors.options import KindOptions
 from actors.registry import Registry
-from actors.settings import GeneratorSettings
+from actors.settings import GeneratorSettings, SamplingParams  # SamplingParams: importable from here too
 from actors.weight_sync import WeightsHandle
 
 # Generator classes by `generation.backend` name; each backend module registers its class on import.
 GENERATOR_BACKENDS: Registry[type] = Registry("generation backend")
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """How to sample: k responses per prompt, temperature, nucleus threshold, length, batching, seed."""
-
-    samples_per_prompt: int = 4
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 24
-    batch_size: int = 64  # prompts per model.generate call (rows = batch_size * samples_per_prompt)
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.samples_per_prompt < 1 or self.max_new_tokens < 1 or self.batch_size < 1:
-            raise ValueError(f"samples_per_prompt, max_new_tokens and batch_size must be >= 1: {self}")
-        if not self.temperature > 0 or not 0 < self.top_p <= 1:
-            raise ValueError(f"temperature must be > 0 and top_p in (0, 1]: {self}")
 
 
 def batch_seed(seed: int, prompt_ids: list[str]) -> int:
@@ -154,7 +135,8 @@ class GeneratorBase:
 
     def _probe(self, options: FeatureOptions) -> LocalModelProbe:
         # The reference defaults to this actor's model folder: the run's initial model.
-        options = options if options.reference_model_path else replace(options, reference_model_path=self._settings.model_path)
+        if not options.reference_model_path:
+            options = options.model_copy(update={"reference_model_path": self._settings.model_path})
         # Kept across calls (it holds the loaded reference model); it reads the live weights at every call.
         if self._local_probe is None or self._local_probe.options != options:
             self._local_probe = LocalModelProbe.from_causal_lm(self._feature_lm(), options, previous=self._local_probe)

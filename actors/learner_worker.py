@@ -28,7 +28,7 @@ import torch.distributed as dist
 from actors.kernels.dpo_trainer import PairTokens, RoundTrainer
 from actors.kernels.hf_model import load_model, load_tokenizer, pad_token_id, unwrap
 from actors.options import KindOptions
-from actors.settings import LearnerSettings, ModelSettings
+from actors.settings import LearnerSection, ModelSection
 from actors.weight_sync import make_transport
 
 # How long one wait on the mailbox lasts before the worker asks again (keeps every call short).
@@ -58,13 +58,14 @@ class LearnerWorker:
         context = ray.train.get_context()
         self.rank, self.world_size = context.get_world_rank(), context.get_world_size()
         self.mailbox = config["mailbox"]
-        self.settings: LearnerSettings = config["learner"]
-        self.model_settings: ModelSettings = config["model"]
+        # The config's own `learner` and `model` sections, pickled into the worker.
+        self.settings: LearnerSection = config["learner"]
+        self.model_settings: ModelSection = config["model"]
         # The options of the resolved transport (never 'auto') and the generator actors it serves.
         self.transport = make_transport(config["weight_sync"], config["receivers"])
         # learner.strategy (actors/learner_strategies.py): 'ddp' is the only one registered, so nothing branches
         # on it yet (prepare_model below wraps the model in DDP); the next issue's 'fsdp' branches here.
-        self.strategy: KindOptions = config["strategy"]
+        self.strategy: KindOptions = self.settings.strategy
         self.report_mode = self.settings.ray_train_checkpoint
         self.instance_tag = config["instance_tag"]
         torch.set_num_threads(self.settings.torch_threads)

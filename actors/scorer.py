@@ -9,7 +9,7 @@ rows are never dropped here (the driver drops and counts them), and the row orde
 that declares extra columns (the `ifeval` reward's per-response IFEval measures) has them appended
 right after its own column; they are not part of the weighted sum.
 
-Each reward has a role (`RewardSettings.role`): `score(table, role)` computes only the rewards of that
+Each reward has a role (`RewardSpec.role`): `score(table, role)` computes only the rewards of that
 role, so the driver can score the cheap proxies on every response and the labellers only on the
 responses query selection picked (docs/labels.md). `reward` is the weighted sum of the label rewards
 and is written only when the label rewards score; the proxies never enter it.
@@ -26,7 +26,7 @@ import pyarrow as pa
 from actors.contracts import LABEL_ROLE, InputError, RewardOutput
 from actors.rewards.kinds import REWARD_KINDS, output_fields, reward_kind
 from actors.rewards.programmatic import import_reward_modules
-from actors.settings import RewardSettings
+from actors.rewards.spec import RewardSpec
 
 
 @dataclass
@@ -40,10 +40,10 @@ class WeightedReward:
 
 
 class Scorer:
-    """Scores rollouts with every configured reward; built from one `RewardSettings` per reward
-    (cluster/settings.py's `scorer_rewards`, from the validated `scoring.rewards` entries)."""
+    """Scores rollouts with every configured reward; built from one `RewardSpec` per reward (the validated
+    `scoring.rewards` entries themselves)."""
 
-    def __init__(self, rewards: Sequence[RewardSettings], torch_threads: int = 1, device: str | None = None,
+    def __init__(self, rewards: Sequence[RewardSpec], torch_threads: int = 1, device: str | None = None,
                  reward_modules: list[str] = ()):
         import_reward_modules(list(reward_modules))
         if not rewards:
@@ -97,7 +97,7 @@ def combine(parts: list[np.ndarray], weights: list[float]) -> np.ndarray:
     return np.where(finite, total, np.nan)
 
 
-def _build_reward(index: int, spec: RewardSettings, device: str | None) -> WeightedReward:
+def _build_reward(index: int, spec: RewardSpec, device: str | None) -> WeightedReward:
     key = f"scoring.rewards[{index}]"
     kind = reward_kind(spec.kind, key)
     compute, label = kind.build(spec, key, device)

@@ -1,64 +1,176 @@
-"""The typed settings the driver hands the actors: frozen dataclasses, standard library only.
+"""The config sections the actors read, declared once, and what the driver adds to them.
 
-The driver builds each one ONCE from the validated config (cluster/settings.py, one function per
-type) and passes it to the actors instead of a `model_dump()` dict, so the actors read attributes,
-never keys, and a config field renamed without its settings field fails in the driver
-(tests/test_settings.py checks that every field below names a field of its config section).
+`ModelSection`, `ProbeSection` and `LearnerSection` are declared here, beside nothing but what reads them:
+each field once, with its type, default, bounds and description, and each check with a message naming
+the config key. The config (cluster/config/) composes them into `RunConfig` under the same keys, and the
+driver hands the actors the very objects it validated (pydantic models pickle across Ray), never a copy:
+a field renamed here is renamed for the config and the actors at once. Tests and benchmarks build them
+by hand the same way (`LearnerSection(loss="ipo", beta=0.3)`). The sampling options are declared once in
+`SamplingParams`, and the `generation` section takes the same fields (`SAMPLING`); a reward's fields are
+declared in actors/rewards/spec.py.
 
-The user-facing checks, with messages naming the config key, live in the config sections
-(cluster/config/); the settings built from them carry no checks of their own. `DPOSettings`, also
-built by hand by tests and benchmarks, keeps its two checks for that direct use (`LearnerSettings`
-inherits them; the loss check is the same `check_dpo_loss_name` the config's validator calls).
+What the driver resolves itself travels beside a section, never in a mirror of it: `GeneratorSettings`
+carries the policy folder and the weights version a generator starts at, next to the `model` section (and
+`generation.torch_threads`, the one config value it copies); `SamplingParams` carries the seed.
 
-Every type here crosses Ray (pickled into Ray Train workers and actors). The options of a pluggable
-choice (generation backend, weight transport, learner strategy) are not mirrored here: the actors receive
-the Options object the config validated (actors/options.py), pickled as it is.
+Light: pydantic and actors/options.py (the learner strategies' registry too), no torch, so loading a
+config stays light. The options of a pluggable choice (generation backend, weight transport, learner
+strategy) are declared beside their implementations (actors/options.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from actors.learner_strategies import DEFAULT_STRATEGY, registered_strategies, strategy_options
+from actors.options import StrictModel, choice, default_choice
 
 
-@dataclass(frozen=True)
-class DPOSettings:
-    """The learner config fields one round of DPO needs (actors/kernels/dpo_trainer.py; see LearnerSection)."""
+class ModelSection(StrictModel):
+    path: str = Field(
+        "builtin",
+        description="Policy to align: 'builtin' (the tiny Llama of the built-in task, built and cached "
+        "locally), 'smollm2-135m-instruct' (SmolLM2-135M-Instruct, converted once by `activedpo prepare` "
+        "into model.cache_dir) or a local Hugging Face folder with safetensors weights and a tokenizer.",
+    )
+    cache_dir: str | None = Field(
+        None,
+        description="Where prepared models such as smollm2-135m-instruct are built and kept (None: "
+        "$ACTIVEDPO_MODEL_CACHE, else ~/.cache/activedpo/models).",
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="Parameter dtype of the learner and the generators."
+    )
+    trust_remote_code: bool = Field(
+        False, description="Allow custom modelling code shipped with the checkpoint. Off: it runs arbitrary code."
+    )
 
-    loss: str = "sigmoid"
-    beta: float = 0.1
-    label_smoothing: float = 0.0
-    epochs: int = 1
-    batch_size: int = 8
-    micro_batch_size: int | None = None
-    max_grad_norm: float = 1.0
-    reference: str = "round"
-    measure_round_end: bool = True
 
-    def __post_init__(self) -> None:
+class ProbeSection(StrictModel):
+    """The model probe: what the policies, query selectors and diagnostics ask the policy model (implicit
+    reward, embeddings, per-pair gradients, gradient norms), computed in the generator actors on the current
+    policy (actors/kernels/model_probe.py)."""
+
+    embedding: Literal["minilm", "policy"] = Field(
+        "minilm",
+        description="bpo breadth: prompt embeddings from the offline all-MiniLM-L6-v2 ('minilm') or the "
+        "policy's mean-pooled last hidden state ('policy').",
+    )
+    gradient_modules: str = Field(
+        "lm_head",
+        description="bpo depth: the parameters per-pair DPO gradients are taken over: 'lm_head', "
+        "'last_block' (every Linear of the last decoder layer) or a regex over Linear module names.",
+    )
+    projection_dim: int = Field(128, ge=1, description="bpo depth: dimension of the seeded random projection of gradients.")
+    projection_seed: int = Field(0, description="Seed of the fixed random projection (the same in every round).")
+    batch_size: int = Field(
+        32, ge=1, description="Sequences per forward/backward pass when computing features (memory grows with it)."
+    )
+
+
+class LearnerSection(StrictModel):
+    """The Ray Train DPO learner (cluster/learner_client.py): one TorchTrainer that lives across rounds."""
+
+    num_workers: int = Field(2, ge=1, description="Ray Train workers (DDP ranks).")
+    num_cpus_per_worker: float = Field(1.0, ge=0, description="CPUs Ray reserves for each learner worker.")
+    use_gpu: bool = Field(False, description="GPUs for the workers and the NCCL backend; gloo on CPU.")
+    num_gpus_per_worker: float = Field(
+        1.0, gt=0, le=1, description="With use_gpu: GPUs Ray reserves for each worker (below 1 to share a GPU "
+        "with a generator on the same node).",
+    )
+    strategy: choice("learner strategy", strategy_options, DEFAULT_STRATEGY, registered_strategies) = default_choice(
+        strategy_options, DEFAULT_STRATEGY,
+        "How the workers hold and update the policy, `{kind: <name>, ...}`: 'ddp' (a whole copy per worker, "
+        "gradients all-reduced; no options). Registered in actors/learner_strategies.py.")
+    torch_threads: int = Field(1, ge=1, description="torch intra-op threads in each learner worker.")
+    loss: str = Field("sigmoid", description="DPO loss variant: 'sigmoid', 'ipo' or 'hinge'.")
+    beta: float = Field(0.1, gt=0, description="DPO temperature beta.")
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="sigmoid loss: conservative-DPO label smoothing.")
+    learning_rate: float = Field(1e-4, gt=0, description="AdamW learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping by global norm.")
+    epochs: int = Field(1, ge=1, description="Passes over each round's pairs.")
+    batch_size: int = Field(
+        8, ge=1, description="Pairs per optimizer step, summed over workers; a multiple of num_workers."
+    )
+    micro_batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="Pairs per forward pass on one worker; gradients are accumulated over the worker's "
+        "batch_size / num_workers pairs. None: the whole per-worker share in one pass. Lower it when "
+        "a step runs out of memory; it does not change the result.",
+    )
+    reference: Literal["round", "initial"] = Field(
+        "round",
+        description="pi_ref: the policy at the start of each round ('round') or at the start of the run "
+        "('initial'). Reference log-probs are computed once per round either way.",
+    )
+    measure_round_end: bool = Field(
+        True,
+        description="After each round's updates, one more no-grad pass over the round's pairs gives the "
+        "policy's end-of-round log-probs (metrics *_end: the realised change of log pi(y_w) and "
+        "log pi(y_l), the loss after training). Costs one forward pass per pair.",
+    )
+    ray_train_checkpoint: Literal["pointer", "copy", "none"] = Field(
+        "pointer",
+        description="What each round reports to Ray Train as its checkpoint: 'pointer' (a small JSON "
+        "naming the round's HF checkpoint folder), 'copy' (Ray Train copies the whole HF checkpoint "
+        "into its storage, keeping the latest one), 'none' (metrics only). The run directory always "
+        "holds the real checkpoint.",
+    )
+    startup_timeout_s: float = Field(
+        900.0, gt=0, description="Seconds the first round waits for the workers to start and load the model."
+    )
+    round_timeout_s: float | None = Field(
+        None,
+        gt=0,
+        description="Seconds one round may take before train_round gives up (None: no limit; a dead "
+        "worker or a failed Ray Train run is reported at once either way).",
+    )
+
+    @field_validator("loss")
+    @classmethod
+    def _loss_is_registered(cls, loss: str) -> str:
         from actors.kernels.dpo_loss import check_dpo_loss_name
 
-        check_dpo_loss_name(self.loss)
-        if self.reference not in ("round", "initial"):
-            raise ValueError(f"reference must be 'round' or 'initial', not {self.reference!r}")
+        check_dpo_loss_name(loss)  # ValueError naming the registered variants
+        return loss
+
+    @model_validator(mode="after")
+    def _batch_divides_over_workers(self) -> "LearnerSection":
+        if self.batch_size % self.num_workers:
+            raise ValueError(
+                f"learner.batch_size ({self.batch_size}) must be a multiple of learner.num_workers "
+                f"({self.num_workers}): each worker takes batch_size / num_workers pairs per step"
+            )
+        return self
 
 
-@dataclass(frozen=True)
-class LearnerSettings(DPOSettings):
-    """What each Ray Train learner worker reads (actors/learner_worker.py): the round's DPO settings
-    plus the worker's threads, optimizer and Ray Train report mode (the `learner` section)."""
+class SamplingParams(StrictModel):
+    """How to sample: k responses per prompt, temperature, nucleus threshold, length, batching, seed.
 
-    torch_threads: int = 1
-    learning_rate: float = 1e-4
-    weight_decay: float = 0.0
-    ray_train_checkpoint: str = "pointer"
+    The five sampling options are declared here, once, and the `generation` section takes these very
+    fields (cluster/config/rollout.py: `SAMPLING`); the driver adds the seed, per round or phase, and may
+    override k and the temperature for one phase (the held-out evaluation, the DID samples). Frozen: one
+    value per generate call, pickled into the generator actors.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    samples_per_prompt: int = Field(4, ge=1, description="k: responses sampled per prompt.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling threshold.")
+    max_new_tokens: int = Field(24, ge=1, description="Maximum tokens per response.")
+    # rows per model.generate call = batch_size * samples_per_prompt
+    batch_size: int = Field(64, ge=1, description="Prompts per generate() call inside an actor.")
+    seed: int = Field(0, description="Seed of the samples (with each batch's prompt ids); given by the driver.")
 
 
-@dataclass(frozen=True)
-class ModelSettings:
-    """How the actors load the policy (the `model` section; the driver resolves its path)."""
-
-    dtype: str = "float32"
-    trust_remote_code: bool = False
+# The sampling options as the `generation` section declares them (the same FieldInfo objects).
+SAMPLING = {name: info for name, info in SamplingParams.model_fields.items() if name != "seed"}
 
 
 @dataclass(frozen=True)
@@ -70,31 +182,7 @@ class GeneratorSettings:
 
     # Resolved by the driver: the run's model, or the last complete round's checkpoint when resuming.
     model_path: str
-    model: ModelSettings = field(default_factory=ModelSettings)
+    model: ModelSection = field(default_factory=ModelSection)
     torch_threads: int = 1
     # The version of the weights in model_path: a resumed run starts from round N's checkpoint, version N.
     initial_version: int = 0
-
-
-@dataclass(frozen=True)
-class RewardSettings:
-    """One reward of the scorer (one `scoring.rewards` entry; actors/rewards/kinds.py reads it).
-
-    The `http` kind's fields (url .. columns) carry the name of the token's environment variable,
-    never the token: the scorer reads it from its own environment when it calls. `role` is one of
-    `REWARD_ROLES` (actors/contracts.py): a `label` reward's scores build pairs and cost labels, a
-    `proxy` reward scores every response and only helps choose which ones are labelled."""
-
-    kind: str
-    name: str | None = None
-    path: str | None = None
-    reference_column: str = "reference"
-    weight: float = 1.0
-    role: str = "label"
-    batch_size: int = 32
-    url: str | None = None
-    token_env: str | None = None
-    timeout_s: float = 30.0
-    max_retries: int = 3
-    backoff_s: float = 1.0
-    columns: tuple[str, ...] = ()

@@ -170,11 +170,12 @@ def epoch_orders(num_pairs: int, epochs: int) -> list[list[int]]:
 def run_ours(model, tokens, pad_id: int, args, counter: ForwardCounter):
     import torch
 
-    from actors.kernels.dpo_trainer import DPOSettings, RoundTrainer
+    from actors.kernels.dpo_trainer import RoundTrainer
+    from actors.settings import LearnerSection
 
-    settings = DPOSettings(loss="sigmoid", beta=BETA, epochs=args.epochs, batch_size=args.batch_size,
-                           micro_batch_size=args.micro_batch_size, max_grad_norm=MAX_GRAD_NORM,
-                           reference="round", measure_round_end=False)  # fmt: skip
+    settings = LearnerSection(num_workers=1, loss="sigmoid", beta=BETA, epochs=args.epochs,  # one local rank
+                              batch_size=args.batch_size, micro_batch_size=args.micro_batch_size,
+                              max_grad_norm=MAX_GRAD_NORM, reference="round", measure_round_end=False)  # fmt: skip
     optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=0.0)
     trainer = RoundTrainer(model, optimizer, settings, pad_id, seed=SEED)
     counter.hook(model)

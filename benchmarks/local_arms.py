@@ -61,7 +61,7 @@ from cluster.observers import RunObservers
 from cluster.round_runner import RoundRunner
 from cluster.run_setup import build_choices, check_rewards, prepare_inputs
 from cluster.run_store import RunStore
-from cluster.settings import feature_options, generator_settings, learner_settings, sampling_params, scorer_rewards
+from cluster.settings import feature_options, generator_settings, sampling_params
 
 IN_PROCESS = "in_process"  # metrics.json's `weight_transport` and `nodes` of these runs
 # In each run folder `finished_or_new` keeps: the run's overrides and wall seconds (the name predates this module).
@@ -161,7 +161,7 @@ class LocalLearner:
 
     def __init__(self, config: RunConfig, model_path: str, reference: torch.nn.Module | None, tokenizer,
                  save_checkpoints: bool = False):
-        self.settings = learner_settings(config.learner)
+        self.settings = config.learner
         self.tokenizer, self.save_checkpoints = tokenizer, save_checkpoints
         torch.manual_seed(config.run.seed)  # what each learner worker does before loading the policy
         self.model = load_model(model_path, config.model.dtype, config.model.trust_remote_code)
@@ -226,7 +226,7 @@ class LocalArms:
         if config.generation.backend.kind != "hf":
             raise InputError(f"generation.backend: the in-process harness runs the HF generator, not "
                              f"{config.generation.backend.kind!r}")
-        rewards = scorer_rewards(config.scoring)
+        rewards = tuple(config.scoring.rewards)
         check_rewards(config, rewards)
         self.model_path = prepare_inputs(config, rewards).model_path
         self.generator_settings = generator_settings(config.generation, config.model, self.model_path)
@@ -285,7 +285,7 @@ class LocalArms:
     def runner(self, config: RunConfig, store: RunStore, observers: RunObservers) -> RoundRunner:
         """The driver's RoundRunner over the in-process groups, from the initial weights."""
         choices = build_choices(config, store)
-        rewards = scorer_rewards(config.scoring)
+        rewards = tuple(config.scoring.rewards)
         check_rewards(config, rewards)
         inputs = prepare_inputs(config, rewards)
         settings = generator_settings(config.generation, config.model, inputs.model_path)

@@ -111,11 +111,10 @@ def new_runner(config, work_dir: Path, name: str, inputs):
     from cluster.ray_runner import ray_round_runner
     from cluster.run_setup import build_choices
     from cluster.run_store import RunStore
-    from cluster.settings import scorer_rewards
 
     store = RunStore(work_dir / name)
     observers = RunObservers(config.run.name, store.run_dir, bars=False)
-    return ray_round_runner(config, store, replace(inputs, rewards=scorer_rewards(config.scoring)),
+    return ray_round_runner(config, store, replace(inputs, rewards=tuple(config.scoring.rewards)),
                             build_choices(config, store), observers, start_round=0)
 
 
@@ -175,10 +174,9 @@ def measure(args, overrides: list[str], work_dir: Path) -> tuple[dict, dict, dic
     """Pool (made or reused), then every seed: the starting model's evaluation and each arm."""
     from cluster.ray_runtime import start_ray
     from cluster.run_setup import check_rewards, prepare_inputs
-    from cluster.settings import scorer_rewards
 
     base = load(overrides)
-    rewards = scorer_rewards(base.scoring)
+    rewards = tuple(base.scoring.rewards)
     check_rewards(base, rewards)
     inputs = prepare_inputs(base, rewards)
     pool_path, pool_meta = work_dir / "pool.parquet", work_dir / "pool.json"

@@ -35,7 +35,7 @@ import torch
 
 from actors.generator import Generator
 from actors.kernels.hf_sampling import load_causal_lm
-from actors.settings import GeneratorSettings, ModelSettings
+from actors.settings import GeneratorSettings, ModelSection
 from actors.weight_sync import make_transport, transport_options
 from cluster.config import RaySection
 from cluster.tools.prepare import ensure_smollm2
@@ -134,7 +134,7 @@ def main() -> None:
     model_dir = str(ensure_smollm2())
     start_ray(RaySection(num_cpus=args.generators + 2, include_dashboard=False))
     publisher = ray.remote(Publisher).options(num_cpus=1).remote(model_dir, args.dtype, args.generators)
-    generators = [ray.remote(BenchGenerator).options(num_cpus=1).remote(GeneratorSettings(model_dir, ModelSettings(dtype=args.dtype)))
+    generators = [ray.remote(BenchGenerator).options(num_cpus=1).remote(GeneratorSettings(model_dir, ModelSection(dtype=args.dtype)))
                   for _ in range(args.generators)]  # fmt: skip
     checkpoint = os.path.join(args.checkpoint_dir, "checkpoint")
     os.makedirs(checkpoint, exist_ok=True)

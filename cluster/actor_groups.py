@@ -21,7 +21,7 @@ from actors.generator_base import GENERATOR_BACKENDS, SamplingParams
 from actors.contracts import LABEL_ROLE
 from actors.options import KindOptions
 from actors.scorer import Scorer
-from actors.settings import RewardSettings
+from actors.rewards.spec import RewardSpec
 from actors.vllm_options import VllmOptions
 from actors.weight_sync import WeightsHandle
 from cluster.config import GenerationSection, ModelSection, ScoringSection
@@ -144,10 +144,9 @@ class ScorerGroup:
     actors: list
 
     @classmethod
-    def create(cls, run_name: str, cfg: ScoringSection, rewards: tuple[RewardSettings, ...], torch_threads: int = 1,
+    def create(cls, run_name: str, cfg: ScoringSection, rewards: tuple[RewardSpec, ...], torch_threads: int = 1,
                slots: RoleSlots | None = None) -> "ScorerGroup":
-        """`rewards`: cluster/settings.py's `scorer_rewards(cfg)`, built once by the driver (its pre-flight
-        checks read the same)."""
+        """`rewards`: the validated `cfg.rewards`, in config order (the driver's pre-flight checks read the same)."""
         remote = ray.remote(Scorer)
         actors = [
             remote.options(

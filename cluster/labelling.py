@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from actors.contracts import LABEL_ROLE, LABELLED_COLUMN, PROXY_ROLE, QUERY_SCORE_COLUMN
-from actors.settings import RewardSettings
+from actors.rewards.spec import RewardSpec
 
 if TYPE_CHECKING:
     from actors.contracts import ModelProbe
@@ -43,7 +43,7 @@ class LabelPlan:
     proxy_rewards: int = 0
 
     @classmethod
-    def of(cls, query: str, labels_per_round: int | None, rewards: tuple[RewardSettings, ...]) -> "LabelPlan":
+    def of(cls, query: str, labels_per_round: int | None, rewards: tuple[RewardSpec, ...]) -> "LabelPlan":
         roles = [reward.role for reward in rewards]
         return cls(query, labels_per_round, roles.count(LABEL_ROLE), roles.count(PROXY_ROLE))
 

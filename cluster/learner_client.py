@@ -41,9 +41,9 @@ from actors.kernels.hf_model import check_model_folder
 from actors.learner_mailbox import create_mailbox
 from actors.learner_worker import train_loop_per_worker
 from actors.options import KindOptions
+from actors.settings import LearnerSection, ModelSection
 from actors.weight_sync import WeightsHandle, check_transport_name
 from actors.weight_sync.registry import OBJECT_STORE
-from cluster.settings import learner_settings, model_settings
 
 logger = logging.getLogger(__name__)
 
@@ -141,8 +141,8 @@ class DPOLearner:
 
     def __init__(
         self,
-        learner_cfg,
-        model_cfg,
+        learner_cfg: LearnerSection,
+        model_cfg: ModelSection,
         initial_model_path: str,
         storage_dir: str,
         run_name: str,
@@ -154,9 +154,8 @@ class DPOLearner:
     ) -> None:
         """Start the Ray Train run in the background and return at once.
 
-        learner_cfg / model_cfg: cluster.config.LearnerSection / ModelSection (the workers in actors/
-        receive them as LearnerSettings / ModelSettings, built here by cluster/settings.py: actors/
-        does not import cluster/). initial_model_path: the policy to continue from (the original
+        learner_cfg / model_cfg: the validated `learner` and `model` sections (actors/settings.py), handed
+        to the workers as they are. initial_model_path: the policy to continue from (the original
         model, or the last complete round's checkpoint when resuming). reference_model_path: the
         frozen reference for reference='initial' (default: initial_model_path, which is wrong after
         a resume). storage_dir / run_name: Ray Train's RunConfig(storage_path, name). weight_sync: the
@@ -188,13 +187,12 @@ class DPOLearner:
         self.ready_seconds: float | None = None  # construction to every worker registered
         loop_config = {
             "mailbox": self._mailbox,
-            "learner": learner_settings(learner_cfg),
-            "model": model_settings(model_cfg),
+            "learner": learner_cfg,
+            "model": model_cfg,
             "initial_model_path": initial_model_path,
             "reference_model_path": reference_model_path,
             "weight_sync": weight_sync,
             "receivers": receivers,
-            "strategy": learner_cfg.strategy,
             "seed": seed,
             "instance_tag": time.strftime("%Y%m%d-%H%M%S"),
         }

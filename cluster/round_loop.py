@@ -69,7 +69,6 @@ def run(config: RunConfig) -> dict:
     """Run (or resume) a whole job; returns the summary."""
     from cluster.ray_runner import ray_round_runner
     from cluster.ray_runtime import start_ray
-    from cluster.settings import scorer_rewards
 
     store = RunStore(config.run.run_dir)
     store.clean_partial()
@@ -82,7 +81,7 @@ def run(config: RunConfig) -> dict:
     if done:
         log.info("resuming %s after round %d", store.run_dir, done[-1])
     choices = build_choices(config, store)
-    rewards = scorer_rewards(config.scoring)  # the pre-flight checks and the scorers read the same settings
+    rewards = tuple(config.scoring.rewards)  # the pre-flight checks and the scorers read the same specs
     check_rewards(config, rewards)
     inputs = prepare_inputs(config, rewards)
     observers = RunObservers.create(config, store.run_dir)  # before Ray: a missing wandb fails in a second

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
 from functools import partial
 
 import numpy as np
@@ -151,9 +150,9 @@ class RoundRunner:
             return {}
         prompts = self.heldout.slice(0, cfg.did_prompts)
         # Samples of pi itself: temperature 1 and no nucleus cut, whatever the run samples with.
-        sampling = replace(self.generators.sampling(seed=sampling_seed(self.config.run.seed, Stream.DID),
-                                                    temperature=1.0, samples_per_prompt=cfg.did_samples_per_prompt),
-                           top_p=1.0)
+        sampling = self.generators.sampling(seed=sampling_seed(self.config.run.seed, Stream.DID), temperature=1.0,
+                                            samples_per_prompt=cfg.did_samples_per_prompt)
+        sampling = sampling.model_copy(update={"top_p": 1.0})
         samples = self.generators.generate(prompts, sampling, self.weights)
         logps, ref_logps = self.probe.response_logprobs(samples)
         return heldout_did_entropy(samples.column("prompt_id").to_pylist(), logps, ref_logps)

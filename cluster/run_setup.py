@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from actors.contracts import LABEL_ROLE, PROMPT_HISTORY_FILE, SCHEDULER_FILE, SCORED_FILE, InputError
-from actors.settings import RewardSettings
+from actors.rewards.spec import RewardSpec
 from cluster.collaborators import Choices, RunInputs
 from cluster.config import RunConfig
 from cluster.run_store import RunStore
@@ -22,7 +22,7 @@ from cluster.run_store import RunStore
 log = logging.getLogger("activedpo")
 
 
-def score_columns(rewards: tuple[RewardSettings, ...], role: str = LABEL_ROLE) -> list[str]:
+def score_columns(rewards: tuple[RewardSpec, ...], role: str = LABEL_ROLE) -> list[str]:
     """What the scorers add for the rewards of `role`, in order: each reward's column and its extra
     columns, then, for the labellers, `reward`.
 
@@ -72,7 +72,7 @@ def build_choices(config: RunConfig, store: RunStore) -> Choices:
     return Choices(build_policy(config), build_query(config, store), build_scheduler(config, store))
 
 
-def check_rewards(config: RunConfig, rewards: tuple[RewardSettings, ...]) -> None:
+def check_rewards(config: RunConfig, rewards: tuple[RewardSpec, ...]) -> None:
     """Fail before Ray starts, with the config key in the message, on a reward that cannot load."""
     from actors.rewards.kinds import reward_kind
     from actors.rewards.programmatic import import_reward_modules
@@ -83,7 +83,7 @@ def check_rewards(config: RunConfig, rewards: tuple[RewardSettings, ...]) -> Non
         reward_kind(reward.kind, key).check(reward, key)
 
 
-def prepare_inputs(config: RunConfig, rewards: tuple[RewardSettings, ...]) -> RunInputs:
+def prepare_inputs(config: RunConfig, rewards: tuple[RewardSpec, ...]) -> RunInputs:
     """Resolve the policy path and load both prompt sets (building the built-in task or model if needed)."""
     from transformers import AutoTokenizer
 
@@ -114,7 +114,7 @@ def prepare_inputs(config: RunConfig, rewards: tuple[RewardSettings, ...]) -> Ru
     return RunInputs(model_path, splits[0], splits[1], rewards)
 
 
-def check_reward_columns(rewards: tuple[RewardSettings, ...], prompts: pa.Table, key_prefix: str, path: str) -> None:
+def check_reward_columns(rewards: tuple[RewardSpec, ...], prompts: pa.Table, key_prefix: str, path: str) -> None:
     """A reward that reads a prompt column must find it: say so now, naming the file, not inside a scorer."""
     from actors.rewards.kinds import reward_kind
 

@@ -1,64 +1,35 @@
-"""The typed settings the actors and the selection policy receive, built once in the driver from the
-validated config.
+"""What the driver adds to the validated config before the components receive it.
 
-One function per settings type (the types live on the side that reads them: actors/settings.py, the
-kernels' own option types and policies/settings.py; actors/ and policies/ do not import cluster/).
-Each copies its fields BY NAME from the config section, so a settings field its section lacks fails
-here, at once, and tests/test_settings.py checks every field against the sections. The options were
-checked when the config was loaded (cluster/config/, messages naming the config key); nothing here
-checks again. A pluggable choice (generation backend, weight transport, learner strategy, ...) has no
-settings type: its component receives the very Options the config validated (`weight_transport` only
-resolves 'auto').
+The components receive the config's own objects: the sections the actors read are declared on their
+side (actors/settings.py, actors/rewards/spec.py) and a pluggable choice's Options beside its
+implementation, so nothing here copies a field. What is left is what the config cannot know: a value the
+driver resolves (the policy folder and the weights version a generator starts at, the reference model
+of the probe, 'auto' of the weight transport), a seed per round or phase, and the run's context a
+selector or scheduler reads besides its own options. The options were checked when the config was loaded
+(messages naming the config key); nothing here checks again. The types live on the side that reads them
+(actors/, policies/), which never imports cluster/.
 """
 
 from __future__ import annotations
 
-from dataclasses import fields
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 from actors.options import KindOptions
-from actors.settings import GeneratorSettings, LearnerSettings, ModelSettings, RewardSettings
-from cluster.config import (
-    GenerationSection,
-    LearnerSection,
-    ModelSection,
-    RewardSpec,
-    RunConfig,
-    ScoringSection,
-    ProbeSection,
-)
+from actors.settings import SAMPLING, GeneratorSettings, ModelSection, SamplingParams
+from cluster.config import GenerationSection, ProbeSection, RunConfig
 
-if TYPE_CHECKING:  # imported where used: they import torch, and the reward pre-flight checks stay light
-    from actors.generator_base import SamplingParams
+if TYPE_CHECKING:  # imported where used: the probe imports torch, and the config stays light
     from actors.kernels.model_probe import FeatureOptions
     from policies.query import QuerySettings
     from policies.schedulers import SchedulerContext
-
-Settings = TypeVar("Settings")
-
-
-def from_section(cls: type[Settings], section: Any, **given: Any) -> Settings:
-    """`cls` with every field not in `given` copied by name from the config section."""
-    copied = {f.name: getattr(section, f.name) for f in fields(cls) if f.name not in given}
-    return cls(**copied, **given)
-
-
-def learner_settings(section: LearnerSection) -> LearnerSettings:
-    """What the learner's Ray Train workers read (the `learner` section)."""
-    return from_section(LearnerSettings, section)
-
-
-def model_settings(section: ModelSection) -> ModelSettings:
-    """How the actors load the policy (the `model` section; its path is resolved by the driver)."""
-    return from_section(ModelSettings, section)
 
 
 def generator_settings(generation: GenerationSection, model: ModelSection, model_path: str,
                        initial_version: int = 0) -> GeneratorSettings:
     """What every generator actor is built from: `generation.torch_threads`, the `model` section, the
     policy folder the driver resolved and the version of the weights in it (the round it starts at)."""
-    return from_section(GeneratorSettings, generation, model_path=model_path, model=model_settings(model),
-                        initial_version=initial_version)
+    return GeneratorSettings(model_path=model_path, model=model, torch_threads=generation.torch_threads,
+                             initial_version=initial_version)
 
 
 def weight_transport(config: RunConfig) -> KindOptions:
@@ -69,16 +40,6 @@ def weight_transport(config: RunConfig) -> KindOptions:
 
     return resolve_transport(config.weight_sync.transport, config.learner.use_gpu,
                              config.generation.num_gpus_per_actor > 0)
-
-
-def reward_settings(spec: RewardSpec) -> RewardSettings:
-    """One scorer reward (one `scoring.rewards` entry)."""
-    return from_section(RewardSettings, spec)
-
-
-def scorer_rewards(section: ScoringSection) -> tuple[RewardSettings, ...]:
-    """Every scorer reward, in config order: built once per run, for the pre-flight checks and the scorers."""
-    return tuple(reward_settings(spec) for spec in section.rewards)
 
 
 def query_settings(config: RunConfig) -> QuerySettings:
@@ -116,15 +77,15 @@ def scheduler_context(config: RunConfig) -> SchedulerContext:
 def sampling_params(section: GenerationSection, seed: int, samples_per_prompt: int | None = None,
                     temperature: float | None = None) -> SamplingParams:
     """How the generators sample (the `generation` section); `seed` is the caller's, per round or phase."""
-    from actors.generator_base import SamplingParams
-
-    return from_section(SamplingParams, section, seed=seed,
-                        samples_per_prompt=samples_per_prompt or section.samples_per_prompt,
-                        temperature=temperature or section.temperature)
+    values = {name: getattr(section, name) for name in SAMPLING}  # the same fields: declared once
+    values.update(samples_per_prompt=samples_per_prompt or section.samples_per_prompt,
+                  temperature=temperature or section.temperature)
+    return SamplingParams(**values, seed=seed)
 
 
 def feature_options(section: ProbeSection, reference_model_path: str) -> FeatureOptions:
-    """How the generators' model probe computes what it is asked (the `probe` section)."""
+    """How the generators' model probe computes what it is asked: the `probe` section and the run's initial
+    model, the reference of log-ratios (after a resume too)."""
     from actors.kernels.model_probe import FeatureOptions
 
-    return from_section(FeatureOptions, section, reference_model_path=reference_model_path)
+    return FeatureOptions.of(section, reference_model_path)

@@ -13,7 +13,6 @@ from actors.rewards.builtin_task import builtin_task_reward
 from actors.rewards.programmatic import register_reward
 from actors.scorer import Scorer
 from cluster.config_loading import load_config
-from cluster.settings import scorer_rewards
 
 K = 4  # responses per prompt in these tests
 
@@ -113,7 +112,7 @@ def runner_for(config, tmp_path, generators=None, learner=None, prompts: pa.Tabl
     from cluster.run_setup import build_choices
     from cluster.run_store import RunStore
 
-    rewards = scorer_rewards(config.scoring)
+    rewards = tuple(config.scoring.rewards)
     store = RunStore(tmp_path / "run")
     pool = prompts_table(config.data.prompts_per_round) if prompts is None else prompts
     inputs = RunInputs("no-model", pool, prompts_table(4, "h") if heldout is None else heldout, rewards)

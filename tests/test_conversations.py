@@ -79,7 +79,6 @@ def test_messages_without_role_or_content_fields_and_no_chat_template_are_input_
 def test_conversations_carry_ifeval_columns_to_the_ifeval_reward(tmp_path):
     from cluster.config import RunConfig
     from cluster.run_setup import check_reward_columns
-    from cluster.settings import scorer_rewards
 
     config = RunConfig.model_validate({"scoring": {"rewards": [{"kind": "programmatic", "name": "ifeval"}]}})
     record = {"messages": [SYSTEM, {"role": "user", "content": "say hello without commas"}],
@@ -87,4 +86,4 @@ def test_conversations_carry_ifeval_columns_to_the_ifeval_reward(tmp_path):
     path = write_jsonl(tmp_path / "chat.jsonl", [record])
     table = load(path, prompt_column="messages")
     assert table.column("prompt").to_pylist() == ["say hello without commas"]
-    check_reward_columns(scorer_rewards(config.scoring), table, "data.train", path)
+    check_reward_columns(tuple(config.scoring.rewards), table, "data.train", path)

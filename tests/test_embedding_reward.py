@@ -12,7 +12,6 @@ from cli_helpers import run_cli
 from actors.contracts import InputError
 from actors.scorer import Scorer
 from cluster.config import RewardSpec, ScoringSection
-from cluster.settings import reward_settings
 
 REFERENCE = "The capital of France is Paris."
 
@@ -38,7 +37,7 @@ RESPONSES = [
 
 @pytest.fixture(scope="module")
 def similarity_scorer() -> Scorer:
-    return Scorer([reward_settings(RewardSpec(kind="embedding_similarity"))])
+    return Scorer([RewardSpec(kind="embedding_similarity")])
 
 
 def test_a_paraphrase_of_the_reference_scores_above_an_unrelated_answer(similarity_scorer):
@@ -65,7 +64,7 @@ def test_combined_with_a_programmatic_reward_by_weight():
         RewardSpec(kind="embedding_similarity", weight=1.0),
         RewardSpec(kind="programmatic", name="contains_answer", weight=0.5),
     ]
-    scorer = Scorer([reward_settings(spec) for spec in specs])
+    scorer = Scorer(specs)
     responses = [*RESPONSES, "The capital of France is Lyon."]  # fluent, but the wrong city
     scored = scorer.score(rollouts(responses))
     similarity = scored.column("reward_similarity").to_numpy()
@@ -87,7 +86,7 @@ def test_a_null_or_empty_reference_gives_nan_for_the_driver_to_drop(similarity_s
 def test_reference_column_is_configurable_and_a_missing_one_is_named():
     spec = RewardSpec(kind="embedding_similarity", name="rubric_match", reference_column="rubric")
     assert spec.column == "reward_rubric_match"
-    scorer = Scorer([reward_settings(spec)])
+    scorer = Scorer([spec])
     with pytest.raises(InputError, match=r"scoring\.rewards\[0\]\.reference_column: .*'rubric'.*columns"):
         scorer.score(rollouts(["Paris."]))
     table = rollouts(["Paris is the capital."]).append_column("rubric", pa.array([REFERENCE]))
@@ -100,7 +99,7 @@ def test_config_names_the_column_and_rejects_a_second_unnamed_similarity_reward(
         ScoringSection(rewards=[RewardSpec(kind="embedding_similarity"),
                                 RewardSpec(kind="embedding_similarity", reference_column="rubric")])
     with pytest.raises(InputError, match=r"scoring\.rewards\[0\]\.path: .*not a folder"):
-        Scorer([reward_settings(RewardSpec(kind="embedding_similarity", path="/nonexistent/encoder"))])
+        Scorer([RewardSpec(kind="embedding_similarity", path="/nonexistent/encoder")])
 
 
 def test_cli_names_the_missing_reference_column_and_the_prompt_file(tmp_path):

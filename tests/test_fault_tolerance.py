@@ -15,7 +15,6 @@ import ray
 
 from cluster.actor_groups import GeneratorGroup, ScorerGroup
 from cluster.config import GenerationSection, ModelSection, RewardSpec, ScoringSection
-from cluster.settings import scorer_rewards
 from tiny_model import build_tiny_classifier, build_tiny_model
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
@@ -96,7 +95,7 @@ def test_scorer_killed_mid_call_is_restarted_and_scores_every_row(tmp_path):
     classifier = build_tiny_classifier(tmp_path / "rm")
     cfg = ScoringSection(num_actors=1, num_cpus_per_actor=0.5,
                          rewards=[RewardSpec(kind="hf_classifier", path=str(classifier), batch_size=8)])
-    group = ScorerGroup.create("ft-score", cfg, scorer_rewards(cfg))
+    group = ScorerGroup.create("ft-score", cfg, tuple(cfg.rewards))
     try:
         def rollouts_of(count: int) -> pa.Table:
             return prompts_table(count).append_column("response", pa.array([f"{i % 17} good" for i in range(count)]))

@@ -19,12 +19,11 @@ from actors.rewards.programmatic import get_reward
 from cluster.config import PromptSourceSection, RunConfig
 from cluster.data.prompts import load_prompts
 from cluster.run_setup import check_reward_columns
-from cluster.settings import scorer_rewards
 
 IDS, KWARGS = IFEVAL_PROMPT_COLUMNS
 TOKENIZER = build_tiny_tokenizer()
 CONFIG = RunConfig.model_validate({"scoring": {"rewards": [{"kind": "programmatic", "name": "ifeval"}]}})
-REWARDS = scorer_rewards(CONFIG.scoring)
+REWARDS = tuple(CONFIG.scoring.rewards)
 
 # Rows as IFEval's files hold them: a key, the prompt, the ids, and per instruction a kwargs object.
 ROWS = [

@@ -17,7 +17,7 @@ from actors.rewards.ifeval import InstructionError, build_checker, follows, ifev
 from actors.rewards.ifeval_fields import IFEVAL_PROMPT_COLUMNS, IFEVAL_SCORE_FIELDS
 from actors.rewards.programmatic import get_reward, register_reward
 from actors.scorer import Scorer
-from actors.settings import RewardSettings
+from actors.rewards.spec import RewardSpec
 from cluster.data.ifeval_prompts import EXCLUDED_IDS, INSTRUCTION_IDS
 from round_standins import Generators, runner_for
 
@@ -171,8 +171,8 @@ def response_length(table: pa.Table) -> np.ndarray:
 
 
 def test_the_scorer_writes_the_extra_columns_after_the_reward_and_combines_with_other_rewards():
-    scorer = Scorer([RewardSettings(kind="programmatic", name="ifeval", weight=2.0),
-                     RewardSettings(kind="programmatic", name="test_response_length", weight=0.5)])
+    scorer = Scorer([RewardSpec(kind="programmatic", name="ifeval", weight=2.0),
+                     RewardSpec(kind="programmatic", name="test_response_length", weight=0.5)])
     rows = batch(CRAFTED)
     scored = scorer.score(rows)
     extra = [field.name for field in IFEVAL_SCORE_FIELDS]
@@ -196,9 +196,9 @@ def test_a_reward_returning_other_columns_than_it_declared_is_reported():
 
     rows = batch(CRAFTED[:1])
     with pytest.raises(ValueError, match="returned extra columns it did not declare"):
-        Scorer([RewardSettings(kind="programmatic", name="test_undeclared_columns")]).score(rows)
+        Scorer([RewardSpec(kind="programmatic", name="test_undeclared_columns")]).score(rows)
     with pytest.raises(ValueError, match="declared the extra columns"):
-        Scorer([RewardSettings(kind="programmatic", name="test_missing_columns")]).score(rows)
+        Scorer([RewardSpec(kind="programmatic", name="test_missing_columns")]).score(rows)
 
 
 def test_the_reward_names_the_row_of_an_instruction_it_cannot_check():
@@ -209,7 +209,7 @@ def test_the_reward_names_the_row_of_an_instruction_it_cannot_check():
 
 
 def test_the_four_accuracies_count_responses_and_instructions():
-    scored = Scorer([RewardSettings(kind="programmatic", name="ifeval")]).score(batch(CRAFTED))
+    scored = Scorer([RewardSpec(kind="programmatic", name="ifeval")]).score(batch(CRAFTED))
     result = ifeval_accuracies(scored)
     # Five responses with instructions (the sixth row has none), seven instructions among them.
     assert (result["responses"], result["instructions"]) == (5, 7)
@@ -241,11 +241,10 @@ class _Generators(Generators):
 def test_the_driver_keeps_the_extra_columns_and_evaluates_ifevals_accuracies(tmp_path):
     from cluster.config import RunConfig
     from cluster.run_setup import score_columns
-    from cluster.settings import scorer_rewards
 
     config = RunConfig.model_validate({"scoring": {"rewards": [
         {"kind": "programmatic", "name": "ifeval"}, {"kind": "programmatic", "name": "test_response_length", "weight": 0}]}})
-    rewards = scorer_rewards(config.scoring)
+    rewards = tuple(config.scoring.rewards)
     scorer = Scorer(list(rewards))
     assert score_columns(rewards) == [*scorer.columns, "reward"]
 

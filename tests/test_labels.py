@@ -24,7 +24,6 @@ from actors.scorer import Scorer
 from cluster.config_loading import load_config
 from cluster.costs import round_costs, with_cumulative
 from cluster.labelling import LabelPlan, label_round
-from cluster.settings import scorer_rewards
 from policies.query import QuerySelector, QuerySettings, make_query, prompt_groups, registered_queries, take_groups
 from round_standins import K, LABELLER, PROXY, SEEN, Generators, config_with, grouped, prompts_table, run_one_round
 
@@ -206,7 +205,7 @@ def test_roles_reach_the_scorer_settings_and_the_query_settings():
     from cluster.settings import query_settings
 
     config = config_with(f"scoring.rewards=[{LABELLER}, {PROXY}]")
-    assert [r.role for r in scorer_rewards(config.scoring)] == ["label", "proxy"]
+    assert [r.role for r in config.scoring.rewards] == ["label", "proxy"]
     assert query_settings(config).proxy_columns == ("reward_builtin_task_proxy",)
 
 
@@ -226,7 +225,7 @@ def test_the_ensemble_options_reach_the_query_settings_seeded_by_the_run():
 
 def test_the_scorer_scores_one_role_at_a_time():
     config = config_with(f"scoring.rewards=[{LABELLER}, {PROXY}]")
-    scorer = Scorer(list(scorer_rewards(config.scoring)))
+    scorer = Scorer(config.scoring.rewards)
     rollouts = Generators().generate(prompts_table(2), {}, None)
     proxied = scorer.score(rollouts, "proxy")
     assert proxied.column_names == [*rollouts.column_names, "reward_builtin_task_proxy"]

@@ -19,13 +19,12 @@ import pyarrow as pa
 import pytest
 import torch
 
-from actors.kernels.dpo_trainer import DPOSettings, PairTokens, RoundTrainer, step_pair_counts
+from actors.kernels.dpo_trainer import PairTokens, RoundTrainer, step_pair_counts
 from actors.contracts import InputError
 from actors.kernels.logprobs import sequence_logprobs
 from actors.kernels.training_dynamics import ROUND_DYNAMICS_KEYS
 from actors.weight_sync import apply_weights
 from cluster.config import LearnerSection, ModelSection
-from cluster.settings import learner_settings
 
 VOCAB = 64
 PAD_ID = 0
@@ -90,7 +89,7 @@ def tiny_model(tmp_path_factory) -> str:
     return path
 
 
-def local_trainer(model_path: str, settings: DPOSettings, lr: float) -> RoundTrainer:
+def local_trainer(model_path: str, settings: LearnerSection, lr: float) -> RoundTrainer:
     model = load(model_path)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     return RoundTrainer(model, optimizer, settings, PAD_ID)
@@ -109,8 +108,8 @@ def test_step_pair_counts_cover_every_pair_once_per_epoch():
 
 def test_gradient_accumulation_matches_one_pass(tiny_model):
     pairs = PairTokens.from_table(make_pairs(12, seed=1))
-    whole = DPOSettings(batch_size=6, epochs=2, measure_round_end=False)
-    accumulated = DPOSettings(batch_size=6, epochs=2, micro_batch_size=4, measure_round_end=False)
+    whole = LearnerSection(num_workers=1, batch_size=6, epochs=2, measure_round_end=False)
+    accumulated = LearnerSection(num_workers=1, batch_size=6, epochs=2, micro_batch_size=4, measure_round_end=False)
     a, b = local_trainer(tiny_model, whole, 1e-3), local_trainer(tiny_model, accumulated, 1e-3)
     metrics_a, metrics_b = a.train_round(0, pairs), b.train_round(0, pairs)
     assert metrics_a["steps"] == metrics_b["steps"] == 4
@@ -120,7 +119,7 @@ def test_gradient_accumulation_matches_one_pass(tiny_model):
 
 def test_first_step_of_a_round_reference_starts_at_log2(tiny_model):
     pairs = PairTokens.from_table(make_pairs(4, seed=2))
-    trainer = local_trainer(tiny_model, DPOSettings(batch_size=4, epochs=1), 1e-3)
+    trainer = local_trainer(tiny_model, LearnerSection(num_workers=1, batch_size=4, epochs=1), 1e-3)
     metrics = trainer.train_round(0, pairs)  # one step: the policy still equals the reference
     assert metrics["loss"] == pytest.approx(math.log(2.0), abs=1e-5)
     assert metrics["reward_margin"] == pytest.approx(0.0, abs=1e-5)
@@ -142,7 +141,7 @@ def displaced_fraction_bounds(before: torch.Tensor, after: torch.Tensor) -> tupl
 def test_round_dynamics_agree_with_the_measured_log_probs(tiny_model):
     table = make_pairs(12, seed=4)
     beta = 0.5
-    trainer = local_trainer(tiny_model, DPOSettings(batch_size=6, epochs=2, beta=beta), 1e-2)
+    trainer = local_trainer(tiny_model, LearnerSection(num_workers=1, batch_size=6, epochs=2, beta=beta), 1e-2)
     m = trainer.train_round(0, PairTokens.from_table(table))
     before_c, before_r = pair_logps(load(tiny_model), table)  # also the reference ('round')
     after_c, after_r = pair_logps(trainer.model, table)
@@ -180,7 +179,7 @@ def test_round_dynamics_agree_with_the_measured_log_probs(tiny_model):
 
 
 def test_round_dynamics_without_the_end_of_round_pass(tiny_model):
-    trainer = local_trainer(tiny_model, DPOSettings(batch_size=4, measure_round_end=False), 1e-3)
+    trainer = local_trainer(tiny_model, LearnerSection(num_workers=1, batch_size=4, measure_round_end=False), 1e-3)
     m = trainer.train_round(0, PairTokens.from_table(make_pairs(4, seed=5)))
     # Reference 'round': the start is the reference pass, so only the start-of-round ratio is known.
     assert m["log_rate_ratio_start"] == pytest.approx(m["ref_chosen_logps"] - m["ref_rejected_logps"], abs=1e-9)
@@ -228,7 +227,7 @@ def test_uneven_ddp_shards_give_the_single_process_update(learner_run, tiny_mode
     # Round 0: 7 pairs over 2 ranks (4 + 3), one step per epoch with fresh AdamW: the ranks' loss
     # scaling must reproduce the mean-over-pairs gradient of one process holding all 7 pairs.
     r0 = learner_run["rounds"][0]
-    settings = learner_settings(LearnerSection(**LEARNER))
+    settings = LearnerSection(**LEARNER)
     local = local_trainer(tiny_model, settings, LEARNER["learning_rate"])
     local_metrics = local.train_round(0, PairTokens.from_table(r0["pairs"]))
     assert r0["metrics"]["steps"] == local_metrics["steps"] == 2
@@ -240,7 +239,7 @@ def test_ddp_round_dynamics_equal_a_single_process_run(learner_run, tiny_model):
     # Round 0: 7 pairs on 2 ranks (4 + 3), one step per epoch holding all 7 pairs on both sides, so
     # the all-reduced round diagnostics and every step_history entry must equal one process's.
     r0 = learner_run["rounds"][0]["metrics"]
-    settings = learner_settings(LearnerSection(**LEARNER))
+    settings = LearnerSection(**LEARNER)
     local = local_trainer(tiny_model, settings, LEARNER["learning_rate"])
     one = local.train_round(0, PairTokens.from_table(learner_run["rounds"][0]["pairs"]))
     for key in ROUND_DYNAMICS_KEYS + ("dpo_weight",):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import inspect
 import typing
-from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
@@ -104,7 +103,8 @@ def test_the_remote_probe_answers_every_method_like_the_local_one(generator, mod
     group = InProcessGroup(generator)
     probe = RemoteModelProbe(group, OPTIONS)
     assert isinstance(probe, ModelProbe)
-    local = LocalModelProbe.from_causal_lm(generator._lm, replace(OPTIONS, reference_model_path=model_dir))
+    options = OPTIONS.model_copy(update={"reference_model_path": model_dir})
+    local = LocalModelProbe.from_causal_lm(generator._lm, options)
 
     logratios = probe.response_logratios(scored)
     assert logratios.dtype == np.float64 and logratios.shape == (scored.num_rows,)

@@ -13,6 +13,7 @@ from actors.contracts import Metric
 from actors.rewards.builtin_task import builtin_task_reward
 from actors.rewards.programmatic import register_reward
 from cluster.labelling import LabelPlan
+import policies.query.base as query_registry
 from policies.query import QuerySelector, register_query
 from policies.query.groups import informative_prompts
 from policies.schedulers import make_scheduler
@@ -36,7 +37,6 @@ def tying_labeller(batch: pa.Table) -> np.ndarray:
 TYING = "scoring.rewards=[{kind: programmatic, name: test_tying_labeller}]"
 
 
-@register_query("test_first_batch_only")
 class FirstBatchOnly(QuerySelector):
     """Labels every response of a round's first batch and none of a refill batch's."""
 
@@ -47,6 +47,16 @@ class FirstBatchOnly(QuerySelector):
     def select(self, rollouts, max_responses, rng, probe=None):
         self.calls += 1
         return np.full(rollouts.num_rows, self.calls == 1)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def first_batch_only():
+    """FirstBatchOnly registered for this module only: other modules list the registered selectors (the config
+    reference among them) and must not find it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(query_registry._QUERIES, "_items", dict(query_registry._QUERIES._items))
+        register_query("test_first_batch_only")(FirstBatchOnly)
+        yield
 
 
 # ------------------------------------------------------------------ pure parts

@@ -12,9 +12,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from actors.contracts import InputError
 from actors.rewards.programmatic import register_reward
 from actors.scorer import Scorer, combine
-from actors.settings import RewardSettings
 from cluster.config import RewardSpec, ScoringSection
-from cluster.settings import reward_settings
 
 
 @register_reward("test_response_words")
@@ -40,9 +38,9 @@ def rollouts(answers=(1.0, 2.0, 3.0)) -> pa.Table:
     )
 
 
-def spec(**fields) -> RewardSettings:
-    """One reward's settings, as the driver builds them: from a validated config entry."""
-    return reward_settings(RewardSpec(**fields))
+def spec(**fields) -> RewardSpec:
+    """One reward, validated as a `scoring.rewards` entry is."""
+    return RewardSpec(**fields)
 
 
 @pytest.fixture(scope="module", autouse=True)

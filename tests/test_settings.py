@@ -1,74 +1,34 @@
-"""The typed settings the driver hands the actors (cluster/settings.py -> actors/settings.py, the kernels'
-option types): same values as the config, frozen, picklable, and every field a config field. The pluggable
-choices (selection policy, query selector, scheduler, generation backend, weight transport, learner strategy)
-need no such check: their components receive the very Options the config validated (actors/options.py)."""
+"""What the driver hands the actors: the config's own sections (actors/settings.py, actors/rewards/spec.py),
+pickled across Ray, with the values the driver resolves beside them (cluster/settings.py). Nothing is
+mirrored: the one field still copied is `generation.torch_threads` into GeneratorSettings, checked here.
+The pluggable choices (selection policy, query selector, scheduler, generation backend, weight transport,
+learner strategy) likewise reach their components as the very Options the config validated
+(actors/options.py)."""
 
 from __future__ import annotations
 
 import dataclasses
 import pickle
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
+from pydantic import ValidationError
 
-from actors.generator_base import SamplingParams
-from actors.kernels.model_probe import FeatureOptions
+from actors.generator_base import SamplingParams as GeneratorSamplingParams
 from actors.options import KindOptions
-from actors.settings import DPOSettings, GeneratorSettings, LearnerSettings, ModelSettings, RewardSettings
+from actors.rewards.spec import RewardSpec
+from actors.settings import SAMPLING, GeneratorSettings, LearnerSection, ModelSection, ProbeSection, SamplingParams
 from actors.vllm_options import VllmOptions
 from actors.weight_sync import BroadcastOptions
-from cluster.config import GenerationSection, LearnerSection, ModelSection, ProbeSection, RewardSpec
+from cluster import config as config_package
+from cluster.config import GenerationSection
 from cluster.config_loading import load_config
 from cluster.run_setup import build_policy
-from cluster.settings import (
-    feature_options,
-    from_section,
-    generator_settings,
-    learner_settings,
-    model_settings,
-    reward_settings,
-    sampling_params,
-    scorer_rewards,
-    weight_transport,
-)
-from policies import make_policy, registered_policies
+from cluster.settings import feature_options, generator_settings, sampling_params, weight_transport
+from policies import registered_policies
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = [REPO / "configs" / name for name in ("quickstart.yaml", "smollm2-cpu.yaml")]
-
-# Each settings type, the config section it is built from, and the fields the driver gives itself
-# (not config fields: a seed per round or phase, a path the driver resolves, the round a generator starts
-# at, another section's settings or value; or a config field the driver resolves: implicit_beta None ->
-# learner.beta).
-GENERATOR_GIVEN = {"model_path", "model", "initial_version"}
-SETTINGS_SECTIONS = [
-    (DPOSettings, LearnerSection, set()),
-    (LearnerSettings, LearnerSection, set()),
-    (ModelSettings, ModelSection, set()),
-    (GeneratorSettings, GenerationSection, GENERATOR_GIVEN),
-    (RewardSettings, RewardSpec, set()),
-    (SamplingParams, GenerationSection, {"seed"}),
-    (FeatureOptions, ProbeSection, {"reference_model_path"}),
-]
-
-
-def frozen(value):
-    """A config value as frozen settings hold it: a list becomes a tuple."""
-    return tuple(value) if isinstance(value, list) else value
-
-
-def built(config) -> list[tuple[object, object, set[str]]]:
-    """(settings, its config section, driver-given fields) for everything the driver builds from `config`."""
-    pairs = [
-        (learner_settings(config.learner), config.learner, set()),
-        (model_settings(config.model), config.model, set()),
-        (sampling_params(config.generation, seed=17), config.generation, {"seed"}),
-        (feature_options(config.probe, "/models/initial"), config.probe, {"reference_model_path"}),
-        (generator_settings(config.generation, config.model, "/models/initial", 3), config.generation, GENERATOR_GIVEN),
-    ]
-    pairs += [(reward_settings(spec), spec, set()) for spec in config.scoring.rewards]
-    return pairs
 
 
 @pytest.fixture(scope="module", params=CONFIGS, ids=lambda path: path.name)
@@ -76,81 +36,91 @@ def config(request):
     return load_config(request.param)
 
 
-def test_settings_carry_the_config_values(config):
-    for settings, section, given in built(config):
-        for field in dataclasses.fields(settings):
-            if field.name not in given:
-                assert getattr(settings, field.name) == frozen(getattr(section, field.name)), (type(settings), field.name)
+def test_the_config_composes_the_actors_own_sections():
+    """One definition each: the config's sections are the classes the actors read, under the same keys."""
+    assert (config_package.ModelSection, config_package.ProbeSection, config_package.LearnerSection) == (
+        ModelSection, ProbeSection, LearnerSection)
+    assert config_package.RewardSpec is RewardSpec
+    fields = config_package.RunConfig.model_fields
+    assert (fields["model"].annotation, fields["probe"].annotation, fields["learner"].annotation) == (
+        ModelSection, ProbeSection, LearnerSection)
+
+
+def test_the_sampling_options_are_declared_once():
+    """The `generation` section takes SamplingParams' own fields: same defaults, bounds and descriptions."""
+    assert set(SAMPLING) == set(SamplingParams.model_fields) - {"seed"}
+    for name, info in SAMPLING.items():
+        section = GenerationSection.model_fields[name]
+        assert (section.default, section.description, section.metadata) == (info.default, info.description,
+                                                                            info.metadata), name
+    assert GeneratorSamplingParams is SamplingParams  # still importable where the generators are
+
+
+def test_the_actors_receive_the_configs_own_sections(config):
+    """The learner workers get `learner` and `model`, the scorers each `scoring.rewards` entry, as validated."""
+    for section in (config.learner, config.model, *config.scoring.rewards):
+        copy = pickle.loads(pickle.dumps(section))  # they cross Ray into the Ray Train workers and the scorers
+        assert copy == section and type(copy) is type(section)
 
 
 def test_the_driver_given_fields_are_the_callers(config):
-    assert sampling_params(config.generation, seed=17).seed == 17
-    assert feature_options(config.probe, "/models/initial").reference_model_path == "/models/initial"
+    sampling = sampling_params(config.generation, seed=17)
+    assert sampling.seed == 17
+    assert {name: getattr(sampling, name) for name in SAMPLING} == {name: getattr(config.generation, name)
+                                                                    for name in SAMPLING}
     # Overrides of one sampling phase (the held-out evaluation samples at temperature 1, once).
     sampling = sampling_params(config.generation, seed=3, samples_per_prompt=1, temperature=0.5)
     assert (sampling.samples_per_prompt, sampling.temperature) == (1, 0.5)
     assert sampling.top_p == config.generation.top_p
 
 
-def test_the_configs_reward_settings_follow_the_config_order():
-    config = load_config(CONFIGS[1])
-    kinds = [reward_settings(spec).kind for spec in config.scoring.rewards]
-    assert kinds == ["embedding_similarity", "programmatic"]
-    assert [reward_settings(spec).weight for spec in config.scoring.rewards] == [1.0, 0.5]
-
-
-def test_settings_are_frozen(config):
-    for settings, _, _ in built(config):
-        name = dataclasses.fields(settings)[0].name
-        with pytest.raises(dataclasses.FrozenInstanceError):
-            setattr(settings, name, getattr(settings, name))
-
-
-def test_settings_survive_pickling(config):
-    # They cross Ray: into the Ray Train workers, the scorer and the generator actors.
-    for settings, _, _ in built(config):
-        copy = pickle.loads(pickle.dumps(settings))
-        assert copy == settings and type(copy) is type(settings)
-
-
-@pytest.mark.parametrize("settings_type, section_type, given", SETTINGS_SECTIONS,
-                         ids=[t.__name__ for t, _, _ in SETTINGS_SECTIONS])
-def test_every_settings_field_is_a_config_field(settings_type, section_type, given):
-    """A config field renamed without its settings field must fail here, not drop silently."""
-    for field in dataclasses.fields(settings_type):
-        if field.name in given:
-            continue
-        assert field.name in section_type.model_fields, f"{settings_type.__name__}.{field.name}"
-
-
-@pytest.mark.parametrize("settings_type, section_type, given", SETTINGS_SECTIONS,
-                         ids=[t.__name__ for t, _, _ in SETTINGS_SECTIONS])
-def test_settings_defaults_are_the_config_defaults(settings_type, section_type, given):
-    """Hand-built settings (tests, benchmarks) start from the same values as an empty config section."""
-    for field in dataclasses.fields(settings_type):
-        if field.name in given or field.default is dataclasses.MISSING:
-            continue
-        config_default = section_type.model_fields[field.name].get_default(call_default_factory=True)
-        assert field.default == frozen(config_default), f"{settings_type.__name__}.{field.name}"
-
-
-def test_a_settings_field_missing_from_its_section_fails_when_built():
-    section = SimpleNamespace(dtype="float32")  # no trust_remote_code
-    with pytest.raises(AttributeError, match="trust_remote_code"):
-        from_section(ModelSettings, section)
-
-
-def test_learner_settings_are_the_rounds_dpo_settings():
-    settings = learner_settings(LearnerSection(loss="ipo", beta=0.3, batch_size=4, num_workers=2, torch_threads=2))
-    assert isinstance(settings, DPOSettings)
-    assert (settings.loss, settings.beta, settings.batch_size, settings.torch_threads) == ("ipo", 0.3, 4, 2)
+def test_the_probe_receives_its_section_and_the_drivers_reference_model(config):
+    options = feature_options(config.probe, "/models/initial")
+    assert isinstance(options, ProbeSection) and options.reference_model_path == "/models/initial"
+    assert options.model_dump(exclude={"reference_model_path"}) == config.probe.model_dump()
+    assert pickle.loads(pickle.dumps(options)) == options  # sent with every model_feature call
 
 
 def test_generator_settings_carry_the_model_section_and_the_drivers_path_and_round(config):
     settings = generator_settings(config.generation, config.model, "/runs/x/round_0002/checkpoint", 3)
-    assert settings.model == model_settings(config.model)
+    assert settings.model is config.model
     assert (settings.model_path, settings.initial_version) == ("/runs/x/round_0002/checkpoint", 3)
+    assert settings.torch_threads == config.generation.torch_threads
     assert generator_settings(config.generation, config.model, "/models/initial").initial_version == 0
+    assert pickle.loads(pickle.dumps(settings)) == settings
+
+
+def test_generator_settings_torch_threads_default_is_the_configs():
+    """The one copied field: a hand-built GeneratorSettings starts from an empty config's threads."""
+    default = next(f.default for f in dataclasses.fields(GeneratorSettings) if f.name == "torch_threads")
+    assert default == GenerationSection.model_fields["torch_threads"].default
+
+
+def test_what_crosses_into_a_generate_call_is_frozen(config):
+    for value in (sampling_params(config.generation, seed=1), feature_options(config.probe, None)):
+        with pytest.raises(ValidationError):
+            value.batch_size = 2
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        generator_settings(config.generation, config.model, "/m").model_path = "/n"
+
+
+def test_hand_built_sections_are_checked_as_the_config_is():
+    """Tests and benchmarks build the learner's section by hand: the same checks, the messages naming the key."""
+    assert LearnerSection(num_workers=1, loss="ipo", batch_size=3).loss == "ipo"
+    with pytest.raises(ValidationError, match="learner.batch_size"):
+        LearnerSection(batch_size=3)  # two workers by default
+    with pytest.raises(ValidationError, match="loss"):
+        LearnerSection(loss="nope")
+    with pytest.raises(ValidationError):
+        SamplingParams(temperature=0.0)
+    with pytest.raises(ValidationError, match="programmatic reward needs 'name'"):
+        RewardSpec(kind="programmatic")
+
+
+def test_the_configs_rewards_follow_the_config_order():
+    config = load_config(CONFIGS[1])
+    assert [spec.kind for spec in config.scoring.rewards] == ["embedding_similarity", "programmatic"]
+    assert [spec.weight for spec in config.scoring.rewards] == [1.0, 0.5]
 
 
 def test_the_vllm_generators_receive_the_configs_own_backend_options():
@@ -161,13 +131,6 @@ def test_the_vllm_generators_receive_the_configs_own_backend_options():
     assert type(options) is VllmOptions
     assert (options.python, options.kv_cache_space_gib, options.block_size) == ("/opt/vllm/bin/python", None, 64)
     assert pickle.loads(pickle.dumps(options)) == options
-
-
-def test_scorer_rewards_are_every_reward_in_config_order():
-    config = load_config(CONFIGS[1])
-    rewards = scorer_rewards(config.scoring)
-    assert isinstance(rewards, tuple)
-    assert rewards == tuple(reward_settings(spec) for spec in config.scoring.rewards)
 
 
 @pytest.mark.parametrize("policy", sorted(registered_policies()))

@@ -34,7 +34,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 from trl import DPOConfig, DPOTrainer  # noqa: E402
 
 from actors.kernels.dpo_loss import dpo_loss  # noqa: E402
-from actors.kernels.dpo_trainer import DPOSettings, PairTokens, RoundTrainer  # noqa: E402
+from actors.kernels.dpo_trainer import PairTokens, RoundTrainer  # noqa: E402
+from actors.settings import LearnerSection  # noqa: E402
 from actors.kernels.logprobs import sequence_logprobs  # noqa: E402
 from tiny_model import PAD_ID, VOCAB, build_tiny_model  # noqa: E402
 
@@ -101,8 +102,8 @@ def make_pairs(seed: int, response_lengths: tuple[int, int] = (1, 8)) -> PairTok
 def run_ours(policy_path, reference, pairs, *, loss, beta, steps, optimizer, max_grad_norm):
     """`steps` rounds of one full-batch step each, against a fixed ('initial') reference model."""
     model = load(policy_path)
-    settings = DPOSettings(
-        loss=loss, beta=beta, epochs=1, batch_size=len(pairs), max_grad_norm=max_grad_norm,
+    settings = LearnerSection(
+        num_workers=1, loss=loss, beta=beta, epochs=1, batch_size=len(pairs), max_grad_norm=max_grad_norm,
         reference="initial", measure_round_end=False,
     )  # fmt: skip
     trainer = RoundTrainer(model, optimizer(model.parameters()), settings, PAD_ID, reference_model=reference)

@@ -33,7 +33,7 @@ from actors.kernels.dpo_loss import dpo_loss
 from actors.kernels.hf_model import unwrap
 from actors.kernels.logprobs import pair_logprobs
 from actors.kernels.training_dynamics import dpo_weight, end_of_round_sums, round_dynamics
-from actors.settings import DPOSettings  # defined with the other settings; importable from here too
+from actors.settings import LearnerSection
 
 ReduceSum = Callable[[torch.Tensor], torch.Tensor]
 
@@ -96,7 +96,7 @@ class RoundTrainer:
         self,
         model: torch.nn.Module,
         optimizer: torch.optim.Optimizer,
-        settings: DPOSettings,
+        settings: LearnerSection,  # the `learner` section: it reads the DPO fields (loss .. measure_round_end)
         pad_id: int,
         rank: int = 0,
         world_size: int = 1,

@@ -12,9 +12,9 @@ theory, the per-prompt DPO gradient norm at pi = pi_ref.
 `LocalModelProbe` is the one implementation of the protocol over a loaded model; tests and
 benchmarks use it directly, and every generator actor answers `model_feature(table, name, options)`
 with it (actors/generator_base.py), which the driver reaches through its remote model probe
-(cluster/remote_model_probe.py). Options travel as a `FeatureOptions`. Nothing is cached that depends
-on the weights: every call reads the model as it is now, so results follow `load_weights`. Pure
-torch, no Ray.
+(cluster/remote_model_probe.py). Options travel as a `FeatureOptions`: the `probe` section and the
+reference model the driver resolved. Nothing is cached that depends on the weights: every call reads
+the model as it is now, so results follow `load_weights`. Pure torch, no Ray.
 
 Adding a feature is two edits: the method on `ModelProbe` (actors/contracts.py) and the same method
 here, taking the input table first (further arguments as keywords) and returning a float64 vector,
@@ -27,11 +27,10 @@ into arrays, that is one line in cluster/remote_model_probe.py's `FEATURES`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-
 import numpy as np
 import pyarrow as pa
 import torch
+from pydantic import ConfigDict, Field
 from torch import nn
 
 from actors.contracts import (
@@ -53,7 +52,8 @@ from actors.kernels.per_sample_gradients import (
     projected_response_gradients,
     resolve_gradient_modules,
 )
-from actors.kernels.prompt_embeddings import EMBEDDING_SOURCES, minilm_embeddings, policy_embeddings, prompt_texts_for_embedding
+from actors.kernels.prompt_embeddings import minilm_embeddings, policy_embeddings, prompt_texts_for_embedding
+from actors.settings import ProbeSection
 from policies.grouping import group_rewards, within_group_pairs
 
 # prompt_gradient_norms is exact (unprojected gradients) up to this many parameters in the subset;
@@ -63,28 +63,23 @@ EXACT_NORM_MAX_PARAMETERS = 1 << 22
 _ACCUMULATOR_FLOATS = 1 << 25
 
 
-@dataclass(frozen=True)
-class FeatureOptions:
-    """How model-side selection features are computed (one value per run; changing one rebuilds).
+class FeatureOptions(ProbeSection):
+    """How model-side selection features are computed: the `probe` section (actors/settings.py, where each
+    option is declared) and the one value the driver adds to it, the reference model of log-ratios.
 
-    gradient_modules: "lm_head", "last_block" or a regex over full module names (nn.Linear only);
-    projection_dim / projection_seed: the CountSketch of gradient features; batch_size: sequences per
-    forward/backward pass (bounds memory); embedding: "minilm" or "policy"; reference_model_path:
-    the initial model of log-ratios (None: the caller's default, e.g. the generator's model folder).
+    Frozen: a generator keeps its probe (and the loaded reference) while the options it is asked with are equal.
     """
 
-    gradient_modules: str = "lm_head"
-    projection_dim: int = 128
-    projection_seed: int = 0
-    batch_size: int = 32
-    embedding: str = "minilm"
-    reference_model_path: str | None = None
+    model_config = ConfigDict(frozen=True)
 
-    def __post_init__(self) -> None:
-        if self.projection_dim < 1 or self.batch_size < 1:
-            raise ValueError(f"projection_dim and batch_size must be >= 1: {self}")
-        if self.embedding not in EMBEDDING_SOURCES:
-            raise ValueError(f"embedding must be one of {EMBEDDING_SOURCES}, got {self.embedding!r}")
+    reference_model_path: str | None = Field(
+        None, description="The initial model of log-ratios (None: the caller's default, e.g. the generator's "
+        "model folder). Resolved by the driver: the run's initial model, also after a resume.")
+
+    @classmethod
+    def of(cls, probe: ProbeSection, reference_model_path: str | None = None) -> FeatureOptions:
+        """The validated `probe` section with the driver's reference model beside it."""
+        return cls(**dict(probe), reference_model_path=reference_model_path)
 
 
 # --- functions over a model ---------------------------------------------------------------------------

@@ -26,8 +26,8 @@ environment when it calls; only the variable's name is in the config, and the to
 logged, put in a message or written to disk.
 
 Ray-free: the scorer actor builds a `HttpLabeller` through actors/rewards/kinds.py; tests call it
-in-process against a loopback server. `requests` is imported where it is used, so the config module,
-which calls `url_problem`, stays light.
+in-process against a loopback server. `requests` is imported where it is used. The checks of a labeller's
+fields that need no network (`url_problem`, `token_env_problem`) are the spec's (actors/rewards/spec.py).
 """
 
 from __future__ import annotations
@@ -35,48 +35,20 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 import numpy as np
 import pyarrow as pa
 
 from actors.contracts import LABELLER_ITEM_COLUMNS, InputError, LabellerError
-from actors.settings import RewardSettings
+from actors.rewards.spec import RewardSpec, token_env_problem, url_problem
 
 BODY_SHOWN = 200  # characters of a refusing or malformed answer quoted in a message
 PROMPT_IDS_SHOWN = 5
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def url_problem(url: str) -> str | None:
-    """What is wrong with `url` as a labeller's address, or None when it will do."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        return f"{url!r} must start with http:// or https://"
-    if not parts.hostname:
-        return f"{url!r} names no host"
-    if parts.username is not None or parts.password is not None:
-        # Credentials in the URL would land in config.yaml and in every error message.
-        return "the URL carries credentials (user:password@); put a token in an environment variable and name it in token_env"
-    try:
-        parts.port  # noqa: B018 - raises on a port that is not a number in range
-    except ValueError:
-        return f"{url!r} has an invalid port"
-    return None
-
-
-def token_env_problem(name: str) -> str | None:
-    """What is wrong with `name` as an environment variable's name (a pasted token is the usual mistake)."""
-    if not ENV_NAME.match(name):
-        return ("must be the NAME of an environment variable holding the token (letters, digits, _), not the "
-                "token itself")
-    return None
-
-
-def check_labeller(spec: RewardSettings, key: str) -> None:
+def check_labeller(spec: RewardSpec, key: str) -> None:
     """The pre-flight check before Ray starts: the URL is usable and the token's variable is set.
 
     The service itself is not contacted: it may answer only POSTs, or be a queue that is not up yet.
@@ -98,7 +70,7 @@ def check_labeller(spec: RewardSettings, key: str) -> None:
             )
 
 
-def check_labeller_prompts(prompts: pa.Table, spec: RewardSettings, key: str, source: str) -> None:
+def check_labeller_prompts(prompts: pa.Table, spec: RewardSpec, key: str, source: str) -> None:
     """InputError naming `key`.columns and `source` (the prompt file) when a column to send is missing."""
     missing = [c for c in spec.columns if c not in prompts.column_names]
     if missing:
@@ -135,7 +107,7 @@ def parse_scores(text: str, count: int) -> np.ndarray | str:
 class HttpLabeller:
     """Scores rollouts by POSTing them, batch by batch, to a reward service (see the module docstring)."""
 
-    def __init__(self, spec: RewardSettings, key: str):
+    def __init__(self, spec: RewardSpec, key: str):
         # The URL only: the token's variable is read (and its absence reported) when scoring, so that a
         # scorer actor never fails while it is being built, where Ray would report it less plainly.
         problem = url_problem(spec.url or "")

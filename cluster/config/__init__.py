@@ -5,7 +5,8 @@ valid key suggested) so a typo never silently falls back to a default. Loading a
 overrides live in `cluster/config_loading.py`.
 
 One module per group of sections (runtime, inputs, rollout, selection, training, evaluation, under
-cluster/config/); `RunConfig`, which gathers them, and every section are importable from
+cluster/config/); the sections the actors read as they are (model, probe, learner) are declared on their
+side, in actors/settings.py. `RunConfig`, which gathers them, and every section are importable from
 `cluster.config`.
 """
 
@@ -16,19 +17,19 @@ from pydantic import Field, field_validator, model_validator
 from actors.contracts import LABEL_ROLE, PROXY_ROLE, REWARD_COLUMN
 
 from actors.options import StrictModel
+from actors.settings import LearnerSection, ModelSection, ProbeSection
 from cluster.config.evaluation import DiagnosticsSection, EvalSection, ReportingSection
 from cluster.config.inputs import (
     BuiltinPoolSection,
     BuiltinTaskSection,
     DataSection,
-    ModelSection,
     PromptSourceSection,
 )
 from cluster.config.rollout import GenerationSection, RewardSpec, ScoringSection
 from cluster.config.runtime import PlacementSection, PlacementStrategy, RaySection, RolePlacementSection, RunSection
 from cluster.config.labelling import LabellingSection
-from cluster.config.selection import ProbeSection, SelectionSection
-from cluster.config.training import LearnerSection, WeightSyncSection
+from cluster.config.selection import SelectionSection
+from cluster.config.training import WeightSyncSection
 
 __all__ = [
     "BuiltinPoolSection", "BuiltinTaskSection", "DataSection", "DiagnosticsSection", "EvalSection", "GenerationSection",

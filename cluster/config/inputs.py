@@ -1,4 +1,5 @@
-"""Config sections for what the run starts from: the policy model, the built-in task, the prompt sources."""
+"""Config sections for what the run starts from: the built-in task and the prompt sources. The policy model's
+section, `ModelSection`, is declared where the actors that load the policy read it (actors/settings.py)."""
 
 from __future__ import annotations
 
@@ -11,26 +12,6 @@ from actors.options import StrictModel, choice, default_choice, lazy
 # The `realistic` preset's shares of the pool's classes (docs/builtin-task.md): a documented choice, in the
 # range that math and instruction pools show for a starting policy (many prompts always or never solved).
 REALISTIC_POOL_SHARES = {"solved": 0.4, "unsolved": 0.3, "mixed": 0.3}
-
-
-class ModelSection(StrictModel):
-    path: str = Field(
-        "builtin",
-        description="Policy to align: 'builtin' (the tiny Llama of the built-in task, built and cached "
-        "locally), 'smollm2-135m-instruct' (SmolLM2-135M-Instruct, converted once by `activedpo prepare` "
-        "into model.cache_dir) or a local Hugging Face folder with safetensors weights and a tokenizer.",
-    )
-    cache_dir: str | None = Field(
-        None,
-        description="Where prepared models such as smollm2-135m-instruct are built and kept (None: "
-        "$ACTIVEDPO_MODEL_CACHE, else ~/.cache/activedpo/models).",
-    )
-    dtype: Literal["float32", "bfloat16", "float16"] = Field(
-        "float32", description="Parameter dtype of the learner and the generators."
-    )
-    trust_remote_code: bool = Field(
-        False, description="Allow custom modelling code shipped with the checkpoint. Off: it runs arbitrary code."
-    )
 
 
 class BuiltinPoolSection(StrictModel):
