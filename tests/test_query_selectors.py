@@ -66,7 +66,8 @@ class LogRatios:
 
 def test_pvar_implicit_ranks_by_the_implicit_reward_and_falls_back_while_it_is_zero():
     rows = table({"a": [0, 0, 0, 0], "b": [0, 1, 0, 1]})
-    selector = make_query("pvar_implicit", QuerySettings(proxy_columns=(PROXY_COLUMN,)), implicit_beta=1.0)
+    selector = make_query("pvar_implicit", QuerySettings(proxy_columns=(PROXY_COLUMN,)), implicit_beta=1.0,
+                          initial="proxy")
     # The implicit reward disagrees within "a" only: it wins although the proxy ties there.
     probe = LogRatios([0, 5, -5, 0, 0.1, 0.1, 0.1, 0.1])
     assert labelled_prompts(rows, selector.select(rows, 4, np.random.default_rng(0), probe)) == ["a"]
@@ -75,8 +76,13 @@ def test_pvar_implicit_ranks_by_the_implicit_reward_and_falls_back_while_it_is_z
     zero = LogRatios(np.zeros(8))
     assert labelled_prompts(rows, selector.select(rows, 4, np.random.default_rng(0), zero)) == ["b"]
     assert selector.source == "proxy"
+    # By default round 0 uses no proxy, even where there is one: a random order.
+    proxy_free = make_query("pvar_implicit", QuerySettings(proxy_columns=(PROXY_COLUMN,)), implicit_beta=1.0)
+    picks = {tuple(labelled_prompts(rows, proxy_free.select(rows, 4, np.random.default_rng(s), zero)))
+             for s in range(8)}
+    assert picks == {("a",), ("b",)} and proxy_free.source == "random"
     # Without proxies the fallback is a random order; without a probe there is nothing to rank by.
-    plain = make_query("pvar_implicit", QuerySettings())
+    plain = make_query("pvar_implicit", QuerySettings(), initial="proxy")
     picks = {tuple(labelled_prompts(rows, plain.select(rows, 4, np.random.default_rng(s), zero))) for s in range(8)}
     assert picks == {("a",), ("b",)} and plain.source == "random"
     with pytest.raises(ValueError, match="model probe"):

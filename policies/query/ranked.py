@@ -4,8 +4,9 @@
   ensemble by their mean preference probability), the paper's small selection reward model.
 - `pvar_implicit`: PVar of the policy's implicit reward, log pi(y|x) - log pi_init(y|x) (asked of the model
   probe, free like the proxies), with p_ij = sigma(implicit_beta * (lr_i - lr_j)). While the policy is still
-  its initial model every log-ratio is 0 and carries no ranking; the round then ranks by the proxies' PVar
-  when there are proxies, else in random order, and says so in the log.
+  its initial model every log-ratio is 0 and carries no ranking; the round then ranks in random order
+  (`initial: random`, the default: the selector needs no proxy at all) or by the proxies' PVar
+  (`initial: proxy`, when there are proxies), and says so in the log.
 
 Both spend the budget with `take_groups` (whole prompt groups, highest PVar first; ties in a seeded random
 order), so the budget rule is the same as `random`'s and the arms differ only in which groups they label.
@@ -16,6 +17,7 @@ PVar came from (the proxies' mean, or the log-ratio), so a group's labels go to 
 from __future__ import annotations
 
 import logging
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -72,10 +74,14 @@ class PVarQueryOptions(TrimmedGroupsOptions):
 
 
 class ImplicitQueryOptions(PVarQueryOptions):
-    """pvar_implicit's options (tau: the proxies' PVar it ranks by while the policy is its initial model)."""
+    """pvar_implicit's options (tau: of the proxies' PVar it ranks by with `initial: proxy`)."""
 
     implicit_beta: float | None = Field(None, gt=0, description="p_ij = sigma(beta * (lr_i - lr_j)) of the "
                                         "implicit reward lr = log pi - log pi_init; None: learner.beta.")
+    initial: Literal["random", "proxy"] = Field(
+        "random", description="While the policy is its initial model (every log-ratio 0, e.g. round 0): rank "
+        "groups in random order, so the selector uses no proxy at all, or by the proxies' PVar ('proxy', "
+        "which needs a scoring.rewards entry with role proxy; random without one).")
 
 
 class RankedQuery(QuerySelector):
@@ -153,10 +159,11 @@ class ImplicitPVarQuery(RankedQuery):
         if logratios.shape != (rollouts.num_rows,):
             raise ValueError(f"response_logratios returned shape {logratios.shape} for {rollouts.num_rows} responses")
         if logratios.size and np.all(logratios == 0):
-            self.source = "proxy" if self.settings.proxy_columns else "random"
+            by_proxy = self.options.initial == "proxy" and bool(self.settings.proxy_columns)
+            self.source = "proxy" if by_proxy else "random"
             log.info("pvar_implicit: every log-ratio is 0 (the policy is its initial model); ranking by %s",
-                     "the proxies' PVar" if self.settings.proxy_columns else "a random order")
-            matrix = proxy_matrix(rollouts, self.settings) if self.settings.proxy_columns else None
+                     "the proxies' PVar" if by_proxy else "a random order")
+            matrix = proxy_matrix(rollouts, self.settings) if by_proxy else None
             scores = (np.zeros(len(groups)) if matrix is None
                       else proxy_pvar(matrix, self.options.tau, codes, len(groups)))
             response_scores = None if matrix is None else matrix.mean(axis=1)
