@@ -116,8 +116,7 @@ def arm_overrides(arm: str, seed: int, pool: dict, args) -> list[str]:
     overrides += ["labelling.refill_batches=4"] if arm == "dynamic_sampling" else []
     overrides += [] if arm in UNBUDGETED else [f"labelling.labels_per_round={args.labels}"]
     overrides += ["labelling.query.responses_per_group=2"] if arm in PAIR_ARMS else []
-    # The published implicit arms rank round 0 by the proxy (the selector's default is now random there).
-    overrides += ["labelling.query.initial=proxy"] if ARMS[arm] == "pvar_implicit" else []
+    overrides += ["labelling.query.initial=proxy"] if ARMS[arm] == "pvar_implicit" else []  # as published
     if arm == "dynamic_filter_early":
         groups = args.labels // pool["labels_per_response"] // pool["samples_per_prompt"]
         overrides.append(f"labelling.target_groups={max(1, groups // 2)}")
