@@ -56,8 +56,9 @@ LIBRARIES = ("torch", "transformers", "vllm", "ray", "numpy")
 
 
 def machine() -> dict:
-    """Where a measurement ran: platform, CPUs, the load average (a loaded machine explains slow numbers) and
-    the versions of LIBRARIES installed (None: not installed)."""
+    """Where and from what a measurement ran: the commit (and whether the tree had uncommitted changes), the
+    command, platform, CPU model and count, the load average (a loaded machine explains slow numbers) and the
+    versions of LIBRARIES installed (None: not installed). Every benchmark's JSON records it per run."""
     from importlib.metadata import PackageNotFoundError, version
 
     def installed(name: str) -> str | None:
@@ -66,8 +67,28 @@ def machine() -> dict:
         except PackageNotFoundError:
             return None
 
-    return {"platform": platform.platform(), "cpus": os.cpu_count(), "load_average": os.getloadavg(),
-            "python": platform.python_version(), "libraries": {name: installed(name) for name in LIBRARIES}}
+    def git(*args: str) -> str | None:
+        try:
+            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return None  # not a checkout (an installed copy): said as unknown, never guessed
+
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": git("rev-parse", "HEAD"), "uncommitted_changes": None if status is None else bool(status),
+            "command": " ".join(["python", *sys.argv]), "platform": platform.platform(), "cpu_model": cpu_model(),
+            "cpus": os.cpu_count(), "load_average": os.getloadavg(), "python": platform.python_version(),
+            "libraries": {name: installed(name) for name in LIBRARIES}}
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name (Linux: /proc/cpuinfo), else platform.processor(), else None."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
 
 
 def write_results(report: dict, out: Path, plot: Callable[[dict, Path], None]) -> None:

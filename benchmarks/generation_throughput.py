@@ -27,13 +27,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import pyarrow as pa
 from transformers import AutoTokenizer
+
+from cli_runs import machine
 
 from actors.generator import SamplingParams
 from cluster.config import GenerationSection, ModelSection, RaySection
@@ -160,7 +161,7 @@ def main() -> None:
     out.write_text(json.dumps({
         "model": "smollm2-135m-instruct",
         "settings": vars(args),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": machine(),
         "cases": cases,
         "target_speedup": TARGET_SPEEDUP,
     }, indent=2) + "\n")

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -32,6 +31,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from scipy.stats import spearmanr
+
+from cli_runs import machine
 
 from actors.generator import Generator, GeneratorSettings, SamplingParams
 from actors.kernels.logprobs import sequence_logprobs
@@ -210,7 +211,7 @@ def main() -> None:
               f"among PVar > 0 mean {summary[s]['spearman_pvar_positive_mean']:.3f}")
 
     report = {
-        "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": args.threads},
+        "machine": {**machine(), "threads": args.threads},
         "speed": speeds,
         "correlation": correlations,
         "correlation_summary": summary,

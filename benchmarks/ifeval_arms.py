@@ -373,7 +373,7 @@ def main() -> None:
     args.labels = args.labels or info["passive_labels_per_round"] // 2
 
     previous = mergeable(out, config, info, scale, args) if args.merge else None
-    runs = []
+    runs, measured_on = [], machine()  # each run keeps the machine and commit it ran on, merged or not
     for seed in args.seeds:  # seeds outermost: an interrupted benchmark still has every arm of the first seed
         for arm in args.arms:
             run_dir = passive_dir / f"seed{seed}" if arm == "passive" else work_dir / f"{arm}-seed{seed}"
@@ -383,7 +383,7 @@ def main() -> None:
                 rows, status = run_arm(config, seed, run_dir, overrides, rounds)
             else:  # the harness's base overrides are `scale` already; the run's rounds are run.rounds
                 rows, status = run_arm_local(harness, config, seed, run_dir, overrides[len(scale):])
-            runs.append(read_run(arm, seed, rows, status, run_dir))
+            runs.append({**read_run(arm, seed, rows, status, run_dir), "machine": measured_on})
             run = runs[-1]
             print(f"{arm:>16} seed {seed}: {status}, labels {run['labels'][-1]}, tokens {run['tokens'][-1]}, "
                   f"{HEADLINE} {run[HEADLINE][0] * 100:.1f} -> {run[HEADLINE][-1] * 100:.1f}", flush=True)
@@ -399,10 +399,11 @@ def main() -> None:
                 "arm_overrides": {arm: arm_overrides(arm, info, scale, args) for arm in args.arms}}
     if previous:
         settings["arm_overrides"] = {**previous["settings"]["arm_overrides"], **settings["arm_overrides"]}
-    report = {"command": " ".join(["python", *sys.argv]), "config": args.config, "machine": machine(),
+    report = {"command": " ".join(["python", *sys.argv]), "config": args.config, "machine": measured_on,
               "settings": settings, "summary": headline(runs), "runs": runs}
     if previous:
         report["earlier_commands"] = [*previous.get("earlier_commands", []), previous["command"]]
+        report.update({key: previous[key] for key in ("provenance",) if key in previous})  # older runs' origin
     print_report(report)
     write_results(report, out, plot)
 

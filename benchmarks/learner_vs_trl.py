@@ -50,13 +50,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from cli_runs import machine
 
 REPO = Path(__file__).resolve().parents[1]
 ARMS = ("ours", "trl", "trl_precompute")
@@ -414,8 +415,7 @@ def main() -> None:
         | {"beta": BETA, "learning_rate": LEARNING_RATE, "max_grad_norm": MAX_GRAD_NORM, "loss": "sigmoid",
            "dtype": "float32"},
         "pairs": data,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                    "load_average_at_end": os.getloadavg()},
+        "machine": {**machine(), "load_average_at_end": os.getloadavg()},
         "arms": arms,
         "ratios_ours_over": ratios,
         "target_ratio": TARGET_RATIO,

@@ -25,13 +25,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import ray
 import torch
+
+from cli_runs import machine
 
 from actors.generator import Generator
 from actors.kernels.hf_sampling import load_causal_lm
@@ -185,8 +186,7 @@ def main() -> None:
         "model": "smollm2-135m-instruct",
         "parameters": parameters,
         "settings": vars(args),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                    "load_average_1min": os.getloadavg()[0]},
+        "machine": machine(),
         "checkpoint_save_seconds": save_seconds,
         "results": results,
         "target_speedup": TARGET_SPEEDUP,
