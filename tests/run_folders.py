@@ -60,10 +60,14 @@ def write_run(run_dir: Path, rounds: list[dict], planned: int | None = None, tab
     """A run folder with one complete round per metrics dict (None: a round folder without metrics.json)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     config = {"run": {"name": "synthetic", "run_dir": str(run_dir), "rounds": planned or len(rounds), "seed": 0},
-              "selection": {"policy": "pvar", "pair_budget": 8, "top_fraction": 0.5, "pvar_mode": "top"},
+              "labelling": {"query": {"kind": "passive"}, "labels_per_round": None},
+              "selection": {"policy": {"kind": "pvar", "top_fraction": 0.5, "pvar_mode": "top"}, "pair_budget": 8},
               "learner": {"loss": "sigmoid", "beta": 0.1}}
     for section, values in (config_extra or {}).items():
-        config.setdefault(section, {}).update(values)
+        if values is None:
+            config.pop(section, None)  # a section an older run's config.yaml did not have
+        else:
+            config.setdefault(section, {}).update(values)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
     rows = []
     for index, metrics in enumerate(rounds):

@@ -278,6 +278,22 @@ def test_recorded_dynamics_are_stated_and_the_papers_verdicts_follow(tmp_path):
     assert f"cut-off {cut:.6g} (lowest PVar kept (top mode))" in page.text
 
 
+@pytest.mark.parametrize("shape", ["policy with its options", "older flat selection keys"])
+def test_the_threshold_and_the_choices_are_read_from_either_config_shape(tmp_path, shape):
+    """config.yaml carries the policy as {kind, options} and the query under `labelling`; a run written before
+    that has them as flat `selection` keys. The report reads both the same way."""
+    if shape == "policy with its options":
+        extra = {"selection": {"policy": {"kind": "pvar", "pvar_mode": "threshold", "pvar_threshold": 0.02}},
+                 "labelling": {"query": {"kind": "random"}, "labels_per_round": 64}}
+    else:
+        extra = {"selection": {"policy": "pvar", "pvar_mode": "threshold", "pvar_threshold": 0.02,
+                               "query": "random", "labels_per_round": 64}, "labelling": None}
+    rounds = [round_metrics(i, learner_metrics(-5.0, -5.2, -7.0, -7.4)) for i in range(2)]
+    page = read_page(write_report(write_run(tmp_path / "run", rounds, config_extra=extra)).parent)
+    assert "cut-off 0.02 (pvar_threshold = 0.02)" in page.text
+    assert "policy pvar, pvar_mode threshold" in page.text and "query random, labels_per_round 64" in page.text
+
+
 def test_not_observed_is_said_plainly_with_the_value(tmp_path):
     rounds = [round_metrics(i, learner_metrics(-5.0, -4.6, -7.0, -7.2, delta_chosen_logps=0.4,
                                                delta_rejected_logps=-0.2, asymmetry=0.5, displacement_fraction=0.1))

@@ -224,14 +224,56 @@ def load_rounds(run: RunFolder) -> list[RoundData]:
     return rounds
 
 
+def _choice(value: Any, default: str) -> dict:
+    """A choice of config.yaml as {kind, options...}: its mapping, or a bare name."""
+    return dict(value) if isinstance(value, dict) else {"kind": value or default}
+
+
+def selection_policy(config: dict | None) -> dict:
+    """The run's selection policy as {kind, its options...}: config.yaml's `selection.policy` mapping, or, for
+    a run written before each policy carried its own options, the old flat `selection` keys."""
+    section = dig(config, "selection")
+    section = section if isinstance(section, dict) else {}
+    policy = section.get("policy")
+    if isinstance(policy, dict):
+        return dict(policy)
+    flat = {key: value for key, value in section.items() if key not in ("policy", "pair_budget", "query",
+                                                                          "labels_per_round", "query_options")}
+    return {"kind": policy or "pvar", **flat}
+
+
+def labelling_choice(config: dict | None) -> tuple[dict, Any]:
+    """(the query selector as {kind, options...}, the label budget), from `labelling` or an older run's
+    `selection` keys."""
+    if isinstance(dig(config, "labelling"), dict):
+        return _choice(dig(config, "labelling", "query"), "passive"), dig(config, "labelling", "labels_per_round")
+    return _choice(dig(config, "selection", "query"), "passive"), dig(config, "selection", "labels_per_round")
+
+
+def selection_line(config: dict | None) -> str:
+    """The run's choices in one line: the policy with its main options, the pair budget, the query selector and
+    the label budget ("" when config.yaml has no selection section)."""
+    if not isinstance(dig(config, "selection"), dict):
+        return ""
+    policy, (query, budget) = selection_policy(config), labelling_choice(config)
+    parts = [f"policy {policy['kind']}"]
+    parts += [f"{key} {policy[key]}" for key in ("pvar_mode", "top_fraction", "bottom_fraction", "pair_builder")
+              if policy.get(key) is not None]
+    parts += [f"{key} {value}" for key, value in (("pair_budget", dig(config, "selection", "pair_budget")),
+                                                  ("query", query["kind"]), ("labels_per_round", budget))
+              if value is not None]
+    return ", ".join(parts)
+
+
 def pvar_threshold(config: dict | None, data: RoundData) -> tuple[float | None, str]:
     """The PVar cut-off the round's selection used, with what it means; None where no cut-off applies."""
-    policy = dig(data.metrics, Metric.SELECTION, "policy") or dig(config, "selection", "policy") or "pvar"
-    mode = dig(config, "selection", "pvar_mode", default="top")
+    options = selection_policy(config)
+    policy = dig(data.metrics, Metric.SELECTION, "policy") or options["kind"]
+    mode = options.get("pvar_mode", "top")
     kept = data.pvar[data.selected] if data.pvar is not None and data.selected is not None else np.array([])
     kept = kept[np.isfinite(kept)]
     if policy == "pvar" and mode == "threshold":
-        value = as_float(dig(config, "selection", "pvar_threshold"))
+        value = as_float(options.get("pvar_threshold"))
         return value, f"pvar_threshold = {value}" if value is not None else f"threshold {NOT_RECORDED}"
     if (policy == "pvar" and mode == "top") and kept.size:
         return float(kept.min()), "lowest PVar kept (top mode)"

@@ -22,6 +22,7 @@ from cluster.tools.report.data import (
     load_rounds,
     pvar_threshold,
     recorded,
+    selection_line,
 )
 from cluster.tools.report.markup import esc, html_table, stated_number
 from cluster.tools.report.plots import (
@@ -336,10 +337,7 @@ def build_html(run: RunFolder, rounds: list[RoundData], started: float | None = 
         ("run", esc(name)), ("folder", esc(run.run_dir)),
         ("rounds", f"{len(rounds)} completed of {planned if planned is not None else NOT_RECORDED} planned"
          + (f"; round {', '.join(map(str, run.partial))} in progress or interrupted" if run.partial else "")),
-        ("selection", esc(", ".join(f"{k} {dig(config, 'selection', k)}" for k in ("policy", "pair_budget", "pvar_mode",
-                                                                                  "top_fraction", "pair_builder",
-                                                                                  "query", "labels_per_round")
-                                   if dig(config, "selection", k) is not None) or NOT_RECORDED)),
+        ("selection", esc(selection_line(config) or NOT_RECORDED)),
         ("learner", esc(", ".join(f"{k} {dig(config, 'learner', k)}" for k in ("loss", "beta", "learning_rate", "epochs",
                                                                               "reference")
                                  if dig(config, "learner", k) is not None) or NOT_RECORDED)),
