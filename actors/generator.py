@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import torch
 
-from actors.generator_base import GENERATOR_BACKENDS, GeneratorBase, SamplingParams, batch_seed
+from actors.generator_base import GENERATOR_BACKENDS, GeneratorBase, batch_seed
 from actors.kernels.hf_sampling import BatchSamples, CausalLM, sample_batch
 from actors.kernels.logprobs import sequence_logprobs
 from actors.options import KindOptions
-from actors.settings import GeneratorSettings
+from actors.settings import GeneratorSettings, SamplingParams
 from actors.weight_sync import WeightsHandle, apply_weights
 
 __all__ = ["Generator", "GeneratorSettings", "SamplingParams", "batch_seed"]

@@ -40,7 +40,7 @@ from actors.kernels.hf_sampling import BatchSamples, CausalLM, load_causal_lm
 from actors.kernels.model_probe import FeatureOptions, LocalModelProbe
 from actors.options import KindOptions
 from actors.registry import Registry
-from actors.settings import GeneratorSettings, SamplingParams  # SamplingParams: importable from here too
+from actors.settings import GeneratorSettings, SamplingParams
 from actors.weight_sync import WeightsHandle
 
 # Generator classes by `generation.backend` name; each backend module registers its class on import.

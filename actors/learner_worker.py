@@ -27,7 +27,6 @@ import torch.distributed as dist
 
 from actors.kernels.dpo_trainer import PairTokens, RoundTrainer
 from actors.kernels.hf_model import load_model, load_tokenizer, pad_token_id, unwrap
-from actors.options import KindOptions
 from actors.settings import LearnerSection, ModelSection
 from actors.weight_sync import make_transport
 
@@ -63,9 +62,8 @@ class LearnerWorker:
         self.model_settings: ModelSection = config["model"]
         # The options of the resolved transport (never 'auto') and the generator actors it serves.
         self.transport = make_transport(config["weight_sync"], config["receivers"])
-        # learner.strategy (actors/learner_strategies.py): 'ddp' is the only one registered, so nothing branches
-        # on it yet (prepare_model below wraps the model in DDP); the next issue's 'fsdp' branches here.
-        self.strategy: KindOptions = self.settings.strategy
+        # learner.strategy (actors/learner_strategies.py, in self.settings): 'ddp' is the only one registered, so
+        # nothing reads it yet (prepare_model below wraps the model in DDP); the next issue's 'fsdp' branches here.
         self.report_mode = self.settings.ray_train_checkpoint
         self.instance_tag = config["instance_tag"]
         torch.set_num_threads(self.settings.torch_threads)

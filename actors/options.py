@@ -24,7 +24,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsAny
 
@@ -43,6 +43,22 @@ class KindOptions(StrictModel):
 
 # kind name -> its Options class; raises ValueError (naming the nearest registered kind) for an unknown one.
 OptionsLookup = Callable[[str], type[KindOptions]]
+
+Implementation = TypeVar("Implementation")
+
+
+def build_choice(name_or_options: str | KindOptions, implementation_of: Callable[[str], Implementation],
+                 **overrides: Any) -> tuple[Implementation, KindOptions]:
+    """The registered implementation of a kind and its options, with one registry lookup (`implementation_of`:
+    a registry's `get`; an implementation declaring no `Options` takes plain KindOptions). `name_or_options` is a kind's name or
+    the Options the config validated; the options are that Options' values, then `overrides` (tests:
+    `make_policy("pvar", top_fraction=0.3)`), the rest their defaults."""
+    if isinstance(name_or_options, KindOptions):
+        name, overrides = name_or_options.kind, {**name_or_options.model_dump(exclude={"kind"}), **overrides}
+    else:
+        name = name_or_options
+    implementation = implementation_of(name)
+    return implementation, getattr(implementation, "Options", KindOptions)(kind=name, **overrides)
 
 
 def _resolver(what: str, options_of: OptionsLookup, default: str) -> Callable[[Any], Any]:

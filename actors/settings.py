@@ -13,8 +13,9 @@ What the driver resolves itself travels beside a section, never in a mirror of i
 carries the policy folder and the weights version a generator starts at, next to the `model` section (and
 `generation.torch_threads`, the one config value it copies); `SamplingParams` carries the seed.
 
-Light: pydantic and actors/options.py (the learner strategies' registry too), no torch, so loading a
-config stays light. The options of a pluggable choice (generation backend, weight transport, learner
+Light to import: pydantic and actors/options.py (the learner strategies' registry too), no torch at import
+time. Validating a `learner` section does import torch once: its loss check asks the DPO losses' registry
+(actors/kernels/dpo_loss.py). The options of a pluggable choice (generation backend, weight transport, learner
 strategy) are declared beside their implementations (actors/options.py).
 """
 

@@ -38,10 +38,10 @@ import os
 from pathlib import Path
 
 from actors.contracts import InputError
-from actors.generator_base import GENERATOR_BACKENDS, GeneratorBase, SamplingParams, batch_seed
+from actors.generator_base import GENERATOR_BACKENDS, GeneratorBase, batch_seed
 from actors.kernels.hf_model import check_model_folder, load_tokenizer
 from actors.kernels.hf_sampling import BatchSamples, CausalLM, stop_token_ids
-from actors.settings import GeneratorSettings
+from actors.settings import GeneratorSettings, SamplingParams
 from actors.vllm_options import VllmOptions
 from actors.weight_sync import WeightsHandle, apply_weights, make_transport
 

@@ -72,7 +72,6 @@ import argparse
 import json
 import math
 import statistics
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -399,7 +398,7 @@ def main() -> None:
                 "arm_overrides": {arm: arm_overrides(arm, info, scale, args) for arm in args.arms}}
     if previous:
         settings["arm_overrides"] = {**previous["settings"]["arm_overrides"], **settings["arm_overrides"]}
-    report = {"command": " ".join(["python", *sys.argv]), "config": args.config, "machine": measured_on,
+    report = {"command": measured_on["command"], "config": args.config, "machine": measured_on,
               "settings": settings, "summary": headline(runs), "runs": runs}
     if previous:
         report["earlier_commands"] = [*previous.get("earlier_commands", []), previous["command"]]

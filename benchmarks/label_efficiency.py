@@ -47,7 +47,6 @@ import argparse
 import json
 import math
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -488,7 +487,8 @@ def main() -> None:
         runs += run_arms(arms, Path(args.runs_dir or tmp), args.seeds, {pool: pools[pool] for pool in args.pools},
                          arm_names, lambda arm, seed, info: arm_overrides(arm, seed, info, args))
 
-    report = {"command": " ".join(["python", *sys.argv]), "machine": machine(), "startup_seconds": startup,
+    measured_on = machine()
+    report = {"command": measured_on["command"], "machine": measured_on, "startup_seconds": startup,
               "settings": settings, "pools": {}, "runs": runs}
     for pool in sorted({r["pool"] for r in runs}, key=list(POOLS).index):
         report["pools"][pool] = {**pools[pool], **headline([r for r in runs if r["pool"] == pool])}

@@ -192,12 +192,6 @@ class LocalLearner:
         # The generator's load_state_dict copies these tensors: later steps never reach it through the handle.
         return metrics, LocalWeights(index + 1, self.model.state_dict())
 
-    def submit(self, index: int, pairs: pa.Table, checkpoint_dir: str) -> None:
-        raise NotImplementedError("the in-process harness runs rounds synchronously (run.max_lag 0)")
-
-    def collect(self, index: int) -> tuple[dict, LocalWeights]:
-        raise NotImplementedError("the in-process harness runs rounds synchronously (run.max_lag 0)")
-
     def node_ids(self) -> list[str]:
         return [IN_PROCESS]
 
@@ -226,9 +220,8 @@ class LocalArms:
         if config.generation.backend.kind != "hf":
             raise InputError(f"generation.backend: the in-process harness runs the HF generator, not "
                              f"{config.generation.backend.kind!r}")
-        rewards = tuple(config.scoring.rewards)
-        check_rewards(config, rewards)
-        self.model_path = prepare_inputs(config, rewards).model_path
+        check_rewards(config)
+        self.model_path = prepare_inputs(config).model_path
         self.generator_settings = generator_settings(config.generation, config.model, self.model_path)
         with torch_threads(config.generation.torch_threads):  # Generator.__init__ sets the process's count
             self.generator = InProcessGenerator(self.generator_settings)
@@ -285,9 +278,8 @@ class LocalArms:
     def runner(self, config: RunConfig, store: RunStore, observers: RunObservers) -> RoundRunner:
         """The driver's RoundRunner over the in-process groups, from the initial weights."""
         choices = build_choices(config, store)
-        rewards = tuple(config.scoring.rewards)
-        check_rewards(config, rewards)
-        inputs = prepare_inputs(config, rewards)
+        check_rewards(config)
+        inputs = prepare_inputs(config)
         settings = generator_settings(config.generation, config.model, inputs.model_path)
         if settings != self.generator_settings:
             raise InputError(f"this process's generator was built from {self.generator_settings}; a run with "
@@ -298,6 +290,6 @@ class LocalArms:
                                self.save_checkpoints)
         probe = RemoteModelProbe(generators, feature_options(config.probe, inputs.model_path))
         return RoundRunner(config, inputs, Collaborators.of(
-            choices, generators=generators, scorers=LocalScorers(Scorer(list(rewards),
+            choices, generators=generators, scorers=LocalScorers(Scorer(list(config.scoring.rewards),
                                                                         reward_modules=config.scoring.reward_modules)),
             learner=learner, probe=probe, store=store, observers=observers))

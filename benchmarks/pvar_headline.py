@@ -105,8 +105,6 @@ def saved_pool(work_dir: Path, settings: dict) -> dict | None:
 
 def new_runner(config, work_dir: Path, name: str, inputs):
     """The driver's Ray-backed RoundRunner for one arm, in its own folder: a context manager that shuts it down."""
-    from dataclasses import replace
-
     from cluster.observers import RunObservers
     from cluster.ray_runner import ray_round_runner
     from cluster.run_setup import build_choices
@@ -114,8 +112,7 @@ def new_runner(config, work_dir: Path, name: str, inputs):
 
     store = RunStore(work_dir / name)
     observers = RunObservers(config.run.name, store.run_dir, bars=False)
-    return ray_round_runner(config, store, replace(inputs, rewards=tuple(config.scoring.rewards)),
-                            build_choices(config, store), observers, start_round=0)
+    return ray_round_runner(config, store, inputs, build_choices(config, store), observers, start_round=0)
 
 
 def make_pool(runner, prompts_per_round: int, pool_seed: int, path: Path) -> dict:
@@ -176,9 +173,8 @@ def measure(args, overrides: list[str], work_dir: Path) -> tuple[dict, dict, dic
     from cluster.run_setup import check_rewards, prepare_inputs
 
     base = load(overrides)
-    rewards = tuple(base.scoring.rewards)
-    check_rewards(base, rewards)
-    inputs = prepare_inputs(base, rewards)
+    check_rewards(base)
+    inputs = prepare_inputs(base)
     pool_path, pool_meta = work_dir / "pool.parquet", work_dir / "pool.json"
     settings = pool_settings(base, args.pool_seed)
     pool_info = saved_pool(work_dir, settings)

@@ -36,7 +36,6 @@ and .png.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -186,7 +185,8 @@ def main() -> None:
         runs = run_arms(harness, Path(args.runs_dir or tmp), args.seeds, pools, args.arms,
                         lambda arm, seed, info: arm_overrides(arm, seed, info, args), cost_key=TOKENS,
                         extra=lambda run_dir: {"scheduling": read_scheduling(run_dir, args.rounds)})
-    report = {"command": " ".join(["python", *sys.argv]), "machine": machine(), "startup_seconds": startup,
+    measured_on = machine()
+    report = {"command": measured_on["command"], "machine": measured_on, "startup_seconds": startup,
               "settings": settings, "pools": {}, "runs": runs}
     for pool in args.pools:
         report["pools"][pool] = {**pools[pool], **headline([r for r in runs if r["pool"] == pool])}

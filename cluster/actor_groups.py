@@ -17,11 +17,12 @@ import ray
 # Importing a backend module registers its generator class in GENERATOR_BACKENDS.
 import actors.generator  # noqa: F401
 import actors.vllm_generator  # noqa: F401
-from actors.generator_base import GENERATOR_BACKENDS, SamplingParams
+from actors.generator_base import GENERATOR_BACKENDS
 from actors.contracts import LABEL_ROLE
 from actors.options import KindOptions
 from actors.scorer import Scorer
 from actors.rewards.spec import RewardSpec
+from actors.settings import SamplingParams
 from actors.vllm_options import VllmOptions
 from actors.weight_sync import WeightsHandle
 from cluster.config import GenerationSection, ModelSection, ScoringSection

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pyarrow as pa
 
 from actors.contracts import ModelProbe
-from actors.rewards.spec import RewardSpec
 
 if TYPE_CHECKING:  # the policies import torch (the ensemble selector); the pre-flight checks stay light
     from policies.base import SelectionPolicy
@@ -139,7 +138,6 @@ class RunInputs:
     model_path: str            # the initial policy (and the reference of reference 'initial')
     prompts: pa.Table          # the training pool (PROMPTS_SCHEMA and its source's columns)
     heldout: pa.Table          # the held-out prompts
-    rewards: tuple[RewardSpec, ...]  # every scoring.rewards entry, in config order
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
 from actors.contracts import InputError
 from actors.options import choice_info
@@ -32,46 +33,54 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_override(data: dict, path: list[str], value: Any, origin: str) -> None:
-    node = data
+    node, section = data, RunConfig
     for depth, part in enumerate(path[:-1]):
+        field, below = _step(section, part, node.get(part))
         child = node.setdefault(part, {})
-        if isinstance(child, str):
-            # A choice written as its bare name (`policy: pvar`) given an option: its mapping form.
+        if isinstance(child, str) and (field is None or choice_info(field) is not None):
+            # A choice written as its bare name (`policy: pvar`) given an option: its mapping form. (A key the
+            # config does not have is left to validation, which names it with the nearest key or its new name.)
             child = node[part] = {"kind": child}
         if not isinstance(child, dict):
             raise InputError(f"{origin}: {'.'.join(path[: depth + 1])} is not a section, cannot set {'.'.join(path)}")
-        node = child
+        node, section = child, below
     node[path[-1]] = value
+
+
+def _step(section: type[BaseModel] | None, key: str, data: Any) -> tuple[FieldInfo | None, type[BaseModel] | None]:
+    """One key down from `section` (None: not known): the key's field (None: the section has no such key) and
+    the section beneath it (None: none known). `data`, the key's raw value, says the kind of a choice: a choice's
+    section is the Options of that kind."""
+    field = None if section is None else section.model_fields.get(key)
+    if field is None:
+        return None, None
+    info = choice_info(field)
+    if info is not None:
+        kind = data if isinstance(data, str) else (data if isinstance(data, dict) else {}).get("kind", info.default)
+        try:
+            return field, info.options_of(kind)
+        except ValueError:
+            return field, None
+    annotation = field.annotation
+    # Unwrap list[X] and X | None down to the section model.
+    for candidate in (annotation, *getattr(annotation, "__args__", ())):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return field, candidate
+    return field, None
 
 
 def _field_names_at(model: type[BaseModel], loc: tuple, data: Any) -> list[str]:
     """The valid keys of the section that an error location points into (`data`: the config's raw mapping,
     which says the kind of a choice)."""
-    current: Any = model
+    current: type[BaseModel] | None = model
     for part in loc[:-1]:
         data = data.get(part) if isinstance(data, dict) else None
-        if isinstance(part, int):
+        if isinstance(part, int):  # a list item: the list's section
             continue
-        field = getattr(current, "model_fields", {}).get(part)
-        if field is None:
+        _, current = _step(current, part, data)
+        if current is None:
             return []
-        info = choice_info(field)
-        if info is not None:  # a choice's keys are those of the kind it names
-            kind = data if isinstance(data, str) else (data or {}).get("kind", info.default)
-            try:
-                current = info.options_of(kind)
-            except ValueError:
-                return []
-            continue
-        annotation = field.annotation
-        # Unwrap list[X] and X | None down to the section model.
-        for candidate in (annotation, *getattr(annotation, "__args__", ())):
-            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-                current = candidate
-                break
-        else:
-            return []
-    return list(getattr(current, "model_fields", {}))
+    return list(current.model_fields)
 
 
 def describe_validation_error(exc: ValidationError, source: str, data: Any = None) -> str:

@@ -44,22 +44,25 @@ def _section_model(annotation) -> type[BaseModel] | None:
     return None
 
 
-def _row(key: str, field) -> str:
-    return (f"| `{key}` | `{_type_name(field.annotation)}` | `{field.get_default(call_default_factory=True)!r}` | "
-            f"{field.description} |")
+def _row(key: str, field, where: str = "") -> str:
+    """One key's row; `where` (the kinds of a choice that read it) follows the key in brackets."""
+    return (f"| `{key}`{f' ({where})' if where else ''} | `{_type_name(field.annotation)}` | "
+            f"`{field.get_default(call_default_factory=True)!r}` | {field.description} |")
 
 
 def _choice_rows(key: str, info: ChoiceInfo) -> list[str]:
     """Each kind's options once: an option several kinds read with the same type and default is one row."""
-    rows: dict[tuple, list[str]] = {}
+    rows: dict[tuple, tuple[typing.Any, list[str]]] = {}  # (name, type, default, description) -> (field, its kinds)
     for kind in info.kinds():
         for name, field in info.options_of(kind).model_fields.items():
             if name != "kind":
-                rows.setdefault((name, _row("", field)), []).append(kind)
+                same = (name, _type_name(field.annotation), repr(field.get_default(call_default_factory=True)),
+                        field.description)
+                rows.setdefault(same, (field, []))[1].append(kind)
     lines = [f"| `{key}.kind` | `str` | `{info.default!r}` | The {info.what}: {', '.join(f'`{k}`' for k in info.kinds())}. |"]
-    for (name, row), kinds in rows.items():
+    for (name, *_), (field, kinds) in rows.items():
         where = "every kind" if len(kinds) == len(tuple(info.kinds())) else ", ".join(kinds)
-        lines.append(row.replace("| ``", f"| `{key}.{name}` ({where})", 1))
+        lines.append(_row(f"{key}.{name}", field, where))
     return lines
 
 

@@ -38,7 +38,7 @@ def ray_round_runner(config: RunConfig, store: RunStore, inputs: RunInputs, choi
         generators = GeneratorGroup.create(name, config.generation, config.model, start_path, version=start_round,
                                            slots=placement.generators)
         cleanup.callback(generators.shutdown)
-        scorers = ScorerGroup.create(name, config.scoring, inputs.rewards, slots=placement.scorers)
+        scorers = ScorerGroup.create(name, config.scoring, tuple(config.scoring.rewards), slots=placement.scorers)
         cleanup.callback(scorers.shutdown)
         learner = DPOLearner(
             config.learner,

@@ -81,9 +81,8 @@ def run(config: RunConfig) -> dict:
     if done:
         log.info("resuming %s after round %d", store.run_dir, done[-1])
     choices = build_choices(config, store)
-    rewards = tuple(config.scoring.rewards)  # the pre-flight checks and the scorers read the same specs
-    check_rewards(config, rewards)
-    inputs = prepare_inputs(config, rewards)
+    check_rewards(config)
+    inputs = prepare_inputs(config)
     observers = RunObservers.create(config, store.run_dir)  # before Ray: a missing wandb fails in a second
     report = ReportRefresher(store.run_dir) if config.reporting.report else None
     failed = True

@@ -98,10 +98,11 @@ class RoundRunner:
         self.store, self.observers = parts.store, parts.observers
         # Which columns each role writes (score_columns: call after the reward modules were imported).
         self.reward_columns = [spec.column for spec in config.scoring.rewards if spec.role == LABEL_ROLE]
-        self.score_columns = score_columns(inputs.rewards)
-        self.proxy_columns = score_columns(inputs.rewards, PROXY_ROLE)
-        self.eval_columns = score_columns(inputs.rewards, EVAL_ROLE)
-        self.labels = LabelPlan.of(config.labelling.query.kind, config.labelling.labels_per_round, inputs.rewards)
+        rewards = tuple(config.scoring.rewards)
+        self.score_columns = score_columns(rewards)
+        self.proxy_columns = score_columns(rewards, PROXY_ROLE)
+        self.eval_columns = score_columns(rewards, EVAL_ROLE)
+        self.labels = LabelPlan.of(config.labelling.query.kind, config.labelling.labels_per_round, rewards)
         self.weights: WeightsHandle | None = None  # the last round's; None: the generators' initial ones
         self._nodes: dict | None = None
 

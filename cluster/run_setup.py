@@ -72,18 +72,18 @@ def build_choices(config: RunConfig, store: RunStore) -> Choices:
     return Choices(build_policy(config), build_query(config, store), build_scheduler(config, store))
 
 
-def check_rewards(config: RunConfig, rewards: tuple[RewardSpec, ...]) -> None:
+def check_rewards(config: RunConfig) -> None:
     """Fail before Ray starts, with the config key in the message, on a reward that cannot load."""
     from actors.rewards.kinds import reward_kind
     from actors.rewards.programmatic import import_reward_modules
 
     import_reward_modules(config.scoring.reward_modules)
-    for index, reward in enumerate(rewards):
+    for index, reward in enumerate(config.scoring.rewards):
         key = f"scoring.rewards[{index}]"
         reward_kind(reward.kind, key).check(reward, key)
 
 
-def prepare_inputs(config: RunConfig, rewards: tuple[RewardSpec, ...]) -> RunInputs:
+def prepare_inputs(config: RunConfig) -> RunInputs:
     """Resolve the policy path and load both prompt sets (building the built-in task or model if needed)."""
     from transformers import AutoTokenizer
 
@@ -110,8 +110,8 @@ def prepare_inputs(config: RunConfig, rewards: tuple[RewardSpec, ...]) -> RunInp
         split_path = None if task is None else str(getattr(task, f"{name}_path"))
         splits.append(load_prompts(source, tokenizer, config.data.apply_chat_template,
                                    builtin_split_path=split_path, key_prefix=f"data.{name}", split=name))
-        check_reward_columns(rewards, splits[-1], f"data.{name}", source.path)
-    return RunInputs(model_path, splits[0], splits[1], rewards)
+        check_reward_columns(tuple(config.scoring.rewards), splits[-1], f"data.{name}", source.path)
+    return RunInputs(model_path, splits[0], splits[1])
 
 
 def check_reward_columns(rewards: tuple[RewardSpec, ...], prompts: pa.Table, key_prefix: str, path: str) -> None:

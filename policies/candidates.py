@@ -18,8 +18,8 @@ from actors.contracts import PROMPT_STATS_SCHEMA, SELECTION_COLUMNS, ModelProbe
 from policies.base import Selection, SelectionPolicy
 from policies.grouping import GroupedRewards, group_rewards
 from policies.pair_builders import CandidatePairs, PairBuilderOptions, get_pair_builder, pairs_table
-from policies.selection_options import PoolOptions
-from policies.pvar import PVarSpec, prompt_pvar
+from policies.selection_options import PoolOptions, PVarOptions
+from policies.pvar import PVarSpec, implicit_beta_or, prompt_pvar
 
 
 @dataclass(frozen=True)
@@ -50,15 +50,18 @@ class PoolPolicy(SelectionPolicy):
     def __init__(self, options: PoolOptions, learner_beta: float = 0.1):
         # learner_beta: the implicit reward's beta where the options leave it to the learner (None).
         self.options, self.learner_beta = options, learner_beta
-        self.spec = self.pvar_spec()  # the PVar kernel's own checks, now rather than mid-run
-        self.pvar_reward, self.pvar_tau = options.pvar_rewards[0], options.tau
+        o = options  # the PVar kernel's own checks, now rather than mid-run
+        self.spec = PVarSpec(o.pvar_source, o.pvar_rewards, o.pvar_ensemble, o.tau,
+                             implicit_beta_or(o.implicit_beta, learner_beta))
+        self.builder_options = PairBuilderOptions(min_reward_gap=o.min_reward_gap, did_tau=o.did_tau)
 
-    def pvar_spec(self) -> PVarSpec:
-        o = self.options
-        return PVarSpec(o.pvar_source, o.pvar_rewards, o.pvar_ensemble, o.tau, o.implicit_beta or self.learner_beta)
+    @property
+    def pvar_reward(self) -> str:
+        return self.options.pvar_rewards[0]
 
-    def builder_options(self) -> PairBuilderOptions:
-        return PairBuilderOptions(min_reward_gap=self.options.min_reward_gap, did_tau=self.options.did_tau)
+    @property
+    def pvar_tau(self) -> float:
+        return self.options.tau
 
     def build_pool(
         self,
@@ -74,7 +77,7 @@ class PoolPolicy(SelectionPolicy):
         grouped = group_rewards(scored)
         pvar = prompt_pvar(scored, grouped, self.spec, probe)
         builder = get_pair_builder(pair_builder or self.options.pair_builder)
-        pairs = builder(grouped, self.builder_options(), rng)
+        pairs = builder(grouped, self.builder_options, rng)
         return CandidatePool(scored, grouped, pvar.values, pairs, pvar.source)
 
     @staticmethod
@@ -104,12 +107,13 @@ class PoolPolicy(SelectionPolicy):
         order = np.lexsort((rng.random(pool.grouped.n_prompts), -pool.pvar))
         return order[pool.pvar[order] >= threshold]
 
-    def pvar_mode_prompts(self, pool: CandidatePool, rng: np.random.Generator) -> np.ndarray:
-        """The prompts pvar's mode keeps (PVarOptions: top fraction or threshold), in the order their pairs
-        are taken: what pvar trains on, and what random matches the pair count of."""
-        if self.options.pvar_mode == "top":
-            return self.top_pvar_prompts(pool, rng, self.options.top_fraction)
-        return self.threshold_pvar_prompts(pool, rng, self.options.pvar_threshold)
+
+def pvar_mode_prompts(options: PVarOptions, pool: CandidatePool, rng: np.random.Generator) -> np.ndarray:
+    """The prompts pvar's mode keeps (PVarOptions: top fraction or threshold), in the order their pairs
+    are taken: what pvar trains on, and what random matches the pair count of."""
+    if options.pvar_mode == "top":
+        return PoolPolicy.top_pvar_prompts(pool, rng, options.top_fraction)
+    return PoolPolicy.threshold_pvar_prompts(pool, rng, options.pvar_threshold)
 
 
 def check_budget(pair_budget: int) -> None:

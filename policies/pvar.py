@@ -193,6 +193,23 @@ def preference_variance_by_prompt(scored: pa.Table, tau: float = 1.0) -> pa.Tabl
 # ---------------------------------------------------------------- PVar of a scored table, by spec
 
 
+def check_pvar_rewards(columns: object) -> tuple[str, ...]:
+    """`pvar_rewards` as a tuple: a list of distinct, non-empty column names (ValueError otherwise)."""
+    if isinstance(columns, str) or not isinstance(columns, Sequence):
+        raise ValueError(f"pvar_rewards must be a list of reward column names, got {columns!r} (write [{columns!r}])")
+    columns = tuple(columns)
+    if not columns or not all(isinstance(c, str) and c for c in columns):
+        raise ValueError(f"pvar_rewards must name at least one reward column, got {list(columns)}")
+    if len(set(columns)) != len(columns):
+        raise ValueError(f"pvar_rewards lists a column twice: {list(columns)}")
+    return columns
+
+
+def implicit_beta_or(implicit_beta: float | None, learner_beta: float) -> float:
+    """The implicit reward's beta: the option's own, or the learner's where the option leaves it (None)."""
+    return learner_beta if implicit_beta is None else implicit_beta
+
+
 @dataclass(frozen=True)
 class PVarSpec:
     """Which PVar a policy ranks by (module docstring); validated at construction.
@@ -213,16 +230,7 @@ class PVarSpec:
             raise ValueError(f"pvar_source must be one of {PVAR_SOURCES}, got {self.source!r}")
         if self.ensemble not in PVAR_ENSEMBLES:
             raise ValueError(f"pvar_ensemble must be one of {PVAR_ENSEMBLES}, got {self.ensemble!r}")
-        if isinstance(self.rewards, str) or not isinstance(self.rewards, Sequence):
-            raise ValueError(
-                f"pvar_rewards must be a list of reward column names, got {self.rewards!r} (write [{self.rewards!r}])"
-            )
-        columns = tuple(self.rewards)
-        if not columns or not all(isinstance(c, str) and c for c in columns):
-            raise ValueError(f"pvar_rewards must name at least one reward column, got {list(columns)}")
-        if len(set(columns)) != len(columns):
-            raise ValueError(f"pvar_rewards lists a column twice: {list(columns)}")
-        object.__setattr__(self, "rewards", columns)
+        object.__setattr__(self, "rewards", check_pvar_rewards(self.rewards))
         if not (self.tau > 0 and math.isfinite(self.tau)):
             raise ValueError(f"tau must be a finite number > 0, got {self.tau}")
         if not (self.implicit_beta > 0 and math.isfinite(self.implicit_beta)):

@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from actors.contracts import ModelProbe
 from policies.base import Selection
-from policies.candidates import PoolPolicy, check_budget, select_in_order
+from policies.candidates import PoolPolicy, check_budget, pvar_mode_prompts, select_in_order
 from policies.selection_options import BottomPVarOptions, PVarOptions
 from policies.registry import register_policy
 
@@ -36,7 +36,7 @@ class PVarPolicy(PoolPolicy):
 
     def kept_prompts(self, pool, rng: np.random.Generator) -> np.ndarray:
         """The prompts the options keep, in the order their pairs are taken."""
-        return self.pvar_mode_prompts(pool, rng)
+        return pvar_mode_prompts(self.options, pool, rng)
 
     def select(
         self, scored: pa.Table, pair_budget: int, rng: np.random.Generator, probe: ModelProbe | None = None

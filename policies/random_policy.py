@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from actors.contracts import ModelProbe
 from policies.base import Selection
-from policies.candidates import PoolPolicy, check_budget, select_in_order
+from policies.candidates import PoolPolicy, check_budget, pvar_mode_prompts, select_in_order
 from policies.selection_options import PVarOptions
 from policies.registry import register_policy
 
@@ -43,6 +43,6 @@ class RandomPolicy(PoolPolicy):
             return Selection.empty()
         pool = self.build_pool(scored, rng, probe)
         pairs_per_prompt = pool.pairs_per_prompt()
-        pvar_pair_count = int(pairs_per_prompt[self.pvar_mode_prompts(pool, rng)].sum())
+        pvar_pair_count = int(pairs_per_prompt[pvar_mode_prompts(self.options, pool, rng)].sum())
         prompt_order = rng.permutation(np.flatnonzero(pairs_per_prompt > 0))
         return select_in_order(pool, prompt_order, min(pair_budget, pvar_pair_count))

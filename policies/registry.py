@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Callable, TypeVar
 
-from actors.options import KindOptions
+from actors.options import KindOptions, build_choice
 from actors.registry import Registry
 from policies.base import SelectionPolicy
 
@@ -47,7 +47,5 @@ def make_policy(name: str | KindOptions, learner_beta: float = 0.1, **options: o
     `options`; the rest keep their defaults. `learner_beta`: the implicit reward's beta where the options
     leave it to the learner. An option the policy does not read, or a bad value, raises ValueError naming it;
     an unknown name raises ValueError naming the nearest registered one."""
-    if isinstance(name, KindOptions):
-        name, options = name.kind, {**name.model_dump(exclude={"kind"}), **options}
-    cls = _POLICIES.get(name)
-    return cls(cls.Options(kind=name, **options), learner_beta)
+    cls, built = build_choice(name, _POLICIES.get, **options)
+    return cls(built, learner_beta)

@@ -5,7 +5,8 @@ Each policy declares the Options class it reads (`SelectionPolicy.Options`), and
 its key. The built-in policies share the PVar statistic and the pair builder (`PoolOptions`); pvar and
 random keep a fraction of the prompts; bottom_pvar its own fraction; uniform_balance and bpo take fewer
 prompts with more pairs each (`DepthOptions`). The bounds here are checked when a config (or a test's
-`make_policy(name, **options)`) is validated; the policies check nothing again.
+`make_policy(name, **options)`) is validated; the policies repeat only the PVar kernel's own checks
+(`PVarSpec`, policies/pvar.py, which shares `check_pvar_rewards` with the validator here).
 """
 
 from __future__ import annotations
@@ -16,6 +17,13 @@ from pydantic import Field, field_validator
 
 from actors.options import KindOptions
 from policies.pair_builders import get_pair_builder
+from policies.pvar import check_pvar_rewards
+
+
+def _registered_builder(cls: type, name: str) -> str:
+    """The validator of a pair-builder field: ValueError naming the nearest registered builder."""
+    get_pair_builder(name)
+    return name
 
 
 class PoolOptions(KindOptions):
@@ -48,20 +56,11 @@ class PoolOptions(KindOptions):
     @field_validator("pvar_rewards", mode="before")
     @classmethod
     def _a_list_of_distinct_columns(cls, columns: object) -> object:
-        if isinstance(columns, str):
-            raise ValueError(f"pvar_rewards must be a list of reward column names, got {columns!r} (write [{columns!r}])")
-        if isinstance(columns, (list, tuple)):
-            if not columns or not all(isinstance(c, str) and c for c in columns):
-                raise ValueError(f"pvar_rewards must name at least one reward column, got {list(columns)}")
-            if len(set(columns)) != len(columns):
-                raise ValueError(f"pvar_rewards lists a column twice: {list(columns)}")
-        return columns
+        if isinstance(columns, (str, list, tuple)):
+            return check_pvar_rewards(columns)
+        return columns  # anything else: pydantic's own type error
 
-    @field_validator("pair_builder")
-    @classmethod
-    def _builder_is_registered(cls, name: str) -> str:
-        get_pair_builder(name)  # ValueError naming the nearest registered builder
-        return name
+    _builder_is_registered = field_validator("pair_builder")(classmethod(_registered_builder))
 
 
 class PVarOptions(PoolOptions):
@@ -93,11 +92,7 @@ class DepthOptions(PoolOptions):
     depth_pair_builder: str = Field(
         "all_pairs_above_margin", description="The pair builder that makes several candidate pairs per prompt.")
 
-    @field_validator("depth_pair_builder")
-    @classmethod
-    def _depth_builder_is_registered(cls, name: str) -> str:
-        get_pair_builder(name)
-        return name
+    _depth_builder_is_registered = field_validator("depth_pair_builder")(classmethod(_registered_builder))
 
 
 class BPOOptions(DepthOptions):

@@ -115,7 +115,7 @@ def runner_for(config, tmp_path, generators=None, learner=None, prompts: pa.Tabl
     rewards = tuple(config.scoring.rewards)
     store = RunStore(tmp_path / "run")
     pool = prompts_table(config.data.prompts_per_round) if prompts is None else prompts
-    inputs = RunInputs("no-model", pool, prompts_table(4, "h") if heldout is None else heldout, rewards)
+    inputs = RunInputs("no-model", pool, prompts_table(4, "h") if heldout is None else heldout)
     parts = Collaborators.of(build_choices(config, store), generators=generators or Generators(),
                              scorers=Scorers(Scorer(list(rewards))), learner=learner or Learner(), probe=None,
                              store=store, observers=RunObservers("t", tmp_path, bars=False))

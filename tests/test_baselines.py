@@ -24,11 +24,12 @@ from actors.contracts import PAIRS_SCHEMA, PROMPT_STATS_SCHEMA
 # The policies this file covers (bpo needs prompt embeddings and gradients: tests/test_bpo.py).
 POLICIES = ("pvar", "bottom_pvar", "random", "full", "uniform_balance")
 
-# Every option of the shared config section, as the driver hands them to make_policy.
+# The policies' own options, as the driver hands them to make_policy.
 def options_of(name: str, **shared) -> dict:
-    """`shared` plus every option of the policy's Options set to a non-default value where it has one."""
-    extra = {"top_fraction": 0.5, "pvar_mode": "top", "bottom_fraction": 0.5, "pairs_per_prompt": 3,
-             "depth_clusters": 8}
+    """`shared` plus those of the policy's own options it has (top_fraction, pvar_mode and pvar_threshold;
+    bottom_fraction; pairs_per_prompt), each set to a value other than its default."""
+    extra = {"top_fraction": 0.75, "pvar_mode": "threshold", "pvar_threshold": 0.01, "bottom_fraction": 0.75,
+             "pairs_per_prompt": 3}
     fields = policy_options(name).model_fields
     return {**{key: value for key, value in extra.items() if key in fields}, **shared}
 
@@ -136,7 +137,6 @@ def test_each_policy_reads_its_own_options_and_refuses_the_others(name):
     assert ("pairs_per_prompt" in fields) == (name == "uniform_balance")
     assert ("pvar_mode" in fields) == (name in ("pvar", "random"))
     assert ("top_fraction" in fields) == (name in ("pvar", "random"))
-    assert make_policy(name, **options_of(name)).options.kind == name
     foreign = "pairs_per_prompt" if name != "uniform_balance" else "pvar_mode"
     with pytest.raises(ValueError, match=foreign):
         make_policy(name, **{foreign: 3})

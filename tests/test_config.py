@@ -40,6 +40,16 @@ def test_unknown_section_and_override_are_rejected():
         load_config(None, ["generaton.temperature=0.5"])
 
 
+def test_an_option_beneath_a_plain_value_is_refused_and_beneath_a_choices_name_is_set(tmp_path):
+    """A bare name takes options only where the key is a choice (`policy: bpo` means `{kind: bpo}`)."""
+    with pytest.raises(InputError, match=r"data\.train\.path is not a section, cannot set data\.train\.path\.y"):
+        load_config(None, ["data.train.path=x", "data.train.path.y=1"])
+    config = load_config(None, ["selection.policy=bpo", "selection.policy.pairs_per_prompt=2"])
+    assert (config.selection.policy.kind, config.selection.policy.pairs_per_prompt) == ("bpo", 2)
+    config = load_config(write(tmp_path, "selection:\n  policy: pvar\n"), ["selection.policy.top_fraction=0.25"])
+    assert (config.selection.policy.kind, config.selection.policy.top_fraction) == ("pvar", 0.25)
+
+
 def test_unknown_key_inside_list_of_rewards_is_reported_with_index():
     with pytest.raises(InputError, match=r"scoring.rewards\[0\].wieght.*did you mean 'weight'"):
         load_config(None, ["scoring.rewards=[{kind: programmatic, name: x, wieght: 2}]"])
@@ -150,7 +160,9 @@ def test_an_unknown_kind_is_refused_naming_the_nearest(override, nearest):
         assert f"Did you mean '{nearest}'?" in str(error.value)
 
 
-def test_the_old_vllm_and_timeout_keys_fail_with_their_new_names(tmp_path):
+def test_a_config_file_with_the_old_vllm_and_timeout_keys_lists_each_with_its_new_name(tmp_path):
+    """The keys beneath an old section of a YAML file (tests/test_config_renamed.py covers each on the
+    command line)."""
     old = {"generation": {"backend": "vllm", "vllm": {"python": None, "block_size": None}},
            "weight_sync": {"transport": "broadcast", "timeout_s": 900}}
     with pytest.raises(InputError) as error:
@@ -160,5 +172,3 @@ def test_the_old_vllm_and_timeout_keys_fail_with_their_new_names(tmp_path):
                              ("generation.vllm.block_size", "generation.backend.block_size"),
                              ("weight_sync.timeout_s", "weight_sync.transport.timeout_s")]:
         assert f"'{old_key}' is now '{new_key}'" in message
-    with pytest.raises(InputError, match="'generation.vllm' is now 'generation.backend'"):
-        load_config(None, ["generation.vllm={}"])

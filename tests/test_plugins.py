@@ -204,7 +204,7 @@ def plugins():
         for registry in (reward_registry._REWARDS, query_registry._QUERIES, policy_registry._POLICIES,
                          scheduler_registry._SCHEDULERS):
             patch.setattr(registry, "_items", dict(registry._items))
-        patch.setattr(transport_registry, "TRANSPORTS", dict(transport_registry.TRANSPORTS))
+        patch.setattr(transport_registry._TRANSPORTS, "_items", dict(transport_registry._TRANSPORTS._items))
         register_reward(TOY_REWARD)(sample_rank_reward)
         register_query(TOY_QUERY)(EvenPromptExtremes)
         register_policy(TOY_POLICY)(DescendingIdPolicy)

@@ -14,18 +14,19 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from actors.generator_base import SamplingParams as GeneratorSamplingParams
+from actors.generator import SamplingParams as GeneratorSamplingParams
 from actors.options import KindOptions
 from actors.rewards.spec import RewardSpec
-from actors.settings import SAMPLING, GeneratorSettings, LearnerSection, ModelSection, ProbeSection, SamplingParams
+from actors.scorer import Scorer
+from actors.settings import SAMPLING, GeneratorSettings, LearnerSection, ProbeSection, SamplingParams
 from actors.vllm_options import VllmOptions
 from actors.weight_sync import BroadcastOptions
-from cluster import config as config_package
 from cluster.config import GenerationSection
 from cluster.config_loading import load_config
 from cluster.run_setup import build_policy
 from cluster.settings import feature_options, generator_settings, sampling_params, weight_transport
 from policies import registered_policies
+from round_standins import config_with, runner_for
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = [REPO / "configs" / name for name in ("quickstart.yaml", "smollm2-cpu.yaml")]
@@ -34,16 +35,6 @@ CONFIGS = [REPO / "configs" / name for name in ("quickstart.yaml", "smollm2-cpu.
 @pytest.fixture(scope="module", params=CONFIGS, ids=lambda path: path.name)
 def config(request):
     return load_config(request.param)
-
-
-def test_the_config_composes_the_actors_own_sections():
-    """One definition each: the config's sections are the classes the actors read, under the same keys."""
-    assert (config_package.ModelSection, config_package.ProbeSection, config_package.LearnerSection) == (
-        ModelSection, ProbeSection, LearnerSection)
-    assert config_package.RewardSpec is RewardSpec
-    fields = config_package.RunConfig.model_fields
-    assert (fields["model"].annotation, fields["probe"].annotation, fields["learner"].annotation) == (
-        ModelSection, ProbeSection, LearnerSection)
 
 
 def test_the_sampling_options_are_declared_once():
@@ -56,8 +47,9 @@ def test_the_sampling_options_are_declared_once():
     assert GeneratorSamplingParams is SamplingParams  # still importable where the generators are
 
 
-def test_the_actors_receive_the_configs_own_sections(config):
-    """The learner workers get `learner` and `model`, the scorers each `scoring.rewards` entry, as validated."""
+def test_the_sections_sent_to_the_actors_pickle_unchanged(config):
+    """`learner`, `model` and each `scoring.rewards` entry survive pickling (how they cross Ray into the Ray
+    Train workers and the scorers): equal, and of the same class."""
     for section in (config.learner, config.model, *config.scoring.rewards):
         copy = pickle.loads(pickle.dumps(section))  # they cross Ray into the Ray Train workers and the scorers
         assert copy == section and type(copy) is type(section)
@@ -117,10 +109,18 @@ def test_hand_built_sections_are_checked_as_the_config_is():
         RewardSpec(kind="programmatic")
 
 
-def test_the_configs_rewards_follow_the_config_order():
-    config = load_config(CONFIGS[1])
-    assert [spec.kind for spec in config.scoring.rewards] == ["embedding_similarity", "programmatic"]
-    assert [spec.weight for spec in config.scoring.rewards] == [1.0, 0.5]
+def test_the_driver_and_the_scorer_order_the_reward_columns_as_the_config_lists_them(tmp_path):
+    """Not alphabetically, not by role: the columns the driver expects and the Scorer writes follow
+    `scoring.rewards`, whatever the role (the labellers' weighted sum `reward` last)."""
+    config = config_with("scoring.rewards=[{kind: programmatic, name: test_counting_labeller}, "
+                         "{kind: programmatic, name: builtin_task_proxy, role: proxy}, "
+                         "{kind: programmatic, name: builtin_task_exact, weight: 0.5}, "
+                         "{kind: programmatic, name: builtin_task, weight: 0}]")
+    runner = runner_for(config, tmp_path)
+    labels = ["reward_test_counting_labeller", "reward_builtin_task_exact", "reward_builtin_task"]
+    assert runner.reward_columns == labels and runner.score_columns == [*labels, "reward"]
+    assert runner.proxy_columns == ["reward_builtin_task_proxy"]
+    assert Scorer(list(config.scoring.rewards)).columns == labels
 
 
 def test_the_vllm_generators_receive_the_configs_own_backend_options():

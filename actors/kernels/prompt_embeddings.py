@@ -22,7 +22,6 @@ import pyarrow as pa
 import torch
 from torch import nn
 
-EMBEDDING_SOURCES = ("minilm", "policy")
 # What text_vectors compares prompts by (the history scheduler's neighbours, docs/scheduling.md).
 TEXT_VECTOR_SOURCES = ("minilm", "ngrams")
 _NGRAM_FEATURES = 2**12

@@ -53,8 +53,8 @@ def column_label(kind: str, name: str | None, path: str | None) -> str:
     """The part after `reward_` of a reward's column: its `name`, or for an hf_classifier its model folder's name.
 
     embedding_similarity and http are named by `name` (default 'similarity', 'http'), never by the encoder's
-    folder or the URL: the column says what is measured, and hosts and ports change. A kind that is not
-    declared is named by its model folder.
+    folder or the URL: the column says what is measured, and hosts and ports change. hf_classifier, the one
+    kind left, is named by its model folder.
     """
     if kind == "programmatic":
         return name

@@ -1,4 +1,4 @@
-"""The one table of weight transports (name -> class) and how the config's `weight_sync.transport` picks one.
+"""The one registry of weight transports (name -> class) and how the config's `weight_sync.transport` picks one.
 
 Each transport module registers its class with `@register_transport`; importing the package
 (actors/weight_sync/__init__.py) imports them all, so the table is complete before any lookup.
@@ -10,9 +10,8 @@ itself from them (`WeightTransport.from_options`), so this table never branches 
 
 from __future__ import annotations
 
-import difflib
-
-from actors.options import KindOptions
+from actors.options import KindOptions, build_choice
+from actors.registry import Registry
 
 # The config's 'auto': broadcast between GPUs, else the object store (resolve_transport).
 AUTO = "auto"
@@ -20,33 +19,34 @@ AUTO = "auto"
 OBJECT_STORE = "object_store"
 BROADCAST = "broadcast"
 
-TRANSPORTS: dict[str, type] = {}
+_TRANSPORTS: Registry[type] = Registry("weight-sync transport")
 
 
 def register_transport(cls: type) -> type:
     """Class decorator: the transport becomes available to `make_transport` under `cls.name`."""
-    TRANSPORTS[cls.name] = cls
-    return cls
+    return _TRANSPORTS.register(cls.name)(cls)
 
 
 def registered_transports() -> tuple[str, ...]:
-    return tuple(sorted(TRANSPORTS))
+    return _TRANSPORTS.names()
+
+
+def _transport(name: str) -> type:
+    """The class of the transport `name`; ValueError naming the nearest registered one ('auto' is none)."""
+    try:
+        return _TRANSPORTS.get(name)
+    except ValueError as error:
+        raise ValueError(f"{error} (and {AUTO!r}, resolved by the driver)") from None
 
 
 def check_transport_name(name: str) -> None:
     """ValueError naming the nearest registered transport unless `name` is one."""
-    if name not in TRANSPORTS:
-        nearest = difflib.get_close_matches(name, [AUTO, *TRANSPORTS], n=1)
-        hint = f" Did you mean {nearest[0]!r}?" if nearest else ""
-        raise ValueError(f"unknown weight-sync transport {name!r}.{hint} Registered: "
-                         f"{', '.join(map(repr, registered_transports()))} (and {AUTO!r}, resolved by the driver).")
+    _transport(name)
 
 
 def transport_options(name: str) -> type[KindOptions]:
     """The Options class of the transport `name` ('auto': broadcast's); ValueError for an unknown name."""
-    name = BROADCAST if name == AUTO else name
-    check_transport_name(name)
-    return TRANSPORTS[name].Options
+    return _transport(BROADCAST if name == AUTO else name).Options
 
 
 def resolve_transport(options: KindOptions, learner_gpu: bool, generator_gpu: bool) -> KindOptions:
@@ -65,8 +65,5 @@ def make_transport(name: str | KindOptions, receivers: int = 0, **options: objec
     Options the config validated (resolved: never 'auto'), then keyword `options` (tests, benchmarks:
     `make_transport("broadcast", receivers=2, timeout_s=60)`). `receivers`: the generator actors it serves;
     each transport reads what it needs."""
-    if isinstance(name, KindOptions):
-        name, options = name.kind, {**name.model_dump(exclude={"kind"}), **options}
-    check_transport_name(name)
-    cls = TRANSPORTS[name]
-    return cls.from_options(cls.Options(kind=name, **options), receivers)
+    cls, built = build_choice(name, _transport, **options)
+    return cls.from_options(built, receivers)

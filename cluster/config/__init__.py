@@ -15,8 +15,8 @@ from __future__ import annotations
 from pydantic import Field, field_validator, model_validator
 
 from actors.contracts import LABEL_ROLE, PROXY_ROLE, REWARD_COLUMN
-
 from actors.options import StrictModel
+from actors.rewards.spec import RewardSpec
 from actors.settings import LearnerSection, ModelSection, ProbeSection
 from cluster.config.evaluation import DiagnosticsSection, EvalSection, ReportingSection
 from cluster.config.inputs import (
@@ -25,7 +25,7 @@ from cluster.config.inputs import (
     DataSection,
     PromptSourceSection,
 )
-from cluster.config.rollout import GenerationSection, RewardSpec, ScoringSection
+from cluster.config.rollout import GenerationSection, ScoringSection
 from cluster.config.runtime import PlacementSection, PlacementStrategy, RaySection, RolePlacementSection, RunSection
 from cluster.config.labelling import LabellingSection
 from cluster.config.selection import SelectionSection
@@ -35,7 +35,7 @@ __all__ = [
     "BuiltinPoolSection", "BuiltinTaskSection", "DataSection", "DiagnosticsSection", "EvalSection", "GenerationSection",
     "LabellingSection", "LearnerSection", "ModelSection", "PlacementSection", "PlacementStrategy", "ProbeSection",
     "PromptSourceSection", "RaySection", "ReportingSection", "RewardSpec", "RolePlacementSection", "RunConfig",
-    "RunSection", "ScoringSection", "SelectionSection", "StrictModel", "WeightSyncSection",
+    "RunSection", "ScoringSection", "SelectionSection", "WeightSyncSection",
 ]
 
 

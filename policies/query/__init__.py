@@ -16,7 +16,6 @@ form pairs; docs/labels.md states the rule.
 from policies.query.base import (
     QuerySelector,
     QuerySettings,
-    check_query_name,
     make_query,
     query_options,
     register_query,
@@ -27,5 +26,5 @@ from policies.query.groups import prompt_groups, take_groups
 # Imported for their registration side effect.
 from policies.query import dynamic_filter, ensemble, ranked, selectors  # noqa: E402,F401  isort: skip
 
-__all__ = ["QuerySelector", "QuerySettings", "check_query_name", "make_query", "prompt_groups", "query_options",
+__all__ = ["QuerySelector", "QuerySettings", "make_query", "prompt_groups", "query_options",
            "register_query", "registered_queries", "take_groups"]

@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from pydantic import Field
 
-from actors.options import KindOptions
+from actors.options import KindOptions, build_choice
 from actors.registry import Registry
 
 if TYPE_CHECKING:
@@ -112,11 +112,6 @@ def registered_queries() -> tuple[str, ...]:
     return _QUERIES.names()
 
 
-def check_query_name(name: str) -> None:
-    """ValueError naming the nearest registered selector unless `name` is registered."""
-    _QUERIES.get(name)
-
-
 def query_options(name: str) -> type[KindOptions]:
     """The Options class of the registered selector `name` (ValueError naming the nearest name otherwise)."""
     return _QUERIES.get(name).Options
@@ -125,7 +120,5 @@ def query_options(name: str) -> type[KindOptions]:
 def make_query(name: str | KindOptions, settings: QuerySettings | None = None, **options: object) -> QuerySelector:
     """The selector `name` (or the kind of an Options the config validated), with its options: those given,
     then keyword `options` (tests: `make_query("random", responses_per_group=2)`); the rest their defaults."""
-    if isinstance(name, KindOptions):
-        name, options = name.kind, {**name.model_dump(exclude={"kind"}), **options}
-    cls = _QUERIES.get(name)
-    return cls(cls.Options(kind=name, **options), settings or QuerySettings())
+    cls, built = build_choice(name, _QUERIES.get, **options)
+    return cls(built, settings or QuerySettings())

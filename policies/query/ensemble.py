@@ -285,9 +285,13 @@ class EnsembleQuery(QuerySelector):
 
     Options = EnsembleOptions
 
+    @property
+    def ensemble(self) -> EnsembleOptions:
+        """Its options (`self.options`), by the name the tests read."""
+        return self.options
+
     def __init__(self, options: EnsembleOptions, settings: QuerySettings):
         super().__init__(options, settings)
-        self.ensemble = options
         self.model = EpistemicRewardModel(options, settings.seed)
         self.score_seconds = 0.0
         self.row_scores: np.ndarray | None = None  # per response, the disagreement ranked by (None in round 0)
@@ -330,9 +334,9 @@ class EnsembleQuery(QuerySelector):
             for g, rows in enumerate(groups):
                 group_predictions = predictions[rows]
                 disagreement = pair_disagreement(group_predictions)
-                if self.ensemble.rule == "thompson":
+                if self.options.rule == "thompson":
                     i, j, values[g] = _thompson_pair(group_predictions, disagreement, rng)
-                elif self.ensemble.rule == "eets":
+                elif self.options.rule == "eets":
                     i, j, values[g] = _eets_pair(group_predictions, disagreement, rng)
                 else:
                     i, j, values[g] = _best_pair(disagreement)
@@ -357,8 +361,8 @@ class EnsembleQuery(QuerySelector):
             "score_unlabelled": self._last_selection.get("not_chosen"),
             "rows": self.model.rows,
             "fitted_rows": self.model.fitted_rows,
-            "heads": self.ensemble.heads,
-            "rule": self.ensemble.rule,
+            "heads": self.options.heads,
+            "rule": self.options.rule,
             "score_seconds": self.score_seconds,
         }
 

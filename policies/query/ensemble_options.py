@@ -9,8 +9,6 @@ from pydantic import Field
 
 from actors.options import KindOptions
 
-ENSEMBLE_RULES = ("max_disagreement", "thompson", "eets")
-
 
 class EnsembleOptions(KindOptions):
     """`labelling.query: {kind: ensemble, ...}`: an epistemic reward model (SEA family) over frozen hashed

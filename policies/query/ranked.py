@@ -22,7 +22,7 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 
-from policies.pvar import grouped_ensemble_preference_variance
+from policies.pvar import grouped_ensemble_preference_variance, implicit_beta_or
 from pydantic import Field
 
 from policies.query.base import QuerySelector, QuerySettings, TrimmedGroupsOptions, register_query
@@ -87,7 +87,6 @@ class ImplicitQueryOptions(PVarQueryOptions):
 class RankedQuery(QuerySelector):
     """Shared by the ranked selectors: the last round's per-response scores and their summary."""
 
-    row_scores: np.ndarray | None = None
     source = ""
     Options = TrimmedGroupsOptions
 
@@ -169,7 +168,7 @@ class ImplicitPVarQuery(RankedQuery):
             response_scores = None if matrix is None else matrix.mean(axis=1)
         else:
             self.source = "implicit"
-            beta = self.options.implicit_beta or self.settings.learner_beta
+            beta = implicit_beta_or(self.options.implicit_beta, self.settings.learner_beta)
             scores = grouped_pvar_or_last(codes, logratios[:, None], 1.0 / beta, len(groups))
             response_scores = logratios
         return self.ranked_mask(groups, codes, scores, rng, rollouts.num_rows, max_responses, response_scores)

@@ -15,7 +15,7 @@ from typing import Callable, ClassVar, Protocol
 import numpy as np
 import pyarrow as pa
 
-from actors.options import KindOptions
+from actors.options import KindOptions, build_choice
 from actors.registry import Registry
 
 
@@ -120,9 +120,7 @@ def make_scheduler(name: str | KindOptions, context: SchedulerContext | None = N
                    **options: object) -> PromptScheduler:
     """The scheduler `name` (or the kind of an Options the config validated), with its options: those given,
     then keyword `options` (tests: `make_scheduler("history", audit_fraction=0.25)`); the rest their defaults."""
-    if isinstance(name, KindOptions):
-        name, options = name.kind, {**name.model_dump(exclude={"kind"}), **options}
-    cls = _SCHEDULERS.get(name)
-    scheduler = cls(scheduler_options(name)(kind=name, **options), context or SchedulerContext())
-    scheduler.name = name
+    cls, built = build_choice(name, _SCHEDULERS.get, **options)
+    scheduler = cls(built, context or SchedulerContext())
+    scheduler.name = built.kind
     return scheduler
