@@ -152,10 +152,11 @@ COST_KEYS = (
     "prompts_rolled_out",   # distinct prompts the generators sampled for
     "generated_tokens",     # response tokens sampled (sum of len(response_token_ids))
     "labels",               # labelled responses x label rewards: one label per response a label reward scored
-    "proxy_scores",         # responses x proxy rewards (free: not labels)
+    "proxy_scores",         # responses x proxy rewards, plus every response a selector's own model scores
     "pairs_trained",        # rows of the selected pairs table
     "learner_tokens",       # per trained pair prompt + chosen + rejected tokens, times learner.epochs
     "seconds",              # the round's phase seconds, summed
+    "total_cost",           # labels, proxy scores and tokens at reporting.prices (label units by default)
 )
 CUMULATIVE_PREFIX = "cumulative_"
 

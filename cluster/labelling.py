@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from actors.contracts import LABEL_ROLE, LABELLED_COLUMN, PROXY_ROLE, QUERY_SCORE_COLUMN
 from actors.rewards.spec import RewardSpec
+from policies.proxy_quality import agreement
 
 if TYPE_CHECKING:
     from actors.contracts import ModelProbe
@@ -107,7 +108,23 @@ def label_round(rollouts: pa.Table, score: ScoreFn, selector: QuerySelector, pla
     summary = selector.summary()
     if summary is not None:
         metrics["selector"] = summary
+    proxy_columns = [column for column in proxied.column_names if column not in rollouts.column_names]
+    metrics["proxy_quality"] = signal_quality(scored, mask, proxy_columns, selector.response_signal)
     return written, scored, metrics
+
+
+def signal_quality(scored: pa.Table, mask: np.ndarray, proxy_columns: list[str],
+                   response_signal: np.ndarray | None) -> dict:
+    """metrics.json `labelling.proxy_quality`: each proxy column's and the selector's signal's agreement with the
+    labels of the rows just labelled (policies/proxy_quality.py); `scored` holds those rows in row order."""
+    if scored.num_rows == 0 or "reward" not in scored.column_names:
+        return {}
+    ids, labels = scored.column("prompt_id").to_pylist(), scored.column("reward").to_numpy(zero_copy_only=False)
+    quality = {column: agreement(ids, scored.column(column).to_numpy(zero_copy_only=False), labels)
+               for column in proxy_columns if column in scored.column_names}
+    if response_signal is not None and len(response_signal) == len(mask):
+        quality["signal"] = agreement(ids, np.asarray(response_signal, dtype=np.float64)[mask], labels)
+    return quality
 
 
 def merge_labelling(first: dict, later: dict) -> dict:

@@ -313,8 +313,9 @@ class RoundRunner:
             Metric.LAG: round_lag(rollouts, index),  # the learner trains round n from weights version n
             Metric.LABELLING: prepared.batch.labelling,
             Metric.SCHEDULING: {"scheduler": cfg.data.scheduler.kind, **prepared.schedule.details},
-            Metric.COSTS: round_costs(rollouts, selection.pairs, self.labels.label_rewards, self.labels.proxy_rewards,
-                                      cfg.learner.epochs, observers.seconds_of(index)),
+            Metric.COSTS: round_costs(rollouts, selection.pairs, self.labels.label_rewards,
+                                      self.labels.proxy_rewards + int(self.query.scores_responses),
+                                      cfg.learner.epochs, observers.seconds_of(index), cfg.reporting.prices),
             Metric.WEIGHT_TRANSPORT: self.learner.transport,
             Metric.NODES: self.nodes(),
         })

@@ -24,6 +24,7 @@ from actors.scorer import Scorer
 from cluster.config_loading import load_config
 from cluster.costs import round_costs, with_cumulative
 from cluster.labelling import LabelPlan, label_round
+from policies.proxy_quality import agreement
 from policies.query import QuerySelector, QuerySettings, make_query, prompt_groups, registered_queries, take_groups
 from round_standins import K, LABELLER, PROXY, SEEN, Generators, config_with, grouped, prompts_table, run_one_round
 
@@ -71,6 +72,10 @@ def test_cost_counters_equal_what_the_rounds_parquet_files_hold(tmp_path):
                                                                  "rejected_token_ids"))))
     assert costs["learner_tokens"] == 3 * tokens
     assert costs["seconds"] == pytest.approx(sum(on_disk[Metric.PHASE_SECONDS].values()))
+    prices = config.reporting.prices  # the defaults: labels, proxy calls and tokens in label units
+    assert costs["total_cost"] == pytest.approx(24 * prices.label + 48 * prices.proxy_call
+                                                + costs["generated_tokens"] / 1000 * prices.generated_kilotokens
+                                                + 3 * tokens / 1000 * prices.learner_kilotokens)
     assert on_disk[Metric.LABELLING]["responses_labelled"] == 24 and on_disk[Metric.LABELLING]["query"] == "random"
     # summary.json: the round's costs and the running totals.
     summary = runner_summary(tmp_path)
@@ -87,6 +92,34 @@ def runner_summary(tmp_path) -> dict:
     from cluster.run_store import RunStore
 
     return RunStore(tmp_path / "run").write_summary()
+
+
+def test_proxy_quality_compares_each_proxy_and_the_signal_with_the_labels_of_the_labelled_rows(tmp_path):
+    config = config_with(f"scoring.rewards=[{LABELLER}, {PROXY}]", "labelling.query=pvar_proxy",
+                         "labelling.query.responses_per_group=2", "labelling.labels_per_round=12",
+                         "reporting.prices.proxy_call=0.5", "reporting.prices.generated_kilotokens=0",
+                         "reporting.prices.learner_kilotokens=0")
+    _, metrics, folder = run_one_round(config, tmp_path)
+    scored = pq.read_table(folder / "scored.parquet")
+    quality = metrics[Metric.LABELLING]["proxy_quality"]
+    expected = agreement(scored.column("prompt_id").to_pylist(),
+                         scored.column("reward_builtin_task_proxy").to_numpy(), scored.column("reward").to_numpy())
+    assert quality["reward_builtin_task_proxy"] == expected and expected["rows"] == 12
+    # pvar_proxy's signal is the proxies' mean: with one proxy, the proxy column itself.
+    assert quality["signal"] == expected
+    assert metrics[Metric.COSTS]["total_cost"] == pytest.approx(12 + 0.5 * 48)
+
+
+def test_agreement_counts_within_prompt_pairs_and_signal_ties_as_half():
+    ids = ["a", "a", "a", "b", "b"]
+    labels = np.array([0.0, 0.5, 1.0, 1.0, 0.0])
+    perfect = agreement(ids, labels * 3 + 1, labels)
+    assert perfect["pairs"] == 4 and perfect["pair_accuracy"] == 1.0 and perfect["spearman"] == pytest.approx(1.0)
+    reversed_b = agreement(ids, np.array([0.0, 0.5, 1.0, 0.0, 1.0]), labels)
+    assert reversed_b["pair_accuracy"] == 0.75  # 3 of a's pairs right, b's one wrong
+    tied = agreement(ids, np.array([0.0, 0.0, 0.0, np.nan, 1.0]), labels)
+    assert tied["rows"] == 4 and tied["pairs"] == 3 and tied["pair_accuracy"] == 0.5 and tied["spearman"] < 0
+    assert agreement(ids, np.ones(5), labels)["spearman"] is None  # a constant signal ranks nothing
 
 
 def test_passive_without_a_budget_writes_todays_tables(tmp_path):
@@ -242,6 +275,26 @@ def test_builtin_task_proxy_is_the_reward_plus_bounded_noise_fixed_per_response(
     # A row's score depends on that row alone, not on the batch it came in.
     np.testing.assert_array_equal(proxy[5:9], builtin_task_proxy_reward(rollouts.slice(5, 4)))
     assert np.corrcoef(proxy, exact)[0, 1] > 0.5
+
+
+def test_noise_sweep_proxies_scale_one_draw_and_the_length_proxy_errs_by_length():
+    from actors.rewards.programmatic import get_reward
+    from actors.rewards.proxies import LENGTH_BIAS, NOISE_SWEEP, noise_sweep_name
+
+    rollouts = Generators().generate(prompts_table(20), {}, None)
+    exact = builtin_task_reward(rollouts)
+    base_error = builtin_task_proxy_reward(rollouts) - exact
+    for half_width in NOISE_SWEEP:
+        error = get_reward(noise_sweep_name(half_width))(rollouts) - exact
+        # The same draw per response at every width: only the proxy's quality changes along the sweep.
+        np.testing.assert_allclose(error, base_error * half_width / PROXY_NOISE, atol=1e-12)
+    assert noise_sweep_name(0.6) == "builtin_task_proxy_noise060"
+    batch = pa.table({"prompt_id": ["a", "a", "a"], "answer": ["copy 1 2"] * 3,
+                      "response": ["copy 1 2", "copy 1 2 3 4 5 6 7 8 9", "copy"]})
+    error = get_reward("builtin_task_length_proxy")(batch) - builtin_task_reward(batch)
+    # Its error follows the length alone: the right answer is underrated for being short, a long wrong one is not.
+    assert error[1] > 0.25 and error[0] < -0.25 and error[2] < error[0]
+    assert np.all(np.abs(error) <= LENGTH_BIAS)
 
 
 def test_ifeval_proxy_checks_the_first_instruction_only():

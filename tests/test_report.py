@@ -412,12 +412,19 @@ def test_reward_against_cumulative_labels_and_tokens_is_plotted_when_costs_are_r
 
 def test_what_was_labelled_and_why_is_tabled_per_selective_round(tmp_path):
     chosen = {"ranked_by": "proxy", "score_labelled": 0.18, "score_unlabelled": 0.02}
+    quality = {"reward_builtin_task_proxy": {"rows": 64, "spearman": 0.71, "pairs": 90, "pair_accuracy": 0.82}}
     labelling = {"query": "pvar_proxy", "responses": 256, "responses_labelled": 64,
-                 "seconds": {"query": 0.004}, "selector": chosen}
-    rounds = [round_metrics(0, None), round_metrics(1, None, labelling=labelling, costs={"labels": 64})]
+                 "seconds": {"query": 0.004}, "selector": chosen, "proxy_quality": quality}
+    rounds = [round_metrics(0, None),
+              round_metrics(1, None, labelling=labelling, costs={"labels": 64, "total_cost": 77.5})]
     page = read_page(write_report(write_run(tmp_path / "run", rounds)).parent)
     check_number(page, "score_labelled", 1, 0.18, 3)
     check_number(page, "score_unlabelled", 1, 0.02, 3)
+    check_number(page, "total_cost", 1, 77.5, 4)
+    # The proxy's agreement with the labels it was measured against, per round.
+    check_number(page, "spearman", 1, 0.71, 3)
+    check_number(page, "pair_accuracy", 1, 0.82, 3)
+    assert 'id="proxy-quality"' in page.text and "reward_builtin_task_proxy" in page.text
     assert 'id="labelling"' in page.text and "64 / 256" in page.text and "pvar_proxy" in page.text
     # A run that labels every response has nothing to say here.
     everything = {"query": "passive", "responses": 256, "responses_labelled": 256, "seconds": {}}

@@ -89,10 +89,20 @@ register_reward("contains_answer")(contains_answer_reward)
 from actors.rewards.ifeval import check_ifeval_prompts, ifeval_reward  # noqa: E402
 
 register_reward("ifeval", extra_fields=IFEVAL_SCORE_FIELDS, check_prompts=check_ifeval_prompts)(ifeval_reward)
-from actors.rewards.proxies import builtin_task_proxy_reward, ifeval_proxy_reward  # noqa: E402
+from actors.rewards.proxies import (  # noqa: E402
+    NOISE_SWEEP,
+    builtin_task_length_proxy_reward,
+    builtin_task_proxy_reward,
+    ifeval_proxy_reward,
+    noise_sweep_name,
+    noisy_proxy,
+)
 
 # Proxies (role: proxy in scoring.rewards): cheap, noisier stand-ins for the labeller (docs/labels.md).
 register_reward("builtin_task_proxy")(builtin_task_proxy_reward)
+for _half_width in NOISE_SWEEP:
+    register_reward(noise_sweep_name(_half_width))(noisy_proxy(_half_width))
+register_reward("builtin_task_length_proxy")(builtin_task_length_proxy_reward)
 register_reward("ifeval_proxy", check_prompts=check_ifeval_prompts)(ifeval_proxy_reward)
 
 # Every extra column a built-in reward writes, taken before any user module registers: prompt loading

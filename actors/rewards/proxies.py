@@ -8,6 +8,12 @@ informative but imperfect to work from (`role: proxy` in `scoring.rewards`; docs
   [-PROXY_NOISE, +PROXY_NOISE], drawn from a hash of (prompt_id, response). The same response to the
   same prompt always gets the same score (a retried scorer chunk, a resumed round), yet the noise is
   large next to one item's credit (1/4 for a four-item answer), so it often misorders close responses.
+- `builtin_task_proxy_noiseNNN` (NNN = 010, 060, 100): the same with noise of half-width NNN/100, one
+  realisation scaled (the same draw per response at every width), so a sweep over them varies only the
+  proxy's quality: where active selection's saving starts and ends (docs/label-efficiency.md).
+- `builtin_task_length_proxy`: the graded reward plus an error that follows the response's length, not
+  its label: +LENGTH_BIAS for long responses, -LENGTH_BIAS for short ones (tanh around LENGTH_CENTRE
+  words). A proxy biased the way learned reward models often are (they favour longer answers).
 - `ifeval_proxy`: checks only the first of each prompt's IFEval instructions (strict): 1.0 when the
   response follows it, else 0.0 (NaN without instructions, as `ifeval`). One checker instead of up
   to three, and blind to the others.
@@ -33,6 +39,11 @@ from actors.rewards.ifeval import (
 
 # Half-width of the builtin_task_proxy's uniform noise, in reward units (the reward lies in [0, 1]).
 PROXY_NOISE = 0.3
+# The noise sweep's other half-widths: registered as builtin_task_proxy_noise010 etc. (actors/rewards/programmatic.py).
+NOISE_SWEEP = (0.1, 0.6, 1.0)
+# The length-biased proxy: its error reaches +-LENGTH_BIAS, centred on a response of LENGTH_CENTRE words (the
+# built-in task's answers name the operation and give 2 to 8 digits: 3 to 9 words), LENGTH_SCALE words wide.
+LENGTH_BIAS, LENGTH_CENTRE, LENGTH_SCALE = 0.3, 6.0, 2.0
 
 
 def stable_uniform(prompt_ids: list, responses: list) -> np.ndarray:
@@ -44,12 +55,32 @@ def stable_uniform(prompt_ids: list, responses: list) -> np.ndarray:
     return out
 
 
-def builtin_task_proxy_reward(batch: pa.Table) -> np.ndarray:
-    """The built-in task's graded reward plus uniform noise in [-PROXY_NOISE, PROXY_NOISE], seeded per response."""
-    exact = builtin_task_reward(batch)
-    ids = batch.column("prompt_id").to_pylist() if "prompt_id" in batch.column_names else [None] * batch.num_rows
-    noise = (2.0 * stable_uniform(ids, batch.column("response").to_pylist()) - 1.0) * PROXY_NOISE
-    return exact + noise
+def noisy_proxy(half_width: float):
+    """The built-in task's graded reward plus uniform noise in [-half_width, half_width], seeded per response."""
+
+    def reward(batch: pa.Table) -> np.ndarray:
+        graded = builtin_task_reward(batch)
+        ids = batch.column("prompt_id").to_pylist() if "prompt_id" in batch.column_names else [None] * batch.num_rows
+        return graded + (2.0 * stable_uniform(ids, batch.column("response").to_pylist()) - 1.0) * half_width
+
+    reward.__doc__ = f"The built-in task's graded reward plus uniform noise of half-width {half_width}, fixed per response."
+    return reward
+
+
+builtin_task_proxy_reward = noisy_proxy(PROXY_NOISE)
+
+
+def noise_sweep_name(half_width: float) -> str:
+    """The registered name of the noise sweep's proxy of this half-width: builtin_task_proxy_noise060."""
+    return f"builtin_task_proxy_noise{round(half_width * 100):03d}"
+
+
+def builtin_task_length_proxy_reward(batch: pa.Table) -> np.ndarray:
+    """The graded reward plus LENGTH_BIAS * tanh((words - LENGTH_CENTRE) / LENGTH_SCALE): wrong by the length."""
+    graded = builtin_task_reward(batch)
+    words = np.array([len((response or "").split()) for response in batch.column("response").to_pylist()],
+                     dtype=np.float64)
+    return graded + LENGTH_BIAS * np.tanh((words - LENGTH_CENTRE) / LENGTH_SCALE)
 
 
 def ifeval_proxy_reward(batch: pa.Table) -> np.ndarray:

@@ -36,9 +36,28 @@ class DiagnosticsSection(StrictModel):
     )
 
 
+class Prices(StrictModel):
+    """What each counted cost is worth, in one unit (by default: labels, so a label costs 1). They change no
+    sample, label or update; the round's costs add them into `total_cost` (cluster/costs.py). The defaults
+    price an LLM judge as the labeller; docs/costs.md derives them and says when to change them."""
+
+    label: float = Field(1.0, ge=0, allow_inf_nan=False,
+                         description="One label: one response scored by one label-role reward (the unit).")
+    proxy_call: float = Field(
+        0.05, ge=0, allow_inf_nan=False, description="One response scored by a proxy: a proxy-role reward, or a "
+        "query selector's own model over every response (the implicit reward, a learned proxy).")
+    generated_kilotokens: float = Field(
+        0.2, ge=0, allow_inf_nan=False, description="A thousand response tokens sampled by the generators.")
+    learner_kilotokens: float = Field(
+        0.2, ge=0, allow_inf_nan=False, description="A thousand tokens the learner trains on (prompt + chosen + "
+        "rejected per pair, times learner.epochs).")
+
+
 class ReportingSection(StrictModel):
     """Where the run reports what it measured: the HTML report, TensorBoard, W&B, Ray metrics, progress."""
 
+    prices: Prices = Field(default_factory=Prices, description="Prices of the counted costs, for the total "
+                           "cost the round, summary.json and the report show (`costs.total_cost`).")
     report: bool = Field(True, description="Regenerate RUN_DIR/report.html after every round, in a background "
                         "process the rounds do not wait for; the run returns once the report holds its last round.")
     tensorboard: bool = Field(True, description="Write TensorBoard event files to RUN_DIR/tensorboard.")

@@ -61,6 +61,11 @@ class QuerySelector:
       defaults and descriptions; the config refuses another selector's.
     - `row_scores`: after a call, what it ranked each response by (None: it ranks by nothing per response);
       rollouts.parquet keeps it so the report shows what was chosen and why.
+    - `response_signal`: after a call, the per-response score its choice came from (the proxies' mean, the
+      log-ratio, a learned proxy's prediction; None: no signal, e.g. a random order). The driver measures its
+      agreement with the labels on the labelled rows (metrics.json `proxy_quality`).
+    - `scores_responses`: it runs a model of its own over every response of the round (the implicit reward's
+      forward passes, a learned proxy): each response counts one proxy call in the round's costs.
     """
 
     name: str = ""
@@ -68,6 +73,8 @@ class QuerySelector:
     interactive: ClassVar[bool] = False
     learns_from_labels: ClassVar[bool] = False
     row_scores: np.ndarray | None = None
+    response_signal: np.ndarray | None = None
+    scores_responses: ClassVar[bool] = False
 
     def __init__(self, options: KindOptions, settings: QuerySettings):
         self.options, self.settings = options, settings

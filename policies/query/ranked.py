@@ -98,6 +98,7 @@ class RankedQuery(QuerySelector):
         groups = trim_groups(groups, self.options.responses_per_group, rng, response_scores)
         mask = take_groups(groups, order, num_rows, max_responses)
         self.row_scores = scores[codes]
+        self.response_signal = response_scores
         self._chosen = chosen_vs_rest(self.row_scores, mask)
         return mask
 
@@ -146,6 +147,7 @@ class ImplicitPVarQuery(RankedQuery):
     """Prompt groups by the PVar of the policy's implicit reward, highest first (module docstring)."""
 
     Options = ImplicitQueryOptions
+    scores_responses = True  # log pi and log pi_init of every response: forward passes of the policy's size
 
     def select(self, rollouts: pa.Table, max_responses: int | None, rng: np.random.Generator,
                probe=None) -> np.ndarray:

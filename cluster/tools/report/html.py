@@ -38,7 +38,12 @@ from cluster.tools.report.plots import (
     plot_steps,
     plot_timeline,
 )
-from cluster.tools.report.spending import labelling_section, refill_section, scheduling_section
+from cluster.tools.report.spending import (
+    labelling_section,
+    proxy_quality_section,
+    refill_section,
+    scheduling_section,
+)
 from cluster.tools.status import RunFolder, as_float, dig, open_run
 
 log = logging.getLogger("activedpo")
@@ -262,7 +267,8 @@ def build_html(run: RunFolder, rounds: list[RoundData], started: float | None = 
         "and cumulative generated tokens (right), from metrics.json's costs (docs/labels.md); the first point, "
         "at zero, is the starting policy when it was evaluated.",
         f"Costs: {NOT_RECORDED} (a run from before costs were counted).")
-    sections += [section for section in (labelling_section(rounds), scheduling_section(rounds), refill_section(rounds))
+    sections += [section for section in (labelling_section(rounds), proxy_quality_section(rounds),
+                                                scheduling_section(rounds), refill_section(rounds))
                  if section]
 
     pvar_rounds = [r for r in rounds if r.pvar is not None and r.pvar.size]

@@ -31,16 +31,45 @@ def labelling_section(rounds: list[RoundData]) -> str | None:
                      stated_number(recorded(chosen, "score_unlabelled"), "score_unlabelled", r.index, digits=3),
                      esc(f"{found.get('responses_labelled', NOT_RECORDED)} / {found.get('responses', NOT_RECORDED)}"),
                      stated_number(recorded(r.metrics.get(Metric.COSTS) or {}, "labels"), "labels", r.index, digits=6),
+                     stated_number(recorded(r.metrics.get(Metric.COSTS) or {}, "total_cost"), "total_cost", r.index,
+                                   digits=4),
                      esc(f"{seconds.get('query', 0.0):.3f}")])
     if not rows:
         return None
     return ('<section id="labelling"><h2>What was labelled, and why</h2>'
             + html_table(["round", "query selector", "ranked by", "score of labelled", "score of the rest",
-                      "responses labelled", "labels", "choosing (s)"], rows, "labelling-table")
+                      "responses labelled", "labels", "total cost", "choosing (s)"], rows, "labelling-table")
             + '<p class="note">The score is what the selector ranked by (a prompt\'s PVar of the proxy or implicit '
               "reward, the ensemble's disagreement), per response in rollouts.parquet's query_score column; a "
               "selector that ranks well labels responses whose score is above the rest's. Labels: responses "
-              "labelled x label rewards (docs/labels.md).</p></section>")
+              "labelled x label rewards (docs/labels.md). Total cost: labels, proxy calls and tokens at "
+              "reporting.prices (docs/costs.md).</p></section>")
+
+
+def proxy_quality_section(rounds: list[RoundData]) -> str | None:
+    """How well each selection signal ordered the responses the labellers then scored, round by round:
+    metrics.json's `labelling.proxy_quality`; None when no round measured one."""
+    rows = []
+    for r in rounds:
+        found = (r.metrics.get(Metric.LABELLING) or {}).get("proxy_quality")
+        if not isinstance(found, dict):
+            continue
+        for signal, quality in found.items():
+            name = "the selector's signal" if signal == "signal" else signal
+            rows.append([str(r.index), esc(name), esc(quality.get("rows", NOT_RECORDED)),
+                         stated_number(recorded(quality, "spearman"), "spearman", r.index, digits=3),
+                         esc(quality.get("pairs", NOT_RECORDED)),
+                         stated_number(recorded(quality, "pair_accuracy"), "pair_accuracy", r.index, digits=3)])
+    if not rows:
+        return None
+    return ('<section id="proxy-quality"><h2>How well the signals agreed with the labels</h2>'
+            + html_table(["round", "signal", "rows labelled", "Spearman", "within-prompt pairs", "pair accuracy"],
+                         rows, "proxy-quality-table")
+            + '<p class="note">Measured on the rows the labellers scored that round, before a learning selector '
+              "trained on them. Spearman: rank correlation of signal and label over those rows; pair accuracy: the "
+              "share of within-prompt pairs with different labels that the signal orders the same way (0.5: a coin). "
+              "The selector's signal is what it ranked by: the proxies' mean, the implicit reward, a learned "
+              "proxy's prediction (policies/proxy_quality.py).</p></section>")
 
 
 def scheduling_section(rounds: list[RoundData]) -> str | None:
