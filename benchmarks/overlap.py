@@ -10,8 +10,10 @@ and a fresh embedded Ray cluster; the same seeds for both lags), reads every rou
   - seconds per round in the steady state: from the end of round 0 (which carries the learner's
     start-up in both arms) to the end of the second-to-last round (with max_lag 1 the last round has
     nothing left to prepare), divided by the rounds in between; the command's whole wall time too,
-  - that against the bound a perfect overlap reaches, max(generate + score, train) of a steady round
-    (`over_bound`; the issue's target is at most 1.1),
+  - that against the bound a perfect overlap reaches, max(generate + score, train) of a steady round:
+    `over_synchronous_bound` takes the bound from the same seed's max_lag 0 run, whose phases run alone
+    (the honest bound: what overlapping could reach); `over_bound` from the run's own phases, which
+    overlapping stretches when the lanes share cores (so it flatters an overlapped run),
   - the generators' idle share over the same window: the share of time in which none of the phases that
     run on the generators (generate, gradient_norms, sync, eval, did) was running,
   - the held-out reward after each round, and the last round's difference (1 minus 0) per seed: what
@@ -117,6 +119,10 @@ def summarise(runs: list[dict]) -> dict:
                                if all(r["before"] is not None for r in arm) else None),
         }
     pairs = [(a, b) for a in by_lag[0] for b in by_lag[1] if a["seed"] == b["seed"]]
+    for lag in LAGS:  # per seed: this lag's steady round over the bound of the same seed's synchronous phases
+        arms[str(lag)]["over_synchronous_bound"] = mean_interval(
+            [(b if lag else a)["seconds_per_round"] / max(a["rollout_seconds"], a["train_seconds_mean"])
+             for a, b in pairs])
     return {
         "arms": arms,
         "speedup": mean_interval([a["seconds_per_round"] / b["seconds_per_round"] for a, b in pairs]),
@@ -186,11 +192,12 @@ def main() -> None:
     arms = summary["arms"]
     print()
     rounds = len(runs[0]["per_round"])
-    print(f"{'max_lag':>7} {'s/round':>13} {'/ bound':>13} {'idle %':>13} {'wall s':>13} "
+    print(f"{'max_lag':>7} {'s/round':>13} {'/ sync bound':>13} {'/ own bound':>13} {'idle %':>13} {'wall s':>13} "
           + " ".join(f"{'r' + str(i):>15}" for i in range(rounds)))
     for lag in LAGS:
         arm = arms[str(lag)]
-        print(f"{lag:>7} {fmt(arm['seconds_per_round'], 1.0):>13} {_ratio(arm['over_bound']):>13} "
+        print(f"{lag:>7} {fmt(arm['seconds_per_round'], 1.0):>13} {_ratio(arm['over_synchronous_bound']):>13} "
+              f"{_ratio(arm['over_bound']):>13} "
               f"{fmt(arm['generator_idle_share']):>13} "
               f"{fmt(arm['wall_seconds'], 1.0):>13} "
               + " ".join(f"{_reward(c):>15}" for c in arm["heldout_per_round"]))
