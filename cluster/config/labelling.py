@@ -20,6 +20,7 @@ class LabellingSection(StrictModel):
         "Query selector and its options, `{kind: <name>, ...}`: 'passive' (every response; takes no "
         "labels_per_round), 'random' (prompt groups in a seeded random order), 'pvar_proxy' (groups by the PVar "
         "of the proxy rewards), 'pvar_implicit' (by the PVar of the implicit reward log pi - log pi_init), "
+        "'pvar_learned' (by the PVar of a reward model learned online from the labels so far), "
         "'dynamic_filter' (random groups until target_groups of them do not tie) or 'ensemble' (one pair per "
         "prompt, where an ensemble reward model trained on the labels so far disagrees most). Registered in "
         "policies/query/; each declares its options there.")

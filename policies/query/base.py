@@ -38,11 +38,13 @@ class QuerySettings:
 
 
 class TrimmedGroupsOptions(KindOptions):
-    """The options of a selector that can label only a group's extremes (random, pvar_proxy, pvar_implicit)."""
+    """The options of a selector that can label only a group's extremes (random, pvar_proxy, pvar_implicit,
+    pvar_learned)."""
 
     responses_per_group: int | None = Field(
         None, ge=2, description="Label at most this many responses of each chosen prompt group: the extremes of "
-        "the selector's per-response score (pvar_proxy: the proxies' mean; pvar_implicit: log pi - log pi_init) "
+        "the selector's per-response score (pvar_proxy: the proxies' mean; pvar_implicit: log pi - log pi_init; "
+        "pvar_learned: the learned reward's prediction) "
         "or a random subset (random), so a budget pays for more groups (2: one likely pair per prompt). None: "
         "whole groups.")
 
