@@ -77,7 +77,7 @@ from pathlib import Path
 import numpy as np
 
 from cli_runs import REPO, machine, run_summary, write_results
-from label_efficiency import (
+from harness.legacy import (
     draw_arms,
     labeller_entries,
     labels_to_reach,
@@ -88,7 +88,7 @@ from label_efficiency import (
 from real_model import CONFIG, HEADLINE, QUICK, SECOND
 from rollout_efficiency import HISTORY as GRESO
 from rollout_efficiency import NEIGHBOURS, read_scheduling, scheduling_means
-from seed_stats import fmt, mean_interval
+from harness.stats import fmt, mean_interval
 
 PROXY = {"kind": "programmatic", "name": "ifeval_proxy", "role": "proxy"}
 HISTORY = [*GRESO, *NEIGHBOURS]

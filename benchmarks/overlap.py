@@ -32,7 +32,7 @@ import tempfile
 from pathlib import Path
 
 from cli_runs import REPO, machine, run_summary, write_results
-from seed_stats import fmt, mean_interval
+from harness.stats import fmt, mean_interval
 
 from actors.contracts import METRICS_FILE, Metric, Phase, round_dir_name
 

@@ -45,7 +45,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cli_runs import REPO, machine, write_results
-from seed_stats import above_zero, fmt, mean_interval
+from harness.stats import above_zero, fmt, mean_interval
 
 from actors.contracts import Metric
 from actors.options import KindOptions

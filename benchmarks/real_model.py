@@ -29,7 +29,7 @@ import argparse
 from pathlib import Path
 
 from cli_runs import REPO, machine, run_summary, write_results
-from seed_stats import above_zero, fmt, mean_interval
+from harness.stats import above_zero, fmt, mean_interval
 
 from actors.contracts import Metric
 from actors.rewards.ifeval_fields import IFEVAL_ACCURACIES, IFEVAL_FAMILIES

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from cli_runs import REPO, machine, write_results
-from label_efficiency import (
+from harness.legacy import (
     POOLS,
     draw_arms,
     labels_to_reach,
@@ -53,7 +53,7 @@ from label_efficiency import (
     summarise_arm,
     versus_random,
 )
-from seed_stats import fmt
+from harness.stats import fmt
 
 # The history scheduler's options: set only beside `data.scheduler=history` (another kind refuses them).
 NEIGHBOURS = ["data.scheduler.neighbours=5", "data.scheduler.neighbour_source=minilm"]

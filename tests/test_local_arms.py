@@ -1,5 +1,5 @@
 """The in-process harness (benchmarks/local_arms.py) runs the CLI's algorithm, and the label-efficiency
-benchmark's statistics (benchmarks/label_efficiency.py) say what they claim."""
+benchmark statistics the unported scripts still use (benchmarks/harness/legacy.py) say what they claim."""
 
 from __future__ import annotations
 
@@ -125,7 +125,7 @@ def curve(seed: int, labels: list[float], reward: list[float]) -> dict:
 
 
 def test_first_reach_interpolates_and_says_never():
-    from label_efficiency import first_reach, value_at
+    from harness.legacy import first_reach, value_at
 
     assert first_reach([0, 10, 20], [0.1, 0.3, 0.5], 0.4) == pytest.approx(15.0)
     assert first_reach([0, 10, 20], [0.5, 0.3, 0.6], 0.4) == 0.0  # the start already reaches it
@@ -136,7 +136,7 @@ def test_first_reach_interpolates_and_says_never():
 
 
 def test_labels_to_reach_and_the_difference_from_random():
-    from label_efficiency import labels_to_reach, versus_random
+    from harness.legacy import labels_to_reach, versus_random
 
     rng = np.random.default_rng(0)
     passive = [curve(s, [0, 100, 200], [0.2, 0.3, 0.4 + 0.01 * s]) for s in range(3)]  # target: 0.41
@@ -160,17 +160,17 @@ def test_labels_to_reach_and_the_difference_from_random():
 
 
 def test_no_label_target_when_passive_does_not_improve():
-    from label_efficiency import headline
+    from harness.stats import fmt_reach, reach
 
-    runs = [{**curve(s, [0, 100, 200], [0.3, 0.29, 0.28]), "arm": "passive"} for s in range(3)]
-    runs += [{**curve(s, [0, 25, 50], [0.3, 0.31, 0.32]), "arm": arm} for s in range(3) for arm in ("random", "pvar_proxy")]
-    verdict = headline(runs)["target"]
-    assert verdict["defined"] is False and verdict["passive_gain"] == pytest.approx(-0.02)
+    passive = [curve(s, [0, 100, 200], [0.3, 0.29, 0.28]) for s in range(3)]
+    active = [curve(s, [0, 25, 50], [0.3, 0.31, 0.32]) for s in range(3)]
+    found = reach(active, passive, "labels", "reward", resamples=50)
+    assert found["defined"] is False and found["target"] == pytest.approx(0.28) and fmt_reach(found) == "no target"
 
 
 def test_statistics_read_another_curve_by_value():
     # benchmarks/ifeval_arms.py reads IFEval accuracies, not "reward": the same numbers under another key agree.
-    from label_efficiency import labels_to_reach, versus_random
+    from harness.legacy import labels_to_reach, versus_random
 
     passive = [curve(s, [0, 100, 200], [0.2, 0.3, 0.4 + 0.01 * s]) for s in range(3)]
     fast = [curve(s, [0, 25, 50], [0.2, 0.35, 0.5 + 0.01 * s]) for s in range(3)]
