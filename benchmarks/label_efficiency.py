@@ -48,7 +48,8 @@ NOISE_SWEEP = {"010": "±0.1", "060": "±0.6", "100": "±1.0"}
 DEFAULT_ARMS = ["passive", "passive_sized", "random", "random_pairs", "pvar_proxy_pairs",
                 *(f"pvar_proxy_pairs_noise{n}" for n in NOISE_SWEEP), "pvar_proxy_pairs_length", "pvar_implicit_pairs",
                 "pvar_learned_pairs", "zero_label"]
-COMPARISONS = (Comparison("random", "labels"), Comparison("passive_sized", "total_cost"), Comparison("passive", "round"))
+COMPARISONS = (Comparison("random", "labels"), Comparison("random", "total_cost"), Comparison("passive_sized", "total_cost"),
+               Comparison("passive", "round"))
 OUT = REPO / "benchmarks" / "results" / "label_efficiency.json"
 
 

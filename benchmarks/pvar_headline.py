@@ -1,7 +1,7 @@
 """PVar's headline (arXiv 2510.13022) on IFEval's instructions: top 10% of prompts by PVar, a random 10%, or all.
 
     python benchmarks/pvar_headline.py [--prompts 400] [--k 8] [--seeds 0 1 2] [--arms top10 random10 all]
-        [--quick] [--work-dir DIR] [key=value ...]
+        [--quick] [--work-dir DIR] [--out PATH] [--merge] [key=value ...]
 
 One large round of rollouts is generated and scored once and cached as Parquet (the pool: --prompts
 training prompts of builtin-ifeval x --k samples, scored by the ifeval reward). Then, for every seed,
@@ -10,6 +10,7 @@ and the trained model is evaluated on the held-out prompts:
   top10     the top 10% of the pool's prompts by PVar (`pvar`, top_fraction 0.1), all their pairs;
   random10  random prompts among those that can make a pair, exactly as many pairs as top10 (`random`);
   all       every prompt's pairs (`full`).
+(ARMS declares them as data, benchmarks/harness/arms.py: each arm's overrides on top of the pool's.)
 Pairs are made by the config's pair builder (max_min: best vs worst response). A seed sets the random
 draw, the learner's shuffling and the held-out sampling seed; the starting model is evaluated once per
 seed with the same sampling seed as that seed's arms, so every arm's change is paired with its start.
@@ -21,12 +22,17 @@ fresh Ray Train learner; the pool is generated and scored by its actor groups; t
 are those of `selection.policy`; `RoundRunner.evaluate` gives IFEval's accuracies (docs/ifeval.md).
 
 The pool is reused when --work-dir already holds one made with the same settings (pool.json records
-them), so arms or seeds can be added later on the same samples (--merge keeps the arms and seeds
-already in --out). Each (arm, seed) result and each seed's starting evaluation is also saved in the work
-directory as it completes (ARM-SEED/arm_result.json, start-SEED.json) and reused by a later invocation on
-the same pool, so an interrupted benchmark resumes at the arm it was in; a new pool deletes them. Prints mean and 95% t-interval over seeds of each arm's held-out accuracies, their
-change over the starting model and the paired differences (top10 - random10, top10 - all, random10 - all); writes
-benchmarks/results/pvar_headline.json and a PNG. Checkpoints are deleted after their evaluation.
+them), so arms or seeds can be added later on the same samples (--merge keeps the other (arm, seed)s already
+in --out, each with the machine it was measured on, and refuses an --out of other settings; an --out of the
+older layout, runs grouped by arm, is read through `upgrade_report`). Each (arm, seed) result and each seed's
+starting evaluation is also saved in the work directory as it completes (ARM-SEED/arm_result.json, with its
+machine; start-SEED.json) and reused by a later invocation on the same pool, so an interrupted benchmark resumes
+at the arm it was in; a new pool deletes them. Prints, over seeds (benchmarks/harness/stats.py), the mean and
+95% Student-t interval of each arm's held-out accuracies, their change over the same seed's starting model and
+the paired differences (top10 - random10, top10 - all, random10 - all), with the minimum detectable effect
+beside every change or difference whose interval includes 0; writes benchmarks/results/pvar_headline.json
+(benchmarks/harness/results.py: settings, arms as data, summary, one record per run) and a PNG. Checkpoints
+are deleted after their evaluation.
 --quick: a 16-prompt x 4-sample pool of 16 tokens, 4 held-out prompts, to check the script end to end
 (its JSON and PNG stay in the work directory: the numbers mean nothing).
 """
@@ -44,8 +50,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cli_runs import REPO, machine, write_results
-from harness.stats import above_zero, fmt, mean_interval
+from cli_runs import machine
+from harness.arms import REPO, Arm, arm_table
+from harness.results import build_report, merge_runs, previous_report, write
+from harness.runs import seed_block_of
+from harness.stats import above_zero, fmt, fmt_difference, mean_interval, paired_difference
 
 from actors.contracts import Metric
 from actors.options import KindOptions
@@ -53,14 +62,23 @@ from actors.rewards.ifeval_fields import IFEVAL_ACCURACIES
 from cluster.seeds import Stream, sampling_seed, stream_rng
 
 CONFIG = REPO / "configs" / "smollm2-ifeval.yaml"
-ARMS: dict[str, list[str]] = {
-    "top10": ["selection.policy=pvar", "selection.policy.pvar_mode=top", "selection.policy.top_fraction=0.1"],
-    # random takes as many pairs as pvar with the same options would: the same top_fraction.
-    "random10": ["selection.policy=random", "selection.policy.pvar_mode=top", "selection.policy.top_fraction=0.1"],
-    "all": ["selection.policy=full"],
-}
 # Every pair the kept prompts make: the arms differ by which prompts they keep, never by a budget.
 NO_BUDGET = "selection.pair_budget=1000000"
+ARMS = arm_table(
+    Arm("top10", ["selection.policy=pvar", "selection.policy.pvar_mode=top", "selection.policy.top_fraction=0.1",
+                  NO_BUDGET], config=str(CONFIG.relative_to(REPO)),
+        description="the top 10% of the pool's prompts by PVar, all their pairs",
+        signal="PVar: the variance of the ifeval reward over each prompt's k scored samples"),
+    # random takes as many pairs as pvar with the same options would: the same top_fraction.
+    Arm("random10", ["selection.policy=random", "selection.policy.pvar_mode=top", "selection.policy.top_fraction=0.1",
+                     NO_BUDGET], config=str(CONFIG.relative_to(REPO)),
+        description="random prompts among those that make a pair, as many pairs as top10",
+        signal="none: a seeded random draw"),
+    Arm("all", ["selection.policy=full", NO_BUDGET], config=str(CONFIG.relative_to(REPO)),
+        description="every prompt's pairs", signal="none: every pair-making prompt"),
+)
+# The paired differences the table prints (first minus second, per seed).
+DIFFERENCES = (("top10", "random10"), ("top10", "all"), ("random10", "all"))
 QUICK = ["generation.max_new_tokens=16", "learner.batch_size=2", "learner.micro_batch_size=null",
          "eval.num_prompts=4", "eval.samples_per_prompt=1"]
 HEADLINE, SECOND = "instruction_loose", "prompt_strict"
@@ -167,8 +185,10 @@ def run_arm(runner, config, arm: str, pool, checkpoint_dir: Path) -> dict:
     }
 
 
-def measure(args, overrides: list[str], work_dir: Path) -> tuple[dict, dict, dict]:
-    """Pool (made or reused), then every seed: the starting model's evaluation and each arm."""
+def measure(args, overrides: list[str], work_dir: Path) -> tuple[dict, dict, list[dict]]:
+    """Pool (made or reused), then every seed: the starting model's evaluation and each arm. Returns the pool's
+    record, the starts by seed and one record per (arm, seed), each with the machine that measured it (a result
+    read back from the work directory keeps the machine it was measured on, and says "reused")."""
     from cluster.ray_runtime import start_ray
     from cluster.run_setup import check_rewards, prepare_inputs
 
@@ -184,7 +204,7 @@ def measure(args, overrides: list[str], work_dir: Path) -> tuple[dict, dict, dic
         for stale in [*work_dir.glob("start-*.json"), *work_dir.glob("*/arm_result.json")]:
             stale.unlink()
     start_ray(base.ray)
-    starts, arms = {}, {arm: [] for arm in args.arms}
+    starts, results = {}, []
     for seed in args.seeds:
         start_path = work_dir / f"start-{seed}.json"
         if start_path.exists():
@@ -192,12 +212,13 @@ def measure(args, overrides: list[str], work_dir: Path) -> tuple[dict, dict, dic
         for arm in args.arms:
             result_path = work_dir / f"{arm}-{seed}" / "arm_result.json"
             if result_path.exists():  # measured by an earlier, interrupted invocation on this same pool
-                arms[arm].append(json.loads(result_path.read_text()))
+                reused = json.loads(result_path.read_text())
+                results.append({**reused, "reused": True, "machine": reused.get("machine") or machine()})
                 log.info("%s seed %d: reusing %s", arm, seed, result_path)
                 continue
             # A fresh runner per arm (generator, scorer, learner from the starting model); a name of its own,
             # so no actor name is still held by the previous arm's killed actors.
-            config = load([*overrides, *ARMS[arm], NO_BUDGET, f"run.name=pvar-{arm}-{seed}", f"run.seed={seed}"])
+            config = load(ARMS[arm].overrides_for(seed, overrides, [f"run.name=pvar-{arm}-{seed}"]))
             with new_runner(config, work_dir, f"{arm}-{seed}", inputs) as runner:
                 if seed not in starts:  # the starting model, sampled with this seed's held-out seed
                     began = time.perf_counter()
@@ -214,36 +235,38 @@ def measure(args, overrides: list[str], work_dir: Path) -> tuple[dict, dict, dic
                     pool_meta.write_text(json.dumps(pool_info, indent=2) + "\n")
                 pool = pq.read_table(pool_path)
                 result = run_arm(runner, config, arm, pool, work_dir / f"{arm}-{seed}" / "checkpoint")
-            result["start"] = starts[seed]["heldout"]
+            result.update(start=starts[seed]["heldout"], machine=machine())
             result_path.write_text(json.dumps(result, indent=2) + "\n")
-            arms[arm].append(result)
+            results.append({**result, "reused": False})
             log.info("%s seed %d: %d pairs, %s %.1f -> %.1f (%.0f s training)", arm, seed, result["pairs"], HEADLINE,
                      result["start"][HEADLINE] * 100, result["heldout"][HEADLINE] * 100, result["train_seconds"])
-    return pool_info, starts, arms
+    return pool_info, starts, results
 
 
-def summarise(starts: dict, arms: dict) -> dict:
-    """Per arm: accuracies and their change over the start; paired differences between arms (points as fractions)."""
+def summarise(starts: dict, runs: list[dict]) -> dict:
+    """Per arm: accuracies and their change over the same seed's start; paired differences between arms (points
+    as fractions). Every change and difference is paired by seed, with its minimum detectable effect."""
     summary = {"start": {name: mean_interval([start["heldout"][name] for start in starts.values()])
                          for name in IFEVAL_ACCURACIES}, "arms": {}, "differences": {}}
-    for arm, results in arms.items():
+    by_arm = {arm: [r for r in runs if r["arm"] == arm] for arm in ARMS}
+    by_arm = {arm: results for arm, results in by_arm.items() if results}
+    by_seed = lambda results, name: {r["seed"]: r["heldout"][name] for r in results}  # noqa: E731
+    for arm, results in by_arm.items():
         summary["arms"][arm] = {
             "seeds": [r["seed"] for r in results],
             "pairs": mean_interval([r["pairs"] for r in results]),
             "pvar_mean_selected": mean_interval([r["selection"]["pvar_mean_selected"] for r in results]),
             "train_seconds": mean_interval([r["train_seconds"] for r in results]),
             "final": {name: mean_interval([r["heldout"][name] for r in results]) for name in IFEVAL_ACCURACIES},
-            "delta": {name: mean_interval([r["heldout"][name] - r["start"][name] for r in results])
+            "delta": {name: paired_difference(by_seed(results, name), {r["seed"]: r["start"][name] for r in results})
                       for name in IFEVAL_ACCURACIES},
         }
-    for first, second in (("top10", "random10"), ("top10", "all"), ("random10", "all")):
-        if first in arms and second in arms:
-            other = {r["seed"]: r for r in arms[second]}
-            paired = [(r, other[r["seed"]]) for r in arms[first] if r["seed"] in other]
-            if paired:
-                summary["differences"][f"{first} - {second}"] = {
-                    name: mean_interval([a["heldout"][name] - b["heldout"][name] for a, b in paired])
-                    for name in (HEADLINE, SECOND)}
+    for first, second in DIFFERENCES:
+        if first in by_arm and second in by_arm:
+            paired = {name: paired_difference(by_seed(by_arm[first], name), by_seed(by_arm[second], name))
+                      for name in (HEADLINE, SECOND)}
+            if all(paired.values()):
+                summary["differences"][f"{first} - {second}"] = paired
     return summary
 
 
@@ -260,9 +283,9 @@ def print_report(report: dict) -> None:
     for arm, stats in summary["arms"].items():
         print(f"{arm:<9} {stats['pairs']['mean']:>6.0f} {stats['pvar_mean_selected']['mean']:>9.4f} "
               f"{stats['train_seconds']['mean']:>8.0f} " + " ".join(f"{fmt(stats['final'][n]):>18}" for n in names)
-              + f" {fmt(stats['delta'][HEADLINE], signed=True):>24}")
+              + f" {fmt_difference(stats['delta'][HEADLINE]):>24}")
     for label, stats in summary["differences"].items():
-        cells = ", ".join(f"{name} {fmt(value, signed=True)}{' (above 0)' if above_zero(value) else ''}"
+        cells = ", ".join(f"{name} {fmt_difference(value)}{' (above 0)' if above_zero(value) else ''}"
                           for name, value in stats.items())
         print(f"{label:<18} paired by seed: {cells}")
     print(f"pool: {pool['generate_seconds']:.0f} s generating, {pool['score_seconds']:.0f} s scoring; "
@@ -295,6 +318,33 @@ def plot(report: dict, path: Path) -> None:
     figure.savefig(path, dpi=120)
 
 
+def previous_for_merge(out: Path, settings: dict) -> dict | None:
+    """The report at `out` that --merge keeps the other (arm, seed)s of, refused when its settings differ; a JSON
+    of the older layout (runs grouped by arm, no settings, the machine once: benchmarks/results/pvar_headline.json
+    as measured) is read through `upgrade_report`."""
+    if not out.exists():
+        return None
+    stored = json.loads(out.read_text())
+    if not isinstance(stored.get("runs"), dict):
+        return previous_report(out, settings, ARMS.values())
+    upgraded = upgrade_report(stored)
+    if upgraded["settings"] != settings:
+        raise SystemExit(f"--merge: {out} was run with other settings ({upgraded['settings']}); its runs are not "
+                         "comparable with these. Write to another --out, or run without --merge to replace it.")
+    return upgraded
+
+
+def upgrade_report(stored: dict) -> dict:
+    """An older-layout report with this layout's fields: one run list (each run with the report's machine), the
+    settings it was measured with and its command (the older layout did not record it)."""
+    runs = [{**run, "machine": run.get("machine") or stored.get("machine")}
+            for results in stored["runs"].values() for run in results]
+    settings = {"config": stored["config"], "overrides": stored["overrides"],
+                "pool_seed": stored["pool"]["settings"]["pool_seed"], "quick": stored["quick"]}
+    command = stored.get("command") or stored.get("machine", {}).get("command") or "not recorded (older layout)"
+    return {**stored, "command": command, "settings": settings, "runs": runs}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, help="pool prompts (default 400; 16 with --quick)")
@@ -320,30 +370,21 @@ def main() -> None:
     prompts, k = args.prompts or (16 if args.quick else 400), args.k or (4 if args.quick else 8)
     overrides = [f"data.prompts_per_round={prompts}", f"generation.samples_per_prompt={k}",
                  "ray.include_dashboard=false", *(QUICK if args.quick else []), *args.overrides]
+    settings = {"config": str(CONFIG.relative_to(REPO)), "overrides": overrides, "pool_seed": args.pool_seed,
+                "quick": args.quick}
+    previous = previous_for_merge(out, settings) if args.merge else None  # refused before hours of measuring
     started = time.perf_counter()
-    pool, starts, arms = measure(args, overrides, work_dir)
-    if args.merge and out.exists():
-        previous = json.loads(out.read_text())
+    pool, starts, runs = measure(args, overrides, work_dir)
+    if previous:
         if previous["pool"]["settings"] != pool["settings"]:
             raise SystemExit(f"--merge: {out} was measured on another pool ({previous['pool']['settings']})")
-        for arm, results in previous["runs"].items():
-            fresh = {r["seed"] for r in arms.get(arm, [])}
-            arms.setdefault(arm, [])[:0] = [r for r in results if r["seed"] not in fresh]
+        runs = merge_runs(previous["runs"], runs)
         starts = {int(seed): start for seed, start in previous["starts"].items()} | starts
-    report = {
-        "config": str(CONFIG.relative_to(REPO)),
-        "seeds": sorted(starts),
-        "overrides": overrides,
-        "quick": args.quick,
-        "wall_seconds": time.perf_counter() - started,
-        "machine": machine(),
-        "pool": pool,
-        "summary": summarise(starts, arms),
-        "starts": {str(seed): start for seed, start in starts.items()},
-        "runs": arms,
-    }
+    report = build_report(settings, ARMS, runs, summarise(starts, runs), seed_block=seed_block_of(args),
+                          previous=previous, quick=args.quick, wall_seconds=time.perf_counter() - started, pool=pool,
+                          starts={str(seed): start for seed, start in sorted(starts.items())})
     print_report(report)
-    write_results(report, out, plot)
+    write(report, out, plot)
 
 
 if __name__ == "__main__":

@@ -5,10 +5,14 @@
 Runs configs/smollm2-ifeval.yaml through the real CLI once per seed (`run.seed`; every other setting
 as the config has it, then the key=value overrides), and reads each run's summary.json: IFEval's four
 held-out accuracies before training (`heldout_before_ifeval`, round 0) and after every round
-(`heldout_ifeval`), overall and per constraint family (docs/ifeval.md). Prints, over seeds, the mean
-and 95% t-interval of the start, the final round and their difference for each accuracy and each
-family, and the wall time of each run; writes benchmarks/results/real_model.json and a PNG (every
-seed's accuracy per round, and the per-family change with its interval).
+(`heldout_ifeval`), overall and per constraint family (docs/ifeval.md). Prints, over seeds
+(benchmarks/harness/stats.py), the mean and 95% Student-t interval of the start and the final round, and
+their difference paired by seed (with the minimum detectable effect beside an interval that includes 0) for
+each accuracy and each family, and the wall time of each run; writes benchmarks/results/real_model.json
+(benchmarks/harness/results.py: settings, the one arm `passive` as data, summary, each run with the machine
+it was read on) and a PNG (every seed's accuracy per round, and the per-family change with its interval).
+The runs go through cli_runs.run_summary, not the harness's CLI runner: that one starts an unfinished run
+afresh and names its folders ARM-SEED, while these seed<S> folders are resumed (below).
 
 Target (issue 12): instruction-level loose accuracy at least +10 points over the starting model,
 with the seed interval of the change above zero; prompt-level strict is reported beside it.
@@ -28,13 +32,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cli_runs import REPO, machine, run_summary, write_results
-from harness.stats import above_zero, fmt, mean_interval
+from cli_runs import machine, run_summary
+from harness.arms import REPO, Arm
+from harness.results import build_report, write
+from harness.runs import seed_block_of
+from harness.stats import above_zero, fmt, fmt_difference, mean_interval, paired_difference
 
 from actors.contracts import Metric
 from actors.rewards.ifeval_fields import IFEVAL_ACCURACIES, IFEVAL_FAMILIES
 
 CONFIG = REPO / "configs" / "smollm2-ifeval.yaml"
+ARM = "passive"  # the config as it is: every response labelled (the passive arm of docs/label-efficiency.md)
 HEADLINE, SECOND = "instruction_loose", "prompt_strict"
 TARGET_POINTS = 10.0
 QUICK = [
@@ -50,13 +58,23 @@ QUICK = [
 ]
 
 
+def the_arm(config: str, overrides: list[str]) -> Arm:
+    """What every seed runs, as data: the config with the script's overrides (written to the JSON's `arms`)."""
+    path = Path(config).resolve()
+    return Arm(ARM, overrides, config=str(path.relative_to(REPO)) if path.is_relative_to(REPO) else config,
+               description="the config as it is, through the CLI: the starting model against the model after its "
+                           "rounds")
+
+
 def read_run(rows: list[dict], wall: float, seed: int, resumed: bool, run_dir: Path) -> dict:
-    """One seed's accuracies per point (index 0: the starting model, then after each round)."""
+    """One seed's accuracies per point (index 0: the starting model, then after each round), with the machine it
+    was read on (a resumed seed's earlier rounds may have run on another)."""
     if Metric.HELDOUT_BEFORE_IFEVAL not in rows[0]:
         raise SystemExit(f"{run_dir}: round 0 has no {Metric.HELDOUT_BEFORE_IFEVAL} (is eval.before_training on "
                          "and the ifeval reward among scoring.rewards?)")
     points = [rows[0][Metric.HELDOUT_BEFORE_IFEVAL], *(row[Metric.HELDOUT_IFEVAL] for row in rows)]
     return {
+        "arm": ARM,
         "seed": seed,
         "run_dir": str(run_dir),
         "wall_seconds": wall,
@@ -67,26 +85,30 @@ def read_run(rows: list[dict], wall: float, seed: int, resumed: bool, run_dir: P
         "accuracy": {name: [point[name] for point in points] for name in IFEVAL_ACCURACIES},
         "families": [point[IFEVAL_FAMILIES] for point in points],
         "instructions": [point["instructions"] for point in points],
+        "machine": machine(),
     }
 
 
+def start_final_change(start: dict, final: dict) -> dict:
+    """{seed: value} at the start and after the last round: each over seeds, and the change paired by seed."""
+    return {"start": mean_interval(list(start.values())), "final": mean_interval(list(final.values())),
+            "delta": paired_difference(final, start)}
+
+
 def summarise(runs: list[dict]) -> dict:
-    """Start, final and change of each accuracy and each family's instruction-level accuracy, over seeds."""
-    overall = {}
-    for name in IFEVAL_ACCURACIES:
-        start = [run["accuracy"][name][0] for run in runs]
-        final = [run["accuracy"][name][-1] for run in runs]
-        overall[name] = {"start": mean_interval(start), "final": mean_interval(final),
-                         "delta": mean_interval([f - s for s, f in zip(start, final)])}
+    """Start, final and change (paired by seed, with its minimum detectable effect) of each accuracy and each
+    family's instruction-level accuracies, over seeds. Reads runs of this layout and of the older one (no `arm`,
+    no per-run `machine`: benchmarks/results/real_model.json)."""
+    overall = {name: start_final_change({run["seed"]: run["accuracy"][name][0] for run in runs},
+                                        {run["seed"]: run["accuracy"][name][-1] for run in runs})
+               for name in IFEVAL_ACCURACIES}
     families = {}
     names = sorted(set.intersection(*(set(run["families"][0]) & set(run["families"][-1]) for run in runs)))
     for family in names:
         families[family] = {"instructions": runs[0]["families"][0][family]["instructions"]}
         for name in ("instruction_strict", HEADLINE):
-            start = [run["families"][0][family][name] for run in runs]
-            final = [run["families"][-1][family][name] for run in runs]
-            families[family][name] = {"start": mean_interval(start), "final": mean_interval(final),
-                                      "delta": mean_interval([f - s for s, f in zip(start, final)])}
+            families[family][name] = start_final_change({run["seed"]: run["families"][0][family][name] for run in runs},
+                                                        {run["seed"]: run["families"][-1][family][name] for run in runs})
     delta = overall[HEADLINE]["delta"]
     return {
         "overall": overall,
@@ -109,20 +131,20 @@ def print_report(report: dict) -> None:
         curve = lambda name: " ".join(f"{v * 100:5.1f}" for v in run["accuracy"][name])  # noqa: E731
         print(f"{run['seed']:>4} {run['wall_seconds']:>7.0f} {str(run['resumed']):>7}  {curve(HEADLINE):<40} "
               f"{curve(SECOND)}")
-    print(f"\n{'accuracy':<20} {'start':>14} {'after r' + str(rounds - 1):>14} {'change':>14}")
+    print(f"\n{'accuracy':<20} {'start':>14} {'after r' + str(rounds - 1):>14} {'change':>24}")
     for name, stats in summary["overall"].items():
-        print(f"{name:<20} {fmt(stats['start']):>14} {fmt(stats['final']):>14} {fmt(stats['delta'], signed=True):>14}")
-    print(f"\n{'family (' + HEADLINE + ')':<32} {'n':>4} {'start':>14} {'final':>14} {'change':>14}")
+        print(f"{name:<20} {fmt(stats['start']):>14} {fmt(stats['final']):>14} {fmt_difference(stats['delta']):>24}")
+    print(f"\n{'family (' + HEADLINE + ')':<32} {'n':>4} {'start':>14} {'final':>14} {'change':>24}")
     for family, stats in summary["families"].items():
         s = stats[HEADLINE]
         print(f"{family:<32} {stats['instructions']:>4} {fmt(s['start']):>14} {fmt(s['final']):>14} "
-              f"{fmt(s['delta'], signed=True):>14}")
+              f"{fmt_difference(s['delta']):>24}")
     phases = summary["phase_seconds_total"]
     print(f"\nphase seconds per run, every round: {phases['mean']:.0f} s (seeds: "
           f"{', '.join(f'{v:.0f}' for v in phases['values'])}) on {report['machine']['cpus']} CPUs")
     delta = summary["overall"][HEADLINE]["delta"]
     print(f"target: {HEADLINE} change >= +{TARGET_POINTS:.0f} points with the interval above 0: "
-          f"{fmt(delta, signed=True)} -> {'met' if summary['target']['met'] else 'not met'}")
+          f"{fmt_difference(delta)} -> {'met' if summary['target']['met'] else 'not met'}")
 
 
 def plot(report: dict, path: Path) -> None:
@@ -188,18 +210,11 @@ def main() -> None:
               f"{run['accuracy'][HEADLINE][0] * 100:.1f} -> {run['accuracy'][HEADLINE][-1] * 100:.1f}, {SECOND} "
               f"{run['accuracy'][SECOND][0] * 100:.1f} -> {run['accuracy'][SECOND][-1] * 100:.1f}", flush=True)
 
-    report = {
-        "config": str(Path(args.config).resolve().relative_to(REPO)) if Path(args.config).resolve().is_relative_to(REPO)
-        else args.config,
-        "seeds": args.seeds,
-        "overrides": overrides,
-        "quick": args.quick,
-        "machine": machine(),
-        "summary": summarise(runs),
-        "runs": runs,
-    }
+    arm = the_arm(args.config, overrides)
+    settings = {"config": arm.config, "overrides": overrides, "quick": args.quick}
+    report = build_report(settings, {ARM: arm}, runs, summarise(runs), seed_block=seed_block_of(args))
     print_report(report)
-    write_results(report, out, plot)
+    write(report, out, plot)
 
 
 if __name__ == "__main__":

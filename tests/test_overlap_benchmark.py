@@ -1,7 +1,9 @@
-"""The overlap benchmark's arithmetic (benchmarks/overlap.py) on timelines with a known answer."""
+"""The overlap benchmark's arithmetic (benchmarks/overlap.py) on timelines with a known answer, and its summary
+recomputed from the runs of the stored results."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))  # the benchmarks import each other as scripts do
 
-from overlap import timeline_numbers  # noqa: E402
+from overlap import arms_for, print_table, summarise, timeline_numbers, upgrade_run  # noqa: E402
 
 
 def synchronous_round(start: float) -> list[dict]:
@@ -44,3 +46,28 @@ def test_a_perfect_overlap_meets_the_bound():
     numbers = timeline_numbers(timelines)
     assert numbers["seconds_per_round"] == pytest.approx(5.0)
     assert numbers["over_bound"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("stored", ["overlap", "overlap_no_diagnostics", "overlap_smollm2"])
+def test_a_stored_result_of_the_older_layout_is_recomputed_from_its_runs(stored, capsys):
+    # benchmarks/results/overlap*.json hold runs of the older layout (max_lag, before, per_round): upgrade_run
+    # reads them, and the harness's statistics give back the summary stored beside them.
+    report = json.loads((REPO / "benchmarks" / "results" / f"{stored}.json").read_text())
+    runs = [upgrade_run(run, report["machine"]) for run in report["runs"]]
+    assert {run["arm"] for run in runs} == {"max_lag_0", "max_lag_1"} and all(run["machine"] for run in runs)
+    summary = summarise(arms_for(report["config"]), runs)
+    for lag in ("0", "1"):
+        old, new = report["summary"]["arms"][lag], summary["arms"][f"max_lag_{lag}"]
+        for key in ("seconds_per_round", "generator_idle_share", "over_bound", "over_synchronous_bound",
+                    "wall_seconds"):
+            assert new[key]["mean"] == pytest.approx(old[key]["mean"], rel=1e-9)
+            assert new[key]["half_width"] == pytest.approx(old[key]["half_width"], rel=1e-9)
+        assert new["heldout"][0] == pytest.approx(old["heldout_before"]["mean"], rel=1e-9)
+        assert new["heldout"][1:] == pytest.approx([point["mean"] for point in old["heldout_per_round"]], rel=1e-9)
+    for key in ("speedup", "last_round_difference"):
+        assert summary[key]["mean"] == pytest.approx(report["summary"][key]["mean"], rel=1e-9)
+        assert summary[key]["half_width"] == pytest.approx(report["summary"][key]["half_width"], rel=1e-9)
+    # The paired differences say what they could have missed.
+    assert summary["last_round_difference"]["mde"] > 0 and summary["seconds_saved_per_round"]["mde"] > 0
+    print_table(summary)
+    assert "/ sync bound" in capsys.readouterr().out
