@@ -1,69 +1,66 @@
-"""Label and rollout arms on the real task: SmolLM2-135M-Instruct on builtin-ifeval, through the CLI or --local.
+"""Label arms on the real task: SmolLM2-135M-Instruct on builtin-ifeval, held-out instruction-level loose accuracy
+against labels, total cost and rollouts, seeds paired (benchmarks/harness/).
 
-    python benchmarks/ifeval_arms.py [--arms ...] [--seeds 0 1] [--rounds 6] [--label-rounds N] [--labels N]
-        [--passive-dir DIR] [--work-dir DIR] [--local] [--quick] [--merge] [key=value ...]
+    python benchmarks/ifeval_arms.py --seeds 1000 1001 1002 --runs-dir runs/benchmarks/ifeval_arms-local
+    python benchmarks/ifeval_arms.py --seed-block fresh [--arms ...] [--rounds N] [--cli] [--out PATH] [--merge]
+        [key=value ...]
+    python benchmarks/ifeval_arms.py --quick --seeds 0 --arms random pvar_implicit_pairs --out /tmp/ifeval_quick.json
 
-Issues 13 and 14 ask, on the real model, what label selection and prompt scheduling buy: the first in
-held-out accuracy against cumulative labels, the second against cumulative generated tokens. Every arm is
-configs/smollm2-ifeval.yaml (`--rounds` rounds, default 6 as the real_model runs; `run.seed` per seed; then
-the key=value overrides):
-  passive          the config as it is: every response labelled, uniform scheduler, top half of the 32
-                   prompts by PVar kept (16 prompts, at most 16 pairs). Its runs are benchmarks/real_model.py's
-                   (`--passive-dir`, default runs/benchmarks/real_model, folders seed<S>): a complete one is
-                   read back, not re-run; an incomplete one is resumed with real_model's own overrides.
-  random           `labelling.query=random`, `--labels` labels a round (default half of passive's 128: 16
-                   prompt groups of 4), `--label-rounds` rounds (default `--rounds`)
-  pvar_proxy       the same with `labelling.query=pvar_proxy` (groups by the PVar of the proxy's scores)
-  pvar_proxy_pairs the same labelling 2 responses of each chosen group, the proxy's best and worst
-                   (`responses_per_group=2`), at half the labels: as many groups, so as many pairs at most
-  history_nn       `data.scheduler=history` (GRESO), audit_fraction 0.1, a never-visited prompt borrowing the
-                   tie streak of its 5 nearest visited prompts (MiniLM; rollout_efficiency.py's NEIGHBOURS)
-  history_nn_lean  the same on 3/4 of the prompts a round (24) with `selection.policy.top_fraction` set so that as many
-                   prompts are kept as passive keeps (ceil(0.6666 x 24) = 16)
-  passive_proxy    (not run by default) passive scoring the proxy too: the check that the proxy changes nothing
-Every arm but passive scores the `ifeval_proxy` proxy (role proxy, docs/labels.md): only pvar_proxy reads
-it. Passive reuses the real_model runs without it because a proxy cannot change a run: it is scored after
-generation, enters neither `reward` nor PVar nor the pairs, and costs a programmatic check of one
-instruction per response (microseconds beside the seconds of generating it); `--arms passive_proxy` measures
-that claim (its minus-passive row should be zero up to generation noise; with --quick at seed 0 it had the same
-tokens, pairs and four accuracies at every point as passive).
+The question (the one-hour scale): does choosing which responses to label, with no proxy (the policy's implicit
+reward) or a proxy learned from the labels bought so far (ridge on MiniLM features), beat labelling at random at
+equal labels, and passive labelling sized to the pairs it can train at equal total cost? Every arm is
+configs/smollm2-ifeval.yaml (labeller: the `ifeval` reward) with the shared sizes, `run.rounds`, its own overrides
+(ARMS, printed by --help) and the user's key=value overrides.
 
-Pairs trained a round are kept equal in what they can be: the pair builder (max_min) gives at most one pair
-per prompt, and the pair budget is 16. Passive keeps ceil(0.5 x 32) = 16 prompts; the label arms keep every
-labelled prompt (`selection.policy.top_fraction=1.0`: their 16 labelled groups, as label_efficiency.py does), the
-lean arm 16 of its 24. Tied prompts have PVar 0, so each arm trains on min(16, its non-tied prompts).
+Scale. By default every run is in this process (benchmarks/local_arms.py: the driver's real round, the HF
+generator, the model and frozen reference loaded once) at LOCAL's sizes: 16 prompts a round x 4 samples, 48
+held-out prompts (one sample each, about 92 instructions: a standard error near 5 points a run), 3 rounds. `--cli`
+runs the real CLI (Ray, vLLM) at the config's sizes (32 prompts, all 120 held-out prompts), 6 rounds by default;
+`--quick` runs LOCAL with real_model.py's tiny sizes (4 prompts x 2 samples x 16 tokens, 4 held-out prompts), 1
+round: it checks the script end to end, its numbers mean nothing.
 
-**GRESO's history alone skips nothing here.** builtin-ifeval has 480 training prompts and the history
-scheduler walks them in epochs, 32 a round: 6 rounds cover 192 of them, so no prompt is offered twice and
-no prompt has a tie streak of its own when offered. Only borrowed neighbour streaks can skip anything
-(`scheduling.skipped_unvisited`; the audit of those skips is `audit_unvisited_informative` of
-`audit_unvisited_judged`). The lean arm's saving is then mostly its 24 prompts a round, not the skips.
+Budgets (derived from the config and the sizes, `sizes`; LOCAL's numbers in brackets). `passive` (the config as it
+is) labels every response of its prompts (16 x 4 = 64 labels a round) and trains only the top half by PVar (8
+prompts, one max-min pair each: at most 8 pairs), so half its labels buy groups it never trains on.
+`passive_sized` labels only as many groups as that: `data.prompts_per_round` = passive's kept prompts (8) and
+`selection.policy.top_fraction=1.0`, so it trains every group it labels: 32 labels, at most 8 pairs a round, on
+half passive's rollouts. Sizing it to the config's `selection.pair_budget` (16) instead would have kept passive's
+64 labels and rollouts, the same cost as passive. The label arms label what passive_sized labels, 32 responses a
+round (`labelling.labels_per_round` = kept x samples), from passive's 16 rolled-out prompts, and keep every labelled
+group (`top_fraction=1.0`): `random` takes 8 whole groups (at most 8 pairs); the `_pairs` arms label 2 responses
+of each of 16 groups (`responses_per_group=2`: at most 16 pairs, the pair budget). So at equal labels every arm
+but passive spends the same labels a round; total cost differs by the rollouts (passive_sized rolls out 8 prompts,
+the label arms 16) and the proxy calls (docs/costs.md: 0.05 a call, a label 1, 0.2 per 1,000 tokens).
 
-Reported per arm (mean and Student-t 95% interval over seeds, benchmarks/seed_stats.py): the final
-instruction-level loose and prompt-level strict accuracy and their change over the start; cumulative labels
-and generated tokens; the labels (label arms) or tokens (scheduler arms) the arm's mean curve needs to reach
-passive's final instruction-level loose accuracy (95% bootstrap over seeds); each label arm minus random at
-equal labels, each scheduler arm minus passive (= uniform) at equal tokens, per seed; the scheduler's skips
-and audit. The statistics are benchmarks/label_efficiency.py's. Writes benchmarks/results/ifeval_arms.json
-and .png (accuracy against labels, accuracy against tokens).
+The proxy. Only the arms that choose by `ifeval_proxy` (a one-instruction check, role proxy) score it. A proxy
+changes no sample, label or pair (it is scored after generation and enters neither the reward nor PVar), so the
+others run without it and are charged no proxy call; `pvar_implicit_pairs` and `pvar_learned_pairs` are charged
+one proxy call a response for their own model (the policy and reference's log-probabilities; the ridge's
+prediction). `passive_proxy` checks the claim (its minus-passive row should be zero up to generation noise).
 
-Resumable: one run folder per (arm, seed), `--work-dir`/<arm>-seed<S> (default runs/benchmarks/ifeval_arms);
-running the same command again reads complete runs back and resumes an interrupted one after its last
-complete round (the CLI's resume). A folder run with other overrides is an error, never deleted.
+Reported per arm (mean, Student-t 95% interval over seeds): labels, proxy calls, generated and learner tokens,
+rollouts, total cost; the final instruction-level loose (the held-out `heldout_ifeval` of summary.json, read by
+`ifeval_curves`) and prompt-level strict accuracy and their change over the start; pairs a round, tied share, the
+signal's agreement with the labels; each arm minus random at equal labels, minus passive_sized at equal total cost
+and at equal rounds, minus passive at equal rounds (per-seed differences, the MDE at 80% power beside every one
+whose interval spans 0), for both accuracies, and the seeds a 4-point MDE would need at the measured spread; the
+cost to reach its baseline's final (95% bootstrap) and the break-even proxy price. Writes JSON (every run with
+its machine) and a PNG (accuracy against labels, total cost, prompts rolled out).
 
-**--local: the one-hour scale.** Through the CLI a run costs about 75 minutes (6 rounds of 32 prompts, the
-whole held-out split, on vLLM), too much for arms x seeds in one sitting. `--local` runs every arm, passive
-included (not reused), in ONE process through benchmarks/local_arms.py (the driver's real round, in-process
-HF generator, scorer and one learner rank; the model and the frozen reference loaded once), at the sizes of
-`LOCAL`: 16 prompts a round (passive keeps 8 and labels 64 responses, the label arms label 32, pvar_proxy_pairs
-16), 48 held-out prompts, 3 rounds by default. Measured on the idle 2-core machine: a round 110-160 s (generate
-45-65, train 25-45, evaluate 36-55) after a 40-60 s evaluation of the starting model; 8 runs (passive, random,
-pvar_proxy and history_nn_lean at 2 seeds) took 412-537 s each, 66 minutes in all; on a later build machine a
-run took 250-470 s. Its run folders are `--work-dir`/<arm>-seed<S> too (a finished one with the same overrides
-is read back); `--merge` adds this command's (arm, seed)s to --out's runs.
+Time (idle 2-core machine, LOCAL, measured with the earlier arms: passive, random, pvar_proxy, history_nn_lean):
+a round 110-160 s (generate 45-65, train 25-45, evaluate 36-55) after a 40-60 s evaluation of the starting
+model, a 3-round run 250-540 s; the start-up (imports, model, generator) 10-30 s once. Through the CLI a round
+took 650-1,000 s plus 190-300 s of evaluation before training. The estimate printed at the start uses these.
+Seeds: at the one-hour scale the earlier label arms' paired differences had an sd near 5.5 points, so a 4-point
+MDE needs about 17 seeds (5 arms x 17 seeds x ~8 min: about 11 hours on one process); the 3 hours of a session
+buy 4 to 5 seeds of the 5 default arms, an MDE of 9-11 points. The `_pairs` arms train up to twice the pairs of
+the others (16, not 8): their rounds may take 30-40 s more.
 
---quick shrinks everything (real_model.py's tiny sizes, 2 rounds) to check the script end to end; its numbers
-mean nothing, so its JSON, PNG and passive runs stay in the work directory.
+Resumable and parallel: every run has its folder `--runs-dir`/<arm>-<seed> (default runs/benchmarks/
+ifeval_arms-<local|cli|quick>); a finished run with the same overrides is read back, not run again. Two processes
+may share one --runs-dir on disjoint seeds, each with its own --out; the same command with all the seeds then
+reads every run back (start-up only) and writes the merged JSON. `--merge` adds this command's (arm, seed)s to
+--out's runs instead (same settings, or refused).
 """
 
 from __future__ import annotations
@@ -71,240 +68,206 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 from pathlib import Path
 
-import numpy as np
+from harness.arms import REPO, Arm, arm_table, available, reward, rewards_override
+from harness.curves import Comparison, compare, draw, fmt_break_even, fmt_quality
+from harness.results import build_report, merge_runs, previous_report, summarise_arms, write
+from harness.runs import CLI_RECORD, add_arguments, make_runner, run_arms, seed_block_of
+from harness.stats import BOOTSTRAP, fmt, fmt_difference, fmt_reach, mde, mean_interval
 
-from cli_runs import REPO, machine, run_summary, write_results
-from harness.legacy import (
-    draw_arms,
-    labeller_entries,
-    labels_to_reach,
-    mean_curve,
-    rewards_override,
-    versus_random,
-)
-from real_model import CONFIG, HEADLINE, QUICK, SECOND
-from rollout_efficiency import HISTORY as GRESO
-from rollout_efficiency import NEIGHBOURS, read_scheduling, scheduling_means
-from harness.stats import fmt, mean_interval
-
-PROXY = {"kind": "programmatic", "name": "ifeval_proxy", "role": "proxy"}
-HISTORY = [*GRESO, *NEIGHBOURS]
-ARMS = {  # arm -> its overrides beside the proxy (budgets and the lean sizes are added by arm_overrides)
-    "passive": [],
-    "random": ["labelling.query=random", "selection.policy.top_fraction=1.0"],
-    "pvar_proxy": ["labelling.query=pvar_proxy", "selection.policy.top_fraction=1.0"],
-    "pvar_proxy_pairs": ["labelling.query=pvar_proxy", "selection.policy.top_fraction=1.0",
-                         "labelling.query.responses_per_group=2"],
-    "history_nn": HISTORY,
-    "history_nn_lean": HISTORY,
-    "passive_proxy": [],
-}
-DEFAULT_ARMS = ["passive", "random", "pvar_proxy", "pvar_proxy_pairs", "history_nn", "history_nn_lean"]
-LABEL_ARMS = ("random", "pvar_proxy", "pvar_proxy_pairs")  # compared at equal labels, against random
-TOKEN_ARMS = ("history_nn", "history_nn_lean", "passive_proxy")  # compared at equal tokens, against passive
-LEAN_SHARE = 0.75  # of passive's prompts a round: 24 of 32
-# --local's sizes (module docstring): the HF backend (the harness's), half of the config's prompts a round, 48 held-out
+CONFIG = "configs/smollm2-ifeval.yaml"
+HEADLINE, SECOND = "instruction_loose", "prompt_strict"
+ACCURACIES = (HEADLINE, SECOND, "instruction_strict", "prompt_loose")  # actors/rewards/ifeval_fields.py
+# The one-hour scale: the HF backend (the in-process runner's), half the config's prompts a round, 48 held-out
 # prompts, a round's 64 responses in one HF generate call (batches of 32 made generation and evaluation 1.5x slower).
 LOCAL = ["generation.backend=hf", "data.prompts_per_round=16", "eval.num_prompts=48", "generation.batch_size=64"]
-LOCAL_ROUNDS = 3
-RECORD = "ifeval_arms_run.json"  # in each run folder this script starts: the overrides it was run with
+TINY = ["data.prompts_per_round=4", "generation.samples_per_prompt=2", "generation.max_new_tokens=16",  # real_model.py's
+        "selection.pair_budget=2", "learner.batch_size=2", "learner.micro_batch_size=null", "eval.num_prompts=4",
+        "eval.samples_per_prompt=1", "diagnostics.did_prompts=0"]
+ROUNDS = {"local": 3, "cli": 6, "quick": 1}
+# Seconds of a run: (before the first round, each round), from the measurements in the module docstring (quick: this
+# script's smoke test on the loaded 2-core machine).
+SECONDS = {"local": (50, 145), "cli": (250, 800), "quick": (40, 40)}
+LABELLER = reward("ifeval", weight=1.0)
+PROXY = reward("ifeval_proxy", role="proxy")
+PAIRS = "labelling.query.responses_per_group=2"
+EVERY_LABELLED = "selection.policy.top_fraction=1.0"  # the label arms train every labelled group that makes a pair
+# GRESO's history scheduler, a never-visited prompt borrowing the tie streak of its 5 nearest visited ones (MiniLM).
+HISTORY = ["data.scheduler=history", "data.scheduler.audit_fraction=0.1", "data.scheduler.neighbours=5",
+           "data.scheduler.neighbour_source=minilm"]
+LEAN_SHARE = 0.75  # history_nn_lean's prompts a round, a share of passive's
+DEFAULT_ARMS = ["passive_sized", "random", "random_pairs", "pvar_implicit_pairs", "pvar_learned_pairs"]
+COMPARISONS = (Comparison("random", "labels"), Comparison("passive_sized", "total_cost"),
+               Comparison("passive_sized", "round"), Comparison("passive", "round"))
+TARGET_MDE = 0.04  # the issue's: a minimum detectable effect of at most 4 points of instruction-level loose accuracy
+OUT = REPO / "benchmarks" / "results" / "ifeval_arms_local.json"  # ifeval_arms.json: the earlier arms' runs
 
 
 # --- arms ----------------------------------------------------------------------------------------
 
 
-def sizes(config_path: Path, base: list[str]) -> dict:
-    """What the budgets follow from: passive's labels a round and prompts kept, the lean arm's sizes."""
+def sizes(config: str | Path, overrides: list[str]) -> dict:
+    """What the budgets follow from (module docstring): passive's prompts, labels and kept prompts a round, the
+    label budget, the lean arm's prompts and the top_fraction that keeps as many as passive keeps."""
     from cluster.config_loading import load_config
     from policies.candidates import kept_prompt_count
 
-    config = load_config(config_path, base)
-    labellers = labeller_entries(config)
-    prompts = config.data.prompts_per_round
-    kept = kept_prompt_count(prompts, config.selection.policy.top_fraction)
+    loaded = load_config(REPO / config, overrides)
+    prompts, samples = loaded.data.prompts_per_round, loaded.generation.samples_per_prompt
+    kept = kept_prompt_count(prompts, loaded.selection.policy.top_fraction)
     lean = max(1, round(LEAN_SHARE * prompts))
     # kept / lean rounded down to 4 decimals: 16/24 written 0.6667 would keep ceil(16.0008) = 17 prompts.
     fraction = min(1.0, math.floor(kept / lean * 1e4) / 1e4)
     if kept_prompt_count(lean, fraction) != kept:
         raise SystemExit(f"no top_fraction keeps {kept} of {lean} prompts")
-    return {"rewards": [*labellers, PROXY], "passive_labels_per_round": prompts * config.generation.samples_per_prompt
-            * len(labellers), "prompts_per_round": prompts, "kept_prompts": kept, "lean_prompts": lean,
-            "lean_top_fraction": fraction}
+    return {"prompts_per_round": prompts, "samples_per_prompt": samples, "passive_labels_per_round": prompts * samples,
+            "kept_prompts": kept, "labels_per_round": kept * samples, "pair_budget": loaded.selection.pair_budget,
+            "lean_prompts": lean, "lean_top_fraction": fraction}
 
 
-def arm_overrides(arm: str, info: dict, scale: list[str], args) -> list[str]:
-    """The CLI overrides of an arm's run (run.seed is added by cli_runs.run_summary); passive's are real_model.py's:
-    the shared sizes (--local's, --quick's), run.rounds, the user's."""
-    rounds = args.label_rounds if arm in LABEL_ARMS else args.rounds
-    if arm == "passive":
-        return [*scale, f"run.rounds={rounds}", *args.overrides]
-    overrides = [*scale, f"run.rounds={rounds}", rewards_override(info["rewards"]), *ARMS[arm]]
-    if arm in LABEL_ARMS:  # 2 labels a group instead of 4: half the labels buy as many groups (and pairs at most)
-        overrides.append(f"labelling.labels_per_round={args.labels // 2 if arm == 'pvar_proxy_pairs' else args.labels}")
-    if arm == "history_nn_lean":
-        overrides += [f"data.prompts_per_round={info['lean_prompts']}",
-                      f"selection.policy.top_fraction={info['lean_top_fraction']}"]
-    return [*overrides, *args.overrides]
+def arms_for(size: dict) -> dict[str, Arm]:
+    """Every arm at these sizes, as data: the defaults first, then the earlier arms kept for comparison."""
+    budget, kept, groups = size["labels_per_round"], size["kept_prompts"], size["labels_per_round"] // 2
+    labels = f"labelling.labels_per_round={budget}"
+    scored_proxy = rewards_override(LABELLER, PROXY)
+    active = {"config": CONFIG, "baseline": "passive_sized", "axes": ("labels", "total_cost")}
+    scheduler = {"config": CONFIG, "baseline": "passive", "axes": ("generated_tokens",), "tags": ("scheduler",)}
+    return arm_table(
+        Arm("passive", [], config=CONFIG, description=f"the config as it is: every response of {size['prompts_per_round']}"
+            f" prompts labelled ({size['passive_labels_per_round']} a round), the top {kept} by PVar trained",
+            signal="none: every response is labelled"),
+        Arm("passive_sized", [f"data.prompts_per_round={kept}", EVERY_LABELLED], config=CONFIG, baseline="passive",
+            axes=("labels", "total_cost"), description=f"passive on {kept} prompts a round, as many as passive trains: "
+            f"{budget} labels, every labelled group trained (at most {kept} pairs), half passive's rollouts",
+            signal="none: every response is labelled"),
+        Arm("random", ["labelling.query=random", labels, EVERY_LABELLED], description=f"{budget // size['samples_per_prompt']}"
+            f" whole prompt groups in a seeded random order: {budget} labels a round", signal="none: a seeded random "
+            "order", **active),
+        Arm("random_pairs", ["labelling.query=random", labels, PAIRS, EVERY_LABELLED], description=f"2 random responses "
+            f"of each of {groups} random groups: {budget} labels a round", signal="none: a seeded random order", **active),
+        Arm("pvar_implicit_pairs", ["labelling.query.kind=pvar_implicit", "labelling.query.initial=random", labels, PAIRS,
+                                    EVERY_LABELLED],
+            description=f"the extremes of the log-ratio log pi - log pi_init in each of {groups} groups ranked by its "
+                        f"PVar; round 0 at random: {budget} labels a round",
+            signal="the implicit reward: what the policy moved since its start, no proxy; each response's forward "
+                   "passes counted as a proxy call", **active),
+        Arm("pvar_learned_pairs", ["labelling.query.kind=pvar_learned", labels, PAIRS, EVERY_LABELLED],
+            description=f"the extremes of a learned proxy's scores in each of {groups} groups ranked by their PVar; "
+                        f"round 0 at random: {budget} labels a round",
+            signal="a ridge proxy on MiniLM features fitted on the labels bought so far; each response it scores "
+                   "counted as a proxy call", **active),
+        # The earlier arms (docs/label-efficiency.md and docs/scheduling.md, "On the real model"), not run by default.
+        Arm("pvar_proxy", [scored_proxy, "labelling.query=pvar_proxy", labels, EVERY_LABELLED],
+            description=f"whole groups by the PVar of ifeval_proxy's scores: {budget} labels a round",
+            signal="ifeval_proxy: one of the response's instructions checked, pass or fail", tags=("older",), **active),
+        Arm("pvar_proxy_pairs", [scored_proxy, "labelling.query=pvar_proxy", labels, PAIRS, EVERY_LABELLED],
+            description=f"ifeval_proxy's best and worst response of each of {groups} groups ranked by its PVar: "
+                        f"{budget} labels a round (the earlier runs: half that)",
+            signal="ifeval_proxy: one of the response's instructions checked", tags=("older",), **active),
+        Arm("passive_proxy", [scored_proxy], config=CONFIG, baseline="passive", axes=("round",), tags=("check",),
+            description="passive scoring ifeval_proxy too: the check that a proxy changes no run",
+            signal="none: every response is labelled"),
+        Arm("history_nn", HISTORY, description="the history scheduler (GRESO), audit 0.1, a never-visited prompt "
+            "borrowing the tie streak of its 5 nearest visited prompts (MiniLM)", signal="the labels' tie streaks",
+            **scheduler),
+        Arm("history_nn_lean", [*HISTORY, f"data.prompts_per_round={size['lean_prompts']}",
+                                f"selection.policy.top_fraction={size['lean_top_fraction']}"],
+            description=f"history_nn on {size['lean_prompts']} prompts a round, keeping {kept} as passive does",
+            signal="the labels' tie streaks", **scheduler),
+    )
 
 
-def comparable(overrides: list[str]) -> list[str]:
-    # ray.* (dashboard, CPUs) says where a run ran, not what it computed: a resume may change it. run.rounds too:
-    # a longer run's first rounds are the shorter run's, so more rounds resume it and fewer read its first ones.
-    return [item for item in overrides if not item.startswith(("ray.", "run.rounds="))]
+# --- what a run measured beside the harness's curves -----------------------------------------------
 
 
-def run_arm(config: Path, seed: int, run_dir: Path, overrides: list[str], rounds: int) -> tuple[list[dict], str]:
-    """The run's first `rounds` summary rows and how they were got: reused (complete, not run), resumed or run."""
-    from actors.contracts import SUMMARY_FILE
+def ifeval_curves(run_dir: Path, summary: dict) -> dict:
+    """IFEval's four held-out accuracies per point (summary.json's `heldout_before_ifeval`, then each round's
+    `heldout_ifeval`), "heldout" being instruction-level loose: Arm.heldout names only metrics.json's reward mean or
+    a `heldout_columns` column, so the curve replaces read_run's (run_arms merges this after it). Also what the
+    scheduler did each round (skips and audits; history arms)."""
+    from actors.contracts import METRICS_FILE, Metric
 
-    record, summary = run_dir / RECORD, run_dir / SUMMARY_FILE
-    if record.exists() and comparable(json.loads(record.read_text())["overrides"]) != comparable(overrides):
-        raise SystemExit(f"{run_dir} was run with other overrides ({record}); use another --work-dir or remove it")
-    rows = json.loads(summary.read_text())["rounds"] if summary.exists() else []
-    started = bool(rows)  # some rounds complete: the CLI resumes after the last
-    if len(rows) >= rounds:
-        return rows[:rounds], "reused"  # complete (real_model's passive runs may have more rounds: the first count)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps({"overrides": overrides}) + "\n")
-    rows, _ = run_summary(config, seed, run_dir, overrides)
-    return rows[:rounds], "resumed" if started else "run"
-
-
-def run_arm_local(harness, config: Path, seed: int, run_dir: Path, overrides: list[str]) -> tuple[list[dict], str]:
-    """--local: the run in this process (benchmarks/local_arms.py); a finished one with the same overrides is read back."""
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    _, summary, _, reused = harness.finished_or_new(run_dir, [*overrides, f"run.seed={seed}"], config)
-    return summary["rounds"], "reused" if reused else "run"
-
-
-def read_run(arm: str, seed: int, rows: list[dict], status: str, run_dir: Path) -> dict:
-    """Per point (the start, then after each round): cumulative labels and tokens, IFEval's four accuracies."""
-    from actors.contracts import Metric
-    from actors.rewards.ifeval_fields import IFEVAL_ACCURACIES
-
+    rows = summary["rounds"]
     if Metric.HELDOUT_BEFORE_IFEVAL not in rows[0]:
         raise SystemExit(f"{run_dir}: round 0 has no {Metric.HELDOUT_BEFORE_IFEVAL} (eval.before_training off?)")
     points = [rows[0][Metric.HELDOUT_BEFORE_IFEVAL], *(row[Metric.HELDOUT_IFEVAL] for row in rows)]
-    return {
-        "arm": arm, "seed": seed, "run_dir": str(run_dir), "status": status,
-        "phase_seconds_total": sum(sum(row[Metric.PHASE_SECONDS].values()) for row in rows),
-        "labels": [0, *(row["cumulative_labels"] for row in rows)],
-        "tokens": [0, *(row["cumulative_generated_tokens"] for row in rows)],
-        **{name: [point[name] for point in points] for name in IFEVAL_ACCURACIES},
-        "pairs_trained": [row[Metric.PAIRS_TRAINED] for row in rows],
-        "scheduling": read_scheduling(run_dir, len(rows)),
-    }
+    curves = {name: [point[name] for point in points] for name in ACCURACIES}
+    scheduling = [json.loads((Path(run_dir) / f"round_{row[Metric.ROUND]:04d}" / METRICS_FILE).read_text())
+                  .get(Metric.SCHEDULING) or {} for row in rows]
+    keep = ("skipped", "skipped_unvisited", "audited", "audit_informative", "audit_judged")
+    return {**curves, "heldout": curves[HEADLINE], "heldout_curve": f"{Metric.HELDOUT_IFEVAL}.{HEADLINE}",
+            "scheduling": [{key: s[key] for key in keep if key in s} for s in scheduling]}
 
 
-def mergeable(out: Path, config: Path, info: dict, scale: list[str], args) -> dict | None:
-    """--merge: the report at `out` (None if there is none), checked before anything runs: the same sizes, and
-    every arm it shares with this command resolving to the same config (an override list may be spelled
-    otherwise, e.g. a size that became a --local default and is still passed)."""
-    from cluster.config_loading import load_config
-
-    if not out.exists():
+def seeds_for(sd: float | None, target: float = TARGET_MDE, most: int = 200) -> int | None:
+    """The fewest seeds whose paired MDE at this spread of the differences is at most `target` (None: > most)."""
+    if sd is None:
         return None
-    previous = json.loads(out.read_text())
-    mine = {"rounds": args.rounds, "label_rounds": args.label_rounds, "labels_per_round": args.labels,
-            "quick": args.quick, "local": args.local, **info}
-    differ = sorted(key for key, value in mine.items() if previous["settings"].get(key) != value)
-    for arm, theirs in previous["settings"]["arm_overrides"].items():
-        if arm in args.arms and (load_config(config, theirs).model_dump()
-                                 != load_config(config, arm_overrides(arm, info, scale, args)).model_dump()):
-            differ.append(f"{arm}'s config")
-    if differ:
-        raise SystemExit(f"--merge: {out} was run with other settings: {', '.join(differ)}")
-    return previous
+    return next((n for n in range(2, most + 1) if mde(sd, n) <= target), None)
 
 
-# --- statistics ----------------------------------------------------------------------------------
+def add_accuracy_comparisons(summary: dict, runs: list[dict]) -> None:
+    """Per arm: the change of both accuracies over the start, each comparison on prompt-level strict too, and the
+    seeds a TARGET_MDE detectable effect would need at each comparison's measured spread."""
+    by_arm = {name: [r for r in runs if r["arm"] == name] for name in summary}
+    for name, s in summary.items():
+        for value in (HEADLINE, SECOND):
+            s[f"{value}_change"] = mean_interval([r[value][-1] - r[value][0] for r in by_arm[name]])
+        s[f"versus_{SECOND}"] = {c.key: compare(by_arm[name], by_arm[c.against], c.axis, value=SECOND)
+                                 for c in COMPARISONS if c.against in by_arm and c.against != name}
+        s["seeds_for_target_mde"] = {key: seeds_for(v["sd"]) for key, v in s["versus"].items() if v}
 
 
-def summarise(runs: list[dict]) -> dict:
-    """Mean curves with their bands, finals and changes over the start, costs, pairs and the scheduler's skips."""
-    summary = {"seeds": [r["seed"] for r in runs], "labels": mean_curve(runs, "labels", HEADLINE)[0],
-               "tokens": mean_curve(runs, "tokens", HEADLINE)[0],
-               "final_labels": mean_interval([r["labels"][-1] for r in runs]),
-               "final_tokens": mean_interval([r["tokens"][-1] for r in runs]),
-               "pairs_per_round": statistics.fmean(p for r in runs for p in r["pairs_trained"]),
-               "phase_seconds": mean_interval([r["phase_seconds_total"] for r in runs]),
-               "scheduling": scheduling_means(runs)}
-    for name in (HEADLINE, SECOND):
-        bands = [mean_interval([r[name][i] for r in runs]) for i in range(len(runs[0][name]))]
-        summary[name] = [b["mean"] for b in bands]
-        summary[f"{name}_low"], summary[f"{name}_high"] = [b["low"] for b in bands], [b["high"] for b in bands]
-        summary[f"{name}_final"] = bands[-1]
-        summary[f"{name}_change"] = mean_interval([r[name][-1] - r[name][0] for r in runs])
-    return summary
+# --- the table -----------------------------------------------------------------------------------
 
 
-def headline(runs: list[dict], seed: int = 0) -> dict:
-    """Each arm's summary; the cost to reach passive's final; the difference from its baseline at equal cost."""
-    rng = np.random.default_rng(seed)
-    arms = {arm: [r for r in runs if r["arm"] == arm] for arm in ARMS}
-    arms = {arm: arm_runs for arm, arm_runs in arms.items() if arm_runs}
-    result = {arm: summarise(arm_runs) for arm, arm_runs in arms.items()}
-    passive = arms.get("passive", [])
-    for arm, arm_runs in arms.items():
-        key = "labels" if arm in LABEL_ARMS else "tokens"
-        baseline = arms.get("random") if arm in LABEL_ARMS else passive
-        shared = {r["seed"] for r in arm_runs} & {r["seed"] for r in passive}
-        if shared:  # passive's own row: where its mean curve first reaches its final, in tokens
-            result[arm]["reach_passive"] = {"cost": key, **labels_to_reach(arm_runs, passive, rng, key, HEADLINE)}
-        if baseline and arm not in ("passive", "random"):
-            result[arm]["minus_baseline"] = {"baseline": "random" if arm in LABEL_ARMS else "passive", "cost": key,
-                                             **{name: versus_random(arm_runs, baseline, key, name)
-                                                for name in (HEADLINE, SECOND)}}
-    return result
+def table_rows(summary: dict[str, dict], comparisons: tuple[Comparison, ...]) -> list[dict]:
+    """One row of formatted cells per arm (accuracies in points): what the tables print and the JSON keeps."""
+    rows = []
+    for arm, s in summary.items():
+        totals, reach = s["totals"], s.get("reach") or {}
+        rows.append({
+            "arm": arm, "labels": f"{totals['labels']['mean']:.0f}", "proxy calls": f"{totals['proxy_scores']['mean']:.0f}",
+            "gen. tokens": f"{totals['generated_tokens']['mean']:.0f}",
+            "learner tokens": f"{totals['learner_tokens']['mean']:.0f}",
+            "rollouts": f"{totals['prompts_rolled_out']['mean']:.0f}", "total cost": f"{totals['total_cost']['mean']:.1f}",
+            "instr. loose": fmt(s["final"]), "instr. change": fmt(s[f"{HEADLINE}_change"], signed=True),
+            "prompt strict": fmt(s.get(f"final_{SECOND}")), "prompt change": fmt(s[f"{SECOND}_change"], signed=True),
+            "pairs/round": "-" if s["pairs_per_round"] is None else f"{s['pairs_per_round']:.1f}",
+            "tied": "-" if s["tied_share_mean"] is None else f"{s['tied_share_mean']:.2f}",
+            "signal rho / pair acc.": fmt_quality(s["proxy_quality"]),
+            "s/run": "-" if s["wall_seconds_mean"] is None else f"{s['wall_seconds_mean']:.0f}",
+            **{c.title: fmt_difference(s["versus"].get(c.key)) for c in comparisons},
+            **{f"prompt strict {c.title}": fmt_difference(s[f"versus_{SECOND}"].get(c.key)) for c in comparisons},
+            **{f"seeds for MDE, {c.key}": str(s["seeds_for_target_mde"].get(c.key) or "-") for c in comparisons},
+            "baseline": s.get("baseline") or "-",
+            "cost to reach baseline [95%]": "; ".join(f"{axis} {fmt_reach(r, 0 if axis == 'labels' else 1)}"
+                                                      for axis, r in reach.items()) or "-",
+            "break-even proxy price [95%]": fmt_break_even(s.get("break_even")) if s.get("baseline") else "-",
+        })
+    return rows
 
 
-# --- output --------------------------------------------------------------------------------------
-
-
-def reach_text(reach: dict | None) -> str:
-    if not reach:
-        return "-"
-    if reach["labels"] is None:
-        return f"not reached ({reach['reached_share']:.0%})"
-    high = "not reached" if reach["high"] is None else f"{reach['high']:.0f}"
-    low = "-" if reach["low"] is None else f"{reach['low']:.0f}"
-    share = "" if reach["share_of_passive"] is None else f" ({reach['share_of_passive']:.2f}x)"
-    return f"{reach['labels']:.0f} [{low}, {high}]{share}"
-
-
-def print_report(report: dict) -> None:
-    arms = report["summary"]
-    print(f"\nSmolLM2-135M-Instruct on builtin-ifeval, seeds {report['settings']['seeds']} (held-out accuracies in "
-          f"points, mean ± 95% t-interval over seeds; 'reach': cost for the mean curve to reach passive's final "
-          f"{HEADLINE}, 95% bootstrap, share of passive's)")
-    print(f"{'arm':>16} {'labels':>6} {'tokens':>7} {'instr loose':>12} {'change':>12} {'prompt strict':>13} "
-          f"{'change':>12} {'pairs/r':>7} {'reach passive (cost) [95%]':>36} {'minus baseline (instr, prompt)':>32}")
-    for arm, s in arms.items():
-        reach = s.get("reach_passive")
-        versus = s.get("minus_baseline")
-        versus_text = "-" if not versus or versus[HEADLINE] is None else (
-            f"{versus['baseline'][:3]}: {fmt(versus[HEADLINE], signed=True)}, {fmt(versus[SECOND], signed=True)}")
-        print(f"{arm:>16} {s['final_labels']['mean']:>6.0f} {s['final_tokens']['mean']:>7.0f} "
-              f"{fmt(s[HEADLINE + '_final']):>12} {fmt(s[HEADLINE + '_change'], signed=True):>12} "
-              f"{fmt(s[SECOND + '_final']):>13} {fmt(s[SECOND + '_change'], signed=True):>12} "
-              f"{s['pairs_per_round']:>7.1f} {(reach['cost'][:3] + ' ' + reach_text(reach)) if reach else '-':>36} "
-              f"{versus_text:>32}")
-    print(f"\n{'scheduler':>16} {'skipped/r':>9} {'unvisited':>9} {'audited/r':>9} {'audit inf./judged':>17} "
-          f"{'borrowed inf./judged':>20} {'tied share':>10}")
-    for arm, s in arms.items():
-        sched = s["scheduling"]
-        if arm not in ("passive", *TOKEN_ARMS) or sched.get("skipped") is None:
-            continue
-        ratio = lambda a, b: "-" if not sched.get(b) else f"{sched[a] / sched[b]:.2f}"  # noqa: E731
-        cell = lambda k: "-" if sched.get(k) is None else f"{sched[k]:.2f}"  # noqa: E731
-        print(f"{arm:>16} {cell('skipped'):>9} {cell('skipped_unvisited'):>9} {cell('audited'):>9} "
-              f"{ratio('audit_informative', 'audit_judged'):>17} "
-              f"{ratio('audit_unvisited_informative', 'audit_unvisited_judged'):>20} {cell('tied_share'):>10}")
-    print("\nper run: " + ", ".join(f"{r['arm']}-seed{r['seed']} {r['status']} ({r['phase_seconds_total']:.0f} s)"
-                                    for r in report["runs"]))
+def print_tables(rows: list[dict], comparisons: tuple[Comparison, ...], header: str) -> None:
+    spent = ["labels", "proxy calls", "gen. tokens", "learner tokens", "rollouts", "total cost", "instr. loose",
+             "instr. change", "prompt strict", "prompt change", "pairs/round", "tied", "signal rho / pair acc.", "s/run"]
+    groups = [("instruction-level loose", [c.title for c in comparisons]),
+              ("prompt-level strict", [f"prompt strict {c.title}" for c in comparisons]),
+              (f"seeds a {TARGET_MDE * 100:.0f}-point MDE would need at the measured spread (instruction loose)",
+               [f"seeds for MDE, {c.key}" for c in comparisons]),
+              ("against each arm's baseline", ["baseline", "cost to reach baseline [95%]", "break-even proxy price [95%]"])]
+    print(f"\n{header}")
+    for title, columns in [("spent and reached", spent), *groups]:
+        columns = ["arm", *columns]
+        names = {c: c.removeprefix("prompt strict ") for c in columns}
+        widths = {c: max(len(names[c]), *(len(r[c]) for r in rows)) for c in columns}
+        print(f"\n{title}\n" + "  ".join(names[c].rjust(widths[c]) for c in columns))
+        for row in rows:
+            print("  ".join(row[c].rjust(widths[c]) for c in columns))
+    for row in rows:
+        if row.get("scheduling"):
+            print(f"{row['arm']}: the scheduler's mean per round {row['scheduling']}")
 
 
 def plot(report: dict, path: Path) -> None:
@@ -313,18 +276,15 @@ def plot(report: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    arms = report["summary"]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
-    ylabel = "held-out instruction-level loose accuracy"
-    groups = ((left, "labels", LABEL_ARMS, "label arms"), (right, "tokens", TOKEN_ARMS, "scheduler arms"))
-    for axis, key, names, title in groups:
-        shown = {arm: s for arm, s in arms.items() if arm == "passive" or arm in names}
-        # passive_proxy dashed: it should lie on passive's line
-        draw_arms(axis, shown, key, "passive", title, dashed="passive_proxy", value=HEADLINE, ylabel=ylabel)
-        if shown:
-            axis.legend(fontsize=8)
-    figure.suptitle(f"SmolLM2-135M-Instruct on builtin-ifeval ({len(report['settings']['seeds'])} seed(s), mean and "
-                    "95% interval over seeds; grey: passive's final)")
+    summary = report["summary"]
+    dashed = tuple(name for name, arm in report["arms"].items() if set(arm["tags"]) & {"older", "check", "scheduler"})
+    figure, axes = plt.subplots(1, 3, figsize=(19, 5.5))
+    title = (f"SmolLM2 on builtin-ifeval ({report['settings']['mode']}, {report['settings']['rounds']} rounds), "
+             f"{len(report['seeds'])} seeds ({report['seed_block']['name']}), mean and 95% interval")
+    for axis, x in zip(axes, ("labels", "total_cost", "prompts_rolled_out")):
+        draw(axis, summary, x, baseline="passive_sized", title=title if x == "labels" else "", dashed=dashed,
+             ylabel="held-out instruction-level loose accuracy")
+    axes[0].legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 
@@ -332,79 +292,87 @@ def plot(report: dict, path: Path) -> None:
 # --- main ----------------------------------------------------------------------------------------
 
 
+def finished(arm: Arm, seed: int, runs_dir: Path, shared: list[str], after: list[str]) -> bool:
+    """Whether the runner will read this run back: its folder's record (either runner's) has the same overrides."""
+    for name in ("label_efficiency_run.json", CLI_RECORD):  # local_arms.RUN_RECORD (not imported: torch), runs.py's
+        record = runs_dir / f"{arm.name}-{seed}" / name
+        if record.exists() and json.loads(record.read_text()).get("overrides") == arm.overrides_for(seed, shared, after):
+            return True
+    return False
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arms", nargs="+", default=DEFAULT_ARMS, choices=list(ARMS))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--rounds", type=int, help="run.rounds (default 6; 3 with --local, 2 with --quick)")
-    parser.add_argument("--label-rounds", type=int, help="run.rounds of random and pvar_proxy (default: --rounds)")
-    parser.add_argument("--labels", type=int, help="labels a round of the label arms (default: half of passive's)")
-    parser.add_argument("--local", action="store_true", help="every arm (passive too) in this process at the one-hour "
-                        "scale (module docstring)")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script, measures nothing")
-    parser.add_argument("--config", default=str(CONFIG))
-    parser.add_argument("--work-dir", help="run folders <arm>-seed<S> (default runs/benchmarks/ifeval_arms, "
-                        "ifeval_arms-quick with --quick)")
-    parser.add_argument("--passive-dir", help="passive's run folders seed<S> (default runs/benchmarks/real_model, "
-                        "benchmarks/real_model.py's; with --quick <work dir>/passive)")
-    parser.add_argument("--out", help="JSON path (default benchmarks/results/ifeval_arms.json; with --quick in the "
-                        "work dir); the PNG goes beside it")
-    parser.add_argument("--merge", action="store_true", help="add this command's (arm, seed)s to the runs already "
-                        "in --out; its sizes must be this command's and its arms' configs the same")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides for every arm, after --quick's")
+    table = arms_for(sizes(CONFIG, LOCAL))  # for --help; the run's own sizes below
+    parser = argparse.ArgumentParser(description=__doc__ + "\narms (at the one-hour scale):\n" + "\n".join(
+        f"  {arm.name}: {arm.description}" for arm in table.values()), formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser, table, DEFAULT_ARMS, OUT)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, 1 round: checks the script, measures nothing")
+    parser.add_argument("--local", action="store_true", help="(the default: in process at the one-hour scale)")
+    parser.add_argument("--rounds", type=int, help="run.rounds of every arm (default: 3; --cli 6; --quick 1)")
+    parser.add_argument("--bootstrap", type=int, default=BOOTSTRAP, help="bootstrap resamples (default %(default)s)")
     args = parser.parse_args()
-    args.rounds = args.rounds or (2 if args.quick else LOCAL_ROUNDS if args.local else 6)
-    args.label_rounds = args.label_rounds or args.rounds
+    if args.quick and args.cli:
+        raise SystemExit("--quick runs in process: not with --cli")
 
-    suffix = "-quick" if args.quick else ""
-    work_dir = Path(args.work_dir or REPO / "runs" / "benchmarks" / f"ifeval_arms{suffix}")
-    passive_dir = Path(args.passive_dir or (work_dir / "passive" if args.quick or args.local else
-                                            REPO / "runs" / "benchmarks" / "real_model"))
-    out = Path(args.out or (work_dir if args.quick else REPO / "benchmarks" / "results") / "ifeval_arms.json")
-    config = Path(args.config)
-    scale = [*(LOCAL if args.local else []), *(QUICK if args.quick else [])]  # the sizes every arm shares
-    info = sizes(config, [*scale, *args.overrides])
-    harness = None
-    if args.local:
-        from local_arms import LocalArms
+    from cluster.config.evaluation import Prices
 
-        harness = LocalArms(config, scale)  # every arm's generation settings are the same: one generator
-    args.labels = args.labels or info["passive_labels_per_round"] // 2
-
-    previous = mergeable(out, config, info, scale, args) if args.merge else None
-    runs, measured_on = [], machine()  # each run keeps the machine and commit it ran on, merged or not
-    for seed in args.seeds:  # seeds outermost: an interrupted benchmark still has every arm of the first seed
-        for arm in args.arms:
-            run_dir = passive_dir / f"seed{seed}" if arm == "passive" else work_dir / f"{arm}-seed{seed}"
-            rounds = args.label_rounds if arm in LABEL_ARMS else args.rounds
-            overrides = arm_overrides(arm, info, scale, args)
-            if harness is None:
-                rows, status = run_arm(config, seed, run_dir, overrides, rounds)
-            else:  # the harness's base overrides are `scale` already; the run's rounds are run.rounds
-                rows, status = run_arm_local(harness, config, seed, run_dir, overrides[len(scale):])
-            runs.append({**read_run(arm, seed, rows, status, run_dir), "machine": measured_on})
-            run = runs[-1]
-            print(f"{arm:>16} seed {seed}: {status}, labels {run['labels'][-1]}, tokens {run['tokens'][-1]}, "
-                  f"{HEADLINE} {run[HEADLINE][0] * 100:.1f} -> {run[HEADLINE][-1] * 100:.1f}", flush=True)
-
-    if previous:  # the runs of the other (arm, seed)s, ahead of this command's
-        done = {(r["arm"], r["seed"]) for r in runs}
-        runs = [r for r in previous["runs"] if (r["arm"], r["seed"]) not in done] + runs
-        args.seeds = sorted({*previous["settings"]["seeds"], *args.seeds})
-        args.arms = [*previous["settings"]["arms"], *(a for a in args.arms if a not in previous["settings"]["arms"])]
-    settings = {"seeds": args.seeds, "arms": args.arms, "rounds": args.rounds, "label_rounds": args.label_rounds,
-                "labels_per_round": args.labels, "quick": args.quick, "local": args.local, "overrides": args.overrides,
-                "passive_dir": str(passive_dir), "work_dir": str(work_dir), **info,
-                "arm_overrides": {arm: arm_overrides(arm, info, scale, args) for arm in args.arms}}
+    mode = "cli" if args.cli else "quick" if args.quick else "local"
+    rounds = args.rounds or ROUNDS[mode]
+    scale = {"local": LOCAL, "cli": [], "quick": [*LOCAL, *TINY]}[mode]
+    shared = [*scale, f"run.rounds={rounds}"]
+    size = sizes(CONFIG, [*scale, *args.overrides])
+    table = arms_for(size)
+    block = seed_block_of(args)
+    defaults = {"local": OUT, "cli": OUT.with_name("ifeval_arms_cli.json"),
+                "quick": REPO / "runs" / "benchmarks" / "ifeval_arms-quick" / "ifeval_arms_quick.json"}
+    out = Path(defaults[mode] if args.out == str(OUT) else args.out)
+    runs_dir = Path(args.runs_dir or REPO / "runs" / "benchmarks" / f"ifeval_arms-{mode}")
+    settings = {"config": CONFIG, "mode": mode, "rounds": rounds, "shared_overrides": scale, "overrides": args.overrides,
+                "seed_block": block["name"], "sizes": size}
+    previous = previous_report(out, settings, [table[name] for name in args.arms]) if args.merge else None
+    arms = available([table[name] for name in args.arms], shared)
+    if not arms:
+        raise SystemExit("no arm to run")
+    pending = [(a.name, s) for s in block["seeds"] for a in arms if not finished(a, s, runs_dir, shared, args.overrides)]
+    before, per_round = SECONDS[mode]
+    each = before + per_round * rounds
+    print(f"estimate: {len(pending)} runs to do x ~{each:.0f} s = ~{len(pending) * each / 3600:.1f} h at the measured speeds "
+          f"({len(arms) * len(block['seeds']) - len(pending)} of {len(arms) * len(block['seeds'])} already in "
+          f"{runs_dir}; {mode}, {rounds} rounds, arms {[a.name for a in arms]}, seeds {block['seeds']})", flush=True)
+    runner = make_runner("cli" if mode == "cli" else "local", REPO / CONFIG, [*shared, *args.overrides])
+    if mode != "cli":
+        print(f"start-up (imports, task, model, generator): {runner.start():.1f}s", flush=True)
+    runs = run_arms(arms, block["seeds"], runs_dir, runner, shared, args.overrides, extra=ifeval_curves)
     if previous:
-        settings["arm_overrides"] = {**previous["settings"]["arm_overrides"], **settings["arm_overrides"]}
-    report = {"command": measured_on["command"], "config": args.config, "machine": measured_on,
-              "settings": settings, "summary": headline(runs), "runs": runs}
-    if previous:
-        report["earlier_commands"] = [*previous.get("earlier_commands", []), previous["command"]]
-        report.update({key: previous[key] for key in ("provenance",) if key in previous})  # older runs' origin
-    print_report(report)
-    write_results(report, out, plot)
+        runs = merge_runs(previous["runs"], runs)
+    # Arms of earlier merged runs that this table no longer declares keep their recorded definition.
+    definitions = {**table, **{name: Arm(**data) for name, data in ((previous or {}).get("arms") or {}).items()
+                               if name not in table}}
+    summary = summarise_arms(definitions, runs, COMPARISONS, extra=ACCURACIES[1:], resamples=args.bootstrap)
+    add_accuracy_comparisons(summary, runs)
+    if block["name"] == "explicit":
+        block["seeds"] = sorted({r["seed"] for r in runs})
+    comparisons = tuple(c for c in COMPARISONS if c.against in summary)
+    rows = table_rows(summary, comparisons)
+    for row in rows:
+        if "scheduler" in definitions[row["arm"]].tags:
+            row["scheduling"] = scheduling_means([r for r in runs if r["arm"] == row["arm"]])
+    print_tables(rows, comparisons, f"SmolLM2-135M-Instruct on builtin-ifeval, {mode}, {rounds} rounds, seeds "
+                 f"{block['name']} {block['seeds']}: accuracies in points (x100), mean ± 95% t half-width; costs in "
+                 f"label units ({', '.join(f'{k} {v}' for k, v in Prices().model_dump().items())})")
+    report = build_report(settings, definitions, runs, summary, seed_block=block, previous=previous,
+                          startup_seconds=runner.startup_seconds, comparisons=[c.key for c in COMPARISONS], table=rows)
+    write(report, out, plot)
+
+
+def scheduling_means(runs: list[dict]) -> dict:
+    """What the scheduler did, per round averaged over rounds and seeds."""
+    values: dict[str, list[float]] = {}
+    for run in runs:
+        for entry in run.get("scheduling") or []:
+            for key, value in entry.items():
+                values.setdefault(key, []).append(float(value))
+    return {key: round(sum(v) / len(v), 2) for key, v in values.items()}
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ module, one results writer.
     stats.py    `mean_interval`, `paired_difference`, `mde`, `fmt`/`fmt_difference` (MDE beside every null),
                 `reach` (bootstrap cost to reach a target), `fmt_reach`
     results.py  `summarise_arms`, `previous_report`/`merge_runs` (--merge), `build_report`, `write`
-    legacy.py   the old label_efficiency functions rollout_efficiency.py and ifeval_arms.py still import
 
 Scripts import it as `harness` (they run from benchmarks/, which Python puts first on sys.path; tests add it).
 
