@@ -32,7 +32,7 @@ import tempfile
 from pathlib import Path
 
 from harness.arms import REPO, Arm, arm_table, available, reward, rewards_override
-from harness.curves import Comparison, draw, fmt_break_even, fmt_quality
+from harness.curves import Comparison, at_equal_reward, draw, fmt_break_even, fmt_quality
 from harness.results import build_report, merge_runs, previous_report, summarise_arms, write
 from harness.runs import add_arguments, make_runner, run_arms, seed_block_of
 from harness.stats import BOOTSTRAP, fmt, fmt_difference, fmt_reach
@@ -139,6 +139,19 @@ ARMS = arms_for("natural")
 # --- the table -----------------------------------------------------------------------------------
 
 
+def with_equal_reward(summary: dict[str, dict], arms: dict[str, Arm], runs: list[dict], baseline: str = "passive") -> None:
+    """Each arm's `equal_reward`: what `baseline` spends to first reach the arm's final held-out reward, against
+    what the arm spent, and the proxy price at which they are equal (harness.curves.at_equal_reward). Equal rounds
+    make passive's final (4x the labels of a label arm) out of any label arm's reach; this reads the saving at
+    the reward each arm does reach."""
+    base = [r for r in runs if r["arm"] == baseline]
+    if not base:
+        return
+    for name, entry in summary.items():
+        own = [r for r in runs if r["arm"] == name]
+        entry["equal_reward"] = at_equal_reward(own, base, own[0]["prices"], proxy_axis=arms[name].proxy_axis)
+
+
 def table_rows(summary: dict[str, dict]) -> list[dict]:
     """One row of formatted cells per arm (held-out in points, x100): what the tables print and the JSON keeps."""
     rows = []
@@ -157,16 +170,31 @@ def table_rows(summary: dict[str, dict]) -> list[dict]:
             "labels to reach passive [95%]": fmt_reach(reach.get("labels")),
             "total cost to reach passive [95%]": fmt_reach(reach.get("total_cost"), 1),
             "break-even proxy price [95%]": fmt_break_even(s.get("break_even")),
+            "passive's cost at its reward (ratio)": _equal_reward_cost(s.get("equal_reward")),
+            "break-even at equal reward": _equal_reward_price(s.get("equal_reward")),
             "s/run": "-" if s["wall_seconds_mean"] is None else f"{s['wall_seconds_mean']:.1f}",
         })
     return rows
+
+
+def _equal_reward_cost(found: dict | None) -> str:
+    if not found or found["baseline_cost"] is None:
+        return "-" if not found else "not reached"
+    return f"{found['baseline_cost']:.0f} ({found['ratio']:.2f})"
+
+
+def _equal_reward_price(found: dict | None) -> str:
+    if not found or found["price"] is None:
+        return "-"
+    return f"{found['price']:.3f}" if found["price"] > 0 else "never saves"
 
 
 def print_tables(rows: list[dict], header: str) -> None:
     spent = ["arm", "labels", "proxy calls", "generated tokens", "learner tokens", "rollouts", "total cost",
              "held-out final", "exact final", "pairs/round", "tied", "signal rho / pair acc.", "s/run"]
     compared = ["arm", *(c.title for c in COMPARISONS), "labels to reach passive [95%]",
-                "total cost to reach passive [95%]", "break-even proxy price [95%]"]
+                "total cost to reach passive [95%]", "break-even proxy price [95%]",
+                "passive's cost at its reward (ratio)", "break-even at equal reward"]
     print(f"\n{header}")
     for columns in (spent, compared):
         widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
@@ -229,6 +257,7 @@ def main() -> None:
     definitions = {**table, **{name: Arm(**data) for name, data in ((previous or {}).get("arms") or {}).items()
                                if name not in table}}
     summary = summarise_arms(definitions, runs, COMPARISONS, resamples=args.bootstrap)
+    with_equal_reward(summary, definitions, runs)
     if block["name"] == "explicit":
         block["seeds"] = sorted({r["seed"] for r in runs})
     rows = table_rows(summary)

@@ -165,6 +165,23 @@ def test_break_even_price_on_a_hand_made_curve():
     assert free["price"] is None and free["reason"] == "saves at any price"
 
 
+def test_at_equal_reward_prices_the_baselines_way_to_the_arms_result():
+    from harness.curves import at_equal_reward
+
+    arm = [run("arm", s, [0.2, 0.3, 0.35], [0, 64, 128], proxy=[0, 256, 512], generated=[0, 1000, 2000],
+               learner=[0, 2000, 4000]) for s in (0, 1)]
+    passive = [run("passive", s, [0.2, 0.3, 0.4], [0, 256, 512], total=[0, 260, 520]) for s in (0, 1)]
+    found = at_equal_reward(arm, passive, PRICES)
+    # The arm ends at 0.35, which passive's curve reaches half way through its second round: 390 of cost.
+    arm_cost = 128 + 512 * PRICES["proxy_call"] + 2 * PRICES["generated_kilotokens"] + 4 * PRICES["learner_kilotokens"]
+    assert found["reward"] == pytest.approx(0.35) and found["baseline_cost"] == pytest.approx(390)
+    assert found["arm_cost"] == pytest.approx(arm_cost) and found["ratio"] == pytest.approx(arm_cost / 390)
+    assert found["price"] == pytest.approx((390 - (arm_cost - 512 * PRICES["proxy_call"])) / 512)
+    better = at_equal_reward(arm, [run("passive", s, [0.2, 0.25, 0.3], [0, 256, 512], total=[0, 260, 520])
+                                   for s in (0, 1)], PRICES)
+    assert better["baseline_cost"] is None and better["price"] is None  # passive never gets there
+
+
 def test_summarise_arms_compares_each_arm_with_its_baseline_and_the_table():
     arms = arm_table(Arm("passive", ["labelling.query=passive"]),
                      Arm("random", ["labelling.query=random"], baseline="passive", axes=("labels", "total_cost")))

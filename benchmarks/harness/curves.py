@@ -133,6 +133,34 @@ def break_even(arm_runs: list[dict], baseline_runs: list[dict], prices: dict, va
     return result
 
 
+def at_equal_reward(arm_runs: list[dict], baseline_runs: list[dict], prices: dict, value: str = "heldout",
+                    proxy_axis: str = "proxy_scores") -> dict:
+    """The saving read the other way round from `break_even`: what the baseline's mean curve spends (total cost,
+    interpolated between rounds) to first reach the arm's mean final `value`, against what the arm spent to get
+    there. `ratio` < 1: the arm reached its result for less. `price`: the proxy price at which the two costs are
+    equal (None without proxy calls, or when the baseline never reaches the arm's result). Means over the seeds
+    both arms ran; no interval (a reach on a mean curve).
+
+    {"reward", "arm_cost", "baseline_cost", "ratio", "price"}"""
+    from cluster.config.evaluation import Prices
+    from cluster.costs import priced_parts
+
+    seeds = {r["seed"] for r in arm_runs} & {r["seed"] for r in baseline_runs}
+    arm = [r for r in arm_runs if r["seed"] in seeds]
+    base = [r for r in baseline_runs if r["seed"] in seeds]
+    reward = statistics.fmean(r[value][-1] for r in arm)
+    amounts = {axis: statistics.fmean(r[axis][-1] for r in arm) for axis in PRICED}
+    parts = priced_parts(amounts, Prices(**prices))
+    arm_cost = float(sum(parts.values()))
+    baseline_cost = first_reach(*mean_curve(base, "total_cost", value), reward)
+    price = None
+    if baseline_cost is not None and amounts[proxy_axis] > 0:
+        other = sum(cost for axis, cost in parts.items() if axis != proxy_axis)
+        price = (baseline_cost - other) / (amounts[proxy_axis] / PRICED[proxy_axis][1])
+    return {"reward": reward, "arm_cost": arm_cost, "baseline_cost": baseline_cost,
+            "ratio": None if not baseline_cost else arm_cost / baseline_cost, "price": price}
+
+
 def _break_even(arm_runs: list[dict], baseline_runs: list[dict], prices: dict, value: str, proxy_axis: str) -> dict:
     from cluster.config.evaluation import Prices
     from cluster.costs import priced_parts
