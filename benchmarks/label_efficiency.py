@@ -33,7 +33,7 @@ from pathlib import Path
 
 from harness.arms import REPO, Arm, arm_table, available, reward, rewards_override
 from harness.curves import Comparison, at_equal_reward, draw, fmt_break_even, fmt_quality
-from harness.results import build_report, merge_runs, previous_report, summarise_arms, write
+from harness.results import build_report, combined_runs, merge_runs, previous_report, summarise_arms, write
 from harness.runs import add_arguments, make_runner, run_arms, seed_block_of
 from harness.stats import BOOTSTRAP, fmt, fmt_difference, fmt_reach
 
@@ -245,12 +245,18 @@ def main() -> None:
     arms = available([table[name] for name in args.arms], shared)
     if not arms:
         raise SystemExit("no arm to run")
-    runner = make_runner(mode, arms[0].config_path, [*shared, *args.overrides])
-    if mode == "local":
-        print(f"start-up (imports, task, model, generator): {runner.start():.1f}s", flush=True)
-    with tempfile.TemporaryDirectory(prefix="activedpo-label-efficiency-") as tmp:
-        runs = run_arms(arms, block["seeds"], Path(args.runs_dir or tmp), runner, shared, args.overrides,
-                        columns={"exact": EXACT})
+    startup, parts = None, {}
+    if args.combine:
+        runs, commands = combined_runs(args.combine, settings, block["seeds"])
+        parts = {"combined_from": commands}
+    else:
+        runner = make_runner(mode, arms[0].config_path, [*shared, *args.overrides])
+        if mode == "local":
+            print(f"start-up (imports, task, model, generator): {runner.start():.1f}s", flush=True)
+        with tempfile.TemporaryDirectory(prefix="activedpo-label-efficiency-") as tmp:
+            runs = run_arms(arms, block["seeds"], Path(args.runs_dir or tmp), runner, shared, args.overrides,
+                            columns={"exact": EXACT})
+        startup = runner.startup_seconds
     if previous:
         runs = merge_runs(previous["runs"], runs)
     # Arms of earlier merged runs that this table no longer declares keep their recorded definition.
@@ -266,7 +272,7 @@ def main() -> None:
                        f"({', '.join(f'{k} {v}' for k, v in Prices().model_dump().items())} unless the arm sets "
                        "its own)")
     report = build_report(settings, definitions, runs, summary, seed_block=block, previous=previous,
-                          startup_seconds=runner.startup_seconds, comparisons=[c.key for c in COMPARISONS], table=rows)
+                          startup_seconds=startup, comparisons=[c.key for c in COMPARISONS], table=rows, **parts)
     write(report, out, plot)
 
 

@@ -221,6 +221,26 @@ def test_merge_keeps_each_runs_machine_and_refuses_other_settings(tmp_path):
 # --- arms ----------------------------------------------------------------------------------------
 
 
+def test_combined_runs_take_disjoint_parts_of_one_block_with_the_same_settings(tmp_path):
+    from harness.results import combined_runs
+
+    settings = {"pool": "natural", "rounds": 8, "seed_block": "fresh"}
+    parts = []
+    for name, seeds in (("a", [1, 2]), ("b", [3])):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"command": f"python x --seeds {seeds}", "settings": {**settings, "seed_block": "explicit"},
+                                    "runs": [{"arm": "random", "seed": s, "machine": {"commit": name}} for s in seeds]}))
+        parts.append(path)
+    runs, commands = combined_runs(parts, settings, [1, 2, 3])
+    assert [r["machine"]["commit"] for r in runs] == ["a", "a", "b"] and len(commands) == 2
+    with pytest.raises(SystemExit, match="cover seeds"):
+        combined_runs(parts, settings, [1, 2, 3, 4])
+    with pytest.raises(SystemExit, match="share an"):
+        combined_runs([parts[0], parts[0]], settings, [1, 2])
+    with pytest.raises(SystemExit, match="settings"):
+        combined_runs(parts, {**settings, "rounds": 4}, [1, 2, 3])
+
+
 def test_arm_overrides_compose_as_data():
     base = Arm("pairs", ["a=1", "b=2"], baseline="passive", prices={"label": 0.05})
     assert base.overrides_for(3, shared=["s=0"], after=["u=9"]) == ["s=0", "a=1", "b=2", "reporting.prices.label=0.05",

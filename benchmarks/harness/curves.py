@@ -272,9 +272,15 @@ def fmt_quality(quality: dict) -> str:
 def draw(axis, summaries: dict, x: str, value: str = "heldout", baseline: str | None = None, title: str = "",
          ylabel: str = "held-out reward", dashed: tuple[str, ...] = ()) -> None:
     """Every arm's mean `value` against its mean cumulative `x` (AXES) with the 95% band, the baseline arm's
-    final as a grey line; arms named in `dashed` dashed."""
-    for arm, s in summaries.items():
-        line, = axis.plot(s["x"][x], s[value], "--" if arm in dashed else "-", marker="o", markersize=3, label=arm)
+    final as a grey line; arms named in `dashed` dashed. Each arm keeps one colour in every panel, and up to 18
+    arms get distinct ones (matplotlib's default cycle repeats after 10: tab10, then Dark2's 8, drawn with squares)."""
+    import matplotlib
+
+    palette = (*matplotlib.colormaps["tab10"].colors, *matplotlib.colormaps["Dark2"].colors)
+    for index, (arm, s) in enumerate(summaries.items()):
+        line, = axis.plot(s["x"][x], s[value], "--" if arm in dashed else "-", marker="o" if index < 10 else "s",
+                          markersize=3 if index < 10 else 4, label=arm,
+                          color=palette[index % len(palette)])
         if s[f"{value}_low"][0] is not None:
             axis.fill_between(s["x"][x], s[f"{value}_low"], s[f"{value}_high"], color=line.get_color(), alpha=0.08)
     if baseline in summaries:

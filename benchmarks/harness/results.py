@@ -70,6 +70,26 @@ def previous_report(out: Path, settings: dict, arms: Iterable[Arm]) -> dict | No
     return previous
 
 
+def combined_runs(paths: Iterable[str | Path], settings: dict, seeds: Iterable[int]) -> tuple[list[dict], list[str]]:
+    """The runs of reports written over parts of one seed block (their settings equal `settings` but for the seed
+    block's name), and their commands; refused when a report differs, a seed repeats or the seeds are not
+    `seeds`."""
+    runs, commands = [], []
+    for path in paths:
+        report = json.loads(Path(path).read_text())
+        ours, theirs = ({k: v for k, v in d.items() if k != "seed_block"} for d in (settings, report["settings"]))
+        if ours != theirs:
+            raise SystemExit(f"--combine: {path} has settings {report['settings']}, not {settings}")
+        runs += report["runs"]
+        commands.append(report["command"])
+    keys = [(r["arm"], r["seed"]) for r in runs]
+    if len(keys) != len(set(keys)):
+        raise SystemExit("--combine: the reports share an (arm, seed): combine disjoint seeds only")
+    if sorted({r["seed"] for r in runs}) != sorted(seeds):
+        raise SystemExit(f"--combine: the reports cover seeds {sorted({r['seed'] for r in runs})}, not {sorted(seeds)}")
+    return runs, commands
+
+
 def merge_runs(previous: list[dict], runs: list[dict], key: tuple[str, ...] = ("arm", "seed")) -> list[dict]:
     """The earlier runs whose `key` this invocation did not run (unchanged, their `machine` too), then these."""
     done = {tuple(r[k] for k in key) for r in runs}

@@ -226,6 +226,9 @@ def add_arguments(parser: argparse.ArgumentParser, arms: Iterable[str], default_
                         "found there with the same overrides is read back, not run again")
     parser.add_argument("--merge", action="store_true", help="keep the runs of other (arm, seed)s already in --out "
                         "(same settings, or refused)")
+    parser.add_argument("--combine", nargs="+", metavar="JSON", help="run nothing: summarise the runs of these "
+                        "reports, written by this script with the same settings over parts of the seeds (e.g. two "
+                        "processes on halves of --seed-block); each run keeps its machine record")
     parser.add_argument("overrides", nargs="*", help="key=value overrides for every arm")
 
 
