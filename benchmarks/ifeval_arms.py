@@ -72,7 +72,7 @@ from pathlib import Path
 
 from harness.arms import REPO, Arm, arm_table, available, reward, rewards_override
 from harness.curves import Comparison, compare, draw, fmt_break_even, fmt_quality
-from harness.results import build_report, merge_runs, previous_report, summarise_arms, write
+from harness.results import build_report, combined_runs, merge_runs, previous_report, summarise_arms, write
 from harness.runs import CLI_RECORD, add_arguments, make_runner, run_arms, seed_block_of
 from harness.stats import BOOTSTRAP, fmt, fmt_difference, fmt_reach, mde, mean_interval
 
@@ -301,11 +301,27 @@ def finished(arm: Arm, seed: int, runs_dir: Path, shared: list[str], after: list
     return False
 
 
+def run_all(args, arms: list[Arm], block: dict, runs_dir: Path, mode: str, rounds: int,
+            shared: list[str]) -> tuple[list[dict], float | None]:
+    """Every (seed, arm) of this invocation, after printing what it will take; (runs, start-up seconds)."""
+    pending = [(a.name, s) for s in block["seeds"] for a in arms if not finished(a, s, runs_dir, shared, args.overrides)]
+    before, per_round = SECONDS[mode]
+    each = before + per_round * rounds
+    print(f"estimate: {len(pending)} runs to do x ~{each:.0f} s = ~{len(pending) * each / 3600:.1f} h at the measured speeds "
+          f"({len(arms) * len(block['seeds']) - len(pending)} of {len(arms) * len(block['seeds'])} already in "
+          f"{runs_dir}; {mode}, {rounds} rounds, arms {[a.name for a in arms]}, seeds {block['seeds']})", flush=True)
+    runner = make_runner("cli" if mode == "cli" else "local", REPO / CONFIG, [*shared, *args.overrides])
+    if mode != "cli":
+        print(f"start-up (imports, task, model, generator): {runner.start():.1f}s", flush=True)
+    runs = run_arms(arms, block["seeds"], runs_dir, runner, shared, args.overrides, extra=ifeval_curves)
+    return runs, runner.startup_seconds
+
+
 def main() -> None:
     table = arms_for(sizes(CONFIG, LOCAL))  # for --help; the run's own sizes below
     parser = argparse.ArgumentParser(description=__doc__ + "\narms (at the one-hour scale):\n" + "\n".join(
         f"  {arm.name}: {arm.description}" for arm in table.values()), formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser, table, DEFAULT_ARMS, OUT)
+    add_arguments(parser, table, DEFAULT_ARMS, OUT, combine=True)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, 1 round: checks the script, measures nothing")
     parser.add_argument("--local", action="store_true", help="(the default: in process at the one-hour scale)")
     parser.add_argument("--rounds", type=int, help="run.rounds of every arm (default: 3; --cli 6; --quick 1)")
@@ -333,16 +349,12 @@ def main() -> None:
     arms = available([table[name] for name in args.arms], shared)
     if not arms:
         raise SystemExit("no arm to run")
-    pending = [(a.name, s) for s in block["seeds"] for a in arms if not finished(a, s, runs_dir, shared, args.overrides)]
-    before, per_round = SECONDS[mode]
-    each = before + per_round * rounds
-    print(f"estimate: {len(pending)} runs to do x ~{each:.0f} s = ~{len(pending) * each / 3600:.1f} h at the measured speeds "
-          f"({len(arms) * len(block['seeds']) - len(pending)} of {len(arms) * len(block['seeds'])} already in "
-          f"{runs_dir}; {mode}, {rounds} rounds, arms {[a.name for a in arms]}, seeds {block['seeds']})", flush=True)
-    runner = make_runner("cli" if mode == "cli" else "local", REPO / CONFIG, [*shared, *args.overrides])
-    if mode != "cli":
-        print(f"start-up (imports, task, model, generator): {runner.start():.1f}s", flush=True)
-    runs = run_arms(arms, block["seeds"], runs_dir, runner, shared, args.overrides, extra=ifeval_curves)
+    if args.combine:
+        runs, commands = combined_runs(args.combine, settings, block["seeds"])
+        startup, parts = None, {"combined_from": commands}
+    else:
+        runs, startup = run_all(args, arms, block, runs_dir, mode, rounds, shared)
+        parts = {}
     if previous:
         runs = merge_runs(previous["runs"], runs)
     # Arms of earlier merged runs that this table no longer declares keep their recorded definition.
@@ -361,7 +373,7 @@ def main() -> None:
                  f"{block['name']} {block['seeds']}: accuracies in points (x100), mean ± 95% t half-width; costs in "
                  f"label units ({', '.join(f'{k} {v}' for k, v in Prices().model_dump().items())})")
     report = build_report(settings, definitions, runs, summary, seed_block=block, previous=previous,
-                          startup_seconds=runner.startup_seconds, comparisons=[c.key for c in COMPARISONS], table=rows)
+                          startup_seconds=startup, comparisons=[c.key for c in COMPARISONS], table=rows, **parts)
     write(report, out, plot)
 
 

@@ -226,7 +226,7 @@ def plot(report: dict, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__ + "\narms:\n" + "\n".join(
         f"  {arm.name}: {arm.description}" for arm in ARMS.values()), formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser, ARMS, DEFAULT_ARMS, OUT)
+    add_arguments(parser, ARMS, DEFAULT_ARMS, OUT, combine=True)
     parser.add_argument("--pool", choices=list(POOLS), default="natural")
     parser.add_argument("--rounds", type=int, default=8, help="run.rounds of every arm (default 8)")
     parser.add_argument("--bootstrap", type=int, default=BOOTSTRAP, help="bootstrap resamples (default %(default)s)")

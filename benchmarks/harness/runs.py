@@ -210,9 +210,10 @@ def selection_seconds(metrics: dict) -> float:
 # --- command line --------------------------------------------------------------------------------
 
 
-def add_arguments(parser: argparse.ArgumentParser, arms: Iterable[str], default_arms: Iterable[str], out: Path) -> None:
+def add_arguments(parser: argparse.ArgumentParser, arms: Iterable[str], default_arms: Iterable[str], out: Path,
+                  combine: bool = False) -> None:
     """The options every harness benchmark takes: --seeds / --seed-block, --arms, --cli, --out, --runs-dir,
-    --merge, and key=value overrides for every arm."""
+    --merge, and key=value overrides for every arm; `combine`: also --combine (a script that implements it)."""
     seeds = parser.add_mutually_exclusive_group(required=True)
     seeds.add_argument("--seeds", type=int, nargs="+", help="seeds to run (recorded as the block 'explicit')")
     seeds.add_argument("--seed-block", choices=list(SEED_BLOCKS),
@@ -226,9 +227,10 @@ def add_arguments(parser: argparse.ArgumentParser, arms: Iterable[str], default_
                         "found there with the same overrides is read back, not run again")
     parser.add_argument("--merge", action="store_true", help="keep the runs of other (arm, seed)s already in --out "
                         "(same settings, or refused)")
-    parser.add_argument("--combine", nargs="+", metavar="JSON", help="run nothing: summarise the runs of these "
-                        "reports, written by this script with the same settings over parts of the seeds (e.g. two "
-                        "processes on halves of --seed-block); each run keeps its machine record")
+    if combine:
+        parser.add_argument("--combine", nargs="+", metavar="JSON", help="run nothing: summarise the runs of these "
+                            "reports, written by this script with the same settings over parts of the seeds (e.g. two "
+                            "processes on halves of --seed-block); each run keeps its machine record")
     parser.add_argument("overrides", nargs="*", help="key=value overrides for every arm")
 
 
