@@ -98,7 +98,7 @@ HISTORY = ["data.scheduler=history", "data.scheduler.audit_fraction=0.1", "data.
            "data.scheduler.neighbour_source=minilm"]
 LEAN_SHARE = 0.75  # history_nn_lean's prompts a round, a share of passive's
 DEFAULT_ARMS = ["passive_sized", "random", "random_pairs", "pvar_implicit_pairs", "pvar_learned_pairs"]
-COMPARISONS = (Comparison("random", "labels"), Comparison("passive_sized", "total_cost"),
+COMPARISONS = (Comparison("random", "labels"), Comparison("random", "total_cost"), Comparison("passive_sized", "total_cost"),
                Comparison("passive_sized", "round"), Comparison("passive", "round"))
 TARGET_MDE = 0.04  # the issue's: a minimum detectable effect of at most 4 points of instruction-level loose accuracy
 OUT = REPO / "benchmarks" / "results" / "ifeval_arms_local.json"  # ifeval_arms.json: the earlier arms' runs
