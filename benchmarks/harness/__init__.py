@@ -10,7 +10,8 @@ module, one results writer.
                 axis an argument), `break_even` (proxy price), `summarise`, `draw`, `Comparison`
     stats.py    `mean_interval`, `paired_difference`, `mde`, `fmt`/`fmt_difference` (MDE beside every null),
                 `reach` (bootstrap cost to reach a target), `fmt_reach`
-    results.py  `summarise_arms`, `previous_report`/`merge_runs` (--merge), `build_report`, `write`
+    results.py  `summarise_arms`, `previous_report`/`merge_runs` (--merge), `combined_runs` (--combine: reports of
+                disjoint parts of one seed block, e.g. two processes), `build_report`, `write`
 
 Scripts import it as `harness` (they run from benchmarks/, which Python puts first on sys.path; tests add it).
 
