@@ -73,7 +73,7 @@ from pathlib import Path
 from harness.arms import REPO, Arm, arm_table, available, reward, rewards_override
 from harness.curves import Comparison, compare, draw, fmt_break_even, fmt_quality
 from harness.results import build_report, combined_runs, merge_runs, previous_report, summarise_arms, write
-from harness.runs import CLI_RECORD, add_arguments, make_runner, run_arms, seed_block_of
+from harness.runs import CLI_RECORD, LOCAL_RECORD, add_arguments, make_runner, run_arms, seed_block_of
 from harness.stats import BOOTSTRAP, fmt, fmt_difference, fmt_reach, mde, mean_interval
 
 CONFIG = "configs/smollm2-ifeval.yaml"
@@ -294,7 +294,7 @@ def plot(report: dict, path: Path) -> None:
 
 def finished(arm: Arm, seed: int, runs_dir: Path, shared: list[str], after: list[str]) -> bool:
     """Whether the runner will read this run back: its folder's record (either runner's) has the same overrides."""
-    for name in ("label_efficiency_run.json", CLI_RECORD):  # local_arms.RUN_RECORD (not imported: torch), runs.py's
+    for name in (LOCAL_RECORD, CLI_RECORD):
         record = runs_dir / f"{arm.name}-{seed}" / name
         if record.exists() and json.loads(record.read_text()).get("overrides") == arm.overrides_for(seed, shared, after):
             return True

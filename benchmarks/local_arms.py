@@ -62,10 +62,9 @@ from cluster.round_runner import RoundRunner
 from cluster.run_setup import build_choices, check_rewards, prepare_inputs
 from cluster.run_store import RunStore
 from cluster.settings import feature_options, generator_settings, sampling_params
+from harness.runs import LOCAL_RECORD as RUN_RECORD  # what finished_or_new keeps in each run folder
 
 IN_PROCESS = "in_process"  # metrics.json's `weight_transport` and `nodes` of these runs
-# In each run folder `finished_or_new` keeps: the run's overrides and wall seconds (the name predates this module).
-RUN_RECORD = "label_efficiency_run.json"
 
 
 @contextlib.contextmanager

@@ -40,6 +40,8 @@ SEED_BLOCKS = {
 }
 COUNTERS = ("labels", "proxy_scores", "generated_tokens", "learner_tokens", "total_cost", "prompts_rolled_out")
 CLI_RECORD = "harness_run.json"  # in each run folder the CLI runner starts: its overrides and wall seconds
+# In each run folder local_arms.LocalArms.finished_or_new writes (the name predates the harness).
+LOCAL_RECORD = "label_efficiency_run.json"
 
 
 # --- runners -------------------------------------------------------------------------------------
