@@ -330,6 +330,7 @@ class Phase(str, enum.Enum):
     SYNC = "sync"
     EVAL = "eval"
     DID = "did"
+    BENCHMARKS = "benchmarks"  # official IFEval / IFBench: in round 0 before training, and after the last round
 
     def __str__(self) -> str:
         return self.value
@@ -367,6 +368,8 @@ class Metric(enum.StrEnum):
     HELDOUT_BEFORE_STD = "heldout_before_std"
     HELDOUT_BEFORE_COLUMNS = "heldout_before_columns"
     HELDOUT_BEFORE_IFEVAL = "heldout_before_ifeval"
+    BENCHMARKS = "benchmarks"                        # {benchmark: accuracies, truncation, settings} after the last round
+    BENCHMARKS_BEFORE = "benchmarks_before"          # the same for the starting policy, in round 0
     # The round's own data.
     PROMPTS = "prompts"                              # prompts rolled out, refill batches included
     ROLLOUTS = "rollouts"                            # responses sampled

@@ -53,6 +53,7 @@ class Generator(GeneratorBase):
                 temperature=sampling.temperature,
                 top_p=sampling.top_p,
                 max_new_tokens=sampling.max_new_tokens,
+                greedy=sampling.greedy,
             )
             samples.response_token_ids += batch.response_token_ids
             samples.token_logprobs += batch.token_logprobs

@@ -11,7 +11,8 @@ declared in actors/rewards/spec.py.
 
 What the driver resolves itself travels beside a section, never in a mirror of it: `GeneratorSettings`
 carries the policy folder and the weights version a generator starts at, next to the `model` section (and
-`generation.torch_threads`, the one config value it copies); `SamplingParams` carries the seed.
+`generation.torch_threads`, the one config value it copies); `SamplingParams` carries the seed (and `greedy`,
+for the benchmark evaluation).
 
 Light to import: pydantic and actors/options.py (the learner strategies' registry too), no torch at import
 time. Validating a `learner` section does import torch once: its loss check asks the DPO losses' registry
@@ -155,8 +156,10 @@ class SamplingParams(StrictModel):
 
     The five sampling options are declared here, once, and the `generation` section takes these very
     fields (cluster/config/rollout.py: `SAMPLING`); the driver adds the seed, per round or phase, and may
-    override k and the temperature for one phase (the held-out evaluation, the DID samples). Frozen: one
-    value per generate call, pickled into the generator actors.
+    override k and the temperature for one phase (the held-out evaluation, the DID samples), or ask for
+    greedy decoding (the benchmark evaluation: one argmax response per prompt; never a `generation`
+    option, since rollouts must sample). Frozen: one value per generate call, pickled into the generator
+    actors.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -168,10 +171,28 @@ class SamplingParams(StrictModel):
     # rows per model.generate call = batch_size * samples_per_prompt
     batch_size: int = Field(64, ge=1, description="Prompts per generate() call inside an actor.")
     seed: int = Field(0, description="Seed of the samples (with each batch's prompt ids); given by the driver.")
+    greedy: bool = Field(
+        False,
+        description="Greedy decoding: the argmax token at each step (temperature and top_p are then ignored, "
+        "and token_logprobs are the chosen tokens' log-probs at temperature 1), one response per prompt. "
+        "For the benchmark evaluation only (IFEval's convention); rollouts sample. Given by the driver.",
+    )
+
+    @model_validator(mode="after")
+    def _greedy_gives_one_response(self) -> "SamplingParams":
+        if self.greedy and self.samples_per_prompt != 1:
+            raise ValueError(
+                f"greedy decoding gives one response per prompt: samples_per_prompt must be 1, "
+                f"not {self.samples_per_prompt} (its samples would all be the same)"
+            )
+        return self
 
 
+# What the driver gives per call, not options of the `generation` section: the seed, and greedy decoding
+# (the benchmark evaluation's; rollouts always sample).
+DRIVER_GIVEN = frozenset({"seed", "greedy"})
 # The sampling options as the `generation` section declares them (the same FieldInfo objects).
-SAMPLING = {name: info for name, info in SamplingParams.model_fields.items() if name != "seed"}
+SAMPLING = {name: info for name, info in SamplingParams.model_fields.items() if name not in DRIVER_GIVEN}
 
 
 @dataclass(frozen=True)

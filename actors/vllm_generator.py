@@ -14,6 +14,10 @@ How it matches the HF backend:
   with the same tokenizer call;
 - `token_logprobs` are log-probs under the distribution each token was drawn from, after
   temperature and top-p (`logprobs_mode="processed_logprobs"`), as the HF backend records them;
+- greedy decoding (`SamplingParams.greedy`, the benchmark evaluation's) is vLLM's own: temperature 0,
+  which vLLM takes as argmax with top-p and top-k off and no seed needed. Its processed log-probs are
+  then those of the unmodified distribution (vLLM applies no temperature to a greedy request), which
+  is what the HF backend records for greedy too;
 - the checkpoint's generation defaults (top_k, repetition penalty, ...) are ignored
   (`generation_config="vllm"`) so they cannot change the sampled distribution silently;
 - every sample is its own request with its own seed, drawn from the run's seed, the prompt id and the
@@ -130,13 +134,19 @@ class VLLMGenerator(GeneratorBase):
         for prompt_id, tokens in zip(prompt_ids, prompt_tokens):
             for index in range(sampling.samples_per_prompt):
                 requests.append(TokensPrompt(prompt_token_ids=tokens))
+                if sampling.greedy:  # vLLM's greedy: temperature 0 (top-p and top-k then off; no seed needed)
+                    decoding = dict(temperature=0.0, top_p=1.0, top_k=0, seed=None)
+                else:
+                    decoding = dict(
+                        temperature=sampling.temperature,
+                        top_p=sampling.top_p,
+                        top_k=0,  # no top-k: the HF backend samples from the whole (top-p) distribution
+                        seed=sample_seed(sampling.seed, prompt_id, index),
+                    )
                 params.append(VllmSampling(
                     n=1,
-                    temperature=sampling.temperature,
-                    top_p=sampling.top_p,
-                    top_k=0,  # no top-k: the HF backend samples from the whole (top-p) distribution
+                    **decoding,
                     max_tokens=sampling.max_new_tokens,
-                    seed=sample_seed(sampling.seed, prompt_id, index),
                     stop_token_ids=self._stop_ids,
                     logprobs=0,  # the sampled token's own log-prob only
                     detokenize=False,  # decoded by GeneratorBase, with the HF backend's call

@@ -104,8 +104,11 @@ class GeneratorGroup:
         ]
         return cls(actors, cfg)
 
-    def sampling(self, seed: int, samples_per_prompt: int | None = None, temperature: float | None = None) -> SamplingParams:
-        return sampling_params(self.cfg, seed, samples_per_prompt, temperature)
+    def sampling(self, seed: int, samples_per_prompt: int | None = None, temperature: float | None = None,
+                 greedy: bool = False) -> SamplingParams:
+        """The `generation` section's sampling with this call's seed and overrides; `greedy=True`: greedy
+        decoding, one response per prompt (the benchmark evaluation's; cluster/settings.py)."""
+        return sampling_params(self.cfg, seed, samples_per_prompt, temperature, greedy=greedy)
 
     def generate(self, prompts: pa.Table, sampling: SamplingParams, weights: WeightsHandle | None,
                  progress: Callable[[int], None] | None = None) -> pa.Table:

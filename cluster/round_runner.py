@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 
 from actors.contracts import EVAL_ROLE, LABEL_ROLE, PROXY_ROLE, SCORER_SKIPPED_COLUMNS, Metric, Phase
 from actors.rewards.ifeval import ifeval_accuracies
+from cluster.benchmark_eval import evaluate_benchmarks
 from cluster.collaborators import Collaborators, RunInputs, WeightsHandle
 from cluster.config import RunConfig
 from cluster.costs import round_costs
@@ -92,7 +93,7 @@ class RoundRunner:
 
     def __init__(self, config: RunConfig, inputs: RunInputs, parts: Collaborators):
         self.config = config
-        self.prompts, self.heldout = inputs.prompts, inputs.heldout
+        self.prompts, self.heldout, self.benchmark_prompts = inputs.prompts, inputs.heldout, inputs.benchmarks
         self.generators, self.scorers, self.learner = parts.generators, parts.scorers, parts.learner
         self.probe, self.policy, self.query, self.scheduler = parts.probe, parts.policy, parts.query, parts.scheduler
         self.store, self.observers = parts.store, parts.observers
@@ -143,6 +144,14 @@ class RoundRunner:
         if ifeval is not None:
             result[Metric.HELDOUT_IFEVAL] = ifeval
         return result
+
+    def benchmarks(self) -> dict:
+        """Official IFEval / IFBench on the generators' current weights ({} when eval.benchmarks names none)."""
+        if not self.benchmark_prompts:
+            return {}
+        return evaluate_benchmarks(self.generators, self.weights, self.benchmark_prompts, self.config.eval.benchmarks,
+                                   sampling_seed(self.config.run.seed, Stream.EVAL),
+                                   self.config.data.apply_chat_template)
 
     def did_diagnostics(self) -> dict:
         """DID entropy of the current policy against the initial model, from K samples per held-out prompt."""
@@ -242,6 +251,9 @@ class RoundRunner:
             if Metric.HELDOUT_IFEVAL in before:
                 metrics[Metric.HELDOUT_BEFORE_IFEVAL] = before[Metric.HELDOUT_IFEVAL]
             metrics[Metric.HELDOUT_BEFORE_COLUMNS] = before[Metric.HELDOUT_COLUMNS]
+            if self.benchmark_prompts:
+                with phase(Phase.BENCHMARKS):
+                    metrics[Metric.BENCHMARKS_BEFORE] = self.benchmarks()
         schedule = self.scheduler.schedule(self.prompts, cfg.data.prompts_per_round, index)
         refills = cfg.labelling.refill_batches > 0
         batch = self.roll_out_batch(index, 0, schedule, self.labels, finish=not refills)
@@ -290,6 +302,9 @@ class RoundRunner:
             evaluation = self.evaluate()
         with phase(Phase.DID):
             did = self.did_diagnostics()
+        if self.benchmark_prompts and index == cfg.run.rounds - 1:
+            with phase(Phase.BENCHMARKS):
+                metrics[Metric.BENCHMARKS] = self.benchmarks()
         train_mean, train_std = reward_stats(scored)
         metrics.update(evaluation)
         metrics.update({

@@ -83,15 +83,15 @@ def check_rewards(config: RunConfig) -> None:
         reward_kind(reward.kind, key).check(reward, key)
 
 
-def prepare_inputs(config: RunConfig) -> RunInputs:
-    """Resolve the policy path and load both prompt sets (building the built-in task or model if needed)."""
-    from transformers import AutoTokenizer
-
+def resolve_model(config: RunConfig, sources: tuple[str, ...] | None = None):
+    """The policy's folder (built or converted on first use) and the built-in task when the model or one of
+    `sources` (default: both prompt sets' paths) is 'builtin', else None."""
     from cluster.tools.prepare import MODEL_NAME as PREPARED_MODEL
-    from cluster.data.prompts import load_prompts
 
     task = None
-    if "builtin" in (config.model.path, config.data.train.path, config.data.heldout.path):
+    if sources is None:
+        sources = (config.data.train.path, config.data.heldout.path)
+    if "builtin" in (config.model.path, *sources):
         from cluster.data.builtin_task import ensure_builtin_task
 
         log.info("preparing the built-in task (cached after the first run) ...")
@@ -104,6 +104,17 @@ def prepare_inputs(config: RunConfig) -> RunInputs:
     if not Path(model_path).is_dir():
         raise InputError(f"model.path: {model_path} is not a folder; give a local Hugging Face model folder, "
                          f"'builtin' or '{PREPARED_MODEL}'")
+    return model_path, task
+
+
+def prepare_inputs(config: RunConfig) -> RunInputs:
+    """Resolve the policy path and load both prompt sets (building the built-in task or model if needed)."""
+    from transformers import AutoTokenizer
+
+    from cluster.benchmark_eval import load_benchmark_prompts
+    from cluster.data.prompts import load_prompts
+
+    model_path, task = resolve_model(config)
     tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=config.model.trust_remote_code)
     splits = []
     for name, source in (("train", config.data.train), ("heldout", config.data.heldout)):
@@ -111,7 +122,7 @@ def prepare_inputs(config: RunConfig) -> RunInputs:
         splits.append(load_prompts(source, tokenizer, config.data.apply_chat_template,
                                    builtin_split_path=split_path, key_prefix=f"data.{name}", split=name))
         check_reward_columns(tuple(config.scoring.rewards), splits[-1], f"data.{name}", source.path)
-    return RunInputs(model_path, splits[0], splits[1])
+    return RunInputs(model_path, splits[0], splits[1], load_benchmark_prompts(config, tokenizer))
 
 
 def check_reward_columns(rewards: tuple[RewardSpec, ...], prompts: pa.Table, key_prefix: str, path: str) -> None:

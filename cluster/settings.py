@@ -75,12 +75,15 @@ def scheduler_context(config: RunConfig) -> SchedulerContext:
 
 
 def sampling_params(section: GenerationSection, seed: int, samples_per_prompt: int | None = None,
-                    temperature: float | None = None) -> SamplingParams:
-    """How the generators sample (the `generation` section); `seed` is the caller's, per round or phase."""
+                    temperature: float | None = None, greedy: bool = False) -> SamplingParams:
+    """How the generators sample (the `generation` section); `seed` is the caller's, per round or phase.
+
+    `greedy`: greedy decoding for the benchmark evaluation (never a `generation` option): one argmax
+    response per prompt, so `samples_per_prompt` defaults to 1 (any other value is refused)."""
     values = {name: getattr(section, name) for name in SAMPLING}  # the same fields: declared once
-    values.update(samples_per_prompt=samples_per_prompt or section.samples_per_prompt,
+    values.update(samples_per_prompt=samples_per_prompt or (1 if greedy else section.samples_per_prompt),
                   temperature=temperature or section.temperature)
-    return SamplingParams(**values, seed=seed)
+    return SamplingParams(**values, seed=seed, greedy=greedy)
 
 
 def feature_options(section: ProbeSection, reference_model_path: str) -> FeatureOptions:

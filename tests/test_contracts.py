@@ -165,7 +165,7 @@ def test_the_round_runner_times_every_phase_and_only_phases():
 
 def test_phases_are_plain_strings_in_json_and_text():
     assert PHASE_ORDER == ("eval_before", "generate", "score", "select", "gradient_norms", "train", "sync", "eval",
-                           "did")
+                           "did", "benchmarks")
     assert json.dumps({Phase.GRADIENT_NORMS: 1.0}) == '{"gradient_norms": 1.0}'
     assert f"{Phase.DID} {Phase.TRAIN!s}" == "did train" and Phase("score") is Phase.SCORE
 

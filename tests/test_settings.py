@@ -39,7 +39,7 @@ def config(request):
 
 def test_the_sampling_options_are_declared_once():
     """The `generation` section takes SamplingParams' own fields: same defaults, bounds and descriptions."""
-    assert set(SAMPLING) == set(SamplingParams.model_fields) - {"seed"}
+    assert set(SAMPLING) == set(SamplingParams.model_fields) - {"seed", "greedy"}
     for name, info in SAMPLING.items():
         section = GenerationSection.model_fields[name]
         assert (section.default, section.description, section.metadata) == (info.default, info.description,

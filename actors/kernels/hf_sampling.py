@@ -5,7 +5,11 @@ pad id, a clean generation config).
 
 `sample_batch` runs `model.generate` on left-padded prompts and returns, for every sampled response,
 its token ids (cut after the first stop token) and the log-probability of each token under the
-distribution it was actually drawn from (after temperature and top-p).
+distribution it was actually drawn from (after temperature and top-p). With `greedy` (the benchmark
+evaluation's decoding) it takes the argmax token at each step instead, and records each chosen token's
+log-probability under the unmodified model distribution (temperature 1, no top-p): the distribution a
+greedy token is "drawn from" is a point mass, whose log-prob 0 says nothing, and temperature and top-p
+do not change the argmax.
 
 Why temperature and top-p are applied by our own processor instead of generate's built-in warpers:
 generate appends user processors *before* its warpers, and `output_scores` keeps a (rows x vocab)
@@ -87,8 +91,9 @@ def stop_token_ids(generation_config: GenerationConfig, tokenizer) -> list[int]:
 class SampledTokenLogprobs(LogitsProcessor):
     """Applies temperature and top-p, and records log p(sampled token) under the result.
 
-    Must be the last processor: generate samples from softmax(what this returns). The token drawn at
-    step t is visible as input_ids[:, -1] at step t + 1, so each call records the previous step's.
+    Must be the last processor: generate samples from softmax(what this returns) (or, greedy, takes its
+    argmax). The token drawn at step t is visible as input_ids[:, -1] at step t + 1, so each call records
+    the previous step's.
     """
 
     def __init__(self, temperature: float, top_p: float):
@@ -140,16 +145,25 @@ def sample_batch(
     temperature: float,
     top_p: float,
     max_new_tokens: int,
+    greedy: bool = False,
 ) -> BatchSamples:
-    """Sample `num_samples` responses per prompt (seed torch's RNG before calling for reproducibility)."""
+    """Sample `num_samples` responses per prompt (seed torch's RNG before calling for reproducibility).
+
+    `greedy`: the argmax token at each step, one response per prompt (`num_samples` must be 1); the
+    temperature and top-p are ignored and token_logprobs are log-probs at temperature 1 (module docstring).
+    """
+    if greedy and num_samples != 1:
+        raise ValueError(f"greedy decoding gives one response per prompt, not num_samples={num_samples}")
     input_ids, attention = left_pad(prompt_ids, lm.pad_id)
-    recorder = SampledTokenLogprobs(temperature, top_p)
-    config = GenerationConfig(
-        do_sample=True,
+    # Greedy: the recorder applies no warper, so it records the unmodified distribution's log-probs.
+    recorder = SampledTokenLogprobs(1.0, 1.0) if greedy else SampledTokenLogprobs(temperature, top_p)
+    if greedy:
+        decoding = dict(do_sample=False)
+    else:
         # Our processor does temperature and top-p; generate's own warpers (incl. its default top_k=50) stay off.
-        temperature=1.0,
-        top_p=1.0,
-        top_k=0,
+        decoding = dict(do_sample=True, temperature=1.0, top_p=1.0, top_k=0)
+    config = GenerationConfig(
+        **decoding,
         max_new_tokens=max_new_tokens,
         num_return_sequences=num_samples,
         eos_token_id=lm.stop_ids,

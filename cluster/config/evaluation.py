@@ -5,9 +5,32 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from actors.options import StrictModel
+
+
+class BenchmarksSection(StrictModel):
+    """The field's official instruction-following benchmarks, run on the starting policy (round 0, with
+    `eval.before_training`) and after the run's last round, as their references run them: greedy decoding,
+    one response per prompt, the chat template when `data.apply_chat_template` (docs/ifeval.md)."""
+
+    names: list[Literal["ifeval-official", "ifbench"]] = Field(
+        default_factory=list, description="Which to run: 'ifeval-official' (IFEval's 541 prompts) and/or 'ifbench' "
+        "(IFBench's 294 out-of-distribution prompts); both need `activedpo prepare --benchmarks` once. Empty: off.")
+    max_new_tokens: int = Field(
+        1280, ge=1, description="Longest response; a response that reaches it is counted as truncated (IFEval's "
+        "common harnesses generate up to 1,280 tokens).")
+    num_prompts: int | None = Field(
+        None, ge=1, description="Only the first N prompts of each benchmark (a quick look; None: all, as reported).")
+    batch_size: int = Field(16, ge=1, description="Prompts per generate() call inside a generator.")
+
+    @field_validator("names")
+    @classmethod
+    def _once_each(cls, names: list[str]) -> list[str]:
+        if len(set(names)) != len(names):
+            raise ValueError(f"names {names} repeat a benchmark; give each once")
+        return names
 
 
 class EvalSection(StrictModel):
@@ -17,6 +40,9 @@ class EvalSection(StrictModel):
     before_training: bool = Field(
         True, description="Also evaluate the starting policy, stored as round 0's 'heldout_before_*'."
     )
+    benchmarks: BenchmarksSection = Field(
+        default_factory=BenchmarksSection, description="Official IFEval / IFBench before training and after the "
+        "last round: round 0's 'benchmarks_before' and the last round's 'benchmarks' in metrics.json.")
 
 
 class DiagnosticsSection(StrictModel):

@@ -6,7 +6,9 @@ the raw prompt) and every other source column unchanged. Runs on the driver with
 `datasets` for save_to_disk folders); the table then travels to actors through the object store.
 Three sources are built in: 'builtin' (a split of the synthetic task, cluster/data/builtin_task.py),
 'builtin-instructions' (instruction prompts with reference answers, cluster/data/instruction_prompts.py)
-and 'builtin-ifeval' (tasks with IFEval's verifiable instructions, cluster/data/ifeval_prompts.py).
+and 'builtin-ifeval' (tasks with IFEval's verifiable instructions, cluster/data/ifeval_prompts.py); two
+are installed: 'ifeval-official' and 'ifbench', the official benchmarks' prompts
+(actors/rewards/instruction_benchmarks.py).
 The prompt column holds text, or conversations (lists of role/content messages, rendered whole by
 the chat template: cluster/data/conversations.py).
 
@@ -20,12 +22,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+from functools import partial
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from actors.contracts import LOADER_WRITTEN_COLUMNS, InputError, is_pipeline_column
+from actors.rewards.instruction_benchmarks import BENCHMARKS, benchmark_table
 from actors.rewards.programmatic import BUILTIN_EXTRA_COLUMNS
 from cluster.config import PromptSourceSection
 from cluster.data.conversations import conversation_prompts, conversation_texts, is_conversation_type
@@ -38,8 +42,10 @@ logger = logging.getLogger(__name__)
 
 ROW_COLUMN = "__source_row"  # 0-based source row, kept while filtering for error messages
 SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
-# The built-in prompt sets by the name data.*.path gives them: split name -> table.
-BUILTIN_SETS = {INSTRUCTIONS_SOURCE: instruction_prompts, IFEVAL_SOURCE: ifeval_prompts}
+# The built-in prompt sets by the name data.*.path gives them: split name -> table. The official benchmarks
+# have one split, the same for both (they are test sets: train on them only knowingly).
+BUILTIN_SETS = {INSTRUCTIONS_SOURCE: instruction_prompts, IFEVAL_SOURCE: ifeval_prompts,
+                **{name: partial(lambda name, split: benchmark_table(name), name) for name in BENCHMARKS}}
 
 
 def load_prompts(
@@ -90,7 +96,8 @@ def _resolve_format(path: str, fmt: str, key_prefix: str) -> str:
     if not os.path.exists(path):
         raise InputError(
             f"{key_prefix}.path: {path!r} does not exist; give a .jsonl or .parquet file, a folder written by "
-            f"datasets' save_to_disk, 'builtin', '{INSTRUCTIONS_SOURCE}' or '{IFEVAL_SOURCE}'"
+            f"datasets' save_to_disk, 'builtin', '{INSTRUCTIONS_SOURCE}', '{IFEVAL_SOURCE}' or one of "
+            f"{sorted(BENCHMARKS)}"
         )
     if fmt != "auto":
         return fmt
