@@ -141,3 +141,16 @@ def test_a_benchmark_package_not_installed_is_an_input_error_naming_the_command(
         ib.benchmark_rows("ifbench")
     with pytest.raises(InputError, match="not an instruction benchmark"):
         ib.benchmark("ifeval")
+
+
+def test_a_value_the_checker_replaces_at_random_is_drawn_the_same_every_time():
+    # Official IFEval key 1122 asks for the letter '#', which IFEval's checker replaces by a random letter.
+    table = ib.benchmark_table("ifeval-official")
+    row = table.slice(table.column("prompt_id").to_pylist().index("1122"), 1)
+    ids = row.column("instruction_id_list")[0].as_py()
+    kwargs = json.loads(row.column("kwargs")[0][ids.index("keywords:letter_frequency")].as_py())
+    assert kwargs["letter"] == "#"
+    prompt = row.column("prompt")[0].as_py()
+    letters = {ib.reference_checker("ifeval-official", "keywords:letter_frequency", kwargs, prompt)
+               .get_instruction_args()["letter"] for _ in range(5)}
+    assert len(letters) == 1 and letters != {"#"}

@@ -25,6 +25,7 @@ import contextlib
 import functools
 import importlib.resources
 import json
+import random
 import sys
 import types
 from collections.abc import Iterator
@@ -136,13 +137,23 @@ def registry(name: str) -> dict[str, type]:
 
 
 def reference_checker(name: str, instruction_id: str, kwargs: dict, prompt: str):
-    """One instruction's checker, built as the reference evaluation builds it."""
+    """One instruction's checker, built as the reference evaluation builds it.
+
+    A checker given a value it does not accept draws another from Python's `random` (two official IFEval
+    prompts ask for the letter '#' or '!', and the reference then counts a random letter): the draw is
+    seeded by the instruction and the prompt, so a response scores the same every time, and the caller's
+    random state is left as it was."""
     checker = registry(name)[instruction_id](instruction_id)
-    with no_downloads():
-        checker.build_description(**{k: v for k, v in kwargs.items() if v is not None})
-        args = checker.get_instruction_args()
-        if args and "prompt" in args:
-            checker.build_description(prompt=prompt)
+    state = random.getstate()
+    random.seed(f"{instruction_id}\n{prompt}")
+    try:
+        with no_downloads():
+            checker.build_description(**{k: v for k, v in kwargs.items() if v is not None})
+            args = checker.get_instruction_args()
+            if args and "prompt" in args:
+                checker.build_description(prompt=prompt)
+    finally:
+        random.setstate(state)
     return checker
 
 
