@@ -29,6 +29,7 @@ from actors.contracts import (
     InputError,
     Metric,
 )
+from actors.rewards.ifeval_fields import IFEVAL_ACCURACIES
 
 # PHASE_ORDER: the order phases happen in a round (`Phase`); any other phase a run records is listed after these.
 
@@ -150,6 +151,65 @@ def open_run(run_dir: str | Path) -> RunFolder:
     )
 
 
+# The official benchmarks (eval.benchmarks.names) as the report and status title them.
+BENCHMARK_TITLES = {"ifeval-official": "Official IFEval", "ifbench": "IFBench"}
+# A benchmark result's accuracies in the order tables and lines show them: IFEval's four, then their mean and
+# the mean of the two strict ones (cluster/benchmark_eval.py).
+BENCHMARK_SCORES = (*IFEVAL_ACCURACIES, "average", "strict_average")
+
+
+def percent(value: Any, signed: bool = False) -> str:
+    """A share in [0, 1] as a percentage with one decimal ('27.0'), or a change of shares in points ('+4.2').
+
+    The one place benchmark accuracies are formatted, for the report and for status alike, so the same
+    number reads the same everywhere."""
+    number = as_float(value)
+    if number is None:
+        return "not recorded"
+    # + 0.0 turns a change that rounds to -0.0 into 0.0: "+0.0", never "-0.0".
+    return f"{round(100 * number, 1) + 0.0:{'+' if signed else ''}.1f}"
+
+
+def benchmark_title(name: str, *results: Any) -> str:
+    """'Official IFEval (541 prompts)', or '(4 of 541 prompts)' where eval.benchmarks.num_prompts took the
+    first 4: the settings of the first result that has them."""
+    settings = next((r["settings"] for r in results if isinstance(dig(r, "settings"), dict)), {})
+    title = BENCHMARK_TITLES.get(name, name)
+    prompts, of = settings.get("prompts"), settings.get("of")
+    if not isinstance(prompts, int):
+        return title
+    return f"{title} ({prompts} prompts)" if prompts == of or not isinstance(of, int) else \
+        f"{title} ({prompts} of {of} prompts)"
+
+
+def benchmark_names(*named: Any) -> list[str]:
+    """The benchmarks named in order of first appearance: config.yaml's eval.benchmarks.names (a list) first,
+    then any other that a {benchmark: result} mapping holds (metrics.json keeps its keys sorted)."""
+    return list(dict.fromkeys(name for group in named if isinstance(group, (dict, list))
+                              for name in group if isinstance(name, str)))
+
+
+def _benchmark_scores(result: Any) -> str:
+    accuracies = ", ".join(f"{key.replace('_', ' ')} {percent(dig(result, key))}" for key in IFEVAL_ACCURACIES)
+    return f"average {percent(dig(result, 'average'))}% ({accuracies})"
+
+
+def _benchmark_lines(run: RunFolder, first: dict, last_index: int, last: dict) -> list[str]:
+    """One line per benchmark: round 0's result before training against the last round's (the only round that
+    measures it after training), or "after: not yet" while the run has rounds to go."""
+    before_all, after_all = first.get(Metric.BENCHMARKS_BEFORE), last.get(Metric.BENCHMARKS)
+    lines = []
+    for name in benchmark_names(dig(run.config, "eval", "benchmarks", "names"), before_all, after_all):
+        before, after = dig(before_all, name), dig(after_all, name)
+        text = "before training " + (_benchmark_scores(before) if isinstance(before, dict) else "not recorded")
+        if isinstance(after, dict):
+            text += f"; after round {last_index} {_benchmark_scores(after)}"
+        else:
+            text += "; after: " + ("not recorded" if run.finished else "not yet")
+        lines.append(f"  {benchmark_title(name, after, before)}: {text}")
+    return lines
+
+
 def _seconds(value: float | None) -> str:
     return "not recorded" if value is None else f"{value:.2f}s"
 
@@ -222,9 +282,11 @@ def status_lines(run_dir: str | Path) -> list[str]:
         std = as_float(metrics.get(Metric.HELDOUT_REWARD_STD))
         lines.append("  held-out reward: " + ("not recorded" if heldout is None else
                      f"{heldout:.4f}" + ("" if std is None else f" ± {std:.4f}")))
-        before = as_float(dig(run.metrics(min(run.completed)) or {}, Metric.HELDOUT_BEFORE_MEAN))
+        first = (run.metrics(min(run.completed)) or {}) if min(run.completed) != last else metrics
+        before = as_float(dig(first, Metric.HELDOUT_BEFORE_MEAN))
         if before is not None:
             lines.append(f"  held-out reward before training: {before:.4f}")
+        lines += _benchmark_lines(run, first, last, metrics)
         lines.append(f"  train reward: {_number(metrics.get(Metric.TRAIN_REWARD_MEAN))}")
         pairs = metrics.get(Metric.PAIRS_TRAINED)
         lines.append(f"  pairs trained: {pairs if isinstance(pairs, int) else 'not recorded'}")

@@ -7,14 +7,17 @@ falling while the margin grows, section 3) and the gradient field's asymmetry (t
 log-prob moving more than the chosen one, section 4), and "not observed" with the value when not.
 
 Input: config.yaml and, per completed round, metrics.json, prompt_stats.parquet (scored.parquet as
-a fallback), eval.json. Keys a run did not record (older runs, a disabled measurement) show as
-"not recorded"; a file that exists but cannot be parsed is an error naming the file.
+a fallback), eval.json. The page opens with the held-out result before training against after the
+last round (headline.py). A measurement config.yaml switched off is one line naming the setting
+(switches.py); other keys a run did not record (older runs) show as "not recorded"; a file that exists
+but cannot be parsed is an error naming the file.
 
 Matplotlib is driven through Figure + the Agg canvas directly, never pyplot: no global figure
 state, no GUI backend, safe to call from the driver after every round.
 
-data.py reads the run folder into numbers, plots.py draws the figures, html.py writes the page;
-`write_report` (in html.py) is the entry point.
+data.py reads the run folder into numbers, plots.py draws the figures, sections.py, headline.py and
+benchmarks.py (official IFEval / IFBench, when the config names them) write the text sections, html.py puts
+the page together; `write_report` (in html.py) is the entry point.
 """
 
 from cluster.tools.report.data import NOT_RECORDED, RoundData, load_rounds

@@ -1,4 +1,5 @@
-"""The report page: the verdict, the per-round table and the plot sections, as one self-contained HTML file."""
+"""The report page, as one self-contained HTML file: what the run achieved on held-out prompts first, then the
+verdict, the per-round table and the plot sections; a measurement the config switched off is one line."""
 
 from __future__ import annotations
 
@@ -10,21 +11,20 @@ from pathlib import Path
 import numpy as np
 
 from actors.contracts import REPORT_FILE, Metric
-from actors.rewards.ifeval_fields import IFEVAL_ACCURACIES, IFEVAL_FAMILIES
 from cluster.diagnostics import spearman
 from cluster.run_store import write_atomic
+from cluster.tools.report.benchmarks import benchmarks_of, benchmarks_section
 from cluster.tools.report.data import (
     MAX_PVAR_PANELS,
     MISSING,
     NOT_RECORDED,
     RoundData,
-    Value,
     load_rounds,
     pvar_threshold,
-    recorded,
     selection_line,
 )
-from cluster.tools.report.markup import esc, html_table, stated_number
+from cluster.tools.report.headline import headline_html
+from cluster.tools.report.markup import esc, stated_number
 from cluster.tools.report.plots import (
     plot_costs,
     plot_did_entropy,
@@ -38,177 +38,17 @@ from cluster.tools.report.plots import (
     plot_steps,
     plot_timeline,
 )
+from cluster.tools.report.sections import ifeval_section, rounds_table, rounds_table_note, verdict_html
 from cluster.tools.report.spending import (
     labelling_section,
     proxy_quality_section,
     refill_section,
     scheduling_section,
 )
-from cluster.tools.status import RunFolder, as_float, dig, open_run
+from cluster.tools.report.switches import off_section, off_text, switched_off
+from cluster.tools.status import RunFolder, dig, open_run
 
 log = logging.getLogger("activedpo")
-
-
-# ---------------------------------------------------------------- text
-
-
-def _rounds_list(indices: list[int]) -> str:
-    return ", ".join(str(i) for i in indices) if indices else "none"
-
-
-def verdict_html(rounds: list[RoundData]) -> str:
-    """The page's main claim: do the papers' predicted effects show, round by round, in numbers."""
-    dyn = [(r.index, r.dynamics) for r in rounds]
-    known_disp = [(i, d) for i, d in dyn if d.displacement is not None]
-    shown = [i for i, d in known_disp if d.displacement]
-    known_asym = [(i, d) for i, d in dyn if d.asymmetric is not None]
-    asym = [i for i, d in known_asym if d.asymmetric]
-    parts = ['<section id="verdict"><h2>Does the run show what the papers predict?</h2>']
-
-    # Log-likelihood displacement (docs/training-dynamics.md).
-    if not known_disp:
-        text = f"cannot tell: Δ log pi(y_w) and the margin are {NOT_RECORDED} in any round."
-        state = "unknown"
-    elif shown:
-        text = (f"<b>observed</b> in {len(shown)} of {len(known_disp)} rounds (rounds {_rounds_list(shown)}): "
-                f"the chosen log-prob fell while the log-margin grew.")
-        if len(shown) < len(known_disp):
-            text += (f" Not observed in rounds {_rounds_list([i for i, d in known_disp if not d.displacement])}.")
-        state = "observed"
-    else:
-        i, latest = known_disp[-1]
-        if latest.delta_chosen.number >= 0:
-            stated = stated_number(latest.delta_chosen, "delta_chosen_logps", i, signed=True)
-            value = f"Δ log pi(y_w) = {stated} in round {i}, ≥ 0"
-        else:
-            value = f"Δ margin = {stated_number(latest.delta_margin, 'delta_margin', i, signed=True)} in round {i}, ≤ 0"
-        rose = sum(d.delta_chosen.number >= 0 for _, d in known_disp)
-        grew = sum(d.delta_margin.number > 0 for _, d in known_disp)
-        text = (f"<b>not observed</b> (value {value}). The chosen log-prob rose in {rose} of {len(known_disp)} "
-                f"rounds and the margin grew in {grew} of {len(known_disp)}.")
-        state = "not-observed"
-    if known_disp:
-        i, latest = known_disp[-1]
-        text += (f" Round {i}: Δ log pi(y_w) = {stated_number(latest.delta_chosen, 'delta_chosen_logps', i, signed=True)}, "
-                 f"Δ log pi(y_l) = {stated_number(latest.delta_rejected, 'delta_rejected_logps', i, signed=True)}, "
-                 f"Δ margin = {stated_number(latest.delta_margin, 'delta_margin', i, signed=True)}, fraction of "
-                 f"pairs whose log pi(y_w) fell = "
-                 f"{stated_number(latest.displacement_fraction, 'displacement_fraction', i, digits=3)}.")
-    parts.append(f'<p class="claim {state}" id="displacement-verdict"><b>Log-likelihood displacement</b> '
-                 f"(chosen log-prob falling while the margin grows, docs/training-dynamics.md): {text}</p>")
-
-    # Gradient-field asymmetry (docs/training-dynamics.md).
-    if not known_asym:
-        text = f"cannot tell: |Δ log pi(y_l)| / |Δ log pi(y_w)| is {NOT_RECORDED} or undefined in every round."
-        state = "unknown"
-    else:
-        i, latest = known_asym[-1]
-        values = ", ".join(f"round {j}: {stated_number(d.asymmetry, 'asymmetry', j, digits=3)}" for j, d in known_asym)
-        if asym:
-            text = (f"<b>observed</b> in {len(asym)} of {len(known_asym)} rounds (rounds {_rounds_list(asym)}): "
-                    f"the rejected log-prob moved more than the chosen one. |Δ rej| / |Δ ch| by round: {values}.")
-            if len(asym) < len(known_asym):
-                text += f" Not observed in rounds {_rounds_list([j for j, d in known_asym if not d.asymmetric])}."
-            state = "observed"
-        else:
-            stated = stated_number(latest.asymmetry, "asymmetry", i, digits=3)
-            text = (f"<b>not observed</b> (value |Δ rej| / |Δ ch| = {stated} "
-                    f"in round {i}, ≤ 1). By round: {values}.")
-            state = "not-observed"
-    parts.append(f'<p class="claim {state}" id="asymmetry-verdict"><b>Gradient-field asymmetry</b> '
-                 f"(|Δ log pi(y_l)| / |Δ log pi(y_w)| &gt; 1, docs/training-dynamics.md): {text}</p>")
-
-    # The numbers behind both claims, round by round.
-    head = ["round", "Δ log pi(y_w)", "Δ log pi(y_l)", "Δ margin", "displacement fraction",
-            "displacement", "|Δ rej| / |Δ ch|", "Δ rej / Δ ch", "log R start", "log R end", "DPO weight",
-            "DPO weight (end)"]
-    rows = []
-    for i, d in dyn:
-        mark = {True: "yes", False: "no", None: NOT_RECORDED}
-        rows.append([
-            str(i), stated_number(d.delta_chosen, "delta_chosen_logps", i, signed=True),
-            stated_number(d.delta_rejected, "delta_rejected_logps", i, signed=True),
-            stated_number(d.delta_margin, "delta_margin", i, signed=True),
-            stated_number(d.displacement_fraction, "displacement_fraction", i, digits=3),
-            mark[d.displacement], stated_number(d.asymmetry, "asymmetry", i, digits=3),
-            stated_number(d.realised_ratio, "realised_ratio", i, digits=3),
-            stated_number(d.log_rate_ratio_start, "log_rate_ratio_start", i, digits=3),
-            stated_number(d.log_rate_ratio_end, "log_rate_ratio_end", i, digits=3),
-            stated_number(d.dpo_weight, "dpo_weight", i, digits=3), stated_number(d.dpo_weight_end, "dpo_weight_end", i, digits=3),
-        ])
-    parts.append(html_table(head, rows, "dynamics-table"))
-    derived = any(v.source == "derived" for _, d in dyn for v in (d.delta_chosen, d.asymmetry))
-    parts.append(
-        "<p class=\"note\">Δ is end of round minus start of round, means over the round's pairs, in the policy's "
-        "summed log-probabilities. Displacement in a round: Δ log pi(y_w) &lt; 0 and Δ margin &gt; 0, where the "
-        "margin is log pi(y_w) − log pi(y_l). In log-probability coordinates the DPO loss's gradients on y_w and "
-        "y_l are equal and opposite (ratio −1); any other realised ratio comes from shared parameters. "
-        "log R &gt; 0 means the field's predicted rate ratio |dL/dx2| / |dL/dx1| = R exceeds 1."
-        + (" <sup>*</sup> derived from the recorded start/end means (this run predates the per-pair keys)."
-           if derived else "") + "</p>")
-    parts.append("</section>")
-    return "\n".join(parts)
-
-
-def rounds_table(rounds: list[RoundData]) -> str:
-    head = ["round", "held-out reward", "train reward", "pairs", "tied prompts", "loss", "loss (end)",
-            "accuracy (end)", "PVar all / selected", "DID entropy", "seconds"]
-    rows = []
-    for r in rounds:
-        i = r.index
-
-        def pm(mean_key, std_key):
-            mean, std = r.value(mean_key), r.value(std_key)
-            return stated_number(mean, mean_key, i) + ("" if std.number is None else f" ± {std.number:.4f}")
-
-        pairs = r.metrics.get(Metric.PAIRS_TRAINED)
-        phases = r.metrics.get(Metric.PHASE_SECONDS)
-        seconds = (sum(as_float(v) or 0.0 for v in phases.values()) if isinstance(phases, dict) and phases else None)
-        rows.append([
-            str(i), pm(Metric.HELDOUT_REWARD_MEAN, Metric.HELDOUT_REWARD_STD),
-            pm(Metric.TRAIN_REWARD_MEAN, Metric.TRAIN_REWARD_STD),
-            esc(pairs) if isinstance(pairs, int) else f'<span class="num missing">{NOT_RECORDED}</span>',
-            stated_number(r.value(Metric.ZERO_VARIANCE_SHARE), Metric.ZERO_VARIANCE_SHARE, i, digits=3),
-            stated_number(recorded(r.learner, "loss"), "loss", i), stated_number(recorded(r.learner, "loss_end"), "loss_end", i),
-            stated_number(recorded(r.learner, "reward_accuracy_end"), "reward_accuracy_end", i, digits=3),
-            stated_number(recorded(r.metrics.get(Metric.SELECTION), "pvar_mean_all"), "pvar_mean_all", i, digits=5) + " / "
-            + stated_number(recorded(r.metrics.get(Metric.SELECTION), "pvar_mean_selected"), "pvar_mean_selected", i, digits=5),
-            stated_number(r.value(Metric.DID_ENTROPY), Metric.DID_ENTROPY, i, digits=3),
-            stated_number(Value(seconds) if seconds is not None else MISSING, "round_seconds", i, digits=1),
-        ])
-    return html_table(head, rows, "rounds-table")
-
-
-def ifeval_section(rounds: list[RoundData]) -> str | None:
-    """IFEval's four held-out accuracies and the per-family instruction accuracies, per round; None when
-    no round recorded them (the run has no ifeval reward)."""
-    rows = []  # (label, round index for data-round, the recorded dict)
-    if rounds and isinstance(rounds[0].metrics.get(Metric.HELDOUT_BEFORE_IFEVAL), dict):
-        rows.append(("before training", None, rounds[0].metrics[Metric.HELDOUT_BEFORE_IFEVAL]))
-    rows += [(str(r.index), r.index, r.metrics[Metric.HELDOUT_IFEVAL]) for r in rounds
-             if isinstance(r.metrics.get(Metric.HELDOUT_IFEVAL), dict)]
-    if not rows:
-        return None
-    titles = [key.replace("_", " ") for key in IFEVAL_ACCURACIES]
-    overall = [[esc(label), *(stated_number(recorded(values, key), f"ifeval_{key}", index, digits=3) for key in IFEVAL_ACCURACIES),
-                esc(values.get("responses", NOT_RECORDED))] for label, index, values in rows]
-    families = sorted({name for _, _, values in rows for name in (values.get(IFEVAL_FAMILIES) or {})})
-    strict, loose = IFEVAL_ACCURACIES[1], IFEVAL_ACCURACIES[3]
-    per_family = []
-    for label, index, values in rows:
-        found = values.get(IFEVAL_FAMILIES) or {}
-        per_family.append([esc(label), *(
-            stated_number(recorded(found.get(name), strict), f"ifeval_{name}_strict", index, digits=3) + " / "
-            + stated_number(recorded(found.get(name), loose), f"ifeval_{name}_loose", index, digits=3) for name in families)])
-    return ('<section id="ifeval"><h2>IFEval held-out accuracy</h2>'
-            + html_table(["round", *titles, "responses"], overall, "ifeval-table")
-            + '<p class="note">Held-out responses after each round\'s training (fresh samples, fixed seed). Prompt '
-              "level: every instruction of the response followed; instruction level: the share of all instructions "
-              "followed. Loose also accepts the response with its first or last line, or its asterisks, removed "
-              "(docs/ifeval.md).</p>"
-            + html_table(["round", *(f"{name} strict / loose" for name in families)], per_family, "ifeval-families-table")
-            + '<p class="note">Instruction-level accuracy per constraint family (the part of the instruction id '
-              "before ':').</p></section>")
 
 
 _CSS = """
@@ -220,6 +60,7 @@ text-align:right}th{background:#f3f3f3}td:first-child{text-align:center}
 .claim{padding:.6em .8em;border-left:5px solid #999;background:#f7f7f7}.claim.observed{border-color:#2ca02c}
 .claim.not-observed{border-color:#d62728}.missing{color:#999;font-style:italic}.note{color:#555;font-size:.85em}
 img{max-width:100%;height:auto;display:block;margin:.4em 0}.placeholder{color:#999;font-style:italic}
+.off{color:#555;margin:.8em 0}.headline{font-size:1.05em}
 dl{display:grid;grid-template-columns:max-content auto;gap:.1em 1em;font-size:.9em}dt{font-weight:600}
 """
 
@@ -236,6 +77,8 @@ def build_html(run: RunFolder, rounds: list[RoundData], started: float | None = 
     config = run.config
     planned = run.planned_rounds
     latest = rounds[-1] if rounds else None
+    off = switched_off(config, rounds)
+    benchmarks = benchmarks_of(config, rounds, planned, off)  # None: the run names no official benchmark
     plots: list[str] = []
     sections: list[str] = []
 
@@ -251,7 +94,10 @@ def build_html(run: RunFolder, rounds: list[RoundData], started: float | None = 
             log.warning("report: plot %s failed: %s", section_id, failed[section_id])
             return None
 
-    def add(section_id, title, png, caption, missing):
+    def add(section_id, title, png, caption, missing, switched=None, what=None):
+        if switched:  # off by config: one line, not a placeholder that suggests the data may yet come
+            sections.append(off_section(section_id, what or title, switched))
+            return
         if png:
             plots.append(section_id)
         elif section_id in failed:
@@ -289,15 +135,22 @@ def build_html(run: RunFolder, rounds: list[RoundData], started: float | None = 
             + (f"; the latest {len(shown)} of {len(pvar_rounds)} rounds"
                                                   if len(shown) < len(pvar_rounds) else "") + ".", "")
 
-    add("logps", "Chosen and rejected log-probabilities", render("logps", plot_logps, rounds) if rounds else None,
+    # Without the end-of-round pass the right panel's changes would be drawn as zeros: the whole plot goes.
+    add("logps", "Chosen and rejected log-probabilities",
+        render("logps", plot_logps, rounds) if rounds and not off.round_end else None,
         "Left: mean log pi of the round's chosen (blue) and rejected (red) responses at the round's start (left end) "
         "and end (dot); the bar marks the reference model's value. Right: the change over the round and the change "
         "of the margin.",
-        f"Start/end log-probabilities: {NOT_RECORDED} (learner.measure_round_end off, or an older run).")
-    add("gradient-field", "Gradient field", render("gradient-field", plot_gradient_field, rounds) if rounds else None,
+        f"Start/end log-probabilities: {NOT_RECORDED} (an older run).", off.round_end,
+        "Chosen and rejected log-probabilities at round end, and their change over the round")
+    # log R at the start and the DPO weight during training are measured without the end-of-round pass:
+    # the plot stays, its round-end panels say why they are empty.
+    field_absent = "off" if off.round_end else NOT_RECORDED
+    add("gradient-field", "Gradient field",
+        render("gradient-field", plot_gradient_field, rounds, field_absent) if rounds else None,
         "log R (the field's predicted log rate ratio) at round start and end; realised |Δ rej| / |Δ ch| "
         "(dotted line at 1) and the signed ratio (dotted line at −1: equal and opposite); the mean DPO weight "
-        "sigma(−h).",
+        "sigma(−h)." + (f" {off_text('Round-end values', off.round_end)}." if off.round_end else ""),
         f"Gradient-field numbers: {NOT_RECORDED}.")
     add("steps", "Per optimizer step", render("steps", plot_steps, rounds) if rounds else None,
         "Each optimizer step of every round, in order: the minibatch's DPO loss and mean DPO weight sigma(−h) "
@@ -309,7 +162,7 @@ def build_html(run: RunFolder, rounds: list[RoundData], started: float | None = 
         did_caption += f" ({samples} samples in the latest round)"
     add("did-entropy", "DID entropy per round",
         render("did-entropy", plot_did_entropy, rounds) if rounds else None, did_caption + ".",
-        f"DID entropy: {NOT_RECORDED}.")
+        f"DID entropy: {NOT_RECORDED}.", off.did)
 
     grad_round = latest
     rho_recorded = latest.value(Metric.PVAR_GRADNORM_SPEARMAN) if latest else MISSING
@@ -327,7 +180,7 @@ def build_html(run: RunFolder, rounds: list[RoundData], started: float | None = 
             f"{rho_text}.", "")
     else:
         add("gradnorm-pvar", "Gradient norm against PVar, latest round", None, "",
-            f"Per-prompt gradient norms: {NOT_RECORDED} in the latest round.")
+            f"Per-prompt gradient norms: {NOT_RECORDED} in the latest round.", off.gradient_norms)
     add("phases", "Phase timings", render("phases", plot_phases, rounds) if rounds else None,
         "Seconds per phase of each round, stacked.", f"Phase timings: {NOT_RECORDED}.")
     overlapped = any(isinstance(r.metrics.get(Metric.MAX_LAG), int) and r.metrics[Metric.MAX_LAG] > 0 for r in rounds)
@@ -351,20 +204,23 @@ def build_html(run: RunFolder, rounds: list[RoundData], started: float | None = 
     for r in rounds:
         for note in r.notes:
             info.append((f"round {r.index}", esc(note)))
-    if rounds:
-        before = rounds[0].value(Metric.HELDOUT_BEFORE_MEAN)
-        after = rounds[-1].value(Metric.HELDOUT_REWARD_MEAN)
-        info.append(("held-out reward", f"{stated_number(before, Metric.HELDOUT_BEFORE_MEAN)} before training → "
-                                        f"{stated_number(after, Metric.HELDOUT_REWARD_MEAN, rounds[-1].index)} after round "
-                                        f"{rounds[-1].index}"))
+    if off.round_end:
+        # Both claims compare log-probabilities at round end: without them there is nothing to tell.
+        verdict = off_section("verdict", "Log-likelihood displacement and gradient-field asymmetry at round end",
+                              off.round_end)
+    else:
+        verdict = verdict_html(rounds) if rounds else '<p class="placeholder">No completed round yet.</p>'
     body = [
         f"<h1>activedpo run report: {esc(name)}</h1>",
+        headline_html(rounds, off, benchmarks),
         "<dl>" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in info) + "</dl>",
-        verdict_html(rounds) if rounds else '<p class="placeholder">No completed round yet.</p>',
-        '<section id="rounds"><h2>Per round</h2>' + (rounds_table(rounds) if rounds else "")
+        verdict,
+        '<section id="rounds"><h2>Per round</h2>' + (rounds_table(rounds, off) if rounds else "")
         + ('<p class="note">Tied prompts: the share of the round\'s prompts whose responses all got the same '
-           "reward (zero variance: no pair, their rollouts bought nothing).</p>" if rounds else "") + "</section>",
+           "reward (zero variance: no pair, their rollouts bought nothing).</p>" + rounds_table_note(off)
+           if rounds else "") + "</section>",
         *([ifeval] if (ifeval := ifeval_section(rounds)) else []),
+        *([benchmarks_section(benchmarks)] if benchmarks else []),
         *sections,
     ]
     elapsed = time.perf_counter() - started

@@ -200,7 +200,8 @@ def plot_logps(rounds: list[RoundData]) -> str | None:
     return _png(fig)
 
 
-def plot_gradient_field(rounds: list[RoundData]) -> str | None:
+def plot_gradient_field(rounds: list[RoundData], absent: str = NOT_RECORDED) -> str | None:
+    """log R, the realised ratios and the DPO weight per round; `absent` labels a panel with nothing to draw."""
     dyn = [r.dynamics for r in rounds]
     xs = np.array([r.index for r in rounds], dtype=float)
 
@@ -230,7 +231,7 @@ def plot_gradient_field(rounds: list[RoundData]) -> str | None:
         if drawn:
             ax.legend(fontsize=7)
         else:
-            ax.text(0.5, 0.5, NOT_RECORDED, ha="center", va="center", transform=ax.transAxes, color=GREY)
+            ax.text(0.5, 0.5, absent, ha="center", va="center", transform=ax.transAxes, color=GREY)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("round")
         _round_ticks(ax, xs)
