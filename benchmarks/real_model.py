@@ -1,6 +1,7 @@
 """SmolLM2-135M-Instruct on IFEval's instructions: the starting model against the model after N rounds.
 
-    python benchmarks/real_model.py [--seeds 0 1] [--rounds N] [--quick] [--work-dir DIR] [key=value ...]
+    python benchmarks/real_model.py [--seeds 0 1] [--rounds N] [--quick] [--official [--official-prompts N]]
+                                    [--work-dir DIR] [key=value ...]
 
 Runs configs/smollm2-ifeval.yaml through the real CLI once per seed (`run.seed`; every other setting
 as the config has it, then the key=value overrides), and reads each run's summary.json: IFEval's four
@@ -22,9 +23,17 @@ the same command again resumes an interrupted seed after its last complete round
 JSON then marks the seed `resumed` and its wall time covers only the last invocation (the phase
 seconds summed over rounds, `phase_seconds_total`, cover every round either way).
 
+--official adds `eval.benchmarks.names=[ifeval-official,ifbench]` to every run (`--official-prompts N`: only
+their first N prompts), so each records the official IFEval and IFBench results of the starting model (round 0,
+`benchmarks_before`) and of the final one (`benchmarks`); they need `activedpo prepare --benchmarks` once. The
+report then adds, per benchmark over seeds, `average`, `strict_average`, the four accuracies and the truncated
+count before, after and changed (paired by seed, with the MDE), each family's loose accuracy sorted by change,
+and the issue's target for them (benchmarks/official_summary.py). Runs without those keys (older runs, or a
+seed folder that finished before --official was given: use another --work-dir) simply have no official part.
+
 --quick shrinks everything (1 round, 4 prompts x 2 samples x 16 tokens, 4 held-out prompts) to check
-the script end to end in a few minutes; its numbers mean nothing, so its JSON and PNG stay in the work
-directory.
+the script end to end in a few minutes (with --official: the first 4 prompts of each benchmark, 16 tokens);
+its numbers mean nothing, so its JSON and PNG stay in the work directory.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import official_summary
 from cli_runs import machine, run_summary
 from harness.arms import REPO, Arm
 from harness.results import build_report, write
@@ -85,6 +95,7 @@ def read_run(rows: list[dict], wall: float, seed: int, resumed: bool, run_dir: P
         "accuracy": {name: [point[name] for point in points] for name in IFEVAL_ACCURACIES},
         "families": [point[IFEVAL_FAMILIES] for point in points],
         "instructions": [point["instructions"] for point in points],
+        **({"benchmarks": official} if (official := official_summary.read_rows(rows)) else {}),
         "machine": machine(),
     }
 
@@ -110,8 +121,10 @@ def summarise(runs: list[dict]) -> dict:
             families[family][name] = start_final_change({run["seed"]: run["families"][0][family][name] for run in runs},
                                                         {run["seed"]: run["families"][-1][family][name] for run in runs})
     delta = overall[HEADLINE]["delta"]
+    official = official_summary.summarise(runs)  # None for runs without the official benchmarks
     return {
         "overall": overall,
+        **({"official": official} if official else {}),
         "families": families,
         "wall_seconds": mean_interval([run["wall_seconds"] for run in runs]),
         # A resumed seed's wall time covers only the last invocation; its phase seconds cover every round.
@@ -145,6 +158,8 @@ def print_report(report: dict) -> None:
     delta = summary["overall"][HEADLINE]["delta"]
     print(f"target: {HEADLINE} change >= +{TARGET_POINTS:.0f} points with the interval above 0: "
           f"{fmt_difference(delta)} -> {'met' if summary['target']['met'] else 'not met'}")
+    if summary.get("official"):
+        print("\n".join(official_summary.report_lines(summary["official"])))
 
 
 def plot(report: dict, path: Path) -> None:
@@ -153,8 +168,12 @@ def plot(report: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs, families = report["runs"], report["summary"]["families"]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [1, 1.3]})
+    runs, families, official = report["runs"], report["summary"]["families"], report["summary"].get("official")
+    ratios = [1, 1.3, *([1.5] if official else [])]
+    figure, (left, right, *rest) = plt.subplots(1, len(ratios), figsize=(6.5 * len(ratios), 5),
+                                                gridspec_kw={"width_ratios": ratios})
+    if official:
+        official_summary.plot(rest[0], official)
     for index, run in enumerate(runs):
         color = f"C{index}"
         points = range(len(run["accuracy"][HEADLINE]))
@@ -186,6 +205,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--rounds", type=int, help="run.rounds (default: the config's)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script, measures nothing")
+    parser.add_argument("--official", action="store_true", help="also evaluate the official IFEval and IFBench "
+                        "before and after training (eval.benchmarks)")
+    parser.add_argument("--official-prompts", type=int, metavar="N", help="with --official: only the first N "
+                        "prompts of each benchmark (default all; 4 with --quick)")
     parser.add_argument("--config", default=str(CONFIG))
     parser.add_argument("--work-dir", help="run folders go here, one per seed (default runs/benchmarks/real_model, "
                         "runs/benchmarks/real_model-quick with --quick)")
@@ -198,7 +221,11 @@ def main() -> None:
     work_dir = Path(args.work_dir or REPO / "runs" / "benchmarks" / f"real_model{suffix}")
     out = Path(args.out or (work_dir if args.quick else REPO / "benchmarks" / "results") / "real_model.json")
     overrides = [*(QUICK if args.quick else []), *(["run.rounds=1"] if args.quick and args.rounds is None else []),
-                 *([f"run.rounds={args.rounds}"] if args.rounds is not None else []), *args.overrides]
+                 *([f"run.rounds={args.rounds}"] if args.rounds is not None else []),
+                 *(official_summary.overrides(args.official_prompts, args.quick) if args.official else []),
+                 *args.overrides]
+    if args.official_prompts is not None and not args.official:
+        parser.error("--official-prompts needs --official")
     runs = []
     for seed in args.seeds:
         run_dir = work_dir / f"seed{seed}"
@@ -208,10 +235,14 @@ def main() -> None:
         run = runs[-1]
         print(f"seed {seed}: {wall:.0f}s{' (resumed)' if resumed else ''}, {HEADLINE} "
               f"{run['accuracy'][HEADLINE][0] * 100:.1f} -> {run['accuracy'][HEADLINE][-1] * 100:.1f}, {SECOND} "
-              f"{run['accuracy'][SECOND][0] * 100:.1f} -> {run['accuracy'][SECOND][-1] * 100:.1f}", flush=True)
+              f"{run['accuracy'][SECOND][0] * 100:.1f} -> {run['accuracy'][SECOND][-1] * 100:.1f}"
+              f"{official_summary.progress(run.get('benchmarks'))}", flush=True)
+        if args.official and not run.get("benchmarks"):
+            print(f"seed {seed}: no official benchmarks recorded ({run_dir} finished without them; use another "
+                  "--work-dir)", flush=True)
 
     arm = the_arm(args.config, overrides)
-    settings = {"config": arm.config, "overrides": overrides, "quick": args.quick}
+    settings = {"config": arm.config, "overrides": overrides, "quick": args.quick, "official": args.official}
     report = build_report(settings, {ARM: arm}, runs, summarise(runs), seed_block=seed_block_of(args))
     print_report(report)
     write(report, out, plot)
