@@ -124,6 +124,12 @@ class VLLMGenerator(GeneratorBase):
             apply_weights(self._hf_lm.model, handle)
         self._weights = handle
 
+    def reset_prefix_cache(self) -> bool:
+        """Drop every cached prompt block, so the next call prefills all its prompts from scratch (the
+        throughput benchmark calls it before each timed repeat). False: the engine refused because a
+        request still held blocks, which none does between calls."""
+        return bool(self._llm.reset_prefix_cache())
+
     def _sample(self, prompt_ids: list[str], prompt_tokens: list[list[int]], sampling: SamplingParams) -> BatchSamples:
         """One vLLM request per sample. `sampling.batch_size` is ignored: vLLM schedules all of a call's
         requests itself."""

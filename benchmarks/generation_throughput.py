@@ -9,9 +9,21 @@ Both backends run as the product runs them: one generator actor made by
 (the vLLM actor on the venv of `activedpo prepare --vllm`), on the same prompts (the first built-in
 instruction prompts under SmolLM2's chat template) with the same k, maximum length, temperature,
 top-p, seed, dtype and torch threads (`--prompt-set ifeval`: the first builtin-ifeval training
-prompts instead, whose writing tasks run to the token limit more often). One actor at a time, each after a warm-up call; a timed call
-is one whole `generate` of the prompt table as the driver sees it. Throughput is response tokens
-(stop tokens included) per second, the median of the repeats. Target: vLLM at least 2x HF.
+prompts instead, whose writing tasks run to the token limit more often). One actor at a time, each
+after a warm-up call; a timed call is one whole `generate` of the prompt table as the driver sees
+it. Throughput is response tokens (stop tokens included) per second, the median of the repeats.
+Target: vLLM at least 2x HF.
+
+What is counted, and what is not:
+- start-up (making the actor: the model load, or the vLLM engine with its KV cache) is timed apart,
+  `start_seconds`, and so is the warm-up call, `warmup_seconds`; neither is in the throughput;
+- every timed repeat starts from a cold prefix cache: before each one (outside its timing) the vLLM
+  actor's `reset_prefix_cache()` drops every cached prompt block, the warm-up's and the previous
+  repeat's alike, so no repeat reuses the prefill of an earlier call. Within one call vLLM still
+  shares a prompt's cached blocks among its k samples, as it does in a run. The HF backend keeps no
+  cache between calls (each `generate` prefills every prompt again), so it has nothing to reset:
+  both arms' timed calls start from the same state and prefill every prompt in the call. The JSON
+  records it per arm (`prefix_cache`, `prefix_cache_resets`) and per case.
 
 Cases (the defaults are configs/smollm2-cpu.yaml's generation settings: 16 prompts x 4, 48 tokens,
 temperature 1, no top-p, float32, one torch thread):
@@ -55,6 +67,10 @@ CASES = {
 
 
 PROMPT_SETS = {"instructions": instruction_prompts, "ifeval": ifeval_prompts}
+# Backends whose actors keep a prefix cache between calls; each has `reset_prefix_cache()` -> bool.
+PREFIX_CACHED_BACKENDS = ("vllm",)
+PREFIX_CACHE_RESET = "reset before each repeat"
+NO_PREFIX_CACHE = "none: the backend keeps no cache between calls"
 
 
 def prompt_table(model_dir: Path, count: int, prompt_set: str = "instructions") -> pa.Table:
@@ -62,6 +78,46 @@ def prompt_table(model_dir: Path, count: int, prompt_set: str = "instructions") 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     texts = prompt_texts(table.column("prompt").to_pylist(), tokenizer, apply_chat_template=True)
     return pa.table({"prompt_id": table.column("prompt_id"), "prompt_text": pa.array(texts)})
+
+
+def reset_prefix_caches(group, backend: str) -> int:
+    """Drop every actor's cached prompt blocks so the next call prefills from scratch; how many were reset.
+    A backend without a prefix cache (HF) has nothing to drop: 0."""
+    if backend not in PREFIX_CACHED_BACKENDS:
+        return 0
+    import ray
+
+    done = ray.get([actor.reset_prefix_cache.remote() for actor in group.actors])
+    if not all(done):  # vLLM refuses while a request still holds blocks; none does between calls
+        raise RuntimeError(f"{backend} generator did not reset its prefix cache: {done}")
+    return len(done)
+
+
+def time_generation(group, backend: str, prompts: pa.Table, sampling: SamplingParams, repeats: int) -> dict:
+    """A warm-up call, then `repeats` timed calls of the whole prompt table, each from a cold prefix cache."""
+    began = time.perf_counter()
+    group.generate(prompts.slice(0, 2), sampling, None)  # warm-up: first-call allocations and kernels
+    warmup_seconds = time.perf_counter() - began
+    runs, resets = [], 0
+    for _ in range(repeats):
+        resets += reset_prefix_caches(group, backend)  # not timed; also drops the warm-up's prefixes
+        began = time.perf_counter()
+        rollouts = group.generate(prompts, sampling, None)
+        seconds = time.perf_counter() - began
+        tokens = sum(len(ids) for ids in rollouts.column("response_token_ids").to_pylist())
+        reasons = rollouts.column("finish_reason").to_pylist()
+        runs.append({"seconds": seconds, "tokens": tokens, "tokens_per_second": tokens / seconds,
+                     "stop_fraction": reasons.count("stop") / len(reasons),
+                     "load_average_1min": os.getloadavg()[0]})
+    return {
+        "warmup_seconds": warmup_seconds,
+        "prefix_cache": PREFIX_CACHE_RESET if backend in PREFIX_CACHED_BACKENDS else NO_PREFIX_CACHE,
+        "prefix_cache_resets": resets,
+        "runs": runs,
+        "median_tokens_per_second": statistics.median(r["tokens_per_second"] for r in runs),
+        "median_seconds": statistics.median(r["seconds"] for r in runs),
+        "mean_response_tokens": statistics.mean(r["tokens"] for r in runs) / rollouts.num_rows,
+    }
 
 
 def measure(label: str, backend: str, block_size: int | None, dtype: str, model_dir: Path, prompts: pa.Table,
@@ -76,31 +132,12 @@ def measure(label: str, backend: str, block_size: int | None, dtype: str, model_
     started = time.perf_counter()
     group = GeneratorGroup.create(f"bench-{label}", cfg, ModelSection(path=str(model_dir), dtype=dtype), str(model_dir))
     ray.get(group.actors[0].weights_version.remote())  # answers once the model (or engine) is loaded
-    start_seconds = time.perf_counter() - started
+    start_seconds = time.perf_counter() - started  # start-up: reported apart, never in the throughput
     try:
-        group.generate(prompts.slice(0, 2), sampling, None)  # warm-up: first-call allocations and kernels
-        runs = []
-        for _ in range(repeats):
-            began = time.perf_counter()
-            rollouts = group.generate(prompts, sampling, None)
-            seconds = time.perf_counter() - began
-            tokens = sum(len(ids) for ids in rollouts.column("response_token_ids").to_pylist())
-            reasons = rollouts.column("finish_reason").to_pylist()
-            runs.append({"seconds": seconds, "tokens": tokens, "tokens_per_second": tokens / seconds,
-                         "stop_fraction": reasons.count("stop") / len(reasons),
-                         "load_average_1min": os.getloadavg()[0]})
+        timed = time_generation(group, backend, prompts, sampling, repeats)
     finally:
         group.shutdown()
-    return {
-        "arm": label,
-        "backend": backend,
-        "block_size": block_size,
-        "start_seconds": start_seconds,
-        "runs": runs,
-        "median_tokens_per_second": statistics.median(r["tokens_per_second"] for r in runs),
-        "median_seconds": statistics.median(r["seconds"] for r in runs),
-        "mean_response_tokens": statistics.mean(r["tokens"] for r in runs) / rollouts.num_rows,
-    }
+    return {"arm": label, "backend": backend, "block_size": block_size, "start_seconds": start_seconds, **timed}
 
 
 def main() -> None:
@@ -141,12 +178,14 @@ def main() -> None:
             hf = results[0]["median_tokens_per_second"]
             for result in results:
                 result["speedup_over_hf"] = result["median_tokens_per_second"] / hf
-            cases[name] = {"dtype": dtype, "temperature": temperature, "top_p": top_p, "arms": results}
+            cases[name] = {"dtype": dtype, "temperature": temperature, "top_p": top_p,
+                           "prefix_cache": PREFIX_CACHE_RESET, "arms": results}
     finally:
         ray.shutdown()
 
     print(f"SmolLM2-135M-Instruct, {args.prompts} {args.prompt_set} prompts x k={args.k}, up to {args.max_new_tokens} new tokens, "
-          f"{args.threads} torch thread(s), one actor, median of {args.repeats}")
+          f"{args.threads} torch thread(s), one actor, median of {args.repeats}; vLLM's prefix cache "
+          f"{PREFIX_CACHE_RESET} (start-up and warm-up not in the throughput)")
     print(f"{'case':>8} {'dtype':>9} {'T':>4} {'top-p':>5} {'arm':>14} {'start s':>8} {'generate s':>10} "
           f"{'tokens/s':>9} {'x HF':>6} {'mean len':>8}")
     for name, case in cases.items():

@@ -161,6 +161,14 @@ def test_a_seeded_generate_reproduces_its_samples_whatever_the_chunking(engine, 
     assert other.column("response_token_ids").to_pylist() != first.column("response_token_ids").to_pylist()
 
 
+def test_reset_prefix_cache_drops_the_cached_prompts_and_changes_no_sample(engine, prompts):
+    """What benchmarks/generation_throughput.py calls before each timed repeat: the engine's own reset."""
+    sampling = SamplingParams(samples_per_prompt=2, max_new_tokens=12, seed=5)
+    warm = ray.get(engine.generate.remote(prompts, sampling))  # its prompts' blocks stay cached after it
+    assert ray.get(engine.reset_prefix_cache.remote()) is True  # no request holds blocks between calls
+    assert ray.get(engine.generate.remote(prompts, sampling)).equals(warm)  # prefilled afresh: same samples
+
+
 @pytest.mark.parametrize("transport", ["object_store", "disk"])
 def test_after_sync_the_engine_scores_like_the_learners_checkpoint(engine, trained, model_dir, prompts, transport):
     object_store_handle, checkpoint = trained
