@@ -1,11 +1,16 @@
 """The loop each Ray Train worker runs for the learner's whole life: load once, then train round after round.
 
 `train_loop_per_worker` loads the policy (and, for reference 'initial', a frozen copy of the
-original model), wraps it in DDP (the `ddp` learner strategy, the only one yet), creates AdamW once,
+original model), turns on activation checkpointing if asked (learner.gradient_checkpointing), wraps it
+in DDP (the `ddp` learner strategy, the only one yet), creates AdamW and its learning-rate schedule once,
 registers with the mailbox and waits for messages. Each round: fetch the pairs, train
-(actors/kernels/dpo_trainer.py), then rank 0 writes the HF checkpoint and publishes the weights; every
-rank reports to Ray Train (so the run, its metrics and its checkpoints show in Ray Train's state and
-the dashboard); rank 0 posts the result.
+(actors/kernels/dpo_trainer.py), then rank 0 writes the HF checkpoint, with learner_state.json (the
+schedule's global step), and publishes the weights; every rank reports to Ray Train (so the run, its
+metrics and its checkpoints show in Ray Train's state and the dashboard); rank 0 posts the result.
+
+The schedule's step counter spans the run: a learner started from a round's checkpoint (a resumed run)
+reads that round's learner_state.json and continues the schedule at its step
+(actors/kernels/training_controls.py).
 
 Any exception ends the loop, which ends the Ray Train run; the driver sees it as an error from
 `train_round` (no silent retry: a restarted loop would start again from the initial model).
@@ -27,6 +32,12 @@ import torch.distributed as dist
 
 from actors.kernels.dpo_trainer import PairTokens, RoundTrainer
 from actors.kernels.hf_model import load_model, load_tokenizer, pad_token_id, unwrap
+from actors.kernels.training_controls import (
+    enable_gradient_checkpointing,
+    original_use_cache,
+    read_start_step,
+    write_learner_state,
+)
 from actors.settings import LearnerSection, ModelSection
 from actors.weight_sync import make_transport
 
@@ -70,7 +81,10 @@ class LearnerWorker:
         torch.manual_seed(config["seed"])
         self.model_path = config["initial_model_path"]
         self.tokenizer = self._load_tokenizer()
-        self.model = ray.train.torch.prepare_model(self._load(self.model_path))
+        policy = self._load(self.model_path)
+        # On the plain model, before the DDP wrap. self.use_cache: the config's value to save (None: untouched).
+        self.use_cache = enable_gradient_checkpointing(policy) if self.settings.gradient_checkpointing else None
+        self.model = ray.train.torch.prepare_model(policy)
         self.device = next(unwrap(self.model).parameters()).device
         reference = None
         if self.settings.reference == "initial":
@@ -82,9 +96,10 @@ class LearnerWorker:
         self.trainer = RoundTrainer(
             self.model, optimizer, self.settings,
             pad_token_id(self.tokenizer, self.tokenizer.eos_token_id),  # no pad id: eos, else 0
-           
             rank=self.rank, world_size=self.world_size, reduce_sum=_reduce_sum,
             reference_model=reference, seed=config["seed"],
+            # The original model has no learner_state.json (step 0); a round's checkpoint has its step.
+            start_step=read_start_step(self.model_path),
         )  # fmt: skip
 
     def _load(self, path: str) -> torch.nn.Module:
@@ -151,8 +166,10 @@ class LearnerWorker:
         start = time.perf_counter()
         os.makedirs(checkpoint_dir, exist_ok=True)
         policy = unwrap(self.model)
-        policy.save_pretrained(checkpoint_dir, safe_serialization=True)
+        with original_use_cache(policy, self.use_cache):  # the config as loaded, not the training one
+            policy.save_pretrained(checkpoint_dir, safe_serialization=True)
         self.tokenizer.save_pretrained(checkpoint_dir)
+        write_learner_state(checkpoint_dir, self.trainer.global_step, round_index)  # a resume continues here
         saved = time.perf_counter()
         handle = self.transport.publish(policy.state_dict(), version=round_index + 1, checkpoint_dir=checkpoint_dir)
         return handle, {"checkpoint_seconds": saved - start, "publish_seconds": time.perf_counter() - saved}

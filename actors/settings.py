@@ -94,6 +94,54 @@ class LearnerSection(StrictModel):
     learning_rate: float = Field(1e-4, gt=0, description="AdamW learning rate.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping by global norm.")
+    # The schedule's step counter is global over the run and saved with each round's checkpoint
+    # (actors/kernels/training_controls.py), so a resumed run continues the schedule where it was.
+    lr_schedule: Literal["constant", "linear", "cosine"] = Field(
+        "constant",
+        description="Learning-rate schedule over the run's optimizer steps, all rounds together (the step "
+        "counter never restarts at a round, and a resumed run continues it): 'constant' (learning_rate "
+        "after the warmup), 'linear' or 'cosine' (decay to 0 at schedule_steps, then held at 0). The same "
+        "multipliers as transformers' get_{constant,linear,cosine}_schedule_with_warmup (TRL's lr_scheduler_type).",
+    )
+    warmup_steps: int = Field(
+        0, ge=0, description="Optimizer steps of linear warmup from 0 to learning_rate at the start of the run "
+        "(step s < warmup_steps uses learning_rate * s / warmup_steps). 0: none."
+    )
+    schedule_steps: int | None = Field(
+        None,
+        ge=1,
+        description="linear and cosine: the optimizer step (counted over the whole run, warmup included) at "
+        "which the learning rate reaches 0. Required for them, and only read by them: steps per round are "
+        "not known before the run (the policy may select fewer pairs than its budget), so set it to about "
+        "run.rounds x epochs x ceil(pairs per round / batch_size).",
+    )
+    gradient_checkpointing: bool = Field(
+        False,
+        description="Recompute each decoder layer's activations during the backward pass instead of keeping "
+        "them (transformers' activation checkpointing, non-reentrant): much less activation memory for long "
+        "sequences, about one more forward pass of compute per step, the same gradients. The learner's "
+        "passes never use a KV cache, so the worker also turns the model's use_cache off (in memory only: "
+        "the saved checkpoint keeps its config).",
+    )
+    max_prompt_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="Longer prompts keep their last max_prompt_tokens tokens (left truncation: the end of "
+        "the prompt, where the question and the assistant turn are, stays). None: no limit.",
+    )
+    max_response_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="Longer chosen and rejected responses keep their first max_response_tokens tokens. "
+        "None: no limit.",
+    )
+    max_length: int | None = Field(
+        None,
+        ge=2,
+        description="After the truncations above, a pair whose prompt plus longer response still exceeds "
+        "max_length tokens (the longest sequence the model sees for it) is dropped from the round, and "
+        "counted (learner metric pairs_dropped). None: no pair is dropped.",
+    )
     epochs: int = Field(1, ge=1, description="Passes over each round's pairs.")
     batch_size: int = Field(
         8, ge=1, description="Pairs per optimizer step, summed over workers; a multiple of num_workers."
@@ -140,6 +188,26 @@ class LearnerSection(StrictModel):
 
         check_dpo_loss_name(loss)  # ValueError naming the registered variants
         return loss
+
+    @model_validator(mode="after")
+    def _schedule_has_a_horizon(self) -> "LearnerSection":
+        # A decay needs its end step; a constant schedule has none, so a stray schedule_steps is a mistake.
+        if self.lr_schedule == "constant":
+            if self.schedule_steps is not None:
+                raise ValueError(f"learner.schedule_steps ({self.schedule_steps}) is only read by the 'linear' and "
+                                 "'cosine' schedules; learner.lr_schedule is 'constant' (drop schedule_steps)")
+        elif self.schedule_steps is None:
+            raise ValueError(
+                f"learner.schedule_steps is required with learner.lr_schedule '{self.lr_schedule}': the optimizer "
+                "step at which the learning rate reaches 0, about run.rounds x learner.epochs x ceil(pairs per "
+                "round / learner.batch_size)"
+            )
+        elif self.schedule_steps <= self.warmup_steps:
+            raise ValueError(
+                f"learner.schedule_steps ({self.schedule_steps}) must be greater than learner.warmup_steps "
+                f"({self.warmup_steps}): the decay runs from the end of the warmup to schedule_steps"
+            )
+        return self
 
     @model_validator(mode="after")
     def _batch_divides_over_workers(self) -> "LearnerSection":

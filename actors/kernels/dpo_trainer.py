@@ -14,11 +14,18 @@ Round metrics are means over all ranks' pairs: each rank keeps sums (for the rou
 step), and one all-reduce at the round's end adds them up. The training-dynamics diagnostics
 (actors/kernels/training_dynamics.py) are computed from those totals, and `step_history` holds one entry
 per optimizer step.
+
+Before anything else the round's pairs are held to the length limits (actors/kernels/truncation.py), and
+each optimizer step is followed by one step of the learning-rate schedule, whose step counter runs over
+the whole run (actors/kernels/training_controls.py): the metrics say what the limits did
+(prompts_truncated, responses_truncated, pairs_dropped) and which rates the round used (lr_first, lr_last,
+global_step).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -32,8 +39,12 @@ from actors.contracts import PAIR_TOKEN_COLUMNS
 from actors.kernels.dpo_loss import dpo_loss
 from actors.kernels.hf_model import unwrap
 from actors.kernels.logprobs import pair_logprobs
+from actors.kernels.training_controls import make_scheduler, past_the_horizon
 from actors.kernels.training_dynamics import dpo_weight, end_of_round_sums, round_dynamics
+from actors.kernels.truncation import truncate_pairs
 from actors.settings import LearnerSection
+
+logger = logging.getLogger(__name__)
 
 ReduceSum = Callable[[torch.Tensor], torch.Tensor]
 
@@ -58,6 +69,12 @@ class PairTokens:
         return PairTokens(
             [self.prompts[i] for i in rows], [self.chosen[i] for i in rows], [self.rejected[i] for i in rows]
         )
+
+    def within_limits(self, settings: LearnerSection) -> tuple["PairTokens", dict[str, int]]:
+        """The pairs held to learner.max_prompt_tokens / max_response_tokens / max_length, and the counts."""
+        cut = truncate_pairs(self.prompts, self.chosen, self.rejected, settings.max_prompt_tokens,
+                             settings.max_response_tokens, settings.max_length)  # fmt: skip
+        return PairTokens(cut.prompts, cut.chosen, cut.rejected), cut.counts()
 
     def num_tokens(self) -> int:
         """Tokens in one forward pass over the pairs (prompt + response, for chosen and rejected)."""
@@ -103,6 +120,7 @@ class RoundTrainer:
         reduce_sum: ReduceSum | None = None,
         reference_model: torch.nn.Module | None = None,
         seed: int = 0,
+        start_step: int = 0,  # the run's optimizer steps so far: a resumed run's saved global step
     ) -> None:
         if settings.batch_size % world_size:
             raise ValueError(f"batch_size {settings.batch_size} is not a multiple of world_size {world_size}")
@@ -120,12 +138,23 @@ class RoundTrainer:
         self.per_rank = settings.batch_size // world_size
         self.chunk = min(settings.micro_batch_size or self.per_rank, self.per_rank)
         self.device = next(unwrap(model).parameters()).device
+        # Steps once per optimizer step; its step counter (last_epoch) is the run's global step.
+        self.scheduler = make_scheduler(optimizer, settings, start_step)
+        self._step_lrs: list[float] = []  # the learning rate of each optimizer step of the current round
+
+    @property
+    def global_step(self) -> int:
+        """Optimizer steps taken over the whole run (what learner_state.json saves)."""
+        return self.scheduler.last_epoch
 
     def train_round(self, round_index: int, pairs: PairTokens) -> dict[str, float | int | list | None]:
         """Reference pass, `epochs` passes of minibatch steps, optional end-of-round pass; metrics over all ranks."""
         sums = dict.fromkeys(_SUM_KEYS, 0.0)
         history: list[tuple[int, float, list[float]]] = []  # (pairs over all ranks, grad norm, step sums)
         steps = 0
+        pairs, limits = self._within_limits(round_index, pairs)
+        self._warn_past_the_horizon(round_index, pairs)
+        self._step_lrs = []
         if len(pairs):
             mine = pairs.subset(shard_rows(len(pairs), self.rank, self.world_size))
             ref_c, ref_r = self._timed(sums, self._reference_logps, mine)
@@ -143,7 +172,31 @@ class RoundTrainer:
                 self._add_end_loss(sums, end_c, end_r, ref_c, ref_r)
                 for key, value in end_of_round_sums(start_c, end_c, end_r, ref_c, ref_r, self.settings.beta).items():
                     sums[key] += value
-        return self._round_metrics(sums, steps, len(pairs), history)
+        metrics = self._round_metrics(sums, steps, len(pairs), history)
+        metrics.update(limits)
+        metrics["lr_first"] = self._step_lrs[0] if self._step_lrs else None  # None: no step this round
+        metrics["lr_last"] = self._step_lrs[-1] if self._step_lrs else None
+        metrics["global_step"] = self.global_step
+        return metrics
+
+    def _within_limits(self, round_index: int, pairs: PairTokens) -> tuple[PairTokens, dict[str, int]]:
+        kept, limits = pairs.within_limits(self.settings)
+        if limits["pairs_dropped"] and self.rank == 0:  # every rank drops the same pairs: say it once
+            said = "every one" if not len(kept) else f"{limits['pairs_dropped']}"
+            logger.warning(
+                "learner round %d: %s of its %d pairs dropped (prompt + longer response above learner.max_length="
+                "%d after truncation); %d pairs trained", round_index, said, len(pairs), self.settings.max_length,
+                len(kept),
+            )  # fmt: skip
+        return kept, limits
+
+    def _warn_past_the_horizon(self, round_index: int, pairs: PairTokens) -> None:
+        if len(pairs) and self.rank == 0 and past_the_horizon(self.settings, self.global_step):
+            logger.warning(
+                "learner round %d: global step %d is past learner.schedule_steps=%d: the learning rate is 0 and "
+                "the round's steps do not change the policy", round_index, self.global_step,
+                self.settings.schedule_steps,
+            )  # fmt: skip
 
     # ---- passes -------------------------------------------------------------------------------
 
@@ -186,7 +239,9 @@ class RoundTrainer:
             else:
                 self._zero_weight_backward(pairs)
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.max_grad_norm)
+            self._step_lrs.append(float(self.optimizer.param_groups[0]["lr"]))  # the rate this step uses
             self.optimizer.step()
+            self.scheduler.step()  # the next global step's rate
             grad_norm = float(grad_norm)
             for key, value in step_sums.items():
                 sums[key] += value
