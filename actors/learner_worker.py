@@ -98,8 +98,8 @@ class LearnerWorker:
             pad_token_id(self.tokenizer, self.tokenizer.eos_token_id),  # no pad id: eos, else 0
             rank=self.rank, world_size=self.world_size, reduce_sum=_reduce_sum,
             reference_model=reference, seed=config["seed"],
-            # The original model has no learner_state.json (step 0); a round's checkpoint has its step.
-            start_step=read_start_step(self.model_path),
+            # Only a resumed run continues a round's step: a new run started from any folder begins at 0.
+            start_step=read_start_step(self.model_path) if config.get("resume") else 0,
         )  # fmt: skip
 
     def _load(self, path: str) -> torch.nn.Module:

@@ -151,6 +151,7 @@ class DPOLearner:
         seed: int = 0,
         reference_model_path: str | None = None,
         scaling: dict[str, Any] | None = None,
+        resume: bool = False,
     ) -> None:
         """Start the Ray Train run in the background and return at once.
 
@@ -162,7 +163,8 @@ class DPOLearner:
         options of the transport rank 0 publishes the weights with, resolved (cluster/settings.py's
         `weight_transport`; default: the object store); receivers: the generator actors it serves
         (generation.num_actors; a broadcast waits for them). scaling: extra ScalingConfig arguments
-        (placement strategy, label selector).
+        (placement strategy, label selector). resume: initial_model_path is this run's last complete round,
+        whose training state (the schedule's step) the learner continues; otherwise it starts at step 0.
         """
         self.cfg = learner_cfg
         weight_sync = weight_sync or KindOptions(kind=OBJECT_STORE)
@@ -194,6 +196,7 @@ class DPOLearner:
             "weight_sync": weight_sync,
             "receivers": receivers,
             "seed": seed,
+            "resume": resume,
             "instance_tag": time.strftime("%Y%m%d-%H%M%S"),
         }
         try:

@@ -51,6 +51,7 @@ def ray_round_runner(config: RunConfig, store: RunStore, inputs: RunInputs, choi
             receivers=config.generation.num_actors,
             seed=config.run.seed,
             scaling=learner_scaling(config.placement),
+            resume=start_round > 0,
         )
         cleanup.callback(learner.shutdown)
         probe = RemoteModelProbe(generators, feature_options(config.probe, inputs.model_path))
