@@ -44,7 +44,8 @@ class ModelSection(StrictModel):
         "$ACTIVEDPO_MODEL_CACHE, else ~/.cache/activedpo/models).",
     )
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
-        "float32", description="Parameter dtype of the learner and the generators."
+        "float32", description="Parameter dtype of the learner, and of the generators unless generation.dtype "
+        "names their own."
     )
     trust_remote_code: bool = Field(
         False, description="Allow custom modelling code shipped with the checkpoint. Off: it runs arbitrary code."

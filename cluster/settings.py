@@ -26,8 +26,11 @@ if TYPE_CHECKING:  # imported where used: the probe imports torch, and the confi
 
 def generator_settings(generation: GenerationSection, model: ModelSection, model_path: str,
                        initial_version: int = 0) -> GeneratorSettings:
-    """What every generator actor is built from: `generation.torch_threads`, the `model` section, the
-    policy folder the driver resolved and the version of the weights in it (the round it starts at)."""
+    """What every generator actor is built from: `generation.torch_threads`, the `model` section (its dtype
+    replaced by `generation.dtype` unless 'auto'), the policy folder the driver resolved and the version of the
+    weights in it (the round it starts at)."""
+    if generation.dtype != "auto":
+        model = model.model_copy(update={"dtype": generation.dtype})
     return GeneratorSettings(model_path=model_path, model=model, torch_threads=generation.torch_threads,
                              initial_version=initial_version)
 
