@@ -1,12 +1,20 @@
 """The loop each Ray Train worker runs for the learner's whole life: load once, then train round after round.
 
 `train_loop_per_worker` loads the policy (and, for reference 'initial', a frozen copy of the
-original model), turns on activation checkpointing if asked (learner.gradient_checkpointing), wraps it
-in DDP (the `ddp` learner strategy, the only one yet), creates AdamW and its learning-rate schedule once,
-registers with the mailbox and waits for messages. Each round: fetch the pairs, train
-(actors/kernels/dpo_trainer.py), then rank 0 writes the HF checkpoint, with learner_state.json (the
-schedule's global step), and publishes the weights; every rank reports to Ray Train (so the run, its
-metrics and its checkpoints show in Ray Train's state and the dashboard); rank 0 posts the result.
+original model), turns on activation checkpointing if asked (learner.gradient_checkpointing), then
+applies the learner strategy (actors/learner_strategies.py): `ddp` wraps it in DDP (Ray Train's
+prepare_model); `fsdp` shards it with FSDP2 over an explicit device mesh (actors/kernels/sharding.py) and
+shards the frozen reference the same way. AdamW and its learning-rate schedule are created once, after
+the sharding (so AdamW's state is sharded too); the worker registers with the mailbox and waits for
+messages. Each round: fetch the pairs, train (actors/kernels/dpo_trainer.py), then rank 0 writes the HF
+checkpoint, with learner_state.json (the schedule's global step), and publishes the weights (under fsdp
+from the full state dict every rank helped gather to rank 0's CPU memory); every rank reports to Ray Train
+(so the run, its metrics and its checkpoints show in Ray Train's state and the dashboard); rank 0 posts
+the result.
+
+learner.mixed_precision 'bf16'/'fp16' loads the policy (and the reference) in float32, the master weights,
+whatever model.dtype says; the checkpoint holds those and they are published as they are (each
+generator casts them to generation.dtype on arrival).
 
 The schedule's step counter spans the run: a learner started from a round's checkpoint (a resumed run)
 reads that round's learner_state.json and continues the schedule at its step
@@ -31,6 +39,8 @@ import torch
 import torch.distributed as dist
 
 from actors.kernels.dpo_trainer import PairTokens, RoundTrainer
+from actors.contracts import InputError
+from actors.kernels import sharding
 from actors.kernels.hf_model import load_model, load_tokenizer, pad_token_id, unwrap
 from actors.kernels.training_controls import (
     enable_gradient_checkpointing,
@@ -52,9 +62,15 @@ def _reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def parameter_checksums(model: torch.nn.Module, rank: int, world_size: int, device) -> list[float]:
-    """One checksum of the parameters per rank (all-reduced), to verify DDP kept the ranks identical."""
-    with torch.no_grad():
-        total = sum(p.double().sum() + p.double().square().sum() for p in model.parameters())
+    """One checksum of the parameters per rank (all-reduced), to verify DDP kept the ranks identical.
+
+    A sharded (fsdp) model's checksum is that of the whole model, its shards' sums added up over the ranks.
+    """
+    if sharding.is_sharded(model):
+        total = sharding.parameter_checksum(model)
+    else:
+        with torch.no_grad():
+            total = sum(p.double().sum() + p.double().square().sum() for p in model.parameters())
     vector = torch.zeros(world_size, dtype=torch.float64, device=device)
     vector[rank] = total
     return _reduce_sum(vector).tolist()
@@ -73,23 +89,28 @@ class LearnerWorker:
         self.model_settings: ModelSection = config["model"]
         # The options of the resolved transport (never 'auto') and the generator actors it serves.
         self.transport = make_transport(config["weight_sync"], config["receivers"])
-        # learner.strategy (actors/learner_strategies.py, in self.settings): 'ddp' is the only one registered, so
-        # nothing reads it yet (prepare_model below wraps the model in DDP); the next issue's 'fsdp' branches here.
+        self.strategy = self.settings.strategy  # learner.strategy's options (actors/learner_strategies.py)
+        self.compute_dtype = sharding.compute_dtype(self.settings.mixed_precision)
         self.report_mode = self.settings.ray_train_checkpoint
         self.instance_tag = config["instance_tag"]
         torch.set_num_threads(self.settings.torch_threads)
         torch.manual_seed(config["seed"])
         self.model_path = config["initial_model_path"]
         self.tokenizer = self._load_tokenizer()
+        self._check_mixed_precision()
         policy = self._load(self.model_path)
-        # On the plain model, before the DDP wrap. self.use_cache: the config's value to save (None: untouched).
+        # On the plain model, before the wrap. self.use_cache: the config's value to save (None: untouched).
         self.use_cache = enable_gradient_checkpointing(policy) if self.settings.gradient_checkpointing else None
-        self.model = ray.train.torch.prepare_model(policy)
-        self.device = next(unwrap(self.model).parameters()).device
-        reference = None
-        if self.settings.reference == "initial":
-            reference = self._load(config["reference_model_path"]).to(self.device)
+        reference = self._load(config["reference_model_path"]) if self.settings.reference == "initial" else None
+        if reference is not None:
             reference.requires_grad_(False)
+        if self.strategy.kind == "fsdp":
+            self.model, reference = self._shard(policy, reference)
+        else:
+            self.model = ray.train.torch.prepare_model(policy)
+        self.device = next(unwrap(self.model).parameters()).device
+        if reference is not None and not sharding.is_sharded(reference):
+            reference = reference.to(self.device)
         optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=self.settings.learning_rate, weight_decay=self.settings.weight_decay
         )
@@ -100,10 +121,31 @@ class LearnerWorker:
             reference_model=reference, seed=config["seed"],
             # Only a resumed run continues a round's step: a new run started from any folder begins at 0.
             start_step=read_start_step(self.model_path) if config.get("resume") else 0,
+            compute_dtype=self.compute_dtype,
         )  # fmt: skip
 
+    def _check_mixed_precision(self) -> None:
+        if self.settings.mixed_precision == "bf16" and self.settings.use_gpu and not torch.cuda.is_bf16_supported():
+            raise InputError(f"learner.mixed_precision 'bf16': this worker's GPU ({torch.cuda.get_device_name()}) "
+                             "does not support bfloat16; use 'fp16' or 'none'")  # fmt: skip
+
     def _load(self, path: str) -> torch.nn.Module:
-        return load_model(path, self.model_settings.dtype, self.model_settings.trust_remote_code)
+        # Mixed precision keeps float32 master weights; otherwise the learner holds model.dtype.
+        dtype = "float32" if self.compute_dtype is not None else self.model_settings.dtype
+        return load_model(path, dtype, self.model_settings.trust_remote_code)
+
+    def _shard(self, policy: torch.nn.Module, reference: torch.nn.Module | None):
+        """The `fsdp` strategy: the policy and the frozen reference sharded over all ranks (one mesh)."""
+        device = ray.train.torch.get_device()
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        mesh = sharding.device_mesh(device, self.world_size)
+        options = dict(cpu_offload=self.strategy.cpu_offload, reshard_after_forward=self.strategy.reshard_after_forward,
+                       compute=self.compute_dtype)  # fmt: skip
+        policy = sharding.shard_model(policy, mesh, **options)
+        if reference is not None:  # sharded like the policy; no optimizer, so no state but its shards
+            reference = sharding.shard_model(reference, mesh, **options)
+        return policy, reference
 
     def _load_tokenizer(self):
         return load_tokenizer(self.model_path, self.model_settings.trust_remote_code)
@@ -145,8 +187,14 @@ class LearnerWorker:
         )
         metrics["worker_pid_per_rank"] = [int(x) for x in self._gather_pids()]
         handle, timings = None, {}
+        state = None
+        if sharding.is_sharded(self.model):  # every rank takes part in gathering the model to rank 0 (the others get {})
+            gather_start = time.perf_counter()
+            state = sharding.full_state_dict(self.model)
+            timings["gather_seconds"] = time.perf_counter() - gather_start
         if self.rank == 0:
-            handle, timings = self._save_and_publish(round_index, checkpoint_dir)
+            handle, saved = self._save_and_publish(round_index, checkpoint_dir, state)
+            timings.update(saved)
         metrics.update(round_index=round_index, weights_version=round_index + 1, world_size=self.world_size)
         metrics.update(timings)
         report_start = time.perf_counter()
@@ -162,16 +210,20 @@ class LearnerWorker:
         vector[self.rank] = os.getpid()
         return _reduce_sum(vector).tolist()
 
-    def _save_and_publish(self, round_index: int, checkpoint_dir: str):
+    def _save_and_publish(self, round_index: int, checkpoint_dir: str, state: dict[str, torch.Tensor] | None):
+        """Rank 0: the round's HF checkpoint and the published weights, from `state` (fsdp's gathered full
+        state dict) or the plain model's own."""
         start = time.perf_counter()
         os.makedirs(checkpoint_dir, exist_ok=True)
         policy = unwrap(self.model)
         with original_use_cache(policy, self.use_cache):  # the config as loaded, not the training one
-            policy.save_pretrained(checkpoint_dir, safe_serialization=True)
+            policy.save_pretrained(checkpoint_dir, safe_serialization=True, state_dict=state)
         self.tokenizer.save_pretrained(checkpoint_dir)
         write_learner_state(checkpoint_dir, self.trainer.global_step, round_index)  # a resume continues here
         saved = time.perf_counter()
-        handle = self.transport.publish(policy.state_dict(), version=round_index + 1, checkpoint_dir=checkpoint_dir)
+        # Under mixed precision the float32 masters: each generator casts them to generation.dtype on arrival.
+        state = policy.state_dict() if state is None else state
+        handle = self.transport.publish(state, version=round_index + 1, checkpoint_dir=checkpoint_dir)
         return handle, {"checkpoint_seconds": saved - start, "publish_seconds": time.perf_counter() - saved}
 
     def _report(self, metrics: dict[str, Any], round_index: int, checkpoint_dir: str) -> None:

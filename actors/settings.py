@@ -87,7 +87,19 @@ class LearnerSection(StrictModel):
     strategy: choice("learner strategy", strategy_options, DEFAULT_STRATEGY, registered_strategies) = default_choice(
         strategy_options, DEFAULT_STRATEGY,
         "How the workers hold and update the policy, `{kind: <name>, ...}`: 'ddp' (a whole copy per worker, "
-        "gradients all-reduced; no options). Registered in actors/learner_strategies.py.")
+        "gradients all-reduced; no options) or 'fsdp' (parameters, gradients and AdamW state sharded over the "
+        "workers with FSDP2; options cpu_offload, reshard_after_forward). Registered in "
+        "actors/learner_strategies.py.")
+    mixed_precision: Literal["none", "bf16", "fp16"] = Field(
+        "none",
+        description="'none': the learner computes in its parameters' dtype, model.dtype (pure bfloat16 when "
+        "model.dtype is bfloat16). 'bf16' / 'fp16': the learner keeps float32 master weights and AdamW state "
+        "(it loads the model in float32 whatever model.dtype says), computes forward and backward in "
+        "bfloat16 / float16 and reduces gradients in float32 (ddp: torch.autocast; fsdp: FSDP2's "
+        "MixedPrecisionPolicy); checkpoints and published weights hold the float32 masters (generators cast them to generation.dtype). "
+        "'fp16' needs learner.use_gpu (CPU autocast computes in bfloat16 only) and runs with a dynamic loss "
+        "scale; 'bf16' on a GPU without bfloat16 is refused when the workers start.",
+    )
     torch_threads: int = Field(1, ge=1, description="torch intra-op threads in each learner worker.")
     loss: str = Field("sigmoid", description="DPO loss variant: 'sigmoid', 'ipo' or 'hinge'.")
     beta: float = Field(0.1, gt=0, description="DPO temperature beta.")
@@ -208,6 +220,16 @@ class LearnerSection(StrictModel):
                 f"learner.schedule_steps ({self.schedule_steps}) must be greater than learner.warmup_steps "
                 f"({self.warmup_steps}): the decay runs from the end of the warmup to schedule_steps"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _precision_and_strategy_fit_the_device(self) -> "LearnerSection":
+        if self.mixed_precision == "fp16" and not self.use_gpu:
+            raise ValueError("learner.mixed_precision 'fp16' needs learner.use_gpu: mixed precision on CPU workers "
+                             "computes in bfloat16 only (use learner.mixed_precision 'bf16')")
+        if getattr(self.strategy, "cpu_offload", False) and not self.use_gpu:
+            raise ValueError("learner.strategy.cpu_offload needs learner.use_gpu: on CPU workers the shards are in "
+                             "CPU memory already (drop cpu_offload)")
         return self
 
     @model_validator(mode="after")

@@ -150,7 +150,7 @@ def test_an_option_of_another_kind_is_refused_naming_the_key(overrides, key):
 
 @pytest.mark.parametrize("override, nearest", [
     ("generation.backend=vlm", "vllm"), ("weight_sync.transport=brodcast", "broadcast"),
-    ("learner.strategy=dpp", "ddp"), ("learner.strategy=fsdp", None),
+    ("learner.strategy=dpp", "ddp"), ("learner.strategy=deepspeed", None),
 ])
 def test_an_unknown_kind_is_refused_naming_the_nearest(override, nearest):
     key, name = override.split("=")

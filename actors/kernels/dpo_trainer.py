@@ -8,7 +8,11 @@ round, for exactly the pairs it will train on.
 Every rank takes the same number of optimizer steps (DDP all-reduces gradients in each backward
 pass, so a rank with fewer pairs must still take part). A rank whose share of a step is empty runs
 one pair with weight 0. Each rank scales its summed loss by world_size / (pairs in the step over all
-ranks); DDP averages gradients over ranks, so the update is the mean over the step's pairs.
+ranks); DDP averages gradients over ranks, so the update is the mean over the step's pairs. A sharded
+(fsdp) model gathers parameters in every forward pass, so there every rank also runs the same number of
+forward passes: the rank with the most pairs sets it, the others add zero-weight passes on a filler pair.
+`compute_dtype` (learner.mixed_precision) runs the passes under torch.autocast unless the model is sharded
+(FSDP2's MixedPrecisionPolicy casts there); float16 adds a dynamic loss scale.
 
 Round metrics are means over all ranks' pairs: each rank keeps sums (for the round and for each
 step), and one all-reduce at the round's end adds them up. The training-dynamics diagnostics
@@ -39,6 +43,7 @@ from actors.contracts import PAIR_TOKEN_COLUMNS
 from actors.kernels.dpo_loss import dpo_loss
 from actors.kernels.hf_model import unwrap
 from actors.kernels.logprobs import pair_logprobs
+from actors.kernels.sharding import is_sharded, reshard, total_grad_norm_to_float
 from actors.kernels.training_controls import make_scheduler, past_the_horizon
 from actors.kernels.training_dynamics import dpo_weight, end_of_round_sums, round_dynamics
 from actors.kernels.truncation import truncate_pairs
@@ -106,6 +111,14 @@ _STEP_SUM_KEYS = ("loss", "dpo_weight", "margin", "accurate", "chosen_logps", "r
 _STEP_HISTORY_NAMES = ("loss", "dpo_weight", "reward_margin", "reward_accuracy", "chosen_logps", "rejected_logps")
 
 
+def _grad_scaler(device: torch.device, enabled: bool, sharded: bool):
+    if sharded and enabled:
+        from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
+
+        return ShardedGradScaler(device.type)
+    return torch.amp.GradScaler(device.type, enabled=enabled)
+
+
 class RoundTrainer:
     """Holds the policy (DDP-wrapped or plain), its optimizer and the optional frozen reference."""
 
@@ -121,6 +134,7 @@ class RoundTrainer:
         reference_model: torch.nn.Module | None = None,
         seed: int = 0,
         start_step: int = 0,  # the run's optimizer steps so far: a resumed run's saved global step
+        compute_dtype: torch.dtype | None = None,  # learner.mixed_precision's dtype (None: the parameters' own)
     ) -> None:
         if settings.batch_size % world_size:
             raise ValueError(f"batch_size {settings.batch_size} is not a multiple of world_size {world_size}")
@@ -138,6 +152,16 @@ class RoundTrainer:
         self.per_rank = settings.batch_size // world_size
         self.chunk = min(settings.micro_batch_size or self.per_rank, self.per_rank)
         self.device = next(unwrap(model).parameters()).device
+        self.compute_dtype = compute_dtype
+        # A sharded (fsdp) model gathers parameters in every forward pass: every rank must run the same number
+        # of passes, so a rank with fewer pairs than another runs zero-weight passes (see _passes).
+        self.lockstep = is_sharded(unwrap(model))
+        # Mixed precision on a model that is not sharded: torch.autocast (fsdp casts through its own policy).
+        self.autocast = compute_dtype is not None and not self.lockstep
+        # fp16 needs a loss scale (its gradients underflow); disabled, the scaler passes everything through.
+        self.scaler = _grad_scaler(self.device, compute_dtype == torch.float16, self.lockstep)
+        self._filler: PairTokens | None = None  # one pair of the round, for the zero-weight passes
+        self._max_shard = 0  # the largest rank share of the round's pairs
         # Steps once per optimizer step; its step counter (last_epoch) is the run's global step.
         self.scheduler = make_scheduler(optimizer, settings, start_step)
         self._step_lrs: list[float] = []  # the learning rate of each optimizer step of the current round
@@ -156,6 +180,7 @@ class RoundTrainer:
         self._warn_past_the_horizon(round_index, pairs)
         self._step_lrs = []
         if len(pairs):
+            self._filler, self._max_shard = pairs.subset([0]), len(shard_rows(len(pairs), 0, self.world_size))
             mine = pairs.subset(shard_rows(len(pairs), self.rank, self.world_size))
             ref_c, ref_r = self._timed(sums, self._reference_logps, mine)
             self._add_means(sums, "ref_", ref_c, ref_r)
@@ -203,7 +228,15 @@ class RoundTrainer:
     def _pair_logps(self, model: torch.nn.Module, pairs: PairTokens) -> tuple[torch.Tensor, torch.Tensor]:
         # One sequence per pair (prompt + chosen + rejected): the prompt is encoded once, padding only to the
         # longest pair of the batch, and the vocabulary projection runs on response tokens only.
-        return pair_logprobs(model, pairs.prompts, pairs.chosen, pairs.rejected, self.pad_id)
+        autocast = (torch.autocast(self.device.type, dtype=self.compute_dtype) if self.autocast
+                    else contextlib.nullcontext())  # fmt: skip
+        with autocast:
+            return pair_logprobs(model, pairs.prompts, pairs.chosen, pairs.rejected, self.pad_id,
+                                 compute_dtype=self.compute_dtype)  # fmt: skip
+
+    def _passes(self, rows: int, most_rows: int) -> int:
+        """Forward passes for `rows` pairs in chunks; in lockstep, those of the rank with the most (`most_rows`)."""
+        return max(math.ceil((most_rows if self.lockstep else rows) / self.chunk), 1)
 
     @torch.no_grad()
     def _no_grad_logps(self, model: torch.nn.Module, pairs: PairTokens) -> tuple[torch.Tensor, torch.Tensor]:
@@ -212,6 +245,10 @@ class RoundTrainer:
         try:
             parts = [self._pair_logps(model, pairs.subset(range(i, min(i + self.chunk, len(pairs)))))
                      for i in range(0, len(pairs), self.chunk)]  # fmt: skip
+            if self.lockstep:  # the passes another rank still runs, on a filler pair; results dropped
+                for _ in range(self._passes(len(pairs), self._max_shard) - len(parts)):
+                    self._pair_logps(model, self._filler)
+                reshard(model)  # no backward follows to free the root's gathered parameters
         finally:
             model.train(was_training)
         if not parts:
@@ -234,15 +271,16 @@ class RoundTrainer:
             start = time.perf_counter()
             self.optimizer.zero_grad(set_to_none=True)
             step_sums = dict.fromkeys(_SUM_KEYS, 0.0)
-            if rows:
-                self._accumulate_gradients(mine, rows, ref_c, ref_r, global_count, step_sums)
-            else:
-                self._zero_weight_backward(pairs)
+            most_rows = min(max(self._max_shard - step * self.per_rank, 0), self.per_rank)
+            self._accumulate_gradients(mine, rows, ref_c, ref_r, global_count, step_sums,
+                                       self._passes(len(rows), most_rows))  # fmt: skip
+            self.scaler.unscale_(self.optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.max_grad_norm)
             self._step_lrs.append(float(self.optimizer.param_groups[0]["lr"]))  # the rate this step uses
-            self.optimizer.step()
+            self.scaler.step(self.optimizer)  # fp16: skipped when a gradient overflowed
+            self.scaler.update()
             self.scheduler.step()  # the next global step's rate
-            grad_norm = float(grad_norm)
+            grad_norm = total_grad_norm_to_float(grad_norm)
             for key, value in step_sums.items():
                 sums[key] += value
             sums["grad_norm"] += grad_norm
@@ -250,27 +288,37 @@ class RoundTrainer:
             sums["compute_seconds"] += time.perf_counter() - start
         return len(counts)
 
-    def _accumulate_gradients(self, mine, rows, ref_c, ref_r, global_count, sums) -> None:
+    def _accumulate_gradients(self, mine, rows, ref_c, ref_r, global_count, sums, passes) -> None:
         chunks = [rows[i : i + self.chunk] for i in range(0, len(rows), self.chunk)]
+        # A rank with no pair in the step (or, in lockstep, fewer chunks than another) still joins the
+        # gradient reduction: zero-weight passes on a filler pair.
+        work = chunks + [None] * (passes - len(chunks))
         scale = self.world_size / global_count
-        for i, chunk in enumerate(chunks):
-            # Only the last backward of a step all-reduces gradients; earlier ones accumulate locally.
-            is_last = i == len(chunks) - 1
-            sync = contextlib.nullcontext() if is_last or not hasattr(self.model, "no_sync") else self.model.no_sync()
-            batch = mine.subset(chunk)
-            index = torch.as_tensor(chunk, device=self.device)
-            with sync:
+        for i, chunk in enumerate(work):
+            # Only the last backward of a step reduces gradients; earlier ones accumulate locally.
+            with self._gradient_sync(i == len(work) - 1):
+                if chunk is None:
+                    self._zero_weight_backward()
+                    continue
+                batch = mine.subset(chunk)
+                index = torch.as_tensor(chunk, device=self.device)
                 pol_c, pol_r = self._pair_logps(self.model, batch)
                 losses, rew_c, rew_r = dpo_loss(
                     pol_c, pol_r, ref_c[index], ref_r[index],
                     self.settings.beta, self.settings.loss, self.settings.label_smoothing,
                 )  # fmt: skip
-                (losses.sum() * scale).backward()
+                self.scaler.scale(losses.sum() * scale).backward()
             self._add_step_stats(sums, losses, rew_c, rew_r, pol_c, pol_r, batch.num_tokens())
 
-    def _zero_weight_backward(self, pairs: PairTokens) -> None:
-        # This rank has no pair in the step but must join DDP's gradient all-reduce.
-        pol_c, pol_r = self._pair_logps(self.model, pairs.subset([0]))
+    def _gradient_sync(self, sync: bool):
+        """Whether this backward reduces gradients over ranks: DDP's no_sync, FSDP2's requires_gradient_sync."""
+        if hasattr(self.model, "set_requires_gradient_sync"):
+            self.model.set_requires_gradient_sync(sync)
+            return contextlib.nullcontext()
+        return contextlib.nullcontext() if sync or not hasattr(self.model, "no_sync") else self.model.no_sync()
+
+    def _zero_weight_backward(self) -> None:
+        pol_c, pol_r = self._pair_logps(self.model, self._filler)
         ((pol_c - pol_r).sum() * 0.0).backward()
 
     # ---- metrics ------------------------------------------------------------------------------

@@ -132,10 +132,13 @@ def supports_shared_prompt(model: torch.nn.Module) -> bool:
 
 
 def pair_logprobs(model: torch.nn.Module, prompt_ids: Sequence[Sequence[int]], chosen_ids: Sequence[Sequence[int]],
-                  rejected_ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+                  rejected_ids: Sequence[Sequence[int]], pad_id: int,
+                  compute_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """log pi(y_w|x) and log pi(y_l|x) per pair (float32, with grad if enabled), the prompt encoded once.
 
     `model` may be wrapped (DDP): the forward pass goes through the wrapper, so gradients synchronise.
+    `compute_dtype`: the dtype the attention runs in under mixed precision (autocast or FSDP's policy), which
+    the attention mask must match (default: the parameters' dtype).
     Equal to `sequence_logprobs` on each side; models whose logits are not lm_head(decoder output) take
     that path instead.
     """
@@ -156,7 +159,8 @@ def pair_logprobs(model: torch.nn.Module, prompt_ids: Sequence[Sequence[int]], c
     try:
         # logits_to_keep=1: the model's own head runs on one position; ours runs on the scored ones only.
         model(input_ids=batch.input_ids.to(device), position_ids=batch.position_ids.to(device),
-              attention_mask=shared_prompt_attention(batch.segment.to(device), parameter.dtype), logits_to_keep=1)
+              attention_mask=shared_prompt_attention(batch.segment.to(device), compute_dtype or parameter.dtype),
+              logits_to_keep=1)
     finally:
         hook.remove()
     rows, targets = batch.rows.to(device), batch.targets.to(device)

@@ -1,0 +1,181 @@
+"""The `fsdp` learner strategy and learner.mixed_precision: config checks and precision in one process, then
+two real 2-worker Ray Train learners (gloo on CPU), one `ddp` and one `fsdp`, trained on the same rounds.
+
+Parity tolerance between the two learners: losses 1e-6 absolute, every step's gradient norm 1e-5 relative,
+parameters 1e-5 absolute (float32; the sharded reduce-scatter adds the ranks' gradients in another order than
+DDP's all-reduce). Summed instead of averaged gradients (PyTorch issue 162338, FSDP2 over gloo) would double
+every gradient norm, a 100% error; AdamW's update is almost invariant to a gradient's scale, so the parameters
+alone could not tell, and the test compares the norms.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from actors.contracts import InputError
+from actors.kernels.dpo_trainer import PairTokens, RoundTrainer
+from actors.kernels.sharding import compute_dtype, decoder_blocks
+from actors.weight_sync import apply_weights, make_transport
+from cluster.config import LearnerSection, ModelSection
+from tiny_model import PAD_ID, build_tiny_model, random_pairs_table
+
+GRAD_NORM_REL = 1e-5
+LOSS_ABS = 1e-6
+PARAM_ABS = 1e-5
+
+
+def load(path: str, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> str:
+    return str(build_tiny_model(tmp_path_factory.mktemp("model") / "initial"))
+
+
+# ---- the config: impossible combinations are refused before anything starts, naming the key --------
+
+
+@pytest.mark.parametrize("learner, key", [
+    (dict(mixed_precision="fp16"), "learner.mixed_precision"),  # CPU workers: bf16 only
+    (dict(strategy={"kind": "fsdp", "cpu_offload": True}), "learner.strategy.cpu_offload"),  # no GPU to offload from
+    (dict(strategy={"kind": "ddp", "cpu_offload": True}), "cpu_offload"),  # an fsdp option does not exist under ddp
+    (dict(strategy={"kind": "fsdp", "shard_everything": True}), "shard_everything"),
+    (dict(mixed_precision="fp8"), "mixed_precision"),
+])  # fmt: skip
+def test_impossible_learner_combinations_are_refused_naming_the_key(learner, key):
+    with pytest.raises(ValidationError, match=key.replace(".", r"\.")):
+        LearnerSection(**learner)
+
+
+def test_fsdp_options_and_their_defaults():
+    section = LearnerSection(strategy="fsdp")
+    assert section.strategy.kind == "fsdp"
+    assert (section.strategy.cpu_offload, section.strategy.reshard_after_forward) == (False, True)
+    assert LearnerSection(strategy={"kind": "fsdp", "cpu_offload": True}, use_gpu=True).strategy.cpu_offload
+    assert LearnerSection().mixed_precision == "none" and compute_dtype("none") is None
+    assert compute_dtype("bf16") is torch.bfloat16 and compute_dtype("fp16") is torch.float16
+
+
+def test_decoder_blocks_are_found_or_the_strategy_is_refused(tiny_model):
+    model = load(tiny_model)
+    assert decoder_blocks(model) == list(model.model.layers) and len(model.model.layers) == 2
+    with pytest.raises(InputError, match="learner.strategy 'fsdp'.*no decoder block list"):
+        decoder_blocks(torch.nn.Sequential(torch.nn.Linear(2, 2)))
+
+
+# ---- mixed precision in one process ------------------------------------------------------------
+
+
+def _changed_fraction(settings: LearnerSection, model: torch.nn.Module, dtype: torch.dtype | None) -> float:
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=0.0)
+    trainer = RoundTrainer(model, optimizer, settings, PAD_ID, compute_dtype=dtype)
+    trainer.train_round(0, PairTokens.from_table(random_pairs_table(4, seed=5)))
+    changed = sum(int((p.detach() != b).sum()) for p, b in zip(model.parameters(), before, strict=True))
+    return changed / sum(b.numel() for b in before)
+
+
+def test_bf16_with_fp32_masters_moves_weights_pure_bf16_rounds_away(tiny_model):
+    # AdamW moves every weight by about lr per step; 1e-7 is far below a bfloat16 weight's spacing (2^-8 of it).
+    settings = dict(num_workers=1, batch_size=2, learning_rate=1e-7, measure_round_end=False)
+    pure = _changed_fraction(LearnerSection(**settings), load(tiny_model, torch.bfloat16), None)
+    mixed_settings = LearnerSection(**settings, mixed_precision="bf16")
+    mixed = _changed_fraction(mixed_settings, load(tiny_model), compute_dtype(mixed_settings.mixed_precision))
+    assert pure < 0.01  # only weights within ~1e-5 of zero can move at all
+    assert mixed > 0.9
+
+
+def test_bf16_autocast_computes_in_bf16_with_fp32_gradients(tiny_model):
+    model = load(tiny_model)
+    settings = LearnerSection(num_workers=1, batch_size=2, mixed_precision="bf16")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    trainer = RoundTrainer(model, optimizer, settings, PAD_ID, compute_dtype=torch.bfloat16)
+    pairs = PairTokens.from_table(random_pairs_table(2, seed=6))
+    plain = load(tiny_model)
+    fp32 = RoundTrainer(plain, torch.optim.AdamW(plain.parameters()), LearnerSection(num_workers=1, batch_size=2), PAD_ID)
+    mixed_logps, full_logps = trainer._pair_logps(model, pairs), fp32._pair_logps(fp32.model, pairs)
+    assert mixed_logps[0].dtype == torch.float32  # log-probs and the loss in float32 ...
+    assert not torch.equal(mixed_logps[0], full_logps[0])  # ... from bf16 matmuls
+    torch.testing.assert_close(mixed_logps[0], full_logps[0], atol=0.1, rtol=0.02)
+    metrics = trainer.train_round(0, pairs)
+    assert metrics["steps"] == 1 and all(p.dtype == torch.float32 for p in model.parameters())
+
+
+# ---- two real Ray Train learners: ddp and fsdp on the same rounds ---------------------------------
+
+LEARNER = dict(num_workers=2, num_cpus_per_worker=1.0, epochs=2, batch_size=4, micro_batch_size=1,
+               learning_rate=1e-3, beta=0.5, reference="initial")  # fmt: skip
+# 7 pairs: shards of 4 and 3 (two steps per epoch, the second with fewer chunks on rank 1); 1 pair: rank 1 idle.
+ROUND_PAIRS = {0: 7, 1: 1}
+
+
+def _run(tiny_model: str, root, strategy: str) -> dict:
+    from cluster.learner_client import DPOLearner
+
+    learner = DPOLearner(LearnerSection(**LEARNER, strategy=strategy), ModelSection(), tiny_model,
+                         str(root / "ray_train"), f"learner-{strategy}", seed=3)  # fmt: skip
+    rounds = {}
+    try:
+        for index, n in ROUND_PAIRS.items():
+            checkpoint = str(root / f"round_{index}" / "checkpoint")
+            metrics, handle = learner.train_round(index, random_pairs_table(n, seed=100 + index), checkpoint)
+            rounds[index] = dict(metrics=metrics, handle=handle, checkpoint=checkpoint)
+        for r in rounds.values():  # what a generator receives, while the learner (the object's owner) lives
+            r["received"] = {k: v.clone() for k, v in make_transport(r["handle"].transport).receive(r["handle"]).items()}
+            fresh = load(tiny_model)
+            apply_weights(fresh, r["handle"])
+            r["applied"] = {k: v.clone() for k, v in fresh.state_dict().items()}
+    finally:
+        learner.shutdown()
+    return rounds
+
+
+@pytest.fixture(scope="module")
+def ddp_and_fsdp(ray_cluster, tiny_model, tmp_path_factory):
+    return {strategy: _run(tiny_model, tmp_path_factory.mktemp(strategy), strategy) for strategy in ("ddp", "fsdp")}
+
+
+def _max_param_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert set(a) == set(b)
+    return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+
+
+def test_fsdp_equals_ddp_in_losses_gradient_norms_and_parameters(ddp_and_fsdp):
+    ddp, fsdp = ddp_and_fsdp["ddp"], ddp_and_fsdp["fsdp"]
+    for index in ROUND_PAIRS:
+        d, f = ddp[index]["metrics"], fsdp[index]["metrics"]
+        assert f["world_size"] == 2 and f["steps"] == d["steps"] == 2 * (2 if index == 0 else 1)
+        for key in ("loss", "loss_end", "ref_chosen_logps", "chosen_logps_end"):
+            assert f[key] == pytest.approx(d[key], abs=LOSS_ABS), key
+        for step_d, step_f in zip(d["step_history"], f["step_history"], strict=True):
+            assert step_f["loss"] == pytest.approx(step_d["loss"], abs=LOSS_ABS)
+            assert step_f["grad_norm"] == pytest.approx(step_d["grad_norm"], rel=GRAD_NORM_REL)
+            # Summed gradients (factor 2) would be far outside the tolerance.
+            assert 2 * step_f["grad_norm"] != pytest.approx(step_d["grad_norm"], rel=GRAD_NORM_REL)
+        diff = _max_param_diff(load(ddp[index]["checkpoint"]).state_dict(), load(fsdp[index]["checkpoint"]).state_dict())
+        assert diff < PARAM_ABS
+    moved = _max_param_diff(load(fsdp[0]["checkpoint"]).state_dict(), load(fsdp[1]["checkpoint"]).state_dict())
+    assert moved > 100 * PARAM_ABS  # the rounds did train
+
+
+def test_fsdp_checkpoint_loads_and_equals_the_gathered_weights(ddp_and_fsdp):
+    for r in ddp_and_fsdp["fsdp"].values():
+        checkpoint = load(r["checkpoint"])
+        # The published object holds rank 0's gathered full state dict.
+        assert _max_param_diff(checkpoint.state_dict(), r["received"]) == 0.0
+        with torch.no_grad():
+            local = sum(float(p.double().sum() + p.double().square().sum()) for p in checkpoint.parameters())
+        checksums = r["metrics"]["param_checksum_per_rank"]  # the sharded model's, shards added up over ranks
+        assert checksums[0] == checksums[1] == pytest.approx(local, rel=1e-9)
+
+
+def test_generators_receive_the_fsdp_learners_weights(ddp_and_fsdp):
+    for r in ddp_and_fsdp["fsdp"].values():
+        assert r["handle"].transport == "object_store" and r["handle"].version == r["metrics"]["weights_version"]
+        # apply_weights (what every generator runs) on a fresh tiny model, with the learner still alive.
+        assert _max_param_diff(r["applied"], load(r["checkpoint"]).state_dict()) == 0.0
