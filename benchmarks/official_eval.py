@@ -39,13 +39,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="JSON to write (merged with what it holds for the same model)")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. 'eval.benchmarks.names=[ifbench]'")
     args = parser.parse_intermixed_args(argv)
+    run_machine = machine()  # before the hour of work: the commit measured, not the one there when it ends
     record = benchmark_model(load_config(args.config, args.overrides), args.model)
     for line in summary_lines(record):
         print(line)
     out = Path(args.out)
     previous = json.loads(out.read_text()) if out.exists() else None
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(merged(previous, record, machine()), indent=1, sort_keys=True) + "\n")
+    out.write_text(json.dumps(merged(previous, record, run_machine), indent=1, sort_keys=True) + "\n")
     print(f"wrote {out}")
 
 
