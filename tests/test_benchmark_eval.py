@@ -14,7 +14,7 @@ from actors.rewards.instruction_benchmarks import benchmark_accuracies, score_be
 from actors.settings import SamplingParams
 from cluster.config import PromptSourceSection
 from cluster.data.prompts import load_prompts
-from tests.round_standins import Generators, config_with, runner_for
+from round_standins import Generators, config_with, runner_for
 
 NAMES = ("ifeval-official", "ifbench")
 
