@@ -12,6 +12,12 @@ from the full state dict every rank helped gather to rank 0's CPU memory); every
 (so the run, its metrics and its checkpoints show in Ray Train's state and the dashboard); rank 0 posts
 the result.
 
+Each round's metrics say how much memory the workers have needed so far, measured once rank 0 has saved and
+published: `peak_rss_mb_per_rank` holds each worker process's resident-set high-water mark over its life (the
+model load, the fsdp gather and rank 0's checkpoint included) and `peak_rss_mb` the largest of them; on GPU
+workers `peak_cuda_mb` / `peak_cuda_mb_per_rank` do the same with torch.cuda.max_memory_allocated. MB here
+is 2**20 bytes.
+
 learner.mixed_precision 'bf16'/'fp16' loads the policy (and the reference) in float32, the master weights,
 whatever model.dtype says; the checkpoint holds those and they are published as they are (each
 generator casts them to generation.dtype on arrival).
@@ -28,6 +34,8 @@ from __future__ import annotations
 
 import json
 import os
+import resource
+import sys
 import tempfile
 import time
 from typing import Any
@@ -53,6 +61,32 @@ from actors.weight_sync import make_transport
 
 # How long one wait on the mailbox lasts before the worker asks again (keeps every call short).
 MAILBOX_POLL_S = 30.0
+MB = 2**20  # bytes in the memory metrics' MB
+
+
+def peak_rss_mb(status: str | None = None) -> float:
+    """This process's peak resident set size over its life, in MB (2**20 bytes).
+
+    VmHWM of /proc/self/status (`status`: that file's text, read when None), the high-water mark of this
+    process's own memory; without that file (not Linux), getrusage's ru_maxrss. VmHWM comes first because
+    Linux carries ru_maxrss over exec: a process started by a larger one could report that one's peak.
+    """
+    if status is None:
+        try:
+            with open("/proc/self/status") as f:
+                status = f.read()
+        except OSError:
+            status = ""
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024 / MB  # kB
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return maxrss / MB if sys.platform == "darwin" else maxrss * 1024 / MB  # bytes on macOS, KiB elsewhere
+
+
+def peak_cuda_mb(device: torch.device) -> float | None:
+    """torch.cuda.max_memory_allocated on `device` in MB (the process's peak of tensor memory); None off GPU."""
+    return torch.cuda.max_memory_allocated(device) / MB if device.type == "cuda" else None
 
 
 def _reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
@@ -197,6 +231,7 @@ class LearnerWorker:
             timings.update(saved)
         metrics.update(round_index=round_index, weights_version=round_index + 1, world_size=self.world_size)
         metrics.update(timings)
+        metrics.update(self._peak_memory())  # after the save: rank 0's checkpoint and publish count too
         report_start = time.perf_counter()
         self._report(metrics, round_index, checkpoint_dir)
         metrics["report_seconds"] = time.perf_counter() - report_start
@@ -206,9 +241,22 @@ class LearnerWorker:
             ray.get(self.mailbox.post_result.remote(round_index, {"metrics": metrics, "handle": handle}))
 
     def _gather_pids(self) -> list[float]:
+        return self._per_rank(os.getpid())
+
+    def _per_rank(self, value: float) -> list[float]:
+        """`value` of every rank, in rank order (collective: every rank calls it)."""
         vector = torch.zeros(self.world_size, dtype=torch.float64, device=self.device)
-        vector[self.rank] = os.getpid()
+        vector[self.rank] = value
         return _reduce_sum(vector).tolist()
+
+    def _peak_memory(self) -> dict[str, float | list[float]]:
+        """The workers' peak memory so far (module docstring): the largest over the ranks and each rank's."""
+        rss = self._per_rank(peak_rss_mb())
+        memory = {"peak_rss_mb": max(rss), "peak_rss_mb_per_rank": rss}
+        if self.device.type == "cuda":
+            cuda = self._per_rank(peak_cuda_mb(self.device))
+            memory.update(peak_cuda_mb=max(cuda), peak_cuda_mb_per_rank=cuda)
+        return memory
 
     def _save_and_publish(self, round_index: int, checkpoint_dir: str, state: dict[str, torch.Tensor] | None):
         """Rank 0: the round's HF checkpoint and the published weights, from `state` (fsdp's gathered full

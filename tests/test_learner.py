@@ -223,6 +223,18 @@ def test_every_round_runs_in_the_same_ray_train_workers(learner_run):
         assert r["metrics"]["world_size"] == 2
 
 
+def test_every_round_reports_each_workers_peak_memory(learner_run):
+    rounds = [learner_run["rounds"][index]["metrics"] for index in sorted(learner_run["rounds"])]
+    for m in rounds:
+        per_rank = m["peak_rss_mb_per_rank"]
+        assert len(per_rank) == 2 and m["peak_rss_mb"] == max(per_rank)
+        assert all(100 < mb < 64 * 1024 for mb in per_rank)  # a process with torch, Ray and a model loaded
+        assert "peak_cuda_mb" not in m  # CPU workers
+    for rank in range(2):  # a high-water mark never falls
+        peaks = [m["peak_rss_mb_per_rank"][rank] for m in rounds]
+        assert peaks == sorted(peaks)
+
+
 def test_uneven_ddp_shards_give_the_single_process_update(learner_run, tiny_model):
     # Round 0: 7 pairs over 2 ranks (4 + 3), one step per epoch with fresh AdamW: the ranks' loss
     # scaling must reproduce the mean-over-pairs gradient of one process holding all 7 pairs.
