@@ -172,10 +172,16 @@ def unavailable(name: str, instruction_id: str) -> str | None:
     return None
 
 
-def set_apart(name: str) -> dict[str, str]:
-    """The benchmark's instruction ids that cannot be checked here, and why."""
+@functools.lru_cache(maxsize=None)
+def _set_apart(name: str) -> tuple[tuple[str, str], ...]:
+    # Read once per process: the answer depends only on the installed packages and nltk data.
     ids = sorted({iid for row in benchmark_rows(name) for iid in row["instruction_id_list"]})
-    return {iid: reason for iid in ids if (reason := unavailable(name, iid))}
+    return tuple((iid, reason) for iid in ids if (reason := unavailable(name, iid)))
+
+
+def set_apart(name: str) -> dict[str, str]:
+    """The benchmark's instruction ids that cannot be checked here, and why (a fresh dict per call)."""
+    return dict(_set_apart(name))
 
 
 def score_benchmark(name: str, prompts: pa.Table, responses: list[str]) -> pa.Table:
