@@ -18,6 +18,7 @@ from actors.contracts import InputError
 from actors.rewards.ifeval_fields import IFEVAL_ACCURACIES
 from actors.rewards.instruction_benchmarks import BENCHMARKS
 from cluster.config import RunConfig
+from cluster.tools.status import percent
 
 
 def benchmark_model(config: RunConfig, model: str | None = None) -> dict:
@@ -57,15 +58,11 @@ def summary_lines(record: dict) -> list[str]:
     lines = []
     for name, result in record["benchmarks"].items():
         settings, apart = result["settings"], result["set_apart"]
-        four = ", ".join(f"{key} {_points(result[key])}" for key in IFEVAL_ACCURACIES)
-        lines.append(f"{name}: average {_points(result['average'])} ({four}); {result['responses']} of "
+        four = ", ".join(f"{key} {percent(result[key])}" for key in IFEVAL_ACCURACIES)
+        lines.append(f"{name}: average {percent(result['average'])} ({four}); {result['responses']} of "
                      f"{settings['prompts']} prompts scored, {apart['prompts']} set apart; {result['truncated']} "
                      f"responses reached max_new_tokens {settings['max_new_tokens']}")
     return lines
-
-
-def _points(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}"
 
 
 def write_record(record: dict, out: str) -> None:
