@@ -20,7 +20,7 @@ from actors.kernels.hf_sampling import BatchSamples, CausalLM, sample_batch
 from actors.kernels.logprobs import sequence_logprobs
 from actors.options import KindOptions
 from actors.settings import GeneratorSettings, SamplingParams
-from actors.weight_sync import WeightsHandle, apply_weights
+from actors.weight_sync import WeightsHandle
 
 __all__ = ["Generator", "GeneratorSettings", "SamplingParams", "batch_seed"]
 
@@ -36,6 +36,7 @@ class Generator(GeneratorBase):
         super().__init__(settings)
         torch.set_num_threads(settings.torch_threads)
         self._lm = self._load_hf_lm()  # samples, takes the new weights and answers the model features
+        self._apply_initial_adapter()
 
     @property
     def _tokenizer(self):
@@ -61,7 +62,7 @@ class Generator(GeneratorBase):
         return samples
 
     def _apply_weights(self, handle: WeightsHandle) -> None:
-        apply_weights(self._lm.model, handle)
+        self._load_hf_weights(self._lm.model, handle)
 
     def _feature_lm(self) -> CausalLM:
         return self._lm

@@ -41,7 +41,8 @@ from actors.kernels.model_probe import FeatureOptions, LocalModelProbe
 from actors.options import KindOptions
 from actors.registry import Registry
 from actors.settings import GeneratorSettings, SamplingParams
-from actors.weight_sync import WeightsHandle
+from actors.weight_sync import WeightsHandle, apply_weights, make_transport
+from actors.weight_sync.base import load_state
 
 # Generator classes by `generation.backend` name; each backend module registers its class on import.
 GENERATOR_BACKENDS: Registry[type] = Registry("generation backend")
@@ -94,6 +95,28 @@ class GeneratorBase:
         backend computes model features on it)."""
         settings = self._settings
         return load_causal_lm(settings.model_path, settings.model.dtype, settings.model.trust_remote_code)
+
+    def _apply_initial_adapter(self) -> None:
+        """A resumed LoRA run: the last round's adapter (settings.adapter_path) on the base; a backend's
+        constructor calls it once its model is loaded."""
+        if self._settings.adapter_path is not None:
+            self._apply_weights(WeightsHandle(self._version, "disk", self._settings.adapter_path))
+
+    def _merged_adapter(self, adapter: dict, everything: bool = False) -> dict:
+        """Under learner.lora: the adapted modules' weights, base + scale x B A, the base read from model_path
+        (`everything`: with the base's other tensors, a whole state dict)."""
+        from actors.kernels.lora import merged_weights
+
+        return merged_weights(adapter, self._settings.model_path, self._settings.lora.scale, everything)
+
+    def _load_hf_weights(self, model, handle: WeightsHandle) -> None:
+        """The weights behind `handle` into an in-process HF model: as they are, or under learner.lora the
+        adapter the handle holds merged into the base modules."""
+        if self._settings.lora is None:
+            apply_weights(model, handle)
+        else:
+            adapter = make_transport(handle.transport).receive(handle)
+            load_state(model, self._merged_adapter(adapter), handle.version, partial=True)
 
     def node_id(self) -> str:
         """The Ray node this actor runs on (where the placement put it)."""

@@ -1,7 +1,9 @@
 """The loop each Ray Train worker runs for the learner's whole life: load once, then train round after round.
 
 `train_loop_per_worker` loads the policy (and, for reference 'initial', a frozen copy of the
-original model), turns on activation checkpointing if asked (learner.gradient_checkpointing), then
+original model), turns on activation checkpointing if asked (learner.gradient_checkpointing), puts LoRA
+adapters on it if asked (learner.lora: fresh ones, or a resumed run's from its last round; the reference is
+then the policy with its adapters off, and no copy is loaded), then
 applies the learner strategy (actors/learner_strategies.py): `ddp` wraps it in DDP (Ray Train's
 prepare_model); `fsdp` shards it with FSDP2 over an explicit device mesh (actors/kernels/sharding.py) and
 shards the frozen reference the same way. AdamW and its learning-rate schedule are created once, after
@@ -11,6 +13,10 @@ checkpoint, with learner_state.json (the schedule's global step), and publishes 
 from the full state dict every rank helped gather to rank 0's CPU memory); every rank reports to Ray Train
 (so the run, its metrics and its checkpoints show in Ray Train's state and the dashboard); rank 0 posts
 the result.
+
+Under learner.lora the round's checkpoint is the adapter in peft's format (plus the merged model in its
+`merged/` subfolder when learner.lora.merged asks), and only the adapter tensors are published; `sync_bytes`
+says how many bytes a round publishes either way.
 
 Each round's metrics say how much memory the workers have needed so far, measured once rank 0 has saved and
 published: `peak_rss_mb_per_rank` holds each worker process's resident-set high-water mark over its life (the
@@ -48,7 +54,7 @@ import torch.distributed as dist
 
 from actors.kernels.dpo_trainer import PairTokens, RoundTrainer
 from actors.contracts import InputError
-from actors.kernels import sharding
+from actors.kernels import lora, sharding
 from actors.kernels.hf_model import load_model, load_tokenizer, pad_token_id, unwrap
 from actors.kernels.training_controls import (
     enable_gradient_checkpointing,
@@ -56,6 +62,7 @@ from actors.kernels.training_controls import (
     read_start_step,
     write_learner_state,
 )
+from actors.lora_options import MERGED_SUBFOLDER
 from actors.settings import LearnerSection, ModelSection
 from actors.weight_sync import make_transport
 
@@ -130,12 +137,20 @@ class LearnerWorker:
         torch.set_num_threads(self.settings.torch_threads)
         torch.manual_seed(config["seed"])
         self.model_path = config["initial_model_path"]
+        # learner.lora: the round's checkpoint to continue the adapters from (a resumed run); None: fresh adapters.
+        self.adapter_path: str | None = config.get("adapter_path")
+        self.last_round: int | None = config.get("last_round")  # lora.merged 'last_round' merges there
         self.tokenizer = self._load_tokenizer()
         self._check_mixed_precision()
         policy = self._load(self.model_path)
         # On the plain model, before the wrap. self.use_cache: the config's value to save (None: untouched).
         self.use_cache = enable_gradient_checkpointing(policy) if self.settings.gradient_checkpointing else None
-        reference = self._load(config["reference_model_path"]) if self.settings.reference == "initial" else None
+        if self.settings.lora is not None:  # before any wrap: DDP and fully_shard take the peft model
+            policy = (lora.load_adapters(policy, self.adapter_path) if self.adapter_path
+                      else lora.add_adapters(policy, self.settings.lora))  # fmt: skip
+        # With LoRA the reference 'initial' is the policy with its adapters off: no second copy.
+        wants_copy = self.settings.reference == "initial" and self.settings.lora is None
+        reference = self._load(config["reference_model_path"]) if wants_copy else None
         if reference is not None:
             reference.requires_grad_(False)
         if self.strategy.kind == "fsdp":
@@ -145,16 +160,16 @@ class LearnerWorker:
         self.device = next(unwrap(self.model).parameters()).device
         if reference is not None and not sharding.is_sharded(reference):
             reference = reference.to(self.device)
-        optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=self.settings.learning_rate, weight_decay=self.settings.weight_decay
-        )
+        # Only what trains (all of it, or the LoRA adapters) gets AdamW state.
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(trainable, lr=self.settings.learning_rate, weight_decay=self.settings.weight_decay)
         self.trainer = RoundTrainer(
             self.model, optimizer, self.settings,
             pad_token_id(self.tokenizer, self.tokenizer.eos_token_id),  # no pad id: eos, else 0
             rank=self.rank, world_size=self.world_size, reduce_sum=_reduce_sum,
             reference_model=reference, seed=config["seed"],
             # Only a resumed run continues a round's step: a new run started from any folder begins at 0.
-            start_step=read_start_step(self.model_path) if config.get("resume") else 0,
+            start_step=read_start_step(self.adapter_path or self.model_path) if config.get("resume") else 0,
             compute_dtype=self.compute_dtype,
         )  # fmt: skip
 
@@ -222,12 +237,18 @@ class LearnerWorker:
         metrics["worker_pid_per_rank"] = [int(x) for x in self._gather_pids()]
         handle, timings = None, {}
         state = None
-        if sharding.is_sharded(self.model):  # every rank takes part in gathering the model to rank 0 (the others get {})
-            gather_start = time.perf_counter()
+        gather_start = time.perf_counter()
+        if self.settings.lora is not None:  # the adapters alone (under fsdp every rank helps gather them)
+            state = lora.adapter_state_dict(self.model)
+        elif sharding.is_sharded(self.model):  # every rank takes part in gathering the model to rank 0 (the others get {})
             state = sharding.full_state_dict(self.model)
+        if state is not None:
             timings["gather_seconds"] = time.perf_counter() - gather_start
         if self.rank == 0:
-            handle, saved = self._save_and_publish(round_index, checkpoint_dir, state)
+            if self.settings.lora is not None:
+                handle, saved = self._save_and_publish_adapters(round_index, checkpoint_dir, state)
+            else:
+                handle, saved = self._save_and_publish(round_index, checkpoint_dir, state)
             timings.update(saved)
         metrics.update(round_index=round_index, weights_version=round_index + 1, world_size=self.world_size)
         metrics.update(timings)
@@ -272,7 +293,29 @@ class LearnerWorker:
         # Under mixed precision the float32 masters: each generator casts them to generation.dtype on arrival.
         state = policy.state_dict() if state is None else state
         handle = self.transport.publish(state, version=round_index + 1, checkpoint_dir=checkpoint_dir)
-        return handle, {"checkpoint_seconds": saved - start, "publish_seconds": time.perf_counter() - saved}
+        return handle, {"checkpoint_seconds": saved - start, "publish_seconds": time.perf_counter() - saved,
+                        "sync_bytes": lora.state_bytes(state)}  # fmt: skip
+
+    def _save_and_publish_adapters(self, round_index: int, checkpoint_dir: str, adapter: dict[str, torch.Tensor]):
+        """Rank 0 under learner.lora: the adapter in peft's format (and, when lora.merged asks, the merged model in
+        its merged/ subfolder) as the round's checkpoint; the adapter tensors alone are published."""
+        start = time.perf_counter()
+        os.makedirs(checkpoint_dir, exist_ok=True)
+        unwrap(self.model).save_pretrained(checkpoint_dir, state_dict=adapter, safe_serialization=True)
+        self.tokenizer.save_pretrained(checkpoint_dir)
+        write_learner_state(checkpoint_dir, self.trainer.global_step, round_index)
+        timings = {"checkpoint_seconds": time.perf_counter() - start}
+        if self.settings.lora.merged == "every_round" or (
+            self.settings.lora.merged == "last_round" and round_index == self.last_round
+        ):
+            merge_start = time.perf_counter()
+            merged_dir = os.path.join(checkpoint_dir, MERGED_SUBFOLDER)
+            lora.save_merged(adapter, self.model_path, self.settings.lora.scale, merged_dir, self.tokenizer)
+            timings["merge_seconds"] = time.perf_counter() - merge_start
+        publish_start = time.perf_counter()
+        handle = self.transport.publish(adapter, version=round_index + 1, checkpoint_dir=checkpoint_dir)
+        timings.update(publish_seconds=time.perf_counter() - publish_start, sync_bytes=lora.state_bytes(adapter))
+        return handle, timings
 
     def _report(self, metrics: dict[str, Any], round_index: int, checkpoint_dir: str) -> None:
         """Every rank reports (Ray Train requires it); only rank 0 attaches a checkpoint.

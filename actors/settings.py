@@ -28,6 +28,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from actors.learner_strategies import DEFAULT_STRATEGY, registered_strategies, strategy_options
+from actors.lora_options import LoraSection
 from actors.options import StrictModel, choice, default_choice
 
 
@@ -99,6 +100,13 @@ class LearnerSection(StrictModel):
         "MixedPrecisionPolicy); checkpoints and published weights hold the float32 masters (generators cast them to generation.dtype). "
         "'fp16' needs learner.use_gpu (CPU autocast computes in bfloat16 only) and runs with a dynamic loss "
         "scale; 'bf16' on a GPU without bfloat16 is refused when the workers start.",
+    )
+    lora: LoraSection | None = Field(
+        None,
+        description="Train LoRA adapters (peft) instead of every weight: `{rank, alpha, dropout, target_modules, "
+        "serve, merged}` (actors/lora_options.py). The reference is then the base with the adapters off, weight "
+        "sync ships the adapters alone and each round's checkpoint is the adapter in peft's format. None: full "
+        "fine-tuning.",
     )
     torch_threads: int = Field(1, ge=1, description="torch intra-op threads in each learner worker.")
     loss: str = Field("sigmoid", description="DPO loss variant: 'sigmoid', 'ipo' or 'hinge'.")
@@ -299,3 +307,7 @@ class GeneratorSettings:
     torch_threads: int = 1
     # The version of the weights in model_path: a resumed run starts from round N's checkpoint, version N.
     initial_version: int = 0
+    # learner.lora: the learner ships adapters, which the generator puts on model_path (the base, kept as it is).
+    lora: LoraSection | None = None
+    # learner.lora: the adapter to start with (a resumed run's last round; version initial_version), or None.
+    adapter_path: str | None = None

@@ -48,6 +48,7 @@ from actors.kernels.hf_sampling import BatchSamples, CausalLM, stop_token_ids
 from actors.settings import GeneratorSettings, SamplingParams
 from actors.vllm_options import VllmOptions
 from actors.weight_sync import WeightsHandle, apply_weights, make_transport
+from actors.weight_sync.base import load_state
 
 # vLLM's per-request seed must fit a signed 64-bit integer.
 _SEED_MASK = (1 << 63) - 1
@@ -112,16 +113,22 @@ class VLLMGenerator(GeneratorBase):
         )
         self._weights: WeightsHandle | None = None
         self._hf_lm: CausalLM | None = None  # loaded on the first model-feature call
+        self._apply_initial_adapter()
 
     def _apply_weights(self, handle: WeightsHandle) -> None:
         """Load the weights behind `handle` (any transport) into the engine in place (and the HF copy)."""
         state = make_transport(handle.transport).receive(handle)
+        if self._settings.lora is not None:  # an adapter: the base with it merged, every tensor (a whole reload)
+            state = self._merged_adapter(state, everything=True)
         self._check_names(state, handle.version)
         self._llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(state.items())})
         # Cached prefixes hold keys/values of the old weights; a later prompt must not reuse them.
         self._llm.reset_prefix_cache()
         if self._hf_lm is not None:
-            apply_weights(self._hf_lm.model, handle)
+            if self._settings.lora is not None:
+                load_state(self._hf_lm.model, state, handle.version)
+            else:
+                apply_weights(self._hf_lm.model, handle)
         self._weights = handle
 
     def reset_prefix_cache(self) -> bool:
@@ -192,7 +199,7 @@ class VLLMGenerator(GeneratorBase):
         if self._hf_lm is None:
             self._hf_lm = self._load_hf_lm()
             if self._weights is not None:
-                apply_weights(self._hf_lm.model, self._weights)
+                self._load_hf_weights(self._hf_lm.model, self._weights)
         return self._hf_lm
 
     def _check_names(self, state: dict, version: int) -> None:

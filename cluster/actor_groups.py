@@ -18,6 +18,7 @@ import ray
 import actors.generator  # noqa: F401
 import actors.vllm_generator  # noqa: F401
 from actors.generator_base import GENERATOR_BACKENDS
+from actors.lora_options import LoraSection
 from actors.contracts import LABEL_ROLE
 from actors.options import KindOptions
 from actors.scorer import Scorer
@@ -87,9 +88,13 @@ class GeneratorGroup:
 
     @classmethod
     def create(cls, run_name: str, cfg: GenerationSection, model: ModelSection, model_path: str,
-               version: int = 0, slots: RoleSlots | None = None) -> "GeneratorGroup":
+               version: int = 0, slots: RoleSlots | None = None, lora: LoraSection | None = None,
+               adapter_path: str | None = None) -> "GeneratorGroup":
+        """`lora` / `adapter_path`: under learner.lora, model_path is the base and the adapter a resumed run
+        starts with (cluster/settings.py `generator_settings`)."""
         generator_cls, options = _backend(cfg)
-        settings = generator_settings(cfg, model, model_path, initial_version=version)
+        settings = generator_settings(cfg, model, model_path, initial_version=version, lora=lora,
+                                      adapter_path=adapter_path)
         remote = ray.remote(generator_cls)
         actors = [
             remote.options(

@@ -152,6 +152,8 @@ class DPOLearner:
         reference_model_path: str | None = None,
         scaling: dict[str, Any] | None = None,
         resume: bool = False,
+        adapter_path: str | None = None,
+        last_round: int | None = None,
     ) -> None:
         """Start the Ray Train run in the background and return at once.
 
@@ -165,6 +167,8 @@ class DPOLearner:
         (generation.num_actors; a broadcast waits for them). scaling: extra ScalingConfig arguments
         (placement strategy, label selector). resume: initial_model_path is this run's last complete round,
         whose training state (the schedule's step) the learner continues; otherwise it starts at step 0.
+        adapter_path: under learner.lora, the adapter to continue (a resumed run's last round; initial_model_path
+        is then the base). last_round: the run's last round, where learner.lora.merged 'last_round' merges.
         """
         self.cfg = learner_cfg
         weight_sync = weight_sync or KindOptions(kind=OBJECT_STORE)
@@ -175,7 +179,12 @@ class DPOLearner:
         os.environ.setdefault("RAY_TRAIN_ENABLE_STATE_TRACKING", "1")
         initial_model_path = os.path.abspath(initial_model_path)
         check_model_folder(initial_model_path, "learner initial model", folder=False, safetensors=True)
-        if learner_cfg.reference == "initial":
+        if adapter_path is not None:
+            adapter_path = os.path.abspath(adapter_path)
+            if not os.path.isfile(os.path.join(adapter_path, "adapter_config.json")):
+                raise InputError(f"learner.lora: {adapter_path} holds no LoRA adapter (adapter_config.json); a run "
+                                 "started without learner.lora cannot resume with it")
+        if learner_cfg.reference == "initial" and learner_cfg.lora is None:
             reference_model_path = os.path.abspath(reference_model_path or initial_model_path)
             check_model_folder(reference_model_path, "learner reference model", folder=False, safetensors=True)
         self._vocab_size = _vocab_size(initial_model_path)
@@ -197,6 +206,8 @@ class DPOLearner:
             "receivers": receivers,
             "seed": seed,
             "resume": resume,
+            "adapter_path": adapter_path,
+            "last_round": last_round,
             "instance_tag": time.strftime("%Y%m%d-%H%M%S"),
         }
         try:

@@ -31,12 +31,16 @@ def ray_round_runner(config: RunConfig, store: RunStore, inputs: RunInputs, choi
     from cluster.settings import feature_options, weight_transport
 
     name = config.run.name
-    start_path = str(store.last_checkpoint() or inputs.model_path)
+    last = store.last_checkpoint()
+    lora = config.learner.lora
+    # Full fine-tuning continues from the last round's model; LoRA from the base and the last round's adapter.
+    start_path = str(inputs.model_path if lora is not None or last is None else last)
+    adapter_path = str(last) if lora is not None and last is not None else None
     with ExitStack() as cleanup:
         placement = create_placement(name, config.placement, config.generation, config.scoring)
         cleanup.callback(placement.remove)
         generators = GeneratorGroup.create(name, config.generation, config.model, start_path, version=start_round,
-                                           slots=placement.generators)
+                                           slots=placement.generators, lora=lora, adapter_path=adapter_path)
         cleanup.callback(generators.shutdown)
         scorers = ScorerGroup.create(name, config.scoring, tuple(config.scoring.rewards), slots=placement.scorers)
         cleanup.callback(scorers.shutdown)
@@ -44,6 +48,8 @@ def ray_round_runner(config: RunConfig, store: RunStore, inputs: RunInputs, choi
             config.learner,
             config.model,
             initial_model_path=start_path,
+            adapter_path=adapter_path,
+            last_round=config.run.rounds - 1,
             reference_model_path=inputs.model_path,
             storage_dir=str(store.run_dir / RAY_TRAIN_DIR),
             run_name=name,

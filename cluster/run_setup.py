@@ -115,6 +115,10 @@ def prepare_inputs(config: RunConfig) -> RunInputs:
     from cluster.data.prompts import load_prompts
 
     model_path, task = resolve_model(config)
+    if config.learner.lora is not None:  # a wrong module name stops the run before any model loads
+        from actors.kernels.lora import check_targets_in_folder
+
+        check_targets_in_folder(model_path, config.learner.lora, config.model.trust_remote_code)
     tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=config.model.trust_remote_code)
     splits = []
     for name, source in (("train", config.data.train), ("heldout", config.data.heldout)):

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from actors.options import KindOptions
+from actors.lora_options import LoraSection
 from actors.settings import SAMPLING, GeneratorSettings, ModelSection, SamplingParams
 from cluster.config import GenerationSection, ProbeSection, RunConfig
 
@@ -25,14 +26,16 @@ if TYPE_CHECKING:  # imported where used: the probe imports torch, and the confi
 
 
 def generator_settings(generation: GenerationSection, model: ModelSection, model_path: str,
-                       initial_version: int = 0) -> GeneratorSettings:
+                       initial_version: int = 0, lora: LoraSection | None = None,
+                       adapter_path: str | None = None) -> GeneratorSettings:
     """What every generator actor is built from: `generation.torch_threads`, the `model` section (its dtype
     replaced by `generation.dtype` unless 'auto'), the policy folder the driver resolved and the version of the
-    weights in it (the round it starts at)."""
+    weights in it (the round it starts at). Under `learner.lora` (`lora`), model_path is the base and
+    `adapter_path` the adapter a resumed run starts with."""
     if generation.dtype != "auto":
         model = model.model_copy(update={"dtype": generation.dtype})
     return GeneratorSettings(model_path=model_path, model=model, torch_threads=generation.torch_threads,
-                             initial_version=initial_version)
+                             initial_version=initial_version, lora=lora, adapter_path=adapter_path)
 
 
 def weight_transport(config: RunConfig) -> KindOptions:

@@ -43,6 +43,7 @@ from actors.contracts import PAIR_TOKEN_COLUMNS
 from actors.kernels.dpo_loss import dpo_loss
 from actors.kernels.hf_model import unwrap
 from actors.kernels.logprobs import pair_logprobs
+from actors.kernels.lora import adapters_off, is_lora
 from actors.kernels.sharding import is_sharded, reshard, total_grad_norm_to_float
 from actors.kernels.training_controls import make_scheduler, past_the_horizon
 from actors.kernels.training_dynamics import dpo_weight, end_of_round_sums, round_dynamics
@@ -138,8 +139,10 @@ class RoundTrainer:
     ) -> None:
         if settings.batch_size % world_size:
             raise ValueError(f"batch_size {settings.batch_size} is not a multiple of world_size {world_size}")
-        if settings.reference == "initial" and reference_model is None:
-            raise ValueError("reference 'initial' needs the frozen reference model")
+        # With LoRA the reference 'initial' is the policy with its adapters off (the base never trains).
+        self.adapters_off_reference = reference_model is None and is_lora(model)
+        if settings.reference == "initial" and reference_model is None and not self.adapters_off_reference:
+            raise ValueError("reference 'initial' needs the frozen reference model (or a LoRA policy)")
         self.model = model
         self.optimizer = optimizer
         self.settings = settings
@@ -258,6 +261,9 @@ class RoundTrainer:
 
     def _reference_logps(self, pairs: PairTokens) -> tuple[torch.Tensor, torch.Tensor]:
         # 'round': the policy itself before this round's first update, so no copy of the model is kept.
+        if self.settings.reference == "initial" and self.adapters_off_reference:
+            with adapters_off(self.model):
+                return self._no_grad_logps(unwrap(self.model), pairs)
         model = self.reference_model if self.settings.reference == "initial" else unwrap(self.model)
         return self._no_grad_logps(model, pairs)
 

@@ -105,12 +105,22 @@ def apply_weights(model: torch.nn.Module, handle: WeightsHandle) -> None:
     """
     transport = make_transport(handle.transport)
     state = transport.receive(handle)
-    adopt = transport.adoptable and _can_adopt(model, state)
+    load_state(model, state, handle.version, adopt=transport.adoptable and _can_adopt(model, state))
+
+
+def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], version: int, adopt: bool = False,
+               partial: bool = False) -> None:
+    """Load `state` (weights version `version`) into `model`; RuntimeError naming the names that do not fit.
+
+    `partial`: `state` holds some of the model's weights (a LoRA sync's merged modules), the rest stay as they
+    are; otherwise every weight must be there but a tied lm_head, which a saved state dict holds once.
+    """
     missing, unexpected = model.load_state_dict(state, strict=False, assign=adopt)
     # Tied embeddings appear once in a saved state dict; anything else missing is a real mismatch.
     tied = {k for k in missing if k.endswith("lm_head.weight")}
-    if set(missing) - tied or unexpected:
+    missing = set() if partial else set(missing) - tied
+    if missing or unexpected:
         raise RuntimeError(
-            f"weights version {handle.version} do not fit the generator's model: "
-            f"missing {sorted(set(missing) - tied)[:5]}, unexpected {sorted(unexpected)[:5]}"
+            f"weights version {version} do not fit the generator's model: "
+            f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
         )
