@@ -208,3 +208,70 @@ def test_a_missing_vllm_venv_says_how_to_build_it(tmp_path):
     with pytest.raises(InputError, match="activedpo prepare --vllm"):
         GeneratorGroup.create("t", GenerationSection(backend={"kind": "vllm", "python": missing}),
                               ModelSection(), str(tmp_path))
+
+
+# ---- learner.lora: the engine keeps the base and takes the adapters -------------------------------------------
+
+LORA = {"rank": 4, "alpha": 8.0}
+
+
+@pytest.fixture(scope="module")
+def lora_trained(ray_cluster, model_dir, tmp_path_factory):
+    """One real LoRA round of the Ray Train learner: its object-store handle and its adapter checkpoint."""
+    root = tmp_path_factory.mktemp("vllm-lora-learner")
+    learner = DPOLearner(
+        LearnerSection(num_workers=1, batch_size=4, learning_rate=2e-2, lora=LORA), ModelSection(),
+        initial_model_path=model_dir, storage_dir=str(root / "ray_train"), run_name="vllm-lora-test", last_round=0,
+    )
+    try:
+        metrics, handle = learner.train_round(0, random_pairs_table(16), str(root / "checkpoint"))
+        yield handle, str(root / "checkpoint"), metrics
+    finally:
+        learner.shutdown()
+
+
+def peft_logprobs(model_dir: str, adapter: str) -> list[float]:
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32), adapter)
+    with torch.no_grad():
+        return sequence_logprobs(model.eval(), FIXED_PROMPTS, FIXED_RESPONSES, PAD_ID).tolist()
+
+
+@pytest.mark.parametrize("serve", ["merge"])
+def test_a_lora_engine_serves_the_learners_adapter(ray_cluster, vllm_python, model_dir, lora_trained, prompts, serve):
+    handle, checkpoint, metrics = lora_trained
+    section = LearnerSection(lora={**LORA, "serve": serve}).lora
+    actor = ray.remote(VLLMGenerator).options(num_cpus=0.5, runtime_env={"py_executable": vllm_python}).remote(
+        GeneratorSettings(model_dir, lora=section), VllmOptions(kind="vllm", kv_cache_space_gib=0.25, max_model_len=512)
+    )
+    try:
+        initial, learner = hf_logprobs(model_dir), peft_logprobs(model_dir, checkpoint)
+        assert not np.allclose(initial, learner, atol=1e-3), "the round did not change the policy"
+        assert metrics["sync_bytes"] < 0.2 * sum(t.numel() * 4 for t in
+                                                  AutoModelForCausalLM.from_pretrained(model_dir).state_dict().values())
+        np.testing.assert_allclose(ray.get(actor.sequence_logprobs.remote(FIXED_PROMPTS, FIXED_RESPONSES)), initial,
+                                   rtol=0, atol=1e-4)
+        sampling = SamplingParams(samples_per_prompt=2, max_new_tokens=8, seed=3)
+        ray.get(actor.generate.remote(prompts, sampling))  # prefixes cached with the base weights
+        for version, sync in enumerate((handle, make_transport("disk").publish({}, 1, checkpoint_dir=checkpoint)), 1):
+            sync = type(sync)(version, sync.transport, sync.payload)
+            assert ray.get(actor.load_weights.remote(sync)) == version
+            np.testing.assert_allclose(ray.get(actor.sequence_logprobs.remote(FIXED_PROMPTS, FIXED_RESPONSES)),
+                                       learner, rtol=0, atol=1e-4)
+        rollouts = ray.get(actor.generate.remote(prompts, sampling))
+        from peft import PeftModel
+
+        policy = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32),
+                                           checkpoint).eval()  # fmt: skip
+        with torch.no_grad():
+            expected = sequence_logprobs(policy, rollouts.column("prompt_token_ids").to_pylist(),
+                                         rollouts.column("response_token_ids").to_pylist(), PAD_ID).numpy()  # fmt: skip
+        np.testing.assert_allclose(rollouts.column("sampling_logprob").to_numpy(), expected, atol=2e-4)
+        # The features' HF copy merges the same adapter: its log-ratios against the base are the learner's.
+        logratios = ray.get(actor.model_feature.remote(
+            pa.table({"prompt_token_ids": FIXED_PROMPTS, "response_token_ids": FIXED_RESPONSES}), "response_logratios",
+            FeatureOptions()))
+        np.testing.assert_allclose(logratios.column("logratio").to_numpy(), np.subtract(learner, initial), atol=1e-4)
+    finally:
+        ray.kill(actor)
