@@ -179,8 +179,25 @@ def save_merged(adapter: dict[str, torch.Tensor], base_folder: str, scale: float
 
 def adapter_base_path(folder: str) -> str | None:
     """The base model folder an adapter checkpoint names (peft's base_model_name_or_path), None if none."""
+    return _adapter_config(folder).get("base_model_name_or_path")
+
+
+def is_adapter_folder(folder: str) -> bool:
+    """Whether `folder` holds a LoRA adapter in peft's format (a LoRA run's round checkpoint)."""
+    return os.path.isfile(os.path.join(folder, "adapter_config.json"))
+
+
+def adapter_section(folder: str) -> LoraSection:
+    """The LoraSection an adapter folder was trained with (its rank, alpha and target modules), for loading it."""
+    config = _adapter_config(folder)
+    targets = config.get("target_modules") or []
+    return LoraSection(rank=int(config["r"]), alpha=float(config["lora_alpha"]),
+                       target_modules=sorted(targets) if isinstance(targets, list) else [targets])  # fmt: skip
+
+
+def _adapter_config(folder: str) -> dict:
     try:
         with open(os.path.join(folder, "adapter_config.json")) as f:
-            return json.load(f).get("base_model_name_or_path")
+            return json.load(f)
     except (OSError, ValueError):
-        return None
+        return {}

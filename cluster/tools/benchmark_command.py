@@ -2,7 +2,8 @@
 without training.
 
 The model is the config's policy (`model.path`), or `--model`: any Hugging Face folder, such as a run's
-`round_NNNN/checkpoint`. Generation runs on the config's generators (backend, dtype, threads) exactly as
+`round_NNNN/checkpoint`, or a LoRA run's adapter checkpoint (the generators start from the base it names and
+merge the adapter in, as in the run). Generation runs on the config's generators (backend, dtype, threads) exactly as
 a run's own benchmark evaluation does (cluster/benchmark_eval.py); `eval.benchmarks` sets what and how
 (both benchmarks when it names none). Prints one line per benchmark and writes the whole result as JSON
 with `--out`, together with the model, the config's settings and the time it took.
@@ -25,6 +26,7 @@ def benchmark_model(config: RunConfig, model: str | None = None) -> dict:
     """{benchmark: result} for `model` (default: the config's policy), on Ray actors built from the config."""
     from transformers import AutoTokenizer
 
+    from actors.kernels.lora import adapter_base_path, adapter_section, is_adapter_folder
     from cluster.actor_groups import GeneratorGroup
     from cluster.benchmark_eval import evaluate_benchmarks, load_benchmark_prompts
     from cluster.ray_runtime import start_ray
@@ -34,14 +36,21 @@ def benchmark_model(config: RunConfig, model: str | None = None) -> dict:
     if not config.eval.benchmarks.names:
         config = config.model_copy(update={"eval": config.eval.model_copy(update={
             "benchmarks": config.eval.benchmarks.model_copy(update={"names": list(BENCHMARKS)})})})
+    lora, adapter = None, None
+    if model is not None and is_adapter_folder(model):  # a LoRA run's checkpoint: its base, the adapter merged in
+        lora, adapter, model = adapter_section(model), model, adapter_base_path(model)
+        if not model or not (Path(model) / "config.json").is_file():
+            raise InputError(f"--model: the adapter in {adapter} names its base model {model!r}, which is not a "
+                             "model folder here; give the checkpoint's merged/ folder instead")
     if model is not None and not (Path(model) / "config.json").is_file():
-        raise InputError(f"--model: {model} is not a Hugging Face model folder (no config.json); give one, e.g. "
-                         "RUN_DIR/round_0005/checkpoint")
+        raise InputError(f"--model: {model} is not a Hugging Face model folder (no config.json) nor a LoRA adapter "
+                         "(adapter_config.json); give one, e.g. RUN_DIR/round_0005/checkpoint")
     model_path = model or resolve_model(config, sources=())[0]
     tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=config.model.trust_remote_code)
     tables = load_benchmark_prompts(config, tokenizer)
     start_ray(config.ray)
-    generators = GeneratorGroup.create(f"{config.run.name}-benchmark", config.generation, config.model, model_path)
+    generators = GeneratorGroup.create(f"{config.run.name}-benchmark", config.generation, config.model, model_path,
+                                       lora=lora, adapter_path=adapter)
     try:
         started = time.perf_counter()
         results = evaluate_benchmarks(generators, None, tables, config.eval.benchmarks,
@@ -49,7 +58,7 @@ def benchmark_model(config: RunConfig, model: str | None = None) -> dict:
         seconds = time.perf_counter() - started
     finally:
         generators.shutdown()
-    return {"model": model_path, "seconds": seconds, "backend": config.generation.backend.kind,
+    return {"model": adapter or model_path, **({"base_model": model_path} if adapter else {}), "seconds": seconds, "backend": config.generation.backend.kind,
             "dtype": config.model.dtype, "benchmarks": results}
 
 
