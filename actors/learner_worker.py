@@ -65,6 +65,7 @@ from actors.kernels.training_controls import (
 from actors.lora_options import MERGED_SUBFOLDER
 from actors.settings import LearnerSection, ModelSection
 from actors.weight_sync import make_transport
+from actors.weight_sync.packing import sent_bytes
 
 # How long one wait on the mailbox lasts before the worker asks again (keeps every call short).
 MAILBOX_POLL_S = 30.0
@@ -294,7 +295,7 @@ class LearnerWorker:
         state = policy.state_dict() if state is None else state
         handle = self.transport.publish(state, version=round_index + 1, checkpoint_dir=checkpoint_dir)
         return handle, {"checkpoint_seconds": saved - start, "publish_seconds": time.perf_counter() - saved,
-                        "sync_bytes": lora.state_bytes(state)}  # fmt: skip
+                        "sync_bytes": sent_bytes(state)}  # fmt: skip
 
     def _save_and_publish_adapters(self, round_index: int, checkpoint_dir: str, adapter: dict[str, torch.Tensor]):
         """Rank 0 under learner.lora: the adapter in peft's format (and, when lora.merged asks, the merged model in
@@ -314,7 +315,7 @@ class LearnerWorker:
             timings["merge_seconds"] = time.perf_counter() - merge_start
         publish_start = time.perf_counter()
         handle = self.transport.publish(adapter, version=round_index + 1, checkpoint_dir=checkpoint_dir)
-        timings.update(publish_seconds=time.perf_counter() - publish_start, sync_bytes=lora.state_bytes(adapter))
+        timings.update(publish_seconds=time.perf_counter() - publish_start, sync_bytes=sent_bytes(adapter))
         return handle, timings
 
     def _report(self, metrics: dict[str, Any], round_index: int, checkpoint_dir: str) -> None:

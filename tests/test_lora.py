@@ -20,6 +20,7 @@ from actors.kernels.logprobs import pair_logprobs
 from actors.lora_options import LoraSection
 from actors.settings import GeneratorSettings, LearnerSection
 from actors.weight_sync import WeightsHandle
+from actors.weight_sync.packing import sent_bytes
 from cli_helpers import QUICKSTART, SMALL_RUN, run_cli
 from tiny_model import PAD_ID, build_tiny_model, random_pairs_table
 
@@ -128,8 +129,10 @@ def test_only_adapter_tensors_are_shipped(tiny_model):
     assert adapter and all(k.endswith((".lora_A.weight", ".lora_B.weight")) for k in adapter)
     assert len(adapter) == 2 * 2 * len(SECTION.modules)  # A and B, 2 layers, 7 projections
     full = load_model(tiny_model, "float32", False).state_dict()
-    assert lora.state_bytes(adapter) == sum(t.numel() * 4 for t in adapter.values())
-    assert lora.state_bytes(adapter) < lora.state_bytes(full) / 2
+    assert sent_bytes(adapter) == sum(t.numel() * 4 for t in adapter.values())
+    assert sent_bytes(adapter) < sent_bytes(full) / 2
+    tied = torch.zeros(8, 4)
+    assert sent_bytes({"model.embed_tokens.weight": tied, "lm_head.weight": tied}) == 8 * 4 * 4  # sent once
 
 
 # ---- what a generator and a checkpoint make of the adapter ----------------------------------------------

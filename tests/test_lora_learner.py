@@ -18,7 +18,7 @@ from actors.generator import Generator
 from actors.kernels.dpo_trainer import PairTokens
 from actors.kernels.hf_model import load_model
 from actors.kernels.logprobs import pair_logprobs
-from actors.kernels.lora import state_bytes
+from actors.weight_sync.packing import sent_bytes
 from actors.settings import GeneratorSettings, LearnerSection, ModelSection
 from actors.weight_sync import make_transport
 from tiny_model import PAD_ID, build_tiny_model, random_pairs_table
@@ -73,12 +73,12 @@ def _logps(model, pairs: PairTokens) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_only_the_adapters_cross_the_transport(ddp_and_fsdp, tiny_model):
-    full_bytes = state_bytes(load_model(tiny_model, "float32", False).state_dict())
+    full_bytes = sent_bytes(load_model(tiny_model, "float32", False).state_dict())
     for rounds in ddp_and_fsdp.values():
         for r in rounds.values():
             received = r["received"]
             assert received and all(k.endswith((".lora_A.weight", ".lora_B.weight")) for k in received)
-            assert r["metrics"]["sync_bytes"] == state_bytes(received) < full_bytes / 2
+            assert r["metrics"]["sync_bytes"] == sent_bytes(received) < full_bytes / 2
 
 
 def test_fsdp_and_ddp_train_the_same_adapters(ddp_and_fsdp):

@@ -110,11 +110,6 @@ def adapter_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return get_peft_model_state_dict(peft_model, state_dict=trainable)
 
 
-def state_bytes(state: dict[str, torch.Tensor]) -> int:
-    """Bytes of a state dict's tensors (what one sync ships)."""
-    return sum(t.numel() * t.element_size() for t in state.values())
-
-
 def base_weight_names(adapter: dict[str, torch.Tensor]) -> dict[str, tuple[str, str]]:
     """For each adapted module: its weight's name in the base checkpoint -> the names of its A and B tensors."""
     names = {}

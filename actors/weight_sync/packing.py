@@ -31,6 +31,11 @@ def split_shared(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.T
     return unique, aliases
 
 
+def sent_bytes(state_dict: dict[str, torch.Tensor]) -> int:
+    """Bytes a transport sends for `state_dict`: every tensor once, shared ones (tied embeddings) once in all."""
+    return sum(t.numel() * t.element_size() for t in split_shared(state_dict)[0].values())
+
+
 def join_shared(unique: dict[str, torch.Tensor], aliases: dict[str, str]) -> dict[str, torch.Tensor]:
     return {**unique, **{alias: unique[name] for alias, name in aliases.items()}}
 
