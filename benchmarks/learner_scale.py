@@ -1,7 +1,12 @@
-"""Learner strategies on SmolLM2 (issue 27): peak memory per worker and tokens/s, ddp against fsdp's variants.
+"""Learner strategies on SmolLM2 (issue 27): peak memory per worker, tokens/s and bytes per weight sync, ddp
+against fsdp's variants and LoRA against full fine-tuning.
 
-The arms: ddp, fsdp, fsdp with CPU offload, fsdp with gradient checkpointing, and both strategies in bf16 mixed
-precision, each on the real learner.
+The arms: ddp, fsdp, fsdp with CPU offload, fsdp with gradient checkpointing, both strategies in bf16 mixed
+precision, and both strategies training LoRA adapters instead of every weight (`ddp_lora`, `fsdp_lora`:
+`learner.lora={rank: 16, alpha: 32, target_modules: llama}`, adapters on the seven projections of every block),
+each on the real learner. The LoRA arms set `learner.lora.merged=never`, so no round's checkpoint merges the
+adapters into a full model and merging stays out of the timings (round s, peak memory); their checkpoint is the
+adapter alone.
 
     python benchmarks/learner_scale.py [--workers 2] [--pairs 16] [--rounds 2] [--prompt-tokens 80]
         [--response-tokens 96] [--repeats 1] [--arms ddp fsdp ...] [--gpu]
@@ -30,11 +35,16 @@ Measured per arm, from the learner's own round metrics (actors/kernels/dpo_train
                 over its life (model load, fsdp gather, rank 0's checkpoint and publish included; MB = 2**20
                 bytes), read after the last round; `per rank` lists each rank's, rank 0 being the one that saves
                 the checkpoint and publishes the weights; on GPU also peak_cuda_mb (max_memory_allocated);
+  sync MB       sync_bytes, the bytes a round publishes to the generators (the full state dict without LoRA,
+                the adapter tensors alone with it), the last round's (it is the same every round);
   loss          the round's mean step loss, per round (warm-up included): the arms train on the same pairs in
-                the same order, so fp32 arms agree with ddp to rounding and bf16 arms to bf16's precision.
+                the same order, so fp32 arms agree with ddp to rounding and bf16 arms to bf16's precision; the
+                LoRA arms train other parameters, so theirs differ by design beyond round 0's first step.
 Ratios are arm / ddp, per repeat (paired by repeat), then their mean (Student-t interval over repeats with
-harness.stats when --repeats > 1). Target (issue 27): fsdp's peak per worker at most 0.6x ddp's, at no more than
-1.3x ddp's step time; the verdict is printed as measured.
+harness.stats when --repeats > 1). Targets, each printed as measured (learner_scale_report.py): fsdp's peak per
+worker at most 0.6x ddp's, at no more than 1.3x ddp's step time (issue 27); LoRA's peak per worker at most 0.5x
+full fine-tuning's (ddp_lora vs ddp, fsdp_lora vs fsdp, paired by repeat) at no more than 1.2x its step time,
+with at least 20x fewer bytes per sync than the full weights.
 
 Arms that the config refuses on this hardware are reported as not applicable with the refusal, not run:
 `fsdp_offload` (learner.strategy.cpu_offload) needs learner.use_gpu, which --gpu sets for every arm (one GPU
@@ -42,7 +52,7 @@ per worker: NCCL refuses two ranks on one GPU, so --workers must not exceed the 
 running is reported as failed with its error, and the others still run.
 
 Writes JSON (settings, arms as data, every run with its rounds' metrics and the `machine` it ran on, the
-summary, ratios and verdict) and a PNG of bars beside it.
+summary, ratios, both verdicts) and a PNG of bars beside it.
 """
 
 from __future__ import annotations
@@ -57,19 +67,19 @@ import time
 from pathlib import Path
 
 from harness.arms import Arm, arm_table
-from harness.stats import mean_interval
+from learner_scale_report import (BASELINE, LORA_PAIRS, LORA_PEAK_RATIO, LORA_STEP_RATIO, LORA_SYNC_FEWER,
+                                  TARGET_ARM, TARGET_PEAK_RATIO, TARGET_STEP_RATIO, lora_verdict, plot, ratios,
+                                  summarise, table, verdict)  # fmt: skip
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = "configs/smollm2-cpu.yaml"
 OUT = REPO / "benchmarks" / "results" / "learner_scale.json"
 SEED = 0
 FIRST_TOKEN_ID = 100  # SmolLM2's special tokens are ids 0-16: synthetic text stays clear of them
-BASELINE = "ddp"
-TARGET_ARM = "fsdp"
-TARGET_PEAK_RATIO = 0.6  # fsdp's peak per worker / ddp's, at most
-TARGET_STEP_RATIO = 1.3  # fsdp's step time / ddp's, at most
 
 DDP, FSDP = "learner.strategy={kind: ddp}", "learner.strategy={kind: fsdp}"
+# Merging off: a merged model per round would put a full model's save in the LoRA arms' timings.
+LORA = ("learner.lora={rank: 16, alpha: 32, target_modules: llama}", "learner.lora.merged=never")
 ARMS = arm_table(
     Arm("ddp", [DDP], config=CONFIG, description="a whole copy of the model, its gradients and AdamW state per "
         "worker; gradients all-reduced (DistributedDataParallel)"),
@@ -84,6 +94,11 @@ ARMS = arm_table(
         description="fsdp computing in bfloat16 on float32 master weights, gradients reduced in float32"),
     Arm("ddp_bf16", [DDP, "learner.mixed_precision=bf16"], config=CONFIG, baseline=BASELINE,
         description="ddp under bfloat16 autocast on float32 master weights"),
+    Arm("ddp_lora", [DDP, *LORA], config=CONFIG, baseline=BASELINE, tags=("lora",),
+        description="ddp training rank-16 LoRA adapters (alpha 32) on every block's seven projections, the base "
+        "frozen: gradients and AdamW state for the adapters only; a sync ships the adapters alone"),
+    Arm("fsdp_lora", [FSDP, *LORA], config=CONFIG, baseline=BASELINE, tags=("lora",),
+        description="fsdp (FSDP2) training the same LoRA adapters, the frozen base sharded too"),
 )
 
 
@@ -153,12 +168,13 @@ def synthetic_pairs(rounds: int, pairs: int, prompt_tokens: int, response_tokens
 ROUND_KEYS = ("round_index", "steps", "pairs_trained", "tokens", "compute_seconds", "round_seconds",
               "gather_seconds", "checkpoint_seconds", "publish_seconds", "driver_round_seconds", "loss",
               "grad_norm", "peak_rss_mb", "peak_rss_mb_per_rank", "peak_cuda_mb", "peak_cuda_mb_per_rank",
-              "world_size")  # fmt: skip
+              "world_size", "sync_bytes", "merge_seconds")  # fmt: skip
 
 
 def measure(rounds: list[dict], warmup: int = 1) -> dict:
     """One run's numbers from its rounds' metrics (ROUND_KEYS), the first `warmup` rounds left out of the
-    timings; the peaks are the last round's (high-water marks over the workers' lives)."""
+    timings; the peaks are the last round's (high-water marks over the workers' lives), and so is sync_bytes (the
+    same every round)."""
     measured = rounds[warmup:]
     if not measured:
         raise ValueError(f"{len(rounds)} round(s): nothing left to measure after {warmup} warm-up round(s)")
@@ -179,6 +195,7 @@ def measure(rounds: list[dict], warmup: int = 1) -> dict:
         # The ranks that neither save the checkpoint nor publish: the strategy's own memory.
         "peak_rss_mb_other_ranks": max(per_rank[1:]) if len(per_rank) > 1 else None,
         "peak_cuda_mb": last.get("peak_cuda_mb"),
+        "sync_bytes": last.get("sync_bytes"),
         "losses": [r["loss"] for r in rounds],
     }
 
@@ -204,167 +221,6 @@ def run_arm(arm: Arm, config, model_dir: Path, tables: list, scratch: Path, repe
         learner.shutdown()
     return {"rounds": rounds, "ready_seconds": ready, "wall_seconds": time.perf_counter() - started,
             "weight_transport": weight_transport(config).kind}
-
-
-# ---- summary, ratios, verdict, table (pure) -------------------------------------------------------
-
-SUMMARY_KEYS = ("step_seconds", "tokens_per_second", "round_seconds", "peak_rss_mb", "peak_rss_mb_other_ranks",
-                "peak_cuda_mb")  # fmt: skip
-RATIO_KEYS = ("step_seconds", "tokens_per_second", "peak_rss_mb", "peak_rss_mb_other_ranks", "peak_cuda_mb")
-
-
-def summarise(runs: list[dict]) -> dict[str, dict]:
-    """Per arm (in the order met): its status ("measured", or the first skipped/failed run's reason), and for
-    measured arms mean_interval over repeats of each SUMMARY_KEYS value, the last run's per-rank peaks and
-    losses. `runs`: {"arm", "repeat", "status", "measured"?, "reason"?}."""
-    by_arm: dict[str, list[dict]] = {}
-    for run in runs:
-        by_arm.setdefault(run["arm"], []).append(run)
-    summary = {}
-    for name, arm_runs in by_arm.items():
-        done = [r for r in arm_runs if r["status"] == "measured"]
-        if not done:
-            summary[name] = {"status": arm_runs[0]["status"], "reason": arm_runs[0].get("reason")}
-            continue
-        entry = {"status": "measured", "repeats": len(done)}
-        for key in SUMMARY_KEYS:
-            values = [r["measured"][key] for r in done if r["measured"].get(key) is not None]
-            entry[key] = mean_interval(values) if values else None
-        entry["peak_rss_mb_per_rank"] = done[-1]["measured"]["peak_rss_mb_per_rank"]
-        entry["losses"] = done[-1]["measured"]["losses"]
-        entry["steps"] = done[-1]["measured"]["steps"]
-        summary[name] = entry
-    return summary
-
-
-def ratios(runs: list[dict], baseline: str = BASELINE) -> dict[str, dict]:
-    """Per measured arm other than the baseline, per RATIO_KEYS value: arm / baseline paired by repeat, then
-    mean_interval over the repeats both measured; plus the largest |loss - baseline's loss| over rounds."""
-    measured = {(r["arm"], r["repeat"]): r["measured"] for r in runs if r["status"] == "measured"}
-    base = {repeat: m for (arm, repeat), m in measured.items() if arm == baseline}
-    result: dict[str, dict] = {}
-    for (arm, repeat), m in measured.items():
-        if arm == baseline or repeat not in base:
-            continue
-        entry = result.setdefault(arm, {"values": {key: [] for key in RATIO_KEYS}, "loss_differences": []})
-        for key in RATIO_KEYS:
-            if m.get(key) is not None and base[repeat].get(key):
-                entry["values"][key].append(m[key] / base[repeat][key])
-        pairs = [(a, b) for a, b in zip(m["losses"], base[repeat]["losses"]) if a is not None and b is not None]
-        if pairs:
-            entry["loss_differences"].append(max(abs(a - b) for a, b in pairs))
-    return {arm: {**{key: mean_interval(values) if values else None for key, values in entry["values"].items()},
-                  "max_abs_loss_difference": max(entry["loss_differences"]) if entry["loss_differences"] else None}
-            for arm, entry in result.items()}  # fmt: skip
-
-
-def verdict(arm_ratios: dict[str, dict], arm: str = TARGET_ARM, peak: float = TARGET_PEAK_RATIO,
-            step: float = TARGET_STEP_RATIO) -> dict:
-    """The issue's target on the measured means: `arm`'s peak per worker <= peak x ddp's and its step time
-    <= step x ddp's. {"arm", "peak_ratio", "step_ratio", "peak_met", "step_met", "met", "text"}; met is None
-    when the arm or ddp was not measured."""
-    ratio = arm_ratios.get(arm)
-    if not ratio or ratio.get("peak_rss_mb") is None or ratio.get("step_seconds") is None:
-        return {"arm": arm, "peak_ratio": None, "step_ratio": None, "peak_met": None, "step_met": None,
-                "met": None, "text": f"target not measured: {arm} and {BASELINE} were not both measured"}
-    peak_ratio, step_ratio = ratio["peak_rss_mb"]["mean"], ratio["step_seconds"]["mean"]
-    peak_met, step_met = peak_ratio <= peak, step_ratio <= step
-    met = peak_met and step_met
-    text = (f"target {'MET' if met else 'NOT MET'}: {arm}'s peak per worker is {peak_ratio:.2f}x {BASELINE}'s "
-            f"({'<=' if peak_met else '>'} {peak:.1f}x) at {step_ratio:.2f}x its step time "
-            f"({'<=' if step_met else '>'} {step:.1f}x)")
-    other = ratio.get("peak_rss_mb_other_ranks")
-    if other is not None:
-        text += f"; ranks without rank 0's checkpoint and publish: {other['mean']:.2f}x"
-    return {"arm": arm, "peak_ratio": peak_ratio, "step_ratio": step_ratio, "peak_met": peak_met,
-            "step_met": step_met, "met": met, "text": text}
-
-
-def _value(stats: dict | None, digits: int) -> str:
-    if stats is None:
-        return "-"
-    text = f"{stats['mean']:.{digits}f}"
-    return text if stats["half_width"] is None else f"{text}±{stats['half_width']:.{digits}f}"
-
-
-def table(summary: dict[str, dict], arm_ratios: dict[str, dict], baseline: str = BASELINE) -> list[str]:
-    """The printed table: one line per arm, ratios vs the baseline beside each value."""
-    def ratio(arm: str, key: str) -> str:
-        if arm == baseline:
-            return "1.00"
-        stats = (arm_ratios.get(arm) or {}).get(key)
-        return _value(stats, 2)
-
-    head = (f"{'arm':<19} {'steps':>5} {'step s':>9} {'x ddp':>6} {'tokens/s':>9} {'x ddp':>6} {'round s':>8} "
-            f"{'peak MB':>8} {'x ddp':>6} {'per rank MB':>15} {'losses by round':>22} {'max |dloss|':>11}")
-    lines = [head, "-" * len(head)]
-    for arm, s in summary.items():
-        if s["status"] != "measured":
-            lines.append(f"{arm:<19} {s['status']}: {s.get('reason')}")
-            continue
-        per_rank = "/".join(f"{v:.0f}" for v in s["peak_rss_mb_per_rank"]) or "-"
-        losses = " ".join("-" if v is None else f"{v:.5f}" for v in s["losses"])
-        difference = (arm_ratios.get(arm) or {}).get("max_abs_loss_difference")
-        difference_text = "-" if arm == baseline or difference is None else f"{difference:.1e}"
-        lines.append(
-            f"{arm:<19} {s['steps']:>5} {_value(s['step_seconds'], 2):>9} {ratio(arm, 'step_seconds'):>6} "
-            f"{_value(s['tokens_per_second'], 0):>9} {ratio(arm, 'tokens_per_second'):>6} "
-            f"{_value(s['round_seconds'], 1):>8} {_value(s['peak_rss_mb'], 0):>8} {ratio(arm, 'peak_rss_mb'):>6} "
-            f"{per_rank:>15} {losses:>22} {difference_text:>11}"
-        )  # fmt: skip
-        if s.get("peak_cuda_mb") is not None:
-            lines.append(f"{'':<19} peak CUDA {_value(s['peak_cuda_mb'], 0)} MB ({ratio(arm, 'peak_cuda_mb')}x ddp)")
-    return lines
-
-
-# ---- plot -----------------------------------------------------------------------------------------
-
-
-def plot(report: dict, path: Path) -> None:
-    """Bars per arm: peak MB per worker (each rank's as dots), step seconds and tokens/s; the target's bounds
-    (0.6x ddp's peak, 1.3x ddp's step time) as dashed lines; arms not run are named on the axis as n/a."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    summary = report["summary"]
-    names = list(summary)
-    base = summary.get(BASELINE, {})
-    panels = (("peak_rss_mb", "peak RSS per worker (MB)", TARGET_PEAK_RATIO),
-              ("step_seconds", "compute per optimizer step (s)", TARGET_STEP_RATIO),
-              ("tokens_per_second", "training tokens / s", None))  # fmt: skip
-    figure, axes = plt.subplots(1, 3, figsize=(16, 4.8))
-    for ax, (key, label, bound) in zip(axes, panels, strict=True):
-        heights, errors, colours = [], [], []
-        for name in names:
-            stats = summary[name].get(key) if summary[name]["status"] == "measured" else None
-            heights.append(stats["mean"] if stats else 0.0)
-            errors.append((stats["half_width"] or 0.0) if stats else 0.0)
-            colours.append("tab:gray" if name == BASELINE else "tab:blue" if "fsdp" in name else "tab:orange")
-        xs = range(len(names))
-        ax.bar(xs, heights, yerr=errors if any(errors) else None, color=colours, capsize=3)
-        for x, name in zip(xs, names, strict=True):
-            s = summary[name]
-            if s["status"] != "measured":
-                ax.text(x, 0, "n/a" if s["status"] == "not applicable" else s["status"], ha="center",
-                        va="bottom", rotation=90, fontsize=8)
-            elif key == "peak_rss_mb":
-                ranks = s["peak_rss_mb_per_rank"]
-                ax.plot([x] * len(ranks), ranks, "k.", markersize=5)
-        if bound is not None and base.get("status") == "measured" and base.get(key):
-            ax.axhline(bound * base[key]["mean"], color="tab:red", linestyle="--", linewidth=1,
-                       label=f"target: {bound}x {BASELINE}")
-            ax.legend(fontsize=8, loc="best")
-        ax.set_xticks(list(xs), names, rotation=30, ha="right", fontsize=8)
-        ax.set_ylabel(label)
-    settings = report["settings"]
-    figure.suptitle(f"Learner strategies, SmolLM2-135M-Instruct, {settings['workers']} workers "
-                    f"({'GPU' if settings['gpu'] else 'CPU'}), {settings['pairs']} pairs a round\n"
-                    f"{report['verdict']['text']}", fontsize=9)  # fmt: skip
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
 
 
 # ---- driver ---------------------------------------------------------------------------------------
@@ -439,6 +295,7 @@ def main() -> None:
                 print(f"  repeat {repeat} {arm.name:>19}: step {measured['step_seconds']:6.2f} s  "
                       f"{measured['tokens_per_second']:7.0f} tok/s  peak {measured['peak_rss_mb']:6.0f} MB "
                       f"(ranks {'/'.join(f'{v:.0f}' for v in measured['peak_rss_mb_per_rank'])})  "
+                      f"sync {(measured['sync_bytes'] or 0) / 2**20:.1f} MB  "
                       f"load {os.getloadavg()[0]:.2f}", flush=True)
     if started_ray:
         import ray
@@ -448,6 +305,7 @@ def main() -> None:
     summary = summarise(runs)
     arm_ratios = ratios(runs)
     result = verdict(arm_ratios)
+    lora_result = lora_verdict(runs)
     lengths = [len(p) for t in tables for p in t.column("prompt_token_ids").to_pylist()]
     dtype = next(iter(configs.values())).model.dtype if configs else "-"
     print(f"\nSmolLM2-135M-Instruct ({dtype}), {args.workers} "
@@ -457,6 +315,9 @@ def main() -> None:
     for line in table(summary, arm_ratios):
         print(line)
     print(result["text"])
+    print(lora_result["text"].split(";")[0] + ", arm by arm:")
+    for pair in lora_result["pairs"]:
+        print(f"  {pair['text']}")
     print(f"load average at the end {os.getloadavg()[0]:.2f} (a shared machine: timings indicative only)")
 
     report = {
@@ -470,9 +331,12 @@ def main() -> None:
         "arms": {arm.name: arm.to_json() for arm in arms},
         "target": {"arm": TARGET_ARM, "baseline": BASELINE, "peak_ratio_at_most": TARGET_PEAK_RATIO,
                    "step_ratio_at_most": TARGET_STEP_RATIO},
+        "lora_target": {"pairs": LORA_PAIRS, "peak_ratio_at_most": LORA_PEAK_RATIO,
+                        "step_ratio_at_most": LORA_STEP_RATIO, "sync_bytes_fewer_at_least": LORA_SYNC_FEWER},
         "summary": summary,
         "ratios_vs_ddp": arm_ratios,
         "verdict": result,
+        "lora_verdict": lora_result,
         "wall_seconds": time.perf_counter() - started,
         "runs": runs,
     }

@@ -1,7 +1,7 @@
 """The learner scaling benchmark (benchmarks/learner_scale.py) without running it: its arms are valid configs (and
 the CPU-offload arm is refused on CPU with the config's reason), its pairs are the same for every arm, and its
-measurement, summary, ratios, verdict, table and plot on synthetic numbers with a known answer; the workers'
-peak-memory helpers (actors/learner_worker.py) on given /proc text."""
+measurement, summary, ratios, both verdicts (fsdp's and LoRA's, bytes per sync included), table and plot on
+synthetic numbers with a known answer (benchmarks/learner_scale_report.py); the workers' peak-memory helpers (actors/learner_worker.py) on given /proc text."""
 
 from __future__ import annotations
 
@@ -42,6 +42,20 @@ def test_every_cpu_arm_is_a_valid_config_with_its_settings(name, kind, precision
     assert learner.num_workers == 2 and not learner.use_gpu
     # The rest is configs/smollm2-cpu.yaml's learner, the same for every arm.
     assert (learner.batch_size, learner.micro_batch_size, learner.torch_threads) == (8, 4, 1)
+
+
+@pytest.mark.parametrize("name, kind", [("ddp_lora", "ddp"), ("fsdp_lora", "fsdp")])
+def test_the_lora_arms_are_full_fine_tuning_plus_rank_16_adapters_never_merged(name, kind):
+    arm = bench.ARMS[name]
+    assert bench.not_applicable(arm, CPU) is None and arm.baseline == "ddp"
+    learner = bench.arm_config(arm, CPU).learner
+    assert learner.strategy.kind == kind and (learner.mixed_precision, learner.gradient_checkpointing) == ("none", False)
+    lora = learner.lora
+    assert (lora.rank, lora.alpha, lora.target_modules, lora.merged) == (16, 32.0, "llama", "never")
+    assert len(lora.modules) == 7
+    assert bench.LORA_PAIRS[name] == kind  # measured against the same strategy's full fine-tuning
+    gpu = bench.shared_overrides(2, gpu=True)  # every arm valid there, fsdp_offload included
+    assert all(bench.arm_config(bench.ARMS[a], gpu).learner.lora is None for a in bench.ARMS if a not in bench.LORA_PAIRS)
 
 
 def test_cpu_offload_is_not_applicable_on_cpu_and_a_valid_config_on_gpu():
@@ -90,10 +104,10 @@ def test_synthetic_pairs_are_seeded_sized_and_valid_learner_input():
 
 
 def round_metrics(index: int, compute: float, steps: int = 2, tokens: int = 5000, peak=(2000.0, 1500.0),
-                  loss: float = 0.69) -> dict:
+                  loss: float = 0.69, sync: int = 538 * 2**20) -> dict:
     return {"round_index": index, "steps": steps, "tokens": tokens, "compute_seconds": compute,
             "round_seconds": compute + 1.0, "loss": loss, "peak_rss_mb": max(peak),
-            "peak_rss_mb_per_rank": list(peak)}
+            "peak_rss_mb_per_rank": list(peak), "sync_bytes": sync}
 
 
 def test_measure_leaves_the_warm_up_round_out_and_reads_the_last_peaks():
@@ -107,14 +121,17 @@ def test_measure_leaves_the_warm_up_round_out_and_reads_the_last_peaks():
     assert (m["peak_rss_mb"], m["peak_rss_mb_per_rank"], m["peak_rss_mb_other_ranks"]) == (2000.0, [2000.0, 1500.0],
                                                                                              1500.0)
     assert m["losses"] == [0.6931, 0.69, 0.68] and m["peak_cuda_mb"] is None
+    assert m["sync_bytes"] == 538 * 2**20
+    assert {"sync_bytes", "merge_seconds"} <= set(bench.ROUND_KEYS)
     with pytest.raises(ValueError, match="nothing left to measure"):
         bench.measure(rounds[:1])
 
 
-def run(arm: str, repeat: int, step: float, peak: tuple[float, float], losses=(0.6931, 0.69)) -> dict:
+def run(arm: str, repeat: int, step: float, peak: tuple[float, float], losses=(0.6931, 0.69),
+        sync: int | None = None) -> dict:
     measured = {"step_seconds": step, "tokens_per_second": 1000.0 / step, "round_seconds": 2 * step + 1,
                 "peak_rss_mb": max(peak), "peak_rss_mb_per_rank": list(peak), "peak_rss_mb_other_ranks": peak[1],
-                "peak_cuda_mb": None, "losses": list(losses), "steps": 2}
+                "peak_cuda_mb": None, "losses": list(losses), "steps": 2, "sync_bytes": sync}
     return {"arm": arm, "repeat": repeat, "status": "measured", "measured": measured}
 
 
@@ -188,6 +205,74 @@ def test_a_failed_or_missing_arm_gives_no_verdict():
     assert bench.table(bench.summarise(runs), ratios)[-1] == f"{'fsdp':<19} failed: LearnerError: boom"
 
 
+FULL, ADAPTERS = 540 * 2**20, 18 * 2**20  # bytes a round publishes: the full state dict, the adapters alone
+
+
+def lora_runs(ddp_lora=(2.2, (1400.0, 1200.0)), fsdp_lora=(2.8, (1000.0, 800.0)), adapters=ADAPTERS) -> list[dict]:
+    return [run("ddp", 0, 2.0, (3000.0, 2500.0), sync=FULL),
+            run("fsdp", 0, 2.4, (2400.0, 2000.0), sync=FULL),
+            run("ddp_lora", 0, *ddp_lora, losses=(0.6931, 0.6925), sync=adapters),
+            run("fsdp_lora", 0, *fsdp_lora, losses=(0.6931, 0.6925), sync=adapters)]  # fmt: skip
+
+
+def test_sync_bytes_are_summarised_compared_with_ddp_and_shown_in_the_table():
+    runs = lora_runs()
+    ratios = bench.ratios(runs)
+    assert ratios["ddp_lora"]["sync_bytes"]["mean"] == pytest.approx(1 / 30)
+    assert ratios["fsdp"]["sync_bytes"]["mean"] == pytest.approx(1.0)
+    summary = bench.summarise(runs)
+    assert summary["ddp_lora"]["sync_bytes"]["mean"] == ADAPTERS
+    lines = bench.table(summary, ratios)
+    header = lines[0].split()
+    assert header[header.index("sync") + 1: header.index("sync") + 4] == ["MB", "x", "ddp"]
+    ddp_line, fsdp_line, ddp_lora_line, fsdp_lora_line = lines[2:]
+    # arm steps step-s x tokens/s x round-s peak x per-rank | sync-MB x | losses...
+    assert ddp_line.split()[10:12] == ["540.0", "1.000"] and fsdp_line.split()[10:12] == ["540.0", "1.000"]
+    assert ddp_lora_line.split()[10:12] == ["18.0", "0.033"] and fsdp_lora_line.split()[10:12] == ["18.0", "0.033"]
+    assert bench.table(bench.summarise([run("ddp", 0, 2.0, (3000.0, 2500.0))]), {})[2].split()[10:12] == ["-", "1.000"]
+
+
+def test_the_lora_verdict_compares_each_lora_arm_with_its_own_strategy():
+    result = bench.lora_verdict(lora_runs())
+    ddp_lora, fsdp_lora = result["pairs"]
+    assert (ddp_lora["arm"], ddp_lora["baseline"], fsdp_lora["arm"], fsdp_lora["baseline"]) == (
+        "ddp_lora", "ddp", "fsdp_lora", "fsdp")
+    assert ddp_lora["peak_ratio"] == pytest.approx(1400 / 3000) and ddp_lora["step_ratio"] == pytest.approx(1.1)
+    assert fsdp_lora["peak_ratio"] == pytest.approx(1000 / 2400) and fsdp_lora["step_ratio"] == pytest.approx(2.8 / 2.4)
+    assert ddp_lora["sync_fewer"] == pytest.approx(30.0) and ddp_lora["sync_ratio"] == pytest.approx(1 / 30)
+    assert result["met"] is True and all(p["met"] for p in result["pairs"])
+    assert result["text"].startswith("LoRA target MET; ddp_lora: MET: peak per worker 0.47x ddp's (<= 0.5x) at "
+                                     "1.10x its step time (<= 1.2x), 30.0x fewer bytes per sync (>= 20x)")
+    assert "fsdp_lora: MET: peak per worker 0.42x fsdp's (<= 0.5x) at 1.17x" in result["text"]
+
+
+@pytest.mark.parametrize("ddp_lora, adapters, missed, says", [
+    ((2.6, (1400.0, 1200.0)), ADAPTERS, "step_met", "at 1.30x its step time (> 1.2x)"),
+    ((2.2, (1600.0, 1200.0)), ADAPTERS, "peak_met", "peak per worker 0.53x ddp's (> 0.5x)"),
+    ((2.2, (1400.0, 1200.0)), 54 * 2**20, "sync_met", "10.0x fewer bytes per sync (< 20x)"),
+    ((2.2, (1500.0, 1200.0)), 27 * 2**20, None, "0.50x ddp's (<= 0.5x) at 1.10x its step time (<= 1.2x), 20.0x"),
+])  # fmt: skip
+def test_the_lora_verdict_says_which_part_is_missed(ddp_lora, adapters, missed, says):
+    result = bench.lora_verdict(lora_runs(ddp_lora=ddp_lora, adapters=adapters))
+    pair = result["pairs"][0]
+    assert says in pair["text"]
+    if missed is None:  # the bounds count as met
+        assert result["met"] is True
+    else:
+        assert pair[missed] is False and pair["met"] is False and result["met"] is False
+        assert result["text"].startswith("LoRA target NOT MET; ddp_lora: NOT MET")
+
+
+def test_the_lora_verdict_is_not_measured_without_both_arms_of_a_pair():
+    runs = [r for r in lora_runs() if r["arm"] != "fsdp"]
+    result = bench.lora_verdict(runs)
+    assert [p["met"] for p in result["pairs"]] == [True, None] and result["met"] is None
+    assert result["text"].startswith("LoRA target not measured in full; ddp_lora: MET")
+    assert result["text"].endswith("fsdp_lora: not measured (fsdp_lora and fsdp were not both measured)")
+    failed = [*runs[:1], {"arm": "ddp_lora", "repeat": 0, "status": "failed", "reason": "boom"}]
+    assert bench.lora_verdict(failed)["met"] is None
+
+
 def test_the_plot_draws_measured_and_not_applicable_arms(tmp_path):
     runs = [run("ddp", 0, 2.0, (3000.0, 2500.0)), run("fsdp", 0, 2.4, (1700.0, 1250.0)),
             {"arm": "fsdp_offload", "repeat": 0, "status": "not applicable", "reason": "no GPU"}]  # fmt: skip
@@ -196,6 +281,11 @@ def test_the_plot_draws_measured_and_not_applicable_arms(tmp_path):
               "settings": {"workers": 2, "gpu": False, "pairs": 16}}  # fmt: skip
     bench.plot(report, tmp_path / "scale.png")
     assert (tmp_path / "scale.png").read_bytes()[:4] == b"\x89PNG"
+    runs = lora_runs()  # with the LoRA arms, their bounds and the bytes per sync
+    report.update(summary=bench.summarise(runs), verdict=bench.verdict(bench.ratios(runs)),
+                  lora_verdict=bench.lora_verdict(runs))  # fmt: skip
+    bench.plot(report, tmp_path / "lora.png")
+    assert (tmp_path / "lora.png").read_bytes()[:4] == b"\x89PNG"
 
 
 # ---- the workers' peak-memory metric --------------------------------------------------------------------
