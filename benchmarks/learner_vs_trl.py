@@ -1,8 +1,8 @@
 """Learner throughput and peak memory against TRL's DPOTrainer (trl==1.16.0), on CPU, in the same run.
 
     python benchmarks/learner_vs_trl.py [--pairs 16] [--batch-size 8] [--micro-batch-size N] [--epochs 1]
-        [--max-new-tokens 48] [--threads 1] [--repeats 2] [--arms ours trl trl_precompute]
-        [--out benchmarks/results/learner_vs_trl.json]
+        [--max-new-tokens 48] [--threads 1] [--repeats 2]
+        [--arms ours trl trl_precompute ours_lora trl_lora] [--out benchmarks/results/learner_vs_trl.json]
 
 Model: SmolLM2-135M-Instruct in float32 (`cluster.tools.prepare.ensure_smollm2()`). Pairs: the first `--pairs`
 built-in instruction prompts under the chat template, two responses each sampled by the project's
@@ -10,19 +10,33 @@ generator (temperature 1, up to `--max-new-tokens` tokens, configs/smollm2-cpu.y
 chosen one is the response that contains the prompt's short answer (the first on a tie). Both sides get
 exactly these token ids.
 
-Arms, each run in its own fresh Python process (one at a time, interleaved over `--repeats`):
+Arms, each run in its own fresh Python process (one at a time, interleaved over `--repeats`; the process's
+code is benchmarks/learner_vs_trl_arms.py):
   ours            actors.kernels.dpo_trainer.RoundTrainer, world_size=1: the learner's compute without Ray
                   (reference log-probs once per round from the policy itself, chosen and rejected in one
                   forward pass, no end-of-round pass, as in configs/smollm2-cpu.yaml);
   trl             trl.DPOTrainer as a user would run it: reference = a frozen copy of the initial policy
                   that TRL loads itself, run forward on every step (precompute_ref_log_probs=False, the default);
-  trl_precompute  the same with precompute_ref_log_probs=True (reference log-probs once, before training).
-Same for all: batch size (and micro-batch / gradient accumulation), epochs, sigmoid loss, beta 0.1, AdamW
-(lr 5e-6, no weight decay, constant), gradient clipping 1.0, no gradient checkpointing, fp32, torch threads
-(`--threads`, OMP_WAIT_POLICY=PASSIVE like the product's actors), and the same pairs in every step: TRL is
-given our learner's shuffled order with a sequential sampler, so both pad the same batches to the same width.
-TRL takes our token ids through its own collator and loss (its text tokenisation is skipped, see
-tests/test_trl_parity.py, which checks that the two compute the same step).
+  trl_precompute  the same with precompute_ref_log_probs=True (reference log-probs once, before training);
+  ours_lora       RoundTrainer on the policy wrapped with LoRA by actors.kernels.lora.add_adapters (learner.lora
+                  rank 16, alpha 32, dropout 0, the 'llama' preset: q/k/v/o/gate/up/down projections), AdamW
+                  over the adapters only, reference 'initial' = the policy with its adapters off (the base),
+                  computed once per round; no copy of the model;
+  trl_lora        trl.DPOTrainer given the base model and peft_config = the same LoraConfig
+                  (actors.kernels.lora.lora_config): TRL wraps the model itself and, with ref_model=None, takes
+                  the reference from it with the adapter disabled, on every step (as it does for peft models).
+Compared: ours with trl and with trl_precompute, ours_lora with trl_lora. Same for all: batch size (and
+micro-batch / gradient accumulation), epochs, sigmoid loss, beta 0.1, AdamW (no weight decay, constant
+rate), gradient clipping 1.0, no gradient checkpointing, fp32, torch threads (`--threads`,
+OMP_WAIT_POLICY=PASSIVE like the product's actors), and the same pairs in every step: TRL is given our
+learner's shuffled order with a sequential sampler, so both pad the same batches to the same width.
+Learning rate: 5e-6 for the full fine-tuning arms, 2e-4 for the LoRA arms (adapters start from B = 0 and
+need the larger rate LoRA is usually run with); each comparison uses one rate on both sides. LoRA's random
+A is drawn the same on both LoRA arms: torch is seeded with 0 right before get_peft_model on our side,
+which is what TRL's DPOTrainer does (set_seed(args.seed)); each arm records a hash of its initial adapters
+and the run stops if the two differ. TRL takes our token ids through its own collator and loss (its text
+tokenisation is skipped, see tests/test_trl_parity.py, which checks that the two compute the same step,
+with and without LoRA).
 
 Measured, per arm:
   tokens/s     training tokens / training seconds. Training tokens = non-padding prompt + response tokens of
@@ -31,8 +45,8 @@ Measured, per arm:
                Training seconds = wall time of everything a DPO round needs once the model is loaded and
                the data tokenised: reference log-probs (per step for `trl`, the precompute pass for
                `trl_precompute`, our round-start pass), every forward/backward and optimizer step.
-               Model loading (TRL's reference copy too), tokenisation and a shared warm-up forward/backward
-               are excluded.
+               Model loading (TRL's reference copy too), wrapping with LoRA, tokenisation and a warm-up
+               forward/backward (of the base, and of the wrapped model in the LoRA arms) are excluded.
   tokens/CPU s the same over the process CPU time of that section: with one thread it equals wall time on
                an idle machine and moves much less than wall time when other jobs share the cores.
   peak RSS     VmHWM of the arm's process (/proc/self/status): the resident-set high-water mark of the whole
@@ -40,9 +54,12 @@ Measured, per arm:
                it across exec, so a child of this parent reports the parent's peak if that is higher
                (measured: a child of a 1.5 GB parent read 1.5 GB from ru_maxrss, 13 MB from VmHWM).
   padded tokens batch x width of every training forward (and of the no-grad reference forwards), and the
-               mean step loss: the same on every arm when both sides did the same work on the same batches.
-Ratios are ours / TRL of the medians over repeats. Prints a table and writes JSON. Timings on a shared
-machine are indicative only; the JSON records the load average at each run.
+               step losses: the same on both sides of a comparison when they did the same work on the same
+               batches (checked to 1e-4; the LoRA arms' losses differ from the full arms', another model).
+Ratios are ours / TRL (ours_lora / trl_lora) of the medians over repeats: tokens/s, tokens/CPU s, peak RSS and
+mean step loss. Targets: ours >= 1.0x trl's tokens/s (the aim is 1.5x); ours_lora >= 1.5x trl_lora's at the
+same loss; the verdict is printed as measured. Prints a table and writes JSON. Timings on a shared machine are
+indicative only; the JSON records the load average at each run.
 """
 
 from __future__ import annotations
@@ -58,14 +75,15 @@ import time
 from pathlib import Path
 
 from cli_runs import machine
+from learner_vs_trl_arms import (BETA, LEARNING_RATE, LORA, LORA_LEARNING_RATE, MAX_GRAD_NORM, SEED, is_lora_arm,
+                                 lora_section, worker)  # fmt: skip
 
 REPO = Path(__file__).resolve().parents[1]
-ARMS = ("ours", "trl", "trl_precompute")
-BETA = 0.1
-LEARNING_RATE = 5e-6
-MAX_GRAD_NORM = 1.0
-SEED = 0
+ARMS = ("ours", "trl", "trl_precompute", "ours_lora", "trl_lora")
+OURS_FOR = {"trl": "ours", "trl_precompute": "ours", "trl_lora": "ours_lora"}  # TRL arm -> the arm it is compared with
 TARGET_RATIO = 1.0  # ours >= TRL tokens/s; the aim is 1.5
+LORA_TARGET_RATIO = 1.5  # ours_lora >= 1.5x trl_lora tokens/s at the same loss
+LOSS_TOLERANCE = 1e-4  # step losses of the two sides of a comparison (fp32, summed in different orders)
 
 
 # ---- pairs (driver) ---------------------------------------------------------------------------
@@ -119,185 +137,6 @@ def build_pairs(model_dir: Path, count: int, max_new_tokens: int, threads: int, 
     }
 
 
-# ---- one arm (worker process) -----------------------------------------------------------------
-
-
-def proc_status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
-
-
-class ForwardCounter:
-    """Counts batch x width of every forward of the hooked models, split into grad (training) and no-grad passes."""
-
-    def __init__(self) -> None:
-        self.train_padded = 0
-        self.nograd_padded = 0
-        self.train_forwards = 0
-
-    def hook(self, model) -> None:
-        import torch
-
-        def count(module, args, kwargs):
-            ids = kwargs.get("input_ids", args[0] if args else None)
-            if ids is None:
-                return
-            if torch.is_grad_enabled():
-                self.train_padded += ids.numel()
-                self.train_forwards += 1
-            else:
-                self.nograd_padded += ids.numel()
-
-        model.register_forward_pre_hook(count, with_kwargs=True)
-
-
-def warm_up(model, tokens, pad_id: int) -> None:
-    """One forward/backward on a single pair, so neither arm pays first-call allocation and kernel set-up."""
-    from actors.kernels.logprobs import sequence_logprobs
-
-    sequence_logprobs(model, tokens.prompts[:1], tokens.chosen[:1], pad_id).sum().backward()
-    model.zero_grad(set_to_none=True)
-
-
-def epoch_orders(num_pairs: int, epochs: int) -> list[list[int]]:
-    """The pair order of each epoch of our learner's round 0 on rank 0 (RoundTrainer._train_epoch's rng)."""
-    import numpy as np
-
-    return [np.random.default_rng([SEED, 0, epoch, 0]).permutation(num_pairs).tolist() for epoch in range(epochs)]
-
-
-def run_ours(model, tokens, pad_id: int, args, counter: ForwardCounter):
-    import torch
-
-    from actors.kernels.dpo_trainer import RoundTrainer
-    from actors.settings import LearnerSection
-
-    settings = LearnerSection(num_workers=1, loss="sigmoid", beta=BETA, epochs=args.epochs,  # one local rank
-                              batch_size=args.batch_size, micro_batch_size=args.micro_batch_size,
-                              max_grad_norm=MAX_GRAD_NORM, reference="round", measure_round_end=False)  # fmt: skip
-    optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=0.0)
-    trainer = RoundTrainer(model, optimizer, settings, pad_id, seed=SEED)
-    counter.hook(model)
-    started, cpu_started = time.perf_counter(), time.process_time()
-    metrics = trainer.train_round(0, tokens)
-    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
-    return seconds, cpu_seconds, {"loss": metrics["loss"], "steps": metrics["steps"],
-                                  "reported_tokens": metrics["tokens"]}
-
-
-def run_trl(model, tokens, model_dir: Path, args, counter: ForwardCounter, precompute: bool):
-    import torch
-    from datasets import Dataset
-    from transformers import AutoTokenizer
-    from trl import DPOConfig, DPOTrainer
-
-    micro = args.micro_batch_size or args.batch_size
-    orders = epoch_orders(len(tokens), args.epochs)
-    timing = {"precompute": 0.0, "precompute_cpu": 0.0}
-
-    class OrderedSampler(torch.utils.data.Sampler):
-        """Yields our learner's pair order for each epoch in turn (TRL's default is its own random order)."""
-
-        def __init__(self) -> None:
-            self.epoch = 0
-
-        def __len__(self) -> int:
-            return len(tokens)
-
-        def __iter__(self):
-            order = orders[min(self.epoch, len(orders) - 1)]
-            self.epoch += 1
-            return iter(order)
-
-    class BenchDPOTrainer(DPOTrainer):
-        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
-            return dataset  # already token ids (TRL 1.16 would re-tokenise text columns)
-
-        def _get_train_sampler(self, train_dataset=None):
-            return OrderedSampler()
-
-        def _precompute_ref_logps(self, dataset, name, batch_size):
-            started, cpu_started = time.perf_counter(), time.process_time()
-            try:
-                return super()._precompute_ref_logps(dataset, name, batch_size)
-            finally:
-                timing["precompute"] += time.perf_counter() - started
-                timing["precompute_cpu"] += time.process_time() - cpu_started
-
-    dataset = Dataset.from_dict({"prompt_ids": tokens.prompts, "chosen_ids": tokens.chosen,
-                                 "rejected_ids": tokens.rejected})  # fmt: skip
-    output_dir = tempfile.mkdtemp(prefix="learner_vs_trl_")
-    config = DPOConfig(
-        output_dir=output_dir, beta=BETA, loss_type=["sigmoid"], learning_rate=LEARNING_RATE, weight_decay=0.0,
-        lr_scheduler_type="constant", warmup_steps=0, optim="adamw_torch", max_grad_norm=MAX_GRAD_NORM,
-        per_device_train_batch_size=micro, gradient_accumulation_steps=args.batch_size // micro,
-        num_train_epochs=args.epochs, precompute_ref_log_probs=precompute, precompute_ref_batch_size=micro,
-        bf16=False, gradient_checkpointing=False, use_cpu=True, max_length=None, report_to="none",
-        save_strategy="no", logging_steps=1, disable_tqdm=True, seed=SEED, dataloader_num_workers=0,
-    )  # fmt: skip
-    counter.hook(model)
-    trainer = BenchDPOTrainer(model=model, args=config, train_dataset=dataset,
-                              processing_class=AutoTokenizer.from_pretrained(model_dir))  # fmt: skip
-    if trainer.ref_model is not None:
-        counter.hook(trainer.ref_model)
-    started, cpu_started = time.perf_counter(), time.process_time()
-    trainer.train()
-    seconds = time.perf_counter() - started + timing["precompute"]
-    cpu_seconds = time.process_time() - cpu_started + timing["precompute_cpu"]
-    logs = [entry for entry in trainer.state.log_history if "loss" in entry and "train_loss" not in entry]
-    return seconds, cpu_seconds, {
-        "loss": statistics.mean(entry["loss"] for entry in logs),
-        "steps": trainer.state.global_step,
-        "reported_tokens": int(logs[-1]["num_tokens"]),
-        "precompute_seconds": timing["precompute"],
-        "gradient_checkpointing": bool(getattr(trainer.model, "is_gradient_checkpointing", False)),
-    }
-
-
-def worker(args) -> None:
-    import pyarrow.parquet as pq
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from actors.kernels.dpo_trainer import PairTokens
-    from actors.kernels.hf_model import pad_token_id
-
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(SEED)
-    model_dir = Path(args.model_dir)
-    tokens = PairTokens.from_table(pq.read_table(args.worker_pairs))
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    pad_id = pad_token_id(tokenizer, tokenizer.eos_token_id)  # the learner worker's fallbacks
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    warm_up(model, tokens, pad_id)
-    rss_after_load = proc_status_kib("VmRSS") / 1024  # policy loaded and warmed up; before optimizer state
-    counter = ForwardCounter()
-    if args.worker == "ours":
-        seconds, cpu_seconds, extra = run_ours(model, tokens, pad_id, args, counter)
-    else:
-        precompute = args.worker == "trl_precompute"
-        seconds, cpu_seconds, extra = run_trl(model, tokens, model_dir, args, counter, precompute)
-    training_tokens = tokens.num_tokens() * args.epochs
-    print(json.dumps({
-        "arm": args.worker,
-        "seconds": seconds,
-        "training_tokens": training_tokens,
-        "tokens_per_second": training_tokens / seconds,
-        "cpu_seconds": cpu_seconds,
-        "tokens_per_cpu_second": training_tokens / cpu_seconds,
-        "train_padded_tokens": counter.train_padded,
-        "train_forwards": counter.train_forwards,
-        "nograd_padded_tokens": counter.nograd_padded,
-        "rss_after_load_mib": rss_after_load,
-        "peak_rss_mib": proc_status_kib("VmHWM") / 1024,
-        "end_rss_mib": proc_status_kib("VmRSS") / 1024,
-        "load_average_1min": os.getloadavg()[0],
-        **extra,
-    }))
-
-
 # ---- driver -----------------------------------------------------------------------------------
 
 
@@ -323,13 +162,83 @@ def summarise(runs: list[dict]) -> dict:
         "median_seconds": statistics.median(r["seconds"] for r in runs),
         "median_tokens_per_cpu_second": statistics.median(r["tokens_per_cpu_second"] for r in runs),
         "median_peak_rss_mib": statistics.median(r["peak_rss_mib"] for r in runs),
+        "learning_rate": runs[0]["learning_rate"],
+        "trainable_parameters": runs[0]["trainable_parameters"],
         "training_tokens": runs[0]["training_tokens"],
         "train_padded_tokens": runs[0]["train_padded_tokens"],
         "nograd_padded_tokens": runs[0]["nograd_padded_tokens"],
         "steps": runs[0]["steps"],
         "mean_step_loss": runs[0]["loss"],
+        "step_losses": runs[0]["step_losses"],
         "runs": runs,
     }
+
+
+def check(arms: dict[str, dict]) -> None:
+    """Stop unless every arm counted the expected tokens and both LoRA arms started from the same adapters."""
+    for arm, summary in arms.items():
+        for r in summary["runs"]:
+            if r["reported_tokens"] != r["training_tokens"]:
+                raise SystemExit(f"{arm} reported {r['reported_tokens']} tokens, expected {r['training_tokens']}")
+    hashes = {r["initial_adapter_sha256"] for arm, s in arms.items() if is_lora_arm(arm) for r in s["runs"]}
+    if len(hashes) > 1:
+        raise SystemExit("the LoRA arms started from different adapters: their losses cannot be compared")
+
+
+def compare(arms: dict[str, dict]) -> dict[str, dict]:
+    """For each TRL arm run next to its counterpart: ours / TRL of the medians, and whether the losses agree."""
+    ratios = {}
+    for theirs, ours in OURS_FOR.items():
+        if theirs not in arms or ours not in arms:
+            continue
+        a, b = arms[ours], arms[theirs]
+        # Same pairs, same batches in the same order, same optimizer: every step's loss must agree too.
+        same_steps = len(a["step_losses"]) == len(b["step_losses"])
+        step_gap = max((abs(x - y) for x, y in zip(a["step_losses"], b["step_losses"])), default=0.0)
+        ratios[theirs] = {
+            "ours_arm": ours,
+            "tokens_per_second": a["median_tokens_per_second"] / b["median_tokens_per_second"],
+            "tokens_per_cpu_second": a["median_tokens_per_cpu_second"] / b["median_tokens_per_cpu_second"],
+            "peak_rss": a["median_peak_rss_mib"] / b["median_peak_rss_mib"],
+            "mean_step_loss": a["mean_step_loss"] / b["mean_step_loss"],
+            "max_step_loss_difference": step_gap if same_steps else None,
+            "same_loss": same_steps and step_gap <= LOSS_TOLERANCE,
+        }
+        if not ratios[theirs]["same_loss"]:
+            print(f"WARNING: {ours} and {theirs} step losses differ: {a['step_losses']} vs {b['step_losses']}")
+    return ratios
+
+
+def print_table(arms: dict[str, dict], ratios: dict[str, dict], data: dict, args) -> dict:
+    mean = data["mean_tokens"]
+    print(f"\nSmolLM2-135M-Instruct fp32, {data['pairs']} pairs (mean tokens: prompt {mean['prompt']:.0f}, "
+          f"chosen {mean['chosen']:.0f}, rejected {mean['rejected']:.0f}), batch "
+          f"{args.batch_size}, micro-batch {args.micro_batch_size or args.batch_size}, {args.epochs} epoch(s), "
+          f"{args.threads} torch thread(s), median of {args.repeats}; lr {LEARNING_RATE:g} (LoRA arms "
+          f"{LORA_LEARNING_RATE:g}, rank {LORA['rank']}, alpha {LORA['alpha']:g})")
+    print(f"{'arm':>15} {'steps':>5} {'train s':>8} {'tokens/s':>9} {'ours/x':>7} {'tok/CPU s':>9} {'ours/x':>7} "
+          f"{'peak MiB':>9} {'ours/x':>7} {'padded train':>12} {'no-grad padded':>14} {'mean loss':>10} {'ours/x':>9}")
+    same = {"tokens_per_second": 1.0, "tokens_per_cpu_second": 1.0, "peak_rss": 1.0, "mean_step_loss": 1.0}
+    for arm, s in arms.items():
+        ratio = ratios.get(arm, same)
+        print(f"{arm:>15} {s['steps']:>5} {s['median_seconds']:>8.1f} {s['median_tokens_per_second']:>9.1f} "
+              f"{ratio['tokens_per_second']:>7.2f} {s['median_tokens_per_cpu_second']:>9.1f} "
+              f"{ratio['tokens_per_cpu_second']:>7.2f} {s['median_peak_rss_mib']:>9.0f} {ratio['peak_rss']:>7.2f} "
+              f"{s['train_padded_tokens']:>12} {s['nograd_padded_tokens']:>14} {s['mean_step_loss']:>10.6f} "
+              f"{ratio['mean_step_loss']:>9.6f}")
+    print("(ours/x: ours / the arm, ours_lora / the arm for trl_lora)")
+    verdicts = {}
+    for theirs, target in (("trl", TARGET_RATIO), ("trl_lora", LORA_TARGET_RATIO)):
+        if theirs in ratios:
+            r = ratios[theirs]
+            met = r["tokens_per_second"] >= target and r["same_loss"]
+            verdicts[theirs] = {"target_ratio": target, "tokens_per_second_ratio": r["tokens_per_second"],
+                                "same_loss": r["same_loss"], "met": met}  # fmt: skip
+            print(f"target: {r['ours_arm']} >= {target:.1f}x {theirs} tokens/s at the same loss: measured "
+                  f"{r['tokens_per_second']:.2f}x, step losses {'agree' if r['same_loss'] else 'DIFFER'} "
+                  f"(max gap {r['max_step_loss_difference']}) -> {'met' if met else 'NOT met'}")
+    print(f"load average at the end {os.getloadavg()[0]:.2f} (shared machine: indicative only)")
+    return verdicts
 
 
 def main() -> None:
@@ -372,39 +281,9 @@ def main() -> None:
                       f"{r['tokens_per_second']:7.1f} tok/s  "
                       f"peak {r['peak_rss_mib']:6.0f} MiB  load {r['load_average_1min']:.2f}", flush=True)
     arms = {arm: summarise(runs) for arm, runs in results.items()}
-    for arm, summary in arms.items():
-        for r in summary["runs"]:
-            if r["reported_tokens"] != r["training_tokens"]:
-                raise SystemExit(f"{arm} reported {r['reported_tokens']} tokens, expected {r['training_tokens']}")
-    # Same pairs, same batches in the same order, same optimizer: the mean step loss must agree too.
-    losses = [s["mean_step_loss"] for s in arms.values()]
-    if max(losses) - min(losses) > 1e-4:
-        print(f"WARNING: the arms' mean step losses differ: {losses}")
-    ratios = {}
-    if "ours" in arms:
-        for arm in (a for a in arms if a != "ours"):
-            ratios[arm] = {
-                "tokens_per_second": arms["ours"]["median_tokens_per_second"] / arms[arm]["median_tokens_per_second"],
-                "tokens_per_cpu_second": arms["ours"]["median_tokens_per_cpu_second"]
-                / arms[arm]["median_tokens_per_cpu_second"],
-                "peak_rss": arms["ours"]["median_peak_rss_mib"] / arms[arm]["median_peak_rss_mib"],
-            }
-
-    mean = data["mean_tokens"]
-    print(f"\nSmolLM2-135M-Instruct fp32, {data['pairs']} pairs (mean tokens: prompt {mean['prompt']:.0f}, "
-          f"chosen {mean['chosen']:.0f}, rejected {mean['rejected']:.0f}), batch "
-          f"{args.batch_size}, micro-batch {args.micro_batch_size or args.batch_size}, {args.epochs} epoch(s), "
-          f"{args.threads} torch thread(s), median of {args.repeats}")
-    print(f"{'arm':>15} {'steps':>5} {'train s':>8} {'tokens/s':>9} {'ours/x':>7} {'tok/CPU s':>9} {'ours/x':>7} "
-          f"{'peak MiB':>9} {'ours/x':>7} {'padded train':>12} {'no-grad padded':>14} {'mean loss':>10}")
-    for arm, s in arms.items():
-        ratio = ratios.get(arm, {"tokens_per_second": 1.0, "tokens_per_cpu_second": 1.0, "peak_rss": 1.0})
-        print(f"{arm:>15} {s['steps']:>5} {s['median_seconds']:>8.1f} {s['median_tokens_per_second']:>9.1f} "
-              f"{ratio['tokens_per_second']:>7.2f} {s['median_tokens_per_cpu_second']:>9.1f} "
-              f"{ratio['tokens_per_cpu_second']:>7.2f} {s['median_peak_rss_mib']:>9.0f} {ratio['peak_rss']:>7.2f} "
-              f"{s['train_padded_tokens']:>12} {s['nograd_padded_tokens']:>14} {s['mean_step_loss']:>10.6f}")
-    print(f"target: ours >= {TARGET_RATIO:.1f}x TRL tokens/s (aim 1.5x); load average at the end "
-          f"{os.getloadavg()[0]:.2f} (shared machine: indicative only)")
+    check(arms)
+    ratios = compare(arms)
+    verdicts = print_table(arms, ratios, data, args)
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -412,13 +291,17 @@ def main() -> None:
         "model": "smollm2-135m-instruct",
         "trl_version": trl.__version__,
         "settings": {k: v for k, v in vars(args).items() if not k.startswith("worker") and k != "model_dir"}
-        | {"beta": BETA, "learning_rate": LEARNING_RATE, "max_grad_norm": MAX_GRAD_NORM, "loss": "sigmoid",
-           "dtype": "float32"},
+        | {"beta": BETA, "learning_rate": LEARNING_RATE, "lora_learning_rate": LORA_LEARNING_RATE,
+           "lora": lora_section().model_dump(include={"rank", "alpha", "dropout", "target_modules"}),
+           "max_grad_norm": MAX_GRAD_NORM,
+           "loss": "sigmoid", "dtype": "float32", "seed": SEED},
         "pairs": data,
         "machine": {**machine(), "load_average_at_end": os.getloadavg()},
         "arms": arms,
         "ratios_ours_over": ratios,
         "target_ratio": TARGET_RATIO,
+        "lora_target_ratio": LORA_TARGET_RATIO,
+        "targets": verdicts,
         "wall_seconds": time.perf_counter() - started,
     }, indent=2) + "\n")
     print(f"wrote {out}")

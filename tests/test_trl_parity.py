@@ -11,6 +11,12 @@ copy of the initial policy, every first-step log-ratio is 0 and the sigmoid loss
 or the log-prob summing, so such a test could not catch either. The frozen-copy case is checked over two
 steps instead, where the second step sees a moved policy.
 
+LoRA (learner.lora): our RoundTrainer on a policy wrapped by actors.kernels.lora.add_adapters, reference
+'initial' (the policy with its adapters off), against TRL given the base model and `peft_config` (it wraps
+the model itself and disables the adapter for the reference). One SGD step from adapters whose B is not
+zero (so the policy is not the reference and A gets a gradient too), and two AdamW steps from peft's own
+initialisation drawn from the same seed, as benchmarks/learner_vs_trl.py's LoRA arms run.
+
 Definitions TRL 1.16 does not share with us:
 - `ipo`: TRL divides each response's summed log-ratio by its token count before the loss; we pass sums.
   They agree when every response is one token long, and TRL's value equals our formula applied to
@@ -35,6 +41,8 @@ from trl import DPOConfig, DPOTrainer  # noqa: E402
 
 from actors.kernels.dpo_loss import dpo_loss  # noqa: E402
 from actors.kernels.dpo_trainer import PairTokens, RoundTrainer  # noqa: E402
+from actors.kernels.lora import add_adapters, lora_config  # noqa: E402
+from actors.lora_options import LoraSection  # noqa: E402
 from actors.settings import LearnerSection  # noqa: E402
 from actors.kernels.logprobs import sequence_logprobs  # noqa: E402
 from tiny_model import PAD_ID, VOCAB, build_tiny_model  # noqa: E402
@@ -241,3 +249,131 @@ def test_trl_ipo_is_our_ipo_on_per_token_mean_logratios(model_paths, tmp_path):
     assert theirs["loss"] == pytest.approx(per_token_mean.mean().item(), rel=1e-5)
     assert ours["loss"] == pytest.approx(summed.mean().item(), rel=1e-5)
     assert abs(ours["loss"] - theirs["loss"]) > 1e-2  # the documented difference is real on uneven lengths
+
+
+# ---- LoRA: our adapters-off reference against TRL with peft_config -----------------------------------
+
+LORA = LoraSection(rank=4, alpha=8.0, target_modules="llama")
+# The tiny model's near-uniform outputs move little with the adapters: large B and beta give a margin far from 0.
+B_SCALE, LORA_BETA = 5.0, 1.0
+
+
+def lora_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in model.named_parameters() if ".lora_" in name}
+
+
+def base_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in model.named_parameters() if ".lora_" not in name}
+
+
+def nonzero_b(adapters: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The adapters with every B drawn at random (peft starts B at 0), so the policy differs from the base."""
+    generator = torch.Generator().manual_seed(7)
+    return {name: torch.randn(t.shape, generator=generator) * B_SCALE if ".lora_B." in name else t
+            for name, t in adapters.items()}  # fmt: skip
+
+
+def set_tensors(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name in tensors:
+                p.copy_(tensors[name])
+
+
+def run_ours_lora(policy_path, pairs, *, steps, optimizer, max_grad_norm, adapters=None, beta=0.1):
+    """`steps` rounds of one full-batch step each on the wrapped policy, against its adapters-off self."""
+    torch.manual_seed(0)  # what TRL's set_seed(args.seed) does before get_peft_model
+    model = add_adapters(load(policy_path), LORA)
+    initial = lora_tensors(model)
+    if adapters is not None:
+        set_tensors(model, adapters)
+    settings = LearnerSection(num_workers=1, loss="sigmoid", beta=beta, epochs=1, batch_size=len(pairs),
+                              max_grad_norm=max_grad_norm, reference="initial", measure_round_end=False,
+                              lora=LORA.model_dump())  # fmt: skip
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    trainer = RoundTrainer(model, optimizer(trainable), settings, PAD_ID)
+    assert trainer.adapters_off_reference
+    return [trainer.train_round(r, pairs) for r in range(steps)], model, initial
+
+
+def run_trl_lora(policy_path, pairs, tmp_path, *, steps, optim, learning_rate, max_grad_norm, adapters=None,
+                 beta=0.1):
+    """TRL given the base and peft_config; `adapters` (if given) replace its fresh ones before training."""
+    dataset = Dataset.from_dict({"prompt_ids": pairs.prompts, "chosen_ids": pairs.chosen,
+                                 "rejected_ids": pairs.rejected})  # fmt: skip
+    config = DPOConfig(
+        output_dir=str(tmp_path / "trl_lora"), beta=beta, loss_type=["sigmoid"], per_device_train_batch_size=len(pairs),
+        num_train_epochs=steps, max_grad_norm=max_grad_norm, optim=optim, learning_rate=learning_rate,
+        weight_decay=0.0, lr_scheduler_type="constant", warmup_steps=0, bf16=False, gradient_checkpointing=False,
+        use_cpu=True, max_length=None, report_to="none", save_strategy="no", logging_steps=1, disable_tqdm=True,
+        seed=0,
+    )  # fmt: skip
+    trainer = PretokenizedDPOTrainer(model=load(policy_path), args=config, train_dataset=dataset,
+                                     processing_class=AutoTokenizer.from_pretrained(policy_path),
+                                     peft_config=lora_config(LORA))  # fmt: skip
+    assert trainer.ref_model is None  # the reference is the model with its adapter disabled
+    initial = lora_tensors(trainer.model)
+    if adapters is not None:
+        set_tensors(trainer.model, adapters)
+    trainer.train()
+    logs = [entry for entry in trainer.state.log_history if "loss" in entry and "train_loss" not in entry]
+    assert len(logs) == steps
+    return logs, trainer.model, initial
+
+
+def max_tensor_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys() and a
+    return max((a[k] - b[k]).abs().max().item() for k in a)
+
+
+def test_lora_adapters_start_the_same_as_trls_with_the_same_seed(model_paths, tmp_path):
+    pairs = make_pairs(seed=5)
+    _, _, ours = run_ours_lora(model_paths["policy"], pairs, steps=0, optimizer=sgd, max_grad_norm=1e9)
+    _, _, theirs = run_trl_lora(model_paths["policy"], pairs, tmp_path, steps=1, optim="sgd", learning_rate=0.0,
+                                max_grad_norm=1e9)  # fmt: skip
+    assert max_tensor_diff(ours, theirs) == 0.0
+    assert any(".lora_A." in k and t.abs().max() > 0 for k, t in ours.items())  # A random, B zero
+    assert all(t.abs().max() == 0 for k, t in ours.items() if ".lora_B." in k)
+
+
+def test_lora_first_step_matches_trl_with_peft(model_paths, tmp_path):
+    pairs = make_pairs(seed=5)
+    _, fresh, initial = run_ours_lora(model_paths["policy"], pairs, steps=0, optimizer=sgd, max_grad_norm=1e9)
+    adapters = nonzero_b(initial)
+    # SGD (lr 0.1, no momentum, no clipping): equal adapters after the step mean equal adapter gradients.
+    [ours], our_model, _ = run_ours_lora(model_paths["policy"], pairs, steps=1, optimizer=sgd, max_grad_norm=1e9,
+                                         adapters=adapters, beta=LORA_BETA)  # fmt: skip
+    [theirs], trl_model, _ = run_trl_lora(model_paths["policy"], pairs, tmp_path, steps=1, optim="sgd",
+                                          learning_rate=0.1, max_grad_norm=1e9, adapters=adapters,
+                                          beta=LORA_BETA)  # fmt: skip
+
+    assert_step_matches(ours, theirs)
+    # The comparison means something: the policy is not the reference, and both A and B moved.
+    assert abs(ours["loss"] - math.log(2.0)) > 0.05
+    # The update of each adapter tensor is -0.1 x its gradient: the same on both sides, to fp32 rounding of a
+    # large step (the gradient norm is ~30 with these adapters).
+    ours_update = {k: t - adapters[k] for k, t in lora_tensors(our_model).items()}
+    theirs_update = {k: t - adapters[k] for k, t in lora_tensors(trl_model).items()}
+    for kind in (".lora_A.", ".lora_B."):
+        assert max(t.abs().max().item() for k, t in ours_update.items() if kind in k) > 1e-3, kind
+    largest = max(t.abs().max().item() for t in ours_update.values())
+    assert max_tensor_diff(ours_update, theirs_update) < 1e-5 * largest
+    # Only the adapters train: the base weights are the loaded ones on both sides.
+    base = base_tensors(fresh)
+    assert max_tensor_diff(base_tensors(our_model), base) == 0.0
+    assert max_tensor_diff(base_tensors(trl_model), base) == 0.0
+
+
+def test_two_lora_adamw_steps_from_peft_init_match_trl(model_paths, tmp_path):
+    """The benchmark's LoRA setting: fresh adapters from the same seed, AdamW, clipping 1.0."""
+    pairs = make_pairs(seed=6)
+    ours, our_model, _ = run_ours_lora(model_paths["policy"], pairs, steps=2, max_grad_norm=1.0,
+                                       optimizer=lambda params: torch.optim.AdamW(params, lr=1e-2, weight_decay=0.0))
+    theirs, trl_model, _ = run_trl_lora(model_paths["policy"], pairs, tmp_path, steps=2, optim="adamw_torch",
+                                        learning_rate=1e-2, max_grad_norm=1.0)  # fmt: skip
+
+    assert ours[0]["loss"] == pytest.approx(math.log(2.0), abs=1e-6)  # B = 0: the policy is its base
+    assert ours[1]["loss"] < math.log(2.0) - 1e-3  # the first step moved the adapters
+    for step, (o, t) in enumerate(zip(ours, theirs)):
+        assert_step_matches(o, t, tokens_before=step * pairs.num_tokens())
+    assert max_tensor_diff(lora_tensors(our_model), lora_tensors(trl_model)) < 1e-5
