@@ -69,6 +69,7 @@ class GeneratorBase:
         # A resumed run starts from round N's checkpoint: its weights are version N, not 0.
         self._version = settings.initial_version
         self._local_probe: LocalModelProbe | None = None
+        self._adapter: dict | None = None  # learner.lora: the adapter merged into the weights (None: none yet)
 
     # --- what a backend implements ------------------------------------------------------------------------
 
@@ -117,6 +118,7 @@ class GeneratorBase:
         else:
             adapter = make_transport(handle.transport).receive(handle)
             load_state(model, self._merged_adapter(adapter), handle.version, partial=True)
+            self._adapter = adapter
 
     def node_id(self) -> str:
         """The Ray node this actor runs on (where the placement put it)."""
@@ -163,6 +165,8 @@ class GeneratorBase:
         # Kept across calls (it holds the loaded reference model); it reads the live weights at every call.
         if self._local_probe is None or self._local_probe.options != options:
             self._local_probe = LocalModelProbe.from_causal_lm(self._feature_lm(), options, previous=self._local_probe)
+        if self._settings.lora is not None:  # gradient features over the adapters, once the learner has sent some
+            self._local_probe.use_adapter(self._adapter, self._settings.lora.scale)
         return self._local_probe
 
     def _decode(self, token_ids: list[list[int]]) -> list[str]:

@@ -119,6 +119,7 @@ class VLLMGenerator(GeneratorBase):
         """Load the weights behind `handle` (any transport) into the engine in place (and the HF copy)."""
         state = make_transport(handle.transport).receive(handle)
         if self._settings.lora is not None:  # an adapter: the base with it merged, every tensor (a whole reload)
+            self._adapter = state
             state = self._merged_adapter(state, everything=True)
         self._check_names(state, handle.version)
         self._llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(state.items())})

@@ -156,6 +156,13 @@ def test_the_hf_generator_merges_an_adapter_into_the_learners_log_probs(tiny_mod
     assert resumed.sequence_logprobs([p for p in pairs.prompts], pairs.chosen) == pytest.approx(after, abs=1e-6)
     generator.load_weights(WeightsHandle(2, "disk", str(folder)))
     assert generator.sequence_logprobs([p for p in pairs.prompts], pairs.chosen) == pytest.approx(after, abs=1e-6)
+    # Its model features' gradients are the adapters' (the probe holds the adapter it merged).
+    from actors.kernels.model_probe import FeatureOptions
+
+    targets = generator._probe(FeatureOptions(gradient_modules="last_block")).targets
+    adapter = lora.adapter_state_dict(model)
+    assert [tuple(a.shape) for a in targets.lora_a] == [(4, m.in_features) for m in targets.modules]
+    assert torch.equal(targets.lora_a[0], adapter["base_model.model." + targets.names[0] + ".lora_A.weight"])
 
 
 def test_peft_and_merged_checkpoints_load_with_their_libraries(tiny_model, tmp_path):
@@ -174,3 +181,37 @@ def test_peft_and_merged_checkpoints_load_with_their_libraries(tiny_model, tmp_p
     for loaded, tolerance in ((with_peft, 0.0), (merged, 1e-4)):
         for mine, theirs in zip(_logps(loaded, pairs), expected, strict=True):
             assert torch.allclose(mine, theirs, atol=tolerance, rtol=0)
+
+
+# ---- gradient features are the adapters' ----------------------------------------------------------------------
+
+
+def test_per_response_gradients_over_adapters_equal_autograds_on_the_peft_model(tiny_model):
+    from actors.kernels.logprobs import sequence_logprobs
+    from actors.kernels.per_sample_gradients import adapter_targets, per_response_gradients
+
+    model, _ = _trained_lora(tiny_model)  # trained: A and B both non-zero
+    adapter = lora.adapter_state_dict(model)
+    merged = load_model(tiny_model, "float32", False)
+    merged.load_state_dict(lora.merged_weights(adapter, tiny_model, SECTION.scale), strict=False)
+    targets = adapter_targets(merged, "last_block", adapter, SECTION.scale)
+    assert all(a is not None for a in targets.lora_a) and len(targets.modules) == len(SECTION.modules)
+    pairs = _pairs(3, seed=7)
+    features = per_response_gradients(merged, targets, pairs.prompts, pairs.chosen, PAD_ID)
+    assert features.shape == (3, targets.num_parameters)
+    # What autograd gives for the adapted model's own B and A parameters, in the same layout.
+    last = max(int(n.split(".layers.")[1].split(".")[0]) for n, _ in model.named_parameters() if ".layers." in n)
+    params = {n: p for n, p in model.named_parameters() if f".layers.{last}." in n and "lora_" in n}
+    model.eval()
+    for row in range(3):
+        model.zero_grad()
+        sequence_logprobs(model, [pairs.prompts[row]], [pairs.chosen[row]], PAD_ID).sum().backward()
+        expected = []
+        for name in targets.names:
+            stem = "base_model.model." + name
+            expected += [params[stem + ".lora_B.default.weight"].grad.flatten(),
+                         params[stem + ".lora_A.default.weight"].grad.flatten()]  # fmt: skip
+        assert torch.allclose(features[row], torch.cat(expected), atol=1e-5, rtol=1e-4)
+    # A selected layer without an adapter keeps its own weight's gradient (lm_head, LoRA leaves it frozen).
+    head = adapter_targets(merged, "lm_head", adapter, SECTION.scale)
+    assert head.lora_a == [None] and head.shapes == [(merged.lm_head.out_features, merged.lm_head.in_features)]

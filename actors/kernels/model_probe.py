@@ -48,6 +48,8 @@ from actors.kernels.hf_sampling import CausalLM
 from actors.kernels.logprobs import sequence_logprobs
 from actors.kernels.per_sample_gradients import (
     TargetModules,
+    AdapterTargets,
+    adapter_targets,
     iter_response_gradients,
     projected_response_gradients,
     resolve_gradient_modules,
@@ -244,8 +246,17 @@ class LocalModelProbe:
         if reference is None and previous is not None and previous._reference_path == options.reference_model_path:
             self._reference = previous._reference
         self._reference_path = options.reference_model_path if reference is None else None
-        self._targets: TargetModules | None = None
+        self._targets: TargetModules | AdapterTargets | None = None
         self._sketch: GradientSketch | None = None
+        self._adapter: tuple[dict[str, torch.Tensor], float] | None = None
+
+    def use_adapter(self, adapter: dict[str, torch.Tensor] | None, scale: float = 1.0) -> None:
+        """learner.lora: the adapter the model has merged in (tensors as published) and its scale. The gradient
+        features are then taken over the adapters of the layers probe.gradient_modules selects, the parameters
+        the learner trains, and over the own weights of a selected layer without one (lm_head, the default:
+        per_sample_gradients.AdapterTargets). None: over those layers' own weights."""
+        self._adapter = None if adapter is None else (adapter, float(scale))
+        self._targets = None  # the adapter's values are part of its targets
 
     @classmethod
     def from_causal_lm(
@@ -253,16 +264,18 @@ class LocalModelProbe:
     ) -> LocalModelProbe:
         return cls(lm.model, lm.pad_id, options, **kwargs)
 
-    # Structure only (module shapes and the seed), never weights: safe to keep across weight updates.
+    # Structure only (module shapes and the seed), never weights, except an adapter's A and B (use_adapter).
     @property
-    def targets(self) -> TargetModules:
+    def targets(self) -> TargetModules | AdapterTargets:
         if self._targets is None:
-            self._targets = resolve_gradient_modules(self.model, self.options.gradient_modules)
+            spec = self.options.gradient_modules
+            self._targets = (resolve_gradient_modules(self.model, spec) if self._adapter is None
+                             else adapter_targets(self.model, spec, *self._adapter))  # fmt: skip
         return self._targets
 
     @property
     def sketch(self) -> GradientSketch:
-        if self._sketch is None:
+        if self._sketch is None or self._sketch.shapes != self.targets.shapes:
             options = self.options
             self._sketch = GradientSketch(self.targets.shapes, options.projection_dim, options.projection_seed)
         return self._sketch

@@ -58,6 +58,66 @@ class TargetModules:
     def num_parameters(self) -> int:
         return sum(o * i for o, i in self.shapes)
 
+    def factors(self, linear: list[tuple[torch.Tensor, torch.Tensor]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The gradient factors of these parameters from `linear_factors`' (the layers' own [W | b]: as they are)."""
+        return linear
+
+
+@dataclass(frozen=True)
+class AdapterTargets:
+    """Linear layers some of which carry LoRA adapters (learner.lora), on a model whose weights have the adapters
+    merged in: gradients over each adapter's B (out x r) and A (r x in), the parameters the learner trains, and
+    over the layer's own [W | b] for a selected layer without an adapter (lm_head, which LoRA leaves frozen).
+
+    With y = W x + s B A x, the per-row gradients are dL/dB = s sum_t g_t (A a_t)^T and dL/dA = s sum_t (B^T g_t)
+    a_t^T: the layer's own factors (a_t, g_t), transformed. The merged layer computes the same y, so its a_t and
+    g_t are those of the adapted model.
+    """
+
+    names: list[str]
+    modules: list[nn.Linear]
+    lora_a: list[torch.Tensor | None]  # (r, in) per module; None: no adapter
+    lora_b: list[torch.Tensor | None]  # (out, r) per module
+    scale: float
+
+    @property
+    def shapes(self) -> list[tuple[int, int]]:
+        """Per module: (out, r) for B then (r, in) for A; a layer without an adapter, its (out, in[+1])."""
+        shapes: list[tuple[int, int]] = []
+        for module, a, b in zip(self.modules, self.lora_a, self.lora_b):
+            if a is None:
+                shapes.append((module.out_features, module.in_features + (module.bias is not None)))
+            else:
+                shapes += [tuple(b.shape), tuple(a.shape)]
+        return shapes
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(o * i for o, i in self.shapes)
+
+    def factors(self, linear: list[tuple[torch.Tensor, torch.Tensor]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        out = []
+        for (inputs, grads), module, a, b in zip(linear, self.modules, self.lora_a, self.lora_b, strict=True):
+            if a is None:
+                out.append((inputs, grads))
+                continue
+            inputs = inputs[..., : module.in_features]  # the adapter has no bias term
+            a, b = a.to(inputs), b.to(grads)
+            out.append((self.scale * inputs @ a.T, grads))  # dL/dB
+            out.append((inputs, self.scale * grads @ b))  # dL/dA
+        return out
+
+
+def adapter_targets(model: nn.Module, spec: str, adapter: dict[str, torch.Tensor], scale: float) -> AdapterTargets:
+    """The Linear layers `spec` selects, each with its adapter from `adapter` (tensors as the learner publishes
+    them, peft's keys) if it has one."""
+    from actors.kernels.lora import LORA_A, LORA_B, PEFT_PREFIX
+
+    layers = resolve_gradient_modules(model, spec)
+    keys = [PEFT_PREFIX + name for name in layers.names]
+    return AdapterTargets(layers.names, layers.modules, [adapter.get(k + LORA_A) for k in keys],
+                          [adapter.get(k + LORA_B) for k in keys], scale)  # fmt: skip
+
 
 def resolve_gradient_modules(model: nn.Module, spec: str) -> TargetModules:
     """The Linear layers named by `spec` ("lm_head", "last_block" or a full-name regex); ValueError if none."""
@@ -112,7 +172,7 @@ def _frozen_parameters(model: nn.Module) -> Iterator[None]:
 
 def linear_factors(
     model: nn.Module,
-    targets: TargetModules,
+    targets: TargetModules | AdapterTargets,
     prompt_ids: Sequence[Sequence[int]],
     response_ids: Sequence[Sequence[int]],
     pad_id: int,
@@ -199,7 +259,9 @@ def iter_response_gradients(
     if sketch is not None and sketch.shapes != targets.shapes:
         raise ValueError(f"the sketch was built for shapes {sketch.shapes}, the target modules have {targets.shapes}")
     for rows in _batches(prompt_ids, response_ids, batch_size):
-        factors = linear_factors(model, targets, [prompt_ids[r] for r in rows], [response_ids[r] for r in rows], pad_id)
+        factors = targets.factors(
+            linear_factors(model, targets, [prompt_ids[r] for r in rows], [response_ids[r] for r in rows], pad_id)
+        )
         if sketch is None:
             parts = [torch.einsum("bto,bti->boi", grads, inputs).flatten(1) for inputs, grads in factors]
             yield rows, torch.cat(parts, dim=1)
