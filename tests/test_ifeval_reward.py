@@ -258,3 +258,18 @@ def test_the_driver_keeps_the_extra_columns_and_evaluates_ifevals_accuracies(tmp
     assert result[Metric.HELDOUT_IFEVAL]["prompt_loose"] == pytest.approx(3 / 5)
     assert runner._score(rows.drop_columns(["response"]).append_column("response", rows.column("response"))) \
         .column_names[-len(runner.score_columns):] == runner.score_columns
+
+
+def test_undetected_language_lines_are_dropped_and_other_errors_kept(caplog):
+    """IFEval's language checkers log ERROR lines for text langdetect cannot place (then count it as followed):
+    noise a user reads as failures. A response of digits only is such a text."""
+    import logging
+
+    from actors.rewards.ifeval import checker_classes
+
+    checker = checker_classes()["language:response_language"]("language:response_language")
+    checker.build_description(language="en")
+    with caplog.at_level(logging.ERROR):
+        assert checker.check_following("12345 67890") is True  # IFEval's rule: counted as followed
+        logging.getLogger().error("a real failure")
+    assert [r.getMessage() for r in caplog.records] == ["a real failure"]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,11 +53,29 @@ class InstructionError(ValueError):
     """One instruction cannot be checked as given; callers add the file and row to the message."""
 
 
+# What IFEval's language checkers log (on the root logger, at ERROR) for a response langdetect cannot place,
+# which IFEval's rule then counts as followed: not a failure, and a user reads ERROR lines as failures.
+_UNDETECTED_LANGUAGE = "Unable to detect language for text"
+
+
+def _not_undetected_language(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith(_UNDETECTED_LANGUAGE)
+
+
+def quiet_language_detection() -> None:
+    """Drop the checkers' undetected-language lines from the root logger (once per process); other records pass."""
+    root = logging.getLogger()
+    if _not_undetected_language not in root.filters:
+        root.addFilter(_not_undetected_language)
+
+
 @functools.lru_cache(maxsize=1)
 def checker_classes() -> dict[str, type]:
     """IFEval's instruction ids and their checker classes (if-verifiable's registry)."""
     import langdetect
     from if_verifiable.ifeval.instructions_registry import INSTRUCTION_DICT
+
+    quiet_language_detection()
 
     # The case checkers ask langdetect, which samples: one seed makes a response score the same every time.
     langdetect.DetectorFactory.seed = 0

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from actors.contracts import InputError
-from actors.rewards.ifeval import checker_classes, follows, ifeval_accuracies
+from actors.rewards.ifeval import checker_classes, follows, ifeval_accuracies, quiet_language_detection
 from actors.rewards.ifeval_fields import IFEVAL_ACCURACIES, IFEVAL_LOOSE_PASS, IFEVAL_STRICT_PASS
 from actors.rewards.nltk_offline import no_downloads
 
@@ -130,6 +130,7 @@ def registry(name: str) -> dict[str, type]:
     try:
         with no_downloads(), _spacy_download_skipped():
             from ifbench.instructions_registry import INSTRUCTION_DICT
+        quiet_language_detection()
     except ModuleNotFoundError as error:
         raise InputError(f"ifbench: its checkers need {error.name!r}, not installed here; run `{PREPARE_COMMAND}` "
                          "and reinstall the project (`pip install -e .`)") from None
