@@ -277,6 +277,9 @@ SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.html"
 TENSORBOARD_DIR = "tensorboard"
 RAY_TRAIN_DIR = "ray_train"
+# The lock file of the one driver a run directory has at a time (cluster/run_lock.py): it holds
+# the holder's pid, host and start time, and survives the driver (the kernel drops the lock itself).
+DRIVER_LOCK_FILE = ".driver.lock"
 
 COMPLETE_MARKER = "COMPLETE"
 CHECKPOINT_DIR = "checkpoint"

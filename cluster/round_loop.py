@@ -1,6 +1,7 @@
 """The loop: which round runs next, in what order the stages of consecutive rounds run, and a whole job.
 
-`run(config)` starts (or resumes) a job: it checks the inputs before Ray starts, builds the Ray-backed
+`run(config)` starts (or resumes) a job: it takes the run directory's lock (one driver per
+directory, cluster/run_lock.py), checks the inputs before Ray starts, builds the Ray-backed
 round runner (cluster/ray_runner.py) and runs the remaining rounds through `rounds_in_order`, writing
 the summary, the report and one log line after each commit. A round is two stages of the runner
 (cluster/round_runner.py): `prepare_round` (up to the selected pairs) and `finish_round` (train to commit).
@@ -28,6 +29,7 @@ from cluster.config_loading import dump_config
 from cluster.observers import RunObservers
 from cluster.report_refresher import ReportRefresher
 from cluster.round_runner import RoundRunner
+from cluster.run_lock import RunLock
 from cluster.run_setup import build_choices, check_rewards, prepare_inputs
 from cluster.run_store import RunStore
 
@@ -66,7 +68,18 @@ def rounds_in_order(runner: RoundRunner, start: int, stop: int, max_lag: int) ->
 
 
 def run(config: RunConfig) -> dict:
-    """Run (or resume) a whole job; returns the summary."""
+    """Run (or resume) a whole job; returns the summary.
+
+    The run directory's lock comes first: before partial rounds are cleaned up, config.yaml is
+    written, Ray starts or a model loads, so a second driver on the same directory is refused in
+    seconds, with one message, and this one's rounds are never touched by it (cluster/run_lock.py).
+    It is held until the job returns or raises; a killed driver's lock goes with its process.
+    """
+    with RunLock(config.run.run_dir):
+        return _run_locked(config)
+
+
+def _run_locked(config: RunConfig) -> dict:
     from cluster.ray_runner import ray_round_runner
     from cluster.ray_runtime import start_ray
 
