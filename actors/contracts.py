@@ -280,6 +280,9 @@ RAY_TRAIN_DIR = "ray_train"
 # The lock file of the one driver a run directory has at a time (cluster/run_lock.py): it holds
 # the holder's pid, host and start time, and survives the driver (the kernel drops the lock itself).
 DRIVER_LOCK_FILE = ".driver.lock"
+# Written when the driver stops on SIGTERM/SIGINT (cluster/clean_stop.py): the signal, the last complete
+# round and the time, for `activedpo status`; removed when a run starts again in the folder.
+STOP_RECORD_FILE = "stopped.json"
 
 COMPLETE_MARKER = "COMPLETE"
 CHECKPOINT_DIR = "checkpoint"

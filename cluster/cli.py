@@ -7,7 +7,8 @@
 
 Bad input (config, prompt files, model paths) and a remote labeller's failure (a reward service
 that does not answer, refuses or answers nonsense) end with one clear message and exit code 2, not a
-traceback; anything else is a bug and keeps its traceback.
+traceback; anything else is a bug and keeps its traceback. SIGTERM or SIGINT during `run` stops it
+cleanly (cluster/clean_stop.py): exit 143 or 130, one line, no traceback.
 """
 
 from __future__ import annotations
@@ -170,8 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     if extra:
         args.overrides = [*args.overrides, *extra]
     _configure_logging(args.verbose)
+    from cluster.clean_stop import RunStopped
+
     try:
         return args.handler(args)
+    except RunStopped as stopped:
+        # SIGTERM/SIGINT during `run`: the driver logged one line saying where it stopped (cluster/clean_stop.py).
+        return stopped.exit_code
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume after the last complete round", file=sys.stderr)
         return 130

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 
 from actors.contracts import Metric
 from cluster.config import RunConfig
+from cluster.clean_stop import RunStopped, SignalStops, clear_stop_record, record_stop
 from cluster.config_loading import dump_config
 from cluster.observers import RunObservers
 from cluster.report_refresher import ReportRefresher
@@ -85,6 +86,7 @@ def _run_locked(config: RunConfig) -> dict:
 
     store = RunStore(config.run.run_dir)
     store.clean_partial()
+    clear_stop_record(store.run_dir)  # this start is no longer a stopped run
     store.write_config(dump_config(config))
     done = store.completed_rounds()
     start = done[-1] + 1 if done else 0
@@ -99,8 +101,11 @@ def _run_locked(config: RunConfig) -> dict:
     observers = RunObservers.create(config, store.run_dir)  # before Ray: a missing wandb fails in a second
     report = ReportRefresher(store.run_dir) if config.reporting.report else None
     failed = True
+    stops = SignalStops(record_stop(store.run_dir, store.completed_rounds))
     try:
         start_ray(config.ray)
+        # After ray.init: it leaves a C++ handler on SIGTERM that aborts the driver; ours replaces it.
+        stops.install()
         with ray_round_runner(config, store, inputs, choices, observers, start) as runner:
             started = time.perf_counter()
             for index, metrics in rounds_in_order(runner, start, config.run.rounds, config.run.max_lag):
@@ -117,8 +122,15 @@ def _run_locked(config: RunConfig) -> dict:
                 )
                 started = time.perf_counter()
         failed = False
+    except KeyboardInterrupt as interrupt:
+        if stops.received is None:
+            raise  # Ctrl-C before our handlers were in: the CLI's plain "interrupted" path
+        # The handler recorded and logged the stop. ray.get may turn its exception into a plain
+        # KeyboardInterrupt: the CLI gets the RunStopped (its exit code) either way.
+        raise (interrupt if isinstance(interrupt, RunStopped) else stops.exception()) from None
     finally:
         if report is not None:
             report.close()
         observers.close(failed=failed)
+        stops.restore()
     return summary

@@ -1,9 +1,9 @@
 """What a run folder says about its run: rounds done of planned, a round in progress, the last metrics.
 
 `activedpo status RUN_DIR` prints it. Everything comes from the files the run store writes
-(config.yaml, summary.json, round_NNNN/ with its COMPLETE marker, .round_NNNN.partial/), so it works
-while the run is going, after it was killed, and on a copied folder; it starts nothing and writes
-nothing. The readers here are shared with cluster/tools/report/.
+(config.yaml, summary.json, round_NNNN/ with its COMPLETE marker, .round_NNNN.partial/, and stopped.json
+after a clean stop on a signal), so it works while the run is going, after it was killed, and on a
+copied folder; it starts nothing and writes nothing. The readers here are shared with cluster/tools/report/.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from actors.contracts import (
     Metric,
 )
 from actors.rewards.ifeval_fields import IFEVAL_ACCURACIES
+from cluster.clean_stop import read_stop_record, stop_status_line
 
 # PHASE_ORDER: the order phases happen in a round (`Phase`); any other phase a run records is listed after these.
 
@@ -271,6 +272,9 @@ def status_lines(run_dir: str | Path) -> list[str]:
     else:
         state = f"not finished ({planned - done} round(s) to go)"
     summary_rounds = dig(run.summary, "completed_rounds")
+    stop = read_stop_record(run.run_dir)
+    if stop is not None and not run.finished:
+        state = stop_status_line(stop)
     lines.append(f"state: {state}; summary.json: "
                  + ("absent" if run.summary is None else f"{summary_rounds} completed round(s) recorded"))
     if done:
