@@ -316,6 +316,11 @@ def partial_dir_name(index: int) -> str:
     return f".{round_dir_name(index)}.partial"
 
 
+def corrupt_dir_name(round_dir: str) -> str:
+    """Where a committed round whose files no longer match its manifest is set aside (run.on_corrupt_round)."""
+    return f".{round_dir}.corrupt"
+
+
 def incomplete_dir_name(round_dir: str) -> str:
     """Where a `round_*` folder without COMPLETE is moved aside at the next start."""
     return f".{round_dir}.incomplete"

@@ -86,6 +86,9 @@ def _run_locked(config: RunConfig) -> dict:
 
     store = RunStore(config.run.run_dir)
     store.clean_partial()
+    for folder in store.check_last_round(config.run.on_corrupt_round):  # before the resume reads it
+        log.warning("%s no longer matched its manifest: set aside as %s; its round is redone", folder.name.split(".")[1],
+                    folder)
     clear_stop_record(store.run_dir)  # this start is no longer a stopped run
     store.write_config(dump_config(config))
     done = store.completed_rounds()

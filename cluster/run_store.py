@@ -7,8 +7,8 @@ Layout:
                                    eval.json, checkpoint/ (HF safetensors), COMPLETE (marker)
     RUN_DIR/.round_0004.partial/   the round being built; deleted on the next start
 
-A round is built inside its `.partial` folder, the COMPLETE marker is written last, and the folder is
-renamed into place in one atomic rename. A killed run therefore leaves either a complete round or
+A round is built inside its `.partial` folder, the COMPLETE marker (with every file's sha256:
+cluster/round_manifest.py) is written last, and the folder is renamed into place in one atomic rename. A killed run therefore leaves either a complete round or
 no round, and files of completed rounds are never written again. Every name in the folder is
 defined in actors/contracts.py.
 """
@@ -33,12 +33,15 @@ from actors.contracts import (
     PARTIAL_GLOB,
     ROUND_GLOB,
     SUMMARY_FILE,
+    InputError,
     Metric,
+    corrupt_dir_name,
     incomplete_dir_name,
     partial_dir_name,
     round_dir_name,
 )
 from cluster.costs import with_cumulative
+from cluster.round_manifest import build_manifest, check_round
 
 # What every summary.json row repeats of its round's metrics.json (null when the round lacks it) ...
 SUMMARY_KEYS = (Metric.ROUND, Metric.HELDOUT_REWARD_MEAN, Metric.HELDOUT_REWARD_STD, Metric.PAIRS_TRAINED)
@@ -110,7 +113,9 @@ class RoundWriter:
     def commit(self) -> Path:
         if self.final_path.exists():
             raise FileExistsError(f"{self.final_path} already exists: a completed round is never rewritten")
-        write_atomic(self.path / COMPLETE_MARKER, b"complete\n")
+        # The marker holds every file's sha256: a resumed run checks the round it continues from against it.
+        manifest = build_manifest(self.path, COMPLETE_MARKER)
+        write_atomic(self.path / COMPLETE_MARKER, json.dumps(manifest, indent=1).encode())
         os.rename(self.path, self.final_path)
         _fsync_dir(self.final_path.parent)
         return self.final_path
@@ -147,6 +152,30 @@ class RunStore:
                 except ValueError:
                     continue
         return sorted(rounds)
+
+    def check_last_round(self, on_corrupt: str = "stop") -> list[Path]:
+        """The last complete round checked against its manifest (resume reads its checkpoint and state).
+
+        'stop': InputError naming the round and every file that differs. 'fall_back': such a round is set
+        aside (corrupt_dir_name) and the one before is checked, until one matches; returns the set-aside folders.
+        """
+        aside = []
+        while done := self.completed_rounds():
+            path = self.round_path(done[-1])
+            problems = check_round(path, COMPLETE_MARKER)
+            if not problems:
+                break
+            if on_corrupt != "fall_back":
+                raise InputError(
+                    f"{path} does not match the file hashes its {COMPLETE_MARKER} marker recorded: "
+                    f"{'; '.join(problems[:5])}{' ...' if len(problems) > 5 else ''}. Restore those files, or run "
+                    "again with run.on_corrupt_round=fall_back to set this round aside and redo it"
+                )
+            target = path.with_name(corrupt_dir_name(path.name))
+            shutil.rmtree(target, ignore_errors=True)
+            os.rename(path, target)
+            aside.append(target)
+        return aside
 
     def round_path(self, index: int) -> Path:
         return self.run_dir / round_dir_name(index)

@@ -114,3 +114,73 @@ def test_summary_copies_the_zero_variance_share_when_recorded(tmp_path):
     assert Metric.ZERO_VARIANCE_SHARE not in first
     assert second[Metric.ZERO_VARIANCE_SHARE] == 0.375
     assert second[Metric.ZERO_VARIANCE_BY_CLASS] == {"solved": 0.75, "mixed": 0.0}
+
+
+# ---- the COMPLETE marker's manifest: a resumed run checks the round it continues from -------------------------
+
+
+def _with_checkpoint(store: RunStore, index: int) -> None:
+    writer = store.begin_round(index)
+    writer.write_json(METRICS_FILE, {Metric.HELDOUT_REWARD_MEAN: float(index)})
+    writer.checkpoint_dir.mkdir()
+    (writer.checkpoint_dir / "model.safetensors").write_bytes(bytes(range(256)) * (index + 1))
+    writer.commit()
+
+
+def test_the_marker_records_every_files_hash(tmp_path):
+    store = RunStore(tmp_path)
+    _with_checkpoint(store, 0)
+    record = json.loads((store.round_path(0) / MARKER).read_text())
+    assert set(record["files"]) == {"metrics.json", "checkpoint/model.safetensors"}
+    assert store.check_last_round() == []  # matches
+
+
+def test_a_changed_or_missing_file_stops_the_resume_naming_it(tmp_path):
+    from actors.contracts import InputError
+
+    store = RunStore(tmp_path)
+    _with_checkpoint(store, 0)
+    _with_checkpoint(store, 1)
+    weights = store.round_path(1) / "checkpoint" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\x00")  # one byte flipped: same size
+    with pytest.raises(InputError, match=r"round_0001 .*checkpoint/model\.safetensors has changed.*on_corrupt_round"):
+        store.check_last_round()
+    weights.unlink()
+    with pytest.raises(InputError, match=r"checkpoint/model\.safetensors is missing"):
+        store.check_last_round("stop")
+    assert store.completed_rounds() == [0, 1]  # 'stop' moves nothing
+
+
+def test_fall_back_sets_corrupt_rounds_aside_until_one_matches(tmp_path):
+    store = RunStore(tmp_path)
+    for index in range(3):
+        _with_checkpoint(store, index)
+    for index in (1, 2):
+        (store.round_path(index) / "metrics.json").write_text("{}")
+    aside = store.check_last_round("fall_back")
+    assert [p.name for p in aside] == [".round_0002.corrupt", ".round_0001.corrupt"]
+    assert store.completed_rounds() == [0] and store.last_checkpoint() == store.round_path(0) / "checkpoint"
+
+
+def test_an_older_marker_without_a_manifest_is_accepted(tmp_path):
+    store = RunStore(tmp_path)
+    _with_checkpoint(store, 0)
+    (store.round_path(0) / MARKER).write_text("complete\n")  # written before manifests existed
+    (store.round_path(0) / "metrics.json").write_text("{}")
+    assert store.check_last_round() == [] and store.completed_rounds() == [0]
+
+
+@pytest.mark.slow
+def test_a_corrupted_checkpoint_is_named_when_the_run_resumes(quickstart_run, tmp_path):
+    from cli_helpers import QUICKSTART, SMALL_RUN, copy_run, run_cli, tree_digest
+    from test_cli_errors import assert_clean_failure
+
+    run_dir = copy_run(quickstart_run[0], tmp_path / "run")
+    weights = next((run_dir / "round_0001" / "checkpoint").glob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # one bit pattern flipped at the end of the weights: same size, same header
+    weights.write_bytes(bytes(data))
+    before = tree_digest(run_dir / "round_0001")
+    result = run_cli("run", str(QUICKSTART), "--run-dir", str(run_dir), "run.rounds=3", *SMALL_RUN)
+    assert_clean_failure(result, "round_0001", f"checkpoint/{weights.name} has changed", "run.on_corrupt_round")
+    assert tree_digest(run_dir / "round_0001") == before and not (run_dir / "round_0002").exists()

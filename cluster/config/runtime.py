@@ -30,6 +30,12 @@ class RunSection(StrictModel):
         "rounds are still committed whole and in order, and a resume redoes the rounds not committed. "
         "docs/overlap.md.",
     )
+    on_corrupt_round: Literal["stop", "fall_back"] = Field(
+        "stop",
+        description="When the round a resumed run continues from no longer matches the file hashes its COMPLETE "
+        "marker recorded (a disk error, a partial copy, an edit): 'stop' (exit 2 naming the files) or "
+        "'fall_back' (set that round aside as .round_NNNN.corrupt and continue from the one before, redoing it).",
+    )
 
 
 class RaySection(StrictModel):
