@@ -239,7 +239,8 @@ class LearnerWorker:
         handle, timings = None, {}
         state = None
         gather_start = time.perf_counter()
-        if self.settings.lora is not None:  # the adapters alone (under fsdp every rank helps gather them)
+        if self.settings.lora is not None and (self.rank == 0 or sharding.is_sharded(self.model)):
+            # The adapters alone: rank 0 saves and publishes them; under fsdp every rank helps gather them.
             state = lora.adapter_state_dict(self.model)
         elif sharding.is_sharded(self.model):  # every rank takes part in gathering the model to rank 0 (the others get {})
             state = sharding.full_state_dict(self.model)

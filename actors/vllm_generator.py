@@ -130,8 +130,8 @@ class VLLMGenerator(GeneratorBase):
         if self._serves_adapters:  # vLLM serves the adapter itself; the engine's base weights stay
             self._adapter = state
             self._serve_adapter(state, handle.version)
-            if self._hf_lm is not None:
-                self._load_hf_weights(self._hf_lm.model, handle)
+            if self._hf_lm is not None:  # the tensors just received, not a second receive
+                load_state(self._hf_lm.model, self._merged_adapter(state), handle.version, partial=True)
             self._weights = handle
             return
         if self._settings.lora is not None:  # an adapter: the base with it merged, every tensor (a whole reload)

@@ -255,7 +255,12 @@ class LocalModelProbe:
         features are then taken over the adapters of the layers probe.gradient_modules selects, the parameters
         the learner trains, and over the own weights of a selected layer without one (lm_head, the default:
         per_sample_gradients.AdapterTargets). None: over those layers' own weights."""
-        self._adapter = None if adapter is None else (adapter, float(scale))
+        current = None if adapter is None else (adapter, float(scale))
+        if current is None and self._adapter is None:
+            return
+        if current is not None and self._adapter is not None and current[0] is self._adapter[0] and current[1] == self._adapter[1]:
+            return  # the same adapter as the last call: its targets stand
+        self._adapter = current
         self._targets = None  # the adapter's values are part of its targets
 
     @classmethod
