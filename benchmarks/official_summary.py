@@ -6,8 +6,10 @@ yardsticks"). benchmarks/real_model.py `--official` turns them on; this module r
 plots them, with the harness's statistics:
 
 - `overrides(prompts, quick)`: the key=value overrides that turn them on (`--official-prompts N`: the first N).
-- `read_rows(rows)`: a run's {"before": {name: result}, "after": {name: result}} from its summary.json rows;
-  None for a run without them (an older run: the official part is then absent, nothing fails).
+- `read_rows(rows, start)`: a run's {"before": {name: result}, "after": {name: result}} from its summary.json
+  rows; None for a run without them (an older run: the official part is then absent, nothing fails). `start`
+  (`load_start`: an official_eval.py JSON) is every seed's before when the runs skip it (`eval.benchmarks.before`
+  off): greedy decoding makes the starting model's result the same for every seed, and it costs hours on CPU.
 - `summarise(runs)`: per benchmark over the seeds that have it before and after: `average`, `strict_average`,
   the four accuracies and the truncated count, each before and after (mean, 95% t) and the change paired by
   seed (with the MDE); per family the loose accuracy before, after and its change, sorted by change; the seeds
@@ -17,6 +19,9 @@ plots them, with the harness's statistics:
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 from harness.stats import above_zero, fmt, fmt_difference, mean_interval, paired_difference
 
@@ -32,19 +37,39 @@ CONVENTION = ("`average` = mean of the four accuracies (prompt/instruction level
               "for IFEval, the average of prompt- and instruction-level accuracy.")
 
 
-def overrides(prompts: int | None = None, quick: bool = False) -> list[str]:
-    """The overrides that make every run evaluate both benchmarks before and after training."""
+def overrides(prompts: int | None = None, quick: bool = False, start_measured: bool = False) -> list[str]:
+    """The overrides that make every run evaluate both benchmarks after training, and before it unless the start
+    is `start_measured` once for all seeds (`load_start`)."""
     if quick and prompts is None:
         prompts = QUICK_PROMPTS
     return [f"eval.benchmarks.names=[{','.join(NAMES)}]",
             *([f"eval.benchmarks.num_prompts={prompts}"] if prompts is not None else []),
-            *([f"eval.benchmarks.max_new_tokens={QUICK_TOKENS}"] if quick else [])]
+            *([f"eval.benchmarks.max_new_tokens={QUICK_TOKENS}"] if quick else []),
+            *(["eval.benchmarks.before=false"] if start_measured else [])]
 
 
-def read_rows(rows: list[dict]) -> dict | None:
-    """{"before": {name: result}, "after": {name: result}} of one run (round 0's `benchmarks_before`, the last
-    round's `benchmarks`); None when the run recorded neither."""
-    before, after = rows[0].get(Metric.BENCHMARKS_BEFORE) or {}, rows[-1].get(Metric.BENCHMARKS) or {}
+def load_start(path: str | Path) -> dict[str, dict]:
+    """{benchmark: result} of the starting model from a benchmarks/official_eval.py JSON: greedy decoding gives
+    every seed the same start, so it is measured once and paired with each seed's end (`read_rows`)."""
+    try:
+        results = json.loads(Path(path).read_text())["benchmarks"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SystemExit(f"--official-start {path}: not a benchmarks/official_eval.py result ({error!r})") from None
+    return results
+
+
+def read_rows(rows: list[dict], start: dict[str, dict] | None = None, source: str = "the start file") -> dict | None:
+    """{"before": {name: result}, "after": {name: result}} of one run (round 0's `benchmarks_before`, else the
+    results in `start` measured once for every seed; the last round's `benchmarks`); None when it has neither.
+    A start measured with other settings than the run's end (prompts, length cap, template, source) is refused."""
+    after = rows[-1].get(Metric.BENCHMARKS) or {}
+    before = rows[0].get(Metric.BENCHMARKS_BEFORE) or {name: result for name, result in (start or {}).items()
+                                                       if name in after}
+    for name, result in before.items():
+        if name in after and result.get("settings") != after[name].get("settings"):
+            raise SystemExit(f"{source}: {name}'s start was measured with {result.get('settings')}, the run's end "
+                             f"with {after[name].get('settings')}; they cannot be paired. Measure the start with "
+                             "the run's settings (benchmarks/official_eval.py).")
     return {"before": before, "after": after} if before or after else None
 
 

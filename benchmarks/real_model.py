@@ -1,7 +1,7 @@
 """SmolLM2-135M-Instruct on IFEval's instructions: the starting model against the model after N rounds.
 
-    python benchmarks/real_model.py [--seeds 0 1] [--rounds N] [--quick] [--official [--official-prompts N]]
-                                    [--work-dir DIR] [key=value ...]
+    python benchmarks/real_model.py [--seeds 0 1] [--rounds N] [--quick] [--official [--official-prompts N]
+                                    [--official-start FILE]] [--merge] [--work-dir DIR] [key=value ...]
 
 Runs configs/smollm2-ifeval.yaml through the real CLI once per seed (`run.seed`; every other setting
 as the config has it, then the key=value overrides), and reads each run's summary.json: IFEval's four
@@ -31,6 +31,12 @@ count before, after and changed (paired by seed, with the MDE), each family's lo
 and the issue's target for them (benchmarks/official_summary.py). Runs without those keys (older runs, or a
 seed folder that finished before --official was given: use another --work-dir) simply have no official part.
 
+--official-start FILE pairs every seed's end with one measurement of the starting model (benchmarks/official_eval.py's
+JSON, e.g. benchmarks/results/official_smollm2_start.json) and turns the runs' own start off: greedy decoding gives
+every seed the same start, and each evaluation of it costs about 1.5 hours on 2 CPU cores. Its settings must equal
+the runs' (refused otherwise). `--merge` keeps the seeds already in --out that this command does not run, so a
+benchmark longer than a session is run a seed at a time.
+
 --quick shrinks everything (1 round, 4 prompts x 2 samples x 16 tokens, 4 held-out prompts) to check
 the script end to end in a few minutes (with --official: the first 4 prompts of each benchmark, 16 tokens);
 its numbers mean nothing, so its JSON and PNG stay in the work directory.
@@ -44,7 +50,7 @@ from pathlib import Path
 import official_summary
 from cli_runs import machine, run_summary
 from harness.arms import REPO, Arm
-from harness.results import build_report, write
+from harness.results import build_report, merge_runs, previous_report, write
 from harness.runs import seed_block_of
 from harness.stats import above_zero, fmt, fmt_difference, mean_interval, paired_difference
 
@@ -76,7 +82,8 @@ def the_arm(config: str, overrides: list[str]) -> Arm:
                            "rounds")
 
 
-def read_run(rows: list[dict], wall: float, seed: int, resumed: bool, run_dir: Path) -> dict:
+def read_run(rows: list[dict], wall: float, seed: int, resumed: bool, run_dir: Path, start: dict | None = None,
+             start_source: str = "") -> dict:
     """One seed's accuracies per point (index 0: the starting model, then after each round), with the machine it
     was read on (a resumed seed's earlier rounds may have run on another)."""
     if Metric.HELDOUT_BEFORE_IFEVAL not in rows[0]:
@@ -95,7 +102,7 @@ def read_run(rows: list[dict], wall: float, seed: int, resumed: bool, run_dir: P
         "accuracy": {name: [point[name] for point in points] for name in IFEVAL_ACCURACIES},
         "families": [point[IFEVAL_FAMILIES] for point in points],
         "instructions": [point["instructions"] for point in points],
-        **({"benchmarks": official} if (official := official_summary.read_rows(rows)) else {}),
+        **({"benchmarks": official} if (official := official_summary.read_rows(rows, start, start_source)) else {}),
         "machine": machine(),
     }
 
@@ -209,6 +216,11 @@ def main() -> None:
                         "before and after training (eval.benchmarks)")
     parser.add_argument("--official-prompts", type=int, metavar="N", help="with --official: only the first N "
                         "prompts of each benchmark (default all; 4 with --quick)")
+    parser.add_argument("--official-start", metavar="FILE", help="with --official: the starting model's results, "
+                        "measured once by benchmarks/official_eval.py, paired with every seed's end; the runs then "
+                        "skip the start (eval.benchmarks.before=false), hours on CPU")
+    parser.add_argument("--merge", action="store_true", help="keep the seeds already in --out that this command "
+                        "does not run (the settings must be the same): a long benchmark run a seed at a time")
     parser.add_argument("--config", default=str(CONFIG))
     parser.add_argument("--work-dir", help="run folders go here, one per seed (default runs/benchmarks/real_model, "
                         "runs/benchmarks/real_model-quick with --quick)")
@@ -222,16 +234,22 @@ def main() -> None:
     out = Path(args.out or (work_dir if args.quick else REPO / "benchmarks" / "results") / "real_model.json")
     overrides = [*(QUICK if args.quick else []), *(["run.rounds=1"] if args.quick and args.rounds is None else []),
                  *([f"run.rounds={args.rounds}"] if args.rounds is not None else []),
-                 *(official_summary.overrides(args.official_prompts, args.quick) if args.official else []),
+                 *(official_summary.overrides(args.official_prompts, args.quick, bool(args.official_start))
+                   if args.official else []),
                  *args.overrides]
-    if args.official_prompts is not None and not args.official:
-        parser.error("--official-prompts needs --official")
+    if (args.official_prompts is not None or args.official_start) and not args.official:
+        parser.error("--official-prompts and --official-start need --official")
+    start = official_summary.load_start(args.official_start) if args.official_start else None
+    arm = the_arm(args.config, overrides)
+    settings = {"config": arm.config, "overrides": overrides, "quick": args.quick, "official": args.official,
+                **({"official_start": args.official_start} if args.official_start else {})}
+    previous = previous_report(out, settings, [arm]) if args.merge else None
     runs = []
     for seed in args.seeds:
         run_dir = work_dir / f"seed{seed}"
         resumed = (run_dir / "summary.json").exists()
         rows, wall = run_summary(Path(args.config), seed, run_dir, overrides)
-        runs.append(read_run(rows, wall, seed, resumed, run_dir))
+        runs.append(read_run(rows, wall, seed, resumed, run_dir, start, args.official_start or ""))
         run = runs[-1]
         print(f"seed {seed}: {wall:.0f}s{' (resumed)' if resumed else ''}, {HEADLINE} "
               f"{run['accuracy'][HEADLINE][0] * 100:.1f} -> {run['accuracy'][HEADLINE][-1] * 100:.1f}, {SECOND} "
@@ -241,9 +259,10 @@ def main() -> None:
             print(f"seed {seed}: no official benchmarks recorded ({run_dir} finished without them; use another "
                   "--work-dir)", flush=True)
 
-    arm = the_arm(args.config, overrides)
-    settings = {"config": arm.config, "overrides": overrides, "quick": args.quick, "official": args.official}
-    report = build_report(settings, {ARM: arm}, runs, summarise(runs), seed_block=seed_block_of(args))
+    if previous:
+        runs = sorted(merge_runs(previous["runs"], runs), key=lambda run: run["seed"])
+    report = build_report(settings, {ARM: arm}, runs, summarise(runs), seed_block=seed_block_of(args),
+                          previous=previous)
     print_report(report)
     write(report, out, plot)
 

@@ -251,7 +251,7 @@ class RoundRunner:
             if Metric.HELDOUT_IFEVAL in before:
                 metrics[Metric.HELDOUT_BEFORE_IFEVAL] = before[Metric.HELDOUT_IFEVAL]
             metrics[Metric.HELDOUT_BEFORE_COLUMNS] = before[Metric.HELDOUT_COLUMNS]
-            if self.benchmark_prompts:
+            if self.benchmark_prompts and cfg.eval.benchmarks.before:
                 with phase(Phase.BENCHMARKS):
                     metrics[Metric.BENCHMARKS_BEFORE] = self.benchmarks()
         schedule = self.scheduler.schedule(self.prompts, cfg.data.prompts_per_round, index)

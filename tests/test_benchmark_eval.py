@@ -84,6 +84,17 @@ def test_round_zero_holds_the_start_and_the_last_round_the_end(tmp_path):
     assert committed[Metric.BENCHMARKS]["ifbench"]["average"] == rounds[2][Metric.BENCHMARKS]["ifbench"]["average"]
 
 
+def test_a_start_measured_elsewhere_is_not_measured_again(tmp_path):
+    config = config_with("run.rounds=2", "eval.before_training=true", "eval.benchmarks.names=[ifbench]",
+                         "eval.benchmarks.num_prompts=3", "eval.benchmarks.before=false")
+    generators = BenchmarkGenerators()
+    runner = runner_for(config, tmp_path, generators=generators)
+    runner.benchmark_prompts = {"ifbench": benchmark_tables(3)["ifbench"]}
+    rounds = [runner.run_round(index) for index in range(2)]
+    assert Metric.BENCHMARKS_BEFORE not in rounds[0] and Metric.HELDOUT_BEFORE_MEAN in rounds[0]
+    assert list(rounds[1][Metric.BENCHMARKS]) == ["ifbench"] and len(generators.calls) == 1
+
+
 def test_no_benchmarks_configured_means_no_benchmark_generation(tmp_path):
     generators = BenchmarkGenerators()
     runner = runner_for(config_with("run.rounds=1"), tmp_path, generators=generators)

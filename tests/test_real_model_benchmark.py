@@ -105,6 +105,38 @@ def test_a_run_record_keeps_the_benchmarks_of_round_0_and_the_last_round(tmp_pat
     assert official_summary.progress(record["benchmarks"]) == ", ifbench average 10.0 -> 30.0"
 
 
+def test_a_start_measured_once_is_every_seeds_before(tmp_path, monkeypatch):
+    import pytest
+
+    monkeypatch.setattr(real_model, "machine", dict)
+    start_file = tmp_path / "start.json"
+    start_file.write_text(json.dumps({"model": "m", "benchmarks": {"ifbench": result(0.1), "ifeval-official":
+                                                                   result(0.2)}}))
+    start = official_summary.load_start(start_file)
+    assert "eval.benchmarks.before=false" in official_summary.overrides(start_measured=True)
+    point = {**{key: 0.3 for key in IFEVAL_ACCURACIES}, IFEVAL_FAMILIES: {}, "instructions": 10}
+    rows = [{Metric.HELDOUT_BEFORE_IFEVAL: point, Metric.HELDOUT_IFEVAL: point, Metric.PHASE_SECONDS: {"a": 1.0},
+             Metric.PAIRS_TRAINED: 4} for _ in range(2)]
+    rows[1][Metric.BENCHMARKS] = {"ifbench": result(0.3)}
+    record = real_model.read_run(rows, 1.0, 0, False, tmp_path, start, str(start_file))
+    # Only the benchmarks the run measured at its end are paired: IFEval's start alone would pair with nothing.
+    assert record["benchmarks"] == {"before": {"ifbench": result(0.1)}, "after": {"ifbench": result(0.3)}}
+    # A run's own start wins over the file's.
+    rows[0][Metric.BENCHMARKS_BEFORE] = {"ifbench": result(0.15)}
+    assert real_model.read_run(rows, 1.0, 0, False, tmp_path, start)["benchmarks"]["before"]["ifbench"]["average"] \
+        == 0.15
+    del rows[0][Metric.BENCHMARKS_BEFORE]
+    # A start measured with another length cap cannot be paired with this end.
+    other = result(0.3)
+    other["settings"] = {**other["settings"], "max_new_tokens": 16}
+    rows[1][Metric.BENCHMARKS] = {"ifbench": other}
+    with pytest.raises(SystemExit, match="start.json: ifbench's start was measured with .*1280.*16"):
+        real_model.read_run(rows, 1.0, 0, False, tmp_path, start, str(start_file))
+    start_file.write_text("{}")
+    with pytest.raises(SystemExit, match="not a benchmarks/official_eval.py result"):
+        official_summary.load_start(start_file)
+
+
 def test_the_paired_change_is_the_mean_of_the_per_seed_differences():
     runs = [run(0, (0.30, 0.37)), run(1, (0.28, 0.36)), run(2, (0.32, 0.35))]
     runs[0]["benchmarks"]["after"]["ifeval-official"]["truncated"] = 3

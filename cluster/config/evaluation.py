@@ -24,6 +24,10 @@ class BenchmarksSection(StrictModel):
     num_prompts: int | None = Field(
         None, ge=1, description="Only the first N prompts of each benchmark (a quick look; None: all, as reported).")
     batch_size: int = Field(16, ge=1, description="Prompts per generate() call inside a generator.")
+    before: bool = Field(
+        True, description="Also evaluate the starting policy (round 0, with `eval.before_training`). Greedy decoding "
+        "gives every seed of one model the same start, so a multi-seed benchmark may measure it once and turn this "
+        "off (benchmarks/real_model.py --official-start).")
 
     @field_validator("names")
     @classmethod
