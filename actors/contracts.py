@@ -286,6 +286,9 @@ STOP_RECORD_FILE = "stopped.json"
 
 COMPLETE_MARKER = "COMPLETE"
 CHECKPOINT_DIR = "checkpoint"
+# Inside a round's checkpoint: AdamW's state for an exact resume (actors/kernels/training_state.py); kept for
+# the last learner.optimizer_state_rounds rounds only (RunStore.prune_training_state).
+TRAINING_STATE_DIR = "training_state"
 # A round folder's files, one name each (RoundWriter.write_table / write_json in cluster/run_store.py
 # take them): the round's tables (schemas above; docs/tables.md) and its JSON files.
 ROLLOUTS_FILE = "rollouts.parquet"

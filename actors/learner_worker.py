@@ -10,7 +10,8 @@ shards the frozen reference the same way. AdamW and its learning-rate schedule a
 the sharding (so AdamW's state is sharded too); the worker registers with the mailbox and waits for
 messages. Each round: fetch the pairs, train (actors/kernels/dpo_trainer.py), then rank 0 writes the HF
 checkpoint, with learner_state.json (the schedule's global step), and publishes the weights (under fsdp
-from the full state dict every rank helped gather to rank 0's CPU memory); every rank reports to Ray Train
+from the full state dict every rank helped gather to rank 0's CPU memory), and AdamW's state goes beside it
+(actors/kernels/training_state.py: rank 0's under ddp, each rank's shard under fsdp); every rank reports to Ray Train
 (so the run, its metrics and its checkpoints show in Ray Train's state and the dashboard); rank 0 posts
 the result.
 
@@ -30,7 +31,7 @@ generator casts them to generation.dtype on arrival).
 
 The schedule's step counter spans the run: a learner started from a round's checkpoint (a resumed run)
 reads that round's learner_state.json and continues the schedule at its step
-(actors/kernels/training_controls.py).
+(actors/kernels/training_controls.py), and AdamW's state from its training_state/ when it has one.
 
 Any exception ends the loop, which ends the Ray Train run; the driver sees it as an error from
 `train_round` (no silent retry: a restarted loop would start again from the initial model).
@@ -54,7 +55,7 @@ import torch.distributed as dist
 
 from actors.kernels.dpo_trainer import PairTokens, RoundTrainer
 from actors.contracts import InputError
-from actors.kernels import lora, sharding
+from actors.kernels import lora, sharding, training_state
 from actors.kernels.hf_model import load_model, load_tokenizer, pad_token_id, unwrap
 from actors.kernels.training_controls import (
     enable_gradient_checkpointing,
@@ -173,6 +174,16 @@ class LearnerWorker:
             start_step=read_start_step(self.adapter_path or self.model_path) if config.get("resume") else 0,
             compute_dtype=self.compute_dtype,
         )  # fmt: skip
+        self.sharded = sharding.is_sharded(self.model)
+        if config.get("load_training_state"):
+            # The driver checked that it fits (cluster/learner_client.py); every rank reads its part.
+            training_state.load_training_state(self.adapter_path or self.model_path, self._trainable(), optimizer,
+                                               rank=self.rank, world_size=self.world_size, sharded=self.sharded,
+                                               scaler=self.trainer.scaler)
+
+    def _trainable(self) -> list[tuple[str, torch.nn.Parameter]]:
+        """The trained parameters by their unwrapped names (no DDP prefix): the training state's keys."""
+        return [(name, p) for name, p in unwrap(self.model).named_parameters() if p.requires_grad]
 
     def _check_mixed_precision(self) -> None:
         if self.settings.mixed_precision == "bf16" and self.settings.use_gpu and not torch.cuda.is_bf16_supported():
@@ -246,6 +257,13 @@ class LearnerWorker:
             state = sharding.full_state_dict(self.model)
         if state is not None:
             timings["gather_seconds"] = time.perf_counter() - gather_start
+        if self.settings.optimizer_state_rounds and (self.rank == 0 or self.sharded):
+            state_start = time.perf_counter()  # sharded: every rank writes its own part
+            training_state.save_training_state(
+                checkpoint_dir, self._trainable(), self.trainer.optimizer, round_index=round_index,
+                global_step=self.trainer.global_step, rank=self.rank, world_size=self.world_size,
+                sharded=self.sharded, scaler=self.trainer.scaler)  # fmt: skip
+            timings["training_state_seconds"] = time.perf_counter() - state_start
         if self.rank == 0:
             if self.settings.lora is not None:
                 handle, saved = self._save_and_publish_adapters(round_index, checkpoint_dir, state)
@@ -303,7 +321,7 @@ class LearnerWorker:
         its merged/ subfolder) as the round's checkpoint; the adapter tensors alone are published."""
         start = time.perf_counter()
         os.makedirs(checkpoint_dir, exist_ok=True)
-        unwrap(self.model).save_pretrained(checkpoint_dir, state_dict=adapter, safe_serialization=True)
+        lora.save_adapter(unwrap(self.model), checkpoint_dir, adapter)
         self.tokenizer.save_pretrained(checkpoint_dir)
         write_learner_state(checkpoint_dir, self.trainer.global_step, round_index)
         timings = {"checkpoint_seconds": time.perf_counter() - start}

@@ -192,6 +192,13 @@ class LearnerSection(StrictModel):
         "into its storage, keeping the latest one), 'none' (metrics only). The run directory always "
         "holds the real checkpoint.",
     )
+    optimizer_state_rounds: int = Field(
+        2, ge=0,
+        description="How many of the last committed rounds keep AdamW's state (its moments: twice the trainable "
+        "parameters in float32) in checkpoint/training_state/, so that a resumed run continues the same run "
+        "(docs/recovery.md). Older rounds' copies are removed as rounds commit. 0: none is saved, and a resumed "
+        "run restarts AdamW from zero.",
+    )
     startup_timeout_s: float = Field(
         900.0, gt=0, description="Seconds the first round waits for the workers to start and load the model."
     )

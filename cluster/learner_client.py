@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 import ray
 
 from actors.contracts import PAIR_TOKEN_COLUMNS, InputError
+from actors.kernels import training_state
 from actors.kernels.hf_model import check_model_folder
 from actors.learner_mailbox import create_mailbox
 from actors.learner_worker import train_loop_per_worker
@@ -187,6 +188,7 @@ class DPOLearner:
         if learner_cfg.reference == "initial" and learner_cfg.lora is None:
             reference_model_path = os.path.abspath(reference_model_path or initial_model_path)
             check_model_folder(reference_model_path, "learner reference model", folder=False, safetensors=True)
+        exact = resume and self._check_training_state(adapter_path or initial_model_path)
         self._vocab_size = _vocab_size(initial_model_path)
         self._mailbox = create_mailbox(learner_cfg.num_workers)
         self._last_round: int | None = None
@@ -206,6 +208,7 @@ class DPOLearner:
             "receivers": receivers,
             "seed": seed,
             "resume": resume,
+            "load_training_state": exact,
             "adapter_path": adapter_path,
             "last_round": last_round,
             "instance_tag": time.strftime("%Y%m%d-%H%M%S"),
@@ -217,6 +220,20 @@ class DPOLearner:
             raise
         self._fit_thread = threading.Thread(target=self._run_fit, name=f"{run_name}-learner-fit", daemon=True)
         self._fit_thread.start()
+
+    def _check_training_state(self, folder: str) -> bool:
+        """Whether the resumed learner reads AdamW's state from `folder` (the last committed round): refused with an
+        InputError when it was saved by another layout; a round without one restarts AdamW, said in one line."""
+        if not training_state.has_training_state(folder):
+            logger.warning("resuming from %s, which holds no optimizer state (learner.optimizer_state_rounds was 0, "
+                           "or the run predates it): AdamW restarts from zero, so the rounds that follow differ from "
+                           "an uninterrupted run's", folder)
+            return False
+        try:
+            training_state.check_fits(folder, sharded=self.cfg.strategy.kind == "fsdp", world_size=self.cfg.num_workers)
+        except training_state.TrainingStateError as error:
+            raise InputError(str(error)) from None
+        return True
 
     def _run_fit(self) -> None:
         try:

@@ -60,3 +60,20 @@ def check_round(folder: Path, marker_name: str) -> list[str]:
         elif file_sha256(path) != expected:
             problems.append(f"{name} has changed (sha256 differs from the manifest)")
     return problems
+
+
+def drop_from_manifest(marker: Path, prefix: str) -> list[str]:
+    """Rewrite a COMPLETE marker without the files under `prefix` (about to be removed on purpose), listing them
+    under "pruned"; returns them. Atomic: a crash leaves the old marker or the new one. A marker without a
+    manifest is left as it is."""
+    record = json.loads(marker.read_text())
+    if not isinstance(record, dict) or "files" not in record:
+        return []
+    dropped = sorted(name for name in record["files"] if name.startswith(prefix))
+    if dropped:
+        record["files"] = {name: digest for name, digest in record["files"].items() if name not in dropped}
+        record["pruned"] = sorted({*record.get("pruned", []), *dropped})
+        temporary = marker.with_name(marker.name + ".tmp")
+        temporary.write_text(json.dumps(record, indent=1))
+        temporary.replace(marker)
+    return dropped

@@ -335,6 +335,7 @@ class RoundRunner:
             Metric.NODES: self.nodes(),
         })
         final = prepared.commit(evaluation, metrics)
+        self.store.prune_training_state(cfg.learner.optimizer_state_rounds)
         # A generator Ray restarts later reloads from the handle: point it at the committed folder.
         self.weights = self.weights.relocated(str(prepared.writer.path), str(final))
         return metrics

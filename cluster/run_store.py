@@ -9,7 +9,9 @@ Layout:
 
 A round is built inside its `.partial` folder, the COMPLETE marker (with every file's sha256:
 cluster/round_manifest.py) is written last, and the folder is renamed into place in one atomic rename. A killed run therefore leaves either a complete round or
-no round, and files of completed rounds are never written again. Every name in the folder is
+no round, and files of completed rounds are never written again, with one exception: AdamW's state
+(checkpoint/training_state/) is removed from rounds older than the last learner.optimizer_state_rounds, their
+markers rewritten first to list it as pruned (`prune_training_state`). Every name in the folder is
 defined in actors/contracts.py.
 """
 
@@ -33,6 +35,7 @@ from actors.contracts import (
     PARTIAL_GLOB,
     ROUND_GLOB,
     SUMMARY_FILE,
+    TRAINING_STATE_DIR,
     InputError,
     Metric,
     corrupt_dir_name,
@@ -41,7 +44,7 @@ from actors.contracts import (
     round_dir_name,
 )
 from cluster.costs import with_cumulative
-from cluster.round_manifest import build_manifest, check_round
+from cluster.round_manifest import build_manifest, check_round, drop_from_manifest
 
 # What every summary.json row repeats of its round's metrics.json (null when the round lacks it) ...
 SUMMARY_KEYS = (Metric.ROUND, Metric.HELDOUT_REWARD_MEAN, Metric.HELDOUT_REWARD_STD, Metric.PAIRS_TRAINED)
@@ -176,6 +179,20 @@ class RunStore:
             os.rename(path, target)
             aside.append(target)
         return aside
+
+    def prune_training_state(self, keep: int) -> list[Path]:
+        """Remove the optimizer state of every complete round but the last `keep` (learner.optimizer_state_rounds),
+        each round's manifest rewritten first so that the round still checks; returns the removed folders."""
+        removed = []
+        done = self.completed_rounds()
+        for index in done[:max(len(done) - keep, 0)]:
+            path = self.round_path(index)
+            folder = path / CHECKPOINT_DIR / TRAINING_STATE_DIR
+            if folder.is_dir():
+                drop_from_manifest(path / COMPLETE_MARKER, f"{CHECKPOINT_DIR}/{TRAINING_STATE_DIR}/")
+                shutil.rmtree(folder)
+                removed.append(folder)
+        return removed
 
     def round_path(self, index: int) -> Path:
         return self.run_dir / round_dir_name(index)

@@ -24,6 +24,10 @@ SMALL_RUN = [
     "reporting.report=false",
 ]
 
+# The shared two-round run continued to four rounds with implicit PVar and run.max_lag 1: the killed-and-resumed
+# run (tests/conftest.py) and the uninterrupted one it must equal (tests/test_exact_resume.py).
+CONTINUED_RUN = ["run.rounds=4", *SMALL_RUN, "selection.policy.pvar_source=implicit", "run.max_lag=1"]
+
 
 def cli_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)

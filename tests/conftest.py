@@ -77,13 +77,12 @@ def killed_and_resumed_run(quickstart_run, tmp_path_factory):
     neither test's checks depend on the other's setting. (One kill-and-resume covers the plain rerun
     too: the second start is a rerun of a run folder whose last round is complete.)
     """
-    from cli_helpers import QUICKSTART, REPO, SMALL_RUN, cli_command, cli_env, copy_run, run_cli, tree_digest
+    from cli_helpers import CONTINUED_RUN, QUICKSTART, REPO, cli_command, cli_env, copy_run, run_cli, tree_digest
 
     run_dir = copy_run(quickstart_run[0], tmp_path_factory.mktemp("resumed") / "run")
     digests = lambda: {i: tree_digest(run_dir / f"round_{i:04d}") for i in (0, 1)}  # noqa: E731
     before = digests()
-    args = ["run", str(QUICKSTART), "--run-dir", str(run_dir), "run.rounds=4", *SMALL_RUN,
-            "selection.policy.pvar_source=implicit", "run.max_lag=1"]
+    args = ["run", str(QUICKSTART), "--run-dir", str(run_dir), *CONTINUED_RUN]
     proc = subprocess.Popen(cli_command(*args), cwd=REPO, env=cli_env(), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 400

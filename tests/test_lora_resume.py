@@ -1,65 +1,64 @@
-"""A LoRA run killed during its second round resumes from its adapters: the real CLI on the quickstart config
-with `learner.lora`, its driver SIGKILLed once round 1 has started, then the same command again.
+"""A LoRA run under fsdp resumed after its first round continues the same run: the real CLI on the quickstart
+config with `learner.lora` and `learner.strategy.kind=fsdp`, run for two rounds; a copy of it without round 1 is
+then continued with the same command.
 
 The resumed round 1 must start from the base plus round 0's adapter (not from the base, and not from fresh
 adapters): the learner's reference log-probs of round 1 (reference 'round': the policy at the round's start)
-equal what peft computes with round 0's checkpoint on round 1's pairs. Round 0's folder is untouched, the
-schedule's step continues and the generators sampled round 1 with weights version 1.
+equal what peft computes with round 0's checkpoint on round 1's pairs. And it must be the uninterrupted run's
+round 1, file for file: the adapter, each rank's shard of AdamW's state (sharded over the two workers), the
+rollouts and the pairs (docs/recovery.md). Round 0's folder is untouched, the schedule's step continues and the
+generators sampled round 1 with weights version 1.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import time
 
 import pyarrow.parquet as pq
 import pytest
 import torch
 
+from actors.contracts import COMPLETE_MARKER, METRICS_FILE
 from actors.kernels.dpo_trainer import PairTokens
 from actors.kernels.hf_model import load_model, load_tokenizer, pad_token_id
 from actors.kernels.logprobs import pair_logprobs
 from actors.kernels.lora import adapter_base_path
-from cli_helpers import QUICKSTART, REPO, SMALL_RUN, cli_command, cli_env, run_cli, tree_digest
+from cli_helpers import QUICKSTART, SMALL_RUN, copy_run, run_cli, tree_digest
 
 pytestmark = pytest.mark.slow
 
 LORA_RUN = [*SMALL_RUN, "run.rounds=2", "learner.lora.rank=4", "learner.lora.alpha=8", "learner.learning_rate=1e-3",
-            "learner.lora.merged=never"]  # fmt: skip
+            "learner.lora.merged=never", "learner.strategy.kind=fsdp"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def killed_and_resumed(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("lora") / "run"
-    args = ["run", str(QUICKSTART), "--run-dir", str(run_dir), *LORA_RUN]
-    proc = subprocess.Popen(cli_command(*args), cwd=REPO, env=cli_env(), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.time() + 400
-    try:
-        while time.time() < deadline:
-            if (run_dir / ".round_0001.partial").exists():
-                break
-            assert proc.poll() is None, "run ended before it could be killed"
-            time.sleep(0.2)
-        else:
-            pytest.fail("round 1 never started")
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the embedded cluster it started
-        proc.wait()
-    assert not (run_dir / "round_0001").exists()
+def uninterrupted_and_resumed(tmp_path_factory):
+    """(the two-round run, its copy resumed after round 0, round 0's digest before the resume)."""
+    folder = tmp_path_factory.mktemp("lora")
+    uninterrupted = folder / "uninterrupted"
+    done = run_cli("run", str(QUICKSTART), "--run-dir", str(uninterrupted), *LORA_RUN)
+    assert done.returncode == 0, done.stderr[-4000:]
+    run_dir = copy_run(uninterrupted, folder / "resumed", "round_0001")
     before = tree_digest(run_dir / "round_0000")
-    resumed = run_cli(*args)
+    resumed = run_cli("run", str(QUICKSTART), "--run-dir", str(run_dir), *LORA_RUN)
     assert resumed.returncode == 0, resumed.stderr[-4000:]
-    return run_dir, before
+    assert "resuming" in resumed.stderr
+    return uninterrupted, run_dir, before
 
 
-def test_the_resumed_round_starts_from_the_last_adapter(killed_and_resumed):
+def test_the_resumed_round_is_the_uninterrupted_one(uninterrupted_and_resumed):
+    uninterrupted, resumed, _ = uninterrupted_and_resumed
+    mine, theirs = tree_digest(resumed / "round_0001"), tree_digest(uninterrupted / "round_0001")
+    assert {"checkpoint/training_state/optimizer.rank0-of-2.safetensors",
+            "checkpoint/training_state/optimizer.rank1-of-2.safetensors"} <= set(mine) == set(theirs)
+    assert sorted(path for path in mine if mine[path] != theirs[path]) == sorted([METRICS_FILE, COMPLETE_MARKER])
+
+
+def test_the_resumed_round_starts_from_the_last_adapter(uninterrupted_and_resumed):
     from peft import PeftModel
 
-    run_dir, before = killed_and_resumed
+    _, run_dir, before = uninterrupted_and_resumed
     assert tree_digest(run_dir / "round_0000") == before
     checkpoint = str(run_dir / "round_0000" / "checkpoint")
     base_path = adapter_base_path(checkpoint)

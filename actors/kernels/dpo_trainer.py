@@ -176,6 +176,9 @@ class RoundTrainer:
 
     def train_round(self, round_index: int, pairs: PairTokens) -> dict[str, float | int | list | None]:
         """Reference pass, `epochs` passes of minibatch steps, optional end-of-round pass; metrics over all ranks."""
+        # Dropout (LoRA's, a model's own) draws from torch's generator: seeded from counters, like every other
+        # draw of the round, so a resumed run trains its rounds as the uninterrupted run does.
+        torch.manual_seed(int(np.random.SeedSequence([self.seed, round_index, self.rank]).generate_state(1)[0]))
         sums = dict.fromkeys(_SUM_KEYS, 0.0)
         history: list[tuple[int, float, list[float]]] = []  # (pairs over all ranks, grad norm, step sums)
         steps = 0

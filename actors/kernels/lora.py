@@ -7,6 +7,7 @@
   what the base does); `load_adapters` puts a saved adapter (a round's checkpoint) on it, trainable.
 - `adapters_off` is the reference of `learner.reference: initial`: the same model with the adapters
   switched off, which is the base, since the base weights never train.
+- `save_adapter` writes a round's adapter checkpoint (peft's format, its config written the same way every time).
 - `adapter_state_dict` is what weight sync ships and the checkpoint saves: the adapter tensors alone, keyed as
   peft saves them (`base_model.model.<module>.lora_A.weight`); under fsdp it gathers them (collective).
 - `merged_weights` is what a generator does on arrival: for each adapted module, base + scale x B A, the
@@ -170,6 +171,19 @@ def save_merged(adapter: dict[str, torch.Tensor], base_folder: str, scale: float
     save_torch_state_dict(merged_weights(adapter, base_folder, scale, everything=True), out, metadata={"format": "pt"})
     if tokenizer is not None:
         tokenizer.save_pretrained(out)
+
+
+def save_adapter(model: torch.nn.Module, folder: str, adapter: dict[str, torch.Tensor]) -> None:
+    """The adapter in peft's format, its config's target_modules sorted: peft writes them in a set's order, which
+    changes from process to process, and a round's files are compared byte for byte (an exact resume)."""
+    model.save_pretrained(folder, state_dict=adapter, safe_serialization=True)
+    path = os.path.join(folder, "adapter_config.json")
+    with open(path) as f:
+        config = json.load(f)
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+    with open(path, "w") as f:
+        json.dump(config, f, indent=2, sort_keys=True)
 
 
 def adapter_config(section: LoraSection, base_folder: str) -> dict:

@@ -10,7 +10,7 @@ cosine would rise again there).
 
 Resume: rank 0 writes `learner_state.json` (the global step; JSON, never a pickle) into each round's
 checkpoint folder, and a learner started from a checkpoint folder that holds one continues at that step.
-The AdamW moments are not saved (docs/round-as-data.md#resume); only the schedule resumes exactly.
+AdamW's state is saved beside it (actors/kernels/training_state.py), so the resumed run continues exactly.
 
 Pure torch, no Ray.
 """
