@@ -34,7 +34,8 @@ reads that round's learner_state.json and continues the schedule at its step
 (actors/kernels/training_controls.py), and AdamW's state from its training_state/ when it has one.
 
 Any exception ends the loop, which ends the Ray Train run; the driver sees it as an error from
-`train_round` (no silent retry: a restarted loop would start again from the initial model).
+`train_round`. Ray Train never restarts the loop itself (it would start again from the initial model): when a
+worker was lost, the driver starts a new learner from the last committed round (cluster/learner_recovery.py).
 """
 
 from __future__ import annotations

@@ -199,6 +199,12 @@ class LearnerSection(StrictModel):
         "(docs/recovery.md). Older rounds' copies are removed as rounds commit. 0: none is saved, and a resumed "
         "run restarts AdamW from zero.",
     )
+    max_restarts: int = Field(
+        3, ge=0,
+        description="How many times in a run the learner is restarted from the last committed round when it loses "
+        "a worker or its node (the round in progress is trained again; docs/recovery.md). 0: a lost worker ends "
+        "the run. An error in the training code itself is never retried.",
+    )
     startup_timeout_s: float = Field(
         900.0, gt=0, description="Seconds the first round waits for the workers to start and load the model."
     )

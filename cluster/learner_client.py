@@ -53,7 +53,11 @@ POLL_S = 2.0
 
 
 class LearnerError(RuntimeError):
-    """The Ray Train run behind the learner failed, stopped, or a round timed out."""
+    """The Ray Train run behind the learner failed, stopped, or a round timed out (`timed_out`)."""
+
+    def __init__(self, message: str, timed_out: bool = False):
+        super().__init__(message)
+        self.timed_out = timed_out
 
 
 def _storage_path(storage_dir: str) -> str:
@@ -361,7 +365,8 @@ class DPOLearner:
                 pass
             self._raise_if_run_ended(f"during round {round_index}")
             if deadline is not None and time.monotonic() > deadline:
-                raise LearnerError(f"round {round_index} did not finish within learner.round_timeout_s={timeout_s}")
+                raise LearnerError(f"round {round_index} did not finish within learner.round_timeout_s={timeout_s}",
+                                   timed_out=True)
 
     def _raise_if_run_ended(self, when: str) -> None:
         if self._fit_thread.is_alive():

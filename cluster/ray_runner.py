@@ -2,7 +2,8 @@
 
 `ray_round_runner(config, store, inputs, choices, observers, start_round)` builds the Ray-backed
 collaborators of a `RoundRunner` from the config and yields the runner; leaving the `with` block shuts
-the learner and the actor groups down and frees their placement groups. Ray must be running
+the learner and the actor groups down and frees their placement groups. The learner restarts from the last
+committed round when it loses a worker (cluster/learner_recovery.py). Ray must be running
 (cluster/ray_runtime.py). The choosing collaborators (policy, query selector, scheduler) are built
 before Ray starts by cluster/run_setup.py `build_choices`, which tests and benchmarks use as well.
 """
@@ -26,6 +27,7 @@ def ray_round_runner(config: RunConfig, store: RunStore, inputs: RunInputs, choi
     `start_round` > 0. Its collaborators are shut down when the block ends, however it ends."""
     from cluster.actor_groups import GeneratorGroup, ScorerGroup
     from cluster.learner_client import DPOLearner
+    from cluster.learner_recovery import RecoveringLearner
     from cluster.placement import create_placement, learner_scaling
     from cluster.remote_model_probe import RemoteModelProbe
     from cluster.settings import feature_options, weight_transport
@@ -44,21 +46,27 @@ def ray_round_runner(config: RunConfig, store: RunStore, inputs: RunInputs, choi
         cleanup.callback(generators.shutdown)
         scorers = ScorerGroup.create(name, config.scoring, tuple(config.scoring.rewards), slots=placement.scorers)
         cleanup.callback(scorers.shutdown)
-        learner = DPOLearner(
-            config.learner,
-            config.model,
-            initial_model_path=start_path,
-            adapter_path=adapter_path,
-            last_round=config.run.rounds - 1,
-            reference_model_path=inputs.model_path,
-            storage_dir=str(store.run_dir / RAY_TRAIN_DIR),
-            run_name=name,
-            weight_sync=weight_transport(config),
-            receivers=config.generation.num_actors,
-            seed=config.run.seed,
-            scaling=learner_scaling(config.placement),
-            resume=start_round > 0,
-        )
+        def start_learner() -> DPOLearner:
+            """A learner from the last committed round (full fine-tuning: its model; LoRA: the base and its
+            adapter) with its training state, or from the initial model before any round committed."""
+            committed = store.last_checkpoint()
+            return DPOLearner(
+                config.learner,
+                config.model,
+                initial_model_path=str(inputs.model_path if lora is not None or committed is None else committed),
+                adapter_path=str(committed) if lora is not None and committed is not None else None,
+                last_round=config.run.rounds - 1,
+                reference_model_path=inputs.model_path,
+                storage_dir=str(store.run_dir / RAY_TRAIN_DIR),
+                run_name=name,
+                weight_sync=weight_transport(config),
+                receivers=config.generation.num_actors,
+                seed=config.run.seed,
+                scaling=learner_scaling(config.placement),
+                resume=committed is not None,
+            )
+
+        learner = RecoveringLearner(start_learner, config.learner.max_restarts)
         cleanup.callback(learner.shutdown)
         probe = RemoteModelProbe(generators, feature_options(config.probe, inputs.model_path))
         yield RoundRunner(config, inputs, Collaborators.of(choices, generators=generators, scorers=scorers,

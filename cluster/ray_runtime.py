@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from cluster import ray_console
 from cluster.config import RaySection
 
 # Without this Ray 2.60 binds the machine's external address even when told 127.0.0.1.
@@ -35,6 +36,7 @@ def start_ray(cfg: RaySection) -> bool:
     address = cfg.address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, namespace=cfg.namespace, runtime_env=runtime_env, log_to_driver=True)
+        ray_console.install()
         return False
     if not cfg.include_dashboard:
         # Ray Train's state actor reconciles runs through the State API, which the dashboard serves:
@@ -51,4 +53,5 @@ def start_ray(cfg: RaySection) -> bool:
         runtime_env=runtime_env,
         log_to_driver=True,
     )
+    ray_console.install()  # Ray's internal actors' lines stay in Ray's log files (cluster/ray_console.py)
     return True
