@@ -42,6 +42,15 @@ class InputError(ValueError):
     """
 
 
+class StorageError(InputError):
+    """Writing the run directory failed (a full disk, a permission, an I/O error) while a round was committed.
+
+    The round was not committed (no COMPLETE marker, the folder not renamed into place); the completed rounds
+    are intact. Like every InputError the CLI prints its message alone and exits 2: the message names the
+    round, the path and the error, and says to fix it and run the same command again.
+    """
+
+
 class LabellerError(InputError):
     """A remote labeller (the `http` reward kind) failed: the service did not answer within its retries,
     refused a batch, or answered something that is not scores.

@@ -30,18 +30,22 @@ def ray_round_runner(config: RunConfig, store: RunStore, inputs: RunInputs, choi
     from cluster.learner_recovery import RecoveringLearner
     from cluster.placement import create_placement, learner_scaling
     from cluster.remote_model_probe import RemoteModelProbe
+    from cluster.resume_weights import generator_start
     from cluster.settings import feature_options, weight_transport
 
     name = config.run.name
-    last = store.last_checkpoint()
     lora = config.learner.lora
-    # Full fine-tuning continues from the last round's model; LoRA from the base and the last round's adapter.
-    start_path = str(inputs.model_path if lora is not None or last is None else last)
-    adapter_path = str(last) if lora is not None and last is not None else None
+    # The generators start from the weights the uninterrupted run generated round `start_round` with: the last
+    # round's, or under run.max_lag 1 the round before's (cluster/resume_weights.py).
+    loaded, catch_up = generator_start(store, start_round, config.run.max_lag)
+    # Full fine-tuning continues from a round's model; LoRA from the base and a round's adapter.
+    start_path = str(inputs.model_path if lora is not None or loaded is None else loaded.folder)
+    adapter_path = str(loaded.folder) if lora is not None and loaded is not None else None
     with ExitStack() as cleanup:
         placement = create_placement(name, config.placement, config.generation, config.scoring)
         cleanup.callback(placement.remove)
-        generators = GeneratorGroup.create(name, config.generation, config.model, start_path, version=start_round,
+        generators = GeneratorGroup.create(name, config.generation, config.model, start_path,
+                                           version=0 if loaded is None else loaded.version,
                                            slots=placement.generators, lora=lora, adapter_path=adapter_path)
         cleanup.callback(generators.shutdown)
         scorers = ScorerGroup.create(name, config.scoring, tuple(config.scoring.rewards), slots=placement.scorers)
@@ -69,6 +73,8 @@ def ray_round_runner(config: RunConfig, store: RunStore, inputs: RunInputs, choi
         learner = RecoveringLearner(start_learner, config.learner.max_restarts)
         cleanup.callback(learner.shutdown)
         probe = RemoteModelProbe(generators, feature_options(config.probe, inputs.model_path))
-        yield RoundRunner(config, inputs, Collaborators.of(choices, generators=generators, scorers=scorers,
-                                                           learner=learner, probe=probe, store=store,
-                                                           observers=observers))
+        runner = RoundRunner(config, inputs, Collaborators.of(choices, generators=generators, scorers=scorers,
+                                                             learner=learner, probe=probe, store=store,
+                                                             observers=observers))
+        runner.catch_up_weights = catch_up
+        yield runner

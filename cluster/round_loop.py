@@ -53,6 +53,7 @@ def rounds_in_order(runner: RoundRunner, start: int, stop: int, max_lag: int) ->
         return
     prepared = runner.prepare_round(start)
     runner.submit_training(prepared)
+    runner.catch_up()  # a resumed run: the generators now take the last committed round's weights
     while prepared is not None:
         try:
             upcoming = runner.prepare_round(prepared.index + 1) if prepared.index + 1 < stop else None

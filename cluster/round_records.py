@@ -28,6 +28,7 @@ from actors.contracts import (
     SCHEDULER_FILE,
     SCORED_FILE,
     SELECTED_FILE,
+    StorageError,
 )
 from cluster.labelling import merge_labelling
 from policies.base import with_prompt_stats
@@ -80,6 +81,16 @@ class PreparedRound:
         The learner trains round n from weights version n (the rounds trained before it): each selected
         pair's `lag` is n minus the version that sampled it.
         """
+        try:
+            return self._write_and_commit(evaluation, metrics)
+        except OSError as error:
+            raise StorageError(
+                f"could not write round {self.index} into {self.writer.path}: {error.strerror or error} "
+                f"({error.filename or 'a file of the round'}). Round {self.index} was not committed and the completed "
+                "rounds are intact; free space or fix the error, then run the same command again to redo it"
+            ) from error
+
+    def _write_and_commit(self, evaluation: dict, metrics: dict) -> Path:
         writer, rollouts = self.writer, self.batch.rollouts
         writer.write_table(ROLLOUTS_FILE, rollouts)
         writer.write_table(SCORED_FILE, with_prompt_stats(self.batch.scored, self.prompt_stats))

@@ -105,6 +105,9 @@ class RoundRunner:
         self.eval_columns = score_columns(rewards, EVAL_ROLE)
         self.labels = LabelPlan.of(config.labelling.query.kind, config.labelling.labels_per_round, rewards)
         self.weights: WeightsHandle | None = None  # the last round's; None: the generators' initial ones
+        # Resumed under run.max_lag 1: the last committed round's weights, taken once the first round was prepared
+        # on the version before, as the uninterrupted run prepared it (cluster/resume_weights.py).
+        self.catch_up_weights: WeightsHandle | None = None
         self._nodes: dict | None = None
 
     def nodes(self) -> dict[str, list[str]]:
@@ -339,6 +342,12 @@ class RoundRunner:
         # A generator Ray restarts later reloads from the handle: point it at the committed folder.
         self.weights = self.weights.relocated(str(prepared.writer.path), str(final))
         return metrics
+
+    def catch_up(self) -> None:
+        """After a resumed run's first round was prepared on the version before the last committed round's (run.max_lag
+        1): the generators take the committed weights from the next call on, as the uninterrupted run's had."""
+        if self.catch_up_weights is not None:
+            self.weights, self.catch_up_weights = self.catch_up_weights, None
 
     def run_round(self, index: int) -> dict:
         """One whole round, synchronously (run.max_lag 0): prepare, train, sync, evaluate, commit."""

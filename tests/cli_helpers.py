@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,6 +54,68 @@ def cli_command(*args: str) -> list[str]:
 def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(cli_command(*args), cwd=REPO, env=env or cli_env(), capture_output=True, text=True,
                           timeout=timeout)
+
+
+class BackgroundRun:
+    """The CLI in its own process session, its stderr collected as it comes: wait for a moment of the run
+    (`wait_for`), then SIGKILL the driver and the embedded cluster it started (`kill`) or let it finish (`wait`)."""
+
+    def __init__(self, *args: str):
+        self.proc = subprocess.Popen(cli_command(*args), cwd=REPO, env=cli_env(), start_new_session=True,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stderr), daemon=True)
+        self._reader.start()
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.lines)
+
+    def saw(self, text: str) -> bool:
+        return any(text in line for line in list(self.lines))
+
+    def wait_for(self, condition: Callable[[], bool], what: str, timeout: float = 400) -> None:
+        deadline = time.time() + timeout
+        while not condition():
+            assert self.proc.poll() is None, f"the run ended before {what}:\n{self.stderr[-4000:]}"
+            assert time.time() < deadline, f"{what} never came"
+            time.sleep(0.01)
+
+    def processes(self, title: str) -> list[int]:
+        """The pids in this run's process session whose process title starts with `title` (Ray names its
+        workers' processes `ray::<actor class>`, e.g. `ray::RayTrainWorker`)."""
+        import psutil
+
+        found = []
+        for process in psutil.process_iter(["pid", "cmdline"]):
+            try:
+                if os.getsid(process.info["pid"]) == self.proc.pid and (process.info["cmdline"] or [""])[0].startswith(title):
+                    found.append(process.info["pid"])
+            except (ProcessLookupError, PermissionError):
+                continue
+        return found
+
+    def kill(self) -> str:
+        """SIGKILL the whole session; the stderr it wrote."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+        self._reader.join(10)
+        return self.stderr
+
+    def wait(self, timeout: float = 600) -> int:
+        code = self.proc.wait(timeout=timeout)
+        self._reader.join(10)
+        return code
+
+    def __enter__(self) -> "BackgroundRun":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.proc.poll() is None:
+            self.kill()
 
 
 def tree_digest(folder: Path) -> dict[str, str]:

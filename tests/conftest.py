@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,51 +55,62 @@ def quickstart_run(tmp_path_factory):
 
 @dataclass(frozen=True)
 class KilledAndResumed:
-    """What `killed_and_resumed_run` saw: digests of rounds 0-1 before, after the kill and after the resume."""
+    """What `killed_and_resumed_run` saw: digests of rounds 0-1 before the kills and after the kill in
+    generation, whether round 2 existed then, the stderr of the two restarts the driver was killed in, and the
+    last run's stderr (the one that lost a learner worker and finished) and digests."""
 
     run_dir: Path
     before: dict
     after_kill: dict
     round_2_after_kill: bool
-    resumed: subprocess.CompletedProcess
+    restarts: list[str]
+    resumed_stderr: str
     after_resume: dict
 
 
 @pytest.fixture(scope="session")
 def killed_and_resumed_run(quickstart_run, tmp_path_factory):
     """A copy of the shared two-round run continued to four rounds with implicit PVar and `run.max_lag: 1`
-    (round 3 prepared while round 2 trains), its driver SIGKILLed during round 2, then the same command
-    run again.
+    (round 3 prepared while round 2 trains), its driver SIGKILLed three times, each time rerun with the same
+    command: during round 2's generation, during round 2's training, and as round 2 commits (right after its
+    last phase). The last rerun loses a Ray Train learner worker (SIGKILLed once round 3 is being prepared and
+    the workers train), recovers from it and finishes. (A fault inside the commit itself: tests/test_storage_faults.py.)
 
-    Shared by the kill-and-resume test and the implicit-PVar-in-the-loop test: round 2 is the first
-    round whose policy has moved from the initial model, which is what the implicit form needs, and
-    neither test's checks depend on the other's setting. (One kill-and-resume covers the plain rerun
-    too: the second start is a rerun of a run folder whose last round is complete.)
+    Shared by the kill-and-resume tests (tests/test_end_to_end.py, tests/test_exact_resume.py,
+    tests/test_learner_recovery.py) and the implicit-PVar-in-the-loop test: round 2 is the first round whose
+    policy has moved from the initial model, which is what the implicit form needs, and neither test's checks
+    depend on the other's setting.
     """
-    from cli_helpers import CONTINUED_RUN, QUICKSTART, REPO, cli_command, cli_env, copy_run, run_cli, tree_digest
+    from cli_helpers import CONTINUED_RUN, QUICKSTART, BackgroundRun, copy_run, tree_digest
 
     run_dir = copy_run(quickstart_run[0], tmp_path_factory.mktemp("resumed") / "run")
     digests = lambda: {i: tree_digest(run_dir / f"round_{i:04d}") for i in (0, 1)}  # noqa: E731
     before = digests()
     args = ["run", str(QUICKSTART), "--run-dir", str(run_dir), *CONTINUED_RUN]
-    proc = subprocess.Popen(cli_command(*args), cwd=REPO, env=cli_env(), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 400
-    try:
-        while time.time() < deadline:
-            if (run_dir / ".round_0002.partial").exists():
-                break
-            assert proc.poll() is None, "run ended before it could be killed"
-            time.sleep(0.2)
-        else:
-            pytest.fail("round 2 never started")
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the embedded cluster it started
-        proc.wait()
+    restarts = []
+    with BackgroundRun(*args) as run:
+        run.wait_for((run_dir / ".round_0002.partial").exists, "round 2")
+        run.kill()
     after_kill, round_2_after_kill = digests(), (run_dir / "round_0002").exists()
-    resumed = run_cli(*args)
-    assert resumed.returncode == 0, resumed.stderr[-4000:]
-    return KilledAndResumed(run_dir, before, after_kill, round_2_after_kill, resumed, digests())
+    for moment in ("[round 2] train ...", "[round 2] did done"):  # training; the commit follows at once
+        with BackgroundRun(*args) as run:
+            run.wait_for(lambda: run.saw(moment), moment)
+            restarts.append(run.kill())
+    with BackgroundRun(*args) as run:
+        workers: list[int] = []
+
+        def round_3_with_workers() -> bool:
+            # Once the workers are in the training loop (rank 0 has wrapped the model): a worker lost while Ray
+            # Train still starts the group is replaced by Ray Train itself, silently.
+            up = run.saw("[round 3] generate ...") and run.saw("Wrapping provided model in DistributedDataParallel")
+            workers[:] = run.processes("ray::RayTrainWorker") if up else []
+            return bool(workers)
+
+        run.wait_for(round_3_with_workers, "round 3 with the learner's workers training")
+        os.kill(max(workers), signal.SIGKILL)
+        code = run.wait()
+    assert code == 0, run.stderr[-4000:]
+    return KilledAndResumed(run_dir, before, after_kill, round_2_after_kill, restarts, run.stderr, digests())
 
 
 NAN_REWARD_MODULE = '''
@@ -151,7 +161,7 @@ def restore_torch_threads():
 
 
 # Names whose use in a test's code (or its fixtures') means it starts a process or a Ray cluster.
-_SUBPROCESS_NAMES = {"run_cli", "cli_command", "subprocess", "Popen", "Cluster"}
+_SUBPROCESS_NAMES = {"run_cli", "cli_command", "subprocess", "Popen", "Cluster", "BackgroundRun"}
 _RAY_FIXTURES = {"ray_cluster"}
 
 
