@@ -1,13 +1,13 @@
 """Faults while a run trains: the quickstart with N kills of random processes at random times, against the same
 run undisturbed.
 
-    python benchmarks/fault_injection.py [--kills 20] [--seeds 0 1] [--gap 2 10] [--quick] [key=value ...]
+    python benchmarks/fault_injection.py [--kills 20] [--seeds 0 1] [--gap 5 20] [--quick] [key=value ...]
 
 Per seed (the run's `run.seed` and the kill schedule's), two runs of configs/quickstart.yaml through the real CLI,
 each in a fresh run directory with its own embedded Ray cluster, with the same overrides:
 - **undisturbed**: the command once, to the end;
 - **disturbed**: the same command; after a random gap (uniform in --gap seconds) one process is SIGKILLed, chosen
-  uniformly among the kinds alive at that moment: a generator actor, a scorer actor, a Ray Train learner worker
+  uniformly among the kinds alive at that moment (none while the driver is still starting, before its actors exist): a generator actor, a scorer actor, a Ray Train learner worker
   (found among the driver's session's processes by Ray's process titles), or the driver itself with its whole
   session (the embedded cluster dies with it), which is then started again with the same command: the automatic
   rerun a job supervisor gives. Until N kills are spent or the run ends.
@@ -45,9 +45,16 @@ from harness.stats import fmt, mean_interval
 from actors.contracts import COMPLETE_MARKER, METRICS_FILE, SUMMARY_FILE, Metric
 
 CONFIG = REPO / "configs" / "quickstart.yaml"
-# Ray's process titles of the killable actors (ray::<class>.<method> while busy, ray::<class> while idle).
-TARGETS = {"generator": ("ray::Generator", "ray::VLLMGenerator"), "scorer": ("ray::Scorer",),
-           "learner_worker": ("ray::RayTrainWorker",)}
+# The actor classes of the killable processes, read from Ray's process titles: ray::<class>[.<method>], or
+# ray::<actor name>:<class>[.<method>] for a named actor (activedpo names its generators and scorers).
+TARGETS = {"generator": ("Generator", "VLLMGenerator"), "scorer": ("Scorer",), "learner_worker": ("RayTrainWorker",)}
+
+
+def actor_class(title: str) -> str | None:
+    """'Generator' for 'ray::quickstart/generator-0:Generator.generate'; None for a process that is no actor."""
+    if not title.startswith("ray::"):
+        return None
+    return title[len("ray::"):].split(" ")[0].rsplit(":", 1)[-1].split(".")[0]
 QUICK = ["run.rounds=2", "data.prompts_per_round=16", "selection.pair_budget=8", "eval.num_prompts=16"]
 ROUND_START = "] generate ..."  # a driver's log line when a round (or a refill batch) starts generating
 
@@ -61,9 +68,9 @@ def session_processes(sid: int) -> dict[str, list[int]]:
                 continue
         except (ProcessLookupError, PermissionError):
             continue
-        title = (process.info["cmdline"] or [""])[0]
-        for kind, prefixes in TARGETS.items():
-            if title.startswith(prefixes):
+        name = actor_class((process.info["cmdline"] or [""])[0])
+        for kind, classes in TARGETS.items():
+            if name in classes:
                 found[kind].append(process.info["pid"])
     return found
 
@@ -127,6 +134,8 @@ def disturbed(run_dir: Path, overrides: list[str], kills: int, gap: tuple[float,
             if len(done) == kills:
                 continue  # kills spent: let it finish
             alive = {kind: pids for kind, pids in session_processes(proc.pid).items() if pids}
+            if not alive:
+                continue  # still starting (no actor yet): a kill now would only ever hit the driver's start-up
             kind = rng.choice(sorted([*alive, "driver"]))
             at = time.perf_counter() - started
             if kind == "driver":
@@ -138,8 +147,8 @@ def disturbed(run_dir: Path, overrides: list[str], kills: int, gap: tuple[float,
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     continue  # it ended on its own in the meantime: not a kill
-            done.append({"kind": kind, "at_seconds": round(at, 2)})
-            print(f"  kill {len(done)}/{kills}: {kind} at {at:.0f}s", flush=True)
+            done.append({"kind": kind, "at_seconds": round(at, 2), "alive": sorted(alive)})
+            print(f"  kill {len(done)}/{kills}: {kind} at {at:.0f}s (alive: {', '.join(sorted(alive))})", flush=True)
     starts = log_path.read_text().count(ROUND_START)
     return {"wall_seconds": time.perf_counter() - started, "kills": done, "drivers": drivers,
             "round_starts": starts, **finished(run_dir)}
@@ -221,7 +230,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--gap", type=float, nargs=2, default=(2.0, 10.0), metavar=("MIN", "MAX"),
+    parser.add_argument("--gap", type=float, nargs=2, default=(5.0, 20.0), metavar=("MIN", "MAX"),
                         help="seconds between kills, drawn uniformly")
     parser.add_argument("--quick", action="store_true", help="2 small rounds, 3 kills: checks the script")
     parser.add_argument("--work-dir", default=str(REPO / "runs" / "benchmarks" / "fault_injection"))
