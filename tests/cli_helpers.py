@@ -127,6 +127,14 @@ def tree_digest(folder: Path) -> dict[str, str]:
     }
 
 
+def without_pruned(digest: dict[str, str]) -> dict[str, str]:
+    """A round's `tree_digest` without what a later commit may change on purpose: AdamW's state, pruned from rounds
+    older than learner.optimizer_state_rounds, and the COMPLETE marker rewritten to list it as pruned."""
+    from actors.contracts import COMPLETE_MARKER, TRAINING_STATE_DIR
+
+    return {path: sha for path, sha in digest.items() if path != COMPLETE_MARKER and TRAINING_STATE_DIR not in path}
+
+
 def copy_run(run_dir: Path, destination: Path, *ignore: str) -> Path:
     """A writable copy of a shared run folder (the session's quickstart run is read-only)."""
     shutil.copytree(run_dir, destination, ignore=shutil.ignore_patterns(*ignore) if ignore else None)

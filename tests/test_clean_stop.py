@@ -93,7 +93,8 @@ def test_sigint_stops_with_130_and_restore_gives_back_the_handlers(tmp_path):
 @pytest.mark.slow
 def test_sigterm_during_a_round_stops_cleanly_and_the_run_resumes(tmp_path):
     """A real run: SIGTERM in round 1 -> exit 143, no traceback, round 0 kept, status says so; resume finishes."""
-    from cli_helpers import QUICKSTART, REPO, SMALL_RUN, cli_command, cli_env, cli_output, run_cli, tree_digest
+    from cli_helpers import (QUICKSTART, REPO, SMALL_RUN, cli_command, cli_env, cli_output, run_cli, tree_digest,
+                             without_pruned)
 
     run_dir = tmp_path / "run"
     args = ["run", str(QUICKSTART), "--run-dir", str(run_dir), "run.rounds=3", *SMALL_RUN]
@@ -136,5 +137,6 @@ def test_sigterm_during_a_round_stops_cleanly_and_the_run_resumes(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     for index in (0, 1, 2):
         assert (run_dir / round_dir_name(index) / "COMPLETE").is_file(), index
-    assert tree_digest(run_dir / round_dir_name(0)) == round_0
+    # Round 0 is as it was but for AdamW's state, pruned once rounds 1 and 2 kept theirs.
+    assert without_pruned(tree_digest(run_dir / round_dir_name(0))) == without_pruned(round_0)
     assert not (run_dir / STOP_RECORD_FILE).exists()
