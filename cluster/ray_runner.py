@@ -38,9 +38,15 @@ def ray_round_runner(config: RunConfig, store: RunStore, inputs: RunInputs, choi
     # The generators start from the weights the uninterrupted run generated round `start_round` with: the last
     # round's, or under run.max_lag 1 the round before's (cluster/resume_weights.py).
     loaded, catch_up = generator_start(store, start_round, config.run.max_lag)
-    # Full fine-tuning continues from a round's model; LoRA from the base and a round's adapter.
-    start_path = str(inputs.model_path if lora is not None or loaded is None else loaded.folder)
-    adapter_path = str(loaded.folder) if lora is not None and loaded is not None else None
+
+    def model_and_adapter(checkpoint) -> tuple[str, str | None]:
+        """Where to continue from a round's checkpoint (None: the initial model): full fine-tuning from its model,
+        LoRA from the base and its adapter."""
+        if checkpoint is None or lora is None:
+            return str(inputs.model_path if checkpoint is None else checkpoint), None
+        return str(inputs.model_path), str(checkpoint)
+
+    start_path, adapter_path = model_and_adapter(None if loaded is None else loaded.folder)
     with ExitStack() as cleanup:
         placement = create_placement(name, config.placement, config.generation, config.scoring)
         cleanup.callback(placement.remove)
@@ -54,11 +60,12 @@ def ray_round_runner(config: RunConfig, store: RunStore, inputs: RunInputs, choi
             """A learner from the last committed round (full fine-tuning: its model; LoRA: the base and its
             adapter) with its training state, or from the initial model before any round committed."""
             committed = store.last_checkpoint()
+            initial_model_path, adapter = model_and_adapter(committed)
             return DPOLearner(
                 config.learner,
                 config.model,
-                initial_model_path=str(inputs.model_path if lora is not None or committed is None else committed),
-                adapter_path=str(committed) if lora is not None and committed is not None else None,
+                initial_model_path=initial_model_path,
+                adapter_path=adapter,
                 last_round=config.run.rounds - 1,
                 reference_model_path=inputs.model_path,
                 storage_dir=str(store.run_dir / RAY_TRAIN_DIR),

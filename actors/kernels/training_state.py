@@ -117,10 +117,11 @@ def read_meta(folder: str) -> dict:
     return meta
 
 
-def check_fits(folder: str, *, sharded: bool, world_size: int) -> None:
-    """Raise TrainingStateError unless the state under `folder` can be read by such a learner: its meta readable,
-    saved replicated or sharded as this one is (sharded: by as many ranks), and every file it needs present."""
-    meta = read_meta(folder)
+def check_fits(folder: str, *, sharded: bool, world_size: int, meta: dict | None = None) -> None:
+    """Raise TrainingStateError unless the state under `folder` can be read by such a learner: its meta readable
+    (`meta`, when the caller has read it), saved replicated or sharded as this one is (sharded: by as many ranks),
+    and every file it needs present."""
+    meta = meta or read_meta(folder)
     if sharded != meta["sharded"] or (sharded and world_size != meta["world_size"]):
         saved = f"sharded over {meta['world_size']} ranks" if meta["sharded"] else "replicated"
         raise TrainingStateError(f"{os.path.join(folder, FOLDER)}: the optimizer state was saved {saved}; this "
@@ -144,7 +145,7 @@ def load_training_state(folder: str, named_parameters: Iterable[tuple[str, torch
         raise TrainingStateError(f"{os.path.join(folder, FOLDER)}: saved for other parameters ({len(theirs)} saved, "
                                  f"{len(mine)} here; first differences: {sorted(mine ^ theirs)[:3]}). Resume with "
                                  "the model and learner.lora settings the run was started with.")
-    check_fits(folder, sharded=sharded, world_size=world_size)
+    check_fits(folder, sharded=sharded, world_size=world_size, meta=meta)
     path = os.path.join(folder, FOLDER, shard_file(rank, world_size, sharded))
     by_parameter: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in load_file(path).items():
