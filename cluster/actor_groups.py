@@ -3,7 +3,9 @@
 Actors are named by role and index (`<run>/generator-0`) so they read well on the Ray dashboard.
 Every actor restarts when it dies and its in-flight calls are retried (max_restarts and
 max_task_retries unlimited); calls are cut into chunks so a restarted actor redoes only its chunk,
-and generation seeds depend only on the prompts, so a retried chunk yields the same samples.
+and generation seeds depend only on the prompts, so a retried chunk yields the same samples. An actor
+whose node is lost restarts where Ray re-places its bundle; while calls wait, the group's placement is
+checked so that a lost node with no replacement ends the run after a bounded wait (cluster/placement.py).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from cluster.placement import RoleSlots
 from cluster.settings import generator_settings, sampling_params
 
 _RESTARTS = {"max_restarts": -1, "max_task_retries": -1}
+# How often a waiting call looks at its group's placement (a node is marked dead ~15 s after it stops).
+_PLACEMENT_POLL_S = 5.0
 
 
 def _slices(table: pa.Table, pieces: int) -> list[pa.Table]:
@@ -40,24 +44,37 @@ def _slices(table: pa.Table, pieces: int) -> list[pa.Table]:
     return [table.slice(lo, hi - lo) for lo, hi in zip(bounds, bounds[1:])]
 
 
-def _gather(refs: list, rows: list[int], progress: Callable[[int], None] | None) -> pa.Table:
-    """The chunks' results in order; `progress(rows)` is called as each chunk finishes."""
-    if progress is None:
-        return pa.concat_tables(ray.get(refs))
+def _no_check() -> None:
+    return None
+
+
+def _gather(refs: list, rows: list[int], progress: Callable[[int], None] | None,
+            check: Callable[[], None] = _no_check) -> list:
+    """The calls' results in order; `progress(rows)` as each finishes, `check()` first and while none does."""
+    check()
     pending, index = list(refs), {ref: i for i, ref in enumerate(refs)}
     while pending:
-        done, pending = ray.wait(pending, num_returns=1)
-        progress(rows[index[done[0]]])
-    return pa.concat_tables(ray.get(refs))
+        done, pending = ray.wait(pending, num_returns=1, timeout=_PLACEMENT_POLL_S)
+        if not done:
+            check()
+            continue
+        if progress is not None:
+            progress(rows[index[done[0]]])
+    return ray.get(refs)
 
 
 def _sharded_call(actors: list, method: str, table: pa.Table, pieces: int, *args,
-                  progress: Callable[[int], None] | None = None, **kwargs) -> pa.Table:
+                  progress: Callable[[int], None] | None = None, check: Callable[[], None] = _no_check,
+                  **kwargs) -> pa.Table:
     if table.num_rows == 0:
         raise ValueError(f"{method}: nothing to process")
     chunks = _slices(table, pieces)
     refs = [getattr(actors[i % len(actors)], method).remote(chunk, *args, **kwargs) for i, chunk in enumerate(chunks)]
-    return _gather(refs, [chunk.num_rows for chunk in chunks], progress)
+    return pa.concat_tables(_gather(refs, [chunk.num_rows for chunk in chunks], progress, check))
+
+
+def _placement_check(slots: RoleSlots | None) -> Callable[[], None]:
+    return _no_check if slots is None else slots.check_placed
 
 
 def _vllm_actor_options(options: VllmOptions) -> dict:
@@ -85,6 +102,8 @@ def _backend(cfg: GenerationSection) -> tuple[type, dict]:
 class GeneratorGroup:
     actors: list
     cfg: GenerationSection
+    # Raises once the actors' placement has waited too long for a lost node's replacement.
+    check: Callable[[], None] = _no_check
 
     @classmethod
     def create(cls, run_name: str, cfg: GenerationSection, model: ModelSection, model_path: str,
@@ -107,7 +126,7 @@ class GeneratorGroup:
             ).remote(settings, cfg.backend)
             for i in range(cfg.num_actors)
         ]
-        return cls(actors, cfg)
+        return cls(actors, cfg, _placement_check(slots))
 
     def sampling(self, seed: int, samples_per_prompt: int | None = None, temperature: float | None = None,
                  greedy: bool = False) -> SamplingParams:
@@ -119,14 +138,15 @@ class GeneratorGroup:
                  progress: Callable[[int], None] | None = None) -> pa.Table:
         """Samples for every prompt; `progress(prompts)` as each chunk of prompts is done."""
         pieces = len(self.actors) * self.cfg.chunks_per_actor
-        return _sharded_call(self.actors, "generate", prompts, pieces, sampling, weights, progress=progress)
+        return _sharded_call(self.actors, "generate", prompts, pieces, sampling, weights, progress=progress,
+                             check=self.check)
 
     def load_weights(self, handle: WeightsHandle) -> list[int]:
         # All at once: the broadcast transport needs every generator to join the same collective.
-        return ray.get([actor.load_weights.remote(handle) for actor in self.actors])
+        return _gather([actor.load_weights.remote(handle) for actor in self.actors], [], None, self.check)
 
     def node_ids(self) -> list[str]:
-        return ray.get([actor.node_id.remote() for actor in self.actors])
+        return _gather([actor.node_id.remote() for actor in self.actors], [], None, self.check)
 
     def call_grouped(self, method: str, table: pa.Table, key: str, *args, **kwargs) -> pa.Table:
         """Like call_sharded, but chunk boundaries fall between runs of equal `key` (rows grouped by key)."""
@@ -137,11 +157,12 @@ class GeneratorGroup:
         chunks = [table.slice(lo, hi - lo) for lo, hi in zip(cuts, cuts[1:]) if hi > lo]
         refs = [getattr(self.actors[i % len(self.actors)], method).remote(c, *args, **kwargs)
                 for i, c in enumerate(chunks)]
-        return _gather(refs, [chunk.num_rows for chunk in chunks], None)
+        return pa.concat_tables(_gather(refs, [chunk.num_rows for chunk in chunks], None, self.check))
 
     def call_sharded(self, method: str, table: pa.Table, *args, **kwargs) -> pa.Table:
         """Any row-wise generator method over `table`, cut into chunks across the actors, rows in order."""
-        return _sharded_call(self.actors, method, table, len(self.actors) * self.cfg.chunks_per_actor, *args, **kwargs)
+        return _sharded_call(self.actors, method, table, len(self.actors) * self.cfg.chunks_per_actor, *args,
+                             check=self.check, **kwargs)
 
     def shutdown(self) -> None:
         for actor in self.actors:
@@ -151,6 +172,7 @@ class GeneratorGroup:
 @dataclass
 class ScorerGroup:
     actors: list
+    check: Callable[[], None] = _no_check  # as GeneratorGroup.check
 
     @classmethod
     def create(cls, run_name: str, cfg: ScoringSection, rewards: tuple[RewardSpec, ...], torch_threads: int = 1,
@@ -167,14 +189,15 @@ class ScorerGroup:
             ).remote(rewards, torch_threads, reward_modules=cfg.reward_modules)
             for i in range(cfg.num_actors)
         ]
-        return cls(actors)
+        return cls(actors, _placement_check(slots))
 
     def score(self, rollouts: pa.Table, progress: Callable[[int], None] | None = None, role: str = LABEL_ROLE) -> pa.Table:
         """`rollouts` scored by the rewards of `role` (actors/scorer.py), rows in order."""
-        return _sharded_call(self.actors, "score", rollouts, len(self.actors) * 2, role, progress=progress)
+        return _sharded_call(self.actors, "score", rollouts, len(self.actors) * 2, role, progress=progress,
+                             check=self.check)
 
     def node_ids(self) -> list[str]:
-        return ray.get([actor.node_id.remote() for actor in self.actors])
+        return _gather([actor.node_id.remote() for actor in self.actors], [], None, self.check)
 
     def shutdown(self) -> None:
         for actor in self.actors:

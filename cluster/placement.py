@@ -6,18 +6,39 @@ to it (scorer j -> bundle j mod generators), so scoring runs on the generating n
 workers are placed by Ray Train's own placement group (see `learner_scaling`), with the same
 strategy and their own labels. Every group must fit within `ready_timeout_s`, or the run stops with
 an error that says what did not fit, instead of waiting forever.
+
+A lost node: Ray marks it dead (about 15 s after its raylet stops answering), puts the group in
+RESCHEDULING and places its bundles again on any node with room and the role's labels; the actors
+restart there and their calls are retried. With no such node the group would stay RESCHEDULING and
+every call wait forever: `RoleSlots.check_placed`, which the actor groups call while they wait, stops
+the run after `ready_timeout_s` of it with one message.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass, field
 
 import ray
-from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
+from ray.util.placement_group import PlacementGroup, placement_group, placement_group_table, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from actors.contracts import InputError
 from cluster.config import GenerationSection, PlacementSection, ScoringSection
+
+log = logging.getLogger(__name__)
+
+
+def cluster_nodes() -> str:
+    """The alive nodes with their CPUs, GPUs and user labels: what a placement could use."""
+    alive = [node for node in ray.nodes() if node.get("Alive")]
+    described = []
+    for node in alive:
+        resources = {k: v for k, v in node.get("Resources", {}).items() if k in ("CPU", "GPU")}
+        labels = {k: v for k, v in (node.get("Labels") or {}).items() if not k.startswith("ray.io/")}
+        described.append(f"{node.get('NodeManagerAddress')} {resources}" + (f" labelled {labels}" if labels else ""))
+    return f"{len(alive)} node(s) alive: " + "; ".join(described)
 
 
 def _bundle(cpus: float, gpus: float) -> dict[str, float]:
@@ -38,6 +59,39 @@ class RoleSlots:
 
     group: PlacementGroup
     bundles: list[int]
+    # placement.ready_timeout_s: how long the group may stay unplaced after losing a node.
+    replace_timeout_s: float = 300.0
+    _unplaced_since: float | None = field(default=None, repr=False, compare=False)
+    _nodes: dict[int, str] = field(default_factory=dict, repr=False, compare=False)  # bundle -> node, last seen
+
+    def check_placed(self) -> None:
+        """Log a move of this role's bundles to another node (one line per lost node); raise InputError once the
+        group has waited `replace_timeout_s` for a node to replace a lost one."""
+        table = placement_group_table(self.group)
+        name = table.get("name") or "a placement group"
+        nodes = {i: node for i, node in table.get("bundles_to_node_id", {}).items() if i in self.bundles}
+        moved = sorted({node for i, node in nodes.items() if self._nodes.get(i) not in (None, node) and node.strip("f")})
+        if moved:
+            log.warning("placement: %s lost a node; Ray placed it again on node %s and restarted its actors there",
+                        name, ", ".join(node[:8] for node in moved))
+        self._nodes.update({i: node for i, node in nodes.items() if node.strip("f")})  # all-f id: not placed
+        if table.get("state") != "RESCHEDULING":
+            self._unplaced_since = None
+            return
+        now = time.monotonic()
+        if self._unplaced_since is None:
+            self._unplaced_since = now
+            log.warning("placement: %s lost a node; waiting up to %g s (placement.ready_timeout_s) for room on "
+                        "another", name, self.replace_timeout_s)
+        if now - self._unplaced_since <= self.replace_timeout_s:
+            return
+        bundles = list(table.get("bundles", {}).values())
+        raise InputError(
+            f"placement: {name} lost a node and no node with room for it ({len(bundles)} bundles of "
+            f"{bundles[0] if bundles else '?'}) joined within placement.ready_timeout_s={self.replace_timeout_s:g} s; "
+            f"{cluster_nodes()}. The round in progress was discarded and the completed rounds are kept; add a node "
+            "(with the role's label_selector labels, if any), then run the same command again to resume."
+        )
 
     def options(self, index: int) -> dict:
         """Actor options for the role's actor `index` (its CPUs/GPUs come out of the bundle)."""
@@ -70,8 +124,8 @@ def _create(name: str, bundles: list[dict[str, float]], labels: dict[str, str], 
         where = f" on nodes labelled {labels}" if labels else ""
         raise InputError(
             f"placement: the cluster cannot fit {name} ({len(bundles)} bundles of {bundles[0]}{where}, strategy "
-            f"{cfg.strategy}) within placement.ready_timeout_s={cfg.ready_timeout_s:g} s. Cluster resources: "
-            f"{ray.cluster_resources()}. Lower the actors' num_cpus/num_gpus, add nodes, or fix the label_selector."
+            f"{cfg.strategy}) within placement.ready_timeout_s={cfg.ready_timeout_s:g} s; "
+            f"{cluster_nodes()}. Lower the actors' num_cpus/num_gpus, add nodes, or fix the label_selector."
         )
     return group
 
@@ -87,7 +141,8 @@ def create_placement(run_name: str, cfg: PlacementSection, generation: Generatio
         for host in hosts:
             bundles[host] = _add(bundles[host], score)
         group = _create(f"{run_name}/rollout", bundles, cfg.generators.label_selector, cfg)
-        return Placement(RoleSlots(group, list(range(generation.num_actors))), RoleSlots(group, hosts), [group])
+        return Placement(RoleSlots(group, list(range(generation.num_actors)), cfg.ready_timeout_s),
+                         RoleSlots(group, hosts, cfg.ready_timeout_s), [group])
     generators = _create(f"{run_name}/generators", [dict(gen) for _ in range(generation.num_actors)],
                          cfg.generators.label_selector, cfg)  # fmt: skip
     try:
@@ -96,8 +151,9 @@ def create_placement(run_name: str, cfg: PlacementSection, generation: Generatio
     except BaseException:
         remove_placement_group(generators)
         raise
-    return Placement(RoleSlots(generators, list(range(generation.num_actors))),
-                     RoleSlots(scorers, list(range(scoring.num_actors))), [generators, scorers])  # fmt: skip
+    return Placement(RoleSlots(generators, list(range(generation.num_actors)), cfg.ready_timeout_s),
+                     RoleSlots(scorers, list(range(scoring.num_actors)), cfg.ready_timeout_s),
+                     [generators, scorers])  # fmt: skip
 
 
 def learner_scaling(cfg: PlacementSection) -> dict:

@@ -108,14 +108,12 @@ class RoundRunner:
         # Resumed under run.max_lag 1: the last committed round's weights, taken once the first round was prepared
         # on the version before, as the uninterrupted run prepared it (cluster/resume_weights.py).
         self.catch_up_weights: WeightsHandle | None = None
-        self._nodes: dict | None = None
 
     def nodes(self) -> dict[str, list[str]]:
-        """The Ray node of every generator, scorer and learner rank (asked once: bundles do not move)."""
-        if self._nodes is None:
-            self._nodes = {"generators": self.generators.node_ids(), "scorers": self.scorers.node_ids(),
-                           "learner": self.learner.node_ids()}
-        return self._nodes
+        """The Ray node of every generator, scorer and learner rank, asked every round: actors on a lost node
+        restart on another one (cluster/placement.py)."""
+        return {"generators": self.generators.node_ids(), "scorers": self.scorers.node_ids(),
+                "learner": self.learner.node_ids()}
 
     # -- scoring and evaluation -------------------------------------------------------------------
 

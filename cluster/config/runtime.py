@@ -88,7 +88,8 @@ class PlacementSection(StrictModel):
     scorers: RolePlacementSection = Field(default_factory=RolePlacementSection, description="Scorer actors.")
     learner: RolePlacementSection = Field(default_factory=RolePlacementSection, description="Learner workers.")
     ready_timeout_s: float = Field(
-        300.0, gt=0, description="How long to wait for the cluster to fit a placement group before failing."
+        300.0, gt=0, description="How long to wait for the cluster to fit a placement group before failing, at start "
+        "and again when a node holding generators or scorers is lost (Ray re-places them on a node with room).",
     )
 
     @model_validator(mode="after")
