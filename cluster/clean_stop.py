@@ -95,8 +95,11 @@ class SignalStops:
         raise self.exception()
 
 
-def stop_message(signal_name: str, last_complete: int | None) -> str:
-    """The one line a stopped driver logs."""
+def stop_message(signal_name: str, last_complete: int | None, planned: int | None = None) -> str:
+    """The one line a stopped driver logs; `planned`: the run's rounds (a stop after the last one left nothing)."""
+    if planned is not None and last_complete is not None and last_complete + 1 >= planned:
+        return (f"stopped by {signal_name} after the last planned round ({last_complete}) was complete: "
+                "nothing is left to run")
     if last_complete is None:
         return (f"stopped by {signal_name} during round 0; run the same command again to start over "
                 "(no round was complete)")
@@ -104,13 +107,14 @@ def stop_message(signal_name: str, last_complete: int | None) -> str:
             f"after round {last_complete}")
 
 
-def record_stop(store_dir: Path, completed_rounds: Callable[[], list[int]]) -> Callable[[str], None]:
-    """The `on_stop` of a run: write the stop record and log the one line."""
+def record_stop(store_dir: Path, completed_rounds: Callable[[], list[int]],
+                planned: int | None = None) -> Callable[[str], None]:
+    """The `on_stop` of a run of `planned` rounds: write the stop record and log the one line."""
     def on_stop(signal_name: str) -> None:
         done = completed_rounds()
         last = done[-1] if done else None
         write_stop_record(store_dir, signal_name, last)
-        log.warning(stop_message(signal_name, last))
+        log.warning(stop_message(signal_name, last, planned))
     return on_stop
 
 

@@ -105,7 +105,7 @@ def _run_locked(config: RunConfig) -> dict:
     observers = RunObservers.create(config, store.run_dir)  # before Ray: a missing wandb fails in a second
     report = ReportRefresher(store.run_dir) if config.reporting.report else None
     failed = True
-    stops = SignalStops(record_stop(store.run_dir, store.completed_rounds))
+    stops = SignalStops(record_stop(store.run_dir, store.completed_rounds, config.run.rounds))
     try:
         start_ray(config.ray)
         # After ray.init: it leaves a C++ handler on SIGTERM that aborts the driver; ours replaces it.

@@ -43,6 +43,9 @@ def test_the_logged_line_and_the_status_line():
     assert stop_message("SIGTERM", 0) == ("stopped by SIGTERM during round 1; run the same command again to "
                                           "continue after round 0")
     assert "during round 0" in stop_message("SIGINT", None)
+    assert stop_message("SIGTERM", 0, planned=2) == stop_message("SIGTERM", 0)
+    assert stop_message("SIGTERM", 1, planned=2) == ("stopped by SIGTERM after the last planned round (1) was "
+                                                     "complete: nothing is left to run")
     line = stop_status_line({"signal": "SIGTERM", "last_complete_round": 0, "time": "2025-01-01T00:00:00+00:00"})
     assert line == ("stopped after round 0 (SIGTERM at 2025-01-01T00:00:00+00:00); run the same command again "
                     "to continue")

@@ -1,9 +1,10 @@
-"""`ray job submit --working-dir .` against `ray start --head` on loopback, with token auth ON."""
+"""`ray job submit --working-dir .` against `ray start --head` on loopback, with token auth ON, and `ray job stop`."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -16,7 +17,7 @@ import pytest
 
 from cli_helpers import REPO, SMALL_RUN, cli_env
 
-from actors.contracts import Metric
+from actors.contracts import STOP_RECORD_FILE, Metric, partial_dir_name, round_dir_name
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +39,37 @@ def wait_for_job_server(bin_dir: Path, address: str, env: dict, timeout_s: float
     return False
 
 
-def test_quickstart_submitted_as_a_ray_job_succeeds(tmp_path):
+def stop_a_running_job(bin_dir: Path, address: str, env: dict, submit: list[str], first_run: Path,
+                       run_dir: Path) -> None:
+    """`ray job stop` once round 0 is committed, in a long job on the same cluster (a warm round takes half a
+    second, so the round it lands in is read from the log): the supervisor's SIGTERM (then SIGKILL after
+    RAY_JOB_STOP_WAIT_TIME_S, 3 s by default) stops the driver cleanly, and the stop record says where."""
+    ray_cli = lambda *args: subprocess.run([str(bin_dir / "ray"), "job", *args, "--address", address],  # noqa: E731
+                                           env=env, capture_output=True, text=True, timeout=120)
+    args = [a.replace(str(first_run), str(run_dir)).replace("activedpo-test", "activedpo-stop")
+            .replace("run.rounds=1", "run.rounds=200") for a in submit]
+    args.insert(args.index("submit") + 1, "--no-wait")
+    started = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert started.returncode == 0, started.stderr[-3000:]
+    deadline = time.time() + 480
+    while not (run_dir / partial_dir_name(1)).exists():
+        assert time.time() < deadline, ray_cli("logs", "activedpo-stop").stdout[-4000:]
+        time.sleep(0.5)
+    stopped = ray_cli("stop", "activedpo-stop")
+    assert stopped.returncode == 0, stopped.stderr[-3000:]
+    logs = ray_cli("logs", "activedpo-stop").stdout
+    assert "was stopped" in ray_cli("status", "activedpo-stop").stdout
+    line = re.search(r"stopped by SIGTERM during round (\d+); run the same command again to continue after round "
+                     r"(\d+)", logs)
+    assert line, logs[-4000:]
+    stopped_in, last = int(line[1]), int(line[2])
+    assert last == stopped_in - 1 and 1 <= stopped_in < 200
+    assert "SIGTERM received" not in logs and "Traceback" not in logs, logs[-4000:]
+    assert json.loads((run_dir / STOP_RECORD_FILE).read_text())["last_complete_round"] == last
+    assert (run_dir / round_dir_name(last) / "COMPLETE").exists() and not (run_dir / round_dir_name(stopped_in)).exists()
+
+
+def test_quickstart_submitted_as_a_ray_job_succeeds_and_a_stopped_job_stops_cleanly(tmp_path):
     bin_dir = Path(sys.executable).parent
     env = cli_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32),
                   PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
@@ -85,6 +116,7 @@ def test_quickstart_submitted_as_a_ray_job_succeeds(tmp_path):
         denied = subprocess.run([str(bin_dir / "ray"), "job", "list", "--address", address],
                                 env={**env, "RAY_AUTH_TOKEN": "wrong"}, capture_output=True, text=True, timeout=60)
         assert denied.returncode != 0
+        stop_a_running_job(bin_dir, address, env, submit, run_dir, tmp_path / "stopped-run")
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         try:
