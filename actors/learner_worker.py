@@ -55,7 +55,7 @@ import torch
 import torch.distributed as dist
 
 from actors.kernels.dpo_trainer import PairTokens, RoundTrainer
-from actors.contracts import InputError
+from actors.contracts import InputError, StorageError
 from actors.kernels import lora, sharding, training_state
 from actors.kernels.hf_model import load_model, load_tokenizer, pad_token_id, unwrap
 from actors.kernels.training_controls import (
@@ -97,6 +97,15 @@ def peak_rss_mb(status: str | None = None) -> float:
 def peak_cuda_mb(device: torch.device) -> float | None:
     """torch.cuda.max_memory_allocated on `device` in MB (the process's peak of tensor memory); None off GPU."""
     return torch.cuda.max_memory_allocated(device) / MB if device.type == "cuda" else None
+
+
+def checkpoint_write_error(round_index: int, rank: int, checkpoint_dir: str, error: OSError) -> StorageError:
+    """The message of a learner rank that could not write round `round_index`'s checkpoint or training state."""
+    return StorageError(
+        f"the learner (rank {rank}) could not write round {round_index}'s checkpoint into {checkpoint_dir}: "
+        f"{error.strerror or error} ({error.filename or 'a checkpoint file'}). Round {round_index} was not committed "
+        "and the completed rounds are intact; free space or fix the error, then run the same command again to redo it"
+    )
 
 
 def _reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
@@ -258,19 +267,22 @@ class LearnerWorker:
             state = sharding.full_state_dict(self.model)
         if state is not None:
             timings["gather_seconds"] = time.perf_counter() - gather_start
-        if self.settings.optimizer_state_rounds and (self.rank == 0 or self.sharded):
-            state_start = time.perf_counter()  # sharded: every rank writes its own part
-            training_state.save_training_state(
-                checkpoint_dir, self._trainable(), self.trainer.optimizer, round_index=round_index,
-                global_step=self.trainer.global_step, rank=self.rank, world_size=self.world_size,
-                sharded=self.sharded, scaler=self.trainer.scaler)  # fmt: skip
-            timings["training_state_seconds"] = time.perf_counter() - state_start
-        if self.rank == 0:
-            if self.settings.lora is not None:
-                handle, saved = self._save_and_publish_adapters(round_index, checkpoint_dir, state)
-            else:
-                handle, saved = self._save_and_publish(round_index, checkpoint_dir, state)
-            timings.update(saved)
+        try:
+            if self.settings.optimizer_state_rounds and (self.rank == 0 or self.sharded):
+                state_start = time.perf_counter()  # sharded: every rank writes its own part
+                training_state.save_training_state(
+                    checkpoint_dir, self._trainable(), self.trainer.optimizer, round_index=round_index,
+                    global_step=self.trainer.global_step, rank=self.rank, world_size=self.world_size,
+                    sharded=self.sharded, scaler=self.trainer.scaler)  # fmt: skip
+                timings["training_state_seconds"] = time.perf_counter() - state_start
+            if self.rank == 0:
+                if self.settings.lora is not None:
+                    handle, saved = self._save_and_publish_adapters(round_index, checkpoint_dir, state)
+                else:
+                    handle, saved = self._save_and_publish(round_index, checkpoint_dir, state)
+                timings.update(saved)
+        except OSError as error:  # a full disk, a permission: the user's to fix, not a bug (driver: exit 2)
+            raise checkpoint_write_error(round_index, self.rank, checkpoint_dir, error) from error
         metrics.update(round_index=round_index, weights_version=round_index + 1, world_size=self.world_size)
         metrics.update(timings)
         metrics.update(self._peak_memory())  # after the save: rank 0's checkpoint and publish count too

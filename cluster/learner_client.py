@@ -60,6 +60,18 @@ class LearnerError(RuntimeError):
         self.timed_out = timed_out
 
 
+def _input_error_of(error: BaseException | None) -> InputError | None:
+    """The InputError a learner rank raised (a StorageError when it could not write its checkpoint), if that is
+    what ended the Ray Train run; Ray Train keeps each rank's exception in WorkerGroupError.worker_failures."""
+    from ray.train import WorkerGroupError
+
+    if isinstance(error, WorkerGroupError):
+        for _, failure in sorted(error.worker_failures.items()):
+            if isinstance(failure, InputError):
+                return failure
+    return None
+
+
 def _storage_path(storage_dir: str) -> str:
     # Ray Train workers chdir into their run folder, so every local path must be absolute.
     return storage_dir if "://" in storage_dir else os.path.abspath(storage_dir)
@@ -372,6 +384,9 @@ class DPOLearner:
         if self._fit_thread.is_alive():
             return
         error = self._fit_error
+        user_error = _input_error_of(error)
+        if user_error is not None:  # e.g. a full disk under the checkpoint: one message for the user, exit 2
+            raise user_error from error
         raise LearnerError(
             f"the learner's Ray Train run ended {when}: "
             + (f"{type(error).__name__}: {error}" if error else "its workers returned without being stopped")

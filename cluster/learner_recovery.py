@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 def lost_a_worker(error: BaseException) -> str | None:
     """What ended the learner when it was a lost process or node ('rank 1: ActorDiedError'), None when it was
     anything else (the training code raised: restarting would raise again)."""
-    from ray.train import WorkerGroupError
+    from ray.train import ControllerError, WorkerGroupError
 
     if isinstance(error, LearnerError) and error.timed_out:
         return "no result within learner.round_timeout_s"
@@ -49,6 +49,11 @@ def lost_a_worker(error: BaseException) -> str | None:
         dead = {rank: what for rank, failure in cause.worker_failures.items() if (what := _process_loss(failure))}
         if dead:
             return ", ".join(f"rank {rank}: {what}" for rank, what in sorted(dead.items()))
+    if isinstance(cause, ControllerError):
+        # A worker lost while Ray Train still starts the group fails the controller's call to it instead.
+        what = _process_loss(cause.controller_failure)
+        if what:
+            return f"a starting worker: {what}"
     return None
 
 

@@ -409,3 +409,25 @@ def test_resumed_learner_keeps_the_original_reference_and_reports_worker_death(
         assert time.monotonic() - start < 60
     finally:
         learner.shutdown(timeout_s=20)
+
+
+def test_a_checkpoint_the_learner_cannot_write_ends_the_round_with_a_storage_error(ray_cluster, tiny_model, tmp_path):
+    """A real worker's write fails (the checkpoint folder's parent is a file: ENOTDIR, as a full disk gives ENOSPC):
+    the driver gets the rank's StorageError itself, which the CLI prints as one message with exit 2."""
+    from actors.contracts import StorageError
+    from cluster.cli import _input_error_message
+    from cluster.learner_client import DPOLearner
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the round's folder should be")
+    cfg = LearnerSection(**(LEARNER | dict(num_workers=1)))
+    learner = DPOLearner(cfg, ModelSection(), tiny_model, str(tmp_path / "ray_train"), "learner-disk-error")
+    try:
+        with pytest.raises(StorageError) as raised:
+            learner.train_round(0, make_pairs(4, seed=3), str(blocker / "checkpoint"))
+    finally:
+        learner.shutdown(timeout_s=20)
+    message = _input_error_message(raised.value)
+    assert message.startswith("the learner (rank 0) could not write round 0's checkpoint into ")
+    assert str(blocker / "checkpoint") in message and "Not a directory" in message
+    assert "run the same command again" in message

@@ -12,16 +12,17 @@ import json
 
 import pytest
 from ray.exceptions import ActorDiedError
-from ray.train import WorkerGroupError
+from ray.train import ControllerError, WorkerGroupError
 
 from actors.contracts import METRICS_FILE
 from cluster.learner_client import LearnerError
 from cluster.learner_recovery import RecoveringLearner, lost_a_worker
 
 
-def ended_by(failures: dict) -> LearnerError:
-    """The LearnerError DPOLearner raises when its Ray Train run ended with these worker failures."""
-    cause = WorkerGroupError("workers failed", failures)
+def ended_by(failures: dict | BaseException) -> LearnerError:
+    """The LearnerError DPOLearner raises when its Ray Train run ended with these worker failures (or, for one
+    exception, with that controller failure: a worker lost while the group starts)."""
+    cause = ControllerError(failures) if isinstance(failures, BaseException) else WorkerGroupError("failed", failures)
     try:
         raise LearnerError("the learner's Ray Train run ended during round 1") from cause
     except LearnerError as error:
@@ -41,6 +42,9 @@ def test_only_a_lost_process_counts_as_a_lost_worker():
     assert lost_a_worker(ended_by({0: ValueError("a bug in the training code")})) is None
     assert lost_a_worker(LearnerError("the learner was shut down")) is None
     assert lost_a_worker(LearnerError("round 3 did not finish", timed_out=True)) is not None
+    # Seen in benchmarks/fault_injection.py: a RayTrainWorker SIGKILLed while the restarted learner started.
+    assert lost_a_worker(ended_by(ActorDiedError())) == "a starting worker: ActorDiedError"
+    assert lost_a_worker(ended_by(RuntimeError("the controller's own bug"))) is None
 
 
 class StandInLearner:
