@@ -68,6 +68,33 @@ def test_decoder_blocks_are_found_or_the_strategy_is_refused(tiny_model):
         decoder_blocks(torch.nn.Sequential(torch.nn.Linear(2, 2)))
 
 
+def test_the_gathered_state_keeps_a_tied_embedding_once(tmp_path):
+    """FSDP2's full-state gather returns a tied parameter as two tensors; full_state_dict ties them again, so the
+    checkpoint and every transport hold it once, as ddp's state dict does (one process, a world of 1 over gloo)."""
+    import torch.distributed as dist
+    from transformers import LlamaForCausalLM
+
+    from actors.kernels.sharding import device_mesh, full_state_dict, shard_model
+    from actors.weight_sync.packing import sent_bytes
+    from tiny_model import tiny_llama_config
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(tiny_llama_config(64, pad_token_id=PAD_ID, tie_word_embeddings=True))
+    plain = {k: v.clone() for k, v in model.state_dict().items()}
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        shard_model(model, device_mesh(torch.device("cpu"), 1), cpu_offload=False, reshard_after_forward=True,
+                    compute=None)
+        state = full_state_dict(model)
+    finally:
+        dist.destroy_process_group()
+    assert state["lm_head.weight"] is state["model.embed_tokens.weight"]
+    # `plain` holds clones, so its lm_head counts apart: the gathered state sends one tensor fewer.
+    assert sent_bytes(state) == sent_bytes(plain) - plain["lm_head.weight"].nbytes
+    assert all(torch.equal(state[k], v) for k, v in plain.items())
+
+
 # ---- mixed precision in one process ------------------------------------------------------------
 
 
