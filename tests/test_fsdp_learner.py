@@ -1,5 +1,6 @@
 """The `fsdp` learner strategy and learner.mixed_precision: config checks and precision in one process, then
-two real 2-worker Ray Train learners (gloo on CPU), one `ddp` and one `fsdp`, trained on the same rounds.
+two real 2-worker Ray Train learners (gloo on CPU), one `ddp` and one `fsdp` with gradient checkpointing, trained
+on the same rounds.
 
 Parity tolerance between the two learners: losses 1e-6 absolute, every step's gradient norm 1e-5 relative,
 parameters 1e-5 absolute (float32; the sharded reduce-scatter adds the ranks' gradients in another order than
@@ -144,7 +145,9 @@ ROUND_PAIRS = {0: 7, 1: 1}
 def _run(tiny_model: str, root, strategy: str) -> dict:
     from cluster.learner_client import DPOLearner
 
-    learner = DPOLearner(LearnerSection(**LEARNER, strategy=strategy), ModelSection(), tiny_model,
+    # fsdp also recomputes its blocks' activations in the backward pass (gradient checkpointing): the same math.
+    learner = DPOLearner(LearnerSection(**LEARNER, strategy=strategy, gradient_checkpointing=strategy == "fsdp"),
+                         ModelSection(), tiny_model,
                          str(root / "ray_train"), f"learner-{strategy}", seed=3)  # fmt: skip
     rounds = {}
     try:
