@@ -3,8 +3,8 @@
 One vLLM actor (engine start ~15-30 s) is shared by the module. It must return the HF backend's
 rollouts table exactly (columns and types), with per-token log-probs under the tempered nucleus
 distribution the HF backend records; a seeded call must reproduce its samples whatever the chunking;
-after a real DPO round its weights, synced in place through each transport, must give the learner's
-checkpoint's log-probs. The venv is not optional here: without it these tests fail and say how to
+after a real DPO round of a 2-worker fsdp learner its weights, synced in place through each transport,
+must give the learner's checkpoint's log-probs. The venv is not optional here: without it these tests fail and say how to
 build it (`activedpo prepare --vllm`), they are never skipped.
 """
 
@@ -103,10 +103,12 @@ def engine(ray_cluster, vllm_python, model_dir):
 
 @pytest.fixture(scope="module")
 def trained(ray_cluster, model_dir, tmp_path_factory):
-    """One real DPO round of the Ray Train learner: its object-store handle and its checkpoint."""
+    """One real DPO round of a 2-worker fsdp Ray Train learner (ddp's sync into vLLM runs in tests/test_smollm2_run.py):
+    its object-store handle and its checkpoint, both from the state dict the ranks gathered."""
     root = tmp_path_factory.mktemp("vllm-learner")
     learner = DPOLearner(
-        LearnerSection(num_workers=1, batch_size=4, learning_rate=5e-3), ModelSection(),
+        LearnerSection(num_workers=2, num_cpus_per_worker=0.5, strategy="fsdp", batch_size=4, learning_rate=5e-3),
+        ModelSection(),
         initial_model_path=model_dir, storage_dir=str(root / "ray_train"), run_name="vllm-sync-test",
     )
     try:
