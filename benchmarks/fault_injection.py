@@ -1,7 +1,7 @@
 """Faults while a run trains: the quickstart with N kills of random processes at random times, against the same
 run undisturbed.
 
-    python benchmarks/fault_injection.py [--kills 20] [--seeds 0 1] [--gap 5 20] [--quick] [key=value ...]
+    python benchmarks/fault_injection.py [--kills 20] [--gap 5 20] [--quick] [--merge] [key=value ...] [--seeds 0 1]
 
 Per seed (the run's `run.seed` and the kill schedule's), two runs of configs/quickstart.yaml through the real CLI,
 each in a fresh run directory with its own embedded Ray cluster, with the same overrides:
@@ -21,7 +21,8 @@ redone (round starts beyond the run's rounds, read from the drivers' logs), lear
 wall time of each arm and the overhead, the final held-out reward of each, and whether every round's files equal
 the undisturbed run's (metrics.json and its marker aside: they hold timings). Target (issue 29): 20 kills, all
 survived, final metrics identical. Writes benchmarks/results/fault_injection.json (each run with the machine it
-ran on) and a PNG beside it; --quick (2 rounds, 3 kills) checks the script and stays in the work directory.
+ran on) and a PNG beside it; `--merge` keeps the seeds already there that this command does not run (refused when
+they were run with other settings), so seeds can be added one session at a time; --quick (2 rounds, 3 kills) checks the script and stays in the work directory.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from pathlib import Path
 
 import psutil
 from cli_runs import REPO, machine
+from harness.results import merge_runs, previous_report
 from harness.stats import fmt, mean_interval
 
 from actors.contracts import COMPLETE_MARKER, METRICS_FILE, SUMMARY_FILE, Metric
@@ -235,20 +237,27 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 small rounds, 3 kills: checks the script")
     parser.add_argument("--work-dir", default=str(REPO / "runs" / "benchmarks" / "fault_injection"))
     parser.add_argument("--out", help="JSON (default benchmarks/results/fault_injection.json; --quick: work dir)")
+    parser.add_argument("--merge", action="store_true", help="keep the seeds already in --out that this command "
+                        "does not run")
     parser.add_argument("overrides", nargs="*", help="key=value overrides for both arms")
     args = parser.parse_args()
     kills = 3 if args.quick else args.kills
     overrides = [*(QUICK if args.quick else []), *args.overrides]
     work_dir = Path(args.work_dir)
     out = Path(args.out or (work_dir if args.quick else REPO / "benchmarks" / "results") / "fault_injection.json")
+    settings = {"config": str(CONFIG.relative_to(REPO)), "overrides": overrides, "kills": kills,
+                "gap_seconds": list(args.gap), "quick": args.quick}
+    previous = previous_report(out, settings, ()) if args.merge else None
     runs = []
     for seed in args.seeds:
         print(f"seed {seed}: undisturbed, then {kills} kills", flush=True)
         runs.append(one_seed(seed, work_dir, overrides, kills, tuple(args.gap)))
+    commands = [machine()["command"]]
+    if previous is not None:
+        runs = merge_runs(previous["runs"], runs, key=("seed",))
+        commands = [*previous.get("commands", [previous["command"]]), *commands]
     summary = report(runs, kills)
-    record = {"command": machine()["command"], "settings": {"config": str(CONFIG.relative_to(REPO)),
-              "overrides": overrides, "kills": kills, "gap_seconds": list(args.gap), "quick": args.quick},
-              "summary": summary, "runs": runs}
+    record = {"command": commands[-1], "commands": commands, "settings": settings, "summary": summary, "runs": runs}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
     plot(runs, out.with_suffix(".png"))
