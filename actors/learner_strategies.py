@@ -55,6 +55,13 @@ class FsdpOptions(KindOptions):
         description="Free each block's gathered parameters after its forward pass and gather them again for "
         "the backward (less memory); False keeps them until the backward (one all-gather fewer per block).",
     )
+    gather_bucket_mb: float = Field(
+        512.0, gt=0,
+        description="After each round the full weights are gathered to rank 0 this many MB at a time (a larger "
+        "tensor alone): each bucket is written as a shard of the round's checkpoint and handed to the weight "
+        "transport, then dropped, so rank 0 holds one bucket, not a copy of the model (object_store and disk take "
+        "the buckets one by one; broadcast collects them).",
+    )
 
 
 def strategy_options(name: str) -> type[KindOptions]:

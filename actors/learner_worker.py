@@ -56,7 +56,7 @@ import torch.distributed as dist
 
 from actors.kernels.dpo_trainer import PairTokens, RoundTrainer
 from actors.contracts import InputError, StorageError
-from actors.kernels import lora, sharding, training_state
+from actors.kernels import lora, sharding, streamed_state, training_state
 from actors.kernels.hf_model import load_model, load_tokenizer, pad_token_id, unwrap
 from actors.kernels.training_controls import (
     enable_gradient_checkpointing,
@@ -263,10 +263,9 @@ class LearnerWorker:
         if self.settings.lora is not None and (self.rank == 0 or sharding.is_sharded(self.model)):
             # The adapters alone: rank 0 saves and publishes them; under fsdp every rank helps gather them.
             state = lora.adapter_state_dict(self.model)
-        elif sharding.is_sharded(self.model):  # every rank takes part in gathering the model to rank 0 (the others get {})
-            state = sharding.full_state_dict(self.model)
-        if state is not None:
             timings["gather_seconds"] = time.perf_counter() - gather_start
+        # Under fsdp (no LoRA) every rank takes part in gathering the model to rank 0 a bucket at a time, below.
+        streamed = self.settings.lora is None and sharding.is_sharded(self.model)
         try:
             if self.settings.optimizer_state_rounds and (self.rank == 0 or self.sharded):
                 state_start = time.perf_counter()  # sharded: every rank writes its own part
@@ -275,11 +274,14 @@ class LearnerWorker:
                     global_step=self.trainer.global_step, rank=self.rank, world_size=self.world_size,
                     sharded=self.sharded, scaler=self.trainer.scaler)  # fmt: skip
                 timings["training_state_seconds"] = time.perf_counter() - state_start
-            if self.rank == 0:
+            if streamed:
+                handle, saved = self._save_and_publish_streamed(round_index, checkpoint_dir)
+                timings.update(saved)
+            elif self.rank == 0:
                 if self.settings.lora is not None:
                     handle, saved = self._save_and_publish_adapters(round_index, checkpoint_dir, state)
                 else:
-                    handle, saved = self._save_and_publish(round_index, checkpoint_dir, state)
+                    handle, saved = self._save_and_publish(round_index, checkpoint_dir)
                 timings.update(saved)
         except OSError as error:  # a full disk, a permission: the user's to fix, not a bug (driver: exit 2)
             raise checkpoint_write_error(round_index, self.rank, checkpoint_dir, error) from error
@@ -312,22 +314,61 @@ class LearnerWorker:
             memory.update(peak_cuda_mb=max(cuda), peak_cuda_mb_per_rank=cuda)
         return memory
 
-    def _save_and_publish(self, round_index: int, checkpoint_dir: str, state: dict[str, torch.Tensor] | None):
-        """Rank 0: the round's HF checkpoint and the published weights, from `state` (fsdp's gathered full
-        state dict) or the plain model's own."""
+    def _save_and_publish(self, round_index: int, checkpoint_dir: str):
+        """Rank 0 under ddp: the round's HF checkpoint and the published weights, from the model's own state dict."""
         start = time.perf_counter()
         os.makedirs(checkpoint_dir, exist_ok=True)
         policy = unwrap(self.model)
         with original_use_cache(policy, self.use_cache):  # the config as loaded, not the training one
-            policy.save_pretrained(checkpoint_dir, safe_serialization=True, state_dict=state)
+            policy.save_pretrained(checkpoint_dir, safe_serialization=True)
         self.tokenizer.save_pretrained(checkpoint_dir)
         write_learner_state(checkpoint_dir, self.trainer.global_step, round_index)  # a resume continues here
         saved = time.perf_counter()
         # Under mixed precision the float32 masters: each generator casts them to generation.dtype on arrival.
-        state = policy.state_dict() if state is None else state
+        state = policy.state_dict()
         handle = self.transport.publish(state, version=round_index + 1, checkpoint_dir=checkpoint_dir)
         return handle, {"checkpoint_seconds": saved - start, "publish_seconds": time.perf_counter() - saved,
                         "sync_bytes": sent_bytes(state)}  # fmt: skip
+
+    def _save_and_publish_streamed(self, round_index: int, checkpoint_dir: str):
+        """Every rank under fsdp (collective): the model gathered a bucket at a time (actors/kernels/streamed_state.py);
+        rank 0 writes each bucket as a shard of the round's HF checkpoint and hands it to the transport's stream.
+        Returns rank 0's handle and timings (None and {} on the others)."""
+        plan = streamed_state.plan_buckets(self.model, int(self.strategy.gather_bucket_mb * 2**20))
+        timings = {"gather_seconds": 0.0, "checkpoint_seconds": 0.0, "publish_seconds": 0.0, "sync_bytes": 0}
+        stream = None
+        if self.rank == 0:
+            start = time.perf_counter()
+            os.makedirs(checkpoint_dir, exist_ok=True)
+            policy = unwrap(self.model)
+            with original_use_cache(policy, self.use_cache):  # the config as loaded, not the training one
+                policy.config.save_pretrained(checkpoint_dir)
+            if policy.can_generate() and policy.generation_config is not None:
+                policy.generation_config.save_pretrained(checkpoint_dir)
+            self.tokenizer.save_pretrained(checkpoint_dir)
+            write_learner_state(checkpoint_dir, self.trainer.global_step, round_index)  # a resume continues here
+            stream = self.transport.stream(round_index + 1, checkpoint_dir)
+            timings["checkpoint_seconds"] += time.perf_counter() - start
+        gathered = time.perf_counter()
+        for index, bucket in enumerate(streamed_state.gather_buckets(self.model, plan, self.rank)):
+            timings["gather_seconds"] += time.perf_counter() - gathered
+            if self.rank == 0:
+                start = time.perf_counter()
+                streamed_state.write_shard(checkpoint_dir, plan, index, bucket)
+                written = time.perf_counter()
+                stream.add(bucket)  # under mixed precision the float32 masters, cast by each generator
+                timings["checkpoint_seconds"] += written - start
+                timings["publish_seconds"] += time.perf_counter() - written
+                timings["sync_bytes"] += sum(t.numel() * t.element_size() for t in bucket.values())
+            del bucket
+            gathered = time.perf_counter()
+        if self.rank != 0:
+            return None, {}
+        streamed_state.write_index(checkpoint_dir, plan, timings["sync_bytes"])
+        start = time.perf_counter()
+        handle = stream.finish(plan.aliases)
+        timings["publish_seconds"] += time.perf_counter() - start
+        return handle, timings
 
     def _save_and_publish_adapters(self, round_index: int, checkpoint_dir: str, adapter: dict[str, torch.Tensor]):
         """Rank 0 under learner.lora: the adapter in peft's format (and, when lora.merged asks, the merged model in

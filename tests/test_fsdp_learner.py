@@ -11,6 +11,9 @@ alone could not tell, and the test compares the norms.
 
 from __future__ import annotations
 
+import glob
+import os
+
 import pytest
 import torch
 from pydantic import ValidationError
@@ -69,31 +72,57 @@ def test_decoder_blocks_are_found_or_the_strategy_is_refused(tiny_model):
         decoder_blocks(torch.nn.Sequential(torch.nn.Linear(2, 2)))
 
 
-def test_the_gathered_state_keeps_a_tied_embedding_once(tmp_path):
-    """FSDP2's full-state gather returns a tied parameter as two tensors; full_state_dict ties them again, so the
-    checkpoint and every transport hold it once, as ddp's state dict does (one process, a world of 1 over gloo)."""
+def test_the_sharded_model_is_gathered_in_bounded_buckets_into_a_checkpoint_from_pretrained_loads(tmp_path):
+    """One process, a world of 1 over gloo: an FSDP2 model with a tied embedding is gathered a bucket at a time into
+    a sharded HF checkpoint; no bucket exceeds the bound but for a tensor larger than it, the tied embedding is
+    gathered and written once, and from_pretrained loads the original weights. The default WeightStream (what the
+    broadcast transport uses) hands the collected buckets to `publish` with the tie restored."""
     import torch.distributed as dist
     from transformers import LlamaForCausalLM
 
-    from actors.kernels.sharding import device_mesh, full_state_dict, shard_model
-    from actors.weight_sync.packing import sent_bytes
+    from actors.kernels import streamed_state
+    from actors.kernels.sharding import device_mesh, shard_model
+    from actors.weight_sync.base import WeightStream
     from tiny_model import tiny_llama_config
 
     torch.manual_seed(0)
     model = LlamaForCausalLM(tiny_llama_config(64, pad_token_id=PAD_ID, tie_word_embeddings=True))
     plain = {k: v.clone() for k, v in model.state_dict().items()}
-    assert model.lm_head.weight is model.model.embed_tokens.weight
+    largest = max(v.nbytes for v in plain.values())
+    bound = largest // 2  # the embedding (and the MLP matrices) exceed it: buckets of their own
     dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
     try:
         shard_model(model, device_mesh(torch.device("cpu"), 1), cpu_offload=False, reshard_after_forward=True,
                     compute=None)
-        state = full_state_dict(model)
+        plan = streamed_state.plan_buckets(model, bound)
+        buckets = list(streamed_state.gather_buckets(model, plan, rank=0))
     finally:
         dist.destroy_process_group()
-    assert state["lm_head.weight"] is state["model.embed_tokens.weight"]
-    # `plain` holds clones, so its lm_head counts apart: the gathered state sends one tensor fewer.
-    assert sent_bytes(state) == sent_bytes(plain) - plain["lm_head.weight"].nbytes
-    assert all(torch.equal(state[k], v) for k, v in plain.items())
+    assert plan.aliases == {"lm_head.weight": "model.embed_tokens.weight"}
+    assert len(buckets) == len(plan.buckets) > 2
+    for bucket in buckets:
+        assert len(bucket) == 1 or sum(v.nbytes for v in bucket.values()) <= bound
+    folder = tmp_path / "checkpoint"
+    folder.mkdir()
+    model.config.save_pretrained(folder)
+    for index, bucket in enumerate(buckets):
+        streamed_state.write_shard(str(folder), plan, index, bucket)
+    streamed_state.write_index(str(folder), plan, sum(v.nbytes for b in buckets for v in b.values()))
+    loaded = load(str(folder)).state_dict()
+    assert set(loaded) == set(plain) and all(torch.equal(loaded[k], v) for k, v in plain.items())
+
+    published = {}
+
+    class Collect:  # stands in for a transport: what the default stream publishes
+        def publish(self, state, version, checkpoint_dir):
+            published.update(state)
+
+    stream = WeightStream(Collect(), 1, str(folder))
+    for bucket in buckets:
+        stream.add(bucket)
+    stream.finish(plan.aliases)
+    assert published["lm_head.weight"] is published["model.embed_tokens.weight"]
+    assert set(published) == set(plain)
 
 
 # ---- mixed precision in one process ------------------------------------------------------------
@@ -145,8 +174,10 @@ ROUND_PAIRS = {0: 7, 1: 1}
 def _run(tiny_model: str, root, strategy: str) -> dict:
     from cluster.learner_client import DPOLearner
 
-    # fsdp also recomputes its blocks' activations in the backward pass (gradient checkpointing): the same math.
-    learner = DPOLearner(LearnerSection(**LEARNER, strategy=strategy, gradient_checkpointing=strategy == "fsdp"),
+    # fsdp also recomputes its blocks' activations in the backward pass (gradient checkpointing): the same math; and
+    # gathers the weights 50 KB at a time, so the checkpoint and the published objects come in several buckets.
+    options = {"kind": "fsdp", "gather_bucket_mb": 0.05} if strategy == "fsdp" else strategy
+    learner = DPOLearner(LearnerSection(**LEARNER, strategy=options, gradient_checkpointing=strategy == "fsdp"),
                          ModelSection(), tiny_model,
                          str(root / "ray_train"), f"learner-{strategy}", seed=3)  # fmt: skip
     rounds = {}
@@ -207,5 +238,9 @@ def test_fsdp_checkpoint_loads_and_equals_the_gathered_weights(ddp_and_fsdp):
 def test_generators_receive_the_fsdp_learners_weights(ddp_and_fsdp):
     for r in ddp_and_fsdp["fsdp"].values():
         assert r["handle"].transport == "object_store" and r["handle"].version == r["metrics"]["weights_version"]
+        # One object per gathered bucket, as many as the checkpoint's shards; the bytes equal ddp's.
+        shards = glob.glob(os.path.join(r["checkpoint"], "model-*-of-*.safetensors"))
+        assert len(r["handle"].payload) == len(shards) > 1
+        assert r["metrics"]["sync_bytes"] == ddp_and_fsdp["ddp"][0]["metrics"]["sync_bytes"]
         # apply_weights (what every generator runs) on a fresh tiny model, with the learner still alive.
         assert _max_param_diff(r["applied"], load(r["checkpoint"]).state_dict()) == 0.0

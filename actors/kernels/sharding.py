@@ -1,4 +1,4 @@
-"""The `fsdp` learner strategy's torch side: shard a Hugging Face causal LM with FSDP2, gather it back.
+"""The `fsdp` learner strategy's torch side: shard a Hugging Face causal LM with FSDP2.
 
 `shard_model` applies `torch.distributed.fsdp.fully_shard` to every decoder block, then to the root, on
 an explicit 1-D device mesh over all ranks ("cpu" for gloo, "cuda" for NCCL): each rank keeps 1/world of
@@ -15,9 +15,8 @@ averaged and the forced-SUM reductions gave the same gradients on 2 CPU ranks, b
 (`set_force_sum_reduction_for_comms`), which does not depend on gloo's AVG; tests/test_fsdp_learner.py
 checks every step's gradient norm against DDP's.
 
-`full_state_dict` gathers the whole model to rank 0, on the CPU (the other ranks get {}): what the round's
-Hugging Face checkpoint is written from and what the weight transports publish. Every rank must call it
-(the gather is collective). Pure torch, no Ray.
+The round's full weights are gathered back a bucket at a time by actors/kernels/streamed_state.py. Pure torch,
+no Ray.
 """
 
 from __future__ import annotations
@@ -111,21 +110,6 @@ def reshard(model: torch.nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, FSDPModule):
             module.reshard()
-
-
-def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The whole model's state dict on rank 0, on the CPU; {} on the other ranks. Collective: every rank calls it."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-    state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    # The gather returns a tied parameter (SmolLM2's embedding and lm_head) as two tensors: tie them again, so the
-    # checkpoint and every transport hold it once (108 MB a sync for SmolLM2), as under ddp.
-    first: dict[int, str] = {}
-    for name, parameter in model.named_parameters(remove_duplicate=False):
-        if id(parameter) in first and name in state and first[id(parameter)] in state:
-            state[name] = state[first[id(parameter)]]
-        first.setdefault(id(parameter), name)
-    return state
 
 
 def total_grad_norm_to_float(norm: torch.Tensor) -> float:

@@ -37,7 +37,7 @@ class WeightsHandle:
 
     version: int
     transport: str
-    # object_store: a list holding one ObjectRef; disk: a checkpoint folder path;
+    # object_store: a list of ObjectRefs (one, or one per streamed bucket); disk: a checkpoint folder path;
     # broadcast: a dict with the rendezvous, the tensor layout and a "checkpoint" folder to fall back to.
     payload: Any
 
@@ -83,6 +83,29 @@ class WeightTransport(ABC):
     @abstractmethod
     def receive(self, handle: WeightsHandle) -> dict[str, torch.Tensor]:
         """Fetch the weights a handle points to, to be copied into a model (they may be read-only views)."""
+
+    def stream(self, version: int, checkpoint_dir: str | None) -> WeightStream:
+        """Publish a version handed over a bucket at a time (the fsdp learner's streamed gather,
+        actors/kernels/streamed_state.py). This default collects the buckets and publishes them whole; a transport
+        that can take them one by one returns a stream that does."""
+        return WeightStream(self, version, checkpoint_dir)
+
+
+class WeightStream:
+    """One version's weights, a bucket at a time: `add` each bucket (its tensors are not kept by the caller), then
+    `finish` with the aliases of tied entries (they name tensors in earlier buckets) for the handle."""
+
+    def __init__(self, transport: WeightTransport, version: int, checkpoint_dir: str | None):
+        self.transport, self.version, self.checkpoint_dir = transport, version, checkpoint_dir
+        self._state: dict[str, torch.Tensor] = {}
+
+    def add(self, bucket: dict[str, torch.Tensor]) -> None:
+        self._state.update(bucket)
+
+    def finish(self, aliases: dict[str, str]) -> WeightsHandle:
+        state = {**self._state, **{alias: self._state[name] for alias, name in aliases.items()}}
+        self._state = {}
+        return self.transport.publish(state, self.version, self.checkpoint_dir)
 
 
 def _can_adopt(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> bool:

@@ -7,7 +7,7 @@ import os
 
 import torch
 
-from actors.weight_sync.base import WeightsHandle, WeightTransport
+from actors.weight_sync.base import WeightsHandle, WeightStream, WeightTransport
 from actors.weight_sync.registry import register_transport
 
 
@@ -24,6 +24,19 @@ class DiskTransport(WeightTransport):
 
     def receive(self, handle):
         return load_checkpoint_tensors(handle.payload)
+
+    def stream(self, version, checkpoint_dir):
+        return _CheckpointStream(self, version, checkpoint_dir)
+
+
+class _CheckpointStream(WeightStream):
+    """The streamed buckets are the checkpoint's shards, already written: nothing to keep."""
+
+    def add(self, bucket):
+        pass
+
+    def finish(self, aliases):
+        return self.transport.publish({}, self.version, self.checkpoint_dir)
 
 
 def load_checkpoint_tensors(folder: str) -> dict[str, torch.Tensor]:
