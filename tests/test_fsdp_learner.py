@@ -196,9 +196,28 @@ def _run(tiny_model: str, root, strategy: str) -> dict:
     return rounds
 
 
+def _resume_fsdp(tiny_model: str, root, round_0_checkpoint: str) -> dict:
+    """A new fsdp learner started from round 0's streamed, sharded checkpoint (and its per-rank AdamW state), as a
+    resumed run starts: it trains round 1 on the same pairs."""
+    from cluster.learner_client import DPOLearner
+
+    options = {"kind": "fsdp", "gather_bucket_mb": 0.05}
+    learner = DPOLearner(LearnerSection(**LEARNER, strategy=options, gradient_checkpointing=True), ModelSection(),
+                         round_0_checkpoint, str(root / "ray_train"), "learner-fsdp-resumed", seed=3,
+                         reference_model_path=tiny_model, resume=True)  # fmt: skip
+    try:
+        checkpoint = str(root / "round_1" / "checkpoint")
+        metrics, _ = learner.train_round(1, random_pairs_table(ROUND_PAIRS[1], seed=101), checkpoint)
+    finally:
+        learner.shutdown()
+    return dict(metrics=metrics, checkpoint=checkpoint)
+
+
 @pytest.fixture(scope="module")
 def ddp_and_fsdp(ray_cluster, tiny_model, tmp_path_factory):
-    return {strategy: _run(tiny_model, tmp_path_factory.mktemp(strategy), strategy) for strategy in ("ddp", "fsdp")}
+    runs = {strategy: _run(tiny_model, tmp_path_factory.mktemp(strategy), strategy) for strategy in ("ddp", "fsdp")}
+    runs["fsdp_resumed"] = _resume_fsdp(tiny_model, tmp_path_factory.mktemp("resumed"), runs["fsdp"][0]["checkpoint"])
+    return runs
 
 
 def _max_param_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
@@ -244,3 +263,12 @@ def test_generators_receive_the_fsdp_learners_weights(ddp_and_fsdp):
         assert r["metrics"]["sync_bytes"] == ddp_and_fsdp["ddp"][0]["metrics"]["sync_bytes"]
         # apply_weights (what every generator runs) on a fresh tiny model, with the learner still alive.
         assert _max_param_diff(r["applied"], load(r["checkpoint"]).state_dict()) == 0.0
+
+
+def test_an_fsdp_learner_resumed_from_its_sharded_checkpoint_trains_the_next_round_as_the_uninterrupted_one(
+        ddp_and_fsdp):
+    resumed, uninterrupted = ddp_and_fsdp["fsdp_resumed"], ddp_and_fsdp["fsdp"][1]
+    assert resumed["metrics"]["global_step"] == uninterrupted["metrics"]["global_step"]
+    for key in ("loss", "loss_end", "ref_chosen_logps"):
+        assert resumed["metrics"][key] == uninterrupted["metrics"][key], key
+    assert _max_param_diff(load(resumed["checkpoint"]).state_dict(), load(uninterrupted["checkpoint"]).state_dict()) == 0.0
