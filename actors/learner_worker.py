@@ -10,7 +10,8 @@ shards the frozen reference the same way. AdamW and its learning-rate schedule a
 the sharding (so AdamW's state is sharded too); the worker registers with the mailbox and waits for
 messages. Each round: fetch the pairs, train (actors/kernels/dpo_trainer.py), then rank 0 writes the HF
 checkpoint, with learner_state.json (the schedule's global step), and publishes the weights (under fsdp
-from the full state dict every rank helped gather to rank 0's CPU memory), and AdamW's state goes beside it
+every rank helps gather them to rank 0 a bucket at a time, each bucket written as a checkpoint shard and handed to
+the transport, then dropped: actors/kernels/streamed_state.py), and AdamW's state goes beside it
 (actors/kernels/training_state.py: rank 0's under ddp, each rank's shard under fsdp); every rank reports to Ray Train
 (so the run, its metrics and its checkpoints show in Ray Train's state and the dashboard); rank 0 posts
 the result.
