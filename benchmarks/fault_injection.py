@@ -182,6 +182,9 @@ def report(runs: list[dict], kills: int) -> dict:
                "all_rounds_identical": all(r["rounds_identical"] for r in runs),
                "all_final_identical": all(r["final_identical"] for r in runs)}
     summary["target_met"] = bool(all(r["kills_survived"] == kills for r in runs) and summary["all_rounds_identical"])
+    # A kill is counted once the run it hit finished, so a run that ended before the last kill was spent survived
+    # every kill it took: the target then fails on the kills' number, not on a lost run.
+    summary["ended_before_every_kill"] = {r["seed"]: r["kills_survived"] for r in runs if r["kills_survived"] < kills}
     print(f"\n{'seed':>4} {'kills (gen/score/learner/driver)':>34} {'redone':>7} {'restarts':>8} "
           f"{'wall calm':>9} {'wall hit':>9} {'final calm':>10} {'final hit':>10} {'identical':>9}")
     for r in runs:
@@ -195,6 +198,9 @@ def report(runs: list[dict], kills: int) -> dict:
           f"{fmt(summary['rounds_redone'], 1)}, wall-time overhead {fmt(summary['overhead'])}%, every round's files "
           f"identical: {summary['all_rounds_identical']} -> target (all {kills} survived, identical) "
           f"{'met' if summary['target_met'] else 'not met'}, as measured")
+    for seed, spent in summary["ended_before_every_kill"].items():
+        print(f"seed {seed}: the run finished after {spent} of the {kills} kills (each survived); a longer run "
+              "(more rounds) or a shorter --gap spends them all")
     return summary
 
 

@@ -33,3 +33,8 @@ def test_the_target_needs_every_kill_survived_and_identical_rounds():
     assert fault_injection.report([run(0, 20, True), run(1, 20, True)], 20)["target_met"]
     assert not fault_injection.report([run(0, 20, True), run(1, 20, False)], 20)["target_met"]
     assert not fault_injection.report([run(0, 19, True)], 20)["target_met"]
+
+
+def test_a_run_that_ends_before_every_kill_is_named():
+    summary = fault_injection.report([run(0, 20, True), run(1, 17, True)], 20)
+    assert not summary["target_met"] and summary["ended_before_every_kill"] == {1: 17}
