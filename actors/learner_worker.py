@@ -360,7 +360,7 @@ class LearnerWorker:
                 stream.add(bucket)  # under mixed precision the float32 masters, cast by each generator
                 timings["checkpoint_seconds"] += written - start
                 timings["publish_seconds"] += time.perf_counter() - written
-                timings["sync_bytes"] += sum(t.numel() * t.element_size() for t in bucket.values())
+                timings["sync_bytes"] += sent_bytes(bucket)
             del bucket
             gathered = time.perf_counter()
         if self.rank != 0:

@@ -1,7 +1,7 @@
 """A sharded (FSDP2) model's full weights, gathered a bucket at a time and written as a sharded HF checkpoint.
 
-Gathering the whole state dict to rank 0 (`sharding.full_state_dict`) makes rank 0 hold a full CPU copy of the
-model, and the checkpoint and the transport copy it again. Here every rank walks the model's state dict in the
+Gathering the whole state dict to rank 0 at once would make rank 0 hold a full CPU copy of the model, and the
+checkpoint and the transport copy it again. Here every rank walks the model's state dict in the
 same order; each entry is all-gathered (`DTensor.full_tensor`, a collective) and rank 0 keeps it, on the CPU,
 until the bucket holds `bucket_bytes`; the bucket then goes to the consumers (a checkpoint shard, the weight
 transport's stream) and is dropped. Rank 0's extra memory is one bucket (a larger tensor is a bucket of its own).
@@ -43,12 +43,11 @@ def plan_buckets(model: torch.nn.Module, bucket_bytes: int) -> BucketPlan:
     """Cut the model's state dict into buckets of at most `bucket_bytes` (a larger entry alone); same on every rank."""
     state = model.state_dict()
     first: dict[int, str] = {}
-    for name, parameter in model.named_parameters(remove_duplicate=False):
-        first.setdefault(id(parameter), name)
     aliases = {}
     for name, parameter in model.named_parameters(remove_duplicate=False):
-        if first[id(parameter)] != name and name in state and first[id(parameter)] in state:
+        if id(parameter) in first and name in state and first[id(parameter)] in state:
             aliases[name] = first[id(parameter)]
+        first.setdefault(id(parameter), name)
     buckets: list[list[str]] = []
     size = bucket_bytes
     for name, tensor in state.items():

@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 import torch
 
 from actors.options import KindOptions
+from actors.weight_sync.packing import join_shared
 from actors.weight_sync.registry import make_transport
 
 
@@ -103,8 +104,7 @@ class WeightStream:
         self._state.update(bucket)
 
     def finish(self, aliases: dict[str, str]) -> WeightsHandle:
-        state = {**self._state, **{alias: self._state[name] for alias, name in aliases.items()}}
-        self._state = {}
+        state, self._state = join_shared(self._state, aliases), {}
         return self.transport.publish(state, self.version, self.checkpoint_dir)
 
 
