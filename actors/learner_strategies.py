@@ -59,8 +59,8 @@ class FsdpOptions(KindOptions):
         512.0, gt=0,
         description="After each round the full weights are gathered to rank 0 this many MB at a time (a larger "
         "tensor alone): each bucket is written as a shard of the round's checkpoint and handed to the weight "
-        "transport, then dropped, so rank 0 holds one bucket, not a copy of the model (object_store and disk take "
-        "the buckets one by one; broadcast collects them).",
+        "transport, then dropped, so rank 0's device holds one bucket, not a copy of the model (object_store and disk "
+        "keep nothing more; broadcast keeps the packed buckets in host memory until the generators join).",
     )
 
 

@@ -348,7 +348,7 @@ class LearnerWorker:
                 policy.generation_config.save_pretrained(checkpoint_dir)
             self.tokenizer.save_pretrained(checkpoint_dir)
             write_learner_state(checkpoint_dir, self.trainer.global_step, round_index)  # a resume continues here
-            stream = self.transport.stream(round_index + 1, checkpoint_dir)
+            stream = self.transport.stream(round_index + 1, checkpoint_dir, self.device)
             timings["checkpoint_seconds"] += time.perf_counter() - start
         gathered = time.perf_counter()
         for index, bucket in enumerate(streamed_state.gather_buckets(self.model, plan, self.rank)):

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from actors.contracts import InputError
 from actors.kernels.dpo_trainer import PairTokens, RoundTrainer
 from actors.kernels.sharding import compute_dtype, decoder_blocks
-from actors.weight_sync import apply_weights, make_transport
+from actors.weight_sync import BroadcastTransport, apply_weights, make_transport
 from cluster.config import LearnerSection, ModelSection
 from tiny_model import PAD_ID, build_tiny_model, random_pairs_table
 
@@ -75,8 +75,10 @@ def test_decoder_blocks_are_found_or_the_strategy_is_refused(tiny_model):
 def test_the_sharded_model_is_gathered_in_bounded_buckets_into_a_checkpoint_from_pretrained_loads(tmp_path):
     """One process, a world of 1 over gloo: an FSDP2 model with a tied embedding is gathered a bucket at a time into
     a sharded HF checkpoint; no bucket exceeds the bound but for a tensor larger than it, the tied embedding is
-    gathered and written once, and from_pretrained loads the original weights. The default WeightStream (what the
-    broadcast transport uses) hands the collected buckets to `publish` with the tie restored."""
+    gathered and written once, and from_pretrained loads the original weights. The default WeightStream (a plugin
+    transport without a stream of its own) hands the collected buckets to `publish` with the tie restored; the
+    broadcast's stream sends them one bucket after another to a receiver (here a second gloo rank in this process)
+    that gets every weight exactly, the tie restored as one tensor."""
     import torch.distributed as dist
     from transformers import LlamaForCausalLM
 
@@ -123,6 +125,22 @@ def test_the_sharded_model_is_gathered_in_bounded_buckets_into_a_checkpoint_from
     stream.finish(plan.aliases)
     assert published["lm_head.weight"] is published["model.embed_tokens.weight"]
     assert set(published) == set(plain)
+
+    broadcast = BroadcastTransport(receivers=1, timeout_s=60)
+    stream = broadcast.stream(1, None)
+    for bucket in buckets:
+        stream.add(bucket)
+    handle = stream.finish(plan.aliases)
+    assert len(handle.payload["buckets"]) == len(buckets)  # one collective per bucket, not one whole copy
+    received = broadcast.receive(handle)  # rank 1 joins while the sender thread (rank 0) waits for it
+    assert broadcast.wait_sent(60)["ok"]
+    assert set(received) == set(plain) and all(torch.equal(received[k], v) for k, v in plain.items())
+    assert received["lm_head.weight"].data_ptr() == received["model.embed_tokens.weight"].data_ptr()
+    # ddp's publish: the whole state dict, one bucket.
+    handle = broadcast.publish(published, 2)
+    assert len(handle.payload["buckets"]) == 1 and handle.payload["aliases"] == plan.aliases
+    received = broadcast.receive(handle)
+    assert broadcast.wait_sent(60)["ok"] and all(torch.equal(received[k], v) for k, v in plain.items())
 
 
 # ---- mixed precision in one process ------------------------------------------------------------

@@ -61,10 +61,13 @@ def test_generator_matches_the_learner_after_sync(trained, transport):
 
 
 def test_broadcast_reaches_every_generator_and_a_late_one_falls_back_to_disk(ray_cluster, tmp_path):
-    """The collective path (gloo between CPU processes here; NCCL on GPUs is the same code)."""
+    """The collective path (gloo between CPU processes here; NCCL on GPUs is the same code), from an fsdp learner
+    whose streamed gather hands the weights over in several small buckets, each broadcast on its own (ddp's whole
+    state dict in one bucket: tests/test_fsdp_learner.py)."""
     model_path = str(build_tiny_model(tmp_path / "model"))
     learner = DPOLearner(
-        LearnerSection(num_workers=1, batch_size=4, learning_rate=5e-3), ModelSection(),
+        LearnerSection(num_workers=1, batch_size=4, learning_rate=5e-3,
+                       strategy={"kind": "fsdp", "gather_bucket_mb": 0.02}), ModelSection(),
         initial_model_path=model_path, storage_dir=str(tmp_path / "ray_train"), run_name="broadcast-test",
         weight_sync=BroadcastOptions(kind="broadcast", timeout_s=60), receivers=2,
     )
@@ -72,6 +75,7 @@ def test_broadcast_reaches_every_generator_and_a_late_one_falls_back_to_disk(ray
     try:
         _, handle = learner.train_round(0, random_pairs_table(16), str(tmp_path / "checkpoint"))
         assert handle.transport == "broadcast" and handle.payload["world_size"] == 3
+        assert len(handle.payload["buckets"]) > 2
         checkpoint = AutoModelForCausalLM.from_pretrained(tmp_path / "checkpoint", dtype=torch.float32).eval()
         with torch.no_grad():
             learner_logps = sequence_logprobs(checkpoint, PROMPTS, RESPONSES, PAD_ID).tolist()

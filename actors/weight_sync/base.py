@@ -85,10 +85,11 @@ class WeightTransport(ABC):
     def receive(self, handle: WeightsHandle) -> dict[str, torch.Tensor]:
         """Fetch the weights a handle points to, to be copied into a model (they may be read-only views)."""
 
-    def stream(self, version: int, checkpoint_dir: str | None) -> WeightStream:
+    def stream(self, version: int, checkpoint_dir: str | None, device: torch.device | None = None) -> WeightStream:
         """Publish a version handed over a bucket at a time (the fsdp learner's streamed gather,
-        actors/kernels/streamed_state.py). This default collects the buckets and publishes them whole; a transport
-        that can take them one by one returns a stream that does."""
+        actors/kernels/streamed_state.py, whose buckets arrive on the CPU; `device` is where the learner trains,
+        for a transport that sends from there). This default, for a transport without a stream of its own,
+        collects the buckets and publishes them whole; every built-in transport takes them one by one."""
         return WeightStream(self, version, checkpoint_dir)
 
 

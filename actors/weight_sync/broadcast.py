@@ -8,7 +8,12 @@ learner; the handle carries its address, the group's key and the tensor layout, 
 
 `publish` packs the state dict into one flat buffer per dtype (actors/weight_sync/packing.py) (a single broadcast each, instead of
 hundreds of small ones) and returns at once; a background thread waits for the generators to join
-and broadcasts. Generators join when the driver hands them the handle (`receive`), so publishing
+and broadcasts. The fsdp learner's streamed gather (`stream`) hands the weights over a bucket at a
+time (on the CPU): each bucket is packed on arrival, in pinned host memory for a GPU learner, and the
+thread sends the buckets one after the other from the learner's device, each uploaded just before
+its collective (NCCL between GPUs), so the learner's GPU never holds more than one bucket beyond its
+shards. The host keeps the packed copy until the generators have joined, since the learner's round
+does not wait for them. Generators join when the driver hands them the handle (`receive`), so publishing
 never blocks the learner's round. A fresh group per version keeps failure simple: a generator that
 Ray restarted after the broadcast, or one that cannot join in time, loads the round's checkpoint
 from disk instead (the handle names it), and the learner's thread gives up after `timeout_s`.
@@ -21,6 +26,7 @@ import logging
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -29,9 +35,9 @@ import torch
 from pydantic import Field
 
 from actors.options import KindOptions
-from actors.weight_sync.base import WeightsHandle, WeightTransport
+from actors.weight_sync.base import WeightsHandle, WeightStream, WeightTransport
 from actors.weight_sync.disk import load_checkpoint_tensors
-from actors.weight_sync.packing import BUFFER_DTYPES, pack_state_dict, unpack_state_dict
+from actors.weight_sync.packing import BUFFER_DTYPES, TensorSlot, join_shared, pack_state_dict, unpack_state_dict
 from actors.weight_sync.registry import BROADCAST, register_transport
 
 log = logging.getLogger(__name__)
@@ -83,21 +89,33 @@ class BroadcastTransport(WeightTransport):
 
     # ---- learner side -------------------------------------------------------------------------
     def publish(self, state_dict, version, checkpoint_dir=None):
+        buffers, slots, aliases = pack_state_dict(state_dict)
+        device = next(iter(buffers.values())).device if buffers else torch.device("cpu")
+        return self._start([_PackedBucket(buffers, slots)], aliases, version, checkpoint_dir, device)
+
+    def stream(self, version, checkpoint_dir, device=None):
+        return _BroadcastStream(self, version, checkpoint_dir, torch.device(device or "cpu"))
+
+    def _start(self, buckets: list[_PackedBucket], aliases: dict[str, str], version: int,
+               checkpoint_dir: str | None, device: torch.device) -> WeightsHandle:
+        """Start the background send of `buckets` (packed on `device`, or staged on the host for it: the sender
+        uploads one buffer at a time) and return the handle the generators join with."""
         if self.receivers < 1:
             raise ValueError("the broadcast transport needs the number of generator actors (receivers >= 1)")
         self.wait_sent()
-        buffers, slots, aliases = pack_state_dict(state_dict)
-        backend = "nccl" if any(b.is_cuda for b in buffers.values()) else "gloo"
+        backend = "nccl" if device.type == "cuda" else "gloo"
         address, port = self._rendezvous()
         group_key = f"weights-v{version}-{uuid.uuid4().hex[:8]}"
         self._sender = threading.Thread(
-            target=self._send, args=(group_key, buffers, backend), name=f"weights-broadcast-v{version}", daemon=True
+            target=self._send, args=(group_key, buckets, backend, device), name=f"weights-broadcast-v{version}",
+            daemon=True,
         )
         self._sender.start()
         payload = {
             "address": address, "port": port, "group": group_key, "world_size": self.receivers + 1,
-            "backend": backend, "slots": slots, "aliases": aliases, "dtypes": sorted(buffers),
-            "sizes": {dtype: buffer.numel() for dtype, buffer in buffers.items()},
+            "backend": backend, "aliases": aliases,
+            "buckets": [{"slots": b.slots, "sizes": {dtype: t.numel() for dtype, t in b.buffers.items()}}
+                        for b in buckets],
             "timeout_s": self.timeout.total_seconds(), "checkpoint": checkpoint_dir,
         }  # fmt: skip
         return WeightsHandle(version=version, transport=self.name, payload=payload)
@@ -117,21 +135,23 @@ class BroadcastTransport(WeightTransport):
             self._store = dist.TCPStore(address, 0, is_master=True, wait_for_workers=False, timeout=self.timeout)
         return self._store.host, self._store.port
 
-    def _send(self, group_key: str, buffers: dict[str, torch.Tensor], backend: str) -> None:
+    def _send(self, group_key: str, buckets: list[_PackedBucket], backend: str, device: torch.device) -> None:
         import torch.distributed as dist
 
         started = time.perf_counter()
         try:
             if backend == "nccl":
-                torch.cuda.set_device(next(iter(buffers.values())).device)
+                torch.cuda.set_device(device)
             group = _process_group(backend, dist.PrefixStore(group_key + "/", self._store), 0,
                                    self.receivers + 1, self.timeout)  # fmt: skip
             joined = time.perf_counter()
-            for dtype in sorted(buffers):
-                _broadcast(group, buffers[dtype])
+            for bucket in buckets:
+                for dtype in sorted(bucket.buffers):
+                    # A host-staged bucket goes back to the GPU one buffer at a time (a no-op when already there).
+                    _broadcast(group, bucket.buffers[dtype].to(device, non_blocking=False))
             if backend == "nccl":
                 torch.cuda.synchronize()
-            self.last_send = {"ok": True, "group": group_key, "join_seconds": joined - started,
+            self.last_send = {"ok": True, "group": group_key, "buckets": len(buckets), "join_seconds": joined - started,
                               "broadcast_seconds": time.perf_counter() - joined}  # fmt: skip
         except Exception as exc:  # generators that missed it fall back to the checkpoint on disk
             log.warning("weights broadcast %s failed after %.1f s: %s", group_key, time.perf_counter() - started, exc)
@@ -152,16 +172,52 @@ class BroadcastTransport(WeightTransport):
                                    "generators (this one was restarted or is extra)")  # fmt: skip
             device = torch.device("cuda", torch.cuda.current_device()) if payload["backend"] == "nccl" else "cpu"
             group = _process_group(payload["backend"], prefixed, rank, payload["world_size"], timeout)
-            buffers = {dtype: torch.empty(payload["sizes"][dtype], dtype=BUFFER_DTYPES[dtype], device=device)
-                       for dtype in payload["dtypes"]}  # fmt: skip
-            for dtype in payload["dtypes"]:
-                _broadcast(group, buffers[dtype])
-            return unpack_state_dict(buffers, payload["slots"], payload["aliases"])
+            unique: dict[str, torch.Tensor] = {}
+            for bucket in payload["buckets"]:
+                buffers = {dtype: torch.empty(size, dtype=BUFFER_DTYPES[dtype], device=device)
+                           for dtype, size in bucket["sizes"].items()}  # fmt: skip
+                for dtype in sorted(buffers):
+                    _broadcast(group, buffers[dtype])
+                unique.update(unpack_state_dict(buffers, bucket["slots"], {}))
+            return join_shared(unique, payload["aliases"])
         except Exception as exc:
             if not payload.get("checkpoint"):
                 raise
             log.warning("weights broadcast v%d not received (%s); loading %s", handle.version, exc, payload["checkpoint"])
             return load_checkpoint_tensors(payload["checkpoint"])
+
+
+@dataclass(frozen=True)
+class _PackedBucket:
+    """One bucket of weights as flat per-dtype buffers and the layout to unpack them."""
+
+    buffers: dict[str, torch.Tensor]
+    slots: list[TensorSlot]
+
+
+class _BroadcastStream(WeightStream):
+    """Each bucket packed on the host as it comes (pinned for a GPU learner), sent from the learner's device
+    (module docstring)."""
+
+    def __init__(self, transport, version, checkpoint_dir, device: torch.device):
+        super().__init__(transport, version, checkpoint_dir)
+        self._buckets: list[_PackedBucket] = []
+        self._aliases: dict[str, str] = {}
+        self._device = device
+
+    def add(self, bucket):
+        buffers, slots, aliases = pack_state_dict({name: tensor.cpu() for name, tensor in bucket.items()})
+        if not buffers:
+            return
+        if self._device.type == "cuda":
+            buffers = {dtype: buffer.pin_memory() for dtype, buffer in buffers.items()}
+        self._buckets.append(_PackedBucket(buffers, slots))
+        self._aliases.update(aliases)
+
+    def finish(self, aliases):
+        buckets, self._buckets = self._buckets, []
+        return self.transport._start(buckets, {**self._aliases, **aliases}, self.version, self.checkpoint_dir,
+                                     self._device)  # fmt: skip
 
 
 def _node_address() -> str:

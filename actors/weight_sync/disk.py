@@ -25,7 +25,7 @@ class DiskTransport(WeightTransport):
     def receive(self, handle):
         return load_checkpoint_tensors(handle.payload)
 
-    def stream(self, version, checkpoint_dir):
+    def stream(self, version, checkpoint_dir, device=None):
         return _CheckpointStream(self, version, checkpoint_dir)
 
 

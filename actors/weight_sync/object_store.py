@@ -23,7 +23,7 @@ class ObjectStoreTransport(WeightTransport):
         unique, aliases = split_shared(state_dict)
         return WeightsHandle(version=version, transport=self.name, payload=[_put(unique, aliases)])
 
-    def stream(self, version, checkpoint_dir):
+    def stream(self, version, checkpoint_dir, device=None):
         return _ObjectStoreStream(self, version, checkpoint_dir)
 
     def receive(self, handle):
