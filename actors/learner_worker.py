@@ -6,7 +6,8 @@ adapters on it if asked (learner.lora: fresh ones, or a resumed run's from its l
 then the policy with its adapters off, and no copy is loaded), then
 applies the learner strategy (actors/learner_strategies.py): `ddp` wraps it in DDP (Ray Train's
 prepare_model); `fsdp` shards it with FSDP2 over an explicit device mesh (actors/kernels/sharding.py) and
-shards the frozen reference the same way. AdamW and its learning-rate schedule are created once, after
+shards the frozen reference the same way, each loaded straight into its shards without LoRA
+(actors/kernels/sharded_load.py: no rank holds a whole copy at start-up). AdamW and its learning-rate schedule are created once, after
 the sharding (so AdamW's state is sharded too); the worker registers with the mailbox and waits for
 messages. Each round: fetch the pairs, train (actors/kernels/dpo_trainer.py), then rank 0 writes the HF
 checkpoint, with learner_state.json (the schedule's global step), and publishes the weights (under fsdp
@@ -57,7 +58,7 @@ import torch.distributed as dist
 
 from actors.kernels.dpo_trainer import PairTokens, RoundTrainer
 from actors.contracts import InputError, StorageError
-from actors.kernels import lora, sharding, streamed_state, training_state
+from actors.kernels import hf_model, lora, sharded_load, sharding, streamed_state, training_state
 from actors.kernels.hf_model import load_model, load_tokenizer, pad_token_id, unwrap
 from actors.kernels.training_controls import (
     enable_gradient_checkpointing,
@@ -82,17 +83,29 @@ def peak_rss_mb(status: str | None = None) -> float:
     process's own memory; without that file (not Linux), getrusage's ru_maxrss. VmHWM comes first because
     Linux carries ru_maxrss over exec: a process started by a larger one could report that one's peak.
     """
+    hwm = _proc_status_mb("VmHWM", status)
+    if hwm is not None:
+        return hwm
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return maxrss / MB if sys.platform == "darwin" else maxrss * 1024 / MB  # bytes on macOS, KiB elsewhere
+
+
+def rss_mb(status: str | None = None) -> float | None:
+    """This process's resident set size now, in MB (VmRSS of /proc/self/status); None without that file."""
+    return _proc_status_mb("VmRSS", status)
+
+
+def _proc_status_mb(field: str, status: str | None) -> float | None:
     if status is None:
         try:
             with open("/proc/self/status") as f:
                 status = f.read()
         except OSError:
-            status = ""
+            return None
     for line in status.splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) * 1024 / MB  # kB
-    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return maxrss / MB if sys.platform == "darwin" else maxrss * 1024 / MB  # bytes on macOS, KiB elsewhere
+    return None
 
 
 def peak_cuda_mb(device: torch.device) -> float | None:
@@ -155,21 +168,15 @@ class LearnerWorker:
         self.last_round: int | None = config.get("last_round")  # lora.merged 'last_round' merges there
         self.tokenizer = self._load_tokenizer()
         self._check_mixed_precision()
-        policy = self._load(self.model_path)
-        # On the plain model, before the wrap. self.use_cache: the config's value to save (None: untouched).
-        self.use_cache = enable_gradient_checkpointing(policy) if self.settings.gradient_checkpointing else None
-        if self.settings.lora is not None:  # before any wrap: DDP and fully_shard take the peft model
-            policy = (lora.load_adapters(policy, self.adapter_path) if self.adapter_path
-                      else lora.add_adapters(policy, self.settings.lora))  # fmt: skip
+        self.use_cache: bool | None = None  # the config's use_cache to save (None: untouched), set by _prepare
         # With LoRA the reference 'initial' is the policy with its adapters off: no second copy.
         wants_copy = self.settings.reference == "initial" and self.settings.lora is None
-        reference = self._load(config["reference_model_path"]) if wants_copy else None
-        if reference is not None:
-            reference.requires_grad_(False)
         if self.strategy.kind == "fsdp":
-            self.model, reference = self._shard(policy, reference)
+            self.model, reference = self._sharded_models(config["reference_model_path"] if wants_copy else None)
         else:
-            self.model = ray.train.torch.prepare_model(policy)
+            self.model = ray.train.torch.prepare_model(self._prepare(self._load(self.model_path)))
+            reference = self._load(config["reference_model_path"]).requires_grad_(False) if wants_copy else None
+            self.loaded = {"policy": "whole", "reference": "whole" if wants_copy else None}
         self.device = next(unwrap(self.model).parameters()).device
         if reference is not None and not sharding.is_sharded(reference):
             reference = reference.to(self.device)
@@ -201,22 +208,54 @@ class LearnerWorker:
             raise InputError(f"learner.mixed_precision 'bf16': this worker's GPU ({torch.cuda.get_device_name()}) "
                              "does not support bfloat16; use 'fp16' or 'none'")  # fmt: skip
 
-    def _load(self, path: str) -> torch.nn.Module:
+    def _dtype(self) -> str:
         # Mixed precision keeps float32 master weights; otherwise the learner holds model.dtype.
-        dtype = "float32" if self.compute_dtype is not None else self.model_settings.dtype
-        return load_model(path, dtype, self.model_settings.trust_remote_code)
+        return "float32" if self.compute_dtype is not None else self.model_settings.dtype
 
-    def _shard(self, policy: torch.nn.Module, reference: torch.nn.Module | None):
-        """The `fsdp` strategy: the policy and the frozen reference sharded over all ranks (one mesh)."""
+    def _load(self, path: str) -> torch.nn.Module:
+        return load_model(path, self._dtype(), self.model_settings.trust_remote_code)
+
+    def _prepare(self, policy: torch.nn.Module) -> torch.nn.Module:
+        """The plain policy made ready for its wrap: activation checkpointing, then LoRA adapters (DDP and
+        fully_shard take the peft model)."""
+        if self.settings.gradient_checkpointing:
+            self.use_cache = enable_gradient_checkpointing(policy)
+        if self.settings.lora is not None:
+            policy = (lora.load_adapters(policy, self.adapter_path) if self.adapter_path
+                      else lora.add_adapters(policy, self.settings.lora))  # fmt: skip
+        return policy
+
+    def _sharded_models(self, reference_path: str | None):
+        """The `fsdp` strategy: the policy and the frozen reference sharded over all ranks (one mesh). Each is
+        loaded straight into its shards (actors/kernels/sharded_load.py), unless LoRA wraps the policy first or a
+        checkpoint's names need from_pretrained's translation: then it is loaded whole and sharded."""
         device = ray.train.torch.get_device()
         if device.type == "cuda":
             torch.cuda.set_device(device)
         mesh = sharding.device_mesh(device, self.world_size)
         options = dict(cpu_offload=self.strategy.cpu_offload, reshard_after_forward=self.strategy.reshard_after_forward,
                        compute=self.compute_dtype)  # fmt: skip
-        policy = sharding.shard_model(policy, mesh, **options)
-        if reference is not None:  # sharded like the policy; no optimizer, so no state but its shards
-            reference = sharding.shard_model(reference, mesh, **options)
+        # Offloaded shards live on the host; the rest on the mesh's device.
+        local = torch.device("cpu") if self.strategy.cpu_offload else device
+        dtype = hf_model.DTYPES[self._dtype()]
+
+        def load(role: str, path: str, prepare, straight: bool) -> torch.nn.Module:
+            model = None
+            if straight:
+                model = sharded_load.load_sharded(path, dtype, self.model_settings.trust_remote_code,
+                                                  lambda m: sharding.shard_model(prepare(m), mesh, **options), local)
+            self.loaded[role] = "shards" if model is not None else "whole"
+            if straight and model is None and self.rank == 0:
+                print(f"learner: the {role} checkpoint {path} names its weights differently from the model; loaded "
+                      "whole on every rank, then sharded", file=sys.stderr, flush=True)  # fmt: skip
+            return model if model is not None else sharding.shard_model(prepare(self._load(path)), mesh, **options)
+
+        self.loaded = {"policy": None, "reference": None}
+        # LoRA's adapters are created on real weights (and a resumed run's are read into them): loaded whole.
+        policy = load("policy", self.model_path, self._prepare, straight=self.settings.lora is None)
+        # Sharded like the policy; no optimizer, so no state but its shards.
+        reference = (load("reference", reference_path, lambda m: m.requires_grad_(False), straight=True)
+                     if reference_path else None)  # fmt: skip
         return policy, reference
 
     def _load_tokenizer(self):
@@ -231,6 +270,11 @@ class LearnerWorker:
             "device": str(self.device),
             "train_fn_started_at": self.started_at,  # wall clock: Ray Train start-up ends here
             "load_seconds": time.time() - self.started_at,  # model(s), tokenizer, DDP wrap, optimizer
+            # How each model reached this rank: "shards" (read straight into them) or "whole" (then sharded or wrapped).
+            "loaded": self.loaded,
+            # Memory once ready to train: resident now, and the high-water mark of the load (MB).
+            "ready_rss_mb": rss_mb(),
+            "load_peak_rss_mb": peak_rss_mb(),
             "actor": ray.get_runtime_context().current_actor,  # lets the driver kill a stuck worker
         }
         ray.get(self.mailbox.register_worker.remote(self.rank, info))

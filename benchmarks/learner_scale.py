@@ -31,6 +31,12 @@ Measured per arm, from the learner's own round metrics (actors/kernels/dpo_train
   tokens/s      the learner's `tokens` (prompt + response tokens its training passes processed, all ranks) over
                 those compute seconds;
   round s       the worker's round_seconds: compute plus the fsdp gather, rank 0's checkpoint and publish;
+  ready MB      the largest over the ranks of each worker's resident set once its models are loaded (sharded or
+                wrapped) and AdamW is built, before the first round: the process (torch, Ray, the libraries) and
+                the model state it keeps (AdamW's moments come with the first step, so they are not in it);
+  load peak MB  the largest over the ranks of each worker's high-water mark at that moment: what loading cost;
+  added MB      the largest over the ranks of peak minus ready: what training added (AdamW's moments,
+                gradients, activations, the reference pass, the fsdp gather, rank 0's checkpoint and publish);
   peak MB       peak_rss_mb, the largest over the ranks of each worker process's resident-set high-water mark
                 over its life (model load, fsdp gather, rank 0's checkpoint and publish included; MB = 2**20
                 bytes), read after the last round; `per rank` lists each rank's, rank 0 being the one that saves
@@ -171,10 +177,16 @@ ROUND_KEYS = ("round_index", "steps", "pairs_trained", "tokens", "compute_second
               "world_size", "sync_bytes", "merge_seconds")  # fmt: skip
 
 
-def measure(rounds: list[dict], warmup: int = 1) -> dict:
+# What each worker said when it was ready to train (actors/learner_worker.py register): how its models were loaded,
+# its resident memory then and the high-water mark of the load.
+WORKER_KEYS = ("rank", "loaded", "ready_rss_mb", "load_peak_rss_mb")
+
+
+def measure(rounds: list[dict], warmup: int = 1, workers: list[dict] | None = None) -> dict:
     """One run's numbers from its rounds' metrics (ROUND_KEYS), the first `warmup` rounds left out of the
     timings; the peaks are the last round's (high-water marks over the workers' lives), and so is sync_bytes (the
-    same every round)."""
+    same every round). From `workers` (WORKER_KEYS per rank): the largest ready and load-peak memory over the
+    ranks, and what training added on top of the ready memory (the peak minus it, largest over the ranks)."""
     measured = rounds[warmup:]
     if not measured:
         raise ValueError(f"{len(rounds)} round(s): nothing left to measure after {warmup} warm-up round(s)")
@@ -197,7 +209,18 @@ def measure(rounds: list[dict], warmup: int = 1) -> dict:
         "peak_cuda_mb": last.get("peak_cuda_mb"),
         "sync_bytes": last.get("sync_bytes"),
         "losses": [r["loss"] for r in rounds],
+        **_memory_phases(per_rank, workers or []),
     }
+
+
+def _memory_phases(peaks: list[float], workers: list[dict]) -> dict:
+    ready = [w.get("ready_rss_mb") for w in workers]
+    load = [w.get("load_peak_rss_mb") for w in workers]
+    if not workers or None in ready or None in load or len(ready) != len(peaks):
+        return {"ready_rss_mb": None, "load_peak_rss_mb": None, "training_added_mb": None, "loaded": None}
+    return {"ready_rss_mb": max(ready), "load_peak_rss_mb": max(load),
+            "training_added_mb": max(peak - r for peak, r in zip(peaks, ready, strict=True)),
+            "loaded": workers[0].get("loaded")}  # fmt: skip
 
 
 def run_arm(arm: Arm, config, model_dir: Path, tables: list, scratch: Path, repeat: int) -> dict:
@@ -217,9 +240,10 @@ def run_arm(arm: Arm, config, model_dir: Path, tables: list, scratch: Path, repe
             rounds.append({key: metrics.get(key) for key in ROUND_KEYS})
             shutil.rmtree(checkpoint, ignore_errors=True)  # a whole model each round
         ready = learner.ready_seconds
+        workers = [{key: info.get(key) for key in WORKER_KEYS} for info in learner.worker_info()]
     finally:
         learner.shutdown()
-    return {"rounds": rounds, "ready_seconds": ready, "wall_seconds": time.perf_counter() - started,
+    return {"rounds": rounds, "workers": workers, "ready_seconds": ready, "wall_seconds": time.perf_counter() - started,
             "weight_transport": weight_transport(config).kind}
 
 
@@ -290,7 +314,7 @@ def main() -> None:
                                  "machine": machine()})
                     print(f"  repeat {repeat} {arm.name:>19}: FAILED {error}", flush=True)
                     continue
-                measured = measure(result["rounds"])
+                measured = measure(result["rounds"], workers=result["workers"])
                 runs.append({**record, "status": "measured", **result, "measured": measured, "machine": machine()})
                 print(f"  repeat {repeat} {arm.name:>19}: step {measured['step_seconds']:6.2f} s  "
                       f"{measured['tokens_per_second']:7.0f} tok/s  peak {measured['peak_rss_mb']:6.0f} MB "

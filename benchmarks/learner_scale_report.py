@@ -28,9 +28,9 @@ LORA_STEP_RATIO = 1.2  # a LoRA arm's step time / its full fine-tuning's, at mos
 LORA_SYNC_FEWER = 20.0  # full fine-tuning's bytes per sync / the LoRA arm's, at least
 
 SUMMARY_KEYS = ("step_seconds", "tokens_per_second", "round_seconds", "peak_rss_mb", "peak_rss_mb_other_ranks",
-                "peak_cuda_mb", "sync_bytes")  # fmt: skip
+                "peak_cuda_mb", "sync_bytes", "ready_rss_mb", "load_peak_rss_mb", "training_added_mb")  # fmt: skip
 RATIO_KEYS = ("step_seconds", "tokens_per_second", "peak_rss_mb", "peak_rss_mb_other_ranks", "peak_cuda_mb",
-              "sync_bytes")  # fmt: skip
+              "sync_bytes", "ready_rss_mb", "load_peak_rss_mb", "training_added_mb")  # fmt: skip
 MB = 2**20
 
 
@@ -54,6 +54,7 @@ def summarise(runs: list[dict]) -> dict[str, dict]:
         entry["peak_rss_mb_per_rank"] = done[-1]["measured"]["peak_rss_mb_per_rank"]
         entry["losses"] = done[-1]["measured"]["losses"]
         entry["steps"] = done[-1]["measured"]["steps"]
+        entry["loaded"] = done[-1]["measured"].get("loaded")
         summary[name] = entry
     return summary
 
@@ -97,6 +98,9 @@ def verdict(arm_ratios: dict[str, dict], arm: str = TARGET_ARM, peak: float = TA
     other = ratio.get("peak_rss_mb_other_ranks")
     if other is not None:
         text += f"; ranks without rank 0's checkpoint and publish: {other['mean']:.2f}x"
+    ready, added = ratio.get("ready_rss_mb"), ratio.get("training_added_mb")
+    if ready is not None and added is not None:
+        text += f"; ready to train {ready['mean']:.2f}x, what training added {added['mean']:.2f}x"
     return {"arm": arm, "peak_ratio": peak_ratio, "step_ratio": step_ratio, "peak_met": peak_met,
             "step_met": step_met, "met": met, "text": text}
 
@@ -169,6 +173,11 @@ def table(summary: dict[str, dict], arm_ratios: dict[str, dict], baseline: str =
             f"{per_rank:>15} {_value(s.get('sync_bytes'), 1, MB):>8} {ratio(arm, 'sync_bytes', 3):>6} "
             f"{losses:>22} {difference_text:>11}"
         )  # fmt: skip
+        if s.get("ready_rss_mb") is not None:
+            lines.append(f"{'':<19} memory by phase, largest rank: load peak {_value(s['load_peak_rss_mb'], 0)} MB "
+                         f"({ratio(arm, 'load_peak_rss_mb')}x), ready to train {_value(s['ready_rss_mb'], 0)} MB "
+                         f"({ratio(arm, 'ready_rss_mb')}x), training added {_value(s['training_added_mb'], 0)} MB "
+                         f"({ratio(arm, 'training_added_mb')}x); models loaded {s.get('loaded') or '-'}")
         if s.get("peak_cuda_mb") is not None:
             lines.append(f"{'':<19} peak CUDA {_value(s['peak_cuda_mb'], 0)} MB ({ratio(arm, 'peak_cuda_mb')}x ddp)")
     return lines

@@ -143,6 +143,53 @@ def test_the_sharded_model_is_gathered_in_bounded_buckets_into_a_checkpoint_from
     assert broadcast.wait_sent(60)["ok"] and all(torch.equal(received[k], v) for k, v in plain.items())
 
 
+def test_a_checkpoint_loads_straight_into_shards_equal_to_from_pretrained_and_a_renamed_one_is_not_guessed(tmp_path):
+    """One process, a world of 1 over gloo: a tied, sharded-on-disk checkpoint built on the meta device and read
+    tensor by tensor into the FSDP2 shards (in bfloat16, cast as from_pretrained casts) equals from_pretrained's
+    weights, rotary tables and generation config; a checkpoint whose names differ from the model's gives None
+    (the learner then loads it whole). The 2-worker parity test above runs this path with real slices."""
+    import torch.distributed as dist
+    from transformers import GenerationConfig, LlamaForCausalLM
+
+    from actors.kernels import sharded_load
+    from actors.kernels.sharding import device_mesh, shard_model
+    from tiny_model import tiny_llama_config
+
+    torch.manual_seed(0)
+    original = LlamaForCausalLM(tiny_llama_config(64, pad_token_id=PAD_ID, tie_word_embeddings=True))
+    original.generation_config = GenerationConfig(max_new_tokens=7, pad_token_id=PAD_ID)
+    original.save_pretrained(tmp_path / "tied", max_shard_size="40KB")
+    assert (tmp_path / "tied" / sharded_load.INDEX_FILE).exists()
+    expected = LlamaForCausalLM.from_pretrained(tmp_path / "tied", dtype=torch.bfloat16)
+    renamed = {f"base.{k}": v.contiguous() for k, v in original.state_dict().items() if k != "lm_head.weight"}
+    (tmp_path / "renamed").mkdir()
+    original.config.save_pretrained(tmp_path / "renamed")
+    from safetensors.torch import save_file
+    save_file(renamed, str(tmp_path / "renamed" / sharded_load.SINGLE_FILE), metadata={"format": "pt"})
+
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        mesh = device_mesh(torch.device("cpu"), 1)
+
+        def shard(model):
+            return shard_model(model, mesh, cpu_offload=False, reshard_after_forward=True, compute=None)
+
+        loaded = sharded_load.load_sharded(str(tmp_path / "tied"), torch.bfloat16, False, shard, torch.device("cpu"))
+        assert sharded_load.load_sharded(str(tmp_path / "renamed"), torch.bfloat16, False, shard,
+                                         torch.device("cpu")) is None  # fmt: skip
+        state = {k: (v.full_tensor() if hasattr(v, "full_tensor") else v) for k, v in loaded.state_dict().items()}
+        buffers = dict(loaded.named_buffers())
+    finally:
+        dist.destroy_process_group()
+    assert set(state) == set(expected.state_dict())
+    for name, tensor in expected.state_dict().items():
+        assert state[name].dtype == torch.bfloat16 and torch.equal(state[name], tensor), name
+    assert loaded.lm_head.weight is loaded.model.embed_tokens.weight  # still tied
+    for name, buffer in expected.named_buffers():  # the rotary table, computed at construction, never saved
+        assert torch.equal(buffers[name], buffer), name
+    assert loaded.generation_config.max_new_tokens == 7 and not loaded.training
+
+
 # ---- mixed precision in one process ------------------------------------------------------------
 
 
@@ -226,9 +273,10 @@ def _resume_fsdp(tiny_model: str, root, round_0_checkpoint: str) -> dict:
     try:
         checkpoint = str(root / "round_1" / "checkpoint")
         metrics, _ = learner.train_round(1, random_pairs_table(ROUND_PAIRS[1], seed=101), checkpoint)
+        workers = learner.worker_info()
     finally:
         learner.shutdown()
-    return dict(metrics=metrics, checkpoint=checkpoint)
+    return dict(metrics=metrics, checkpoint=checkpoint, workers=workers)
 
 
 @pytest.fixture(scope="module")
@@ -286,6 +334,9 @@ def test_generators_receive_the_fsdp_learners_weights(ddp_and_fsdp):
 def test_an_fsdp_learner_resumed_from_its_sharded_checkpoint_trains_the_next_round_as_the_uninterrupted_one(
         ddp_and_fsdp):
     resumed, uninterrupted = ddp_and_fsdp["fsdp_resumed"], ddp_and_fsdp["fsdp"][1]
+    # Both models were read straight into each rank's shards: the policy from the sharded checkpoint's index, the
+    # reference from the initial model's single file.
+    assert [w["loaded"] for w in resumed["workers"]] == [{"policy": "shards", "reference": "shards"}] * 2
     assert resumed["metrics"]["global_step"] == uninterrupted["metrics"]["global_step"]
     for key in ("loss", "loss_end", "ref_chosen_logps"):
         assert resumed["metrics"][key] == uninterrupted["metrics"][key], key

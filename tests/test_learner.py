@@ -221,6 +221,8 @@ def test_every_round_runs_in_the_same_ray_train_workers(learner_run):
     for r in learner_run["rounds"].values():
         assert r["metrics"]["worker_pid_per_rank"] == pids  # fit() was never restarted
         assert r["metrics"]["world_size"] == 2
+    for w in workers:  # ddp: each rank loads and wraps a whole copy; its memory once ready is within the load's peak
+        assert w["loaded"]["policy"] == "whole" and 100 < w["ready_rss_mb"] <= w["load_peak_rss_mb"]
 
 
 def test_every_round_reports_each_workers_peak_memory(learner_run):

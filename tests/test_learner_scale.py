@@ -123,8 +123,20 @@ def test_measure_leaves_the_warm_up_round_out_and_reads_the_last_peaks():
     assert m["losses"] == [0.6931, 0.69, 0.68] and m["peak_cuda_mb"] is None
     assert m["sync_bytes"] == 538 * 2**20
     assert {"sync_bytes", "merge_seconds"} <= set(bench.ROUND_KEYS)
+    assert m["ready_rss_mb"] is None  # no worker information
     with pytest.raises(ValueError, match="nothing left to measure"):
         bench.measure(rounds[:1])
+
+
+def test_measure_splits_the_peak_into_the_ready_memory_and_what_training_added():
+    rounds = [round_metrics(0, 30.0), round_metrics(1, 8.0, peak=(2000.0, 1500.0))]
+    loaded = {"policy": "shards", "reference": "shards"}
+    workers = [{"rank": 0, "loaded": loaded, "ready_rss_mb": 1200.0, "load_peak_rss_mb": 1300.0},
+               {"rank": 1, "loaded": loaded, "ready_rss_mb": 1100.0, "load_peak_rss_mb": 1250.0}]  # fmt: skip
+    m = bench.measure(rounds, workers=workers)
+    assert (m["ready_rss_mb"], m["load_peak_rss_mb"], m["loaded"]) == (1200.0, 1300.0, loaded)
+    assert m["training_added_mb"] == 800.0  # rank 0: 2000 - 1200 (rank 1: 1500 - 1100 = 400)
+    assert bench.measure(rounds, workers=workers[:1])["ready_rss_mb"] is None  # a rank missing: not guessed
 
 
 def run(arm: str, repeat: int, step: float, peak: tuple[float, float], losses=(0.6931, 0.69),
