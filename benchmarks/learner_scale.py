@@ -1,7 +1,7 @@
 """Learner strategies on SmolLM2 (issue 27): peak memory per worker, tokens/s and bytes per weight sync, ddp
 against fsdp's variants and LoRA against full fine-tuning.
 
-The arms: ddp, fsdp, fsdp with CPU offload, fsdp with gradient checkpointing, both strategies in bf16 mixed
+The arms: ddp, fsdp, fsdp with CPU offload, both strategies with gradient checkpointing, both in bf16 mixed
 precision, and both strategies training LoRA adapters instead of every weight (`ddp_lora`, `fsdp_lora`:
 `learner.lora={rank: 16, alpha: 32, target_modules: llama}`, adapters on the seven projections of every block),
 each on the real learner. The LoRA arms set `learner.lora.merged=never`, so no round's checkpoint merges the
@@ -48,7 +48,8 @@ Measured per arm, from the learner's own round metrics (actors/kernels/dpo_train
                 LoRA arms train other parameters, so theirs differ by design beyond round 0's first step.
 Ratios are arm / ddp, per repeat (paired by repeat), then their mean (Student-t interval over repeats with
 harness.stats when --repeats > 1). Targets, each printed as measured (learner_scale_report.py): fsdp's peak per
-worker at most 0.6x ddp's, at no more than 1.3x ddp's step time (issue 27); LoRA's peak per worker at most 0.5x
+worker at most 0.6x ddp's, at no more than 1.3x ddp's step time (issue 27), read again with activation
+checkpointing on both (fsdp_checkpointing against ddp_checkpointing, where the model state is more of the peak); LoRA's peak per worker at most 0.5x
 full fine-tuning's (ddp_lora vs ddp, fsdp_lora vs fsdp, paired by repeat) at no more than 1.2x its step time,
 with at least 20x fewer bytes per sync than the full weights.
 
@@ -58,7 +59,7 @@ per worker: NCCL refuses two ranks on one GPU, so --workers must not exceed the 
 running is reported as failed with its error, and the others still run.
 
 Writes JSON (settings, arms as data, every run with its rounds' metrics and the `machine` it ran on, the
-summary, ratios, both verdicts) and a PNG of bars beside it.
+summary, ratios, the verdicts) and a PNG of bars beside it.
 """
 
 from __future__ import annotations
@@ -73,8 +74,8 @@ import time
 from pathlib import Path
 
 from harness.arms import Arm, arm_table
-from learner_scale_report import (BASELINE, LORA_PAIRS, LORA_PEAK_RATIO, LORA_STEP_RATIO, LORA_SYNC_FEWER,
-                                  TARGET_ARM, TARGET_PEAK_RATIO, TARGET_STEP_RATIO, lora_verdict, plot, ratios,
+from learner_scale_report import (BASELINE, CHECKPOINTED_ARM, CHECKPOINTED_BASELINE, LORA_PAIRS, LORA_PEAK_RATIO,
+                                  LORA_STEP_RATIO, LORA_SYNC_FEWER, TARGET_ARM, TARGET_PEAK_RATIO, TARGET_STEP_RATIO, lora_verdict, plot, ratios,
                                   summarise, table, verdict)  # fmt: skip
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,6 +97,9 @@ ARMS = arm_table(
         tags=("gpu",)),
     Arm("fsdp_checkpointing", [FSDP, "learner.gradient_checkpointing=true"], config=CONFIG, baseline=BASELINE,
         description="fsdp with activation checkpointing: a block's activations recomputed in the backward pass"),
+    Arm("ddp_checkpointing", [DDP, "learner.gradient_checkpointing=true"], config=CONFIG, baseline=BASELINE,
+        description="ddp with activation checkpointing: fsdp_checkpointing's baseline, the two strategies with "
+        "their activations shrunk alike"),
     Arm("fsdp_bf16", [FSDP, "learner.mixed_precision=bf16"], config=CONFIG, baseline=BASELINE,
         description="fsdp computing in bfloat16 on float32 master weights, gradients reduced in float32"),
     Arm("ddp_bf16", [DDP, "learner.mixed_precision=bf16"], config=CONFIG, baseline=BASELINE,
@@ -329,6 +333,8 @@ def main() -> None:
     summary = summarise(runs)
     arm_ratios = ratios(runs)
     result = verdict(arm_ratios)
+    # The same target with activation checkpointing on both sides, where the model state is more of the peak.
+    checkpointed = verdict(ratios(runs, CHECKPOINTED_BASELINE), CHECKPOINTED_ARM, baseline=CHECKPOINTED_BASELINE)
     lora_result = lora_verdict(runs)
     lengths = [len(p) for t in tables for p in t.column("prompt_token_ids").to_pylist()]
     dtype = next(iter(configs.values())).model.dtype if configs else "-"
@@ -339,6 +345,7 @@ def main() -> None:
     for line in table(summary, arm_ratios):
         print(line)
     print(result["text"])
+    print(f"with activation checkpointing on both: {checkpointed['text']}")
     print(lora_result["text"].split(";")[0] + ", arm by arm:")
     for pair in lora_result["pairs"]:
         print(f"  {pair['text']}")
@@ -360,6 +367,7 @@ def main() -> None:
         "summary": summary,
         "ratios_vs_ddp": arm_ratios,
         "verdict": result,
+        "checkpointed_verdict": checkpointed,
         "lora_verdict": lora_result,
         "wall_seconds": time.perf_counter() - started,
         "runs": runs,

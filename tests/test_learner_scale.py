@@ -194,6 +194,16 @@ def test_the_verdict_says_which_half_of_the_target_is_missed(step, peak, met, sa
     assert says in result["text"]
 
 
+def test_the_target_is_also_read_with_checkpointing_on_both_strategies():
+    runs = [run("ddp", 0, 2.0, (3000.0, 2500.0)), run("ddp_checkpointing", 0, 2.5, (2000.0, 1800.0)),
+            run("fsdp_checkpointing", 0, 3.0, (1100.0, 1000.0))]  # fmt: skip
+    ratios = bench.ratios(runs, bench.CHECKPOINTED_BASELINE)
+    assert set(ratios) == {"ddp", "fsdp_checkpointing"}
+    result = bench.verdict(ratios, bench.CHECKPOINTED_ARM, baseline=bench.CHECKPOINTED_BASELINE)
+    assert result["met"] is True and result["peak_ratio"] == pytest.approx(0.55)
+    assert result["text"].startswith("target MET: fsdp_checkpointing's peak per worker is 0.55x ddp_checkpointing's")
+
+
 def test_repeats_pair_by_repeat_with_a_t_interval():
     runs = [run("ddp", 0, 2.0, (3000.0, 2500.0)), run("fsdp", 0, 2.2, (1500.0, 1200.0)),
             run("ddp", 1, 4.0, (3000.0, 2500.0)), run("fsdp", 1, 4.8, (1800.0, 1200.0))]  # fmt: skip
