@@ -31,6 +31,10 @@ class LearnerMailbox:
         self._rounds_seen: set[int] = set()
         self._changed: asyncio.Condition | None = None  # created on the actor's event loop
 
+    def node_id(self) -> str:
+        """The Ray node this mailbox lives on (create_mailbox pins it to the driver's)."""
+        return ray.get_runtime_context().get_node_id()
+
     def _condition(self) -> asyncio.Condition:
         if self._changed is None:
             self._changed = asyncio.Condition()
@@ -99,6 +103,14 @@ class LearnerMailbox:
 
 
 def create_mailbox(world_size: int) -> ray.actor.ActorHandle:
-    """Start the mailbox actor. max_concurrency lets every rank and the driver wait on it at once."""
+    """Start the mailbox actor on the caller's (the driver's) node. max_concurrency lets every rank and the driver
+    wait on it at once.
+
+    Pinned there because it needs no resources, so Ray would place it on any node, a generator pool's included,
+    and the loss of that node would take the learner's mailbox with it; on the driver's node it lives and dies with
+    the driver."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     actor_cls = ray.remote(num_cpus=0, max_concurrency=64)(LearnerMailbox)
-    return actor_cls.remote(world_size)
+    return actor_cls.options(scheduling_strategy=here).remote(world_size)

@@ -340,6 +340,10 @@ class DPOLearner:
         """The Ray node of every rank, in rank order."""
         return [info["node_id"] for info in self.worker_info()]
 
+    def mailbox_node_id(self) -> str:
+        """The Ray node of the learner's mailbox actor (the driver's: actors/learner_mailbox.py)."""
+        return ray.get(self._mailbox.node_id.remote())
+
     def shutdown(self, timeout_s: float = 60.0) -> None:
         """Stop the workers and end the Ray Train run; safe to call twice."""
         if self._stopping:
@@ -375,6 +379,9 @@ class DPOLearner:
                 return submitted.result.result(timeout=POLL_S)
             except FutureTimeout:
                 pass
+            except ray.exceptions.RayActorError as error:  # the mailbox itself was lost: a restart makes a new one
+                raise LearnerError(f"round {round_index}: the learner's mailbox was lost ({type(error).__name__}: "
+                                   f"{error})") from error  # fmt: skip
             self._raise_if_run_ended(f"during round {round_index}")
             if deadline is not None and time.monotonic() > deadline:
                 raise LearnerError(f"round {round_index} did not finish within learner.round_timeout_s={timeout_s}",

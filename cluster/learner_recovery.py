@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 def lost_a_worker(error: BaseException) -> str | None:
     """What ended the learner when it was a lost process or node ('rank 1: ActorDiedError'), None when it was
     anything else (the training code raised: restarting would raise again)."""
+    from ray.exceptions import RayActorError
     from ray.train import ControllerError, WorkerGroupError
 
     if isinstance(error, LearnerError) and error.timed_out:
@@ -49,6 +50,8 @@ def lost_a_worker(error: BaseException) -> str | None:
         dead = {rank: what for rank, failure in cause.worker_failures.items() if (what := _process_loss(failure))}
         if dead:
             return ", ".join(f"rank {rank}: {what}" for rank, what in sorted(dead.items()))
+    if isinstance(cause, RayActorError):  # a call to the learner's mailbox actor (cluster/learner_client.py)
+        return f"its mailbox: {type(cause).__name__}"
     if isinstance(cause, ControllerError):
         # A worker lost while Ray Train still starts the group fails the controller's call to it instead.
         what = _process_loss(cause.controller_failure)
@@ -96,6 +99,9 @@ class RecoveringLearner:
 
     def node_ids(self) -> list[str]:
         return self._learner.node_ids()
+
+    def mailbox_node_id(self) -> str:
+        return self._learner.mailbox_node_id()
 
     def worker_info(self) -> list[dict[str, Any]]:
         return self._learner.worker_info()

@@ -110,10 +110,10 @@ class RoundRunner:
         self.catch_up_weights: WeightsHandle | None = None
 
     def nodes(self) -> dict[str, list[str]]:
-        """The Ray node of every generator, scorer and learner rank, asked every round: actors on a lost node
-        restart on another one (cluster/placement.py)."""
+        """The Ray node of every generator, scorer and learner rank and of the learner's mailbox, asked every
+        round: actors on a lost node restart on another one (cluster/placement.py)."""
         return {"generators": self.generators.node_ids(), "scorers": self.scorers.node_ids(),
-                "learner": self.learner.node_ids()}
+                "learner": self.learner.node_ids(), "learner_mailbox": [self.learner.mailbox_node_id()]}
 
     # -- scoring and evaluation -------------------------------------------------------------------
 

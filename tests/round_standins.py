@@ -100,6 +100,9 @@ class Learner:
     def node_ids(self) -> list[str]:
         return []
 
+    def mailbox_node_id(self) -> str:
+        return "driver-node"
+
 
 def runner_for(config, tmp_path, generators=None, learner=None, prompts: pa.Table | None = None,
                heldout: pa.Table | None = None):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from ray.exceptions import ActorDiedError
+from ray.exceptions import ActorDiedError, ActorUnavailableError
 from ray.train import ControllerError, WorkerGroupError
 
 from actors.contracts import METRICS_FILE
@@ -45,6 +45,11 @@ def test_only_a_lost_process_counts_as_a_lost_worker():
     # Seen in benchmarks/fault_injection.py: a RayTrainWorker SIGKILLed while the restarted learner started.
     assert lost_a_worker(ended_by(ActorDiedError())) == "a starting worker: ActorDiedError"
     assert lost_a_worker(ended_by(RuntimeError("the controller's own bug"))) is None
+    # The mailbox actor lost (its node removed): a new learner brings a new mailbox.
+    try:
+        raise LearnerError("round 2: the learner's mailbox was lost") from ActorUnavailableError("socket closed", None)
+    except LearnerError as error:
+        assert lost_a_worker(error) == "its mailbox: ActorUnavailableError"
 
 
 class StandInLearner:

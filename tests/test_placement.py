@@ -61,6 +61,9 @@ def test_roles_land_on_the_labelled_nodes_and_a_round_completes(two_nodes, tmp_p
     metrics = json.loads((run_dir / "round_0000" / "metrics.json").read_text())
     assert metrics[Metric.NODES]["generators"] == [node["rollout"]] * 2
     assert metrics[Metric.NODES]["scorers"] == [node["train"]]
+    # The learner's mailbox needs no resources and is pinned to the driver's node (the head here), never to a
+    # pool's node whose loss would take it away.
+    assert metrics[Metric.NODES]["learner_mailbox"] == [cluster.head_node.node_id]
     assert metrics[Metric.NODES]["learner"] == [node["train"]] * 2
     assert metrics[Metric.PAIRS_TRAINED] > 0 and (run_dir / "round_0000" / "COMPLETE").exists()
 
@@ -78,6 +81,9 @@ def test_colocated_scorers_share_their_generators_node(two_nodes, tmp_path):
     metrics = json.loads((run_dir / "round_0000" / "metrics.json").read_text())
     assert metrics[Metric.NODES]["generators"] == [node["train"]]
     assert metrics[Metric.NODES]["scorers"] == [node["train"]]
+    # The learner's mailbox needs no resources and is pinned to the driver's node (the head here), never to a
+    # pool's node whose loss would take it away.
+    assert metrics[Metric.NODES]["learner_mailbox"] == [cluster.head_node.node_id]
     assert metrics[Metric.NODES]["learner"] == [node["rollout"]] * 2
 
 
@@ -116,6 +122,7 @@ def test_generators_of_a_lost_node_move_to_a_spare_and_with_none_left_the_run_st
         cluster.remove_node(lost, allow_graceful=False)
         run.wait_for(lambda: run.saw("[round 2] generate ..."), "round 2's generation after the node was lost")
         assert metrics(1)[Metric.NODES]["generators"] == [spare.node_id]
+        assert metrics(1)[Metric.NODES]["learner_mailbox"] == [cluster.head_node.node_id]  # never on a lost node
         assert metrics(1)[Metric.PAIRS_TRAINED] > 0
         cluster.remove_node(spare, allow_graceful=False)
         removed = time.monotonic()
