@@ -343,10 +343,12 @@ def test_the_report_draws_the_timeline_and_says_when_a_run_has_none(tmp_path):
 # metrics.json `nodes` became one empty list per role where the hand-built runner wrote {}; with `nodes`
 # forced back to {} the new code gave the old digests exactly. And once more when metrics.json gained
 # `costs.total_cost` (the counters priced, issue 25): with that key removed the new code gave the digests
-# before it exactly (08ec8bca5803e1bc ... d476ca3c808155ad).
+# before it exactly (08ec8bca5803e1bc ... d476ca3c808155ad). And once more when `nodes` gained the learner's
+# mailbox (`learner_mailbox`): with that entry removed the new code gave the digests before it exactly
+# (425dcbec1beba614 ... 4ac892a43e5c576a).
 BEFORE_THE_SPLIT = {
-    "default": ["425dcbec1beba614", "fec9eabf6cbbdb3a", "ad27b97c7656ee61"],
-    "history": ["94173a23810eeabc", "68f7885fb6767869", "4ac892a43e5c576a"],
+    "default": ["e29c5f8f497d6acf", "62dda08950dd1a90", "e7af9f0354d29882"],
+    "history": ["56fcf07ee051387c", "f15ece271207bb7e", "dc35f5d49d92a423"],
 }
 SYNC_CONFIGS = {"default": [], "history": HISTORY}
 
