@@ -194,6 +194,9 @@ class LocalLearner:
     def node_ids(self) -> list[str]:
         return [IN_PROCESS]
 
+    def mailbox_node_id(self) -> None:
+        return None  # one process: no mailbox
+
 
 @dataclass
 class LocalRun:

@@ -88,6 +88,9 @@ class Learner(Protocol):
     def node_ids(self) -> list[str]:
         """The Ray node of every rank."""
 
+    def mailbox_node_id(self) -> str | None:
+        """The Ray node of the actor the driver and the ranks exchange rounds through (None: a learner without one)."""
+
 
 class PhaseTimer(Protocol):
     """What a timed phase hands its body (cluster/observers PhaseHandle)."""

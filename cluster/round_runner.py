@@ -112,8 +112,9 @@ class RoundRunner:
     def nodes(self) -> dict[str, list[str]]:
         """The Ray node of every generator, scorer and learner rank and of the learner's mailbox, asked every
         round: actors on a lost node restart on another one (cluster/placement.py)."""
+        mailbox = self.learner.mailbox_node_id()
         return {"generators": self.generators.node_ids(), "scorers": self.scorers.node_ids(),
-                "learner": self.learner.node_ids(), "learner_mailbox": [self.learner.mailbox_node_id()]}
+                "learner": self.learner.node_ids(), "learner_mailbox": [mailbox] if mailbox else []}
 
     # -- scoring and evaluation -------------------------------------------------------------------
 
