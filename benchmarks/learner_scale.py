@@ -49,8 +49,8 @@ Measured per arm, from the learner's own round metrics (actors/kernels/dpo_train
 Ratios are arm / ddp, per repeat (paired by repeat), then their mean (Student-t interval over repeats with
 harness.stats when --repeats > 1). Targets, each printed as measured (learner_scale_report.py): fsdp's peak per
 worker at most 0.6x ddp's, at no more than 1.3x ddp's step time (issue 27), read again with activation
-checkpointing on both (fsdp_checkpointing against ddp_checkpointing, where the model state is more of the peak); LoRA's peak per worker at most 0.5x
-full fine-tuning's (ddp_lora vs ddp, fsdp_lora vs fsdp, paired by repeat) at no more than 1.2x its step time,
+checkpointing on both (fsdp_checkpointing against ddp_checkpointing, where the model state is more of the peak);
+LoRA's peak per worker at most 0.5x full fine-tuning's (ddp_lora vs ddp, fsdp_lora vs fsdp, paired by repeat) at no more than 1.2x its step time,
 with at least 20x fewer bytes per sync than the full weights.
 
 Arms that the config refuses on this hardware are reported as not applicable with the refusal, not run:
@@ -75,8 +75,8 @@ from pathlib import Path
 
 from harness.arms import Arm, arm_table
 from learner_scale_report import (BASELINE, CHECKPOINTED_ARM, CHECKPOINTED_BASELINE, LORA_PAIRS, LORA_PEAK_RATIO,
-                                  LORA_STEP_RATIO, LORA_SYNC_FEWER, TARGET_ARM, TARGET_PEAK_RATIO, TARGET_STEP_RATIO, lora_verdict, plot, ratios,
-                                  summarise, table, verdict)  # fmt: skip
+                                  LORA_STEP_RATIO, LORA_SYNC_FEWER, TARGET_ARM, TARGET_PEAK_RATIO, TARGET_STEP_RATIO,
+                                  lora_verdict, plot, ratios, summarise, table, verdict)  # fmt: skip
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = "configs/smollm2-cpu.yaml"
@@ -247,8 +247,8 @@ def run_arm(arm: Arm, config, model_dir: Path, tables: list, scratch: Path, repe
         workers = [{key: info.get(key) for key in WORKER_KEYS} for info in learner.worker_info()]
     finally:
         learner.shutdown()
-    return {"rounds": rounds, "workers": workers, "ready_seconds": ready, "wall_seconds": time.perf_counter() - started,
-            "weight_transport": weight_transport(config).kind}
+    return {"rounds": rounds, "workers": workers, "ready_seconds": ready,
+            "wall_seconds": time.perf_counter() - started, "weight_transport": weight_transport(config).kind}
 
 
 # ---- driver ---------------------------------------------------------------------------------------

@@ -207,6 +207,7 @@ class DPOLearner:
         exact = resume and self._check_training_state(adapter_path or initial_model_path)
         self._vocab_size = _vocab_size(initial_model_path)
         self._mailbox = create_mailbox(learner_cfg.num_workers)
+        self._mailbox_node: str | None = None
         self._last_round: int | None = None
         self._in_flight: _Submitted | None = None
         self._workers: dict[int, dict[str, Any]] = {}
@@ -341,8 +342,11 @@ class DPOLearner:
         return [info["node_id"] for info in self.worker_info()]
 
     def mailbox_node_id(self) -> str:
-        """The Ray node of the learner's mailbox actor (the driver's: actors/learner_mailbox.py)."""
-        return ray.get(self._mailbox.node_id.remote())
+        """The Ray node of the learner's mailbox actor (the driver's: actors/learner_mailbox.py), asked once: pinned
+        and never restarted, it cannot move."""
+        if self._mailbox_node is None:
+            self._mailbox_node = ray.get(self._mailbox.node_id.remote())
+        return self._mailbox_node
 
     def shutdown(self, timeout_s: float = 60.0) -> None:
         """Stop the workers and end the Ray Train run; safe to call twice."""

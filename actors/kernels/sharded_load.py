@@ -25,9 +25,7 @@ import os
 from collections.abc import Callable
 
 import torch
-
-SINGLE_FILE = "model.safetensors"
-INDEX_FILE = "model.safetensors.index.json"
+from transformers.utils import SAFE_WEIGHTS_INDEX_NAME as INDEX_FILE, SAFE_WEIGHTS_NAME as SINGLE_FILE
 
 
 def checkpoint_files(path: str) -> dict[str, str]:

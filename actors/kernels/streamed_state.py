@@ -20,8 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
-
-INDEX_FILE = "model.safetensors.index.json"
+from transformers.utils import SAFE_WEIGHTS_INDEX_NAME as INDEX_FILE
 
 
 @dataclass(frozen=True)
