@@ -174,6 +174,15 @@ class LearnerSection(StrictModel):
         "batch_size / num_workers pairs. None: the whole per-worker share in one pass. Lower it when "
         "a step runs out of memory; it does not change the result.",
     )
+    logit_chunk_tokens: int | None = Field(
+        1024,
+        ge=1,
+        description="The vocabulary projection of a forward pass runs on this many scored (response) tokens at a "
+        "time, each chunk's float32 logits recomputed in the backward pass instead of kept: the (tokens x "
+        "vocabulary) logits and their gradient are a step's largest tensors on long responses and large "
+        "vocabularies (8,192 tokens x 128,256 is 4.2 GB each). Costs one more projection matmul per scored "
+        "token when a pass has more tokens than this. None: all at once, kept.",
+    )
     reference: Literal["round", "initial"] = Field(
         "round",
         description="pi_ref: the policy at the start of each round ('round') or at the start of the run "

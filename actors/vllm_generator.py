@@ -42,6 +42,7 @@ import json
 import os
 import shutil
 import tempfile
+import weakref
 from pathlib import Path
 
 from actors.contracts import InputError
@@ -60,6 +61,31 @@ _SEED_MASK = (1 << 63) - 1
 # A checkpoint of a tied-embedding model saves the embedding once; the learner's state dict has both.
 _TIED_HEAD = "lm_head.weight"
 # The adapter ranks vLLM's max_lora_rank accepts (vllm.config.lora, 0.32).
+ADAPTER_FOLDER_PREFIX = "activedpo-adapters-"  # + the actor's pid + a random suffix, in the system's temp folder
+
+
+def remove_orphaned_adapter_folders(root: str | None = None) -> list[Path]:
+    """Remove the adapter folders of generator processes that no longer run, and return them. Generators are
+    stopped with ray.kill, which runs no clean-up of theirs, so each new one sweeps up after the dead."""
+    removed = []
+    for folder in Path(root or tempfile.gettempdir()).glob(f"{ADAPTER_FOLDER_PREFIX}*-*"):
+        pid = folder.name[len(ADAPTER_FOLDER_PREFIX):].split("-")[0]
+        if pid.isdigit() and not _process_runs(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
 
@@ -266,7 +292,9 @@ class VLLMGenerator(GeneratorBase):
 
     def _adapter_root(self) -> str:
         if getattr(self, "_adapter_dir", None) is None:
-            self._adapter_dir = tempfile.mkdtemp(prefix="activedpo-adapters-")
+            remove_orphaned_adapter_folders()
+            self._adapter_dir = tempfile.mkdtemp(prefix=f"{ADAPTER_FOLDER_PREFIX}{os.getpid()}-")
+            weakref.finalize(self, shutil.rmtree, self._adapter_dir, ignore_errors=True)
         return self._adapter_dir
 
     def _feature_lm(self) -> CausalLM:

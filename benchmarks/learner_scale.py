@@ -1,7 +1,8 @@
 """Learner strategies on SmolLM2 (issue 27): peak memory per worker, tokens/s and bytes per weight sync, ddp
 against fsdp's variants and LoRA against full fine-tuning.
 
-The arms: ddp, fsdp, fsdp with CPU offload, both strategies with gradient checkpointing, both in bf16 mixed
+The arms: ddp, fsdp, fsdp with CPU offload, both strategies with gradient checkpointing, both with gradient
+checkpointing and the vocabulary's logits 128 tokens at a time (`ddp_lean`, `fsdp_lean`), both in bf16 mixed
 precision, and both strategies training LoRA adapters instead of every weight (`ddp_lora`, `fsdp_lora`:
 `learner.lora={rank: 16, alpha: 32, target_modules: llama}`, adapters on the seven projections of every block),
 each on the real learner. The LoRA arms set `learner.lora.merged=never`, so no round's checkpoint merges the
@@ -49,7 +50,8 @@ Measured per arm, from the learner's own round metrics (actors/kernels/dpo_train
 Ratios are arm / ddp, per repeat (paired by repeat), then their mean (Student-t interval over repeats with
 harness.stats when --repeats > 1). Targets, each printed as measured (learner_scale_report.py): fsdp's peak per
 worker at most 0.6x ddp's, at no more than 1.3x ddp's step time (issue 27), read again with activation
-checkpointing on both (fsdp_checkpointing against ddp_checkpointing, where the model state is more of the peak);
+checkpointing on both (fsdp_checkpointing against ddp_checkpointing, where the model state is more of the peak)
+and with the logits chunked too (fsdp_lean against ddp_lean);
 LoRA's peak per worker at most 0.5x full fine-tuning's (ddp_lora vs ddp, fsdp_lora vs fsdp, paired by repeat) at no more than 1.2x its step time,
 with at least 20x fewer bytes per sync than the full weights.
 
@@ -74,8 +76,8 @@ import time
 from pathlib import Path
 
 from harness.arms import Arm, arm_table
-from learner_scale_report import (BASELINE, CHECKPOINTED_ARM, CHECKPOINTED_BASELINE, LORA_PAIRS, LORA_PEAK_RATIO,
-                                  LORA_STEP_RATIO, LORA_SYNC_FEWER, TARGET_ARM, TARGET_PEAK_RATIO, TARGET_STEP_RATIO,
+from learner_scale_report import (BASELINE, CHECKPOINTED_ARM, CHECKPOINTED_BASELINE, LEAN_ARM, LEAN_BASELINE,
+                                  LORA_PAIRS, LORA_PEAK_RATIO, LORA_STEP_RATIO, LORA_SYNC_FEWER, TARGET_ARM, TARGET_PEAK_RATIO, TARGET_STEP_RATIO,
                                   lora_verdict, plot, ratios, summarise, table, verdict)  # fmt: skip
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,6 +89,9 @@ FIRST_TOKEN_ID = 100  # SmolLM2's special tokens are ids 0-16: synthetic text st
 DDP, FSDP = "learner.strategy={kind: ddp}", "learner.strategy={kind: fsdp}"
 # Merging off: a merged model per round would put a full model's save in the LoRA arms' timings.
 LORA = ("learner.lora={rank: 16, alpha: 32, target_modules: llama}", "learner.lora.merged=never")
+# Activations at their smallest: blocks recomputed, and logits 128 scored tokens at a time (a micro-batch of 4
+# pairs scores 768, so the default 1,024 would not chunk them).
+LEAN = ("learner.gradient_checkpointing=true", "learner.logit_chunk_tokens=128")
 ARMS = arm_table(
     Arm("ddp", [DDP], config=CONFIG, description="a whole copy of the model, its gradients and AdamW state per "
         "worker; gradients all-reduced (DistributedDataParallel)"),
@@ -100,6 +105,12 @@ ARMS = arm_table(
     Arm("ddp_checkpointing", [DDP, "learner.gradient_checkpointing=true"], config=CONFIG, baseline=BASELINE,
         description="ddp with activation checkpointing: fsdp_checkpointing's baseline, the two strategies with "
         "their activations shrunk alike"),
+    Arm("ddp_lean", [DDP, *LEAN], config=CONFIG, baseline=BASELINE,
+        description="ddp with activation checkpointing and the vocabulary's logits computed 128 tokens at a "
+        "time (recomputed in the backward pass): fsdp_lean's baseline"),
+    Arm("fsdp_lean", [FSDP, *LEAN], config=CONFIG, baseline=BASELINE,
+        description="fsdp with activation checkpointing and logits 128 tokens at a time: the smallest activations, "
+        "so the sharded model state is as large a share of the peak as it gets"),
     Arm("fsdp_bf16", [FSDP, "learner.mixed_precision=bf16"], config=CONFIG, baseline=BASELINE,
         description="fsdp computing in bfloat16 on float32 master weights, gradients reduced in float32"),
     Arm("ddp_bf16", [DDP, "learner.mixed_precision=bf16"], config=CONFIG, baseline=BASELINE,
@@ -335,6 +346,7 @@ def main() -> None:
     result = verdict(arm_ratios)
     # The same target with activation checkpointing on both sides, where the model state is more of the peak.
     checkpointed = verdict(ratios(runs, CHECKPOINTED_BASELINE), CHECKPOINTED_ARM, baseline=CHECKPOINTED_BASELINE)
+    lean = verdict(ratios(runs, LEAN_BASELINE), LEAN_ARM, baseline=LEAN_BASELINE)
     lora_result = lora_verdict(runs)
     lengths = [len(p) for t in tables for p in t.column("prompt_token_ids").to_pylist()]
     dtype = next(iter(configs.values())).model.dtype if configs else "-"
@@ -346,6 +358,7 @@ def main() -> None:
         print(line)
     print(result["text"])
     print(f"with activation checkpointing on both: {checkpointed['text']}")
+    print(f"with checkpointing and logits in 128-token chunks on both: {lean['text']}")
     print(lora_result["text"].split(";")[0] + ", arm by arm:")
     for pair in lora_result["pairs"]:
         print(f"  {pair['text']}")
@@ -368,6 +381,7 @@ def main() -> None:
         "ratios_vs_ddp": arm_ratios,
         "verdict": result,
         "checkpointed_verdict": checkpointed,
+        "lean_verdict": lean,
         "lora_verdict": lora_result,
         "wall_seconds": time.perf_counter() - started,
         "runs": runs,

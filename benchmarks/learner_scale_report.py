@@ -24,6 +24,9 @@ TARGET_PEAK_RATIO = 0.6  # fsdp's peak per worker / ddp's, at most
 TARGET_STEP_RATIO = 1.3  # fsdp's step time / ddp's, at most
 # The same target read with activation checkpointing on both strategies (fsdp_checkpointing against it).
 CHECKPOINTED_ARM, CHECKPOINTED_BASELINE = "fsdp_checkpointing", "ddp_checkpointing"
+# And with the vocabulary's logits also computed in chunks on both (learner.logit_chunk_tokens): activations at
+# their smallest, so the model state, which fsdp shards, is the largest share of the peak this size allows.
+LEAN_ARM, LEAN_BASELINE = "fsdp_lean", "ddp_lean"
 LORA_PAIRS = {"ddp_lora": "ddp", "fsdp_lora": "fsdp"}  # LoRA arm -> the full fine-tuning it is measured against
 LORA_PEAK_RATIO = 0.5  # a LoRA arm's peak per worker / its full fine-tuning's, at most
 LORA_STEP_RATIO = 1.2  # a LoRA arm's step time / its full fine-tuning's, at most

@@ -57,3 +57,38 @@ def test_rejected_tokens_cannot_attend_to_chosen_tokens():
 def test_empty_prompt_is_refused():
     with pytest.raises(ValueError, match="empty prompt"):
         pack_shared_prompt([[]], [[7]], [[8]], PAD_ID)
+
+
+def test_logits_in_chunks_give_the_same_values_and_gradients_and_never_exceed_the_chunk(model_path):
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    prompts, chosen, rejected = random_pairs(1, count=8)
+    rows_seen = []
+
+    def record(_module, inputs, _output):  # ours: (tokens, hidden); the model's own call on its last position is 3-D
+        if inputs[0].dim() == 2:
+            rows_seen.append(len(inputs[0]))
+
+    hook = model.get_output_embeddings().register_forward_hook(record)
+    results = {}
+    for chunk in (None, 5):
+        rows_seen.clear()
+        model.zero_grad()
+        c, r = pair_logprobs(model, prompts, chosen, rejected, PAD_ID, logit_chunk_tokens=chunk)
+        (c.sum() - 2 * r.sum()).backward()
+        results[chunk] = (c.detach(), r.detach(), [p.grad.clone() for p in model.parameters()], list(rows_seen))
+    hook.remove()
+    scored = sum(map(len, chosen)) + sum(map(len, rejected))
+    whole, chunked = results[None], results[5]
+    assert whole[3] == [scored]
+    # Chunks of 5 in the forward pass, and the same chunks again when the backward pass recomputes them.
+    chunks = [min(5, scored - i) for i in range(0, scored, 5)]
+    assert chunked[3][: len(chunks)] == chunks and sorted(chunked[3][len(chunks) :]) == sorted(chunks)
+    torch.testing.assert_close(chunked[0], whole[0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(chunked[1], whole[1], rtol=0, atol=1e-5)
+    for got, want in zip(chunked[2], whole[2], strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+    with torch.no_grad():  # no graph: plain chunks, nothing to recompute
+        rows_seen.clear()
+        model.get_output_embeddings().register_forward_hook(record)
+        pair_logprobs(model, prompts, chosen, rejected, PAD_ID, logit_chunk_tokens=5)
+    assert rows_seen == chunks

@@ -10,6 +10,13 @@ build it (`activedpo prepare --vllm`), they are never skipped.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -29,7 +36,7 @@ from actors.generator import Generator, GeneratorSettings, SamplingParams
 from cluster.learner_client import DPOLearner
 from actors.kernels.logprobs import sequence_logprobs
 from actors.kernels.model_probe import FeatureOptions
-from actors.vllm_generator import VLLMGenerator
+from actors.vllm_generator import ADAPTER_FOLDER_PREFIX, VLLMGenerator, remove_orphaned_adapter_folders
 from actors.vllm_options import VllmOptions
 from actors.weight_sync import make_transport
 from cluster.actor_groups import GeneratorGroup
@@ -244,6 +251,7 @@ def peft_logprobs(model_dir: str, adapter: str) -> list[float]:
 def test_a_lora_engine_serves_the_learners_adapter(ray_cluster, vllm_python, model_dir, lora_trained, prompts, serve):
     handle, checkpoint, metrics = lora_trained
     section = LearnerSection(lora={**LORA, "serve": serve}).lora
+    adapter_folders = set(Path(tempfile.gettempdir()).glob(f"{ADAPTER_FOLDER_PREFIX}*"))
     actor = ray.remote(VLLMGenerator).options(num_cpus=0.5, runtime_env={"py_executable": vllm_python}).remote(
         GeneratorSettings(model_dir, lora=section), VllmOptions(kind="vllm", kv_cache_space_gib=0.25, max_model_len=512)
     )
@@ -277,3 +285,20 @@ def test_a_lora_engine_serves_the_learners_adapter(ray_cluster, vllm_python, mod
         np.testing.assert_allclose(logratios.column("logratio").to_numpy(), np.subtract(learner, initial), atol=1e-4)
     finally:
         ray.kill(actor)
+    written = set(Path(tempfile.gettempdir()).glob(f"{ADAPTER_FOLDER_PREFIX}*")) - adapter_folders
+    assert len(written) == (serve == "adapter")
+    # ray.kill runs none of the actor's clean-up: the next generator's sweep removes the dead one's folder.
+    deadline = time.monotonic() + 30
+    while any(folder.exists() for folder in written) and time.monotonic() < deadline:
+        remove_orphaned_adapter_folders()
+        time.sleep(0.2)
+    assert not any(folder.exists() for folder in written)
+
+
+def test_only_the_adapter_folders_of_dead_processes_are_swept(tmp_path):
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead, alive = int(finished.stdout), os.getpid()
+    for name in (f"{ADAPTER_FOLDER_PREFIX}{dead}-abc", f"{ADAPTER_FOLDER_PREFIX}{alive}-def", "activedpo-other-1-x"):
+        (tmp_path / name / "v1").mkdir(parents=True)
+    assert remove_orphaned_adapter_folders(str(tmp_path)) == [tmp_path / f"{ADAPTER_FOLDER_PREFIX}{dead}-abc"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{ADAPTER_FOLDER_PREFIX}{alive}-def", "activedpo-other-1-x"]

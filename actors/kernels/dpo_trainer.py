@@ -238,7 +238,8 @@ class RoundTrainer:
                     else contextlib.nullcontext())  # fmt: skip
         with autocast:
             return pair_logprobs(model, pairs.prompts, pairs.chosen, pairs.rejected, self.pad_id,
-                                 compute_dtype=self.compute_dtype)  # fmt: skip
+                                 compute_dtype=self.compute_dtype,
+                                 logit_chunk_tokens=self.settings.logit_chunk_tokens)  # fmt: skip
 
     def _passes(self, rows: int, most_rows: int) -> int:
         """Forward passes for `rows` pairs in chunks; in lockstep, those of the rank with the most (`most_rows`)."""

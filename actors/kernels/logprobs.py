@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.utils.checkpoint
 
 from actors.kernels.hf_model import unwrap
 
@@ -119,6 +120,32 @@ def shared_prompt_attention(segment: torch.Tensor, dtype: torch.dtype) -> torch.
     return mask.masked_fill_(~allowed, torch.finfo(dtype).min).unsqueeze(1)
 
 
+def _token_logprobs_of(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    logits = head(hidden).float()
+    # logsumexp + gather instead of a full log_softmax keeps one (tokens, vocab) buffer fewer.
+    return torch.gather(logits, -1, targets[:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
+
+def scored_token_logprobs(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor,
+                          chunk_tokens: int | None = None) -> torch.Tensor:
+    """log p(targets[i] | hidden[i]) under the output projection `head`, float32, one value per row.
+
+    The (tokens, vocabulary) float32 logits, and the softmax's gradient of the same size, are the largest
+    tensors of a DPO step on a long response with a large vocabulary (8,192 tokens x 128,256 entries is 4.2 GB
+    each). With `chunk_tokens`, they exist that many tokens at a time: each chunk's logits are recomputed in
+    the backward pass (activation checkpointing of the projection alone) instead of kept, for one more
+    projection matmul per scored token. None, or no more tokens than that: one pass, logits kept.
+    """
+    if chunk_tokens is None or hidden.shape[0] <= chunk_tokens:
+        return _token_logprobs_of(head, hidden, targets)
+    parts = []
+    for start in range(0, hidden.shape[0], chunk_tokens):
+        chunk = (head, hidden[start : start + chunk_tokens], targets[start : start + chunk_tokens])
+        parts.append(torch.utils.checkpoint.checkpoint(_token_logprobs_of, *chunk, use_reentrant=False)
+                     if torch.is_grad_enabled() else _token_logprobs_of(*chunk))
+    return torch.cat(parts)
+
+
 def supports_shared_prompt(model: torch.nn.Module) -> bool:
     """Whether logits are lm_head(decoder output), with nothing in between we would skip."""
     config = getattr(model, "config", None)
@@ -133,14 +160,16 @@ def supports_shared_prompt(model: torch.nn.Module) -> bool:
 
 def pair_logprobs(model: torch.nn.Module, prompt_ids: Sequence[Sequence[int]], chosen_ids: Sequence[Sequence[int]],
                   rejected_ids: Sequence[Sequence[int]], pad_id: int,
-                  compute_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                  compute_dtype: torch.dtype | None = None,
+                  logit_chunk_tokens: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """log pi(y_w|x) and log pi(y_l|x) per pair (float32, with grad if enabled), the prompt encoded once.
 
     `model` may be wrapped (DDP): the forward pass goes through the wrapper, so gradients synchronise.
     `compute_dtype`: the dtype the attention runs in under mixed precision (autocast or FSDP's policy), which
     the attention mask must match (default: the parameters' dtype).
+    `logit_chunk_tokens`: the scored tokens' logits exist this many tokens at a time (`scored_token_logprobs`).
     Equal to `sequence_logprobs` on each side; models whose logits are not lm_head(decoder output) take
-    that path instead.
+    that path instead (unchunked).
     """
     inner = unwrap(model)
     if not supports_shared_prompt(inner):
@@ -164,8 +193,8 @@ def pair_logprobs(model: torch.nn.Module, prompt_ids: Sequence[Sequence[int]], c
     finally:
         hook.remove()
     rows, targets = batch.rows.to(device), batch.targets.to(device)
-    logits = inner.get_output_embeddings()(captured["hidden"][rows, batch.sources.to(device)]).float()
-    scored = torch.gather(logits, -1, targets[:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    scored = scored_token_logprobs(inner.get_output_embeddings(), captured["hidden"][rows, batch.sources.to(device)],
+                                   targets, logit_chunk_tokens)
     rejected = batch.rejected.to(device)
     n = len(prompt_ids)
     chosen_sum = torch.zeros(n, device=device).index_add(0, rows[~rejected], scored[~rejected])
