@@ -129,11 +129,11 @@ def plot(report: dict, path: Path) -> None:
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
     for index, name in enumerate(ARMS):
-        for run in (r for r in report["runs"] if r["arm"] == name):
+        for marker, run in zip("os^vDP*X", (r for r in report["runs"] if r["arm"] == name)):
             curve = [v * 100 for v in run["accuracy"][GAIN]]
-            left.plot(range(len(curve)), curve, "-o" if name == BASELINE else "--s", color=f"C{index}",
+            left.plot(range(len(curve)), curve, f"{'-' if name == BASELINE else '--'}{marker}", color=f"C{index}",
                       alpha=0.8, label=f"{name} seed {run['seed']}")
-    left.set_xlabel("round (0: the starting model)")
+            left.set_xticks(range(len(curve)), ["start"] + [f"after r{r}" for r in range(len(curve) - 1)])
     left.set_ylabel(f"held-out {GAIN} (points)")
     left.set_title("held-out accuracy per round")
     left.grid(alpha=0.3)
