@@ -60,7 +60,6 @@ from actors.weight_sync.base import load_state
 _SEED_MASK = (1 << 63) - 1
 # A checkpoint of a tied-embedding model saves the embedding once; the learner's state dict has both.
 _TIED_HEAD = "lm_head.weight"
-# The adapter ranks vLLM's max_lora_rank accepts (vllm.config.lora, 0.32).
 ADAPTER_FOLDER_PREFIX = "activedpo-adapters-"  # + the actor's pid + a random suffix, in the system's temp folder
 
 
@@ -81,11 +80,12 @@ def _process_runs(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # another user's process
-        return True
+    except PermissionError:  # another user's process: it runs
+        pass
     return True
 
 
+# The adapter ranks vLLM's max_lora_rank accepts (vllm.config.lora, 0.32).
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
 

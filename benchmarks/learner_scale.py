@@ -77,8 +77,8 @@ from pathlib import Path
 
 from harness.arms import Arm, arm_table
 from learner_scale_report import (BASELINE, CHECKPOINTED_ARM, CHECKPOINTED_BASELINE, LEAN_ARM, LEAN_BASELINE,
-                                  LORA_PAIRS, LORA_PEAK_RATIO, LORA_STEP_RATIO, LORA_SYNC_FEWER, TARGET_ARM, TARGET_PEAK_RATIO, TARGET_STEP_RATIO,
-                                  lora_verdict, plot, ratios, summarise, table, verdict)  # fmt: skip
+                                  LORA_PAIRS, LORA_PEAK_RATIO, LORA_STEP_RATIO, LORA_SYNC_FEWER, TARGET_ARM,
+                                  TARGET_PEAK_RATIO, TARGET_STEP_RATIO, lora_verdict, plot, ratios, summarise, table, verdict)  # fmt: skip
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = "configs/smollm2-cpu.yaml"
@@ -91,7 +91,8 @@ DDP, FSDP = "learner.strategy={kind: ddp}", "learner.strategy={kind: fsdp}"
 LORA = ("learner.lora={rank: 16, alpha: 32, target_modules: llama}", "learner.lora.merged=never")
 # Activations at their smallest: blocks recomputed, and logits 128 scored tokens at a time (a micro-batch of 4
 # pairs scores 768, so the default 1,024 would not chunk them).
-LEAN = ("learner.gradient_checkpointing=true", "learner.logit_chunk_tokens=128")
+LEAN_CHUNK = 128
+LEAN = ("learner.gradient_checkpointing=true", f"learner.logit_chunk_tokens={LEAN_CHUNK}")
 ARMS = arm_table(
     Arm("ddp", [DDP], config=CONFIG, description="a whole copy of the model, its gradients and AdamW state per "
         "worker; gradients all-reduced (DistributedDataParallel)"),
@@ -358,7 +359,7 @@ def main() -> None:
         print(line)
     print(result["text"])
     print(f"with activation checkpointing on both: {checkpointed['text']}")
-    print(f"with checkpointing and logits in 128-token chunks on both: {lean['text']}")
+    print(f"with checkpointing and logits in {LEAN_CHUNK}-token chunks on both: {lean['text']}")
     print(lora_result["text"].split(";")[0] + ", arm by arm:")
     for pair in lora_result["pairs"]:
         print(f"  {pair['text']}")

@@ -36,6 +36,7 @@ def measure(chunk: int | None, checkpointing: bool, pairs: int, prompt_tokens: i
     from transformers import AutoModelForCausalLM
 
     from actors.kernels.logprobs import pair_logprobs
+    from actors.learner_worker import peak_rss_mb, rss_mb
     from cluster.tools.prepare import ensure_smollm2
 
     torch.set_num_threads(1)
@@ -55,14 +56,9 @@ def measure(chunk: int | None, checkpointing: bool, pairs: int, prompt_tokens: i
 
     one_pass()
     Path("/proc/self/clear_refs").write_text("5")  # resets the high-water mark (VmHWM) to the current resident set
-    before = _status_kb("VmRSS")
+    before = rss_mb()
     one_pass()
-    return (_status_kb("VmHWM") - before) / 1024
-
-
-def _status_kb(field: str) -> int:
-    line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(field + ":"))
-    return int(line.split()[1])
+    return peak_rss_mb() - before
 
 
 def plot(report: dict, path: Path) -> None:

@@ -76,7 +76,6 @@ def test_logits_in_chunks_give_the_same_values_and_gradients_and_never_exceed_th
         c, r = pair_logprobs(model, prompts, chosen, rejected, PAD_ID, logit_chunk_tokens=chunk)
         (c.sum() - 2 * r.sum()).backward()
         results[chunk] = (c.detach(), r.detach(), [p.grad.clone() for p in model.parameters()], list(rows_seen))
-    hook.remove()
     scored = sum(map(len, chosen)) + sum(map(len, rejected))
     whole, chunked = results[None], results[5]
     assert whole[3] == [scored]
@@ -89,6 +88,6 @@ def test_logits_in_chunks_give_the_same_values_and_gradients_and_never_exceed_th
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
     with torch.no_grad():  # no graph: plain chunks, nothing to recompute
         rows_seen.clear()
-        model.get_output_embeddings().register_forward_hook(record)
         pair_logprobs(model, prompts, chosen, rejected, PAD_ID, logit_chunk_tokens=5)
+    hook.remove()
     assert rows_seen == chunks

@@ -39,10 +39,13 @@ def pack_prompt_response(
 
 def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
     """log p(input_ids[:, t] | prefix) for t >= 1, shape (batch, width - 1), in float32."""
-    shifted = logits[:, :-1, :].float()
-    targets = input_ids[:, 1:].unsqueeze(-1)
-    # logsumexp + gather instead of a full log_softmax keeps one (batch, width, vocab) buffer fewer.
-    return torch.gather(shifted, -1, targets).squeeze(-1) - torch.logsumexp(shifted, dim=-1)
+    return _target_logprobs(logits[:, :-1, :].float(), input_ids[:, 1:])
+
+
+def _target_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log softmax(logits)[..., target] for each position; logits (..., vocab), targets (...)."""
+    # logsumexp + gather instead of a full log_softmax keeps one (..., vocab) buffer fewer.
+    return torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
 
 
 def sequence_logprobs(
@@ -121,9 +124,7 @@ def shared_prompt_attention(segment: torch.Tensor, dtype: torch.dtype) -> torch.
 
 
 def _token_logprobs_of(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    logits = head(hidden).float()
-    # logsumexp + gather instead of a full log_softmax keeps one (tokens, vocab) buffer fewer.
-    return torch.gather(logits, -1, targets[:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    return _target_logprobs(head(hidden).float(), targets)
 
 
 def scored_token_logprobs(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor,
